@@ -1,0 +1,13 @@
+//! Virtual CPU state: the registers that decide how the guest translates addresses, plus the
+//! rest of the register file that dumps carry for debuggers.
+//!
+//! Sources: the ELF notes QEMU writes ([`notes`]), the text of QEMU's HMP
+//! `info registers -a` ([`hmp`]), and command-line flags (built by the CLI).
+
+pub mod hmp;
+pub mod notes;
+mod state;
+
+pub use state::{
+    Segment, X86CpuState, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
+};

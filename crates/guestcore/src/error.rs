@@ -1,0 +1,67 @@
+//! The library's one error type. Every variant carries enough context (file, address,
+//! what was expected) for the CLI to print a one-line message without guessing.
+
+use std::path::PathBuf;
+
+/// Errors from reading guest memory, decoding CPU state, walking page tables and writing dumps.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error on a named file or stream.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A guest-physical range that is not (entirely) backed by guest memory in this source.
+    #[error("physical range {addr:#x}..{end:#x} is not in guest memory", end = addr.saturating_add(*len))]
+    NotInMemory { addr: u64, len: u64 },
+    /// An input file whose structure is wrong (truncated, bad magic, inconsistent headers).
+    #[error("{path}: {what}", path = path.display())]
+    Format { path: PathBuf, what: String },
+    /// Registers that describe no valid x86 state.
+    #[error("invalid CPU state: {0}")]
+    CpuState(String),
+    /// Text that could not be parsed (an address, a size, HMP output, a layout).
+    #[error("cannot parse {what}: {detail}")]
+    Parse { what: &'static str, detail: String },
+    /// A virtual address that the page tables do not map.
+    #[error("virtual address {vaddr:#x} is not mapped: {why}")]
+    NotMapped { vaddr: u64, why: String },
+    /// The request cannot be satisfied by this input or this output format.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The operation was cancelled (Ctrl-C).
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error with a context string, usually the file name and the operation.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A malformed-input error for `path`.
+    pub fn format(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            what: what.into(),
+        }
+    }
+
+    /// A parse error for `what` (e.g. "address").
+    pub fn parse(what: &'static str, detail: impl Into<String>) -> Self {
+        Error::Parse {
+            what,
+            detail: detail.into(),
+        }
+    }
+}

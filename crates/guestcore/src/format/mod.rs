@@ -1,0 +1,1 @@
+//! Raw on-disk structures.

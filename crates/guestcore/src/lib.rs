@@ -1,0 +1,31 @@
+//! guestcore turns the memory of an x86 virtual machine into something a debugger can read.
+//!
+//! The pipeline, one module per box:
+//!
+//! ```text
+//!  source ──► PhysMemory ──► CPU state ──► PagingMode ──► walker ──► MappingList ──► writer
+//!  (raw, ELF,   read_at,       CR0 CR3 CR4    off/32-bit/    one bounded   sorted, merged,    ELF (paging /
+//!   kdump, live) RAM ranges    EFER A20 regs   PAE/4/5-lvl    engine        aliases kept       non-paging), kdump
+//! ```
+//!
+//! * [`phys`] — guest-physical memory sources behind the [`phys::PhysMemory`] trait.
+//! * [`cpu`] — [`cpu::X86CpuState`] and its codecs (ELF notes, HMP text).
+//! * [`paging`] — paging modes described as data and the one walker that serves them all.
+//! * [`mapping`] — the merged virtual→physical mapping list and its renderings.
+//! * [`dump`] — core-file writers.
+//!
+//! Nothing in this crate prints: long operations report through [`progress::Progress`].
+
+pub mod addr;
+pub mod cpu;
+pub mod dump;
+pub mod error;
+pub mod format;
+pub mod image;
+pub mod mapping;
+pub mod paging;
+pub mod phys;
+pub mod progress;
+pub mod units;
+
+pub use error::{Error, Result};

@@ -1,0 +1,61 @@
+//! Text and JSON renderings a QEMU user recognises.
+
+use super::list::MappingList;
+use crate::paging::{Leaf, PageFlags};
+use std::fmt::Write;
+
+/// One line per merged mapping, like HMP `info mem` (virtual range, size, `urwx` permissions)
+/// followed by the physical start, which `info mem` does not show; ` io` marks non-RAM.
+pub fn mem_line(out: &mut String, va: u64, size: u64, pa: u64, flags: PageFlags) {
+    let _ = write!(
+        out,
+        "{va:016x}-{end:016x} {size:016x} {perm} {pa:016x}{io}\n",
+        end = va.wrapping_add(size),
+        perm = flags.mem_string(),
+        io = if flags.contains(PageFlags::IO) {
+            " io"
+        } else {
+            ""
+        },
+    );
+}
+
+/// The whole `mem` listing.
+pub fn mem_text(list: &MappingList) -> String {
+    let mut s = String::with_capacity(list.len() * 64);
+    for m in list {
+        mem_line(&mut s, m.va.0, m.size, m.pa.0, m.flags);
+    }
+    s
+}
+
+/// One line per leaf, like HMP `info tlb`: `VA: PA FLAGS`, plus the leaf size and ` io` for
+/// non-RAM leaves. Addresses are canonical and physical addresses fully masked (QEMU prints
+/// NX inside the PA in PAE mode and drops PSE-36 bits; we do neither).
+pub fn tlb_line(out: &mut String, leaf: &Leaf) {
+    let _ = write!(
+        out,
+        "{:016x}: {:016x} {} {}{}\n",
+        leaf.va,
+        leaf.pa,
+        leaf.flags.tlb_string(),
+        size_name(leaf.size),
+        if leaf.flags.contains(PageFlags::IO) {
+            " io"
+        } else {
+            ""
+        },
+    );
+}
+
+/// `4K`, `2M`, `4M`, `1G`, or a hex byte count for other sizes.
+pub fn size_name(size: u64) -> String {
+    match size {
+        0x1000 => "4K".into(),
+        0x20_0000 => "2M".into(),
+        0x40_0000 => "4M".into(),
+        0x4000_0000 => "1G".into(),
+        s if s % (1 << 20) == 0 => format!("{}M", s >> 20),
+        s => format!("{s:#x}"),
+    }
+}

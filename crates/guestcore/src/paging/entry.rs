@@ -1,0 +1,223 @@
+//! Decoding one page-table entry at one level of one mode. Both the walker and the translator
+//! call [`decode`], so every rule (present bit, reserved bits, PS, PSE-36, XD, A20, address mask)
+//! lives here once.
+
+use super::flags::PageFlags;
+use super::mode::{ModeKind, PagingMode};
+
+const P: u64 = 1 << 0;
+const RW: u64 = 1 << 1;
+const US: u64 = 1 << 2;
+const PWT: u64 = 1 << 3;
+const PCD: u64 = 1 << 4;
+const A: u64 = 1 << 5;
+const D: u64 = 1 << 6;
+const PS: u64 = 1 << 7;
+const G: u64 = 1 << 8;
+const XD: u64 = 1 << 63;
+
+/// What an entry means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// P = 0.
+    NotPresent,
+    /// Present with a reserved bit set: the CPU would fault, so nothing is mapped through it.
+    Reserved,
+    /// Points to the next level's table at this physical address.
+    Table(u64),
+    /// Maps `size` bytes at physical `pa` (already A20-masked, aligned to `size`).
+    Leaf { pa: u64, size: u64 },
+}
+
+/// Decodes `raw`, read from a table of level `level` (index into `mode.levels()`).
+pub fn decode(mode: &PagingMode, level: usize, raw: u64) -> Entry {
+    let levels = mode.levels();
+    let Some(lvl) = levels.get(level) else {
+        return Entry::NotPresent;
+    };
+    if raw & P == 0 {
+        return Entry::NotPresent;
+    }
+    let last = level + 1 == levels.len();
+    if mode.kind == ModeKind::Bits32 {
+        let raw = raw & 0xffff_ffff;
+        if last {
+            return Entry::Leaf {
+                pa: (raw & 0xffff_f000) & mode.a20_mask,
+                size: 1 << 12,
+            };
+        }
+        if lvl.large_leaf && raw & PS != 0 {
+            // PSE-36: bits 20:13 of a 4 MiB PDE are physical-address bits 39:32; bit 21 is reserved.
+            if raw & (1 << 21) != 0 {
+                return Entry::Reserved;
+            }
+            let pa = (raw & 0xffc0_0000) | (((raw >> 13) & 0xff) << 32);
+            return Entry::Leaf {
+                pa: pa & mode.a20_mask,
+                size: 1 << 22,
+            };
+        }
+        return Entry::Table((raw & 0xffff_f000) & mode.a20_mask);
+    }
+
+    let addr_mask = mode.addr_mask();
+    // Bits between MAXPHYADDR and 51 are reserved in every entry.
+    let mut reserved = lvl.reserved | (0x000f_ffff_ffff_f000 & !addr_mask);
+    if !mode.nxe && lvl.has_perms {
+        reserved |= XD;
+    }
+    if raw & reserved != 0 {
+        return Entry::Reserved;
+    }
+    if last {
+        return Entry::Leaf {
+            pa: (raw & addr_mask) & mode.a20_mask,
+            size: 1 << 12,
+        };
+    }
+    if lvl.large_leaf && raw & PS != 0 {
+        if raw & lvl.reserved_large != 0 {
+            return Entry::Reserved;
+        }
+        let size = lvl.span();
+        return Entry::Leaf {
+            pa: (raw & addr_mask & !(size - 1)) & mode.a20_mask,
+            size,
+        };
+    }
+    Entry::Table((raw & addr_mask) & mode.a20_mask)
+}
+
+/// This entry's contribution to the effective permissions: `WRITE` and `USER` when its R/W and
+/// U/S bits are set (always, at levels without permission bits), `NX` when XD is set and defined.
+pub fn perms(mode: &PagingMode, level: usize, raw: u64) -> PageFlags {
+    let has_perms = mode.levels().get(level).is_some_and(|l| l.has_perms);
+    if !has_perms {
+        return PageFlags::WRITE | PageFlags::USER;
+    }
+    let mut f = PageFlags::empty();
+    f.set(PageFlags::WRITE, raw & RW != 0);
+    f.set(PageFlags::USER, raw & US != 0);
+    f.set(
+        PageFlags::NX,
+        mode.nxe && mode.kind != ModeKind::Bits32 && raw & XD != 0,
+    );
+    f
+}
+
+/// The leaf entry's own bits: accessed, dirty, global, PWT, PCD, and `LARGE` for a large page.
+pub fn leaf_bits(raw: u64, large: bool) -> PageFlags {
+    let mut f = PageFlags::empty();
+    f.set(PageFlags::ACCESSED, raw & A != 0);
+    f.set(PageFlags::DIRTY, raw & D != 0);
+    f.set(PageFlags::GLOBAL, raw & G != 0);
+    f.set(PageFlags::PWT, raw & PWT != 0);
+    f.set(PageFlags::PCD, raw & PCD != 0);
+    f.set(PageFlags::LARGE, large);
+    f
+}
+
+/// Combines permissions of an upper level (`acc`) with the next entry's (`next`):
+/// W and U by AND, NX by OR.
+pub fn combine(acc: PageFlags, next: PageFlags) -> PageFlags {
+    let and = (acc & next) & (PageFlags::WRITE | PageFlags::USER);
+    let or = (acc | next) & PageFlags::NX;
+    and | or
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pse36_uses_64_bit_arithmetic() {
+        let m = PagingMode::new(ModeKind::Bits32, 0);
+        // PDE: base bits 31:22 = 0x3ff, PSE-36 bits 20:13 = 0x12, PS, P.
+        let raw = 0xffc0_0000 | (0x12 << 13) | PS | P;
+        assert_eq!(
+            decode(&m, 0, raw),
+            Entry::Leaf {
+                pa: 0x12_ffc0_0000,
+                size: 1 << 22
+            }
+        );
+        assert_eq!(decode(&m, 0, raw | (1 << 21)), Entry::Reserved);
+    }
+
+    #[test]
+    fn large_leaf_drops_pat_and_software_bits() {
+        let m = PagingMode::new(ModeKind::Level4, 0);
+        // 2 MiB leaf with PAT (bit 12), protection key bits 62:59, XD.
+        let raw = 0x7800_0000_4020_0000 | (1 << 12) | XD | PS | P | RW;
+        assert_eq!(
+            decode(&m, 2, raw),
+            Entry::Leaf {
+                pa: 0x4020_0000,
+                size: 1 << 21
+            }
+        );
+        assert_eq!(
+            decode(&m, 2, raw | (1 << 13)),
+            Entry::Reserved,
+            "bits 20:13 reserved"
+        );
+        assert_eq!(
+            decode(&m, 0, 0x1000 | PS | P),
+            Entry::Reserved,
+            "PS reserved in PML4E"
+        );
+        assert_eq!(
+            decode(&m, 1, 0x4000_0000 | PS | P),
+            Entry::Leaf {
+                pa: 0x4000_0000,
+                size: 1 << 30
+            }
+        );
+    }
+
+    #[test]
+    fn xd_reserved_without_nxe() {
+        let mut m = PagingMode::new(ModeKind::Pae, 0);
+        m.nxe = false;
+        assert_eq!(decode(&m, 2, 0x5000 | XD | P), Entry::Reserved);
+        m.nxe = true;
+        assert_eq!(
+            decode(&m, 2, 0x5000 | XD | P),
+            Entry::Leaf {
+                pa: 0x5000,
+                size: 4096
+            }
+        );
+        assert!(perms(&m, 2, 0x5000 | XD | P).contains(PageFlags::NX));
+        assert_eq!(
+            decode(&m, 0, 0x5000 | RW | P),
+            Entry::Reserved,
+            "R/W reserved in PAE PDPTE"
+        );
+    }
+
+    #[test]
+    fn a20_masks_addresses() {
+        let mut m = PagingMode::new(ModeKind::Level4, 0);
+        m.a20_mask = !(1 << 20);
+        assert_eq!(
+            decode(&m, 3, 0x0013_0000 | P),
+            Entry::Leaf {
+                pa: 0x0003_0000,
+                size: 4096
+            }
+        );
+        assert_eq!(decode(&m, 0, 0x0013_0000 | P), Entry::Table(0x0003_0000));
+    }
+
+    #[test]
+    fn combine_permissions() {
+        let w = PageFlags::WRITE | PageFlags::USER;
+        assert_eq!(
+            combine(w, PageFlags::USER | PageFlags::NX),
+            PageFlags::USER | PageFlags::NX
+        );
+        assert_eq!(combine(PageFlags::NX, w), PageFlags::NX);
+    }
+}

@@ -1,0 +1,75 @@
+//! Page flags as the walker reports them.
+
+use bitflags::bitflags;
+use serde::{Deserialize, Serialize};
+
+bitflags! {
+    /// Flags of a leaf or mapping. `WRITE`, `USER` and `NX` are *effective*: combined across
+    /// every level (W and U: AND; NX: OR, only with EFER.NXE). The others are the leaf entry's
+    /// own bits. `IO` marks a range that is not guest RAM (MMIO, holes).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+    pub struct PageFlags: u16 {
+        const WRITE = 1 << 0;
+        const USER = 1 << 1;
+        const NX = 1 << 2;
+        const GLOBAL = 1 << 3;
+        const ACCESSED = 1 << 4;
+        const DIRTY = 1 << 5;
+        const PWT = 1 << 6;
+        const PCD = 1 << 7;
+        /// The leaf is a large page (PS bit), 2 MiB / 4 MiB / 1 GiB.
+        const LARGE = 1 << 8;
+        /// Not guest RAM.
+        const IO = 1 << 9;
+    }
+}
+
+impl PageFlags {
+    /// The flags that decide whether two adjacent pages merge into one mapping: permissions and
+    /// RAM-ness. Accessed/dirty/global bits differ page by page and would only fragment the list.
+    pub const MERGE_KEY: PageFlags = PageFlags::WRITE
+        .union(PageFlags::USER)
+        .union(PageFlags::NX)
+        .union(PageFlags::IO);
+
+    /// QEMU `info tlb` style: `X G P D A C T U W` (NX, global, large, dirty, accessed, PCD, PWT,
+    /// user, write), `-` where clear.
+    pub fn tlb_string(self) -> String {
+        [
+            (PageFlags::NX, 'X'),
+            (PageFlags::GLOBAL, 'G'),
+            (PageFlags::LARGE, 'P'),
+            (PageFlags::DIRTY, 'D'),
+            (PageFlags::ACCESSED, 'A'),
+            (PageFlags::PCD, 'C'),
+            (PageFlags::PWT, 'T'),
+            (PageFlags::USER, 'U'),
+            (PageFlags::WRITE, 'W'),
+        ]
+        .iter()
+        .map(|(f, c)| if self.contains(*f) { *c } else { '-' })
+        .collect()
+    }
+
+    /// QEMU `info mem` style `urw` plus `x`: user, read (always), write, execute.
+    pub fn mem_string(self) -> String {
+        let mut s = String::with_capacity(4);
+        s.push(if self.contains(PageFlags::USER) {
+            'u'
+        } else {
+            '-'
+        });
+        s.push('r');
+        s.push(if self.contains(PageFlags::WRITE) {
+            'w'
+        } else {
+            '-'
+        });
+        s.push(if self.contains(PageFlags::NX) {
+            '-'
+        } else {
+            'x'
+        });
+        s
+    }
+}

@@ -1,0 +1,312 @@
+//! Paging modes as data. A mode is a list of [`Level`]s from the root down plus a few masks;
+//! the walker and the translator read only this description.
+
+use crate::cpu::{X86CpuState, CR4_LA57, CR4_PAE, CR4_PSE, EFER_NXE};
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// The x86 paging modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeKind {
+    /// CR0.PG = 0: linear = physical (32-bit).
+    Off,
+    /// 32-bit paging, 2 levels of 1024 4-byte entries (4 MiB leaves with CR4.PSE, PSE-36).
+    Bits32,
+    /// PAE: 4 PDPTEs + 2 levels of 512 8-byte entries (2 MiB leaves).
+    Pae,
+    /// IA-32e 4-level (48-bit linear; 2 MiB and 1 GiB leaves).
+    Level4,
+    /// IA-32e 5-level, CR4.LA57 (57-bit linear).
+    Level5,
+}
+
+impl ModeKind {
+    /// Short name: `off`, `32-bit`, `pae`, `4-level`, `5-level`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModeKind::Off => "off",
+            ModeKind::Bits32 => "32-bit",
+            ModeKind::Pae => "pae",
+            ModeKind::Level4 => "4-level",
+            ModeKind::Level5 => "5-level",
+        }
+    }
+}
+
+/// One level of a page-table hierarchy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Level {
+    /// The SDM's name of this level's table: `PML5`, `PML4`, `PDPT`, `PD`, `PT`.
+    pub name: &'static str,
+    /// Linear-address bit where this level's index starts.
+    pub shift: u32,
+    /// Width of the index (10, 9, or 2 for PAE's PDPT).
+    pub index_bits: u32,
+    /// An entry with PS=1 here is a leaf of `1 << shift` bytes.
+    pub large_leaf: bool,
+    /// R/W, U/S and XD are defined here (false for PAE PDPTEs, which only have P).
+    pub has_perms: bool,
+    /// Bits that must be zero in a present non-leaf entry (or any entry of this level).
+    pub reserved: u64,
+    /// Extra bits that must be zero when the entry is a large leaf.
+    pub reserved_large: u64,
+}
+
+impl Level {
+    /// Number of entries in one table of this level.
+    pub fn entries(&self) -> usize {
+        1 << self.index_bits
+    }
+    /// Bytes mapped by one entry.
+    pub fn span(&self) -> u64 {
+        1 << self.shift
+    }
+}
+
+const fn level(name: &'static str, shift: u32, index_bits: u32, large_leaf: bool) -> Level {
+    Level {
+        name,
+        shift,
+        index_bits,
+        large_leaf,
+        has_perms: true,
+        reserved: 0,
+        reserved_large: 0,
+    }
+}
+
+/// PS (bit 7) is reserved in PML4Es and PML5Es.
+const PS: u64 = 1 << 7;
+/// 2 MiB leaves: bits 20:13 reserved. 1 GiB leaves: bits 29:13.
+const RSVD_2M: u64 = 0x1f_e000;
+const RSVD_1G: u64 = 0x3fff_e000;
+
+static LEVELS_32: [Level; 2] = [level("PD", 22, 10, true), level("PT", 12, 10, false)];
+static LEVELS_32_NOPSE: [Level; 2] = [level("PD", 22, 10, false), level("PT", 12, 10, false)];
+static LEVELS_PAE: [Level; 3] = [
+    Level {
+        has_perms: false,
+        // Bits 2:1, 8:5 and 63 are reserved in PAE PDPTEs.
+        reserved: 0x1e6 | (1 << 63),
+        ..level("PDPT", 30, 2, false)
+    },
+    Level {
+        reserved_large: RSVD_2M,
+        ..level("PD", 21, 9, true)
+    },
+    level("PT", 12, 9, false),
+];
+static LEVELS_4: [Level; 4] = [
+    Level {
+        reserved: PS,
+        ..level("PML4", 39, 9, false)
+    },
+    Level {
+        reserved_large: RSVD_1G,
+        ..level("PDPT", 30, 9, true)
+    },
+    Level {
+        reserved_large: RSVD_2M,
+        ..level("PD", 21, 9, true)
+    },
+    level("PT", 12, 9, false),
+];
+static LEVELS_5: [Level; 5] = [
+    Level {
+        reserved: PS,
+        ..level("PML5", 48, 9, false)
+    },
+    Level {
+        reserved: PS,
+        ..level("PML4", 39, 9, false)
+    },
+    Level {
+        reserved_large: RSVD_1G,
+        ..level("PDPT", 30, 9, true)
+    },
+    Level {
+        reserved_large: RSVD_2M,
+        ..level("PD", 21, 9, true)
+    },
+    level("PT", 12, 9, false),
+];
+
+/// A complete description of how one vCPU translates linear addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PagingMode {
+    pub kind: ModeKind,
+    /// Physical address of the root table (CR3 masked: bits 31:12 for 32-bit, 31:5 for PAE,
+    /// 51:12 for IA-32e).
+    pub root: u64,
+    /// Execute-disable bit (63) is defined (EFER.NXE); without it bit 63 is reserved.
+    pub nxe: bool,
+    /// Mask applied to every physical address the walk forms: clears bit 20 when A20 is off.
+    pub a20_mask: u64,
+    /// MAXPHYADDR: physical-address width; entry bits from here to 51 are reserved (default 52).
+    pub phys_bits: u32,
+    /// CR4.PSE: 4 MiB leaves in 32-bit paging (always on in PAE and IA-32e).
+    pub pse: bool,
+}
+
+impl PagingMode {
+    /// The mode the given vCPU is in. Fails on register combinations no x86 CPU can be in.
+    pub fn from_cpu(cpu: &X86CpuState) -> Result<Self> {
+        let cr4 = cpu.cr4();
+        let lma = cpu.long_mode();
+        let kind = if !cpu.paging_enabled() {
+            if lma {
+                return Err(Error::CpuState(
+                    "EFER.LMA=1 with CR0.PG=0 (long mode requires paging)".into(),
+                ));
+            }
+            ModeKind::Off
+        } else if lma {
+            if cr4 & CR4_PAE == 0 {
+                return Err(Error::CpuState("EFER.LMA=1 with CR4.PAE=0".into()));
+            }
+            if cr4 & CR4_LA57 != 0 {
+                ModeKind::Level5
+            } else {
+                ModeKind::Level4
+            }
+        } else if cr4 & CR4_PAE != 0 {
+            if cr4 & CR4_LA57 != 0 {
+                return Err(Error::CpuState(
+                    "CR4.LA57=1 outside long mode (PAE paging with EFER.LMA=0)".into(),
+                ));
+            }
+            ModeKind::Pae
+        } else {
+            ModeKind::Bits32
+        };
+        let mode = PagingMode {
+            kind,
+            root: 0,
+            nxe: cpu.efer & EFER_NXE != 0,
+            a20_mask: if cpu.a20_enabled { !0 } else { !(1 << 20) },
+            phys_bits: 52,
+            pse: cr4 & CR4_PSE != 0,
+        };
+        Ok(mode.with_cr3(cpu.cr3()))
+    }
+
+    /// A mode of `kind` rooted at `cr3`, A20 on, NX defined, PSE on, 52 physical bits.
+    pub fn new(kind: ModeKind, cr3: u64) -> Self {
+        PagingMode {
+            kind,
+            root: 0,
+            nxe: true,
+            a20_mask: !0,
+            phys_bits: 52,
+            pse: true,
+        }
+        .with_cr3(cr3)
+    }
+
+    /// The same mode rooted at another CR3 (e.g. the crashed kernel's tables in a kdump dump).
+    pub fn with_cr3(mut self, cr3: u64) -> Self {
+        self.root = match self.kind {
+            ModeKind::Off => 0,
+            ModeKind::Bits32 => cr3 & 0xffff_f000,
+            ModeKind::Pae => cr3 & 0xffff_ffe0,
+            ModeKind::Level4 | ModeKind::Level5 => cr3 & self.addr_mask(),
+        } & self.a20_mask;
+        self
+    }
+
+    /// The levels from the root down; empty when paging is off.
+    pub fn levels(&self) -> &'static [Level] {
+        match self.kind {
+            ModeKind::Off => &[],
+            ModeKind::Bits32 if self.pse => &LEVELS_32,
+            ModeKind::Bits32 => &LEVELS_32_NOPSE,
+            ModeKind::Pae => &LEVELS_PAE,
+            ModeKind::Level4 => &LEVELS_4,
+            ModeKind::Level5 => &LEVELS_5,
+        }
+    }
+
+    /// Width of a linear address: 32, 48 or 57 bits.
+    pub fn va_bits(&self) -> u32 {
+        match self.kind {
+            ModeKind::Off | ModeKind::Bits32 | ModeKind::Pae => 32,
+            ModeKind::Level4 => 48,
+            ModeKind::Level5 => 57,
+        }
+    }
+
+    /// Size of one entry: 4 bytes in 32-bit paging, 8 otherwise.
+    pub fn entry_bytes(&self) -> usize {
+        if self.kind == ModeKind::Bits32 {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Address bits of an 8-byte entry: 51:12, limited to MAXPHYADDR.
+    pub fn addr_mask(&self) -> u64 {
+        let top = self.phys_bits.clamp(32, 52);
+        ((1u64 << top) - 1) & !0xfff
+    }
+
+    /// True for modes whose linear addresses are sign-extended (IA-32e).
+    pub fn is_long(&self) -> bool {
+        matches!(self.kind, ModeKind::Level4 | ModeKind::Level5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{CR0_PG, EFER_LMA, EFER_LME};
+
+    fn cpu(cr0: u64, cr4: u64, efer: u64, cr3: u64) -> X86CpuState {
+        let mut c = X86CpuState::new(0);
+        c.cr[0] = cr0;
+        c.cr[3] = cr3;
+        c.cr[4] = cr4;
+        c.efer = efer;
+        c
+    }
+
+    #[test]
+    fn modes_from_registers() {
+        let lm = EFER_LMA | EFER_LME | EFER_NXE;
+        let m = PagingMode::from_cpu(&cpu(CR0_PG, CR4_PAE, lm, 0x1_2345_6fff)).unwrap();
+        assert_eq!(m.kind, ModeKind::Level4);
+        assert_eq!(
+            m.root, 0x1_2345_6000,
+            "PCID bits dropped, CR3 above 4 GiB kept"
+        );
+        assert!(m.nxe);
+        let m = PagingMode::from_cpu(&cpu(CR0_PG, CR4_PAE | CR4_LA57, lm, 0)).unwrap();
+        assert_eq!(
+            (m.kind, m.va_bits(), m.levels().len()),
+            (ModeKind::Level5, 57, 5)
+        );
+        let m = PagingMode::from_cpu(&cpu(CR0_PG, CR4_PAE, 0, 0x1234_5fe0)).unwrap();
+        assert_eq!((m.kind, m.root, m.nxe), (ModeKind::Pae, 0x1234_5fe0, false));
+        let m = PagingMode::from_cpu(&cpu(CR0_PG, CR4_PSE, 0, 0x5fff)).unwrap();
+        assert_eq!((m.kind, m.root, m.pse), (ModeKind::Bits32, 0x5000, true));
+        assert_eq!(
+            PagingMode::from_cpu(&cpu(0, 0, 0, 0)).unwrap().kind,
+            ModeKind::Off
+        );
+    }
+
+    #[test]
+    fn impossible_registers_rejected() {
+        assert!(PagingMode::from_cpu(&cpu(CR0_PG, CR4_PAE | CR4_LA57, 0, 0)).is_err());
+        assert!(PagingMode::from_cpu(&cpu(CR0_PG, 0, EFER_LMA, 0)).is_err());
+        assert!(PagingMode::from_cpu(&cpu(0, CR4_PAE, EFER_LMA, 0)).is_err());
+    }
+
+    #[test]
+    fn a20_masks_root() {
+        let mut c = cpu(CR0_PG, 0, 0, 0x0010_3000);
+        c.a20_enabled = false;
+        assert_eq!(PagingMode::from_cpu(&c).unwrap().root, 0x3000);
+    }
+}

@@ -1,0 +1,278 @@
+//! The walker: enumerates every leaf of a page-table hierarchy in ascending canonical
+//! virtual-address order.
+//!
+//! Guests control their own page tables, so the walk is bounded: recursion depth is the mode's
+//! level count (never data-driven), and [`WalkLimits`] caps the entries visited and leaves
+//! produced. Self-referencing tables (Windows' self-map) and loops therefore terminate; when a
+//! limit cuts the walk short the [`WalkReport`] says so.
+
+use super::entry::{self, Entry};
+use super::flags::PageFlags;
+use super::mode::{ModeKind, PagingMode};
+use crate::addr::canonical;
+use crate::phys::PhysMemory;
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// Bounds on one walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct WalkLimits {
+    /// Table entries examined (present or not) before the walk stops.
+    pub max_entries: u64,
+    /// Leaves produced before the walk stops.
+    pub max_leaves: u64,
+}
+
+impl Default for WalkLimits {
+    /// 2^28 entries (seconds of work at worst) and 2^25 leaves (a few hundred MiB of mappings).
+    fn default() -> Self {
+        WalkLimits {
+            max_entries: 1 << 28,
+            max_leaves: 1 << 25,
+        }
+    }
+}
+
+/// Why a walk ended early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopReason {
+    /// [`WalkLimits::max_entries`] reached.
+    EntryLimit,
+    /// [`WalkLimits::max_leaves`] reached.
+    LeafLimit,
+}
+
+/// What a walk saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WalkReport {
+    /// Table entries examined.
+    pub entries_visited: u64,
+    /// Leaves produced (including I/O leaves).
+    pub leaves: u64,
+    /// Leaves not entirely inside guest RAM.
+    pub io_leaves: u64,
+    /// Table pointers to memory outside guest RAM (skipped).
+    pub tables_outside_ram: u64,
+    /// Present entries with reserved bits set (skipped: the CPU would fault).
+    pub reserved_entries: u64,
+    /// Set when a limit stopped the walk; the leaves produced so far are still valid.
+    pub stopped: Option<StopReason>,
+}
+
+/// One leaf: `size` bytes at canonical `va` map to physical `pa`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Leaf {
+    pub va: u64,
+    pub pa: u64,
+    pub size: u64,
+    /// Effective permissions plus the leaf's own bits; `IO` when not entirely in guest RAM.
+    pub flags: PageFlags,
+    /// The raw leaf entry (0 when paging is off).
+    pub entry: u64,
+}
+
+/// Walks `mode`'s tables over `mem`, calling `sink` for every leaf in ascending canonical
+/// virtual-address order. Fails only when the root table itself is not in guest memory.
+///
+/// With paging off the "leaves" are the RAM ranges below 4 GiB, identity-mapped.
+/// With the A20 line masked, large leaves are split into 1 MiB pieces (bit 20 of every
+/// physical address is forced to 0, so a large page is no longer physically contiguous).
+pub fn walk<M, F>(mem: &M, mode: &PagingMode, limits: WalkLimits, sink: F) -> Result<WalkReport>
+where
+    M: PhysMemory + ?Sized,
+    F: FnMut(&Leaf),
+{
+    let mut w = Walker {
+        mem,
+        mode,
+        limits,
+        report: WalkReport::default(),
+        sink,
+        bufs: Vec::new(),
+        raw: Vec::new(),
+    };
+    if mode.kind == ModeKind::Off {
+        w.walk_identity();
+        return Ok(w.report);
+    }
+    let levels = mode.levels();
+    let root_len = (levels[0].entries() * mode.entry_bytes()) as u64;
+    if !mem.is_ram(mode.root, root_len) {
+        return Err(Error::NotInMemory {
+            addr: mode.root,
+            len: root_len,
+        });
+    }
+    w.bufs = vec![Vec::with_capacity(1024); levels.len()];
+    let _ = w.visit(0, mode.root, 0, PageFlags::WRITE | PageFlags::USER);
+    Ok(w.report)
+}
+
+struct Walker<'a, M: ?Sized, F> {
+    mem: &'a M,
+    mode: &'a PagingMode,
+    limits: WalkLimits,
+    report: WalkReport,
+    sink: F,
+    /// One entry buffer per level, reused across tables.
+    bufs: Vec<Vec<u64>>,
+    /// Scratch bytes for sources without a borrowed view.
+    raw: Vec<u8>,
+}
+
+/// `Err(())` unwinds the walk when a limit is hit.
+type Flow = std::result::Result<(), ()>;
+
+impl<M: PhysMemory + ?Sized, F: FnMut(&Leaf)> Walker<'_, M, F> {
+    fn visit(&mut self, level: usize, table: u64, va_base: u64, acc: PageFlags) -> Flow {
+        let lvl = self.mode.levels()[level];
+        let mut entries = std::mem::take(&mut self.bufs[level]);
+        let ok = self.load_table(table, lvl.entries(), &mut entries);
+        let result = if ok {
+            self.visit_entries(level, &entries, va_base, acc)
+        } else {
+            self.report.tables_outside_ram += 1;
+            Ok(())
+        };
+        self.bufs[level] = entries;
+        result
+    }
+
+    fn visit_entries(
+        &mut self,
+        level: usize,
+        entries: &[u64],
+        va_base: u64,
+        acc: PageFlags,
+    ) -> Flow {
+        let lvl = self.mode.levels()[level];
+        for (i, &raw) in entries.iter().enumerate() {
+            self.report.entries_visited += 1;
+            if self.report.entries_visited > self.limits.max_entries {
+                self.report.entries_visited -= 1;
+                self.report.stopped = Some(StopReason::EntryLimit);
+                return Err(());
+            }
+            let va = va_base | ((i as u64) << lvl.shift);
+            match entry::decode(self.mode, level, raw) {
+                Entry::NotPresent => {}
+                Entry::Reserved => self.report.reserved_entries += 1,
+                Entry::Table(next) => {
+                    let acc = entry::combine(acc, entry::perms(self.mode, level, raw));
+                    self.visit(level + 1, next, va, acc)?;
+                }
+                Entry::Leaf { pa, size } => {
+                    let mut flags = entry::combine(acc, entry::perms(self.mode, level, raw));
+                    flags |= entry::leaf_bits(raw, size > 4096);
+                    self.emit(va, pa, size, flags, raw)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a table's entries into `out`; false when the table is not entirely in RAM.
+    fn load_table(&mut self, table: u64, n: usize, out: &mut Vec<u64>) -> bool {
+        let width = self.mode.entry_bytes();
+        let len = n * width;
+        out.clear();
+        let bytes: &[u8] = match self.mem.slice(table, len as u64) {
+            Some(s) => s,
+            None => {
+                self.raw.resize(len, 0);
+                if self.mem.read_at(table, &mut self.raw).is_err() {
+                    return false;
+                }
+                &self.raw
+            }
+        };
+        if width == 8 {
+            out.extend(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+            );
+        } else {
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as u64),
+            );
+        }
+        true
+    }
+
+    fn emit(&mut self, va: u64, pa: u64, size: u64, flags: PageFlags, raw: u64) -> Flow {
+        let va = if self.mode.is_long() {
+            canonical(va, self.mode.va_bits())
+        } else {
+            va
+        };
+        let a20_off = self.mode.a20_mask != !0;
+        if a20_off && size > (1 << 20) {
+            for k in 0..size >> 20 {
+                let off = k << 20;
+                self.emit_one(
+                    va + off,
+                    (pa + off) & self.mode.a20_mask,
+                    1 << 20,
+                    flags,
+                    raw,
+                )?;
+            }
+            return Ok(());
+        }
+        self.emit_one(va, pa, size, flags, raw)
+    }
+
+    fn emit_one(&mut self, va: u64, pa: u64, size: u64, mut flags: PageFlags, raw: u64) -> Flow {
+        if self.report.leaves >= self.limits.max_leaves {
+            self.report.stopped = Some(StopReason::LeafLimit);
+            return Err(());
+        }
+        self.report.leaves += 1;
+        if !self.mem.is_ram(pa, size) {
+            flags |= PageFlags::IO;
+            self.report.io_leaves += 1;
+        }
+        (self.sink)(&Leaf {
+            va,
+            pa,
+            size,
+            flags,
+            entry: raw,
+        });
+        Ok(())
+    }
+
+    /// Paging off: linear = physical for the RAM below 4 GiB.
+    fn walk_identity(&mut self) {
+        let ranges: Vec<_> = self.mem.ram().ranges().to_vec();
+        let flags = PageFlags::WRITE | PageFlags::USER;
+        for r in ranges {
+            if r.start >= 1 << 32 {
+                break;
+            }
+            let end = r.end.min(1 << 32);
+            let a20_off = self.mode.a20_mask != !0;
+            let mut start = r.start;
+            while start < end {
+                // With A20 masked, linear bit 20 is dropped: emit 1 MiB pieces so each is contiguous.
+                let piece_end = if a20_off {
+                    ((start >> 20) + 1).saturating_mul(1 << 20).min(end)
+                } else {
+                    end
+                };
+                let pa = start & self.mode.a20_mask;
+                if self
+                    .emit_one(start, pa, piece_end - start, flags, 0)
+                    .is_err()
+                {
+                    return;
+                }
+                start = piece_end;
+            }
+        }
+    }
+}

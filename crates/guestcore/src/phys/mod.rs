@@ -1,0 +1,166 @@
+//! Guest-physical memory sources.
+//!
+//! Every source (raw image, ELF core, kdump file, live QEMU) answers three questions through
+//! [`PhysMemory`]: read these bytes, which ranges are RAM, and is this whole range RAM. The walker
+//! and the writers depend on nothing else, so a new source is one new file here.
+
+mod ram_map;
+
+pub mod elf;
+pub mod layout;
+pub mod raw;
+
+pub use ram_map::RamMap;
+
+use crate::{Error, Result};
+
+/// Guest-physical memory.
+///
+/// Implementations must never panic on any address or length: an address outside guest memory is
+/// [`Error::NotInMemory`].
+pub trait PhysMemory: Send + Sync {
+    /// Reads exactly `buf.len()` bytes starting at guest-physical `addr`.
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// The guest's RAM ranges (sorted, non-overlapping).
+    fn ram(&self) -> &RamMap;
+
+    /// True when every byte of `[addr, addr + len)` is guest RAM in this source.
+    fn is_ram(&self, addr: u64, len: u64) -> bool {
+        self.ram().contains(addr, len)
+    }
+
+    /// A borrowed view of `[addr, addr + len)` when the source holds those bytes contiguously in
+    /// stable memory (a mapped file). `None` means "use [`read_at`](Self::read_at)": live memory,
+    /// compressed pages, ranges crossing segments.
+    fn slice(&self, _addr: u64, _len: u64) -> Option<&[u8]> {
+        None
+    }
+
+    /// Reads a little-endian `u64`.
+    fn read_u64(&self, addr: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_at(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Reads a little-endian `u32`.
+    fn read_u32(&self, addr: u64) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read_at(addr, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+}
+
+impl<T: PhysMemory + ?Sized> PhysMemory for Box<T> {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(addr, buf)
+    }
+    fn ram(&self) -> &RamMap {
+        (**self).ram()
+    }
+    fn is_ram(&self, addr: u64, len: u64) -> bool {
+        (**self).is_ram(addr, len)
+    }
+    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        (**self).slice(addr, len)
+    }
+}
+
+impl<T: PhysMemory + ?Sized> PhysMemory for &T {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(addr, buf)
+    }
+    fn ram(&self) -> &RamMap {
+        (**self).ram()
+    }
+    fn is_ram(&self, addr: u64, len: u64) -> bool {
+        (**self).is_ram(addr, len)
+    }
+    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        (**self).slice(addr, len)
+    }
+}
+
+/// Guest memory held in a `Vec` at a list of physical ranges; used by tests and small tools.
+#[derive(Debug, Clone)]
+pub struct VecMemory {
+    ram: RamMap,
+    /// One buffer per RAM range, in the order of `ram.ranges()`.
+    chunks: Vec<Vec<u8>>,
+}
+
+impl VecMemory {
+    /// One flat block of RAM at physical 0.
+    pub fn flat(bytes: Vec<u8>) -> Self {
+        let len = bytes.len() as u64;
+        VecMemory {
+            ram: RamMap::new(vec![crate::addr::PhysRange::new(0, len)])
+                .expect("one range is valid"),
+            chunks: vec![bytes],
+        }
+    }
+
+    /// Blocks at given physical bases; fails when they overlap.
+    pub fn from_blocks(mut blocks: Vec<(u64, Vec<u8>)>) -> Result<Self> {
+        blocks.sort_by_key(|b| b.0);
+        let ranges = blocks
+            .iter()
+            .map(|(base, b)| crate::addr::PhysRange::new(*base, b.len() as u64))
+            .collect();
+        Ok(VecMemory {
+            ram: RamMap::new(ranges)?,
+            chunks: blocks.into_iter().map(|b| b.1).collect(),
+        })
+    }
+}
+
+impl PhysMemory for VecMemory {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        match self.slice(addr, buf.len() as u64) {
+            Some(s) => {
+                buf.copy_from_slice(s);
+                Ok(())
+            }
+            None => read_piecewise(self, addr, buf),
+        }
+    }
+    fn ram(&self) -> &RamMap {
+        &self.ram
+    }
+    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        let i = self.ram.index_of(addr)?;
+        let r = self.ram.ranges()[i];
+        let end = addr.checked_add(len)?;
+        if end > r.end {
+            return None;
+        }
+        let off = (addr - r.start) as usize;
+        Some(&self.chunks[i][off..off + len as usize])
+    }
+}
+
+/// Reads `buf` range by range through [`PhysMemory::slice`], for reads that cross the boundary of
+/// two adjacent RAM ranges. Fails with [`Error::NotInMemory`] at the first byte not in RAM.
+pub fn read_piecewise<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let a = addr.checked_add(done as u64).ok_or(Error::NotInMemory {
+            addr,
+            len: buf.len() as u64,
+        })?;
+        let i = mem.ram().index_of(a).ok_or(Error::NotInMemory {
+            addr,
+            len: buf.len() as u64,
+        })?;
+        let r = mem.ram().ranges()[i];
+        let n = ((r.end - a) as usize).min(buf.len() - done);
+        let s = mem.slice(a, n as u64).ok_or(Error::NotInMemory {
+            addr,
+            len: buf.len() as u64,
+        })?;
+        buf[done..done + n].copy_from_slice(s);
+        done += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the host packages guestcore's tests need on Debian 12 (bookworm):
+# gdb and binutils (readelf) for dump checks, QEMU 10 from bookworm-backports
+# for real-guest tests, and python3-libkdumpfile / makedumpfile for kdump checks.
+# Idempotent: does nothing when everything is already present.
+set -euo pipefail
+
+need=()
+command -v gdb >/dev/null || need+=(gdb)
+command -v readelf >/dev/null || need+=(binutils)
+command -v cpio >/dev/null || need+=(cpio)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# bookworm-backports, from the mirror already configured in the apt sources.
+if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
+           | grep -v security | head -n1)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  echo "deb ${mirror%/} bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/guestcore-backports.list >/dev/null
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+pkgs=(gdb binutils cpio)
+$SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null \
+    || echo "warning: qemu-system-x86 could not be installed; real-guest tests will be skipped" >&2
+fi
