@@ -19,8 +19,8 @@ SUDO=""
 
 # bookworm-backports, from the mirror already configured in the apt sources.
 if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-           | grep -v security | head -n1)
+  mirror=$( { grep -rhE '^(URIs:|deb )' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true; } \
+           | grep -oE 'https?://[^ ]+' | grep -v -e security -e nodesource -e google | head -n1 || true)
   mirror=${mirror:-http://deb.debian.org/debian}
   echo "deb ${mirror%/} bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/guestcore-backports.list >/dev/null
 fi

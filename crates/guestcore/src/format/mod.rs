@@ -1,1 +1,5 @@
-//! Raw on-disk structures.
+//! Raw on-disk structures shared by readers and writers: ELF notes, and (later) kdump headers.
+
+pub mod note;
+
+pub use note::ElfNote;
