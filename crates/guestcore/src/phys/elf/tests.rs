@@ -304,3 +304,66 @@ fn corrupted_header_bytes_never_panic() {
         }
     }
 }
+
+/// Cross-check with `object`'s own ELF writer (what a core writer would use): 70,000 PT_LOADs
+/// through PN_XNUM, with `.shstrtab`, read back by our reader.
+///
+/// object 0.36's `Writer` does not do PN_XNUM itself: it truncates `e_phnum` to 16 bits and
+/// writes `sh_info = 0` in section 0 (fixed upstream by gimli-rs/object PR #907). So the test
+/// patches both fields after writing, as a writer on 0.36 must; on a fixed object the patch
+/// rewrites the same values.
+#[test]
+fn object_writer_pn_xnum_core_reads_back() {
+    use object::write::elf::{FileHeader as WFileHeader, ProgramHeader as WProgramHeader, Writer};
+    const N: usize = 70_000;
+    let page = pattern(0x1000, 77);
+    let mut out = Vec::new();
+    let mut w = Writer::new(object::Endianness::Little, true, &mut out);
+    w.reserve_file_header();
+    w.reserve_program_headers(N as u32);
+    let data_off = w.reserve(page.len(), 8);
+    w.reserve_null_section_index();
+    w.reserve_shstrtab_section_index();
+    w.reserve_shstrtab();
+    w.reserve_section_headers();
+    w.write_file_header(&WFileHeader {
+        os_abi: 0,
+        abi_version: 0,
+        e_type: object::elf::ET_CORE,
+        e_machine: EM_X86_64,
+        e_entry: 0,
+        e_flags: 0,
+    })
+    .unwrap();
+    w.write_align_program_headers();
+    for i in 0..N as u64 {
+        // Every PT_LOAD aliases the same physical page at its own virtual address.
+        w.write_program_header(&WProgramHeader {
+            p_type: PT_LOAD,
+            p_flags: object::elf::PF_R,
+            p_offset: data_off as u64,
+            p_vaddr: 0xffff_c900_0000_0000 + i * 0x1000,
+            p_paddr: 0x5000,
+            p_filesz: 0x1000,
+            p_memsz: 0x1000,
+            p_align: 0,
+        });
+    }
+    w.write_align(8);
+    w.write(&page);
+    w.write_shstrtab();
+    w.write_null_section_header();
+    w.write_shstrtab_section_header();
+    out[56..58].copy_from_slice(&0xffffu16.to_le_bytes()); // e_phnum = PN_XNUM
+    let shoff = u64::from_le_bytes(out[40..48].try_into().unwrap()) as usize;
+    out[shoff + 44..shoff + 48].copy_from_slice(&(N as u32).to_le_bytes()); // sh_info
+
+    let core = open(&out).unwrap();
+    assert_eq!(core.segments().len(), N);
+    assert_eq!(
+        core.segments()[N - 1].vaddr,
+        0xffff_c900_0000_0000 + (N as u64 - 1) * 0x1000
+    );
+    assert_eq!(core.ram().ranges(), &[PhysRange::new(0x5000, 0x1000)]);
+    assert_eq!(core.slice(0x5000, 0x1000).unwrap(), &page[..]);
+}
