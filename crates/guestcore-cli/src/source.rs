@@ -44,7 +44,7 @@ pub struct SourceArgs {
     /// Layout of a raw image that is not flat from physical 0: `PHYS:LEN,PHYS:LEN,…` pieces
     /// in file order, or `BASE@` for a file that starts at physical BASE.
     #[arg(long, value_name = "LAYOUT")]
-    pub layout: Option<String>,
+    pub layout: Option<guestcore::phys::layout::Layout>,
     /// CPU state from a file holding QEMU's HMP `info registers -a` output.
     #[arg(long, value_name = "FILE")]
     pub registers: Option<PathBuf>,

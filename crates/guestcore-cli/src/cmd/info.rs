@@ -15,7 +15,7 @@ pub struct InfoArgs {
     input: PathBuf,
     /// Layout of a raw image (see `guestcore mem --help`).
     #[arg(long)]
-    layout: Option<String>,
+    layout: Option<guestcore::phys::layout::Layout>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
