@@ -87,8 +87,10 @@ static LEVELS_32_NOPSE: [Level; 2] = [level("PD", 22, 10, false), level("PT", 12
 static LEVELS_PAE: [Level; 3] = [
     Level {
         has_perms: false,
-        // Bits 2:1, 8:5 and 63 are reserved in PAE PDPTEs.
-        reserved: 0x1e6 | (1 << 63),
+        // Bits 2:1 and 63 are reserved in PAE PDPTEs. The SDM also reserves bits 8:5, but
+        // QEMU's TCG sets the accessed bit (5) in PDPTEs and accepts them, so real PAE guests
+        // under QEMU carry it: bits 8:5 are treated as ignored, as QEMU does.
+        reserved: 0x6 | (1 << 63),
         ..level("PDPT", 30, 2, false)
     },
     Level {
