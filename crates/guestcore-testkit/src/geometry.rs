@@ -185,8 +185,12 @@ impl Geometry {
         if entry & P == 0 || last {
             return None;
         }
-        let may_be_large = !(self.kind == ModeKind::Pae && level == 0)
-            && !(self.depth() - level > 3 && self.kind != ModeKind::Bits32);
+        // Levels where PS makes a leaf: the 32-bit PD, the PAE PD, the IA-32e PDPT and PD.
+        let may_be_large = match self.kind {
+            ModeKind::Bits32 => true,
+            ModeKind::Pae => level == 1,
+            _ => self.depth() - level <= 3,
+        };
         if may_be_large && entry & PS != 0 {
             return None;
         }

@@ -71,9 +71,9 @@ impl RandomTables {
         let geo = Geometry::of(kind);
         let wide = kind == ModeKind::Bits32;
         let index_pool: Vec<u64> = if wide {
-            vec![0, 1, 2, 511, 512, 769, 1022, 1023]
+            vec![0, 1, 511, 512, 769, 1023]
         } else {
-            vec![0, 1, 2, 255, 256, 257, 510, 511]
+            vec![0, 1, 255, 256, 510, 511]
         };
         let mut mem = SparseMemory::new(&RANDOM_RAM);
         // Table frames: mostly low RAM, some in the second range and above 4 GiB.
@@ -84,7 +84,7 @@ impl RandomTables {
         let a20 = !rng.chance(15);
 
         for &f in &frames {
-            let present = 1 + rng.below(5);
+            let present = 2 + rng.below(6);
             for _ in 0..present {
                 let idx = rng.pick(&index_pool);
                 let e = random_entry(&mut rng, &geo, &frames);
@@ -175,8 +175,8 @@ fn random_entry(rng: &mut Rng, geo: &Geometry, frames: &[u64]) -> u64 {
         0x12_3440_0000,
     ];
     let e = match rng.below(100) {
-        0..=39 => rng.pick(frames) | perms(rng),
-        40..=64 => {
+        0..=49 => rng.pick(frames) | perms(rng),
+        50..=69 => {
             let mut e = rng.pick(&targets) | perms(rng);
             if rng.chance(50) {
                 e |= PS;
@@ -187,12 +187,12 @@ fn random_entry(rng: &mut Rng, geo: &Geometry, frames: &[u64]) -> u64 {
             }
             e
         }
-        65..=74 => rng.next_u64() | P,
-        75..=84 => {
+        70..=76 => rng.next_u64() | P,
+        77..=86 => {
             (rng.pick(frames) | perms(rng))
                 ^ (1 << rng.pick(&[7u64, 13, 20, 21, 29, 51, 52, 58, 62, 63]))
         }
-        85..=89 => rng.pick(frames) | perms(rng) | (rng.below(0x800) << 52),
+        87..=91 => rng.pick(frames) | perms(rng) | (rng.below(0x800) << 52),
         _ => rng.next_u64() & !P,
     };
     if geo.entry_bytes == 4 {
