@@ -1,1 +1,23 @@
-//! Test support for guestcore.
+//! Test support for guestcore: synthetic guests whose page tables are known exactly.
+//!
+//! * [`builder`] — [`GuestBuilder`] writes page tables of any mode into a RAM image.
+//! * [`allocator`] — the bump allocator of table frames it uses.
+//! * [`memory`] — [`SparseMemory`], RAM that only costs the pages written (big guests).
+//! * [`reference`] — an independent translator written from the Intel SDM: the oracle.
+//! * [`linux_like`] — a 4-level guest shaped like Linux x86_64 (direct map, ESPFIX aliases…).
+//! * [`random`] — random and garbage table sets for property tests and fuzzing.
+//!
+//! Nothing here calls guestcore's paging code, so a bug there cannot hide in both.
+
+pub mod allocator;
+pub mod builder;
+pub mod geometry;
+pub mod linux_like;
+pub mod memory;
+pub mod random;
+pub mod reference;
+
+pub use builder::GuestBuilder;
+pub use geometry::{MapFlags, PageSize};
+pub use linux_like::{linux_like, LinuxLike};
+pub use memory::SparseMemory;

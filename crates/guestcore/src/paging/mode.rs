@@ -84,20 +84,27 @@ const RSVD_1G: u64 = 0x3fff_e000;
 
 static LEVELS_32: [Level; 2] = [level("PD", 22, 10, true), level("PT", 12, 10, false)];
 static LEVELS_32_NOPSE: [Level; 2] = [level("PD", 22, 10, false), level("PT", 12, 10, false)];
+/// PAE (unlike IA-32e, where they are ignored or protection keys) reserves bits 62:52 of every
+/// entry (SDM tables 4-8..4-11: "62:M reserved").
+const RSVD_PAE_HIGH: u64 = 0x7ff0_0000_0000_0000;
 static LEVELS_PAE: [Level; 3] = [
     Level {
         has_perms: false,
-        // Bits 2:1 and 63 are reserved in PAE PDPTEs. The SDM also reserves bits 8:5, but
+        // Bits 2:1 and 63:52 are reserved in PAE PDPTEs. The SDM also reserves bits 8:5, but
         // QEMU's TCG sets the accessed bit (5) in PDPTEs and accepts them, so real PAE guests
         // under QEMU carry it: bits 8:5 are treated as ignored, as QEMU does.
-        reserved: 0x6 | (1 << 63),
+        reserved: 0x6 | (1 << 63) | RSVD_PAE_HIGH,
         ..level("PDPT", 30, 2, false)
     },
     Level {
+        reserved: RSVD_PAE_HIGH,
         reserved_large: RSVD_2M,
         ..level("PD", 21, 9, true)
     },
-    level("PT", 12, 9, false),
+    Level {
+        reserved: RSVD_PAE_HIGH,
+        ..level("PT", 12, 9, false)
+    },
 ];
 static LEVELS_4: [Level; 4] = [
     Level {
