@@ -1,1 +1,266 @@
-//! Opening inputs.
+//! Opening inputs: what every CLI subcommand starts with.
+//!
+//! [`GuestImage::open`] looks at the first bytes of a file and picks the reader, so users never
+//! name the format: an ELF core carries its own RAM map, vCPU registers and VMCOREINFO; anything
+//! without a known magic is a raw memory image (placed by an optional [`Layout`]), whose CPU state
+//! has to come from elsewhere (the CLI's register flags or an HMP `info registers` file).
+
+use crate::cpu::notes::cpus_from_notes;
+use crate::cpu::X86CpuState;
+use crate::format::note::VMCOREINFO_NAME;
+use crate::format::vmcoreinfo::vmcoreinfo_get;
+use crate::format::ElfNote;
+use crate::phys::elf::ElfCore;
+use crate::phys::layout::Layout;
+use crate::phys::raw::RawImage;
+use crate::phys::PhysMemory;
+use crate::{Error, Result};
+use serde::Serialize;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The container format of an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ImageFormat {
+    /// Headerless guest RAM.
+    Raw,
+    /// An ELF core; `class` is 32 or 64, `machine` the `e_machine`.
+    Elf { class: u8, machine: u16 },
+}
+
+/// What the first bytes of a file say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Magic {
+    Elf,
+    /// `KDUMP   ` (kdump-compressed) or `DISKDUMP`.
+    Kdump,
+    /// makedumpfile's flattened stream (`makedumpfile` signature).
+    FlattenedKdump,
+    /// No known magic: a raw image.
+    None,
+}
+
+impl Magic {
+    /// Classifies the first bytes of a file (at least 16 wanted; fewer is fine).
+    pub fn of(head: &[u8]) -> Magic {
+        if head.starts_with(b"\x7fELF") {
+            Magic::Elf
+        } else if head.starts_with(b"KDUMP   ") || head.starts_with(b"DISKDUMP") {
+            Magic::Kdump
+        } else if head.starts_with(b"makedumpfile") {
+            Magic::FlattenedKdump
+        } else {
+            Magic::None
+        }
+    }
+}
+
+/// Options for [`GuestImage::open`].
+#[derive(Clone, Debug, Default)]
+pub struct OpenOptions {
+    /// Placement of a raw image in guest-physical memory; an error for other formats.
+    pub layout: Option<Layout>,
+}
+
+/// An opened input: guest memory plus whatever CPU state and metadata it carries.
+pub struct GuestImage {
+    pub path: PathBuf,
+    pub format: ImageFormat,
+    pub memory: Box<dyn PhysMemory>,
+    /// vCPUs described by the input (empty for raw images).
+    pub cpus: Vec<X86CpuState>,
+    /// All ELF notes (empty for raw images).
+    pub notes: Vec<ElfNote>,
+    /// The guest's VMCOREINFO text, when the input has it.
+    pub vmcoreinfo: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for GuestImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuestImage")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("ram", &self.memory.ram())
+            .field("cpus", &self.cpus.len())
+            .field("notes", &self.notes.len())
+            .field("vmcoreinfo", &self.vmcoreinfo.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl GuestImage {
+    /// Opens `path`, detecting its format from its magic bytes.
+    pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let magic = Magic::of(&read_head(path)?);
+        if magic != Magic::None && opts.layout.is_some() {
+            return Err(Error::Unsupported(format!(
+                "{}: a layout applies to raw memory images only; this file has its own headers",
+                path.display()
+            )));
+        }
+        match magic {
+            Magic::Elf => Self::from_elf(ElfCore::open(path)?),
+            Magic::Kdump | Magic::FlattenedKdump => Err(Error::Unsupported(format!(
+                "{}: kdump-compressed input is not supported yet",
+                path.display()
+            ))),
+            Magic::None => Ok(GuestImage {
+                path: path.to_path_buf(),
+                format: ImageFormat::Raw,
+                memory: Box::new(RawImage::open(path, opts.layout.as_ref())?),
+                cpus: Vec::new(),
+                notes: Vec::new(),
+                vmcoreinfo: None,
+            }),
+        }
+    }
+
+    /// Wraps an opened ELF core.
+    pub fn from_elf(core: ElfCore) -> Result<Self> {
+        let notes = core.notes().to_vec();
+        let cpus = cpus_from_notes(&notes, core.machine());
+        let vmcoreinfo = notes
+            .iter()
+            .find(|n| n.name == VMCOREINFO_NAME)
+            .map(|n| n.desc.clone());
+        Ok(GuestImage {
+            path: core.path().to_path_buf(),
+            format: ImageFormat::Elf {
+                class: core.class(),
+                machine: core.machine(),
+            },
+            memory: Box::new(core),
+            cpus,
+            notes,
+            vmcoreinfo,
+        })
+    }
+
+    /// A VMCOREINFO value (`OSRELEASE`, `NUMBER(phys_base)` …), when the input has VMCOREINFO.
+    pub fn vmcoreinfo_get(&self, key: &str) -> Option<&str> {
+        vmcoreinfo_get(self.vmcoreinfo.as_deref()?, key)
+    }
+}
+
+/// The first 16 bytes of `path` (fewer for a shorter file).
+fn read_head(path: &Path) -> Result<Vec<u8>> {
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
+    let mut head = Vec::with_capacity(16);
+    file.take(16)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(format!("{}: read", path.display()), e))?;
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::notes::{encode_prstatus_x86_64, encode_qemu_note};
+    use crate::cpu::{CR0_PG, CR4_PAE};
+    use crate::phys::elf::test_core::{build, pattern, temp_file, CoreSpec, Load};
+    use crate::phys::elf::EM_X86_64;
+
+    #[test]
+    fn raw_image_with_and_without_layout() {
+        let data = pattern(0x2000, 4);
+        let f = temp_file(&data);
+        let img = GuestImage::open(f.path(), &OpenOptions::default()).unwrap();
+        assert_eq!(img.format, ImageFormat::Raw);
+        assert!(img.cpus.is_empty() && img.notes.is_empty() && img.vmcoreinfo.is_none());
+        assert_eq!(
+            img.memory.read_u64(0x10).unwrap(),
+            u64::from_le_bytes(data[0x10..0x18].try_into().unwrap())
+        );
+
+        let opts = OpenOptions {
+            layout: Some(Layout::parse("1M@").unwrap()),
+        };
+        let img = GuestImage::open(f.path(), &opts).unwrap();
+        assert!(img.memory.read_u64(0x10).is_err());
+        assert!(img.memory.is_ram(1 << 20, 0x2000));
+        assert!(format!("{img:?}").contains("Raw"));
+    }
+
+    #[test]
+    fn elf_core_with_cpus_and_vmcoreinfo() {
+        let mut cpu = X86CpuState::new(0);
+        cpu.cr = [CR0_PG | 1, 0, 0, 0x9000, CR4_PAE];
+        cpu.rip = 0xffff_ffff_8100_0000;
+        let mut spec = CoreSpec::new(true, EM_X86_64);
+        spec.notes = vec![
+            encode_prstatus_x86_64(&cpu, 1),
+            encode_qemu_note(&cpu),
+            ElfNote::new(
+                VMCOREINFO_NAME,
+                0,
+                b"OSRELEASE=6.1.0\nNUMBER(phys_base)=-2\n".to_vec(),
+            ),
+        ];
+        spec.loads = vec![Load::at(0x1000, pattern(0x1000, 8))];
+        let f = temp_file(&build(&spec));
+        let img = GuestImage::open(f.path(), &OpenOptions::default()).unwrap();
+        assert_eq!(
+            img.format,
+            ImageFormat::Elf {
+                class: 64,
+                machine: EM_X86_64
+            }
+        );
+        assert_eq!(img.cpus.len(), 1);
+        assert_eq!(img.cpus[0].cr3(), 0x9000);
+        assert!(img.cpus[0].long_mode() && img.cpus[0].efer_inferred);
+        assert_eq!(img.notes.len(), 3);
+        assert_eq!(img.vmcoreinfo_get("OSRELEASE"), Some("6.1.0"));
+        assert_eq!(img.vmcoreinfo_get("NUMBER(phys_base)"), Some("-2"));
+        assert_eq!(
+            img.memory.slice(0x1000, 0x1000).unwrap(),
+            &pattern(0x1000, 8)[..]
+        );
+
+        let opts = OpenOptions {
+            layout: Some(Layout::parse("0@").unwrap()),
+        };
+        assert!(matches!(
+            GuestImage::open(f.path(), &opts),
+            Err(Error::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn kdump_is_unsupported_for_now() {
+        for head in [&b"KDUMP   \x06\0\0\0"[..], b"makedumpfile\0\0\0\0\x01"] {
+            let mut bytes = head.to_vec();
+            bytes.resize(4096, 0);
+            let f = temp_file(&bytes);
+            let err = GuestImage::open(f.path(), &OpenOptions::default()).unwrap_err();
+            assert!(err.to_string().contains("kdump-compressed"), "{err}");
+        }
+    }
+
+    #[test]
+    fn broken_elf_is_a_format_error_not_raw() {
+        let f = temp_file(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x04\0");
+        assert!(matches!(
+            GuestImage::open(f.path(), &OpenOptions::default()),
+            Err(Error::Format { .. })
+        ));
+        assert!(matches!(
+            GuestImage::open("/nonexistent/guestcore", &OpenOptions::default()),
+            Err(Error::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn magic_detection() {
+        assert_eq!(Magic::of(b"\x7fELF"), Magic::Elf);
+        assert_eq!(Magic::of(b"\x7fEL"), Magic::None);
+        assert_eq!(Magic::of(b"DISKDUMP"), Magic::Kdump);
+        assert_eq!(Magic::of(b""), Magic::None);
+    }
+}

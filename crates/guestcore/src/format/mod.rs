@@ -1,5 +1,9 @@
-//! Raw on-disk structures shared by readers and writers: ELF notes, and (later) kdump headers.
+//! Raw on-disk structures shared by readers and writers: ELF notes, the QEMU CPU note,
+//! NT_PRSTATUS, VMCOREINFO text, and (later) kdump headers.
 
 pub mod note;
+pub mod prstatus;
+pub mod qemu_cpu;
+pub mod vmcoreinfo;
 
 pub use note::ElfNote;

@@ -1,1 +1,219 @@
-//! placeholder
+//! A raw memory image: guest RAM bytes with no header, mapped read-only.
+//!
+//! Mapping (rather than reading) keeps a many-GiB image cheap to open and lets the walker and the
+//! writers borrow page tables and pages straight from the page cache ([`PhysMemory::slice`]).
+//! Without a [`Layout`] the file is guest-physical `0..len`; with one, each piece of the file is
+//! placed where the layout says and everything else is a hole ([`Error::NotInMemory`]).
+
+use super::layout::Layout;
+use super::{read_piecewise, PhysMemory, RamMap};
+use crate::addr::PhysRange;
+use crate::{Error, Result};
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// A raw guest-memory image file.
+#[derive(Debug)]
+pub struct RawImage {
+    path: PathBuf,
+    /// `None` for an empty file: mapping zero bytes is an error on most systems.
+    map: Option<Mmap>,
+    ram: RamMap,
+    /// File offset of each RAM range, in the order of `ram.ranges()`.
+    offsets: Vec<u64>,
+}
+
+impl RawImage {
+    /// Maps `path` read-only and places it in guest-physical memory per `layout` (default: the
+    /// whole file at physical 0). Layout pieces past the end of the file are an
+    /// [`Error::Format`].
+    pub fn open(path: impl AsRef<Path>, layout: Option<&Layout>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?
+            .len();
+        let map = if file_len == 0 {
+            None
+        } else {
+            // SAFETY: the mapping is read-only and private to this process. Like every mmap-based
+            // reader we rely on the file not being truncated or rewritten while it is mapped
+            // (a dump being written to in place is not a supported input).
+            let map = unsafe { Mmap::map(&file) }
+                .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))?;
+            Some(map)
+        };
+        let mapped_len = map.as_ref().map_or(0, |m| m.len() as u64);
+
+        let mut pieces: Vec<(PhysRange, u64)> = match layout {
+            None if mapped_len == 0 => Vec::new(),
+            None => vec![(PhysRange::new(0, mapped_len), 0)],
+            Some(layout) => layout
+                .resolve(mapped_len, path)?
+                .into_iter()
+                .map(|p| (PhysRange::new(p.phys, p.len), p.file_offset))
+                .collect(),
+        };
+        pieces.sort_by_key(|p| p.0.start);
+        let ram = RamMap::new(pieces.iter().map(|p| p.0).collect())?;
+        Ok(RawImage {
+            path: path.to_path_buf(),
+            map,
+            ram,
+            offsets: pieces.into_iter().map(|p| p.1).collect(),
+        })
+    }
+
+    /// The image's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's length in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.map.as_ref().map_or(0, |m| m.len() as u64)
+    }
+}
+
+impl PhysMemory for RawImage {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        match self.slice(addr, buf.len() as u64) {
+            Some(s) => {
+                buf.copy_from_slice(s);
+                Ok(())
+            }
+            None => read_piecewise(self, addr, buf),
+        }
+    }
+
+    fn ram(&self) -> &RamMap {
+        &self.ram
+    }
+
+    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        let i = self.ram.index_of(addr)?;
+        let r = self.ram.ranges()[i];
+        if addr.checked_add(len)? > r.end {
+            return None;
+        }
+        let start = usize::try_from(self.offsets[i] + (addr - r.start)).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        self.map.as_ref()?.get(start..end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn image(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        f
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn flat_image() {
+        let data = pattern(0x3000);
+        let f = image(&data);
+        let img = RawImage::open(f.path(), None).unwrap();
+        assert_eq!(img.file_len(), 0x3000);
+        assert_eq!(img.ram().ranges(), &[PhysRange::new(0, 0x3000)]);
+        let mut buf = [0u8; 16];
+        img.read_at(0x1ff8, &mut buf).unwrap();
+        assert_eq!(&buf, &data[0x1ff8..0x2008]);
+        assert_eq!(img.slice(0x100, 4).unwrap(), &data[0x100..0x104]);
+        assert!(matches!(
+            img.read_at(0x2ff8, &mut buf),
+            Err(Error::NotInMemory { .. })
+        ));
+        assert!(img.read_at(u64::MAX - 4, &mut buf).is_err());
+        assert!(img.slice(u64::MAX, 2).is_none());
+    }
+
+    #[test]
+    fn empty_file_is_not_mapped() {
+        let f = image(&[]);
+        let img = RawImage::open(f.path(), None).unwrap();
+        assert_eq!(img.ram().total(), 0);
+        assert!(matches!(
+            img.read_u64(0),
+            Err(Error::NotInMemory { addr: 0, len: 8 })
+        ));
+        let l = Layout::parse("0x1000@").unwrap();
+        assert!(matches!(
+            RawImage::open(f.path(), Some(&l)),
+            Err(Error::Format { .. })
+        ));
+    }
+
+    #[test]
+    fn layout_with_hole() {
+        let data = pattern(0x3000);
+        let f = image(&data);
+        let l = Layout::parse("0:0x1000,0x100000:*").unwrap();
+        let img = RawImage::open(f.path(), Some(&l)).unwrap();
+        assert_eq!(
+            img.ram().ranges(),
+            &[PhysRange::new(0, 0x1000), PhysRange::new(0x100000, 0x2000)]
+        );
+        let mut buf = [0u8; 8];
+        img.read_at(0x100010, &mut buf).unwrap();
+        assert_eq!(&buf, &data[0x1010..0x1018]);
+        assert!(matches!(
+            img.read_at(0xffc, &mut buf),
+            Err(Error::NotInMemory { .. })
+        ));
+        assert!(matches!(
+            img.read_at(0x5000, &mut buf),
+            Err(Error::NotInMemory { .. })
+        ));
+    }
+
+    #[test]
+    fn adjacent_pieces_read_across() {
+        let data = pattern(0x2000);
+        let f = image(&data);
+        // File order reversed relative to physical order.
+        let l = Layout::parse("0x1000:0x1000,0:0x1000").unwrap();
+        let img = RawImage::open(f.path(), Some(&l)).unwrap();
+        let mut buf = [0u8; 8];
+        img.read_at(0xffc, &mut buf).unwrap();
+        assert_eq!(&buf[..4], &data[0x1ffc..0x2000]);
+        assert_eq!(&buf[4..], &data[0..4]);
+        assert!(img.slice(0xffc, 8).is_none(), "crosses two pieces");
+    }
+
+    #[test]
+    fn base_form_and_past_end() {
+        let data = pattern(0x1000);
+        let f = image(&data);
+        let img = RawImage::open(f.path(), Some(&Layout::parse("4G@").unwrap())).unwrap();
+        assert_eq!(
+            img.read_u32(1 << 32).unwrap(),
+            u32::from_le_bytes([0, 7, 14, 21])
+        );
+        assert!(img.read_u32(0).is_err());
+        let l = Layout::parse("0:0x800,0x1000:0x1000").unwrap();
+        assert!(matches!(
+            RawImage::open(f.path(), Some(&l)),
+            Err(Error::Format { .. })
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_io_error() {
+        assert!(matches!(
+            RawImage::open("/nonexistent/guestcore/raw", None),
+            Err(Error::Io { .. })
+        ));
+    }
+}

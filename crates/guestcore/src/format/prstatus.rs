@@ -1,0 +1,102 @@
+//! `NT_PRSTATUS` descriptors (`CORE` notes) for x86: the Linux `elf_prstatus` that gdb, crash and
+//! drgn read for per-thread registers. Only the pid and the register block matter to a VM dump;
+//! signal and timing fields stay zero.
+//!
+//! * x86_64: 336 bytes, `pr_pid` at +32, `user_regs_struct` (27 × u64) at +112.
+//! * i386: 144 bytes, `pr_pid` at +24, `user_regs_struct` (17 × u32) at +72; segment selectors are
+//!   16-bit values stored in 32-bit slots.
+
+use zerocopy::little_endian::{U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Note name of NT_PRSTATUS.
+pub const CORE_NOTE_NAME: &[u8] = b"CORE";
+/// Size of the x86_64 `elf_prstatus`.
+pub const PRSTATUS_X86_64_SIZE: usize = 336;
+/// Size of the i386 `elf_prstatus`.
+pub const PRSTATUS_I386_SIZE: usize = 144;
+
+/// Indices of x86_64 `user_regs_struct` fields in [`PrStatusX86_64::regs`].
+pub mod x86_64 {
+    pub const R15: usize = 0;
+    pub const R14: usize = 1;
+    pub const R13: usize = 2;
+    pub const R12: usize = 3;
+    pub const RBP: usize = 4;
+    pub const RBX: usize = 5;
+    pub const R11: usize = 6;
+    pub const R10: usize = 7;
+    pub const R9: usize = 8;
+    pub const R8: usize = 9;
+    pub const RAX: usize = 10;
+    pub const RCX: usize = 11;
+    pub const RDX: usize = 12;
+    pub const RSI: usize = 13;
+    pub const RDI: usize = 14;
+    pub const ORIG_RAX: usize = 15;
+    pub const RIP: usize = 16;
+    pub const CS: usize = 17;
+    pub const EFLAGS: usize = 18;
+    pub const RSP: usize = 19;
+    pub const SS: usize = 20;
+    pub const FS_BASE: usize = 21;
+    pub const GS_BASE: usize = 22;
+    pub const DS: usize = 23;
+    pub const ES: usize = 24;
+    pub const FS: usize = 25;
+    pub const GS: usize = 26;
+    /// Number of registers.
+    pub const COUNT: usize = 27;
+}
+
+/// Indices of i386 `user_regs_struct` fields in [`PrStatusI386::regs`].
+pub mod i386 {
+    pub const EBX: usize = 0;
+    pub const ECX: usize = 1;
+    pub const EDX: usize = 2;
+    pub const ESI: usize = 3;
+    pub const EDI: usize = 4;
+    pub const EBP: usize = 5;
+    pub const EAX: usize = 6;
+    pub const DS: usize = 7;
+    pub const ES: usize = 8;
+    pub const FS: usize = 9;
+    pub const GS: usize = 10;
+    pub const ORIG_EAX: usize = 11;
+    pub const EIP: usize = 12;
+    pub const CS: usize = 13;
+    pub const EFLAGS: usize = 14;
+    pub const ESP: usize = 15;
+    pub const SS: usize = 16;
+    /// Number of registers.
+    pub const COUNT: usize = 17;
+}
+
+/// x86_64 `elf_prstatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct PrStatusX86_64 {
+    pub pad1: [u8; 32],
+    pub pid: U32,
+    pub pad2: [u8; 76],
+    pub regs: [U64; x86_64::COUNT],
+    pub pad3: [u8; 8],
+}
+
+/// i386 `elf_prstatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct PrStatusI386 {
+    pub pad1: [u8; 24],
+    pub pid: U32,
+    pub pad2: [u8; 44],
+    pub regs: [U32; i386::COUNT],
+    pub pad3: [u8; 4],
+}
+
+const _: () = assert!(std::mem::size_of::<PrStatusX86_64>() == PRSTATUS_X86_64_SIZE);
+const _: () = assert!(std::mem::offset_of!(PrStatusX86_64, pid) == 32);
+const _: () = assert!(std::mem::offset_of!(PrStatusX86_64, regs) == 112);
+const _: () = assert!(std::mem::size_of::<PrStatusI386>() == PRSTATUS_I386_SIZE);
+const _: () = assert!(std::mem::offset_of!(PrStatusI386, pid) == 24);
+const _: () = assert!(std::mem::offset_of!(PrStatusI386, regs) == 72);
