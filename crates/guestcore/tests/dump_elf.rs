@@ -895,3 +895,103 @@ fn progress_counts_bytes_and_cancel_leaves_nothing() {
         "no output, no temporary file"
     );
 }
+
+// ---------------------------------------------------------------- our own reader
+
+#[test]
+fn guestcore_reads_its_own_cores_and_redumps_them() {
+    use guestcore::phys::elf::ElfCore;
+    let mem = memory();
+    let notes = prstatus();
+    let dir = tempfile::tempdir().unwrap();
+    let list = many_aliases64();
+    for (name, layout) in [
+        ("phys", DumpLayout::Physical),
+        ("paging", DumpLayout::Paging(&list)),
+    ] {
+        let out = dir.path().join(name);
+        write(&request(&mem, &notes, ElfClass::Elf64, layout), &out);
+        let core = ElfCore::open(&out).unwrap();
+        assert_eq!(core.notes(), notes.as_slice());
+        assert_eq!(core.ram().total(), mem.ram().total());
+        for r in mem.ram().ranges() {
+            assert!(source_bytes(&core, r.start, r.len()) == source_bytes(&mem, r.start, r.len()));
+        }
+        // ElfCore lends mmap slices: a re-dump copies straight from the first file.
+        let again = dir.path().join(format!("{name}-again"));
+        write(&request(&core, &notes, ElfClass::Elf64, layout), &again);
+        let data = std::fs::read(&again).unwrap();
+        check_bytes(&mem, &data, &parse(&data));
+    }
+}
+
+// ---------------------------------------------------------------- measurement (manual)
+
+/// `cargo test --release -p guestcore --test dump_elf measure -- --ignored --nocapture`
+/// Writes a 1 GiB physical and paging dump into `$GUESTCORE_MEASURE_DIR` (default: a temporary
+/// directory under the current directory) and compares with `cp` of a 1 GiB file there.
+#[test]
+#[ignore = "manual measurement, 4 GiB of disk"]
+fn measure_1gib() {
+    use std::time::Instant;
+    let base =
+        std::env::var_os("GUESTCORE_MEASURE_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let t = Instant::now();
+    let mem = VecMemory::flat(pattern(1 << 30, 11));
+    eprintln!("generate 1 GiB: {:?}", t.elapsed());
+
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, source_bytes(&mem, 0, 1 << 30)).unwrap();
+    Command::new("sync").arg(&src).status().unwrap();
+    let t = Instant::now();
+    assert!(Command::new("cp")
+        .arg(&src)
+        .arg(dir.path().join("cp.bin"))
+        .status()
+        .unwrap()
+        .success());
+    let cp = t.elapsed();
+    assert!(Command::new("sync")
+        .arg(dir.path().join("cp.bin"))
+        .status()
+        .unwrap()
+        .success());
+    eprintln!("cp 1 GiB: {cp:?}, cp + sync: {:?}", t.elapsed());
+    std::fs::remove_file(dir.path().join("cp.bin")).unwrap();
+
+    let t = Instant::now();
+    let s = write(
+        &request(&mem, &[], ElfClass::Elf64, DumpLayout::Physical),
+        &dir.path().join("phys"),
+    );
+    eprintln!("physical dump 1 GiB (with fsync): {:?} {s:?}", t.elapsed());
+    std::fs::remove_file(dir.path().join("phys")).unwrap();
+
+    // Direct map (one mapping) + every 4 KiB page again with alternating permissions
+    // (262,144 more PT_LOADs: PN_XNUM).
+    let mut l = MappingList::new();
+    for i in 0..(1u64 << 18) {
+        let f = if i % 2 == 0 {
+            PageFlags::NX
+        } else {
+            PageFlags::empty()
+        };
+        l.push(0x7f00_0000_0000 + i * 0x1000, i * 0x1000, 0x1000, f);
+    }
+    l.push(0xffff_8880_0000_0000, 0, 1 << 30, RW_NX);
+    let t = Instant::now();
+    let s = write(
+        &request(&mem, &[], ElfClass::Elf64, DumpLayout::Paging(&l)),
+        &dir.path().join("paging"),
+    );
+    eprintln!(
+        "paging dump 1 GiB, {} mappings (with fsync): {:?} {s:?}",
+        l.len(),
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let data = std::fs::read(dir.path().join("paging")).unwrap();
+    check_bytes(&mem, &data, &parse(&data));
+    eprintln!("verify: {:?}", t.elapsed());
+}
