@@ -1,0 +1,496 @@
+//! The plan of an ELF core file: every header value and file offset, computed before any I/O.
+//!
+//! ```text
+//! Ehdr | Phdr × n (e_phoff = e_ehsize) | PT_NOTE data | pad to 4 KiB | physical data runs | .shstrtab | Shdr × 2
+//! ```
+//!
+//! Program headers follow the file header directly because makedumpfile reads them there
+//! whatever `e_phoff` says. The first program header is the PT_NOTE, then one PT_LOAD per RAM
+//! range (non-paging) or per mapping (paging). Physical memory is stored once, as *data runs*:
+//!
+//! * non-paging: one run per RAM range (clipped to the filter), one PT_LOAD per run;
+//! * paging: the runs are the union of the physical ranges of the mappings whose memory is RAM
+//!   (clipped to the filter). Physical RAM that no mapping references is not written: no PT_LOAD
+//!   could describe it. For a Linux x86_64 guest the direct map covers all RAM, so this is all
+//!   RAM in the window; aliases (ESPFIX64 maps one page 65,536 times) cost one program header
+//!   each and no data.
+//!
+//! Each run starts at a file offset congruent to its physical address modulo 4 KiB, so
+//! `p_offset ≡ p_vaddr (mod p_align)` holds for page mappings and `p_align` can be 4 KiB.
+//! A mapping whose memory is not in the file (`IO`, or not entirely RAM) gets
+//! `p_offset = 0, p_filesz = 0, p_memsz = size`.
+//!
+//! Section headers (null + `.shstrtab`) are always written: section 0 carries the real program
+//! header count in `sh_info` when it exceeds 65,534 (`e_phnum = PN_XNUM`), and strict readers
+//! want a section string table.
+
+use super::elf_headers::{e_phnum, ElfClass, ElfMachine};
+use crate::addr::{PhysRange, SIZE_4K};
+use crate::mapping::{Mapping, MappingList};
+use crate::paging::PageFlags;
+use crate::phys::RamMap;
+use crate::{Error, Result};
+use object::elf;
+use std::borrow::Cow;
+
+/// The name table of the only real section.
+pub(crate) const SHSTRTAB: &[u8] = b"\0.shstrtab\0";
+/// Offset of ".shstrtab" in [`SHSTRTAB`].
+pub(crate) const SHSTRTAB_NAME: u32 = 1;
+/// Number of section headers: null (PN_XNUM holder) and `.shstrtab`.
+pub(crate) const SHNUM: u16 = 2;
+
+/// One program header, class-independent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Segment {
+    pub p_type: u32,
+    pub flags: u32,
+    pub offset: u64,
+    pub vaddr: u64,
+    pub paddr: u64,
+    pub filesz: u64,
+    pub memsz: u64,
+    pub align: u64,
+}
+
+/// Physical memory `phys` is stored at file offset `offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataRun {
+    pub phys: PhysRange,
+    pub offset: u64,
+}
+
+/// What the PT_LOADs describe.
+#[derive(Clone, Copy, Debug)]
+pub enum DumpLayout<'a> {
+    /// Paging off: one PT_LOAD per RAM range, `p_vaddr = p_paddr`.
+    Physical,
+    /// Paging on: one PT_LOAD per mapping, `p_vaddr` virtual, `p_paddr` physical.
+    Paging(&'a MappingList),
+}
+
+/// Everything about the file except the memory bytes and the note bytes.
+#[derive(Clone, Debug)]
+pub struct ElfPlan {
+    pub(crate) class: ElfClass,
+    pub(crate) machine: ElfMachine,
+    /// `[0]` is the PT_NOTE, the rest are PT_LOADs.
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) runs: Vec<DataRun>,
+    pub(crate) shstrtab_offset: u64,
+    pub(crate) shoff: u64,
+    pub(crate) file_size: u64,
+}
+
+impl ElfPlan {
+    /// The ELF class.
+    pub fn class(&self) -> ElfClass {
+        self.class
+    }
+    /// Program headers, PT_NOTE first.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+    /// Number of PT_LOAD program headers.
+    pub fn load_count(&self) -> usize {
+        self.segments.len() - 1
+    }
+    /// Where each piece of physical memory goes in the file.
+    pub fn runs(&self) -> &[DataRun] {
+        &self.runs
+    }
+    /// Bytes of guest memory stored in the file.
+    pub fn data_bytes(&self) -> u64 {
+        self.runs.iter().map(|r| r.phys.len()).sum()
+    }
+    /// Size of the finished file.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+    /// Offset of the section header table.
+    pub fn shoff(&self) -> u64 {
+        self.shoff
+    }
+    /// True when `e_phnum` is PN_XNUM (the count lives in section 0's `sh_info`).
+    pub fn pn_xnum(&self) -> bool {
+        e_phnum(self.segments.len() as u64) == elf::PN_XNUM
+    }
+    /// The PT_NOTE's offset (right after the program headers).
+    pub(crate) fn note_offset(&self) -> u64 {
+        self.segments[0].offset
+    }
+}
+
+fn align_up(v: u64, a: u64) -> u64 {
+    v.div_ceil(a) * a
+}
+
+/// The `p_flags` of a mapping: R always, W with WRITE, X unless NX.
+pub(crate) fn mapping_flags(flags: PageFlags) -> u32 {
+    let mut f = elf::PF_R;
+    if flags.contains(PageFlags::WRITE) {
+        f |= elf::PF_W;
+    }
+    if !flags.contains(PageFlags::NX) {
+        f |= elf::PF_X;
+    }
+    f
+}
+
+/// Plans a core for `ram` (the source's RAM map), `notes_len` bytes of encoded notes, `layout`
+/// and an optional physical `filter`. Fails when the filter holds no RAM, when a paging layout
+/// leaves no mapping, or when ELF32 cannot hold a value.
+pub fn plan(
+    class: ElfClass,
+    machine: ElfMachine,
+    ram: &RamMap,
+    notes_len: u64,
+    layout: DumpLayout<'_>,
+    filter: Option<PhysRange>,
+) -> Result<ElfPlan> {
+    if let Some(w) = filter {
+        if w.is_empty() || ram.ram_parts(w.start, w.len()).next().is_none() {
+            return Err(Error::NotInMemory {
+                addr: w.start,
+                len: w.len(),
+            });
+        }
+    }
+    if ram.ranges().is_empty() {
+        return Err(Error::Unsupported(
+            "the guest has no RAM to dump".to_string(),
+        ));
+    }
+
+    // Program headers: data is placed later, once their number (and so the header size) is known.
+    let (mut segments, phys_runs, load_refs) = match layout {
+        DumpLayout::Physical => physical_segments(ram, filter),
+        DumpLayout::Paging(list) => paging_segments(ram, list, filter)?,
+    };
+    segments.insert(
+        0,
+        Segment {
+            p_type: elf::PT_NOTE,
+            align: 4,
+            ..Segment::default()
+        },
+    );
+
+    let phoff = class.ehsize();
+    let note_offset = phoff + segments.len() as u64 * class.phentsize();
+    segments[0].offset = note_offset;
+    segments[0].filesz = notes_len;
+    let mut cursor = align_up(note_offset + notes_len, SIZE_4K);
+
+    let mut runs = Vec::with_capacity(phys_runs.len());
+    for phys in phys_runs {
+        // Same offset within a page as the physical address.
+        cursor += (phys.start % SIZE_4K + SIZE_4K - cursor % SIZE_4K) % SIZE_4K;
+        runs.push(DataRun {
+            phys,
+            offset: cursor,
+        });
+        cursor += phys.len();
+    }
+    for (seg, run) in segments[1..].iter_mut().zip(load_refs) {
+        if let Some(i) = run {
+            let r = runs[i];
+            seg.offset = r.offset + (seg.paddr - r.phys.start);
+            seg.filesz = seg.memsz;
+        }
+        seg.align = if seg.filesz == 0 || (seg.offset % SIZE_4K == seg.vaddr % SIZE_4K) {
+            SIZE_4K
+        } else {
+            1
+        };
+    }
+
+    if segments.len() as u64 > u64::from(u32::MAX) {
+        return Err(Error::Unsupported(format!(
+            "{} program headers do not fit an ELF file (at most {})",
+            segments.len(),
+            u32::MAX
+        )));
+    }
+    let shstrtab_offset = cursor;
+    let shoff = align_up(shstrtab_offset + SHSTRTAB.len() as u64, class.word());
+    let file_size = shoff + u64::from(SHNUM) * class.shentsize();
+    let plan = ElfPlan {
+        class,
+        machine,
+        segments,
+        runs,
+        shstrtab_offset,
+        shoff,
+        file_size,
+    };
+    if class == ElfClass::Elf32 {
+        check_elf32(&plan)?;
+    }
+    Ok(plan)
+}
+
+/// `(PT_LOADs without offsets, data runs, per PT_LOAD the index of its run or None)`.
+type Segments = (Vec<Segment>, Vec<PhysRange>, Vec<Option<usize>>);
+
+fn physical_segments(ram: &RamMap, filter: Option<PhysRange>) -> Segments {
+    let runs: Vec<PhysRange> = ram
+        .ranges()
+        .iter()
+        .filter_map(|r| match filter {
+            Some(w) => r.intersect(&w),
+            None => Some(*r),
+        })
+        .collect();
+    let segs = runs
+        .iter()
+        .map(|r| Segment {
+            p_type: elf::PT_LOAD,
+            flags: elf::PF_R | elf::PF_W | elf::PF_X,
+            vaddr: r.start,
+            paddr: r.start,
+            memsz: r.len(),
+            ..Segment::default()
+        })
+        .collect();
+    let refs = (0..runs.len()).map(Some).collect();
+    (segs, runs, refs)
+}
+
+fn paging_segments(
+    ram: &RamMap,
+    list: &MappingList,
+    filter: Option<PhysRange>,
+) -> Result<Segments> {
+    let list: Cow<'_, MappingList> = match filter {
+        Some(w) => Cow::Owned(list.clip_phys(w)),
+        None => Cow::Borrowed(list),
+    };
+    if list.is_empty() {
+        return Err(Error::Unsupported(match filter {
+            Some(w) => format!("no mapping has physical memory in {w}: nothing to dump"),
+            None => "the mapping list is empty: nothing to dump".to_string(),
+        }));
+    }
+    let in_file = |m: &Mapping| m.is_ram() && ram.contains(m.pa.0, m.size);
+
+    // The union of the physical ranges of RAM mappings. Sorted by start, then merged when they
+    // overlap or touch (touching RAM ranges are contiguous RAM, so the run stays readable).
+    let mut phys: Vec<PhysRange> = list
+        .iter()
+        .filter(|m| in_file(m))
+        .map(|m| m.phys())
+        .collect();
+    phys.sort_unstable();
+    let mut runs: Vec<PhysRange> = Vec::new();
+    for p in phys {
+        match runs.last_mut() {
+            Some(last) if p.start <= last.end => last.end = last.end.max(p.end),
+            _ => runs.push(p),
+        }
+    }
+
+    let mut segs = Vec::with_capacity(list.len());
+    let mut refs = Vec::with_capacity(list.len());
+    for m in list.iter() {
+        segs.push(Segment {
+            p_type: elf::PT_LOAD,
+            flags: mapping_flags(m.flags),
+            vaddr: m.va.0,
+            paddr: m.pa.0,
+            memsz: m.size,
+            ..Segment::default()
+        });
+        refs.push(in_file(m).then(|| runs.partition_point(|r| r.end <= m.pa.0)));
+    }
+    Ok((segs, runs, refs))
+}
+
+/// Fails with the first value that does not fit in 32 bits.
+fn check_elf32(plan: &ElfPlan) -> Result<()> {
+    const MAX: u64 = u32::MAX as u64;
+    let fail = |what: String, v: u64| {
+        Err(Error::Unsupported(format!(
+            "ELF32 cannot hold {what} = {v:#x} (more than 32 bits); write ELF64 instead"
+        )))
+    };
+    for (i, s) in plan.segments.iter().enumerate() {
+        let name = if i == 0 {
+            "the PT_NOTE".to_string()
+        } else {
+            format!("PT_LOAD #{i} (physical {:#x})", s.paddr)
+        };
+        for (field, v) in [
+            ("p_paddr", s.paddr),
+            ("p_vaddr", s.vaddr),
+            ("p_memsz", s.memsz),
+            ("p_filesz", s.filesz),
+            ("p_offset", s.offset),
+        ] {
+            if v > MAX {
+                return fail(format!("{field} of {name}"), v);
+            }
+        }
+        // A segment must also end inside the 32-bit address space.
+        if s.paddr.saturating_add(s.memsz) > MAX + 1 {
+            return fail(format!("the end of {name}"), s.paddr + s.memsz);
+        }
+    }
+    if plan.file_size > MAX {
+        return fail("the file size".to_string(), plan.file_size);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ram() -> RamMap {
+        RamMap::new(vec![
+            PhysRange::new(0, 0xa0000),
+            PhysRange::new(0x100000, 0x300000),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn physical_layout_offsets() {
+        let p = plan(
+            ElfClass::Elf64,
+            ElfMachine::X86_64,
+            &ram(),
+            100,
+            DumpLayout::Physical,
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.segments.len(), 3);
+        assert_eq!(p.note_offset(), 64 + 3 * 56);
+        assert_eq!(p.segments[0].filesz, 100);
+        assert_eq!(p.runs[0].offset, 0x1000);
+        assert_eq!(p.runs[1].offset, 0x1000 + 0xa0000);
+        assert_eq!(p.segments[2].offset, p.runs[1].offset);
+        assert_eq!(p.segments[2].vaddr, 0x100000);
+        assert_eq!(p.segments[2].filesz, 0x300000);
+        assert_eq!(p.shstrtab_offset, 0x1000 + 0xa0000 + 0x300000);
+        assert_eq!(p.shoff % 8, 0);
+        assert_eq!(p.file_size, p.shoff + 128);
+        assert!(!p.pn_xnum());
+    }
+
+    #[test]
+    fn physical_filter_clips() {
+        let p = plan(
+            ElfClass::Elf32,
+            ElfMachine::I386,
+            &ram(),
+            0,
+            DumpLayout::Physical,
+            Some(PhysRange::new(0x9f000, 0x62000)),
+        )
+        .unwrap();
+        let loads: Vec<_> = p.segments[1..].iter().map(|s| (s.paddr, s.memsz)).collect();
+        assert_eq!(loads, vec![(0x9f000, 0x1000), (0x100000, 0x1000)]);
+        assert!(plan(
+            ElfClass::Elf64,
+            ElfMachine::X86_64,
+            &ram(),
+            0,
+            DumpLayout::Physical,
+            Some(PhysRange::new(0xa0000, 0x60000)),
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn paging_aliases_share_data() {
+        let mut l = MappingList::new();
+        l.push(0x1000, 0x2000, 0x1000, PageFlags::WRITE);
+        l.push(0x5000, 0x2000, 0x1000, PageFlags::NX);
+        l.push(0x6000, 0x1000, 0x2000, PageFlags::empty()); // overlaps the first physically
+        l.push(0x9000, 0xb0000, 0x1000, PageFlags::WRITE); // not RAM
+        l.push(0xa000, 0x100000, 0x1000, PageFlags::WRITE | PageFlags::IO);
+        let p = plan(
+            ElfClass::Elf64,
+            ElfMachine::X86_64,
+            &ram(),
+            0,
+            DumpLayout::Paging(&l),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            p.runs.iter().map(|r| r.phys).collect::<Vec<_>>(),
+            vec![PhysRange::new(0x1000, 0x2000)]
+        );
+        assert_eq!(p.data_bytes(), 0x2000);
+        let s = &p.segments[1..];
+        assert_eq!(s[0].offset, s[1].offset, "aliases share data");
+        assert_eq!(s[2].offset + 0x1000, s[0].offset);
+        assert_eq!(s[0].offset % SIZE_4K, 0x2000 % SIZE_4K);
+        assert_eq!(s[0].flags, elf::PF_R | elf::PF_W | elf::PF_X);
+        assert_eq!(s[1].flags, elf::PF_R);
+        assert_eq!(s[2].flags, elf::PF_R | elf::PF_X);
+        for io in &s[3..] {
+            assert_eq!((io.offset, io.filesz, io.memsz), (0, 0, 0x1000));
+        }
+    }
+
+    #[test]
+    fn elf32_overflow_names_the_value() {
+        let ram = RamMap::new(vec![
+            PhysRange::new(0, 0x1000),
+            PhysRange::new(0x1_0000_0000, 0x1000),
+        ])
+        .unwrap();
+        let e = plan(
+            ElfClass::Elf32,
+            ElfMachine::I386,
+            &ram,
+            0,
+            DumpLayout::Physical,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("p_paddr") && e.contains("0x100000000"), "{e}");
+        // The window below 4 GiB fits.
+        plan(
+            ElfClass::Elf32,
+            ElfMachine::I386,
+            &ram,
+            0,
+            DumpLayout::Physical,
+            Some(PhysRange::new(0, 0x1000)),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn pn_xnum_counts_the_note() {
+        let mut l = MappingList::new();
+        for i in 0..0xfffe_u64 {
+            l.push(i * 0x10000, 0x1000, 0x1000, PageFlags::empty());
+        }
+        let mk = |l: &MappingList| {
+            plan(
+                ElfClass::Elf64,
+                ElfMachine::X86_64,
+                &ram(),
+                0,
+                DumpLayout::Paging(l),
+                None,
+            )
+            .unwrap()
+        };
+        let p = mk(&l);
+        assert_eq!(p.segments.len(), 0xffff);
+        assert!(p.pn_xnum(), "65,535 headers do not fit e_phnum");
+        let mut short = MappingList::new();
+        for m in &l.as_slice()[1..] {
+            short.push(m.va.0, m.pa.0, m.size, m.flags);
+        }
+        assert!(!mk(&short).pn_xnum());
+    }
+}

@@ -1,0 +1,193 @@
+//! Atomic output files: a dump is written to a temporary file in the target's directory and
+//! renamed over the target only once it is complete and on disk. An error, a cancel or a panic
+//! drops the temporary file, so a failed dump never leaves a truncated core behind, and an
+//! existing file is never half-overwritten.
+
+use crate::{Error, Result};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// How to treat the output path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputOptions {
+    /// Replace an existing file. Without it an existing file is an error, raised before any work.
+    pub force: bool,
+}
+
+/// A temporary file that becomes `path` on [`commit`](Self::commit).
+#[derive(Debug)]
+pub(crate) struct AtomicOutput {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    force: bool,
+}
+
+fn already_exists(path: &Path) -> Error {
+    Error::io(
+        format!(
+            "{}: the file exists (use --force to overwrite it)",
+            path.display()
+        ),
+        io::Error::from(io::ErrorKind::AlreadyExists),
+    )
+}
+
+/// Fails when `path` cannot be an output: it exists and `force` is off, or it is a directory.
+pub(crate) fn check_target(path: &Path, opts: &OutputOptions) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Err(Error::io(
+            format!("{}: is a directory", path.display()),
+            io::Error::from(io::ErrorKind::InvalidInput),
+        )),
+        Ok(_) if !opts.force => Err(already_exists(path)),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("{}", path.display()), e)),
+    }
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl AtomicOutput {
+    /// Checks the target and creates `.NAME.guestcore-XXXXXX` beside it.
+    pub(crate) fn create(path: &Path, opts: &OutputOptions) -> Result<Self> {
+        check_target(path, opts)?;
+        let dir = parent_dir(path);
+        let name = path
+            .file_name()
+            .ok_or_else(|| {
+                Error::io(
+                    format!("{}: not a file name", path.display()),
+                    io::Error::from(io::ErrorKind::InvalidInput),
+                )
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.guestcore-"))
+            .tempfile_in(dir)
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "cannot create {}: cannot create a temporary file in {}",
+                        path.display(),
+                        dir.display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(AtomicOutput {
+            tmp,
+            path: path.to_path_buf(),
+            force: opts.force,
+        })
+    }
+
+    /// The temporary file, for positioned writes.
+    pub(crate) fn file(&self) -> &File {
+        self.tmp.as_file()
+    }
+
+    /// The final path, for messages.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the data to disk and renames the file to its final name.
+    pub(crate) fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+        let persisted = if self.force {
+            self.tmp.persist(&path)
+        } else {
+            self.tmp.persist_noclobber(&path)
+        };
+        persisted.map_err(|e| {
+            if e.error.kind() == io::ErrorKind::AlreadyExists {
+                already_exists(&path)
+            } else {
+                Error::io(
+                    format!("renaming the finished dump to {}", path.display()),
+                    e.error,
+                )
+            }
+        })?;
+        // Make the rename itself durable; a failure here does not undo a complete file.
+        if let Ok(d) = File::open(parent_dir(&path)) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn commit_renames_and_drop_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("core");
+        let o = AtomicOutput::create(&out, &OutputOptions::default()).unwrap();
+        o.file().write_all(b"abc").unwrap();
+        assert_eq!(entries(dir.path()).len(), 1);
+        assert!(entries(dir.path())[0].starts_with(".core.guestcore-"));
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"abc");
+        assert_eq!(entries(dir.path()), vec!["core"]);
+
+        let err = AtomicOutput::create(&out, &OutputOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("exists"), "{err}");
+
+        let o = AtomicOutput::create(&out, &OutputOptions { force: true }).unwrap();
+        o.file().write_all(b"x").unwrap();
+        drop(o);
+        assert_eq!(
+            entries(dir.path()),
+            vec!["core"],
+            "dropped temp file removed"
+        );
+        assert_eq!(std::fs::read(&out).unwrap(), b"abc");
+
+        let o = AtomicOutput::create(&out, &OutputOptions { force: true }).unwrap();
+        o.file().write_all(b"new").unwrap();
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+    }
+
+    #[test]
+    fn noclobber_race_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("core");
+        let o = AtomicOutput::create(&out, &OutputOptions::default()).unwrap();
+        std::fs::write(&out, b"other").unwrap(); // appeared while dumping
+        assert!(o.commit().is_err());
+        assert_eq!(std::fs::read(&out).unwrap(), b"other");
+        assert_eq!(entries(dir.path()), vec!["core"]);
+    }
+
+    #[test]
+    fn directory_target_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(AtomicOutput::create(dir.path(), &OutputOptions { force: true }).is_err());
+    }
+}
