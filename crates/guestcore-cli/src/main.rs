@@ -6,7 +6,6 @@
 
 mod cmd;
 mod output;
-#[allow(dead_code)] // wired to `dump` next
 mod progress;
 mod source;
 
@@ -40,6 +39,8 @@ enum Command {
     Translate(cmd::translate::TranslateArgs),
     /// Read guest memory through the page tables (or physically with --phys).
     Read(cmd::read::ReadArgs),
+    /// Write an ELF core: physical ranges, or with --paging the virtual view gdb reads.
+    Dump(cmd::dump::DumpArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Tlb(a) => cmd::tlb::run(&ctx, a),
         Command::Translate(a) => cmd::translate::run(&ctx, a),
         Command::Read(a) => cmd::read::run(&ctx, a),
+        Command::Dump(a) => cmd::dump::run(&ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

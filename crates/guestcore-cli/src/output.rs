@@ -21,7 +21,6 @@ impl Context {
     }
 
     /// True when progress bars may be drawn.
-    #[allow(dead_code)]
     pub fn show_progress(&self) -> bool {
         !self.quiet && std::io::stderr().is_terminal()
     }

@@ -87,6 +87,8 @@ pub struct Selected {
 /// An opened input with the selected vCPUs.
 pub struct Source {
     pub image: GuestImage,
+    /// Every vCPU of the input, after --registers/--mode/--cr0/--cr4/--efer.
+    pub all_cpus: Vec<X86CpuState>,
     pub selected: Vec<Selected>,
     pub limits: WalkLimits,
 }
@@ -132,6 +134,7 @@ impl SourceArgs {
                 self.input.display()
             );
         }
+        let all_cpus = cpus.clone();
         let chosen: Vec<X86CpuState> = if self.all_cpus {
             cpus
         } else if let Some(n) = self.cpu {
@@ -178,6 +181,7 @@ impl SourceArgs {
         }
         Ok(Source {
             image,
+            all_cpus,
             selected,
             limits,
         })

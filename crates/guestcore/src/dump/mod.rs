@@ -13,6 +13,7 @@ mod copy;
 mod elf;
 mod elf_headers;
 pub mod elf_layout;
+pub mod notes;
 mod output;
 
 pub use elf::{plan_elf_core, write_elf_core, ElfDumpRequest};

@@ -1,0 +1,174 @@
+//! `guestcore dump`: write an ELF core of the guest, physical (non-paging) or with the
+//! virtual view (paging), from any input guestcore reads.
+
+use crate::output::Context;
+use crate::progress::Bar;
+use crate::source::{num, walk_warning, SourceArgs};
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use guestcore::addr::PhysRange;
+use guestcore::dump::notes::{dump_notes, CpuNotes};
+use guestcore::dump::{
+    write_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
+};
+use guestcore::mapping::MappingList;
+use guestcore::paging::ModeKind;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// ELF class of the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ClassArg {
+    #[value(name = "64")]
+    Elf64,
+    #[value(name = "32")]
+    Elf32,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The core file to write (written to a temporary file beside it, renamed at the end).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// Paging mode: one PT_LOAD per mapped virtual range (p_vaddr and p_paddr), so gdb reads
+    /// virtual memory. Without it: one PT_LOAD per physical RAM range (p_vaddr = p_paddr),
+    /// safe when the page tables are corrupt or belong to another kernel.
+    #[arg(long)]
+    paging: bool,
+    /// Only physical memory from ADDR on (both modes; paging mappings are trimmed).
+    #[arg(long, value_parser = num, value_name = "ADDR")]
+    begin: Option<u64>,
+    /// Only LENGTH bytes of physical memory (from --begin, or from 0).
+    #[arg(long, value_parser = num, value_name = "SIZE")]
+    length: Option<u64>,
+    /// ELF class; 32 only when every address, size and offset fits.
+    #[arg(long, value_enum, default_value = "64")]
+    elf_class: ClassArg,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
+    let started = Instant::now();
+    if args.output.exists() && !args.force {
+        bail!(
+            "{}: the file exists (use --force to overwrite it)",
+            args.output.display()
+        );
+    }
+    let src = args.source.open(ctx)?;
+    let image = &src.image;
+    let first = &src.selected[0];
+    let long_mode = src.selected.iter().any(|s| s.cpu.long_mode());
+
+    let filter = match (args.begin, args.length) {
+        (None, None) => None,
+        (b, l) => {
+            let start = b.unwrap_or(0);
+            let end = match l {
+                Some(l) => start
+                    .checked_add(l)
+                    .context("--begin + --length overflows")?,
+                None => image.memory.ram().end(),
+            };
+            Some(PhysRange { start, end })
+        }
+    };
+
+    // Paging: the union of the chosen vCPUs' mappings (one vCPU unless --all-cpus).
+    let mut mappings = MappingList::new();
+    let paging = args.paging && first.mode.kind != ModeKind::Off;
+    if args.paging && !paging {
+        ctx.note(format_args!(
+            "vCPU {} has paging off: writing the physical layout",
+            first.cpu.index
+        ));
+    }
+    if paging {
+        let mut all = Vec::new();
+        for sel in &src.selected {
+            let (list, report) = MappingList::from_walk(&*image.memory, &sel.mode, src.limits)
+                .with_context(|| {
+                    format!("vCPU {} page tables at {:#x}", sel.cpu.index, sel.mode.root)
+                })?;
+            if let Some(w) = walk_warning(&report) {
+                ctx.note(format_args!("vCPU {}: {w}", sel.cpu.index));
+            }
+            all.extend(list.iter().copied());
+        }
+        if src.selected.len() > 1 {
+            all.sort_by_key(|m| (m.va, m.pa, m.size));
+            all.dedup();
+        }
+        for m in all {
+            mappings.push(m.va.0, m.pa.0, m.size, m.flags);
+        }
+    }
+
+    // Notes: keep the source's CPU notes when the CPU state came from them.
+    let overridden = args.source.registers.is_some()
+        || args.source.mode.is_some()
+        || args.source.cr0.is_some()
+        || args.source.cr4.is_some()
+        || args.source.efer.is_some();
+    let cpus: Vec<_> = if overridden {
+        src.selected.iter().map(|s| s.cpu.clone()).collect()
+    } else {
+        src.all_cpus.clone()
+    };
+    let has_cpu_notes = image
+        .notes
+        .iter()
+        .any(|n| n.name == b"QEMU" || n.name == b"CORE");
+    let cpu_notes = if has_cpu_notes && !overridden {
+        CpuNotes::FromSource(&image.notes)
+    } else {
+        CpuNotes::Build {
+            cpus: &cpus,
+            long_mode,
+        }
+    };
+    let notes = dump_notes(cpu_notes, &image.notes, image.vmcoreinfo.as_deref());
+
+    let req = ElfDumpRequest {
+        memory: &*image.memory,
+        notes: &notes,
+        machine: if long_mode {
+            ElfMachine::X86_64
+        } else {
+            ElfMachine::I386
+        },
+        class: match args.elf_class {
+            ClassArg::Elf64 => ElfClass::Elf64,
+            ClassArg::Elf32 => ElfClass::Elf32,
+        },
+        layout: if paging {
+            DumpLayout::Paging(&mappings)
+        } else {
+            DumpLayout::Physical
+        },
+        filter,
+    };
+    let bar = Bar::new(ctx.show_progress());
+    let summary = write_elf_core(
+        &req,
+        &args.output,
+        &OutputOptions { force: args.force },
+        &bar,
+    )
+    .with_context(|| args.output.display().to_string())?;
+    ctx.note(format_args!(
+        "wrote {}: {} {} PT_LOADs{}, {} MiB of guest memory, {} bytes, in {:.2} s",
+        args.output.display(),
+        summary.segments,
+        if paging { "paging" } else { "physical" },
+        if summary.pn_xnum { " (PN_XNUM)" } else { "" },
+        summary.data_bytes >> 20,
+        summary.file_size,
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}

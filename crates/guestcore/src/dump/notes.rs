@@ -1,0 +1,128 @@
+//! The notes a dump carries, in the order QEMU writes them and crash, gdb and drgn expect:
+//! `NT_PRSTATUS` per vCPU, the `QEMU` CPU-state note per vCPU, then the guest's VMCOREINFO.
+//!
+//! When the CPU state came from the source's own notes they are kept byte for byte (the
+//! PRSTATUS notes hold pids and signal info no other source has); when it came from elsewhere
+//! (HMP text, command-line registers, a raw image) both notes are built from that state.
+
+use crate::cpu::notes::{encode_prstatus_i386, encode_prstatus_x86_64, encode_qemu_note};
+use crate::cpu::X86CpuState;
+use crate::format::note::{NT_PRSTATUS, NT_QEMU_CPUSTATE, VMCOREINFO_NAME};
+use crate::format::ElfNote;
+
+/// Where a dump's CPU state comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuNotes<'a> {
+    /// Keep these source notes (the CPU state was decoded from them).
+    FromSource(&'a [ElfNote]),
+    /// Build notes from the given states; `long_mode` picks the x86_64 or i386 PRSTATUS layout.
+    Build {
+        cpus: &'a [X86CpuState],
+        long_mode: bool,
+    },
+}
+
+/// The notes of a dump: CPU notes as chosen, then VMCOREINFO (kept byte for byte) when given,
+/// then any other source notes unchanged.
+pub fn dump_notes(
+    cpu: CpuNotes<'_>,
+    source_notes: &[ElfNote],
+    vmcoreinfo: Option<&[u8]>,
+) -> Vec<ElfNote> {
+    let is_prstatus = |n: &ElfNote| n.name == b"CORE" && n.n_type == NT_PRSTATUS;
+    let is_qemu = |n: &ElfNote| n.name == b"QEMU" && n.n_type == NT_QEMU_CPUSTATE;
+    let is_vmcoreinfo = |n: &ElfNote| n.name == VMCOREINFO_NAME;
+    let mut out = Vec::new();
+    match cpu {
+        CpuNotes::FromSource(notes) => {
+            out.extend(notes.iter().filter(|n| is_prstatus(n)).cloned());
+            out.extend(notes.iter().filter(|n| is_qemu(n)).cloned());
+        }
+        CpuNotes::Build { cpus, long_mode } => {
+            for (i, c) in cpus.iter().enumerate() {
+                let pid = i as u32 + 1;
+                out.push(if long_mode {
+                    encode_prstatus_x86_64(c, pid)
+                } else {
+                    encode_prstatus_i386(c, pid)
+                });
+            }
+            out.extend(cpus.iter().map(encode_qemu_note));
+        }
+    }
+    match source_notes.iter().find(|n| is_vmcoreinfo(n)) {
+        Some(n) => out.push(n.clone()),
+        None => {
+            if let Some(v) = vmcoreinfo {
+                out.push(ElfNote::new(VMCOREINFO_NAME, 0, v.to_vec()));
+            }
+        }
+    }
+    out.extend(
+        source_notes
+            .iter()
+            .filter(|n| !is_prstatus(n) && !is_qemu(n) && !is_vmcoreinfo(n))
+            .cloned(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::notes::cpus_from_notes;
+
+    #[test]
+    fn built_notes_are_in_qemu_order_and_decode_back() {
+        let mut a = X86CpuState::new(0);
+        a.cr[3] = 0x1000;
+        a.rip = 0xffff_ffff_8100_0000;
+        let mut b = X86CpuState::new(1);
+        b.cr[3] = 0x2000;
+        let notes = dump_notes(
+            CpuNotes::Build {
+                cpus: &[a.clone(), b.clone()],
+                long_mode: true,
+            },
+            &[],
+            Some(b"OSRELEASE=6.1.0\n"),
+        );
+        let kinds: Vec<_> = notes.iter().map(|n| (n.name_str(), n.desc.len())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("CORE".to_string(), 336),
+                ("CORE".to_string(), 336),
+                ("QEMU".to_string(), 440),
+                ("QEMU".to_string(), 440),
+                ("VMCOREINFO".to_string(), 16)
+            ]
+        );
+        let back = cpus_from_notes(&notes, 62);
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            (back[0].cr[3], back[0].rip, back[1].cr[3]),
+            (0x1000, a.rip, 0x2000)
+        );
+    }
+
+    #[test]
+    fn source_notes_kept_byte_for_byte_and_reordered() {
+        let src = vec![
+            ElfNote::new(VMCOREINFO_NAME, 0, b"X=1\n".to_vec()),
+            ElfNote::new(b"QEMU", 0, vec![7; 440]),
+            ElfNote::new(b"CORE", 1, vec![9; 336]),
+            ElfNote::new(b"LINUX", 0x202, vec![1, 2, 3]),
+        ];
+        let notes = dump_notes(CpuNotes::FromSource(&src), &src, Some(b"ignored"));
+        assert_eq!(
+            notes,
+            vec![
+                src[2].clone(),
+                src[1].clone(),
+                src[0].clone(),
+                src[3].clone()
+            ]
+        );
+    }
+}
