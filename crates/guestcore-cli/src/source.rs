@@ -97,6 +97,12 @@ impl SourceArgs {
     /// Opens the input and selects the vCPU(s), stating on stderr which one when the choice
     /// was made for the user.
     pub fn open(&self, ctx: &Context) -> Result<Source> {
+        self.open_with(ctx, true)
+    }
+
+    /// Like [`open`](Self::open); with `need_cpu` false an input without CPU state opens with
+    /// no vCPU selected (physical reads need none).
+    pub fn open_with(&self, ctx: &Context, need_cpu: bool) -> Result<Source> {
         let image = GuestImage::open(
             &self.input,
             &OpenOptions {
@@ -127,6 +133,14 @@ impl SourceArgs {
                 c.efer = v;
                 c.efer_inferred = false;
             }
+        }
+        if cpus.is_empty() && !need_cpu {
+            return Ok(Source {
+                image,
+                all_cpus: Vec::new(),
+                selected: Vec::new(),
+                limits: WalkLimits::default(),
+            });
         }
         if cpus.is_empty() {
             bail!(

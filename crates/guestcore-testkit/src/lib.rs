@@ -5,12 +5,14 @@
 //! * [`memory`] — [`SparseMemory`], RAM that only costs the pages written (big guests).
 //! * [`reference`] — an independent translator written from the Intel SDM: the oracle.
 //! * [`linux_like`] — a 4-level guest shaped like Linux x86_64 (direct map, ESPFIX aliases…).
+//! * [`fixture`] — synthetic guests written as ELF cores or raw images.
 //! * [`random`] — random and garbage table sets for property tests and fuzzing.
 //!
 //! Nothing here calls guestcore's paging code, so a bug there cannot hide in both.
 
 pub mod allocator;
 pub mod builder;
+pub mod fixture;
 pub mod geometry;
 pub mod linux_like;
 pub mod memory;

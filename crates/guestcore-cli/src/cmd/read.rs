@@ -31,8 +31,7 @@ pub struct ReadArgs {
 }
 
 pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
-    let src = args.source.open(ctx)?;
-    let sel = &src.selected[0];
+    let src = args.source.open_with(ctx, !args.phys)?;
     let mem = &*src.image.memory;
     let stdout = std::io::stdout();
     let hexdump = args.output.is_none() && stdout.is_terminal();
@@ -53,7 +52,8 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
         let (pa, chunk) = if args.phys {
             (addr, len - done)
         } else {
-            let t = translate(mem, &sel.mode, addr)?;
+            let t = translate(mem, &src.selected[0].mode, addr)
+                .with_context(|| args.source.input.display().to_string())?;
             if t.flags.contains(guestcore::paging::PageFlags::IO) {
                 bail!(
                     "virtual address {addr:#x} maps {:#x}, which is not guest RAM",
@@ -64,7 +64,12 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
             (t.paddr, (len - done).min(page_left as usize))
         };
         mem.read_at(pa, &mut buf[done..done + chunk])
-            .with_context(|| format!("reading {chunk} bytes at physical {pa:#x}"))?;
+            .with_context(|| {
+                format!(
+                    "{}: reading {chunk} bytes at physical {pa:#x}",
+                    args.source.input.display()
+                )
+            })?;
         done += chunk;
     }
     if let Some(path) = &args.output {
