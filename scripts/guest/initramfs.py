@@ -23,7 +23,11 @@ import os
 import stat
 import sys
 
-SYMBOLS = ["_stext", "_text", "init_uts_ns", "linux_banner", "init_task", "jiffies", "init_mm", "init_top_pgt", "swapper_pg_dir", "idle_pg_table"]
+SYMBOLS = [
+    "_stext", "_text", "start_kernel", "_printk", "schedule", "do_idle",  # text: always in kallsyms
+    # data: only with CONFIG_KALLSYMS_ALL (Debian amd64 has it, 686 and 686-pae do not)
+    "init_uts_ns", "linux_banner", "init_task", "jiffies", "init_mm", "init_top_pgt", "swapper_pg_dir",
+]
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
