@@ -1,1 +1,65 @@
-fn main() {}
+//! `guestcore`: read the memory of an x86 virtual machine the way a debugger wants it.
+//!
+//! One module per subcommand under `cmd/`; `source` turns the common arguments into guest
+//! memory plus the chosen vCPU(s) and paging mode; `progress` adapts the library's progress
+//! events to an indicatif bar. Errors print as one line and exit with status 1.
+
+mod cmd;
+mod output;
+#[allow(dead_code)] // wired to `dump` next
+mod progress;
+mod source;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Turn the memory of an x86 virtual machine into something a debugger can read.
+///
+/// INPUT is a QEMU `dump-guest-memory` ELF core, a kdump /proc/vmcore ELF file, or a raw
+/// guest-physical memory image (give its CPU state with --registers or --mode/--cr3).
+/// Addresses and sizes accept decimal, 0x hex and K/M/G/T suffixes (powers of 1024).
+#[derive(Parser, Debug)]
+#[command(name = "guestcore", version, propagate_version = true)]
+struct Cli {
+    /// No progress bars or notes on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe an input: format, RAM ranges, vCPUs and their paging modes, notes.
+    Info(cmd::info::InfoArgs),
+    /// List merged virtual→physical ranges with permissions, like QEMU's `info mem`.
+    Mem(cmd::mem::MemArgs),
+    /// List every page-table leaf with its flags, like QEMU's `info tlb`.
+    Tlb(cmd::tlb::TlbArgs),
+    /// Translate a virtual address to a physical one, like QEMU's `gva2gpa`.
+    Translate(cmd::translate::TranslateArgs),
+    /// Read guest memory through the page tables (or physically with --phys).
+    Read(cmd::read::ReadArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ctx = output::Context::new(cli.quiet);
+    let result = match cli.command {
+        Command::Info(a) => cmd::info::run(&ctx, a),
+        Command::Mem(a) => cmd::mem::run(&ctx, a),
+        Command::Tlb(a) => cmd::tlb::run(&ctx, a),
+        Command::Translate(a) => cmd::translate::run(&ctx, a),
+        Command::Read(a) => cmd::read::run(&ctx, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if output::is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("guestcore: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

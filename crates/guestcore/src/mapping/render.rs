@@ -7,9 +7,9 @@ use std::fmt::Write;
 /// One line per merged mapping, like HMP `info mem` (virtual range, size, `urwx` permissions)
 /// followed by the physical start, which `info mem` does not show; ` io` marks non-RAM.
 pub fn mem_line(out: &mut String, va: u64, size: u64, pa: u64, flags: PageFlags) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "{va:016x}-{end:016x} {size:016x} {perm} {pa:016x}{io}\n",
+        "{va:016x}-{end:016x} {size:016x} {perm} {pa:016x}{io}",
         end = va.wrapping_add(size),
         perm = flags.mem_string(),
         io = if flags.contains(PageFlags::IO) {
@@ -33,9 +33,9 @@ pub fn mem_text(list: &MappingList) -> String {
 /// non-RAM leaves. Addresses are canonical and physical addresses fully masked (QEMU prints
 /// NX inside the PA in PAE mode and drops PSE-36 bits; we do neither).
 pub fn tlb_line(out: &mut String, leaf: &Leaf) {
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "{:016x}: {:016x} {} {}{}\n",
+        "{:016x}: {:016x} {} {}{}",
         leaf.va,
         leaf.pa,
         leaf.flags.tlb_string(),

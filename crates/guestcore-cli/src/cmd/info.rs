@@ -1,0 +1,115 @@
+//! `guestcore info`: what an input holds.
+
+use crate::output::{hex, Context};
+use anyhow::{Context as _, Result};
+use clap::Args;
+use guestcore::image::{GuestImage, OpenOptions};
+use guestcore::paging::PagingMode;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Guest memory: ELF core or raw image.
+    input: PathBuf,
+    /// Layout of a raw image (see `guestcore mem --help`).
+    #[arg(long)]
+    layout: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(_ctx: &Context, args: InfoArgs) -> Result<()> {
+    let image = GuestImage::open(
+        &args.input,
+        &OpenOptions {
+            layout: args.layout.clone(),
+        },
+    )
+    .with_context(|| args.input.display().to_string())?;
+    let ram = image.memory.ram();
+    let cpus: Vec<_> = image
+        .cpus
+        .iter()
+        .map(|c| {
+            let mode = PagingMode::from_cpu(c);
+            (c, mode)
+        })
+        .collect();
+    let vmcoreinfo = image.vmcoreinfo.as_deref().map(String::from_utf8_lossy);
+    let osrelease = vmcoreinfo.as_deref().and_then(|v| {
+        v.lines()
+            .find_map(|l| l.strip_prefix("OSRELEASE="))
+            .map(str::to_string)
+    });
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let v = json!({
+            "file": args.input.display().to_string(),
+            "format": format!("{:?}", image.format),
+            "ram": {
+                "total": ram.total(),
+                "ranges": ram.ranges().iter().map(|r| json!({"start": hex(r.start), "end": hex(r.end)})).collect::<Vec<_>>(),
+            },
+            "cpus": cpus.iter().map(|(c, m)| json!({
+                "index": c.index,
+                "cr0": hex(c.cr[0]), "cr2": hex(c.cr[2]), "cr3": hex(c.cr[3]), "cr4": hex(c.cr[4]),
+                "efer": hex(c.efer), "efer_inferred": c.efer_inferred, "a20": c.a20_enabled,
+                "rip": hex(c.rip), "rsp": hex(c.gpr[7]),
+                "paging": match m { Ok(m) => json!(m.kind.name()), Err(e) => json!(format!("invalid: {e}")) },
+            })).collect::<Vec<_>>(),
+            "notes": image.notes.iter().map(|n| json!({"name": n.name_str(), "type": n.n_type, "size": n.desc.len()})).collect::<Vec<_>>(),
+            "osrelease": osrelease,
+        });
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(out, "file:     {}", args.input.display())?;
+    writeln!(out, "format:   {:?}", image.format)?;
+    writeln!(
+        out,
+        "RAM:      {} bytes ({} MiB) in {} ranges",
+        ram.total(),
+        ram.total() >> 20,
+        ram.ranges().len()
+    )?;
+    for r in ram.ranges() {
+        writeln!(out, "  {:016x}-{:016x} {:016x}", r.start, r.end, r.len())?;
+    }
+    writeln!(out, "vCPUs:    {}", cpus.len())?;
+    for (c, m) in &cpus {
+        let mode = match m {
+            Ok(m) => m.kind.name().to_string(),
+            Err(e) => format!("invalid ({e})"),
+        };
+        writeln!(
+            out,
+            "  CPU#{} CR0={:08x} CR3={:016x} CR4={:08x} EFER={:016x}{} A20={} RIP={:016x} paging={mode}",
+            c.index,
+            c.cr[0],
+            c.cr[3],
+            c.cr[4],
+            c.efer,
+            if c.efer_inferred { " (inferred)" } else { "" },
+            u8::from(c.a20_enabled),
+            c.rip,
+        )?;
+    }
+    writeln!(out, "notes:    {}", image.notes.len())?;
+    for n in &image.notes {
+        writeln!(
+            out,
+            "  {:<12} type {:<3} {} bytes",
+            n.name_str(),
+            n.n_type,
+            n.desc.len()
+        )?;
+    }
+    if let Some(rel) = osrelease {
+        writeln!(out, "OSRELEASE: {rel}")?;
+    }
+    Ok(())
+}

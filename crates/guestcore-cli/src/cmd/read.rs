@@ -1,0 +1,120 @@
+//! `guestcore read`: guest bytes through the page tables (or physical with --phys), as a
+//! hexdump on a terminal and raw bytes when piped or written to a file.
+
+use crate::output::Context;
+use crate::source::{num, SourceArgs};
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use guestcore::paging::translate;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+/// Reads larger than this are refused unless written to a file.
+const MAX_TERMINAL: u64 = 1 << 20;
+
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Start address (virtual, or physical with --phys).
+    #[arg(value_parser = num)]
+    addr: u64,
+    /// Number of bytes.
+    #[arg(value_parser = num)]
+    len: u64,
+    /// ADDR is guest-physical.
+    #[arg(long)]
+    phys: bool,
+    /// Write raw bytes to FILE (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
+    let src = args.source.open(ctx)?;
+    let sel = &src.selected[0];
+    let mem = &*src.image.memory;
+    let stdout = std::io::stdout();
+    let hexdump = args.output.is_none() && stdout.is_terminal();
+    if hexdump && args.len > MAX_TERMINAL {
+        bail!(
+            "refusing to print {} bytes to a terminal; use -o FILE or a pipe",
+            args.len
+        );
+    }
+    let len = usize::try_from(args.len).context("length too large")?;
+    let mut buf = vec![0u8; len];
+    let mut done = 0usize;
+    while done < len {
+        let addr = args
+            .addr
+            .checked_add(done as u64)
+            .context("address range wraps")?;
+        let (pa, chunk) = if args.phys {
+            (addr, len - done)
+        } else {
+            let t = translate(mem, &sel.mode, addr)?;
+            if t.flags.contains(guestcore::paging::PageFlags::IO) {
+                bail!(
+                    "virtual address {addr:#x} maps {:#x}, which is not guest RAM",
+                    t.paddr
+                );
+            }
+            let page_left = t.page_size - (addr & (t.page_size - 1));
+            (t.paddr, (len - done).min(page_left as usize))
+        };
+        mem.read_at(pa, &mut buf[done..done + chunk])
+            .with_context(|| format!("reading {chunk} bytes at physical {pa:#x}"))?;
+        done += chunk;
+    }
+    if let Some(path) = &args.output {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(dir).with_context(|| dir.display().to_string())?;
+        tmp.write_all(&buf)?;
+        tmp.persist(path)
+            .with_context(|| path.display().to_string())?;
+        return Ok(());
+    }
+    let mut out = stdout.lock();
+    if hexdump {
+        out.write_all(hexdump_text(args.addr, &buf).as_bytes())?;
+    } else {
+        out.write_all(&buf)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `hexdump -C` style lines, addressed from `base`.
+pub fn hexdump_text(base: u64, bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    for (i, line) in bytes.chunks(16).enumerate() {
+        let _ = write!(s, "{:016x}  ", base.wrapping_add(i as u64 * 16));
+        for j in 0..16 {
+            match line.get(j) {
+                Some(b) => {
+                    let _ = write!(s, "{b:02x} ");
+                }
+                None => s.push_str("   "),
+            }
+            if j == 7 {
+                s.push(' ');
+            }
+        }
+        s.push_str(" |");
+        s.extend(line.iter().map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        s.push_str("|\n");
+    }
+    s
+}

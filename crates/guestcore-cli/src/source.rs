@@ -1,0 +1,234 @@
+//! The arguments every subcommand shares — which input, which vCPU, which page-table root — and
+//! turning them into guest memory plus a list of (vCPU, paging mode) to work on.
+
+use crate::output::Context;
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use guestcore::cpu::{
+    X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
+};
+use guestcore::image::{GuestImage, OpenOptions};
+use guestcore::paging::{PagingMode, WalkLimits};
+use std::path::PathBuf;
+
+/// Parses numbers as users type them (decimal, 0x hex, K/M/G/T suffixes).
+pub fn num(s: &str) -> Result<u64, String> {
+    guestcore::units::parse_u64(s).map_err(|e| e.to_string())
+}
+
+/// Paging modes a user can name for a raw image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Paging off (physical = virtual).
+    Off,
+    /// 32-bit paging, 4 KiB pages only.
+    #[value(name = "32")]
+    Bits32,
+    /// 32-bit paging with 4 MiB pages (CR4.PSE, PSE-36).
+    Pse,
+    /// PAE paging (NX enabled).
+    Pae,
+    /// IA-32e 4-level paging.
+    #[value(name = "4level")]
+    Level4,
+    /// IA-32e 5-level paging (LA57).
+    #[value(name = "5level")]
+    Level5,
+}
+
+/// Input and CPU-selection arguments.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// Guest memory: ELF core (QEMU dump-guest-memory, kdump /proc/vmcore) or raw image.
+    pub input: PathBuf,
+    /// Layout of a raw image that is not flat from physical 0: `PHYS:LEN,PHYS:LEN,…` pieces
+    /// in file order, or `BASE@` for a file that starts at physical BASE.
+    #[arg(long, value_name = "LAYOUT")]
+    pub layout: Option<String>,
+    /// CPU state from a file holding QEMU's HMP `info registers -a` output.
+    #[arg(long, value_name = "FILE")]
+    pub registers: Option<PathBuf>,
+    /// Paging mode for an input without CPU state (with --cr3).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Walk this page-table root instead of the vCPU's CR3 (same mode), e.g. the crashed
+    /// kernel's tables in a kdump second kernel's dump.
+    #[arg(long, value_parser = num, value_name = "ADDR")]
+    pub cr3: Option<u64>,
+    /// Override CR0.
+    #[arg(long, value_parser = num, value_name = "VALUE")]
+    pub cr0: Option<u64>,
+    /// Override CR4.
+    #[arg(long, value_parser = num, value_name = "VALUE")]
+    pub cr4: Option<u64>,
+    /// Override EFER.
+    #[arg(long, value_parser = num, value_name = "VALUE")]
+    pub efer: Option<u64>,
+    /// Use vCPU N (default: the first vCPU with paging on).
+    #[arg(long, value_name = "N", conflicts_with = "all_cpus")]
+    pub cpu: Option<usize>,
+    /// Work on every vCPU in turn.
+    #[arg(long)]
+    pub all_cpus: bool,
+    /// Stop a walk after this many page-table entries (bounds work on corrupt tables).
+    #[arg(long, value_parser = num, value_name = "N")]
+    pub max_entries: Option<u64>,
+    /// Stop a walk after this many leaves.
+    #[arg(long, value_parser = num, value_name = "N")]
+    pub max_leaves: Option<u64>,
+}
+
+/// One vCPU to work on and the mode it translates with.
+pub struct Selected {
+    pub cpu: X86CpuState,
+    pub mode: PagingMode,
+}
+
+/// An opened input with the selected vCPUs.
+pub struct Source {
+    pub image: GuestImage,
+    pub selected: Vec<Selected>,
+    pub limits: WalkLimits,
+}
+
+impl SourceArgs {
+    /// Opens the input and selects the vCPU(s), stating on stderr which one when the choice
+    /// was made for the user.
+    pub fn open(&self, ctx: &Context) -> Result<Source> {
+        let image = GuestImage::open(
+            &self.input,
+            &OpenOptions {
+                layout: self.layout.clone(),
+            },
+        )
+        .with_context(|| self.input.display().to_string())?;
+        let mut cpus = image.cpus.clone();
+        if let Some(path) = &self.registers {
+            let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+            cpus = guestcore::cpu::hmp::parse_info_registers(&text)
+                .with_context(|| path.display().to_string())?;
+        }
+        if let Some(mode) = self.mode {
+            let cr3 = self
+                .cr3
+                .context("--mode needs --cr3 (the physical address of the root page table)")?;
+            cpus = vec![state_for_mode(mode, cr3)];
+        }
+        for c in &mut cpus {
+            if let Some(v) = self.cr0 {
+                c.cr[0] = v;
+            }
+            if let Some(v) = self.cr4 {
+                c.cr[4] = v;
+            }
+            if let Some(v) = self.efer {
+                c.efer = v;
+                c.efer_inferred = false;
+            }
+        }
+        if cpus.is_empty() {
+            bail!(
+                "{}: no CPU state in this input; give --registers FILE (HMP `info registers -a`) or --mode MODE --cr3 ADDR",
+                self.input.display()
+            );
+        }
+        let chosen: Vec<X86CpuState> = if self.all_cpus {
+            cpus
+        } else if let Some(n) = self.cpu {
+            let Some(c) = cpus.iter().find(|c| c.index as usize == n).or(cpus.get(n)) else {
+                bail!(
+                    "{}: there is no vCPU {n} (the input has {})",
+                    self.input.display(),
+                    cpus.len()
+                );
+            };
+            vec![c.clone()]
+        } else {
+            match cpus.iter().find(|c| c.paging_enabled()) {
+                Some(c) => {
+                    if cpus.len() > 1 {
+                        ctx.note(format_args!(
+                            "using vCPU {} (the first with paging on; --cpu N or --all-cpus to choose)",
+                            c.index
+                        ));
+                    }
+                    vec![c.clone()]
+                }
+                None => {
+                    ctx.note("no vCPU has paging on: virtual = physical");
+                    vec![cpus[0].clone()]
+                }
+            }
+        };
+        let mut selected = Vec::with_capacity(chosen.len());
+        for cpu in chosen {
+            let mut mode = PagingMode::from_cpu(&cpu)
+                .with_context(|| format!("{}: vCPU {}", self.input.display(), cpu.index))?;
+            if let Some(cr3) = self.cr3 {
+                mode = mode.with_cr3(cr3);
+            }
+            selected.push(Selected { cpu, mode });
+        }
+        let mut limits = WalkLimits::default();
+        if let Some(n) = self.max_entries {
+            limits.max_entries = n;
+        }
+        if let Some(n) = self.max_leaves {
+            limits.max_leaves = n;
+        }
+        Ok(Source {
+            image,
+            selected,
+            limits,
+        })
+    }
+}
+
+/// A vCPU state that puts the CPU in `mode` with the given root.
+pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
+    let mut c = X86CpuState::new(0);
+    c.cr[3] = cr3;
+    c.cr[0] = if mode == ModeArg::Off {
+        0x11
+    } else {
+        CR0_PG | 0x11
+    };
+    let long = EFER_LMA | EFER_LME | EFER_NXE;
+    (c.cr[4], c.efer) = match mode {
+        ModeArg::Off | ModeArg::Bits32 => (0, 0),
+        ModeArg::Pse => (CR4_PSE, 0),
+        ModeArg::Pae => (CR4_PAE | CR4_PSE, EFER_NXE),
+        ModeArg::Level4 => (CR4_PAE | CR4_PSE, long),
+        ModeArg::Level5 => (CR4_PAE | CR4_PSE | CR4_LA57, long),
+    };
+    c
+}
+
+/// Describes a walk report's problems in one line, or `None` when there were none.
+pub fn walk_warning(r: &guestcore::paging::WalkReport) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(stop) = r.stopped {
+        parts.push(format!(
+            "walk stopped early ({}) after {} entries and {} leaves: the list is incomplete (raise --max-entries/--max-leaves)",
+            match stop {
+                guestcore::paging::StopReason::EntryLimit => "entry limit",
+                guestcore::paging::StopReason::LeafLimit => "leaf limit",
+            },
+            r.entries_visited,
+            r.leaves
+        ));
+    }
+    if r.tables_outside_ram > 0 {
+        parts.push(format!(
+            "{} table pointers outside guest RAM skipped",
+            r.tables_outside_ram
+        ));
+    }
+    if r.reserved_entries > 0 {
+        parts.push(format!(
+            "{} entries with reserved bits skipped",
+            r.reserved_entries
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
