@@ -69,7 +69,7 @@ rm -f "$out"/{phys.elf,paging.elf,kdump-zlib.dump,registers.txt,registers-cpu0.t
 sock="$out/qmp.sock"
 qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
 
-args=(-machine pc -accel tcg -cpu "$cpu" -m 256M -smp 2 -nographic -no-reboot
+args=(-machine pc -accel tcg -cpu "$cpu" -m 256M -smp 2 -nographic -no-reboot -nic none
       -kernel "$kdir/vmlinuz" -initrd "$initrd"
       -append "console=ttyS0 panic=-1 printk.time=1"
       -serial "file:$out/serial.log" -monitor none
@@ -143,16 +143,27 @@ else
   hmp_to mem.txt 'info mem' || log "warning: info mem failed"
 fi
 
-: >"$out/symbols.txt"
-while read -r name vaddr; do
-  [ -n "$vaddr" ] || continue
-  res=$(qmp hmp "gva2gpa 0x$vaddr" | tr -d '\r')
-  case "$res" in
-    gpa:*) paddr=$(echo "$res" | awk '{ print $2 }') ;;
-    *) paddr=-; log "gva2gpa $name 0x$vaddr: $res" ;;
-  esac
-  echo "$name 0x$vaddr $paddr" >>"$out/symbols.txt"
-done < <(sed -n 's/^GUESTCORE-SYM //p' "$out/serial.tmp")
+# gva2gpa for every symbol the guest printed, over one QMP connection.
+t=$(date +%s.%N)
+PYTHONDONTWRITEBYTECODE=1 python3 - "$here" "$sock" "$out/serial.tmp" >"$out/symbols.txt" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from qmp import QMP
+
+q = QMP(sys.argv[2])
+for line in open(sys.argv[3], errors="replace"):
+    parts = line.split()
+    if len(parts) != 3 or parts[0] != "GUESTCORE-SYM":
+        continue
+    name, vaddr = parts[1], parts[2]
+    res = q.hmp(f"gva2gpa 0x{vaddr}").strip()
+    paddr = res.split()[1] if res.startswith("gpa:") else "-"
+    if paddr == "-":
+        print(f"capture: gva2gpa {name} 0x{vaddr}: {res}", file=sys.stderr)
+    print(f"{name} 0x{vaddr} {paddr}")
+q.close()
+PY
+log "  gva2gpa x $(wc -l <"$out/symbols.txt"): $(since "$t") s"
 rm -f "$out/serial.tmp"
 timing state "$(since "$t1")"
 
