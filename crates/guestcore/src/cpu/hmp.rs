@@ -325,6 +325,8 @@ mod tests {
     const X86_64: &str = include_str!("../../tests/fixtures/hmp/x86_64-info-registers.txt");
     const X86_64_LA57: &str =
         include_str!("../../tests/fixtures/hmp/x86_64-la57-info-registers.txt");
+    const X86_64_CPU0: &str =
+        include_str!("../../tests/fixtures/hmp/x86_64-info-registers-cpu0.txt");
     const I386: &str = include_str!("../../tests/fixtures/hmp/i386-info-registers.txt");
     const I386_PAE: &str = include_str!("../../tests/fixtures/hmp/i386-pae-info-registers.txt");
 
@@ -343,15 +345,15 @@ mod tests {
         assert_eq!(c.index, 0);
         assert_eq!(c.gpr[0], 0x1ad40); // RAX
         assert_eq!(c.gpr[3], 0x4000_0000_0000_0000); // RDX
-        assert_eq!(c.gpr[6], 0xffff_ffff_a361_aa40); // RBP
-        assert_eq!(c.gpr[7], 0xffff_ffff_a360_3e98); // RSP
-        assert_eq!(c.gpr[9], 0x314d_ade9); // R9 (padded "R9 =")
+        assert_eq!(c.gpr[6], 0xffff_ffff_ab01_aa40); // RBP
+        assert_eq!(c.gpr[7], 0xffff_ffff_ab00_3e98); // RSP
+        assert_eq!(c.gpr[9], 0x314d_8c4e); // R9 (padded "R9 =")
         assert_eq!(c.gpr[15], 0x14790); // R15
-        assert_eq!(c.rip, 0xffff_ffff_a265_92eb);
+        assert_eq!(c.rip, 0xffff_ffff_aa05_92eb);
         assert_eq!(c.rflags, 0x246);
         assert_eq!(c.cr0(), 0x8005_0033);
-        assert_eq!(c.cr[2], 0x377_2730);
-        assert_eq!(c.cr3(), 0x2a4_6000);
+        assert_eq!(c.cr[2], 0x57_94a9);
+        assert_eq!(c.cr3(), 0x2a0_6000);
         assert_eq!(c.cr4(), 0x6f0);
         assert_eq!(c.efer, 0xd01);
         assert!(c.a20_enabled);
@@ -376,7 +378,7 @@ mod tests {
                 flags: 0x00cf_9300
             }
         );
-        assert_eq!(c.gs.base, 0xffff_8b87_4f80_0000);
+        assert_eq!(c.gs.base, 0xffff_8c7c_4f80_0000);
         assert_eq!(
             c.tr,
             Segment {
@@ -402,9 +404,9 @@ mod tests {
         // The second vCPU differs in CR3 and CR4 (DESIGN §3: 0x6f0 vs 0x6e0).
         let c1 = &cpus[1];
         assert_eq!(c1.index, 1);
-        assert_eq!(c1.cr3(), 0x2ab_6000);
+        assert_eq!(c1.cr3(), 0x289_4000);
         assert_eq!(c1.cr4(), 0x6e0);
-        assert_eq!(c1.gs.base, 0xffff_8b87_4f90_0000);
+        assert_eq!(c1.gs.base, 0xffff_8c7c_4f90_0000);
         assert_eq!(c1.gdt.base, 0xffff_fe00_0003_c000);
     }
 
@@ -412,17 +414,20 @@ mod tests {
     fn x86_64_la57() {
         let cpus = parse_info_registers(X86_64_LA57).unwrap();
         assert_eq!(cpus.len(), 2);
-        assert_eq!(cpus[0].cr3(), 0x239_c000);
+        assert_eq!(cpus[0].cr3(), 0x28d_6000);
         assert_eq!(cpus[0].cr4(), 0x16f0);
-        assert_eq!(cpus[1].cr3(), 0x238_0000);
+        assert_eq!(cpus[1].cr3(), 0x2a2_e000);
         assert_eq!(cpus[1].cr4(), 0x16e0);
         for c in &cpus {
             assert_eq!(c.cr4() & CR4_LA57, CR4_LA57);
             assert_eq!(c.efer, 0xd01);
-            assert_eq!(c.rip, 0xffff_ffff_a7c5_92eb);
         }
+        // vCPU 0 idles in HLT; vCPU 1 was caught running.
+        assert_eq!(cpus[0].rip, 0xffff_ffff_a665_92eb);
+        assert_eq!(cpus[1].rip, 0xffff_ffff_a665_a170);
+        assert_eq!(cpus[1].rflags, 0x2);
         // A 5-level kernel's per-CPU area lives above the 4-level canonical range.
-        assert_eq!(cpus[0].gs.base, 0xff31_d918_8f60_0000);
+        assert_eq!(cpus[0].gs.base, 0xff2b_83bf_8f60_0000);
     }
 
     #[test]
@@ -430,14 +435,14 @@ mod tests {
         let cpus = parse_info_registers(I386).unwrap();
         assert_eq!(cpus.len(), 2);
         let c = &cpus[0];
-        assert_eq!(c.gpr[0], 0xca91_7b70); // EAX
+        assert_eq!(c.gpr[0], 0xcd91_7b70); // EAX
         assert_eq!(c.gpr[3], 0xcfc2_9dc0); // EDX
-        assert_eq!(c.gpr[7], 0xcac3_bf28); // ESP
+        assert_eq!(c.gpr[7], 0xcdc3_bf28); // ESP
         assert_eq!(&c.gpr[8..], &[0; 8]);
-        assert_eq!(c.rip, 0xca91_7b83);
+        assert_eq!(c.rip, 0xcd91_7b83);
         assert_eq!(c.rflags, 0x0020_0216);
         assert_eq!(c.cr0(), 0x8005_0033);
-        assert_eq!(c.cr3(), 0x0101_6000);
+        assert_eq!(c.cr3(), 0x01e3_6000);
         assert_eq!(c.cr4(), 0x690);
         assert_eq!(c.cr4() & CR4_PAE, 0);
         assert_eq!(c.efer, 0);
@@ -455,7 +460,7 @@ mod tests {
             c.fs,
             Segment {
                 selector: 0xd8,
-                base: 0x04dc_4000,
+                base: 0x01dc_4000,
                 limit: 0xffff_ffff,
                 flags: 0x008f_9300
             }
@@ -466,22 +471,26 @@ mod tests {
         );
         assert_eq!((c.gdt.base, c.gdt.limit), (0xff40_1000, 0xff));
         assert_eq!((c.idt.base, c.idt.limit), (0xff40_0000, 0x7ff));
-        assert_eq!(cpus[1].cr3(), 0x01e4_3000);
+        assert_eq!(cpus[1].cr3(), 0x0101_6000);
+        assert_eq!(
+            (cpus[1].tr.base, cpus[1].gdt.base),
+            (0xff43_1000, 0xff42_c000)
+        );
     }
 
     #[test]
     fn i386_pae() {
         let cpus = parse_info_registers(I386_PAE).unwrap();
         assert_eq!(cpus.len(), 2);
-        assert_eq!(cpus[0].cr3(), 0x01c9_a000);
-        assert_eq!(cpus[1].cr3(), 0x01d0_4000);
+        assert_eq!(cpus[0].cr3(), 0x05e9_8000);
+        assert_eq!(cpus[1].cr3(), 0x01cf_e000);
         for c in &cpus {
             assert_eq!(c.cr4(), 0x6b0);
             assert_eq!(c.cr4() & CR4_PAE, CR4_PAE);
             assert_eq!(c.efer, EFER_NXE);
             assert_eq!(c.efer & EFER_LMA, 0);
             assert_eq!(c.cr0() & CR0_PG, CR0_PG);
-            assert_eq!(c.rip, 0xc792_fcf3);
+            assert_eq!(c.rip, 0xc592_fcf3);
         }
     }
 
@@ -506,6 +515,14 @@ mod tests {
         assert_eq!(cpus.len(), 1);
         assert_eq!(cpus[0].index, 1);
         assert_eq!(cpus[0].cr4(), 0x6e0);
+    }
+
+    #[test]
+    fn plain_info_registers_is_the_first_block_of_dash_a() {
+        // Same capture, same stopped guest: `info registers` (monitor CPU 0) and `-a`.
+        let one = parse_info_registers(X86_64_CPU0).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0], parse_info_registers(X86_64).unwrap()[0]);
     }
 
     #[test]
@@ -534,9 +551,9 @@ mod tests {
     #[test]
     fn malformed_numbers_are_errors() {
         let cases = [
-            ("CR3=0000000002a46000", "CR3=0000000002a460zz"),
-            ("CR3=0000000002a46000", "CR3="),
-            ("CR3=0000000002a46000", "CR3=00000000000000000002a46000"),
+            ("CR3=0000000002a06000", "CR3=0000000002a060zz"),
+            ("CR3=0000000002a06000", "CR3="),
+            ("CR3=0000000002a06000", "CR3=00000000000000000002a06000"),
             ("RAX=000000000001ad40", "RAX=-1"),
             ("A20=1", "A20=2"),
             (
