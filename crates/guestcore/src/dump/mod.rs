@@ -1,1 +1,2 @@
 //! Core-file writers.
+pub mod kdump;

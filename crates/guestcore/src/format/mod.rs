@@ -1,5 +1,6 @@
 //! Raw on-disk structures shared by readers and writers: ELF notes, and (later) kdump headers.
 
+pub mod kdump;
 pub mod note;
 
 pub use note::ElfNote;
