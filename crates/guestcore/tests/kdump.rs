@@ -47,7 +47,12 @@ fn page(pfn: u64) -> Vec<u8> {
 /// RAM at [0, 256 KiB) and [1 MiB, 1.5 MiB): a hole between.
 fn memory() -> VecMemory {
     let block = |start: u64, pages: u64| -> (u64, Vec<u8>) {
-        (start, (0..pages).flat_map(|i| page(start / PAGE as u64 + i)).collect())
+        (
+            start,
+            (0..pages)
+                .flat_map(|i| page(start / PAGE as u64 + i))
+                .collect(),
+        )
     };
     VecMemory::from_blocks(vec![block(0, 64), block(0x100000, 128)]).unwrap()
 }
@@ -95,8 +100,14 @@ fn assert_same(mem: &VecMemory, k: &KdumpFile) {
     k.read_at(0x1000 - 50, &mut b).unwrap();
     assert_eq!(&b[..50], &page(0)[PAGE - 50..]);
     assert_eq!(&b[50..], &page(1)[..50]);
-    assert!(matches!(k.read_at(0x40000, &mut b), Err(Error::NotInMemory { .. })));
-    assert!(matches!(k.read_at(u64::MAX - 10, &mut b), Err(Error::NotInMemory { .. })));
+    assert!(matches!(
+        k.read_at(0x40000, &mut b),
+        Err(Error::NotInMemory { .. })
+    ));
+    assert!(matches!(
+        k.read_at(u64::MAX - 10, &mut b),
+        Err(Error::NotInMemory { .. })
+    ));
 }
 
 #[test]
@@ -124,7 +135,11 @@ fn round_trip_every_compression() {
         assert!(!k.info().flattened);
     }
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(left.len(), Compression::ALL.len(), "no temporary files left");
+    assert_eq!(
+        left.len(),
+        Compression::ALL.len(),
+        "no temporary files left"
+    );
 }
 
 #[test]
@@ -189,11 +204,16 @@ fn header_fields() {
     assert_eq!(le64(&b, 4096) as i64, -2147483648, "phys_base");
     let (note_off, note_size) = (le64(&b, 4096 + 48), le64(&b, 4096 + 56));
     assert_eq!(note_off, 4096 + 104);
-    let parsed = ElfNote::parse_all(&b[note_off as usize..(note_off + note_size) as usize]).unwrap();
+    let parsed =
+        ElfNote::parse_all(&b[note_off as usize..(note_off + note_size) as usize]).unwrap();
     assert_eq!(parsed.len(), 3);
     assert_eq!(parsed[2].name, b"VMCOREINFO");
     let (vo, vs) = (le64(&b, 4096 + 32) as usize, le64(&b, 4096 + 40) as usize);
-    assert_eq!(&b[vo..vo + vs], VMCI, "offset_vmcoreinfo points into the VMCOREINFO note");
+    assert_eq!(
+        &b[vo..vo + vs],
+        VMCI,
+        "offset_vmcoreinfo points into the VMCOREINFO note"
+    );
     assert_eq!(le64(&b, 4096 + 96), 0x180, "max_mapnr_64");
     // Bitmap 1 at block 2: pfns 0..64 set, 64..256 clear, 256..384 set.
     assert_eq!(&b[8192..8200], &[0xff; 8]);
@@ -222,7 +242,11 @@ fn i686_uses_the_32bit_abi() {
     write_kdump(&req, &out, &opts(), &NoProgress).unwrap();
     let b = std::fs::read(&out).unwrap();
     assert_eq!(le32(&b, 416), 4096, "block_size at the 32-bit offset");
-    assert_eq!(le64(&b, 4096 + 32), 4096 + 80, "offset_note (packed 32-bit sub header)");
+    assert_eq!(
+        le64(&b, 4096 + 32),
+        4096 + 80,
+        "offset_note (packed 32-bit sub header)"
+    );
     let k = KdumpFile::open(&out).unwrap();
     assert!(!k.info().abi_64bit);
     assert_eq!(k.machine(), "i686");
@@ -260,7 +284,10 @@ fn filter_excludes_pages_and_partial_pages_are_zero_filled() {
     assert_eq!(k.ram().ranges(), &[PhysRange::new(0x100000, 0x3000)]);
     assert_eq!(k.present_ram().ranges(), mem.ram().ranges());
     assert!(!k.is_ram(0, 1));
-    assert!(matches!(k.read_at(0, &mut p), Err(Error::NotInMemory { .. })));
+    assert!(matches!(
+        k.read_at(0, &mut p),
+        Err(Error::NotInMemory { .. })
+    ));
     k.read_at(0x101000, &mut p).unwrap();
     assert_eq!(p, page(0x101));
 }
@@ -297,7 +324,13 @@ fn write_zlib(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     let mem = memory();
     let notes = notes();
     let out = dir.join("dump");
-    write_kdump(&request(&mem, &notes, Compression::Zlib), &out, &opts(), &NoProgress).unwrap();
+    write_kdump(
+        &request(&mem, &notes, Compression::Zlib),
+        &out,
+        &opts(),
+        &NoProgress,
+    )
+    .unwrap();
     let b = std::fs::read(&out).unwrap();
     (out, b)
 }
@@ -342,7 +375,12 @@ fn corrupt_files_are_clear_errors() {
     let mut m = b.clone();
     m[desc_off + 24..desc_off + 32].copy_from_slice(&(1u64 << 40).to_le_bytes());
     std::fs::write(&bad, &m).unwrap();
-    let e = format_err(KdumpFile::open(&bad).unwrap().read_at(0x1000, &mut p).unwrap_err());
+    let e = format_err(
+        KdumpFile::open(&bad)
+            .unwrap()
+            .read_at(0x1000, &mut p)
+            .unwrap_err(),
+    );
     assert!(e.contains("pfn 0x1:") && e.contains("past the end"), "{e}");
 
     // A compressed page (pfn 2) that does not decompress to a page.
@@ -350,18 +388,33 @@ fn corrupt_files_are_clear_errors() {
     let size = le32(&m, desc_off + 48 + 8);
     m[desc_off + 48 + 8..desc_off + 48 + 12].copy_from_slice(&(size - 4).to_le_bytes());
     std::fs::write(&bad, &m).unwrap();
-    let e = format_err(KdumpFile::open(&bad).unwrap().read_at(0x2000, &mut p).unwrap_err());
+    let e = format_err(
+        KdumpFile::open(&bad)
+            .unwrap()
+            .read_at(0x2000, &mut p)
+            .unwrap_err(),
+    );
     assert!(e.contains("pfn 0x2:") && e.contains("zlib"), "{e}");
 
     // A raw page whose size is not a page; a huge stored size.
     let mut m = b.clone();
     m[desc_off + 24 + 8..desc_off + 24 + 12].copy_from_slice(&4000u32.to_le_bytes());
     std::fs::write(&bad, &m).unwrap();
-    format_err(KdumpFile::open(&bad).unwrap().read_at(0x1000, &mut p).unwrap_err());
+    format_err(
+        KdumpFile::open(&bad)
+            .unwrap()
+            .read_at(0x1000, &mut p)
+            .unwrap_err(),
+    );
     let mut m = b.clone();
     m[desc_off + 24 + 8..desc_off + 24 + 12].copy_from_slice(&u32::MAX.to_le_bytes());
     std::fs::write(&bad, &m).unwrap();
-    format_err(KdumpFile::open(&bad).unwrap().read_at(0x1000, &mut p).unwrap_err());
+    format_err(
+        KdumpFile::open(&bad)
+            .unwrap()
+            .read_at(0x1000, &mut p)
+            .unwrap_err(),
+    );
 
     // Notes claiming more bytes than the file has.
     let mut m = b.clone();

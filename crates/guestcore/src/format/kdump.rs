@@ -33,8 +33,10 @@ pub const DUMP_DH_COMPRESSED_INCOMPLETE: u32 = 0x8;
 /// Page compressed with zstd.
 pub const DUMP_DH_COMPRESSED_ZSTD: u32 = 0x20;
 /// Any page compression flag.
-pub const DUMP_DH_COMPRESSED_ANY: u32 =
-    DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD;
+pub const DUMP_DH_COMPRESSED_ANY: u32 = DUMP_DH_COMPRESSED_ZLIB
+    | DUMP_DH_COMPRESSED_LZO
+    | DUMP_DH_COMPRESSED_SNAPPY
+    | DUMP_DH_COMPRESSED_ZSTD;
 
 /// Length of one utsname field (`__NEW_UTS_LEN + 1`).
 pub const UTS_FIELD_LEN: usize = 65;
@@ -51,7 +53,9 @@ pub const FLAT_HEADER_SIZE: usize = 4096;
 pub const FLAT_END: i64 = -1;
 
 /// `struct new_utsname`: six NUL-terminated 65-byte strings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct NewUtsname {
     pub sysname: [u8; UTS_FIELD_LEN],
@@ -164,7 +168,19 @@ pub struct KdumpSubHeader32 {
 }
 
 /// `struct page_desc`: where one dumped page's data is. 24 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    FromBytes,
+    IntoBytes,
+    KnownLayout,
+    Immutable,
+    Unaligned,
+)]
 #[repr(C)]
 pub struct PageDesc {
     /// File offset of the page data.
@@ -233,7 +249,10 @@ mod tests {
         let v = b"OSRELEASE=6.1.0-18-amd64\nNUMBER(phys_base)=-2147483648\nPAGESIZE=4096\n";
         assert_eq!(vmcoreinfo_phys_base(v), Some((-2147483648i64) as u64));
         assert_eq!(vmcoreinfo_value(v, "OSRELEASE"), Some("6.1.0-18-amd64"));
-        assert_eq!(vmcoreinfo_phys_base(b"NUMBER(phys_base)=16777216\n"), Some(0x100_0000));
+        assert_eq!(
+            vmcoreinfo_phys_base(b"NUMBER(phys_base)=16777216\n"),
+            Some(0x100_0000)
+        );
         assert_eq!(vmcoreinfo_phys_base(b"NUMBER(phys_base)=1000000x\n"), None);
         assert_eq!(vmcoreinfo_value(v, "PAGESIZ"), None);
     }

@@ -121,11 +121,7 @@ impl Source {
             return self.file.read_exact_at(buf, off).map_err(|e| e.to_string());
         };
         buf.fill(0);
-        let from = flat
-            .segs
-            .range(..=off)
-            .next_back()
-            .map_or(off, |(s, _)| *s);
+        let from = flat.segs.range(..=off).next_back().map_or(off, |(s, _)| *s);
         for (&s, &(e, at)) in flat.segs.range(from..end) {
             let (a, b) = (s.max(off), e.min(end));
             if a >= b {
@@ -330,27 +326,28 @@ impl KdumpFile {
         } else {
             plausible(h64.block_size.get()) || !plausible(h32.block_size.get())
         };
-        let (version, status, block_size, sub_hdr_size, bitmap_blocks, mapnr32, nr_cpus) = if abi_64bit {
-            (
-                h64.header_version.get(),
-                h64.status.get(),
-                h64.block_size.get(),
-                h64.sub_hdr_size.get(),
-                h64.bitmap_blocks.get(),
-                h64.max_mapnr.get(),
-                h64.nr_cpus.get(),
-            )
-        } else {
-            (
-                h32.header_version.get(),
-                h32.status.get(),
-                h32.block_size.get(),
-                h32.sub_hdr_size.get(),
-                h32.bitmap_blocks.get(),
-                h32.max_mapnr.get(),
-                h32.nr_cpus.get(),
-            )
-        };
+        let (version, status, block_size, sub_hdr_size, bitmap_blocks, mapnr32, nr_cpus) =
+            if abi_64bit {
+                (
+                    h64.header_version.get(),
+                    h64.status.get(),
+                    h64.block_size.get(),
+                    h64.sub_hdr_size.get(),
+                    h64.bitmap_blocks.get(),
+                    h64.max_mapnr.get(),
+                    h64.nr_cpus.get(),
+                )
+            } else {
+                (
+                    h32.header_version.get(),
+                    h32.status.get(),
+                    h32.block_size.get(),
+                    h32.sub_hdr_size.get(),
+                    h32.bitmap_blocks.get(),
+                    h32.max_mapnr.get(),
+                    h32.nr_cpus.get(),
+                )
+            };
         if block_size != PAGE as i32 {
             return Err(src.err(format!(
                 "block size {block_size} (only {PAGE}-byte pages are supported)"
@@ -583,7 +580,12 @@ mod tests {
         let v: Vec<_> = f.segs.iter().map(|(s, (e, a))| (*s, *e, *a)).collect();
         assert_eq!(
             v,
-            vec![(0, 50, 1000), (50, 60, 5000), (60, 90, 1060), (90, 120, 7000)]
+            vec![
+                (0, 50, 1000),
+                (50, 60, 5000),
+                (60, 90, 1060),
+                (90, 120, 7000)
+            ]
         );
         f.insert(0, 200, 9000);
         assert_eq!(f.segs.len(), 1);
@@ -595,7 +597,10 @@ mod tests {
         let m = ranges_of(&words).unwrap();
         assert_eq!(
             m.ranges(),
-            &[PhysRange::new(0x1000, 0x2000), PhysRange::new(0x8000, 0x9000)]
+            &[
+                PhysRange::new(0x1000, 0x2000),
+                PhysRange::new(0x8000, 0x9000)
+            ]
         );
     }
 }

@@ -96,7 +96,10 @@ impl FromStr for Compression {
             .into_iter()
             .find(|c| c.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
-                crate::Error::parse("compression", format!("{s:?} (want none, zlib, lzo, snappy or zstd)"))
+                crate::Error::parse(
+                    "compression",
+                    format!("{s:?} (want none, zlib, lzo, snappy or zstd)"),
+                )
             })
     }
 }
@@ -105,7 +108,7 @@ enum Engine {
     None,
     Zlib(flate2::Compress),
     Lzo(Box<lzokay::compress::Dict>),
-    Snappy(snap::raw::Encoder),
+    Snappy(Box<snap::raw::Encoder>),
     Zstd(Option<zstd::bulk::Compressor<'static>>),
 }
 
@@ -130,7 +133,7 @@ impl PageCompressor {
                 lzokay::compress::compress_worst_size(PAGE),
             ),
             Compression::Snappy => (
-                Engine::Snappy(snap::raw::Encoder::new()),
+                Engine::Snappy(Box::new(snap::raw::Encoder::new())),
                 snap::raw::max_compress_len(PAGE),
             ),
             // A context that cannot be created leaves pages raw, which is always correct.
@@ -161,9 +164,14 @@ impl PageCompressor {
                     _ => return None,
                 }
             }
-            Engine::Lzo(dict) => lzokay::compress::compress_no_alloc(page, &mut self.out, dict).ok()?,
+            Engine::Lzo(dict) => {
+                lzokay::compress::compress_no_alloc(page, &mut self.out, dict).ok()?
+            }
             Engine::Snappy(e) => e.compress(page, &mut self.out).ok()?,
-            Engine::Zstd(c) => c.as_mut()?.compress_to_buffer(page, &mut self.out[..]).ok()?,
+            Engine::Zstd(c) => c
+                .as_mut()?
+                .compress_to_buffer(page, &mut self.out[..])
+                .ok()?,
         };
         (n < page.len()).then(|| &self.out[..n])
     }
@@ -174,7 +182,11 @@ pub fn decompress_page(kind: Compression, src: &[u8], out: &mut [u8]) -> Result<
     let n = match kind {
         Compression::None => {
             if src.len() != out.len() {
-                return Err(format!("raw page has size {} (want {})", src.len(), out.len()));
+                return Err(format!(
+                    "raw page has size {} (want {})",
+                    src.len(),
+                    out.len()
+                ));
             }
             out.copy_from_slice(src);
             return Ok(());
@@ -248,8 +260,14 @@ mod tests {
             assert_eq!(c.compress(&text).unwrap(), &z[..], "{kind}");
             assert!(c.compress(&random).is_none(), "{kind}: random page shrank");
             // Garbage and truncated data are errors, not panics.
-            assert!(decompress_page(kind, &z[..z.len() / 2], &mut out).is_err(), "{kind}");
-            assert!(decompress_page(kind, &random[..100], &mut out).is_err(), "{kind}");
+            assert!(
+                decompress_page(kind, &z[..z.len() / 2], &mut out).is_err(),
+                "{kind}"
+            );
+            assert!(
+                decompress_page(kind, &random[..100], &mut out).is_err(),
+                "{kind}"
+            );
         }
         assert_eq!("LZO".parse::<Compression>().unwrap(), Compression::Lzo);
         assert!("lz4".parse::<Compression>().is_err());

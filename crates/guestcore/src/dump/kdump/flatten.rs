@@ -2,7 +2,10 @@
 //! flattened stream, where every positioned write becomes a record `{offset, size, data}` so
 //! the file can be produced on a pipe and rebuilt later (`makedumpfile -R`).
 
-use crate::format::kdump::{FlatHeader, FlatRecordHeader, FLAT_END, FLAT_HEADER_SIZE, FLAT_SIGNATURE, FLAT_TYPE, FLAT_VERSION};
+use crate::format::kdump::{
+    FlatHeader, FlatRecordHeader, FLAT_END, FLAT_HEADER_SIZE, FLAT_SIGNATURE, FLAT_TYPE,
+    FLAT_VERSION,
+};
 use std::io::{self, Seek, SeekFrom, Write};
 use zerocopy::IntoBytes;
 

@@ -46,7 +46,12 @@ pub fn write_kdump(
     let mut tmp = tempfile::Builder::new()
         .prefix(".guestcore-kdump-")
         .tempfile_in(dir)
-        .map_err(|e| Error::io(format!("{}: cannot create a temporary file", dir.display()), e))?;
+        .map_err(|e| {
+            Error::io(
+                format!("{}: cannot create a temporary file", dir.display()),
+                e,
+            )
+        })?;
     let summary = {
         let w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         if req.flatten {
@@ -212,14 +217,18 @@ fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layo
 
     let release = vmci_text
         .and_then(|v| vmcoreinfo_value(v, "OSRELEASE"))
-        .unwrap_or("");
+        .filter(|r| !r.is_empty())
+        .unwrap_or("unknown");
+    // libkdumpfile ignores a utsname whose release, version or machine is empty (and some
+    // versions also an empty nodename), and then cannot tell the architecture. VMCOREINFO has
+    // only the release: the rest are the kernel's defaults ("(none)") or "unknown".
     let utsname = NewUtsname {
         sysname: NewUtsname::field("Linux"),
-        nodename: NewUtsname::field(""),
+        nodename: NewUtsname::field("(none)"),
         release: NewUtsname::field(release),
-        version: NewUtsname::field(""),
+        version: NewUtsname::field("unknown"),
         machine: NewUtsname::field(req.machine.as_str()),
-        domainname: NewUtsname::field(""),
+        domainname: NewUtsname::field("(none)"),
     };
     let phys_base = vmci_text.and_then(vmcoreinfo_phys_base).unwrap_or(0);
     let (vmci_off, vmci_size) = vmci
@@ -331,9 +340,9 @@ thread_local! {
 fn is_zero(page: &[u8]) -> bool {
     // Word-wise OR; the compiler vectorizes this.
     let mut chunks = page.chunks_exact(16);
-    let acc = chunks
-        .by_ref()
-        .fold(0u128, |a, c| a | u128::from_ne_bytes(c.try_into().expect("16 bytes")));
+    let acc = chunks.by_ref().fold(0u128, |a, c| {
+        a | u128::from_ne_bytes(c.try_into().expect("16 bytes"))
+    });
     acc == 0 && chunks.remainder().iter().all(|&b| b == 0)
 }
 
@@ -357,7 +366,7 @@ fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8; PAGE]) -> 
 fn store_page(mem: &dyn PhysMemory, kind: Compression, pfn: u64) -> Result<StoredPage> {
     WORKER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|w| w.comp.kind() != kind) {
+        if !slot.as_ref().is_some_and(|w| w.comp.kind() == kind) {
             *slot = Some(Worker {
                 comp: PageCompressor::new(kind),
                 buf: Box::new([0u8; PAGE]),
@@ -466,9 +475,9 @@ fn generate_in_pool(
             data.clear();
             for (pfn, s) in pfns.iter().zip(stored) {
                 let s = s.map_err(|e| match e {
-                    Error::NotInMemory { .. } => Error::Unsupported(format!(
-                        "cannot read pfn {pfn:#x} of the source: {e}"
-                    )),
+                    Error::NotInMemory { .. } => {
+                        Error::Unsupported(format!("cannot read pfn {pfn:#x} of the source: {e}"))
+                    }
                     e => e,
                 })?;
                 let d = match s.data {
