@@ -10,6 +10,8 @@ command -v gdb >/dev/null || need+=(gdb)
 command -v readelf >/dev/null || need+=(binutils)
 command -v cpio >/dev/null || need+=(cpio)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu)
+command -v makedumpfile >/dev/null || need+=(makedumpfile)
+/usr/bin/python3 -c "import kdumpfile" 2>/dev/null || need+=(python3-libkdumpfile)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
@@ -26,7 +28,7 @@ if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-pkgs=(gdb binutils cpio)
+pkgs=(gdb binutils cpio makedumpfile python3-libkdumpfile)
 $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 if ! command -v qemu-system-x86_64 >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null \

@@ -11,6 +11,7 @@ use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
 use crate::format::ElfNote;
 use crate::phys::elf::ElfCore;
+use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
 use crate::phys::raw::RawImage;
 use crate::phys::PhysMemory;
@@ -29,6 +30,40 @@ pub enum ImageFormat {
     Raw,
     /// An ELF core; `class` is 32 or 64, `machine` the `e_machine`.
     Elf { class: u8, machine: u16 },
+    /// A kdump-compressed (diskdump) file; `status` holds its compression flag.
+    Kdump { flattened: bool, status: u32 },
+}
+
+impl std::fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            ImageFormat::Raw => write!(f, "raw memory image"),
+            ImageFormat::Elf { class, machine } => write!(
+                f,
+                "ELF{class} core, {}",
+                match machine {
+                    62 => "x86_64".to_string(),
+                    3 => "i386".to_string(),
+                    m => format!("machine {m}"),
+                }
+            ),
+            ImageFormat::Kdump { flattened, status } => {
+                let comp = match status & 0x2f {
+                    0x1 => "zlib",
+                    0x2 => "lzo",
+                    0x4 => "snappy",
+                    0x20 => "zstd",
+                    0 => "uncompressed",
+                    _ => "mixed",
+                };
+                write!(
+                    f,
+                    "kdump-compressed ({comp}{})",
+                    if flattened { ", flattened" } else { "" }
+                )
+            }
+        }
+    }
 }
 
 /// What the first bytes of a file say it is.
@@ -105,10 +140,7 @@ impl GuestImage {
         }
         match magic {
             Magic::Elf => Self::from_elf(ElfCore::open(path)?),
-            Magic::Kdump | Magic::FlattenedKdump => Err(Error::Unsupported(format!(
-                "{}: kdump-compressed input is not supported yet",
-                path.display()
-            ))),
+            Magic::Kdump | Magic::FlattenedKdump => Self::from_kdump(KdumpFile::open(path)?),
             Magic::None => Ok(GuestImage {
                 path: path.to_path_buf(),
                 format: ImageFormat::Raw,
@@ -135,6 +167,30 @@ impl GuestImage {
                 machine: core.machine(),
             },
             memory: Box::new(core),
+            cpus,
+            notes,
+            vmcoreinfo,
+        })
+    }
+
+    /// Wraps an opened kdump-compressed file; CPU state comes from its notes.
+    pub fn from_kdump(file: KdumpFile) -> Result<Self> {
+        let notes = file.notes().to_vec();
+        let machine = if file.machine() == "x86_64" { 62 } else { 3 };
+        let cpus = cpus_from_notes(&notes, machine);
+        let vmcoreinfo = file.vmcoreinfo().map(<[u8]>::to_vec).or_else(|| {
+            notes
+                .iter()
+                .find(|n| n.name == VMCOREINFO_NAME)
+                .map(|n| n.desc.clone())
+        });
+        Ok(GuestImage {
+            path: file.path().to_path_buf(),
+            format: ImageFormat::Kdump {
+                flattened: file.info().flattened,
+                status: file.info().status,
+            },
+            memory: Box::new(file),
             cpus,
             notes,
             vmcoreinfo,
@@ -233,13 +289,13 @@ mod tests {
     }
 
     #[test]
-    fn kdump_is_unsupported_for_now() {
+    fn broken_kdump_is_a_format_error_not_raw() {
         for head in [&b"KDUMP   \x06\0\0\0"[..], b"makedumpfile\0\0\0\0\x01"] {
             let mut bytes = head.to_vec();
             bytes.resize(4096, 0);
             let f = temp_file(&bytes);
             let err = GuestImage::open(f.path(), &OpenOptions::default()).unwrap_err();
-            assert!(err.to_string().contains("kdump-compressed"), "{err}");
+            assert!(matches!(err, Error::Format { .. }), "{err}");
         }
     }
 

@@ -7,6 +7,9 @@ use crate::source::{num, walk_warning, SourceArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use guestcore::addr::PhysRange;
+use guestcore::dump::kdump::{
+    write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
+};
 use guestcore::dump::notes::{dump_notes, CpuNotes};
 use guestcore::dump::{
     write_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
@@ -15,6 +18,23 @@ use guestcore::mapping::MappingList;
 use guestcore::paging::ModeKind;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// ELF core (gdb, crash, drgn).
+    Elf,
+    /// kdump-compressed, pages compressed with zlib (crash, makedumpfile).
+    KdumpZlib,
+    /// kdump-compressed, LZO.
+    KdumpLzo,
+    /// kdump-compressed, snappy.
+    KdumpSnappy,
+    /// kdump-compressed, zstd.
+    KdumpZstd,
+    /// kdump-compressed, pages stored uncompressed.
+    KdumpRaw,
+}
 
 /// ELF class of the output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -29,9 +49,19 @@ pub enum ClassArg {
 pub struct DumpArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// The core file to write (written to a temporary file beside it, renamed at the end).
+    /// The core file to write (written to a temporary file beside it, renamed at the end);
+    /// `-` writes a flattened kdump stream to stdout.
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
+    /// Output format. kdump files hold physical memory only (crash translates through the
+    /// guest's own tables); every RAM page is kept — all-zero pages share one stored zero
+    /// page — and nothing else is excluded (dump level 0).
+    #[arg(long, value_enum, default_value = "elf")]
+    format: FormatArg,
+    /// kdump only: write makedumpfile's flattened stream (for pipes; `makedumpfile -R`
+    /// turns it back into a plain file). Implied by `-o -`.
+    #[arg(long)]
+    flatten: bool,
     /// Paging mode: one PT_LOAD per mapped virtual range (p_vaddr and p_paddr), so gdb reads
     /// virtual memory. Without it: one PT_LOAD per physical RAM range (p_vaddr = p_paddr),
     /// safe when the page tables are corrupt or belong to another kernel.
@@ -53,7 +83,22 @@ pub struct DumpArgs {
 
 pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     let started = Instant::now();
-    if args.output.exists() && !args.force {
+    let to_stdout = args.output.as_os_str() == "-";
+    let compression = match args.format {
+        FormatArg::Elf => None,
+        FormatArg::KdumpZlib => Some(Compression::Zlib),
+        FormatArg::KdumpLzo => Some(Compression::Lzo),
+        FormatArg::KdumpSnappy => Some(Compression::Snappy),
+        FormatArg::KdumpZstd => Some(Compression::Zstd),
+        FormatArg::KdumpRaw => Some(Compression::None),
+    };
+    if compression.is_none() && (to_stdout || args.flatten) {
+        bail!("--flatten and -o - are for kdump formats (--format kdump-zlib …); ELF cores need a seekable file");
+    }
+    if compression.is_some() && args.paging {
+        bail!("kdump files hold physical memory only: drop --paging (crash and libkdumpfile translate through the guest's own page tables)");
+    }
+    if !to_stdout && args.output.exists() && !args.force {
         bail!(
             "{}: the file exists (use --force to overwrite it)",
             args.output.display()
@@ -132,6 +177,46 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
         }
     };
     let notes = dump_notes(cpu_notes, &image.notes, image.vmcoreinfo.as_deref());
+
+    if let Some(compression) = compression {
+        let req = KdumpRequest {
+            memory: &*image.memory,
+            notes: &notes,
+            vmcoreinfo: image.vmcoreinfo.as_deref(),
+            machine: if long_mode {
+                KdumpMachine::X86_64
+            } else {
+                KdumpMachine::I686
+            },
+            nr_cpus: cpus.len().max(1) as u32,
+            compression,
+            filter,
+            flatten: args.flatten || to_stdout,
+            force: args.force,
+        };
+        let bar = Bar::new(ctx.show_progress());
+        let summary = if to_stdout {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+            let s = write_kdump_to(&req, &mut out, &KdumpOptions::default(), &bar)?;
+            std::io::Write::flush(&mut out)?;
+            s
+        } else {
+            write_kdump(&req, &args.output, &KdumpOptions::default(), &bar)
+                .with_context(|| args.output.display().to_string())?
+        };
+        ctx.note(format_args!(
+            "wrote {}: kdump-{} {} pages dumped ({} zero, {} compressed, {} raw), {} bytes, in {:.2} s",
+            args.output.display(),
+            compression.name(),
+            summary.dumped_pages,
+            summary.zero_pages,
+            summary.compressed_pages,
+            summary.raw_pages,
+            summary.bytes_written,
+            started.elapsed().as_secs_f64()
+        ));
+        return Ok(());
+    }
 
     let req = ElfDumpRequest {
         memory: &*image.memory,

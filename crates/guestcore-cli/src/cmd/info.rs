@@ -48,7 +48,7 @@ pub fn run(_ctx: &Context, args: InfoArgs) -> Result<()> {
     if args.json {
         let v = json!({
             "file": args.input.display().to_string(),
-            "format": format!("{:?}", image.format),
+            "format": image.format.to_string(),
             "ram": {
                 "total": ram.total(),
                 "ranges": ram.ranges().iter().map(|r| json!({"start": hex(r.start), "end": hex(r.end)})).collect::<Vec<_>>(),
@@ -68,7 +68,7 @@ pub fn run(_ctx: &Context, args: InfoArgs) -> Result<()> {
         return Ok(());
     }
     writeln!(out, "file:     {}", args.input.display())?;
-    writeln!(out, "format:   {:?}", image.format)?;
+    writeln!(out, "format:   {}", image.format)?;
     writeln!(
         out,
         "RAM:      {} bytes ({} MiB) in {} ranges",

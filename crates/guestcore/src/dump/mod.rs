@@ -1,5 +1,6 @@
 //! Core-file writers.
 //!
+//! * [`kdump::write_kdump`] — kdump-compressed (diskdump) files for crash, plain or flattened.
 //! * [`write_elf_core`] — an ELF core (`ET_CORE`) that gdb, crash and drgn read: non-paging
 //!   (one PT_LOAD per RAM range) or paging (one PT_LOAD per mapping, physical memory written
 //!   once and shared by aliases), ELF64 or ELF32, PN_XNUM when there are more than 65,534
@@ -13,6 +14,7 @@ mod copy;
 mod elf;
 mod elf_headers;
 pub mod elf_layout;
+pub mod kdump;
 pub mod notes;
 mod output;
 

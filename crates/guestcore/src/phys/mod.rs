@@ -7,6 +7,7 @@
 mod ram_map;
 
 pub mod elf;
+pub mod kdump;
 pub mod layout;
 pub mod raw;
 

@@ -1,0 +1,275 @@
+//! Per-page compression for kdump files, and the matching decompression used by the reader.
+//!
+//! Every page is compressed on its own (readers decompress one page at a time). A compressor
+//! keeps its state (zlib stream, LZO dictionary, zstd context) and is reused for every page a
+//! thread handles. Levels follow makedumpfile: zlib `Z_BEST_SPEED`, zstd level 1.
+
+use crate::format::kdump::{
+    DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_SNAPPY, DUMP_DH_COMPRESSED_ZLIB,
+    DUMP_DH_COMPRESSED_ZSTD,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The kdump page size this crate writes and reads.
+pub const PAGE: usize = 4096;
+
+/// Page compression of a kdump file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Pages stored raw.
+    None,
+    /// zlib (makedumpfile `-c`).
+    #[default]
+    Zlib,
+    /// LZO1X (makedumpfile `-l`).
+    Lzo,
+    /// snappy raw format (makedumpfile `-p`).
+    Snappy,
+    /// zstd (makedumpfile `-z`).
+    Zstd,
+}
+
+impl Compression {
+    /// All variants.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Zlib,
+        Compression::Lzo,
+        Compression::Snappy,
+        Compression::Zstd,
+    ];
+
+    /// The `DUMP_DH_COMPRESSED_*` flag (0 for none).
+    pub fn flag(self) -> u32 {
+        match self {
+            Compression::None => 0,
+            Compression::Zlib => DUMP_DH_COMPRESSED_ZLIB,
+            Compression::Lzo => DUMP_DH_COMPRESSED_LZO,
+            Compression::Snappy => DUMP_DH_COMPRESSED_SNAPPY,
+            Compression::Zstd => DUMP_DH_COMPRESSED_ZSTD,
+        }
+    }
+
+    /// The compression named by one page flag; `None` for raw pages, `Err` for a flag word
+    /// naming no or several methods.
+    pub fn from_page_flags(flags: u32) -> Result<Compression, String> {
+        match flags
+            & (DUMP_DH_COMPRESSED_ZLIB
+                | DUMP_DH_COMPRESSED_LZO
+                | DUMP_DH_COMPRESSED_SNAPPY
+                | DUMP_DH_COMPRESSED_ZSTD)
+        {
+            0 => Ok(Compression::None),
+            DUMP_DH_COMPRESSED_ZLIB => Ok(Compression::Zlib),
+            DUMP_DH_COMPRESSED_LZO => Ok(Compression::Lzo),
+            DUMP_DH_COMPRESSED_SNAPPY => Ok(Compression::Snappy),
+            DUMP_DH_COMPRESSED_ZSTD => Ok(Compression::Zstd),
+            other => Err(format!("page flags {other:#x} name several compressions")),
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zlib => "zlib",
+            Compression::Lzo => "lzo",
+            Compression::Snappy => "snappy",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                crate::Error::parse(
+                    "compression",
+                    format!("{s:?} (want none, zlib, lzo, snappy or zstd)"),
+                )
+            })
+    }
+}
+
+enum Engine {
+    None,
+    Zlib(flate2::Compress),
+    Lzo(Box<lzokay::compress::Dict>),
+    Snappy(Box<snap::raw::Encoder>),
+    Zstd(Option<zstd::bulk::Compressor<'static>>),
+}
+
+/// One thread's page compressor (state reused from page to page).
+pub struct PageCompressor {
+    kind: Compression,
+    engine: Engine,
+    out: Vec<u8>,
+}
+
+impl PageCompressor {
+    /// A compressor for `kind`.
+    pub fn new(kind: Compression) -> Self {
+        let (engine, cap) = match kind {
+            Compression::None => (Engine::None, 0),
+            Compression::Zlib => (
+                Engine::Zlib(flate2::Compress::new(flate2::Compression::fast(), true)),
+                PAGE,
+            ),
+            Compression::Lzo => (
+                Engine::Lzo(lzokay::compress::Dict::new()),
+                lzokay::compress::compress_worst_size(PAGE),
+            ),
+            Compression::Snappy => (
+                Engine::Snappy(Box::new(snap::raw::Encoder::new())),
+                snap::raw::max_compress_len(PAGE),
+            ),
+            // A context that cannot be created leaves pages raw, which is always correct.
+            Compression::Zstd => (Engine::Zstd(zstd::bulk::Compressor::new(1).ok()), PAGE),
+        };
+        PageCompressor {
+            kind,
+            engine,
+            out: vec![0; cap],
+        }
+    }
+
+    /// The compression this compressor does.
+    pub fn kind(&self) -> Compression {
+        self.kind
+    }
+
+    /// Compresses one page; `None` when the method does not make it strictly smaller (the page
+    /// is then stored raw, as makedumpfile does).
+    pub fn compress(&mut self, page: &[u8]) -> Option<&[u8]> {
+        let n = match &mut self.engine {
+            Engine::None => return None,
+            Engine::Zlib(z) => {
+                z.reset();
+                // The output buffer is one page: a stream that does not end in it did not shrink.
+                match z.compress(page, &mut self.out, flate2::FlushCompress::Finish) {
+                    Ok(flate2::Status::StreamEnd) => z.total_out() as usize,
+                    _ => return None,
+                }
+            }
+            Engine::Lzo(dict) => {
+                lzokay::compress::compress_no_alloc(page, &mut self.out, dict).ok()?
+            }
+            Engine::Snappy(e) => e.compress(page, &mut self.out).ok()?,
+            Engine::Zstd(c) => c
+                .as_mut()?
+                .compress_to_buffer(page, &mut self.out[..])
+                .ok()?,
+        };
+        (n < page.len()).then(|| &self.out[..n])
+    }
+}
+
+/// Decompresses one stored page into `out` (one page). The error text says what was wrong.
+pub fn decompress_page(kind: Compression, src: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let n = match kind {
+        Compression::None => {
+            if src.len() != out.len() {
+                return Err(format!(
+                    "raw page has size {} (want {})",
+                    src.len(),
+                    out.len()
+                ));
+            }
+            out.copy_from_slice(src);
+            return Ok(());
+        }
+        Compression::Zlib => {
+            let mut d = flate2::Decompress::new(true);
+            match d.decompress(src, out, flate2::FlushDecompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => d.total_out() as usize,
+                Ok(_) => return Err("zlib data does not end within one page".into()),
+                Err(e) => return Err(format!("zlib: {e}")),
+            }
+        }
+        Compression::Lzo => {
+            lzokay::decompress::decompress(src, out).map_err(|e| format!("lzo: {e:?}"))?
+        }
+        Compression::Snappy => {
+            let len = snap::raw::decompress_len(src).map_err(|e| format!("snappy: {e}"))?;
+            if len != out.len() {
+                return Err(format!("snappy data decompresses to {len} bytes"));
+            }
+            snap::raw::Decoder::new()
+                .decompress(src, out)
+                .map_err(|e| format!("snappy: {e}"))?
+        }
+        Compression::Zstd => {
+            zstd::bulk::decompress_to_buffer(src, out).map_err(|e| format!("zstd: {e}"))?
+        }
+    };
+    if n != out.len() {
+        return Err(format!(
+            "{kind} data decompresses to {n} bytes (want {})",
+            out.len()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_method_round_trips_and_random_stays_raw() {
+        let text: Vec<u8> = b"the quick brown fox jumps over the lazy dog. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(PAGE)
+            .collect();
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let random: Vec<u8> = (0..PAGE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for kind in Compression::ALL {
+            let mut c = PageCompressor::new(kind);
+            if kind == Compression::None {
+                assert!(c.compress(&text).is_none());
+                continue;
+            }
+            let z = c.compress(&text).expect("text compresses").to_vec();
+            assert!(z.len() < PAGE / 4, "{kind}: {}", z.len());
+            let mut out = vec![0u8; PAGE];
+            decompress_page(kind, &z, &mut out).unwrap();
+            assert_eq!(out, text, "{kind}");
+            // Second use of the same compressor gives the same result.
+            assert_eq!(c.compress(&text).unwrap(), &z[..], "{kind}");
+            assert!(c.compress(&random).is_none(), "{kind}: random page shrank");
+            // Garbage and truncated data are errors, not panics.
+            assert!(
+                decompress_page(kind, &z[..z.len() / 2], &mut out).is_err(),
+                "{kind}"
+            );
+            assert!(
+                decompress_page(kind, &random[..100], &mut out).is_err(),
+                "{kind}"
+            );
+        }
+        assert_eq!("LZO".parse::<Compression>().unwrap(), Compression::Lzo);
+        assert!("lz4".parse::<Compression>().is_err());
+    }
+}

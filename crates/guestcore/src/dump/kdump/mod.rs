@@ -1,0 +1,144 @@
+//! kdump-compressed ("diskdump") output, as makedumpfile writes it and crash, libkdumpfile and
+//! drgn read it.
+//!
+//! File layout (block = 4096 bytes):
+//!
+//! ```text
+//! block 0      disk_dump_header (KDUMP, version 6, utsname, status = compression flag)
+//! block 1..    kdump_sub_header, then the ELF notes (PRSTATUS…, QEMU…, VMCOREINFO)
+//! bitmap 1     one bit per pfn below max_mapnr: the pfn is guest RAM   (LSB first)
+//! bitmap 2     one bit per pfn: the pfn is dumped (RAM within the filter)
+//! page_desc[]  24 bytes per dumped pfn, in pfn order
+//! page data    one shared all-zero page (raw), then every other page, compressed on its own
+//!              or raw when compression does not shrink it
+//! ```
+//!
+//! **Zero pages** are not excluded: every all-zero page gets a descriptor pointing at the one
+//! shared raw zero page (flags 0, size 4096), so readers see them as present (the same choice
+//! QEMU makes). Pages outside the optional filter are excluded (bit clear in bitmap 2); pages
+//! partly covered by RAM are dumped with the non-RAM bytes as zeros.
+//!
+//! The i686 form uses the 32-bit ABI of the headers (452-byte header, 80-byte sub header), as an
+//! i686 makedumpfile writes it; x86_64 uses the 64-bit one.
+
+mod compress;
+mod flatten;
+mod writer;
+
+pub use compress::{decompress_page, Compression, PageCompressor, PAGE};
+pub use flatten::{FlatSink, PositionedSink, SeekSink};
+pub use writer::{write_kdump, write_kdump_to};
+
+use crate::addr::PhysRange;
+use crate::format::ElfNote;
+use crate::phys::PhysMemory;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The guest architecture recorded in `utsname.machine` (crash and libkdumpfile take the
+/// architecture from it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KdumpMachine {
+    /// `x86_64`: 64-bit header ABI.
+    X86_64,
+    /// `i686`: 32-bit header ABI.
+    I686,
+}
+
+impl KdumpMachine {
+    /// The utsname string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KdumpMachine::X86_64 => "x86_64",
+            KdumpMachine::I686 => "i686",
+        }
+    }
+    /// True for the 64-bit header ABI.
+    pub fn is_64bit(self) -> bool {
+        self == KdumpMachine::X86_64
+    }
+}
+
+impl fmt::Display for KdumpMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to write.
+#[derive(Clone, Copy)]
+pub struct KdumpRequest<'a> {
+    /// The guest's physical memory; its [`ram`](PhysMemory::ram) defines bitmap 1 and max_mapnr.
+    pub memory: &'a dyn PhysMemory,
+    /// Encoded CPU notes, in order (PRSTATUS per CPU, then QEMU per CPU). A VMCOREINFO note
+    /// among them is used as the VMCOREINFO when [`vmcoreinfo`](Self::vmcoreinfo) is `None`.
+    pub notes: &'a [ElfNote],
+    /// The guest's VMCOREINFO text; appended as a `VMCOREINFO` note (unless `notes` has one).
+    pub vmcoreinfo: Option<&'a [u8]>,
+    pub machine: KdumpMachine,
+    pub nr_cpus: u32,
+    pub compression: Compression,
+    /// Dump only pages intersecting this physical range (others are excluded in bitmap 2).
+    pub filter: Option<PhysRange>,
+    /// Write makedumpfile's flattened stream instead of the plain seekable file.
+    pub flatten: bool,
+    /// Replace an existing output file.
+    pub force: bool,
+}
+
+impl fmt::Debug for KdumpRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KdumpRequest")
+            .field("ram", self.memory.ram())
+            .field("notes", &self.notes.len())
+            .field("vmcoreinfo", &self.vmcoreinfo.map(<[u8]>::len))
+            .field("machine", &self.machine)
+            .field("nr_cpus", &self.nr_cpus)
+            .field("compression", &self.compression)
+            .field("filter", &self.filter)
+            .field("flatten", &self.flatten)
+            .field("force", &self.force)
+            .finish()
+    }
+}
+
+/// Tuning that does not change what the file means.
+#[derive(Clone, Debug)]
+pub struct KdumpOptions {
+    /// Pages compressed per parallel batch (bounds memory: about 2 × 4 KiB × this).
+    pub window_pages: usize,
+    /// Worker threads; `None` uses rayon's global pool.
+    pub threads: Option<usize>,
+    /// `timestamp.tv_sec` of the header; `None` is now. (`tv_usec` is always 0: libkdumpfile
+    /// probes the 32-bit header ABI first, and a page-size-like `tv_usec` would fool it.)
+    pub timestamp: Option<u64>,
+}
+
+impl Default for KdumpOptions {
+    fn default() -> Self {
+        KdumpOptions {
+            window_pages: 4096,
+            threads: None,
+            timestamp: None,
+        }
+    }
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KdumpSummary {
+    /// Pfns below max_mapnr (the bitmaps' length in bits).
+    pub max_mapnr: u64,
+    /// Pfns marked as RAM (bitmap 1).
+    pub ram_pages: u64,
+    /// Pfns dumped (bitmap 2), each with a descriptor.
+    pub dumped_pages: u64,
+    /// Dumped pages that were all zero (sharing one data page).
+    pub zero_pages: u64,
+    /// Dumped non-zero pages stored compressed.
+    pub compressed_pages: u64,
+    /// Dumped non-zero pages stored raw (compression did not shrink them, or none asked).
+    pub raw_pages: u64,
+    /// Bytes of the output (the stream's bytes for the flattened form).
+    pub bytes_written: u64,
+}

@@ -1,0 +1,536 @@
+//! The kdump writer: headers and bitmaps up front, then page descriptors and page data, one
+//! window of pages at a time (compressed in parallel, written in pfn order).
+
+use super::compress::{Compression, PageCompressor, PAGE};
+use super::flatten::{FlatSink, PositionedSink, SeekSink};
+use super::{KdumpOptions, KdumpRequest, KdumpSummary};
+use crate::format::kdump::{
+    vmcoreinfo_phys_base, vmcoreinfo_value, DiskDumpHeader32, DiskDumpHeader64, KdumpSubHeader32,
+    KdumpSubHeader64, NewUtsname, PageDesc, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE,
+};
+use crate::format::note::VMCOREINFO_NAME;
+use crate::format::ElfNote;
+use crate::phys::PhysMemory;
+use crate::progress::Progress;
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use zerocopy::IntoBytes;
+
+const PAGE_U64: u64 = PAGE as u64;
+/// Highest physical address we accept (MAXPHYADDR is at most 52 bits on x86).
+const MAX_PHYS: u64 = 1 << 52;
+
+/// Writes `req` as a kdump file at `out`, atomically: the data goes to a temporary file in the
+/// same directory, renamed over `out` only when complete. An existing `out` is an error unless
+/// `req.force`. On error or cancellation nothing is left behind.
+pub fn write_kdump(
+    req: &KdumpRequest<'_>,
+    out: &Path,
+    opts: &KdumpOptions,
+    progress: &dyn Progress,
+) -> Result<KdumpSummary> {
+    let name = out.display().to_string();
+    if !req.force && out.exists() {
+        return Err(Error::io(
+            format!("{name}: exists (use force to replace it)"),
+            io::ErrorKind::AlreadyExists.into(),
+        ));
+    }
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".guestcore-kdump-")
+        .tempfile_in(dir)
+        .map_err(|e| {
+            Error::io(
+                format!("{}: cannot create a temporary file", dir.display()),
+                e,
+            )
+        })?;
+    let summary = {
+        let w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        if req.flatten {
+            let mut sink = FlatSink::new(w).map_err(|e| Error::io(name.clone(), e))?;
+            let s = generate(req, opts, progress, &mut sink, &name)?;
+            sink.into_inner()
+                .into_inner()
+                .map_err(|e| Error::io(name.clone(), e.into_error()))?;
+            s
+        } else {
+            let mut sink = SeekSink::new(w);
+            let s = generate(req, opts, progress, &mut sink, &name)?;
+            sink.into_inner()
+                .into_inner()
+                .map_err(|e| Error::io(name.clone(), e.into_error()))?;
+            s
+        }
+    };
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(name.clone(), e))?;
+    let persisted = if req.force {
+        tmp.persist(out)
+    } else {
+        tmp.persist_noclobber(out)
+    };
+    persisted.map_err(|e| Error::io(name, e.error))?;
+    Ok(summary)
+}
+
+/// Writes `req` to a stream (a pipe, stdout) in makedumpfile's flattened form — a stream cannot
+/// seek, so `req.flatten` and `req.force` are ignored. Rebuild a plain file with
+/// `makedumpfile -R out < stream`, or read it directly with [`crate::phys::kdump::KdumpFile`].
+pub fn write_kdump_to(
+    req: &KdumpRequest<'_>,
+    out: &mut dyn Write,
+    opts: &KdumpOptions,
+    progress: &dyn Progress,
+) -> Result<KdumpSummary> {
+    let name = "kdump stream";
+    let mut sink = FlatSink::new(out).map_err(|e| Error::io(name, e))?;
+    generate(req, opts, progress, &mut sink, name)
+}
+
+/// Where everything goes in the plain file.
+struct Layout {
+    max_mapnr: u64,
+    bitmap_bytes: u64,
+    bitmap1_off: u64,
+    bitmap2_off: u64,
+    desc_off: u64,
+    data_off: u64,
+}
+
+/// Sorted, disjoint pfn ranges `[start, end)`.
+type PfnRanges = Vec<(u64, u64)>;
+
+fn pfn_ranges(req: &KdumpRequest<'_>, filtered: bool) -> PfnRanges {
+    let mut out: PfnRanges = Vec::new();
+    for r in req.memory.ram().ranges() {
+        let mut r = *r;
+        if filtered {
+            match req.filter.and_then(|f| f.intersect(&r)) {
+                Some(x) => r = x,
+                None if req.filter.is_some() => continue,
+                None => {}
+            }
+        }
+        let (s, e) = (r.start / PAGE_U64, r.end.div_ceil(PAGE_U64));
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+fn set_bits(bitmap: &mut [u8], ranges: &PfnRanges) {
+    for &(s, e) in ranges {
+        let mut p = s;
+        while p < e {
+            if p % 8 == 0 && e - p >= 8 {
+                let n = ((e - p) / 8) as usize;
+                let i = (p / 8) as usize;
+                bitmap[i..i + n].fill(0xff);
+                p += 8 * n as u64;
+            } else {
+                bitmap[(p / 8) as usize] |= 1 << (p % 8);
+                p += 1;
+            }
+        }
+    }
+}
+
+fn count(ranges: &PfnRanges) -> u64 {
+    ranges.iter().map(|(s, e)| e - s).sum()
+}
+
+/// The notes as written, with VMCOREINFO appended when given separately; plus the VMCOREINFO
+/// text that applies (for release and phys_base) and where its descriptor is in the note bytes.
+fn notes_block(req: &KdumpRequest<'_>) -> (Vec<u8>, Option<(usize, Vec<u8>)>) {
+    let mut notes: Vec<ElfNote> = req.notes.to_vec();
+    if let Some(v) = req.vmcoreinfo {
+        if !notes.iter().any(|n| n.name == VMCOREINFO_NAME) {
+            notes.push(ElfNote::new(VMCOREINFO_NAME, 0, v.to_vec()));
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut vmci = None;
+    for n in &notes {
+        let start = bytes.len();
+        n.encode_into(&mut bytes);
+        if vmci.is_none() && n.name == VMCOREINFO_NAME {
+            let desc_at = start + 12 + (n.name.len() + 1).div_ceil(4) * 4;
+            vmci = Some((desc_at, n.desc.clone()));
+        }
+    }
+    (bytes, vmci)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Block 0 and the sub-header blocks (sub header + notes), and the layout.
+fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layout)> {
+    let end = req.memory.ram().end();
+    if end == 0 {
+        return Err(Error::Unsupported("the guest has no RAM to dump".into()));
+    }
+    if end > MAX_PHYS {
+        return Err(Error::Unsupported(format!(
+            "RAM ends at {end:#x}, above the 52-bit physical address space"
+        )));
+    }
+    let max_mapnr = end.div_ceil(PAGE_U64);
+    let bitmap_blocks_half = max_mapnr.div_ceil(8).div_ceil(PAGE_U64);
+    let (notes, vmci) = notes_block(req);
+    let vmci_text = vmci.as_ref().map(|v| v.1.as_slice());
+    let sub_size = if req.machine.is_64bit() {
+        size_of::<KdumpSubHeader64>()
+    } else {
+        size_of::<KdumpSubHeader32>()
+    } as u64;
+    let note_off = PAGE_U64 + sub_size;
+    let sub_hdr_blocks = (sub_size + notes.len() as u64).div_ceil(PAGE_U64);
+    let bitmap1_off = PAGE_U64 * (1 + sub_hdr_blocks);
+    let bitmap_bytes = bitmap_blocks_half * PAGE_U64;
+    let bitmap2_off = bitmap1_off + bitmap_bytes;
+    let desc_off = bitmap2_off + bitmap_bytes;
+    let dumped = count(&pfn_ranges(req, true));
+    let data_off = (desc_off + dumped * size_of::<PageDesc>() as u64).next_multiple_of(PAGE_U64);
+    let layout = Layout {
+        max_mapnr,
+        bitmap_bytes,
+        bitmap1_off,
+        bitmap2_off,
+        desc_off,
+        data_off,
+    };
+
+    let release = vmci_text
+        .and_then(|v| vmcoreinfo_value(v, "OSRELEASE"))
+        .filter(|r| !r.is_empty())
+        .unwrap_or("unknown");
+    // libkdumpfile ignores a utsname whose release, version or machine is empty (and some
+    // versions also an empty nodename), and then cannot tell the architecture. VMCOREINFO has
+    // only the release: the rest are the kernel's defaults ("(none)") or "unknown".
+    let utsname = NewUtsname {
+        sysname: NewUtsname::field("Linux"),
+        nodename: NewUtsname::field("(none)"),
+        release: NewUtsname::field(release),
+        version: NewUtsname::field("unknown"),
+        machine: NewUtsname::field(req.machine.as_str()),
+        domainname: NewUtsname::field("(none)"),
+    };
+    let phys_base = vmci_text.and_then(vmcoreinfo_phys_base).unwrap_or(0);
+    let (vmci_off, vmci_size) = vmci
+        .as_ref()
+        .map_or((0, 0), |(at, d)| (note_off + *at as u64, d.len() as u64));
+    let ts = opts.timestamp.unwrap_or_else(now);
+    let mapnr32 = max_mapnr.min(u32::MAX as u64) as u32;
+    let bitmap_blocks = u32::try_from(2 * bitmap_blocks_half)
+        .map_err(|_| Error::Unsupported("bitmap too large for the kdump header".into()))?;
+    let nr_cpus = req.nr_cpus as i32;
+    let sub_blocks_i32 = sub_hdr_blocks as i32;
+    let status = req.compression.flag();
+
+    let mut out = vec![0u8; (PAGE_U64 * (1 + sub_hdr_blocks)) as usize];
+    if req.machine.is_64bit() {
+        let h = DiskDumpHeader64 {
+            signature: *KDUMP_SIGNATURE,
+            header_version: KDUMP_HEADER_VERSION.into(),
+            utsname,
+            pad1: [0; 6],
+            timestamp_sec: ts.into(),
+            timestamp_usec: 0.into(),
+            status: status.into(),
+            block_size: (PAGE as i32).into(),
+            sub_hdr_size: sub_blocks_i32.into(),
+            bitmap_blocks: bitmap_blocks.into(),
+            max_mapnr: mapnr32.into(),
+            total_ram_blocks: 0.into(),
+            device_blocks: 0.into(),
+            written_blocks: 0.into(),
+            current_cpu: 0.into(),
+            nr_cpus: nr_cpus.into(),
+        };
+        out[..size_of::<DiskDumpHeader64>()].copy_from_slice(h.as_bytes());
+        let s = KdumpSubHeader64 {
+            phys_base: phys_base.into(),
+            dump_level: 0.into(),
+            split: 0.into(),
+            start_pfn: 0.into(),
+            end_pfn: 0.into(),
+            offset_vmcoreinfo: vmci_off.into(),
+            size_vmcoreinfo: vmci_size.into(),
+            offset_note: note_off.into(),
+            size_note: (notes.len() as u64).into(),
+            offset_eraseinfo: 0.into(),
+            size_eraseinfo: 0.into(),
+            start_pfn_64: 0.into(),
+            end_pfn_64: 0.into(),
+            max_mapnr_64: max_mapnr.into(),
+        };
+        out[PAGE..PAGE + size_of::<KdumpSubHeader64>()].copy_from_slice(s.as_bytes());
+    } else {
+        let h = DiskDumpHeader32 {
+            signature: *KDUMP_SIGNATURE,
+            header_version: KDUMP_HEADER_VERSION.into(),
+            utsname,
+            pad1: [0; 2],
+            timestamp_sec: (ts as u32).into(),
+            timestamp_usec: 0.into(),
+            status: status.into(),
+            block_size: (PAGE as i32).into(),
+            sub_hdr_size: sub_blocks_i32.into(),
+            bitmap_blocks: bitmap_blocks.into(),
+            max_mapnr: mapnr32.into(),
+            total_ram_blocks: 0.into(),
+            device_blocks: 0.into(),
+            written_blocks: 0.into(),
+            current_cpu: 0.into(),
+            nr_cpus: nr_cpus.into(),
+        };
+        out[..size_of::<DiskDumpHeader32>()].copy_from_slice(h.as_bytes());
+        let s = KdumpSubHeader32 {
+            phys_base: (phys_base as u32).into(),
+            dump_level: 0.into(),
+            split: 0.into(),
+            start_pfn: 0.into(),
+            end_pfn: 0.into(),
+            offset_vmcoreinfo: vmci_off.into(),
+            size_vmcoreinfo: (vmci_size as u32).into(),
+            offset_note: note_off.into(),
+            size_note: (notes.len() as u32).into(),
+            offset_eraseinfo: 0.into(),
+            size_eraseinfo: 0.into(),
+            start_pfn_64: 0.into(),
+            end_pfn_64: 0.into(),
+            max_mapnr_64: max_mapnr.into(),
+        };
+        out[PAGE..PAGE + size_of::<KdumpSubHeader32>()].copy_from_slice(s.as_bytes());
+    }
+    out[note_off as usize..note_off as usize + notes.len()].copy_from_slice(&notes);
+    Ok((out, layout))
+}
+
+/// One page as stored: `None` data means the shared zero page.
+struct StoredPage {
+    flags: u32,
+    data: Option<Vec<u8>>,
+}
+
+struct Worker {
+    comp: PageCompressor,
+    buf: Box<[u8; PAGE]>,
+}
+
+thread_local! {
+    static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
+}
+
+fn is_zero(page: &[u8]) -> bool {
+    // Word-wise OR; the compiler vectorizes this.
+    let mut chunks = page.chunks_exact(16);
+    let acc = chunks.by_ref().fold(0u128, |a, c| {
+        a | u128::from_ne_bytes(c.try_into().expect("16 bytes"))
+    });
+    acc == 0 && chunks.remainder().iter().all(|&b| b == 0)
+}
+
+fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8; PAGE]) -> Result<&'a [u8]> {
+    let addr = pfn * PAGE_U64;
+    if let Some(s) = mem.slice(addr, PAGE_U64) {
+        return Ok(s);
+    }
+    if mem.is_ram(addr, PAGE_U64) {
+        mem.read_at(addr, &mut buf[..])?;
+    } else {
+        buf.fill(0);
+        for part in mem.ram().ram_parts(addr, PAGE_U64) {
+            let o = (part.start - addr) as usize;
+            mem.read_at(part.start, &mut buf[o..o + part.len() as usize])?;
+        }
+    }
+    Ok(&buf[..])
+}
+
+fn store_page(mem: &dyn PhysMemory, kind: Compression, pfn: u64) -> Result<StoredPage> {
+    WORKER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.comp.kind() == kind) {
+            *slot = Some(Worker {
+                comp: PageCompressor::new(kind),
+                buf: Box::new([0u8; PAGE]),
+            });
+        }
+        let w = slot.as_mut().expect("set above");
+        let page = read_page(mem, pfn, &mut w.buf)?;
+        if is_zero(page) {
+            return Ok(StoredPage {
+                flags: 0,
+                data: None,
+            });
+        }
+        Ok(match w.comp.compress(page) {
+            Some(z) => StoredPage {
+                flags: kind.flag(),
+                data: Some(z.to_vec()),
+            },
+            None => StoredPage {
+                flags: 0,
+                data: Some(page.to_vec()),
+            },
+        })
+    })
+}
+
+fn generate(
+    req: &KdumpRequest<'_>,
+    opts: &KdumpOptions,
+    progress: &dyn Progress,
+    sink: &mut dyn PositionedSink,
+    name: &str,
+) -> Result<KdumpSummary> {
+    let pool = match opts.threads {
+        Some(n) => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build()
+                .map_err(|e| Error::Unsupported(format!("cannot start worker threads: {e}")))?,
+        ),
+        None => None,
+    };
+    generate_in_pool(req, opts, progress, sink, name, pool.as_ref())
+}
+
+fn generate_in_pool(
+    req: &KdumpRequest<'_>,
+    opts: &KdumpOptions,
+    progress: &dyn Progress,
+    sink: &mut dyn PositionedSink,
+    name: &str,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<KdumpSummary> {
+    let io = |e: io::Error| Error::io(name.to_string(), e);
+    let ram = pfn_ranges(req, false);
+    let dumped = pfn_ranges(req, true);
+    let (head, layout) = headers(req, opts)?;
+    let mut summary = KdumpSummary {
+        max_mapnr: layout.max_mapnr,
+        ram_pages: count(&ram),
+        dumped_pages: count(&dumped),
+        ..Default::default()
+    };
+    sink.write_at(0, &head).map_err(io)?;
+    let mut bitmap = vec![0u8; layout.bitmap_bytes as usize];
+    set_bits(&mut bitmap, &ram);
+    sink.write_at(layout.bitmap1_off, &bitmap).map_err(io)?;
+    bitmap.fill(0);
+    set_bits(&mut bitmap, &dumped);
+    sink.write_at(layout.bitmap2_off, &bitmap).map_err(io)?;
+    drop(bitmap);
+    // Pad the descriptor area to the data start, then the shared zero page.
+    let desc_end = layout.desc_off + summary.dumped_pages * size_of::<PageDesc>() as u64;
+    if desc_end < layout.data_off {
+        sink.write_at(desc_end, &vec![0u8; (layout.data_off - desc_end) as usize])
+            .map_err(io)?;
+    }
+    let zero_off = layout.data_off;
+    sink.write_at(zero_off, &[0u8; PAGE]).map_err(io)?;
+    let mut data_pos = zero_off + PAGE_U64;
+    let mut desc_pos = layout.desc_off;
+
+    progress.start("writing kdump", summary.dumped_pages);
+    let result = (|| {
+        let window = opts.window_pages.max(1) as u64;
+        let mut pfns: Vec<u64> = Vec::with_capacity(window as usize);
+        let mut descs: Vec<u8> = Vec::with_capacity(window as usize * size_of::<PageDesc>());
+        let mut data: Vec<u8> = Vec::with_capacity(window as usize * PAGE);
+        let mut all = dumped.iter().flat_map(|&(s, e)| s..e).peekable();
+        while all.peek().is_some() {
+            if progress.cancelled() {
+                return Err(Error::Cancelled);
+            }
+            pfns.clear();
+            pfns.extend(all.by_ref().take(window as usize));
+            let work = || -> Vec<Result<StoredPage>> {
+                pfns.par_iter()
+                    .map(|&pfn| store_page(req.memory, req.compression, pfn))
+                    .collect()
+            };
+            let stored = match pool {
+                Some(p) => p.install(work),
+                None => work(),
+            };
+            descs.clear();
+            data.clear();
+            for (pfn, s) in pfns.iter().zip(stored) {
+                let s = s.map_err(|e| match e {
+                    Error::NotInMemory { .. } => {
+                        Error::Unsupported(format!("cannot read pfn {pfn:#x} of the source: {e}"))
+                    }
+                    e => e,
+                })?;
+                let d = match s.data {
+                    None => {
+                        summary.zero_pages += 1;
+                        PageDesc {
+                            offset: zero_off.into(),
+                            size: (PAGE as u32).into(),
+                            flags: 0.into(),
+                            page_flags: 0.into(),
+                        }
+                    }
+                    Some(bytes) => {
+                        if s.flags == 0 {
+                            summary.raw_pages += 1;
+                        } else {
+                            summary.compressed_pages += 1;
+                        }
+                        let d = PageDesc {
+                            offset: (data_pos + data.len() as u64).into(),
+                            size: (bytes.len() as u32).into(),
+                            flags: s.flags.into(),
+                            page_flags: 0.into(),
+                        };
+                        data.extend_from_slice(&bytes);
+                        d
+                    }
+                };
+                descs.extend_from_slice(d.as_bytes());
+            }
+            sink.write_at(desc_pos, &descs).map_err(io)?;
+            desc_pos += descs.len() as u64;
+            sink.write_at(data_pos, &data).map_err(io)?;
+            data_pos += data.len() as u64;
+            progress.advance(pfns.len() as u64);
+        }
+        sink.finish().map_err(io)?;
+        Ok(())
+    })();
+    progress.finish();
+    result?;
+    summary.bytes_written = sink.bytes_out();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_ranges() {
+        let mut b = vec![0u8; 4];
+        set_bits(&mut b, &vec![(1, 3), (7, 25)]);
+        assert_eq!(b, vec![0b1000_0110, 0xff, 0xff, 0x01]);
+    }
+}

@@ -1,0 +1,610 @@
+//! Reading kdump-compressed ("diskdump") files, plain or in makedumpfile's flattened form.
+//!
+//! The flattened form is indexed once at open (record headers only: an in-memory map from
+//! plain-file offsets to stream offsets, later records winning where they overlap, gaps reading
+//! as zeros as libkdumpfile does), so both forms are read in place with positioned reads.
+//!
+//! What is RAM: bitmap 1 says which pfns the guest had ([`KdumpFile::present_ram`]); bitmap 2
+//! says which were dumped. Only dumped pages are RAM for [`PhysMemory::ram`] and
+//! [`PhysMemory::is_ram`]; reading an excluded page (present but filtered out, e.g. by
+//! `makedumpfile -d 31`) is [`Error::NotInMemory`] — never silent zeros — so a walk or a
+//! conversion never mistakes excluded memory for zeroed memory. (crash errors on excluded pages
+//! unless told to zero-fill them; this is the same default.)
+//!
+//! Hostile input: every size comes from the file and is checked against the file's real length
+//! before anything is allocated or read; a bad page is an [`Error::Format`] naming its pfn.
+
+use super::{PhysMemory, RamMap};
+use crate::addr::PhysRange;
+use crate::dump::kdump::{decompress_page, Compression, PAGE};
+use crate::format::kdump::{
+    DiskDumpHeader32, DiskDumpHeader64, FlatHeader, FlatRecordHeader, KdumpSubHeader32,
+    KdumpSubHeader64, NewUtsname, PageDesc, DISKDUMP_SIGNATURE, FLAT_END, FLAT_HEADER_SIZE,
+    FLAT_SIGNATURE, KDUMP_SIGNATURE,
+};
+use crate::format::note::VMCOREINFO_NAME;
+use crate::format::ElfNote;
+use crate::{Error, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use zerocopy::FromBytes;
+
+const PAGE_U64: u64 = PAGE as u64;
+
+/// Header facts of an opened kdump file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KdumpInfo {
+    /// `utsname.machine` (`x86_64`, `i686`, or whatever the writer put there).
+    pub machine: String,
+    /// `utsname.release`.
+    pub release: String,
+    pub header_version: i32,
+    /// The header's `status` word (compression flag of the file).
+    pub status: u32,
+    /// True for the 64-bit header ABI.
+    pub abi_64bit: bool,
+    pub max_mapnr: u64,
+    pub nr_cpus: i32,
+    pub dump_level: i32,
+    /// `phys_base` as stored (two's complement when negative).
+    pub phys_base: u64,
+    /// True when the input was a flattened stream.
+    pub flattened: bool,
+}
+
+/// Maps plain-file offsets to offsets in a flattened stream.
+#[derive(Debug, Default)]
+struct FlatIndex {
+    /// start → (end, stream offset of start).
+    segs: BTreeMap<u64, (u64, u64)>,
+}
+
+impl FlatIndex {
+    fn insert(&mut self, start: u64, end: u64, at: u64) {
+        // Carve out what the new record overwrites.
+        let first = self
+            .segs
+            .range(..start)
+            .next_back()
+            .filter(|(_, (e, _))| *e > start)
+            .map(|(s, _)| *s);
+        let keys: Vec<u64> = first
+            .into_iter()
+            .chain(self.segs.range(start..end).map(|(s, _)| *s))
+            .collect();
+        for k in keys {
+            let (e, a) = self.segs.remove(&k).expect("key listed");
+            if k < start {
+                self.segs.insert(k, (start, a));
+            }
+            if e > end {
+                self.segs.insert(end, (e, a + (end - k)));
+            }
+        }
+        self.segs.insert(start, (end, at));
+    }
+}
+
+/// Where the file's bytes are.
+struct Source {
+    path: PathBuf,
+    file: File,
+    /// Real length of the file on disk.
+    file_len: u64,
+    flat: Option<FlatIndex>,
+    /// Length of the plain file (the flattened stream's highest written offset).
+    len: u64,
+}
+
+impl Source {
+    fn err(&self, what: impl Into<String>) -> Error {
+        Error::format(&self.path, what)
+    }
+
+    /// Reads `buf.len()` bytes at plain-file offset `off`.
+    fn read(&self, off: u64, buf: &mut [u8]) -> std::result::Result<(), String> {
+        let end = off
+            .checked_add(buf.len() as u64)
+            .filter(|e| *e <= self.len)
+            .ok_or_else(|| {
+                format!(
+                    "{} bytes at offset {off:#x} lie past the end of the file ({:#x} bytes)",
+                    buf.len(),
+                    self.len
+                )
+            })?;
+        let Some(flat) = &self.flat else {
+            return self.file.read_exact_at(buf, off).map_err(|e| e.to_string());
+        };
+        buf.fill(0);
+        let from = flat.segs.range(..=off).next_back().map_or(off, |(s, _)| *s);
+        for (&s, &(e, at)) in flat.segs.range(from..end) {
+            let (a, b) = (s.max(off), e.min(end));
+            if a >= b {
+                continue;
+            }
+            let dst = &mut buf[(a - off) as usize..(b - off) as usize];
+            self.file
+                .read_exact_at(dst, at + (a - s))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `off` into a new buffer; `len` is bounded by the real file size.
+    fn read_vec(&self, off: u64, len: u64, what: &str) -> Result<Vec<u8>> {
+        if len > self.file_len {
+            return Err(self.err(format!(
+                "{what} of {len} bytes is larger than the file ({} bytes)",
+                self.file_len
+            )));
+        }
+        let mut v = vec![0u8; len as usize];
+        self.read(off, &mut v)
+            .map_err(|e| self.err(format!("{what}: {e}")))?;
+        Ok(v)
+    }
+}
+
+struct PageCache {
+    pfn: Option<u64>,
+    page: Box<[u8; PAGE]>,
+    scratch: Vec<u8>,
+}
+
+/// A kdump-compressed file as guest-physical memory.
+pub struct KdumpFile {
+    src: Source,
+    info: KdumpInfo,
+    /// Bitmap 2 (dumped pfns), `max_mapnr` bits.
+    dumped: Vec<u64>,
+    /// Set bits of `dumped` before each word.
+    rank: Vec<u64>,
+    desc_off: u64,
+    ram: RamMap,
+    present: RamMap,
+    notes: Vec<ElfNote>,
+    vmcoreinfo: Option<Vec<u8>>,
+    cache: Mutex<PageCache>,
+}
+
+impl std::fmt::Debug for KdumpFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KdumpFile")
+            .field("path", &self.src.path)
+            .field("info", &self.info)
+            .field("ram", &self.ram)
+            .finish_non_exhaustive()
+    }
+}
+
+fn bits_to_words(bytes: &[u8], nbits: u64) -> Vec<u64> {
+    let mut words: Vec<u64> = bytes
+        .chunks(8)
+        .map(|c| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        })
+        .collect();
+    // Bits at and above nbits do not count.
+    let full = (nbits / 64) as usize;
+    if full < words.len() {
+        let rem = nbits % 64;
+        words[full] &= if rem == 0 { 0 } else { (1u64 << rem) - 1 };
+        for w in &mut words[full + 1..] {
+            *w = 0;
+        }
+    }
+    words
+}
+
+fn ranges_of(words: &[u64]) -> Result<RamMap> {
+    let mut out: Vec<PhysRange> = Vec::new();
+    let mut run: Option<u64> = None;
+    for (i, &w) in words.iter().enumerate() {
+        let base = i as u64 * 64;
+        if w == 0 && run.is_none() || w == u64::MAX && run.is_some() {
+            continue;
+        }
+        for b in 0..64 {
+            let set = w >> b & 1 != 0;
+            match (set, run) {
+                (true, None) => run = Some(base + b),
+                (false, Some(s)) => {
+                    out.push(PhysRange::new(s * PAGE_U64, (base + b - s) * PAGE_U64));
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(s) = run {
+        let end = words.len() as u64 * 64;
+        out.push(PhysRange::new(s * PAGE_U64, (end - s) * PAGE_U64));
+    }
+    RamMap::new(out)
+}
+
+fn is_x86_32(machine: &str) -> bool {
+    matches!(machine, "i386" | "i486" | "i586" | "i686")
+}
+
+impl KdumpFile {
+    /// Opens a plain or flattened kdump file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io(path.display().to_string(), e))?
+            .len();
+        let mut src = Source {
+            path,
+            file,
+            file_len,
+            flat: None,
+            len: file_len,
+        };
+        let mut sig = [0u8; 16];
+        if file_len >= 16 {
+            src.read(0, &mut sig).map_err(|e| src.err(e))?;
+        }
+        if sig.starts_with(FLAT_SIGNATURE) && sig[FLAT_SIGNATURE.len()..].iter().all(|&b| b == 0) {
+            Self::index_flat(&mut src)?;
+        }
+        Self::open_plain(src)
+    }
+
+    fn index_flat(src: &mut Source) -> Result<()> {
+        let mut h = [0u8; size_of::<FlatHeader>()];
+        src.read(0, &mut h).map_err(|e| src.err(e))?;
+        let h = FlatHeader::read_from_bytes(&h).expect("size matches");
+        if h.type_.get() != 1 || h.version.get() != 1 {
+            return Err(src.err(format!(
+                "flattened header type {} version {} (want 1 and 1)",
+                h.type_.get(),
+                h.version.get()
+            )));
+        }
+        let mut idx = FlatIndex::default();
+        let mut pos = FLAT_HEADER_SIZE as u64;
+        let mut len = 0u64;
+        loop {
+            let mut rh = [0u8; size_of::<FlatRecordHeader>()];
+            src.file.read_exact_at(&mut rh, pos).map_err(|_| {
+                src.err(format!(
+                    "flattened stream ends at {pos:#x} without its end record (truncated?)"
+                ))
+            })?;
+            let rh = FlatRecordHeader::read_from_bytes(&rh).expect("size matches");
+            let (off, size) = (rh.offset.get(), rh.size.get());
+            if off == FLAT_END && size == FLAT_END {
+                break;
+            }
+            pos += size_of::<FlatRecordHeader>() as u64;
+            if off < 0 || size <= 0 {
+                return Err(src.err(format!(
+                    "flattened record at {pos:#x} has offset {off} and size {size}"
+                )));
+            }
+            let (off, size) = (off as u64, size as u64);
+            let end = off.checked_add(size).filter(|_| pos + size <= src.file_len);
+            let Some(end) = end else {
+                return Err(src.err(format!(
+                    "flattened record at {pos:#x} ({size} bytes) runs past the end of the file"
+                )));
+            };
+            idx.insert(off, end, pos);
+            len = len.max(end);
+            pos += size;
+        }
+        src.flat = Some(idx);
+        src.len = len;
+        Ok(())
+    }
+
+    fn open_plain(src: Source) -> Result<Self> {
+        let mut h = [0u8; size_of::<DiskDumpHeader64>()];
+        src.read(0, &mut h)
+            .map_err(|e| src.err(format!("not a kdump file: header: {e}")))?;
+        if &h[..8] != KDUMP_SIGNATURE && &h[..8] != DISKDUMP_SIGNATURE {
+            return Err(src.err("not a kdump file (no KDUMP signature)"));
+        }
+        let h64 = DiskDumpHeader64::read_from_bytes(&h).expect("size matches");
+        let h32 = DiskDumpHeader32::read_from_prefix(&h).expect("size fits").0;
+        let machine = NewUtsname::text(&h64.utsname.machine);
+        let plausible = |bs: i32| (4096..=65536).contains(&bs) && (bs as u32).is_power_of_two();
+        let abi_64bit = if machine == "x86_64" {
+            true
+        } else if is_x86_32(&machine) {
+            false
+        } else {
+            plausible(h64.block_size.get()) || !plausible(h32.block_size.get())
+        };
+        let (version, status, block_size, sub_hdr_size, bitmap_blocks, mapnr32, nr_cpus) =
+            if abi_64bit {
+                (
+                    h64.header_version.get(),
+                    h64.status.get(),
+                    h64.block_size.get(),
+                    h64.sub_hdr_size.get(),
+                    h64.bitmap_blocks.get(),
+                    h64.max_mapnr.get(),
+                    h64.nr_cpus.get(),
+                )
+            } else {
+                (
+                    h32.header_version.get(),
+                    h32.status.get(),
+                    h32.block_size.get(),
+                    h32.sub_hdr_size.get(),
+                    h32.bitmap_blocks.get(),
+                    h32.max_mapnr.get(),
+                    h32.nr_cpus.get(),
+                )
+            };
+        if block_size != PAGE as i32 {
+            return Err(src.err(format!(
+                "block size {block_size} (only {PAGE}-byte pages are supported)"
+            )));
+        }
+        if version < 1 || sub_hdr_size < 0 {
+            return Err(src.err(format!(
+                "header version {version} / sub header size {sub_hdr_size} not supported"
+            )));
+        }
+        // Sub header, in the header's ABI.
+        struct Sub {
+            phys_base: u64,
+            dump_level: i32,
+            split: i32,
+            vmci: (u64, u64),
+            note: (u64, u64),
+            max_mapnr_64: u64,
+        }
+        let sub = if abi_64bit {
+            let mut b = [0u8; size_of::<KdumpSubHeader64>()];
+            src.read(PAGE_U64, &mut b)
+                .map_err(|e| src.err(format!("sub header: {e}")))?;
+            let s = KdumpSubHeader64::read_from_bytes(&b).expect("size matches");
+            Sub {
+                phys_base: s.phys_base.get(),
+                dump_level: s.dump_level.get(),
+                split: s.split.get(),
+                vmci: (s.offset_vmcoreinfo.get(), s.size_vmcoreinfo.get()),
+                note: (s.offset_note.get(), s.size_note.get()),
+                max_mapnr_64: s.max_mapnr_64.get(),
+            }
+        } else {
+            let mut b = [0u8; size_of::<KdumpSubHeader32>()];
+            src.read(PAGE_U64, &mut b)
+                .map_err(|e| src.err(format!("sub header: {e}")))?;
+            let s = KdumpSubHeader32::read_from_bytes(&b).expect("size matches");
+            Sub {
+                phys_base: s.phys_base.get() as u64,
+                dump_level: s.dump_level.get(),
+                split: s.split.get(),
+                vmci: (s.offset_vmcoreinfo.get(), s.size_vmcoreinfo.get() as u64),
+                note: (s.offset_note.get(), s.size_note.get() as u64),
+                max_mapnr_64: s.max_mapnr_64.get(),
+            }
+        };
+        if sub.split != 0 {
+            return Err(Error::Unsupported(format!(
+                "{}: one part of a split dump (reassemble it with makedumpfile --reassemble)",
+                src.path.display()
+            )));
+        }
+        let max_mapnr = if version >= 6 {
+            sub.max_mapnr_64
+        } else {
+            mapnr32 as u64
+        };
+        // Bitmaps.
+        let half_bytes = (bitmap_blocks / 2) as u64 * PAGE_U64;
+        if bitmap_blocks < 2 || half_bytes * 8 < max_mapnr {
+            return Err(src.err(format!(
+                "bitmap of {bitmap_blocks} blocks is shorter than max_mapnr {max_mapnr} needs"
+            )));
+        }
+        let bitmap1_off = (1 + sub_hdr_size as u64) * PAGE_U64;
+        let bitmap2_off = bitmap1_off + half_bytes;
+        let desc_off = bitmap2_off + half_bytes;
+        let used = max_mapnr.div_ceil(8);
+        let b1 = src.read_vec(bitmap1_off, used, "bitmap 1")?;
+        let b2 = src.read_vec(bitmap2_off, used, "bitmap 2")?;
+        let present_words = bits_to_words(&b1, max_mapnr);
+        let dumped = bits_to_words(&b2, max_mapnr);
+        drop((b1, b2));
+        let mut rank = Vec::with_capacity(dumped.len());
+        let mut acc = 0u64;
+        for w in &dumped {
+            rank.push(acc);
+            acc += w.count_ones() as u64;
+        }
+        let present = ranges_of(&present_words)?;
+        let ram = ranges_of(&dumped)?;
+        // Notes and VMCOREINFO.
+        let notes = if version >= 4 && sub.note.1 > 0 {
+            let bytes = src.read_vec(sub.note.0, sub.note.1, "notes")?;
+            ElfNote::parse_all(&bytes).map_err(|e| src.err(format!("notes: {e}")))?
+        } else {
+            Vec::new()
+        };
+        let vmcoreinfo = if version >= 3 && sub.vmci.1 > 0 {
+            Some(src.read_vec(sub.vmci.0, sub.vmci.1, "VMCOREINFO")?)
+        } else {
+            notes
+                .iter()
+                .find(|n| n.name == VMCOREINFO_NAME)
+                .map(|n| n.desc.clone())
+        };
+        let flattened = src.flat.is_some();
+        Ok(KdumpFile {
+            info: KdumpInfo {
+                machine,
+                release: NewUtsname::text(&h64.utsname.release),
+                header_version: version,
+                status,
+                abi_64bit,
+                max_mapnr,
+                nr_cpus,
+                dump_level: sub.dump_level,
+                phys_base: sub.phys_base,
+                flattened,
+            },
+            src,
+            dumped,
+            rank,
+            desc_off,
+            ram,
+            present,
+            notes,
+            vmcoreinfo,
+            cache: Mutex::new(PageCache {
+                pfn: None,
+                page: Box::new([0u8; PAGE]),
+                scratch: Vec::new(),
+            }),
+        })
+    }
+
+    /// The file this was opened from.
+    pub fn path(&self) -> &Path {
+        &self.src.path
+    }
+    /// Header facts.
+    pub fn info(&self) -> &KdumpInfo {
+        &self.info
+    }
+    /// The notes (PRSTATUS, QEMU CPU state, VMCOREINFO…), in file order.
+    pub fn notes(&self) -> &[ElfNote] {
+        &self.notes
+    }
+    /// The guest's VMCOREINFO text, if the file has it.
+    pub fn vmcoreinfo(&self) -> Option<&[u8]> {
+        self.vmcoreinfo.as_deref()
+    }
+    /// `utsname.machine`.
+    pub fn machine(&self) -> &str {
+        &self.info.machine
+    }
+    /// The kernel's `phys_base` from the sub header (two's complement when negative).
+    pub fn phys_base(&self) -> u64 {
+        self.info.phys_base
+    }
+    /// The pfns the guest had (bitmap 1), dumped or not.
+    pub fn present_ram(&self) -> &RamMap {
+        &self.present
+    }
+
+    fn is_dumped(&self, pfn: u64) -> bool {
+        pfn < self.info.max_mapnr && self.dumped[(pfn / 64) as usize] >> (pfn % 64) & 1 != 0
+    }
+
+    /// Loads one dumped page into `out`.
+    fn load_page(&self, pfn: u64, out: &mut [u8; PAGE], scratch: &mut Vec<u8>) -> Result<()> {
+        let err = |what: String| self.src.err(format!("pfn {pfn:#x}: {what}"));
+        let w = (pfn / 64) as usize;
+        let below = self.dumped[w] & ((1u64 << (pfn % 64)) - 1);
+        let idx = self.rank[w] + below.count_ones() as u64;
+        let at = self.desc_off + idx * size_of::<PageDesc>() as u64;
+        let mut d = [0u8; size_of::<PageDesc>()];
+        self.src
+            .read(at, &mut d)
+            .map_err(|e| err(format!("page descriptor: {e}")))?;
+        let d = PageDesc::read_from_bytes(&d).expect("size matches");
+        let (off, size, flags) = (d.offset.get(), d.size.get(), d.flags.get());
+        let kind = Compression::from_page_flags(flags).map_err(err)?;
+        if size == 0 || size as usize > PAGE {
+            return Err(err(format!("stored page size {size} (at most {PAGE})")));
+        }
+        scratch.resize(size as usize, 0);
+        self.src
+            .read(off, scratch)
+            .map_err(|e| err(format!("page data: {e}")))?;
+        decompress_page(kind, scratch, out).map_err(err)
+    }
+}
+
+impl PhysMemory for KdumpFile {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len() as u64;
+        let not_in = || Error::NotInMemory { addr, len };
+        let end = addr.checked_add(buf.len() as u64).ok_or_else(not_in)?;
+        if !self.ram.contains(addr, buf.len() as u64) {
+            return Err(not_in());
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let PageCache {
+            pfn: cached,
+            page,
+            scratch,
+        } = &mut *cache;
+        let mut a = addr;
+        while a < end {
+            let pfn = a / PAGE_U64;
+            let o = (a % PAGE_U64) as usize;
+            let n = (PAGE - o).min((end - a) as usize);
+            if !self.is_dumped(pfn) {
+                return Err(not_in());
+            }
+            if *cached != Some(pfn) {
+                *cached = None;
+                self.load_page(pfn, page, scratch)?;
+                *cached = Some(pfn);
+            }
+            let d = (a - addr) as usize;
+            buf[d..d + n].copy_from_slice(&page[o..o + n]);
+            a += n as u64;
+        }
+        Ok(())
+    }
+
+    fn ram(&self) -> &RamMap {
+        &self.ram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_index_last_record_wins() {
+        let mut f = FlatIndex::default();
+        f.insert(0, 100, 1000);
+        f.insert(50, 60, 5000);
+        f.insert(90, 120, 7000);
+        let v: Vec<_> = f.segs.iter().map(|(s, (e, a))| (*s, *e, *a)).collect();
+        assert_eq!(
+            v,
+            vec![
+                (0, 50, 1000),
+                (50, 60, 5000),
+                (60, 90, 1060),
+                (90, 120, 7000)
+            ]
+        );
+        f.insert(0, 200, 9000);
+        assert_eq!(f.segs.len(), 1);
+    }
+
+    #[test]
+    fn bitmap_ranges() {
+        let words = bits_to_words(&[0b0000_0110, 0xff, 0x01], 17);
+        let m = ranges_of(&words).unwrap();
+        assert_eq!(
+            m.ranges(),
+            &[
+                PhysRange::new(0x1000, 0x2000),
+                PhysRange::new(0x8000, 0x9000)
+            ]
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Independent readers of our kdump files: libkdumpfile (python3-libkdumpfile) reads sampled
+//! pages in every compression, and makedumpfile -R rebuilds our flattened stream into the same
+//! bytes as our plain file. Each check is skipped, with the reason printed, when its tool is
+//! not installed (scripts/install-deps.sh installs both).
+
+use guestcore::dump::kdump::{write_kdump, Compression, KdumpMachine, KdumpOptions, KdumpRequest};
+use guestcore::format::ElfNote;
+use guestcore::phys::kdump::KdumpFile;
+use guestcore::phys::{PhysMemory, VecMemory};
+use guestcore::progress::NoProgress;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const PAGE: usize = 4096;
+const VMCI: &[u8] = b"OSRELEASE=6.1.0-test-amd64\nPAGESIZE=4096\nNUMBER(phys_base)=-2147483648\n";
+
+fn page(pfn: u64) -> Vec<u8> {
+    let mut x = pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    match pfn % 3 {
+        0 => vec![0; PAGE],
+        1 => (0..PAGE)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect(),
+        _ => format!("pfn {pfn}: text text text ")
+            .into_bytes()
+            .into_iter()
+            .cycle()
+            .take(PAGE)
+            .collect(),
+    }
+}
+
+fn memory() -> VecMemory {
+    let block = |start: u64, pages: u64| -> (u64, Vec<u8>) {
+        (
+            start,
+            (0..pages)
+                .flat_map(|i| page(start / PAGE as u64 + i))
+                .collect(),
+        )
+    };
+    VecMemory::from_blocks(vec![block(0, 160), block(0x100000, 300)]).unwrap()
+}
+
+fn write(dir: &Path, c: Compression, flatten: bool) -> PathBuf {
+    write_for(dir, c, flatten, KdumpMachine::X86_64)
+}
+
+fn write_for(dir: &Path, c: Compression, flatten: bool, machine: KdumpMachine) -> PathBuf {
+    let mem = memory();
+    let notes = [ElfNote::new(b"CORE", 1, vec![0; 336])];
+    let out = dir.join(format!(
+        "dump-{machine}-{c}{}",
+        if flatten { ".flat" } else { "" }
+    ));
+    let req = KdumpRequest {
+        memory: &mem,
+        notes: &notes,
+        vmcoreinfo: Some(VMCI),
+        machine,
+        nr_cpus: 1,
+        compression: c,
+        filter: None,
+        flatten,
+        force: true,
+    };
+    let opts = KdumpOptions {
+        timestamp: Some(1_700_000_000),
+        ..Default::default()
+    };
+    write_kdump(&req, &out, &opts, &NoProgress).unwrap();
+    out
+}
+
+/// A python3 that can import kdumpfile (Debian's lives in /usr/bin, not in a pyenv).
+fn python_with_kdumpfile() -> Option<String> {
+    ["/usr/bin/python3", "python3"].into_iter().find_map(|p| {
+        Command::new(p)
+            .args(["-c", "import kdumpfile"])
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())
+            .map(|_| p.to_string())
+    })
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kdump-read.py")
+}
+
+#[test]
+fn libkdumpfile_reads_every_compression() {
+    let Some(py) = python_with_kdumpfile() else {
+        println!("skipped: python3-libkdumpfile is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mem = memory();
+    let mut addrs: Vec<u64> = (0..160u64).step_by(7).map(|p| p * PAGE as u64).collect();
+    addrs.extend((0x100u64..0x100 + 300).step_by(11).map(|p| p * PAGE as u64));
+    addrs.push(0x100000 + 299 * PAGE as u64);
+    let cases = Compression::ALL
+        .into_iter()
+        .map(|c| (c, KdumpMachine::X86_64))
+        .chain([(Compression::Zlib, KdumpMachine::I686)]);
+    for (c, machine) in cases {
+        let f = write_for(dir.path(), c, false, machine);
+        let out = Command::new(&py)
+            .arg(script())
+            .arg(&f)
+            .args(addrs.iter().map(|a| format!("{a:#x}")))
+            .output()
+            .unwrap();
+        let facts = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{c}: libkdumpfile failed: {facts}");
+        println!("{machine} {c}: libkdumpfile says {}", facts.trim());
+        let arch = if machine == KdumpMachine::X86_64 {
+            "x86_64"
+        } else {
+            "ia32"
+        };
+        assert!(
+            facts.contains(&format!("\"arch.name\": \"{arch}\"")),
+            "{c}: {facts}"
+        );
+        assert!(
+            facts.contains("\"linux.uts.release\": \"6.1.0-test-amd64\""),
+            "{c}: {facts}"
+        );
+        assert!(facts.contains("\"max_pfn\": 556"), "{c}: {facts}");
+        assert_eq!(out.stdout.len(), addrs.len() * PAGE);
+        for (i, a) in addrs.iter().enumerate() {
+            let mut want = vec![0u8; PAGE];
+            mem.read_at(*a, &mut want).unwrap();
+            assert!(
+                out.stdout[i * PAGE..(i + 1) * PAGE] == want[..],
+                "{c}: libkdumpfile read different bytes at {a:#x}"
+            );
+        }
+    }
+}
+
+fn has_makedumpfile() -> bool {
+    Command::new("makedumpfile")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn makedumpfile_reassembles_our_flattened_stream() {
+    if !has_makedumpfile() {
+        println!("skipped: makedumpfile is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for c in [Compression::Zlib, Compression::Lzo, Compression::Zstd] {
+        let plain = write(dir.path(), c, false);
+        let flat = write(dir.path(), c, true);
+        let rebuilt = dir.path().join(format!("rebuilt-{c}"));
+        let out = Command::new("makedumpfile")
+            .arg("-R")
+            .arg(&rebuilt)
+            .stdin(std::fs::File::open(&flat).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{c}: makedumpfile -R failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            std::fs::read(&rebuilt).unwrap() == std::fs::read(&plain).unwrap(),
+            "{c}: makedumpfile -R output differs from our plain file"
+        );
+        KdumpFile::open(&rebuilt).unwrap();
+    }
+}
