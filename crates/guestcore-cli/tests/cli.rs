@@ -252,3 +252,132 @@ fn corrupt_tables_are_bounded() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("walk stopped early (entry limit)"), "{err}");
 }
+
+/// Files in `dir` (temporary files left behind would show here).
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dump_bad_requests_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (elf, ..) = guest(dir.path());
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("x.elf");
+    // Filter outside RAM, ELF32 that cannot hold the MMIO page's physical address at 4 GiB-…
+    fails(
+        guestcore()
+            .arg("dump")
+            .arg(&elf)
+            .arg("-o")
+            .arg(&out)
+            .args(["--begin", "8G", "--length", "1M"]),
+        "not in guest memory",
+    );
+    fails(
+        guestcore()
+            .args(["dump", "--format", "kdump-zlib", "--paging"])
+            .arg(&elf)
+            .arg("-o")
+            .arg(&out),
+        "physical memory only",
+    );
+    assert_eq!(files_in(&out_dir), Vec::<String>::new());
+    // An existing file is kept without --force.
+    std::fs::write(&out, b"precious").unwrap();
+    fails(
+        guestcore().arg("dump").arg(&elf).arg("-o").arg(&out),
+        "--force",
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), b"precious");
+    // Unwritable target directory.
+    fails(
+        guestcore()
+            .arg("dump")
+            .arg(&elf)
+            .arg("-o")
+            .arg("/proc/guestcore-test.elf"),
+        "/proc/guestcore-test.elf",
+    );
+    // With --force it is replaced, and only the output is left.
+    let ok = guestcore()
+        .args(["dump", "-q", "--paging", "--force"])
+        .arg(&elf)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(files_in(&out_dir), vec!["x.elf".to_string()]);
+    // It opens again: the notes came through (its page tables are not in it — a paging dump
+    // holds only memory some mapping reaches, and this guest does not map its tables).
+    let text = stdout(guestcore().args(["info"]).arg(&out));
+    assert!(
+        text.contains("CPU#1") && text.contains("OSRELEASE: 6.1.0-test"),
+        "{text}"
+    );
+}
+
+#[test]
+fn dump_kdump_round_trip_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (elf, ..) = guest(dir.path());
+    for fmt in [
+        "kdump-zlib",
+        "kdump-lzo",
+        "kdump-snappy",
+        "kdump-zstd",
+        "kdump-raw",
+    ] {
+        let k = dir.path().join(format!("{fmt}.dump"));
+        let out = guestcore()
+            .args(["dump", "-q", "--format", fmt])
+            .arg(&elf)
+            .arg("-o")
+            .arg(&k)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{fmt}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Same listing and same bytes through the page tables as from the ELF source.
+        assert_eq!(
+            stdout(guestcore().args(["mem", "-q"]).arg(&k)),
+            stdout(guestcore().args(["mem", "-q"]).arg(&elf)),
+            "{fmt}"
+        );
+        let bytes = guestcore()
+            .args(["read", "-q"])
+            .arg(&k)
+            .args(["0xffffffff81001000", "27"])
+            .output()
+            .unwrap();
+        assert_eq!(bytes.stdout, b"guestcore knows this string", "{fmt}");
+    }
+    // A flattened stream on stdout reads back too.
+    let flat = guestcore()
+        .args(["dump", "-q", "--format", "kdump-zstd", "-o", "-"])
+        .arg(&elf)
+        .output()
+        .unwrap();
+    assert!(flat.status.success());
+    assert!(flat.stdout.starts_with(b"makedumpfile"));
+    let f = dir.path().join("flat.dump");
+    std::fs::write(&f, &flat.stdout).unwrap();
+    assert_eq!(
+        stdout(guestcore().args(["mem", "-q"]).arg(&f)),
+        stdout(guestcore().args(["mem", "-q"]).arg(&elf))
+    );
+}
