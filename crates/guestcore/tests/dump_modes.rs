@@ -75,7 +75,7 @@ fn every_mode_round_trips() {
         let long = cpu.long_mode();
         let notes = dump_notes(
             CpuNotes::Build {
-                cpus: &[cpu.clone()],
+                cpus: std::slice::from_ref(&cpu),
                 long_mode: long,
             },
             &[],
