@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Boots a real Linux guest under QEMU (TCG), waits until its /init prints the ready marker,
+# stops it, and captures QEMU's own view of it as ground truth for guestcore's tests.
+#
+# Usage: capture.sh GUEST [OUTDIR]
+#   GUEST  x86_64 | x86_64-la57 | i386 | i386-pae
+#   OUTDIR default: $GUESTCORE_CACHE/captures/GUEST (GUESTCORE_CACHE default: REPO/.cache/guests)
+# Environment: GUESTCORE_BOOT_TIMEOUT (seconds, default 120), QEMU (default qemu-system-x86_64).
+#
+# Writes into OUTDIR:
+#   phys.elf          dump-guest-memory paging=false (ELF)
+#   paging.elf        dump-guest-memory paging=true  (ELF)
+#   kdump-zlib.dump   dump-guest-memory format=kdump-zlib
+#   registers.txt     HMP `info registers -a`;  registers-cpu0.txt: `info registers`
+#   tlb.txt mem.txt   HMP `info tlb`, `info mem`   (no mem.txt for LA57: QEMU 10's `info mem`
+#                     spends ~30 s there and prints nothing)
+#   mtree.txt         HMP `info mtree -f`
+#   symbols.txt       `name vaddr paddr` per kernel symbol the guest printed (paddr: gva2gpa
+#                     on vCPU 0, "-" when unmapped)
+#   release.txt       the guest's `uname -r`
+#   vmcoreinfo.txt    "yes"/"no": whether the guest registered VMCOREINFO with -device vmcoreinfo
+#   serial.log        the guest's console;  qemu.log: QEMU's stdout/stderr
+#   cmdline.txt       the QEMU command line;  timings.txt: the timings also written to stderr
+# QEMU is stopped with QMP `quit` and then killed by PID on every exit path.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${GUESTCORE_CACHE:-$repo/.cache/guests}
+qemu=${QEMU:-qemu-system-x86_64}
+boot_timeout=${GUESTCORE_BOOT_TIMEOUT:-120}
+
+guest=${1:-}
+case "$guest" in
+  x86_64)      flavour=amd64;   bbarch=amd64; cpu=qemu64 ;;
+  x86_64-la57) flavour=amd64;   bbarch=amd64; cpu=qemu64,+la57 ;;
+  i386)        flavour=686;     bbarch=i386;  cpu=qemu32 ;;
+  i386-pae)    flavour=686-pae; bbarch=i386;  cpu=qemu32,+pae,+nx ;;
+  *) echo "usage: $0 x86_64|x86_64-la57|i386|i386-pae [OUTDIR]" >&2; exit 2 ;;
+esac
+out=${2:-$cache/captures/$guest}
+
+log() { echo "capture[$guest]: $*" >&2; }
+t0=$(date +%s.%N)
+since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+timing() { log "$1: $2 s"; echo "$1 $2" >>"$out/timings.txt"; }
+
+command -v "$qemu" >/dev/null || { log "$qemu not found (run scripts/install-deps.sh)"; exit 1; }
+
+# Kernel + busybox (cached), then the initramfs for this kernel (rebuilt when the builder changed).
+fetch_arch=amd64; [ "$bbarch" = i386 ] && fetch_arch=i386
+"$here/fetch.sh" "$fetch_arch"
+kdir="$cache/kernels/$flavour"
+busybox="$cache/busybox/$bbarch/busybox"
+if [ ! -s "$kdir/vmlinuz" ] || [ ! -s "$kdir/release" ] || [ ! -x "$busybox" ]; then
+  log "SKIP: no $flavour kernel or $bbarch busybox in $cache (see fetch.sh's messages)"
+  exit 77
+fi
+initrd="$cache/initramfs/$flavour.cpio.gz"
+mkdir -p "$cache/initramfs"
+if [ ! -s "$initrd" ] || [ "$here/initramfs.py" -nt "$initrd" ] || [ "$kdir/release" -nt "$initrd" ]; then
+  python3 "$here/initramfs.py" --busybox "$busybox" --modules "$kdir/modules" --out "$initrd"
+fi
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+rm -f "$out"/{phys.elf,paging.elf,kdump-zlib.dump,registers.txt,registers-cpu0.txt,tlb.txt,mem.txt,mtree.txt} \
+      "$out"/{symbols.txt,release.txt,vmcoreinfo.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
+sock="$out/qmp.sock"
+qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
+
+args=(-machine pc -accel tcg -cpu "$cpu" -m 256M -smp 2 -nographic -no-reboot -nic none
+      -kernel "$kdir/vmlinuz" -initrd "$initrd"
+      -append "console=ttyS0 panic=-1 printk.time=1"
+      -serial "file:$out/serial.log" -monitor none
+      -qmp "unix:$sock,server=on,wait=off" -device vmcoreinfo
+      -pidfile "$out/qemu.pid")
+printf '%q ' "$qemu" "${args[@]}" >"$out/cmdline.txt"; echo >>"$out/cmdline.txt"
+
+qemu_pid=""
+cleanup() {
+  local rc=$?
+  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+    [ -S "$sock" ] && timeout 10 python3 "$here/qmp.py" "$sock" quit >/dev/null 2>&1 || true
+    for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$qemu_pid" 2>/dev/null; then
+      log "QEMU (pid $qemu_pid) did not quit; killing it"
+      kill -TERM "$qemu_pid" 2>/dev/null || true
+      sleep 1
+      kill -KILL "$qemu_pid" 2>/dev/null || true
+    fi
+    wait "$qemu_pid" 2>/dev/null || true
+  fi
+  rm -f "$sock" "$out/qemu.pid"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log "booting $(cat "$kdir/release") with -cpu $cpu"
+"$qemu" "${args[@]}" </dev/null >"$out/qemu.log" 2>&1 &
+qemu_pid=$!
+
+# Wait for the ready marker.
+deadline=$((SECONDS + boot_timeout))
+until grep -q '^GUESTCORE-READY' "$out/serial.log" 2>/dev/null; do
+  if ! kill -0 "$qemu_pid" 2>/dev/null; then
+    log "QEMU exited before the guest was ready; qemu.log:"; cat "$out/qemu.log" >&2
+    log "serial.log tail:"; tail -n 40 "$out/serial.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  if [ $SECONDS -ge $deadline ]; then
+    log "timeout (${boot_timeout} s) waiting for GUESTCORE-READY; serial.log tail:"
+    tail -n 40 "$out/serial.log" >&2 2>/dev/null || true
+    exit 1
+  fi
+  sleep 0.2
+done
+timing boot-to-ready "$(since "$t0")"
+
+t1=$(date +%s.%N)
+qmp stop
+tr -d '\r' <"$out/serial.log" >"$out/serial.tmp"
+sed -n 's/^GUESTCORE-RELEASE //p' "$out/serial.tmp" | head -n1 >"$out/release.txt"
+sed -n 's/^GUESTCORE-VMCOREINFO //p' "$out/serial.tmp" | head -n1 >"$out/vmcoreinfo.txt"
+grep -a '^GUESTCORE-WARN' "$out/serial.tmp" >&2 || true
+
+# hmp_to FILE COMMAND: one HMP command into FILE, timed (to stderr only).
+hmp_to() {
+  local t; t=$(date +%s.%N)
+  qmp hmp "$2" >"$out/$1"
+  log "  $2: $(since "$t") s"
+}
+hmp_to registers.txt 'info registers -a'
+hmp_to registers-cpu0.txt 'info registers'   # the monitor's current CPU, without -a
+hmp_to mtree.txt 'info mtree -f'
+# `info tlb` / `info mem` are references, not requirements: keep going if QEMU refuses.
+hmp_to tlb.txt 'info tlb' || log "warning: info tlb failed"
+if [ "$guest" = x86_64-la57 ]; then
+  # QEMU 10's `info mem` does not handle LA57: ~30 s of work for an empty answer.
+  log "  info mem: skipped for LA57 (broken in QEMU 10); no mem.txt"
+else
+  hmp_to mem.txt 'info mem' || log "warning: info mem failed"
+fi
+
+# gva2gpa for every symbol the guest printed, over one QMP connection.
+t=$(date +%s.%N)
+PYTHONDONTWRITEBYTECODE=1 python3 - "$here" "$sock" "$out/serial.tmp" >"$out/symbols.txt" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from qmp import QMP
+
+q = QMP(sys.argv[2])
+for line in open(sys.argv[3], errors="replace"):
+    parts = line.split()
+    if len(parts) != 3 or parts[0] != "GUESTCORE-SYM":
+        continue
+    name, vaddr = parts[1], parts[2]
+    res = q.hmp(f"gva2gpa 0x{vaddr}").strip()
+    paddr = res.split()[1] if res.startswith("gpa:") else "-"
+    if paddr == "-":
+        print(f"capture: gva2gpa {name} 0x{vaddr}: {res}", file=sys.stderr)
+    print(f"{name} 0x{vaddr} {paddr}")
+q.close()
+PY
+log "  gva2gpa x $(wc -l <"$out/symbols.txt"): $(since "$t") s"
+rm -f "$out/serial.tmp"
+timing state "$(since "$t1")"
+
+t2=$(date +%s.%N)
+qmp dump "$out/phys.elf"
+timing dump-phys "$(since "$t2")"
+t2=$(date +%s.%N)
+qmp dump "$out/paging.elf" --paging
+timing dump-paging "$(since "$t2")"
+t2=$(date +%s.%N)
+qmp dump "$out/kdump-zlib.dump" --format kdump-zlib
+timing dump-kdump-zlib "$(since "$t2")"
+timing capture "$(since "$t1")"
+chmod a+r "$out"/*.elf "$out"/*.dump   # QEMU creates dumps mode 0400
+
+qmp quit || true
+for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
+timing total "$(since "$t0")"
+log "release $(cat "$out/release.txt"), vmcoreinfo $(cat "$out/vmcoreinfo.txt"), $(grep -c '^CPU#' "$out/registers.txt") CPUs; sizes:"
+(cd "$out" && ls -l phys.elf paging.elf kdump-zlib.dump registers.txt tlb.txt ./mem.txt 2>/dev/null >&2 || true)
+log "outputs in $out"

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Fetches the guest kernels and busybox for the real-guest harness into the cache dir
+# (${GUESTCORE_CACHE:-REPO/.cache/guests}), with `apt-get download` + `dpkg -x`: nothing is
+# installed onto the host. Cached: a second run does nothing.
+#
+# Layout of the cache:
+#   debs/                         the downloaded .deb files
+#   kernels/ARCH/vmlinuz          ARCH = amd64 | 686 | 686-pae
+#   kernels/ARCH/release          the kernel release (uname -r)
+#   kernels/ARCH/modules/*.ko     qemu_fw_cfg and its dependencies, load order in modules/order
+#                                 (empty order file when qemu_fw_cfg is built in)
+#   busybox/ARCH/busybox          ARCH = amd64 | i386
+#
+# Usage: fetch.sh [amd64] [i386]    (default: both; the i386 guests are skipped with a
+#                                    message when i386 packages cannot be had)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${GUESTCORE_CACHE:-$repo/.cache/guests}
+mkdir -p "$cache/debs"
+cache=$(cd "$cache" && pwd)
+
+log() { echo "fetch: $*" >&2; }
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# The concrete package a metapackage (e.g. linux-image-amd64) depends on.
+resolve_dep() {
+  apt-cache depends --no-recommends --no-suggests "$1" 2>/dev/null \
+    | awk '$1 == "Depends:" || $1 == "|Depends:" { print $2; exit }'
+}
+
+# download PKG ARCH: fetches PKG's .deb into debs/ (once) and prints its path.
+download() {
+  local pkg=$1 arch=$2 name file opts=()
+  name=${pkg%%:*}
+  file=$(ls "$cache/debs/${name}"_*_"$arch".deb 2>/dev/null | head -n1 || true)
+  if [ -z "$file" ]; then
+    log "downloading $pkg"
+    # As root, apt's _apt sandbox user may not be able to write into the cache dir.
+    [ "$(id -u)" -ne 0 ] || opts=(-o APT::Sandbox::User=root)
+    (cd "$cache/debs" && apt-get download -qq "${opts[@]}" "$pkg" >&2) || return 1
+    file=$(ls "$cache/debs/${name}"_*_"$arch".deb 2>/dev/null | head -n1 || true)
+    [ -n "$file" ] || return 1
+  fi
+  echo "$file"
+}
+
+# The "depends=" field of a module's .modinfo section (no modinfo/kmod needed on the host).
+mod_depends() {
+  tr '\0' '\n' <"$1" | sed -n 's/^depends=//p' | head -n1 | tr ',' ' '
+}
+
+# find_module MODDIR NAME: the path of NAME.ko[.xz|.zst|.gz] under MODDIR/kernel.
+find_module() {
+  local alt=${2//_/-}
+  find "$1/kernel" \( -name "$2.ko*" -o -name "$alt.ko*" \) -print -quit
+}
+
+# add_module MODDIR NAME DEST: copies NAME (uncompressed) and, first, its dependencies into
+# DEST and appends them to DEST/order in load order.
+add_module() {
+  local moddir=$1 name=$2 dest=$3 path base dep
+  grep -qx "$name.ko" "$dest/order" 2>/dev/null && return 0
+  path=$(find_module "$moddir" "$name")
+  [ -n "$path" ] || { log "module $name not found"; return 1; }
+  base=$(basename "$path")
+  cp "$path" "$dest/$base"
+  case "$base" in
+    *.ko.xz) xz -d -f "$dest/$base" ;;
+    *.ko.zst) zstd -q -d -f --rm "$dest/$base" ;;
+    *.ko.gz) gzip -d -f "$dest/$base" ;;
+  esac
+  for dep in $(mod_depends "$dest/$name.ko"); do
+    add_module "$moddir" "$dep" "$dest" || return 1
+  done
+  echo "$name.ko" >>"$dest/order"
+}
+
+# fetch_kernel FLAVOUR ARCH: FLAVOUR = amd64 | 686 | 686-pae; ARCH = amd64 | i386.
+fetch_kernel() {
+  local flavour=$1 arch=$2 dest="$cache/kernels/$1" suffix=""
+  if [ -s "$dest/vmlinuz" ] && [ -s "$dest/release" ] && [ -f "$dest/modules/order" ]; then
+    return 0
+  fi
+  [ "$arch" = amd64 ] || suffix=":$arch"
+  local pkg deb tmp release moddir
+  pkg=$(resolve_dep "linux-image-$flavour$suffix")
+  pkg=${pkg%%:*}
+  [ -n "$pkg" ] || { log "cannot resolve linux-image-$flavour$suffix"; return 1; }
+  deb=$(download "$pkg$suffix" "$arch") || return 1
+  tmp=$(mktemp -d "$cache/x.XXXXXX")
+  if ! dpkg -x "$deb" "$tmp"; then rm -rf "$tmp"; return 1; fi
+  release=$(ls "$tmp/lib/modules" | head -n1)
+  moddir="$tmp/lib/modules/$release"
+  if [ -z "$release" ] || [ ! -s "$tmp/boot/vmlinuz-$release" ]; then
+    log "$deb holds no kernel"; rm -rf "$tmp"; return 1
+  fi
+  rm -rf "$dest"
+  mkdir -p "$dest/modules"
+  cp "$tmp/boot/vmlinuz-$release" "$dest/vmlinuz"
+  : >"$dest/modules/order"
+  # qemu_fw_cfg (for -device vmcoreinfo): built in, or a module plus its dependencies.
+  if grep -q '/qemu_fw_cfg\.ko' "$moddir/modules.builtin" 2>/dev/null; then
+    log "$flavour $release: qemu_fw_cfg is built in"
+  elif add_module "$moddir" qemu_fw_cfg "$dest/modules"; then
+    log "$flavour $release: modules $(tr '\n' ' ' <"$dest/modules/order")"
+  else
+    log "$flavour $release: no qemu_fw_cfg (dumps will lack VMCOREINFO)"
+  fi
+  echo "$release" >"$dest/release"   # written last: marks the entry complete
+  rm -rf "$tmp"
+  log "$flavour: $release ready in $dest"
+}
+
+# fetch_busybox ARCH: ARCH = amd64 | i386.
+fetch_busybox() {
+  local arch=$1 dest="$cache/busybox/$1" suffix="" deb tmp
+  [ -x "$dest/busybox" ] && return 0
+  [ "$arch" = amd64 ] || suffix=":$arch"
+  deb=$(download "busybox-static$suffix" "$arch") || return 1
+  tmp=$(mktemp -d "$cache/x.XXXXXX")
+  if ! dpkg -x "$deb" "$tmp"; then rm -rf "$tmp"; return 1; fi
+  mkdir -p "$dest"
+  cp "$tmp/bin/busybox" "$dest/busybox"
+  rm -rf "$tmp"
+  log "busybox $arch ready in $dest"
+}
+
+i386_available() {
+  if ! dpkg --print-foreign-architectures | grep -qx i386; then
+    log "adding the i386 architecture to dpkg (package lists only; nothing is installed)"
+    $SUDO dpkg --add-architecture i386 || return 1
+  fi
+  if ! apt-cache show linux-image-686:i386 >/dev/null 2>&1; then
+    log "apt-get update for i386 package lists"
+    # A failing index (e.g. a mirror sync of the security suite) is not fatal if main works.
+    $SUDO apt-get update -qq >&2 || true
+  fi
+  apt-cache show linux-image-686:i386 >/dev/null 2>&1 && apt-cache show busybox-static:i386 >/dev/null 2>&1
+}
+
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(amd64 i386)
+start=$SECONDS
+for w in "${want[@]}"; do
+  case "$w" in
+    amd64)
+      fetch_kernel amd64 amd64 || { log "cannot fetch the amd64 kernel"; exit 1; }
+      fetch_busybox amd64 || { log "cannot fetch busybox-static"; exit 1; }
+      ;;
+    i386)
+      if [ -s "$cache/kernels/686/vmlinuz" ] && [ -s "$cache/kernels/686-pae/vmlinuz" ] && [ -x "$cache/busybox/i386/busybox" ]; then
+        continue
+      fi
+      if i386_available; then
+        fetch_kernel 686 i386 || log "SKIP: linux-image-686:i386 unavailable; no i386 guest"
+        fetch_kernel 686-pae i386 || log "SKIP: linux-image-686-pae:i386 unavailable; no i386-pae guest"
+        fetch_busybox i386 || log "SKIP: busybox-static:i386 unavailable; no 32-bit guests"
+      else
+        log "SKIP: i386 packages are not available from the configured apt sources; 32-bit guests (i386, i386-pae) are skipped"
+      fi
+      ;;
+    *) log "unknown architecture $w (amd64 | i386)"; exit 2 ;;
+  esac
+done
+log "done in $((SECONDS - start)) s; cache: $cache"
