@@ -170,10 +170,15 @@ impl GuestImage {
     /// explicit [`LiveSession::resume`] on [`live`](Self::live), or the image is dropped.
     /// VMCOREINFO is looked up by [`detach_live`](Self::detach_live), not here (it scans RAM).
     pub fn open_live(socket: &Path, opts: &LiveOptions) -> Result<Self> {
-        let mut session = LiveSession::connect(socket, opts)?;
-        let cpus = session.registers()?;
+        // The RAM layout and its host side do not change while the guest runs: set them up
+        // first, so the pause covers only the registers (and, for a dump, the RAM copy).
+        let mut session = LiveSession::connect_running(socket, opts)?;
         let layout = session.ram_layout()?;
         let memory = session.open_memory(&layout)?;
+        if opts.pause {
+            session.pause()?;
+        }
+        let cpus = session.registers()?;
         let consistent = session.consistent();
         Ok(GuestImage {
             path: PathBuf::from(format!("qmp:{}", socket.display())),

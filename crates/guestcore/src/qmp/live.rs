@@ -84,6 +84,16 @@ pub struct LiveSession {
 impl LiveSession {
     /// Connects to `socket` and, with `opts.pause`, stops the guest if it runs.
     pub fn connect(socket: impl AsRef<Path>, opts: &LiveOptions) -> Result<Self> {
+        let mut s = Self::connect_running(socket, opts)?;
+        if opts.pause {
+            s.pause()?;
+        }
+        Ok(s)
+    }
+
+    /// Connects to `socket` without stopping anything (call [`pause`](Self::pause) later:
+    /// work that does not need a stopped guest, like reading the RAM layout, can go first).
+    pub fn connect_running(socket: impl AsRef<Path>, opts: &LiveOptions) -> Result<Self> {
         let socket = socket.as_ref().to_path_buf();
         let client = QmpClient::connect(&socket, opts.timeout)?;
         let mut s = LiveSession {
@@ -93,12 +103,19 @@ impl LiveSession {
             paused_at: None,
         };
         s.was_running = s.is_running()?;
-        if opts.pause && s.was_running {
-            let t = Instant::now();
-            s.client.execute("stop", None)?;
-            s.paused_at = Some(t);
-        }
         Ok(s)
+    }
+
+    /// Stops the guest if it was running when the session connected and is not stopped by
+    /// this session already.
+    pub fn pause(&mut self) -> Result<()> {
+        if self.was_running && self.paused_at.is_none() {
+            let t = Instant::now();
+            // Set before sending: if the reply is lost, Drop still sends `cont`.
+            self.paused_at = Some(t);
+            self.client.execute("stop", None)?;
+        }
+        Ok(())
     }
 
     /// The QMP socket.
