@@ -35,7 +35,10 @@ pub enum ImageFormat {
     Elf { class: u8, machine: u16 },
     /// A running QEMU reached through QMP (`qmp:SOCKET`); `consistent` is false when the guest
     /// ran while it was read (`--no-pause`).
-    Live { access: LiveAccess, consistent: bool },
+    Live {
+        access: LiveAccess,
+        consistent: bool,
+    },
 }
 
 /// What the first bytes of a file say it is.
@@ -99,7 +102,10 @@ impl fmt::Debug for GuestImage {
             .field("cpus", &self.cpus.len())
             .field("notes", &self.notes.len())
             .field("vmcoreinfo", &self.vmcoreinfo.as_ref().map(Vec::len))
-            .field("live", &self.live.as_ref().map(|l| l.socket().to_path_buf()))
+            .field(
+                "live",
+                &self.live.as_ref().map(|l| l.socket().to_path_buf()),
+            )
             .finish()
     }
 }
@@ -337,8 +343,8 @@ mod tests {
 
     #[test]
     fn qmp_prefix_is_a_live_guest() {
-        let err = GuestImage::open("qmp:/nonexistent/qmp.sock", &OpenOptions::default())
-            .unwrap_err();
+        let err =
+            GuestImage::open("qmp:/nonexistent/qmp.sock", &OpenOptions::default()).unwrap_err();
         assert!(matches!(err, Error::Qmp { .. }), "{err:?}");
         assert!(err.to_string().contains("cannot connect"), "{err}");
     }

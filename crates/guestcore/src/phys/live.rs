@@ -126,7 +126,11 @@ impl LiveMemory {
 
     /// How the RAM is read.
     pub fn access(&self) -> LiveAccess {
-        let files = self.pieces.iter().filter(|p| matches!(p, Piece::Map(..))).count();
+        let files = self
+            .pieces
+            .iter()
+            .filter(|p| matches!(p, Piece::Map(..)))
+            .count();
         match files {
             n if n == self.pieces.len() => LiveAccess::SharedFile,
             0 => LiveAccess::ProcessMemory,
@@ -178,10 +182,12 @@ impl PhysMemory for LiveMemory {
         let mut done = 0usize;
         while done < buf.len() || (buf.is_empty() && done == 0) {
             let a = addr.checked_add(done as u64);
-            let i = a.and_then(|a| self.ram.index_of(a)).ok_or(Error::NotInMemory {
-                addr,
-                len: buf.len() as u64,
-            })?;
+            let i = a
+                .and_then(|a| self.ram.index_of(a))
+                .ok_or(Error::NotInMemory {
+                    addr,
+                    len: buf.len() as u64,
+                })?;
             if buf.is_empty() {
                 return Ok(());
             }
@@ -321,7 +327,9 @@ mod tests {
     use std::io::Write;
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     }
 
     #[test]
@@ -348,7 +356,10 @@ mod tests {
         let mut b = vec![0u8; 0x100];
         mem.read_at(0x7f00, &mut b).unwrap();
         assert_eq!(b, data[0x7f00..0x8000]);
-        assert!(mem.read_at(0x7f01, &mut b).is_err(), "crosses into the hole");
+        assert!(
+            mem.read_at(0x7f01, &mut b).is_err(),
+            "crosses into the hole"
+        );
         mem.read_at(0x1_0000_0010, &mut b).unwrap();
         assert_eq!(b, data[0x20010..0x20110]);
         assert!(mem.slice(0, 8).is_none(), "never a slice over live memory");
@@ -357,7 +368,10 @@ mod tests {
 
         let snap = snapshot(&mem, &NoProgress).unwrap();
         assert_eq!(snap.ram(), mem.ram());
-        assert_eq!(snap.slice(0x10000, 0x10000).unwrap(), &data[0x10000..0x20000]);
+        assert_eq!(
+            snap.slice(0x10000, 0x10000).unwrap(),
+            &data[0x10000..0x20000]
+        );
 
         // A piece past the end of the file is refused at open.
         let e = LiveMemory::open(vec![(PhysRange::new(0, 0x40000), file(0))], None).unwrap_err();
@@ -369,7 +383,10 @@ mod tests {
         let data = pattern(0x5000, 9);
         let hva = data.as_ptr() as u64;
         let mem = LiveMemory::open(
-            vec![(PhysRange::new(0x100000, 0x5000), LiveSource::Process { hva })],
+            vec![(
+                PhysRange::new(0x100000, 0x5000),
+                LiveSource::Process { hva },
+            )],
             Some(std::process::id()),
         )
         .unwrap();

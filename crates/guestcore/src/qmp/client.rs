@@ -47,15 +47,23 @@ impl QmpClient {
         let name = path.display().to_string();
         let stream = UnixStream::connect(path).map_err(|e| Error::Qmp {
             socket: name.clone(),
-            what: format!("cannot connect: {e} (is QEMU running with `-qmp unix:{name},server=on,wait=off`?)"),
+            what: format!(
+                "cannot connect: {e} (is QEMU running with `-qmp unix:{name},server=on,wait=off`?)"
+            ),
         })?;
         Self::from_stream(stream, name, timeout)
     }
 
     /// Speaks QMP over an already connected stream (`name` appears in errors).
-    pub fn from_stream(stream: UnixStream, name: impl Into<String>, timeout: Duration) -> Result<Self> {
+    pub fn from_stream(
+        stream: UnixStream,
+        name: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let name = name.into();
-        let writer = stream.try_clone().map_err(|e| Error::io(format!("{name}: clone socket"), e))?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| Error::io(format!("{name}: clone socket"), e))?;
         let mut c = QmpClient {
             name,
             reader: BufReader::new(stream),
@@ -66,7 +74,15 @@ impl QmpClient {
             greeting: Value::Null,
         };
         c.set_timeout(timeout)?;
-        let greeting = c.read_message("the QMP greeting")?;
+        let greeting = c.read_message("the QMP greeting").map_err(|e| match e {
+            Error::Qmp { socket, what } if what.starts_with("timed out") => Error::Qmp {
+                socket,
+                what: format!(
+                    "{what} (QEMU serves one QMP client per socket: is another one connected?)"
+                ),
+            },
+            e => e,
+        })?;
         if greeting.get("QMP").is_none() {
             return Err(c.protocol(format!("expected the QMP greeting, got {greeting}")));
         }
@@ -106,7 +122,9 @@ impl QmpClient {
         }
         let mut line = serde_json::to_vec(&msg).expect("a JSON value serializes");
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|e| self.io_error(command, "sending", e))?;
+        self.writer
+            .write_all(&line)
+            .map_err(|e| self.io_error(command, "sending", e))?;
         loop {
             let m = self.read_message(command)?;
             if m.get("event").is_some() {
@@ -123,13 +141,23 @@ impl QmpClient {
             if let Some(e) = m.get("error") {
                 return Err(Error::QmpCommand {
                     command: command.to_string(),
-                    class: e.get("class").and_then(Value::as_str).unwrap_or("?").to_string(),
-                    desc: e.get("desc").and_then(Value::as_str).unwrap_or("").to_string(),
+                    class: e
+                        .get("class")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string(),
+                    desc: e
+                        .get("desc")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                 });
             }
             return match m.get("return") {
                 Some(r) => Ok(r.clone()),
-                None => Err(self.protocol(format!("{command}: reply without return or error: {m}"))),
+                None => {
+                    Err(self.protocol(format!("{command}: reply without return or error: {m}")))
+                }
             };
         }
     }
@@ -137,7 +165,10 @@ impl QmpClient {
     /// Runs an HMP command through `human-monitor-command` and returns its text (with `\n`
     /// line ends; QEMU sends `\r\n`).
     pub fn hmp(&mut self, command_line: &str) -> Result<String> {
-        let r = self.execute("human-monitor-command", Some(json!({ "command-line": command_line })))?;
+        let r = self.execute(
+            "human-monitor-command",
+            Some(json!({ "command-line": command_line })),
+        )?;
         match r.as_str() {
             Some(s) => Ok(s.replace("\r\n", "\n")),
             None => Err(self.protocol(format!("HMP {command_line:?}: the reply is not text: {r}"))),
@@ -232,7 +263,10 @@ fn peer_pid(stream: &UnixStream) -> std::io::Result<u32> {
         return Err(std::io::Error::last_os_error());
     }
     if cred.pid <= 0 {
-        return Err(std::io::Error::new(ErrorKind::NotFound, "the peer has no pid"));
+        return Err(std::io::Error::new(
+            ErrorKind::NotFound,
+            "the peer has no pid",
+        ));
     }
     Ok(cred.pid as u32)
 }

@@ -268,9 +268,10 @@ impl LiveSession {
         if ty.ok().as_ref().and_then(Value::as_str) != Some("memory-backend-file") {
             return Ok(None);
         }
-        let mem_path = self
-            .client
-            .execute("qom-get", Some(json!({"path": path, "property": "mem-path"})))?;
+        let mem_path = self.client.execute(
+            "qom-get",
+            Some(json!({"path": path, "property": "mem-path"})),
+        )?;
         let Some(p) = mem_path.as_str() else {
             return Ok(None);
         };
@@ -368,10 +369,7 @@ fn parse_flat_line(t: &str) -> Option<FlatRange> {
     };
     let end = last.checked_add(1)?;
     (end > start).then(|| FlatRange {
-        phys: PhysRange {
-            start,
-            end,
-        },
+        phys: PhysRange { start, end },
         kind,
         block: block.trim().to_string(),
         offset,

@@ -4,8 +4,7 @@ use super::*;
 use std::io::{BufRead, BufReader, Write};
 use std::thread::JoinHandle;
 
-const GREETING: &str =
-    r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
+const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}}"#;
 
 /// A fake server: sends `greeting`, then for each command line received calls `answer` with
 /// (command name, id, arguments) and writes the lines it returns. `None` closes the socket.
@@ -81,7 +80,8 @@ fn events_between_command_and_reply_are_queued() {
     let (s, _h) = serve(GREETING, |cmd, id, _| {
         Some(match cmd {
             "stop" => vec![
-                r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#.to_string() + "\r\n",
+                r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#.to_string()
+                    + "\r\n",
                 ok(id, "{}"),
             ],
             "human-monitor-command" => vec![
@@ -114,14 +114,21 @@ fn error_replies_are_clear() {
                 )
             }
             // QEMU's answer to a line it could not parse has no id.
-            "bogus" => r#"{"error": {"class": "GenericError", "desc": "JSON parse error"}}"#.to_string() + "\n",
+            "bogus" => {
+                r#"{"error": {"class": "GenericError", "desc": "JSON parse error"}}"#.to_string()
+                    + "\n"
+            }
             _ => unreachable!(),
         }])
     });
     let mut c = QmpClient::from_stream(s, "fake", T).unwrap();
     let e = c.hmp("gpa2hva 0xffffffffff").unwrap_err();
     match &e {
-        Error::QmpCommand { command, class, desc } => {
+        Error::QmpCommand {
+            command,
+            class,
+            desc,
+        } => {
             assert_eq!(command, "human-monitor-command");
             assert_eq!(class, "GenericError");
             assert!(desc.contains("No memory"));

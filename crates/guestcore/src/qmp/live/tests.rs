@@ -132,7 +132,8 @@ fn fake_qemu(running: bool, fail_registers: bool) -> FakeQemu {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { return };
             let mut w: UnixStream = conn.try_clone().unwrap();
-            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n").unwrap();
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .unwrap();
             let mut line = String::new();
             let mut r = BufReader::new(conn);
             while r.read_line(&mut line).unwrap_or(0) > 0 {
@@ -140,10 +141,19 @@ fn fake_qemu(running: bool, fail_registers: bool) -> FakeQemu {
                 line.clear();
                 let cmd = v["execute"].as_str().unwrap().to_string();
                 let id = v["id"].clone();
-                let arg = v["arguments"]["command-line"].as_str().unwrap_or("").to_string();
-                log2.lock().unwrap().push(if arg.is_empty() { cmd.clone() } else { format!("{cmd} {arg}") });
+                let arg = v["arguments"]["command-line"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                log2.lock().unwrap().push(if arg.is_empty() {
+                    cmd.clone()
+                } else {
+                    format!("{cmd} {arg}")
+                });
                 let ret = match cmd.as_str() {
-                    "query-status" => json!({"running": running, "status": if running {"running"} else {"paused"}}),
+                    "query-status" => {
+                        json!({"running": running, "status": if running {"running"} else {"paused"}})
+                    }
                     "stop" => {
                         running = false;
                         json!({})
