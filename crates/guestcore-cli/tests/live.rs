@@ -270,7 +270,7 @@ fn loads(path: &Path) -> Vec<(u64, Vec<u8>)> {
 }
 
 /// Physical memory of `loads` at `addr` (`len` bytes), if one load holds it all.
-fn phys<'a>(loads: &'a [(u64, Vec<u8>)], addr: u64, len: usize) -> Option<&'a [u8]> {
+fn phys(loads: &[(u64, Vec<u8>)], addr: u64, len: usize) -> Option<&[u8]> {
     loads.iter().find_map(|(pa, d)| {
         let off = addr.checked_sub(*pa)? as usize;
         (off + len <= d.len()).then(|| &d[off..off + len])
