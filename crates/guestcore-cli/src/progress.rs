@@ -3,7 +3,20 @@
 use guestcore::progress::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// The process's Ctrl-C flag; the first call installs the handler (only one handler can
+/// exist per process). Live inputs install it before pausing a guest, so Ctrl-C cancels the
+/// work and the guest is resumed instead of the process dying with it stopped.
+pub fn cancel_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    Arc::clone(FLAG.get_or_init(|| {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cancel);
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+        cancel
+    }))
+}
 
 /// A terminal progress bar (hidden when not wanted) that also reports Ctrl-C.
 pub struct Bar {
@@ -26,11 +39,10 @@ impl Bar {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        let cancel = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&cancel);
-        // Only one handler can be installed per process; a second Bar keeps the first's.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-        Bar { bar, cancel }
+        Bar {
+            bar,
+            cancel: cancel_flag(),
+        }
     }
 }
 

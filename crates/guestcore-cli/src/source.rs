@@ -36,11 +36,83 @@ pub enum ModeArg {
     Level5,
 }
 
+// ---- live guests (qmp:SOCKET) -------------------------------------------------------------
+
+/// Consistency of a live input (`qmp:SOCKET`); ignored for files.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LiveArgs {
+    /// Live input: stop the guest while its registers and memory are read, so they describe
+    /// one instant (the default). A dump copies RAM into memory and resumes the guest before
+    /// writing the file; other commands resume it when they finish. The pause time is printed.
+    /// A guest that was already paused stays paused.
+    #[arg(long, overrides_with = "no_pause")]
+    pub pause: bool,
+    /// Live input: read while the guest keeps running. No pause at all, but pages and
+    /// registers may be inconsistent (taken at different moments); `info` and the dump's
+    /// GUESTCORE note say so.
+    #[arg(long, overrides_with = "pause")]
+    pub no_pause: bool,
+}
+
+impl LiveArgs {
+    /// The library's options for these flags.
+    pub fn options(&self) -> guestcore::qmp::LiveOptions {
+        guestcore::qmp::LiveOptions {
+            pause: !self.no_pause,
+            ..Default::default()
+        }
+    }
+}
+
+/// True for a `qmp:SOCKET` input.
+pub fn is_live(input: &std::path::Path) -> bool {
+    input.to_str().is_some_and(|s| s.starts_with("qmp:"))
+}
+
+/// Opens INPUT; for a live input first makes Ctrl-C a cancel request (so the guest is resumed
+/// on the way out instead of the process dying with the guest stopped).
+pub fn open_image(
+    input: &std::path::Path,
+    layout: Option<guestcore::phys::layout::Layout>,
+    live: &LiveArgs,
+) -> Result<GuestImage> {
+    if is_live(input) {
+        crate::progress::cancel_flag();
+    }
+    GuestImage::open(
+        input,
+        &OpenOptions {
+            layout,
+            live: live.options(),
+        },
+    )
+    .with_context(|| input.display().to_string())
+}
+
+/// Resumes a live guest this image holds stopped and says for how long it was stopped.
+pub fn finish_live(quiet: bool, image: &mut GuestImage) {
+    let Some(live) = image.live.as_mut() else {
+        return;
+    };
+    match live.resume() {
+        Ok(Some(d)) if !quiet => {
+            eprintln!("guestcore: guest paused for {:.3} s", d.as_secs_f64())
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("guestcore: could not resume the guest: {e}"),
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+
 /// Input and CPU-selection arguments.
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
-    /// Guest memory: ELF core (QEMU dump-guest-memory, kdump /proc/vmcore) or raw image.
+    /// Guest memory: ELF core (QEMU dump-guest-memory, kdump /proc/vmcore), raw image, or
+    /// `qmp:SOCKET` — a running QEMU's QMP socket (see --pause/--no-pause).
     pub input: PathBuf,
+    #[command(flatten)]
+    pub live: LiveArgs,
     /// Layout of a raw image that is not flat from physical 0: `PHYS:LEN,PHYS:LEN,…` pieces
     /// in file order, or `BASE@` for a file that starts at physical BASE.
     #[arg(long, value_name = "LAYOUT")]
@@ -91,6 +163,14 @@ pub struct Source {
     pub all_cpus: Vec<X86CpuState>,
     pub selected: Vec<Selected>,
     pub limits: WalkLimits,
+    /// `--quiet` (for the pause-time note when a live guest is resumed on drop).
+    quiet: bool,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        finish_live(self.quiet, &mut self.image);
+    }
 }
 
 impl SourceArgs {
@@ -103,13 +183,7 @@ impl SourceArgs {
     /// Like [`open`](Self::open); with `need_cpu` false an input without CPU state opens with
     /// no vCPU selected (physical reads need none).
     pub fn open_with(&self, ctx: &Context, need_cpu: bool) -> Result<Source> {
-        let image = GuestImage::open(
-            &self.input,
-            &OpenOptions {
-                layout: self.layout.clone(),
-            },
-        )
-        .with_context(|| self.input.display().to_string())?;
+        let image = open_image(&self.input, self.layout.clone(), &self.live)?;
         let mut cpus = image.cpus.clone();
         if let Some(path) = &self.registers {
             let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
@@ -140,6 +214,7 @@ impl SourceArgs {
                 all_cpus: Vec::new(),
                 selected: Vec::new(),
                 limits: WalkLimits::default(),
+                quiet: ctx.quiet,
             });
         }
         if cpus.is_empty() {
@@ -198,6 +273,7 @@ impl SourceArgs {
             all_cpus,
             selected,
             limits,
+            quiet: ctx.quiet,
         })
     }
 }

@@ -32,6 +32,16 @@ pub enum Error {
     /// The request cannot be satisfied by this input or this output format.
     #[error("{0}")]
     Unsupported(String),
+    /// QEMU answered a QMP command with an error reply.
+    #[error("QMP command {command} failed: {class}: {desc}")]
+    QmpCommand {
+        command: String,
+        class: String,
+        desc: String,
+    },
+    /// The QMP conversation itself failed: no connection, closed socket, timeout, bad message.
+    #[error("QMP {socket}: {what}")]
+    Qmp { socket: String, what: String },
     /// The operation was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,

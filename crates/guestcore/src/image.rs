@@ -4,6 +4,7 @@
 //! name the format: an ELF core carries its own RAM map, vCPU registers and VMCOREINFO; anything
 //! without a known magic is a raw memory image (placed by an optional [`Layout`]), whose CPU state
 //! has to come from elsewhere (the CLI's register flags or an HMP `info registers` file).
+//! `qmp:SOCKET` is a running QEMU ([`crate::qmp::live`]): registers over QMP, RAM read in place.
 
 use crate::cpu::notes::cpus_from_notes;
 use crate::cpu::X86CpuState;
@@ -13,8 +14,11 @@ use crate::format::ElfNote;
 use crate::phys::elf::ElfCore;
 use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
+use crate::phys::live::LiveAccess;
 use crate::phys::raw::RawImage;
 use crate::phys::PhysMemory;
+use crate::progress::Progress;
+use crate::qmp::live::{find_vmcoreinfo, unpaused_note, LiveOptions, LiveSession};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::fmt;
@@ -32,6 +36,12 @@ pub enum ImageFormat {
     Elf { class: u8, machine: u16 },
     /// A kdump-compressed (diskdump) file; `status` holds its compression flag.
     Kdump { flattened: bool, status: u32 },
+    /// A running QEMU reached through QMP (`qmp:SOCKET`); `consistent` is false when the guest
+    /// ran while it was read (`--no-pause`).
+    Live {
+        access: LiveAccess,
+        consistent: bool,
+    },
 }
 
 impl std::fmt::Display for ImageFormat {
@@ -62,6 +72,15 @@ impl std::fmt::Display for ImageFormat {
                     if flattened { ", flattened" } else { "" }
                 )
             }
+            ImageFormat::Live { access, consistent } => write!(
+                f,
+                "live QEMU guest ({access:?}{})",
+                if consistent {
+                    ""
+                } else {
+                    ", read while running"
+                }
+            ),
         }
     }
 }
@@ -99,6 +118,8 @@ impl Magic {
 pub struct OpenOptions {
     /// Placement of a raw image in guest-physical memory; an error for other formats.
     pub layout: Option<Layout>,
+    /// For `qmp:SOCKET` inputs: pause or not, QMP timeout.
+    pub live: LiveOptions,
 }
 
 /// An opened input: guest memory plus whatever CPU state and metadata it carries.
@@ -112,6 +133,8 @@ pub struct GuestImage {
     pub notes: Vec<ElfNote>,
     /// The guest's VMCOREINFO text, when the input has it.
     pub vmcoreinfo: Option<Vec<u8>>,
+    /// The QMP session of a live input; dropping it resumes a guest it paused.
+    pub live: Option<LiveSession>,
 }
 
 impl fmt::Debug for GuestImage {
@@ -123,14 +146,27 @@ impl fmt::Debug for GuestImage {
             .field("cpus", &self.cpus.len())
             .field("notes", &self.notes.len())
             .field("vmcoreinfo", &self.vmcoreinfo.as_ref().map(Vec::len))
+            .field(
+                "live",
+                &self.live.as_ref().map(|l| l.socket().to_path_buf()),
+            )
             .finish()
     }
 }
 
 impl GuestImage {
-    /// Opens `path`, detecting its format from its magic bytes.
+    /// Opens `path`, detecting its format from its magic bytes; `qmp:SOCKET` attaches to a
+    /// running QEMU ([`GuestImage::open_live`]).
     pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
         let path = path.as_ref();
+        if let Some(socket) = path.to_str().and_then(|p| p.strip_prefix("qmp:")) {
+            if opts.layout.is_some() {
+                return Err(Error::Unsupported(
+                    "a layout applies to raw memory images only, not to live guests".into(),
+                ));
+            }
+            return Self::open_live(Path::new(socket), &opts.live);
+        }
         let magic = Magic::of(&read_head(path)?);
         if magic != Magic::None && opts.layout.is_some() {
             return Err(Error::Unsupported(format!(
@@ -148,6 +184,7 @@ impl GuestImage {
                 cpus: Vec::new(),
                 notes: Vec::new(),
                 vmcoreinfo: None,
+                live: None,
             }),
         }
     }
@@ -170,6 +207,7 @@ impl GuestImage {
             cpus,
             notes,
             vmcoreinfo,
+            live: None,
         })
     }
 
@@ -194,7 +232,62 @@ impl GuestImage {
             cpus,
             notes,
             vmcoreinfo,
+            live: None,
         })
+    }
+
+    /// Attaches to the QEMU whose QMP socket is `socket`: stops the guest (with
+    /// `opts.pause`), reads every vCPU's registers and the RAM layout, and opens RAM for
+    /// in-place reads. The guest stays stopped until [`detach_live`](Self::detach_live), an
+    /// explicit [`LiveSession::resume`] on [`live`](Self::live), or the image is dropped.
+    /// VMCOREINFO is looked up by [`detach_live`](Self::detach_live), not here (it scans RAM).
+    pub fn open_live(socket: &Path, opts: &LiveOptions) -> Result<Self> {
+        // The RAM layout and its host side do not change while the guest runs: set them up
+        // first, so the pause covers only the registers (and, for a dump, the RAM copy).
+        let mut session = LiveSession::connect_running(socket, opts)?;
+        let layout = session.ram_layout()?;
+        let memory = session.open_memory(&layout)?;
+        if opts.pause {
+            session.pause()?;
+        }
+        let cpus = session.registers()?;
+        let consistent = session.consistent();
+        Ok(GuestImage {
+            path: PathBuf::from(format!("qmp:{}", socket.display())),
+            format: ImageFormat::Live {
+                access: memory.access(),
+                consistent,
+            },
+            memory: Box::new(memory),
+            cpus,
+            notes: if consistent {
+                Vec::new()
+            } else {
+                vec![unpaused_note()]
+            },
+            vmcoreinfo: None,
+            live: Some(session),
+        })
+    }
+
+    /// Before a long read of a live input (a dump): when this image holds the guest stopped,
+    /// copies its RAM into private memory ([`crate::phys::live::snapshot`]) and resumes it,
+    /// returning how long it was stopped; then looks up the guest's VMCOREINFO. Does nothing
+    /// for other inputs. On error the guest is still resumed (when the image is dropped).
+    pub fn detach_live(&mut self, progress: &dyn Progress) -> Result<Option<std::time::Duration>> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(None);
+        };
+        let mut paused = None;
+        if live.holds_pause() {
+            let snap = crate::phys::live::snapshot(&*self.memory, progress)?;
+            paused = live.resume()?;
+            self.memory = Box::new(snap);
+        }
+        if self.vmcoreinfo.is_none() {
+            self.vmcoreinfo = find_vmcoreinfo(&*self.memory);
+        }
+        Ok(paused)
     }
 
     /// A VMCOREINFO value (`OSRELEASE`, `NUMBER(phys_base)` …), when the input has VMCOREINFO.
@@ -236,6 +329,7 @@ mod tests {
 
         let opts = OpenOptions {
             layout: Some(Layout::parse("1M@").unwrap()),
+            ..Default::default()
         };
         let img = GuestImage::open(f.path(), &opts).unwrap();
         assert!(img.memory.read_u64(0x10).is_err());
@@ -281,6 +375,7 @@ mod tests {
 
         let opts = OpenOptions {
             layout: Some(Layout::parse("0@").unwrap()),
+            ..Default::default()
         };
         assert!(matches!(
             GuestImage::open(f.path(), &opts),
@@ -310,6 +405,14 @@ mod tests {
             GuestImage::open("/nonexistent/guestcore", &OpenOptions::default()),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn qmp_prefix_is_a_live_guest() {
+        let err =
+            GuestImage::open("qmp:/nonexistent/qmp.sock", &OpenOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::Qmp { .. }), "{err:?}");
+        assert!(err.to_string().contains("cannot connect"), "{err}");
     }
 
     #[test]

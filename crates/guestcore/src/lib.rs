@@ -13,6 +13,7 @@
 //! * [`paging`] — paging modes described as data and the one walker that serves them all.
 //! * [`mapping`] — the merged virtual→physical mapping list and its renderings.
 //! * [`dump`] — core-file writers.
+//! * [`qmp`] — a QMP client and live sessions on a running QEMU (`qmp:SOCKET` inputs).
 //!
 //! Nothing in this crate prints: long operations report through [`progress::Progress`].
 
@@ -26,6 +27,7 @@ pub mod mapping;
 pub mod paging;
 pub mod phys;
 pub mod progress;
+pub mod qmp;
 pub mod units;
 
 pub use error::{Error, Result};

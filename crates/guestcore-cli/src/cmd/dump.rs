@@ -104,7 +104,15 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             args.output.display()
         );
     }
-    let src = args.source.open(ctx)?;
+    let mut src = args.source.open(ctx)?;
+    // Live input: copy RAM and let the guest run before the long part (walk + write).
+    let paused = src
+        .image
+        .detach_live(&Bar::new(ctx.show_progress()))
+        .context("capturing the live guest's memory")?;
+    if let Some(d) = paused {
+        ctx.note(format_args!("guest paused for {:.3} s", d.as_secs_f64()));
+    }
     let image = &src.image;
     let first = &src.selected[0];
     let long_mode = src.selected.iter().any(|s| s.cpu.long_mode());

@@ -1,9 +1,9 @@
 //! `guestcore info`: what an input holds.
 
 use crate::output::{hex, Context};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
-use guestcore::image::{GuestImage, OpenOptions};
+use guestcore::image::GuestImage;
 use guestcore::paging::PagingMode;
 use serde_json::json;
 use std::io::Write;
@@ -11,8 +11,10 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Guest memory: ELF core or raw image.
+    /// Guest memory: ELF core, raw image, or `qmp:SOCKET` (a running QEMU).
     input: PathBuf,
+    #[command(flatten)]
+    live: crate::source::LiveArgs,
     /// Layout of a raw image (see `guestcore mem --help`).
     #[arg(long)]
     layout: Option<guestcore::phys::layout::Layout>,
@@ -21,14 +23,14 @@ pub struct InfoArgs {
     json: bool,
 }
 
-pub fn run(_ctx: &Context, args: InfoArgs) -> Result<()> {
-    let image = GuestImage::open(
-        &args.input,
-        &OpenOptions {
-            layout: args.layout.clone(),
-        },
-    )
-    .with_context(|| args.input.display().to_string())?;
+pub fn run(ctx: &Context, args: InfoArgs) -> Result<()> {
+    let mut image = crate::source::open_image(&args.input, args.layout.clone(), &args.live)?;
+    let r = print_info(&args, &image);
+    crate::source::finish_live(ctx.quiet, &mut image);
+    r
+}
+
+fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
     let ram = image.memory.ram();
     let cpus: Vec<_> = image
         .cpus

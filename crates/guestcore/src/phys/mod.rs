@@ -9,6 +9,7 @@ mod ram_map;
 pub mod elf;
 pub mod kdump;
 pub mod layout;
+pub mod live;
 pub mod raw;
 
 pub use ram_map::RamMap;

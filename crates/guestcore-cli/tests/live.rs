@@ -1,0 +1,476 @@
+//! Live guests against a real QEMU (TCG): `guestcore info|dump qmp:SOCKET`.
+//!
+//! Needs `qemu-system-x86_64` and the harness's amd64 guest: `kernels/amd64/vmlinuz` and
+//! `initramfs/amd64.cpio.gz` under `$GUESTCORE_CACHE` or `<repo>/.cache/guests` (made by
+//! `scripts/guest/fetch.sh` + `scripts/guest/capture.sh x86_64`; when only the initramfs is
+//! missing it is built here with `scripts/guest/initramfs.py`). Skips, saying why, otherwise.
+//! Every QEMU started here is killed by PID when its guard drops, on every path.
+
+use assert_cmd::Command;
+use guestcore::qmp::QmpClient;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+struct GuestFiles {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    /// Holds a freshly built initramfs alive.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+}
+
+/// The guest files, or the reason to skip.
+fn guest_files() -> Result<GuestFiles, String> {
+    if !which("qemu-system-x86_64") {
+        return Err("qemu-system-x86_64 is not installed".into());
+    }
+    let cache = std::env::var_os("GUESTCORE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/guests"));
+    let kernel = cache.join("kernels/amd64/vmlinuz");
+    if !kernel.is_file() {
+        return Err(format!(
+            "no guest kernel at {} (run scripts/guest/fetch.sh amd64, or set GUESTCORE_CACHE)",
+            kernel.display()
+        ));
+    }
+    let initrd = cache.join("initramfs/amd64.cpio.gz");
+    if initrd.is_file() {
+        return Ok(GuestFiles {
+            kernel,
+            initrd,
+            _tmp: None,
+        });
+    }
+    let busybox = cache.join("busybox/amd64/busybox");
+    let script = repo().join("scripts/guest/initramfs.py");
+    if !busybox.is_file() || !script.is_file() {
+        return Err(format!(
+            "no initramfs at {} and nothing to build one from",
+            initrd.display()
+        ));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("amd64.cpio.gz");
+    let ok = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("--busybox")
+        .arg(&busybox)
+        .arg("--modules")
+        .arg(cache.join("kernels/amd64/modules"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return Err("building the initramfs failed".into());
+    }
+    Ok(GuestFiles {
+        kernel,
+        initrd: out,
+        _tmp: Some(tmp),
+    })
+}
+
+macro_rules! guest_or_skip {
+    () => {
+        match guest_files() {
+            Ok(g) => g,
+            Err(why) => {
+                eprintln!("SKIP: {why}");
+                return;
+            }
+        }
+    };
+}
+
+/// A booted guest; dropping it kills QEMU by PID.
+struct Guest {
+    child: Child,
+    dir: tempfile::TempDir,
+    sock: PathBuf,
+    /// The `qmp:` input.
+    input: String,
+    serial: String,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Guest {
+    /// Boots the harness guest; `shared` puts RAM in a shared memory-backend-file.
+    fn boot(files: &GuestFiles, mem: &str, shared: bool) -> Guest {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let serial = dir.path().join("serial.log");
+        let mut cmd = std::process::Command::new("qemu-system-x86_64");
+        let machine = if shared {
+            "pc,memory-backend=mem"
+        } else {
+            "pc"
+        };
+        cmd.args([
+            "-machine", machine, "-accel", "tcg", "-cpu", "qemu64", "-m", mem, "-smp", "2",
+        ]);
+        if shared {
+            let ram = dir.path().join("ram");
+            cmd.arg("-object").arg(format!(
+                "memory-backend-file,id=mem,share=on,mem-path={},size={mem}",
+                ram.display()
+            ));
+        }
+        cmd.args([
+            "-display",
+            "none",
+            "-no-reboot",
+            "-nic",
+            "none",
+            "-monitor",
+            "none",
+        ])
+        .arg("-kernel")
+        .arg(&files.kernel)
+        .arg("-initrd")
+        .arg(&files.initrd)
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 printk.time=1",
+            "-device",
+            "vmcoreinfo",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", sock.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start qemu-system-x86_64");
+        let mut g = Guest {
+            child,
+            input: format!("qmp:{}", sock.display()),
+            dir,
+            sock,
+            serial: String::new(),
+        };
+        let t0 = Instant::now();
+        loop {
+            g.serial = std::fs::read_to_string(&serial).unwrap_or_default();
+            if g.serial.contains("GUESTCORE-READY") {
+                break;
+            }
+            if let Ok(Some(st)) = g.child.try_wait() {
+                panic!(
+                    "QEMU exited ({st}) before the guest was ready:\n{}",
+                    g.serial
+                );
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(180),
+                "guest not ready:\n{}",
+                g.serial
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        g
+    }
+
+    fn qmp(&self) -> QmpClient {
+        QmpClient::connect(&self.sock, Duration::from_secs(60)).unwrap()
+    }
+
+    fn running(&self) -> bool {
+        self.qmp().execute("query-status", None).unwrap()["running"]
+            .as_bool()
+            .unwrap()
+    }
+
+    fn line(&self, key: &str) -> String {
+        self.serial
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the serial log"))
+            .trim()
+            .to_string()
+    }
+
+    fn sym(&self, name: &str) -> String {
+        self.line(&format!("GUESTCORE-SYM {name} "))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn guestcore() -> Command {
+    Command::cargo_bin("guestcore").unwrap()
+}
+
+/// `guestcore info --json` of a file.
+fn info_json(path: &Path) -> Value {
+    let out = guestcore()
+        .arg("info")
+        .arg(path)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `struct new_utsname.release` through the dump's own page tables: init_uts_ns + 2 × 65.
+fn release_via_paging_dump(dump: &Path, g: &Guest) -> String {
+    let uts = u64::from_str_radix(&g.sym("init_uts_ns"), 16).unwrap();
+    let out = guestcore()
+        .arg("read")
+        .arg(dump)
+        .arg(format!("{:#x}", uts + 130))
+        .arg("65")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Reads all PT_LOADs with p_filesz > 0 as (paddr, bytes).
+fn loads(path: &Path) -> Vec<(u64, Vec<u8>)> {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let data = std::fs::read(path).unwrap();
+    let hdr = object::elf::FileHeader64::<object::Endianness>::parse(&*data).unwrap();
+    let e = hdr.endian().unwrap();
+    hdr.program_headers(e, &*data)
+        .unwrap()
+        .iter()
+        .filter(|p| p.p_type(e) == object::elf::PT_LOAD && p.p_filesz(e) > 0)
+        .map(|p| (p.p_paddr(e), p.data(e, &*data).unwrap().to_vec()))
+        .collect()
+}
+
+/// Physical memory of `loads` at `addr` (`len` bytes), if one load holds it all.
+fn phys(loads: &[(u64, Vec<u8>)], addr: u64, len: usize) -> Option<&[u8]> {
+    loads.iter().find_map(|(pa, d)| {
+        let off = addr.checked_sub(*pa)? as usize;
+        (off + len <= d.len()).then(|| &d[off..off + len])
+    })
+}
+
+#[test]
+fn shared_file_guest_pause_dump_matches_qemu() {
+    let files = guest_or_skip!();
+    let g = Guest::boot(&files, "256M", true);
+    let release = g.line("GUESTCORE-RELEASE");
+
+    // info: shared-file access, consistent, guest running again.
+    let out = guestcore().arg("info").arg(&g.input).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("live QEMU guest (SharedFile)") && !stdout.contains("read while running"),
+        "{stdout}"
+    );
+    assert!(g.running(), "info resumed the guest");
+
+    // A --pause paging dump of the running guest; the guest runs again afterwards.
+    let dump = g.path("paging.elf");
+    let out = guestcore()
+        .args(["dump", &g.input, "--paging", "-o"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("guest paused for"), "{stderr}");
+    assert!(g.running(), "the dump resumed the guest");
+    assert!(release_via_paging_dump(&dump, &g).starts_with(&release));
+    let j = info_json(&dump);
+    assert_eq!(
+        j["osrelease"],
+        release.as_str(),
+        "VMCOREINFO found in guest RAM"
+    );
+
+    // Stop the guest ourselves: registers, guestcore's dump and QEMU's dump in one pause.
+    let mut q = g.qmp();
+    q.execute("stop", None).unwrap();
+    let regs = q.hmp("info registers -a").unwrap();
+    let cpus = guestcore::cpu::hmp::parse_info_registers(&regs).unwrap();
+    drop(q); // QEMU serves one QMP client per socket at a time
+    let ours = g.path("phys.elf");
+    let out = guestcore()
+        .args(["dump", &g.input, "-o"])
+        .arg(&ours)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!g.running(), "an already paused guest stays paused");
+    let theirs = g.path("qemu.elf");
+    let mut q = g.qmp();
+    q.execute(
+        "dump-guest-memory",
+        Some(json!({"paging": false, "protocol": format!("file:{}", theirs.display())})),
+    )
+    .unwrap();
+    q.execute("cont", None).unwrap();
+
+    let j = info_json(&ours);
+    for (c, want) in j["cpus"].as_array().unwrap().iter().zip(&cpus) {
+        assert_eq!(
+            c["cr3"],
+            format!("{:#x}", want.cr3()),
+            "CR3 of the same pause"
+        );
+        assert_eq!(c["cr4"], format!("{:#x}", want.cr4()));
+        assert_eq!(c["rip"], format!("{:#x}", want.rip));
+    }
+    let ours = loads(&ours);
+    let theirs = loads(&theirs);
+    let mut pages = 0;
+    for (pa, d) in &ours {
+        for (i, page) in d.chunks(4096).enumerate() {
+            let a = pa + (i * 4096) as u64;
+            let q =
+                phys(&theirs, a, page.len()).unwrap_or_else(|| panic!("{a:#x} not in QEMU's dump"));
+            assert!(q == page, "page {a:#x} differs from QEMU's dump");
+            pages += 1;
+        }
+    }
+    assert!(pages >= 65_000, "compared {pages} pages");
+}
+
+#[test]
+fn anonymous_ram_guest_and_faults() {
+    let files = guest_or_skip!();
+    let g = Guest::boot(&files, "256M", false);
+    let release = g.line("GUESTCORE-RELEASE");
+
+    let out = guestcore().arg("info").arg(&g.input).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ProcessMemory"));
+
+    let dump = g.path("paging.elf");
+    let out = guestcore()
+        .args(["dump", &g.input, "--paging", "-o"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(g.running());
+    assert!(release_via_paging_dump(&dump, &g).starts_with(&release));
+
+    // --no-pause: marked in info and in the dump's notes.
+    let out = guestcore()
+        .args(["info", "--no-pause", &g.input])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("read while running"));
+    let nopause = g.path("nopause.elf");
+    let out = guestcore()
+        .args(["dump", "--no-pause", &g.input, "-o"])
+        .arg(&nopause)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&nopause).unwrap();
+    assert!(
+        bytes.windows(12).any(|w| w == b"live-no-paus"),
+        "GUESTCORE note"
+    );
+
+    // Unwritable output: error naming it, no file, guest running.
+    let bad = g.path("no/such/dir/x.elf");
+    let out = guestcore()
+        .args(["dump", &g.input, "-o"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x.elf"));
+    assert!(g.running(), "resumed after the failed dump");
+
+    // QEMU killed in the middle of a --no-pause dump: an error, and no output file.
+    let mut g = g;
+    let out_path = g.path("killed.elf");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("guestcore"))
+        .args(["dump", "--no-pause", &g.input, "-o"])
+        .arg(&out_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    // Kill QEMU as soon as the temporary output file exists (the copy has begun).
+    loop {
+        let started = std::fs::read_dir(g.dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".killed.elf."));
+        if started || t0.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    g.child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        eprintln!("SKIP (fault part): the dump finished before QEMU died");
+        return;
+    }
+    assert!(
+        stderr.contains("did QEMU exit?") || stderr.contains("QMP"),
+        "{stderr}"
+    );
+    assert!(!out_path.exists(), "no output file after a failure");
+    let leftovers: Vec<_> = std::fs::read_dir(g.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("killed"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary file removed: {leftovers:?}"
+    );
+}

@@ -1,0 +1,9 @@
+//! Live guests: a small synchronous QMP client ([`client`]) and a session on a running QEMU
+//! ([`live`]) — stop, capture the vCPU state and the RAM layout, read RAM in place
+//! ([`crate::phys::live`]), and resume the guest on every path out.
+
+pub mod client;
+pub mod live;
+
+pub use client::QmpClient;
+pub use live::{LiveOptions, LiveSession};
