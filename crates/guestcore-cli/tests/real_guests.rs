@@ -267,6 +267,36 @@ fn check_guest(guest: &str, va_bits: u32) {
         text.contains(&format!("\"{release}\"")),
         "{guest}: gdb printed {text:?}"
     );
+    // 6. QEMU's own kdump-compressed file (flattened, zlib) of the same stopped guest reads
+    //    back equal to QEMU's physical ELF dump, page for page.
+    let kdump = GuestImage::open(dir.join("kdump-zlib.dump"), &OpenOptions::default()).unwrap();
+    assert_eq!(
+        kdump.cpus.len(),
+        image.cpus.len(),
+        "{guest}: CPU notes in QEMU's kdump"
+    );
+    assert_eq!(kdump.cpus[0].cr[3], image.cpus[0].cr[3]);
+    let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let mut kdump_bytes = 0u64;
+    for r in kdump.memory.ram().ranges() {
+        let mut at = r.start;
+        while at < r.end {
+            let n = ((r.end - at) as usize).min(a.len());
+            kdump.memory.read_at(at, &mut a[..n]).unwrap();
+            image.memory.read_at(at, &mut b[..n]).unwrap();
+            assert!(
+                a[..n] == b[..n],
+                "{guest}: QEMU's kdump differs from its ELF dump near {at:#x}"
+            );
+            at += n as u64;
+            kdump_bytes += n as u64;
+        }
+    }
+    assert!(
+        kdump_bytes > 200 << 20,
+        "{guest}: only {kdump_bytes} bytes in QEMU's kdump"
+    );
+
     eprintln!(
         "{guest}: {} tlb leaves, {n} symbols, {pages} pages equal, release {release}",
         qemu.len()
