@@ -14,8 +14,9 @@ fn bench(c: &mut Criterion) {
         let mode = PagingMode::from_cpu(&cpu).expect("4-level registers");
         group.bench_function(format!("{n} 4K mappings"), |b| {
             b.iter(|| {
-                let (list, _) = MappingList::from_walk(black_box(&mem), &mode, WalkLimits::default())
-                    .expect("walk");
+                let (list, _) =
+                    MappingList::from_walk(black_box(&mem), &mode, WalkLimits::default())
+                        .expect("walk");
                 black_box(list.len())
             })
         });

@@ -40,7 +40,8 @@ pub const MAPS_RAM: u64 = 1 << 30;
 /// frame below its predecessor's (wrapping at the top of RAM), so no two merge. Page tables are
 /// written a whole page at a time, so building 10M leaves takes about a second.
 pub fn mapping_guest(n: u64) -> (SparseMemory, X86CpuState) {
-    let mut b = GuestBuilder::new(guestcore::paging::ModeKind::Level4, MAPS_RAM).tables_at(0x10_0000);
+    let mut b =
+        GuestBuilder::new(guestcore::paging::ModeKind::Level4, MAPS_RAM).tables_at(0x10_0000);
     let frames = MAPS_RAM / PAGE;
     let mut done = 0;
     let mut pt = vec![0u8; PAGE as usize];
@@ -159,7 +160,8 @@ mod tests {
         for n in [1, 511, 512, 1000, 3000] {
             let (mem, cpu) = mapping_guest(n);
             let mode = PagingMode::from_cpu(&cpu).unwrap();
-            let (list, report) = MappingList::from_walk(&mem, &mode, WalkLimits::default()).unwrap();
+            let (list, report) =
+                MappingList::from_walk(&mem, &mode, WalkLimits::default()).unwrap();
             assert_eq!(report.leaves, n);
             assert_eq!(list.len() as u64, n, "no merging");
             assert_eq!(list.as_slice()[0].va.0, MAPS_BASE);

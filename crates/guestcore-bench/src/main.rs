@@ -123,8 +123,7 @@ fn time_bounded<T>(reps: usize, mut f: impl FnMut() -> T) -> (Duration, usize, T
         let (t, r) = time_reps(1, &mut f);
         times.extend(t);
         last = r;
-        if times.len() >= reps || (times.len() >= 3 && start.elapsed() > Duration::from_secs(10))
-        {
+        if times.len() >= reps || (times.len() >= 3 && start.elapsed() > Duration::from_secs(10)) {
             break;
         }
     }
@@ -188,7 +187,11 @@ fn walk_table(sizes: &[u64], reps: usize, capture: &Path) -> Res<()> {
     for &s in sizes {
         let g = linux_guest(s * MIB);
         let mode = PagingMode::from_cpu(&g.cpu)?;
-        rows.push((format!("linux-like {}", size_name(s)), Box::new(g.memory), mode));
+        rows.push((
+            format!("linux-like {}", size_name(s)),
+            Box::new(g.memory),
+            mode,
+        ));
     }
     let mut real_walk = None;
     match open_capture(capture) {
@@ -244,7 +247,12 @@ fn peer_cells(
     use guestcore::paging::ModeKind;
     use guestcore_bench::peers;
     if mode.kind != ModeKind::Level4 {
-        cells.extend(["(4-level only)".to_string(), String::new(), String::new(), String::new()]);
+        cells.extend([
+            "(4-level only)".to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
         return;
     }
     let cr3 = mode.root;
@@ -260,13 +268,7 @@ fn peer_cells(
 }
 
 #[cfg(not(feature = "peers"))]
-fn peer_cells(
-    cells: &mut Vec<String>,
-    _: &dyn PhysMemory,
-    _: &PagingMode,
-    _: usize,
-    _: Duration,
-) {
+fn peer_cells(cells: &mut Vec<String>, _: &dyn PhysMemory, _: &PagingMode, _: usize, _: Duration) {
     cells.push("(build with --features peers)".into());
 }
 
@@ -281,7 +283,8 @@ fn size_name(mib_: u64) -> String {
 /// Runs this binary's `probe` in a fresh process and parses its `key=value` lines.
 fn run_probe(args: &[String]) -> Res<(BTreeMap<String, String>, u64)> {
     let exe = std::env::current_exe()?;
-    let out_path = std::env::temp_dir().join(format!("guestcore-bench-probe-{}", std::process::id()));
+    let out_path =
+        std::env::temp_dir().join(format!("guestcore-bench-probe-{}", std::process::id()));
     let file = std::fs::File::create(&out_path)?;
     let run = run_child(Command::new(exe).arg("probe").args(args).stdout(file))?;
     let text = std::fs::read_to_string(&out_path)?;
@@ -317,7 +320,10 @@ fn scale_table(sizes: &[u64], maps: &[u64], reps: usize) -> Res<()> {
         ));
     }
     for &n in maps {
-        jobs.push((format!("{n} 4K mappings"), vec!["walk-maps".into(), n.to_string()]));
+        jobs.push((
+            format!("{n} 4K mappings"),
+            vec!["walk-maps".into(), n.to_string()],
+        ));
     }
     for (name, mut args) in jobs {
         args.extend(["--reps".into(), reps.to_string()]);
@@ -368,14 +374,32 @@ fn probe(what: &str, n: u64, reps: usize, out: Option<&Path>) -> Res<()> {
             println!("input_rss_kib={}", proc_status_kib("VmRSS").unwrap_or(0));
             reset_peak_rss();
             let t = Instant::now();
-            let s = write_core(&g.memory, &g.cpu, DumpLayout::Physical, &dir.join("phys.elf"))?;
-            println!("phys_ns={}\nphys_file={}", t.elapsed().as_nanos(), s.file_size);
+            let s = write_core(
+                &g.memory,
+                &g.cpu,
+                DumpLayout::Physical,
+                &dir.join("phys.elf"),
+            )?;
+            println!(
+                "phys_ns={}\nphys_file={}",
+                t.elapsed().as_nanos(),
+                s.file_size
+            );
             println!("phys_peak_kib={}", proc_status_kib("VmHWM").unwrap_or(0));
             reset_peak_rss();
             let t = Instant::now();
             let (list, _) = MappingList::from_walk(&g.memory, &mode, WalkLimits::default())?;
-            let s = write_core(&g.memory, &g.cpu, DumpLayout::Paging(&list), &dir.join("paging.elf"))?;
-            println!("paging_ns={}\npaging_loads={}", t.elapsed().as_nanos(), s.segments);
+            let s = write_core(
+                &g.memory,
+                &g.cpu,
+                DumpLayout::Paging(&list),
+                &dir.join("paging.elf"),
+            )?;
+            println!(
+                "paging_ns={}\npaging_loads={}",
+                t.elapsed().as_nanos(),
+                s.segments
+            );
             println!("paging_peak_kib={}", proc_status_kib("VmHWM").unwrap_or(0));
             let _ = std::fs::remove_file(dir.join("paging.elf"));
         }
@@ -384,10 +408,13 @@ fn probe(what: &str, n: u64, reps: usize, out: Option<&Path>) -> Res<()> {
     Ok(())
 }
 
+/// Builds the command of one operation from (input, output).
+type MakeCommand = Box<dyn Fn(&Path, &Path) -> Command>;
+
 /// One timed operation of the dump table.
 struct Op {
     name: &'static str,
-    cmd: Box<dyn Fn(&Path, &Path) -> Command>,
+    cmd: MakeCommand,
 }
 
 fn dump_tables(
@@ -399,7 +426,11 @@ fn dump_tables(
     reps: usize,
 ) -> Res<()> {
     if !cli.exists() {
-        return Err(format!("{}: no such CLI binary (cargo build --release)", cli.display()).into());
+        return Err(format!(
+            "{}: no such CLI binary (cargo build --release)",
+            cli.display()
+        )
+        .into());
     }
     std::fs::create_dir_all(workdir)?;
     let mut inputs: Vec<(String, PathBuf)> = Vec::new();
@@ -413,7 +444,12 @@ fn dump_tables(
     if !gen.exists() {
         eprintln!("generating {} …", gen.display());
         let g = linux_guest(gen_mib * MIB);
-        write_core(&FilledMemory { inner: &g.memory }, &g.cpu, DumpLayout::Physical, &gen)?;
+        write_core(
+            &FilledMemory { inner: &g.memory },
+            &g.cpu,
+            DumpLayout::Physical,
+            &gen,
+        )?;
     }
     inputs.push((format!("generated {} (filled)", size_name(gen_mib)), gen));
 
@@ -432,7 +468,11 @@ fn dump_tables(
             name: "cp + sync FILE",
             cmd: Box::new(|i, o| {
                 let mut c = Command::new("sh");
-                c.arg("-c").arg("cp \"$1\" \"$2\" && sync \"$2\"").arg("sh").arg(i).arg(o);
+                c.arg("-c")
+                    .arg("cp \"$1\" \"$2\" && sync \"$2\"")
+                    .arg("sh")
+                    .arg(i)
+                    .arg(o);
                 c
             }),
         },
@@ -440,7 +480,10 @@ fn dump_tables(
             name: "guestcore dump",
             cmd: Box::new(move |i, o| {
                 let mut c = Command::new(&cli_);
-                c.args(["--quiet", "dump", "--force"]).arg(i).arg("-o").arg(o);
+                c.args(["--quiet", "dump", "--force"])
+                    .arg(i)
+                    .arg("-o")
+                    .arg(o);
                 c
             }),
         },
@@ -448,13 +491,17 @@ fn dump_tables(
             name: "guestcore dump --paging",
             cmd: Box::new(move |i, o| {
                 let mut c = Command::new(&cli2);
-                c.args(["--quiet", "dump", "--force", "--paging"]).arg(i).arg("-o").arg(o);
+                c.args(["--quiet", "dump", "--force", "--paging"])
+                    .arg(i)
+                    .arg("-o")
+                    .arg(o);
                 c
             }),
         },
     ];
     let q = qemu_timings(capture);
-    println!("## ELF dump (same input file, same run, hot page cache; medians of {reps}, ops interleaved)\n");
+    println!("## ELF dump (same input file, same run, hot page cache; medians of {reps}, ops interleaved; \
+              \"median (min)\" ms; ratios of medians)\n");
     let mut t = Table::new(&[
         "input",
         "size MiB",
@@ -477,7 +524,9 @@ fn dump_tables(
                 let _ = std::fs::remove_file(&out);
                 let r = run_child(&mut (op.cmd)(input, &out))?;
                 if !r.status.success() {
-                    return Err(format!("{} on {} failed: {}", op.name, input.display(), r.status).into());
+                    return Err(
+                        format!("{} on {} failed: {}", op.name, input.display(), r.status).into(),
+                    );
                 }
                 times[k].push(r.wall);
                 rss[k] = rss[k].max(r.max_rss_kib);
@@ -485,13 +534,18 @@ fn dump_tables(
         }
         let _ = std::fs::remove_file(&out);
         let m: Vec<Duration> = times.iter().map(|v| median(v)).collect();
+        let mn: Vec<Duration> = times
+            .iter()
+            .map(|v| v.iter().copied().min().unwrap_or_default())
+            .collect();
+        let cell = |k: usize| format!("{} ({})", ms(m[k]), ms(mn[k]));
         t.row(vec![
             name.clone(),
             format!("{:.0}", size as f64 / MIB as f64),
-            ms(m[0]),
-            ms(m[1]),
-            ms(m[2]),
-            ms(m[3]),
+            cell(0),
+            cell(1),
+            cell(2),
+            cell(3),
             ratio(m[2], m[0]),
             ratio(m[2], m[1]),
             ratio(m[3], m[2]),
@@ -514,7 +568,10 @@ fn dump_tables(
     }
     println!("{}", t.render());
 
-    println!("## Dumping a sparse {} Linux-like guest\n", size_name(sparse_mib));
+    println!(
+        "## Dumping a sparse {} Linux-like guest\n",
+        size_name(sparse_mib)
+    );
     let dir = workdir.join("sparse");
     let (kv, child_rss) = run_probe(&[
         "dump-sparse".into(),
@@ -528,7 +585,11 @@ fn dump_tables(
         "library: physical ELF from SparseMemory".into(),
         ms(Duration::from_nanos(num("phys_ns"))),
         mib(num("phys_peak_kib")),
-        format!("input (tables) RSS {} MiB; process peak {} MiB", mib(num("input_rss_kib")), mib(child_rss)),
+        format!(
+            "input (tables) RSS {} MiB; process peak {} MiB",
+            mib(num("input_rss_kib")),
+            mib(child_rss)
+        ),
     ]);
     t.row(vec![
         "library: walk + paging ELF from SparseMemory".into(),
@@ -538,9 +599,15 @@ fn dump_tables(
     ]);
     let phys = dir.join("phys.elf");
     let out = dir.join("cli-paging.elf");
-    for (label, paging) in [("CLI: guestcore dump of that phys.elf (sparse file)", false), ("CLI: guestcore dump --paging of that phys.elf", true)] {
+    for (label, paging) in [
+        ("CLI: guestcore dump of that phys.elf (sparse file)", false),
+        ("CLI: guestcore dump --paging of that phys.elf", true),
+    ] {
         let mut c = Command::new(cli);
-        c.args(["--quiet", "dump", "--force"]).arg(&phys).arg("-o").arg(&out);
+        c.args(["--quiet", "dump", "--force"])
+            .arg(&phys)
+            .arg("-o")
+            .arg(&out);
         if paging {
             c.arg("--paging");
         }
@@ -549,7 +616,11 @@ fn dump_tables(
             label.into(),
             ms(r.wall),
             mib(r.max_rss_kib),
-            if r.status.success() { String::new() } else { format!("FAILED: {}", r.status) },
+            if r.status.success() {
+                String::new()
+            } else {
+                format!("FAILED: {}", r.status)
+            },
         ]);
         let _ = std::fs::remove_file(&out);
     }

@@ -195,4 +195,3 @@ pub(crate) fn release_mapped(map: &memmap2::Mmap, offset: u64, len: u64) {
         )
     };
 }
-
