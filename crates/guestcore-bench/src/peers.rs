@@ -80,7 +80,7 @@ pub fn translation_map(mem: &dyn PhysMemory, cr3: u64) -> MemflowCount {
     v.virt_translation_map(
         (&mut |t: memflow::mem::virt_translate::VirtualTranslation| {
             c.entries += 1;
-            c.bytes += u64::from(t.size);
+            c.bytes += t.size;
             true
         })
             .into(),
@@ -102,7 +102,7 @@ pub fn page_map(mem: &dyn PhysMemory, cr3: u64) -> MemflowCount {
         Address::invalid(),
         (&mut |CTup3(_, size, _): memflow::mem::MemoryRange| {
             c.entries += 1;
-            c.bytes += u64::from(size);
+            c.bytes += size;
             true
         })
             .into(),
