@@ -21,5 +21,5 @@ pub mod reference;
 
 pub use builder::GuestBuilder;
 pub use geometry::{MapFlags, PageSize};
-pub use linux_like::{linux_like, LinuxLike};
+pub use linux_like::{linux_like, linux_like_with_heap, LinuxLike};
 pub use memory::SparseMemory;

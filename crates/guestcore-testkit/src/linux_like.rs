@@ -37,6 +37,8 @@ pub const USER_TEXT: u64 = 0x40_0000;
 pub const USER_DATA: u64 = 0x60_0000;
 /// User stack pages (rw-, NX), just below the top of the lower half.
 pub const USER_STACK: u64 = 0x7fff_fffd_e000;
+/// Start of the optional user heap of [`linux_like_with_heap`] (a PIE process's heap).
+pub const USER_HEAP: u64 = 0x5555_5555_8000;
 
 /// A string placed at a known address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +66,17 @@ pub struct LinuxLike {
 /// # Panics
 /// When `ram` is below 64 MiB or not a multiple of 2 MiB.
 pub fn linux_like(ram: u64) -> LinuxLike {
+    linux_like_with_heap(ram, 0)
+}
+
+/// [`linux_like`] plus a user heap of `heap_pages` 4 KiB pages at [`USER_HEAP`], backed by
+/// frames taken downwards from the top of RAM (descending, so no two leaves merge), as a
+/// long-running process's heap looks after the page allocator has scattered it. The frames are
+/// not written, so the guest stays sparse; only the page tables (one PT per 512 pages) cost.
+///
+/// # Panics
+/// As [`linux_like`], and when the heap needs more frames than the top half of RAM.
+pub fn linux_like_with_heap(ram: u64, heap_pages: u64) -> LinuxLike {
     assert!(
         ram >= 64 << 20,
         "the Linux-like guest needs at least 64 MiB"
@@ -150,6 +163,15 @@ pub fn linux_like(ram: u64) -> LinuxLike {
         }
     }
 
+    // The optional big heap.
+    assert!(heap_pages * 4096 <= ram / 2, "heap larger than half of RAM");
+    let heap = user | MapFlags::WRITE | MapFlags::NX;
+    for i in 0..heap_pages {
+        let pa = ram - (i + 1) * 4096;
+        b.map_page(USER_HEAP + i * 4096, pa, PageSize::Size4K, heap);
+    }
+    leaves += heap_pages;
+
     // A string reached through the direct map only.
     let pa = b.alloc_frame() + 0x800;
     put(&mut b, DIRECT_MAP + pa, pa, "direct-mapped data");
@@ -189,5 +211,15 @@ mod tests {
         assert!(!t.write && t.nx && !t.user);
         assert_eq!(translate(&g.memory, &g.cpu, last_alias + 4096), None);
         assert_eq!(g.expected_leaves, 128 + 1024 + 65_536 + 16 + 8);
+    }
+
+    #[test]
+    fn heap_pages_are_separate_leaves() {
+        let g = linux_like_with_heap(64 << 20, 1000);
+        assert_eq!(g.expected_leaves, 32 + 1024 + 65_536 + 16 + 8 + 1000);
+        let t = translate(&g.memory, &g.cpu, USER_HEAP + 999 * 4096).unwrap();
+        assert_eq!(t.pa, (64 << 20) - 1000 * 4096);
+        assert!(t.user && t.write && t.nx);
+        assert!(g.memory.pages_written() < 200, "sparse");
     }
 }

@@ -370,4 +370,19 @@ impl PhysMemory for ElfCore {
         }
         file_bytes(&self.map, c.file_offset + in_range, len)
     }
+
+    fn release(&self, addr: u64, len: u64) {
+        let end = addr.saturating_add(len);
+        let mut a = addr;
+        while a < end {
+            let Some(i) = self.ram.index_of(a) else {
+                return;
+            };
+            let c = &self.chunks[i];
+            let in_range = a - c.range.start;
+            let n = (c.range.end.min(end) - a).min(c.file_len.saturating_sub(in_range));
+            super::release_mapped(&self.map, c.file_offset + in_range, n);
+            a = c.range.end.min(end);
+        }
+    }
 }

@@ -102,6 +102,15 @@ impl PhysMemory for RawImage {
         let end = start.checked_add(usize::try_from(len).ok()?)?;
         self.map.as_ref()?.get(start..end)
     }
+
+    fn release(&self, addr: u64, len: u64) {
+        let (Some(map), Some(i)) = (self.map.as_ref(), self.ram.index_of(addr)) else {
+            return;
+        };
+        let r = self.ram.ranges()[i];
+        let n = r.end.min(addr.saturating_add(len)) - addr;
+        super::release_mapped(map, self.offsets[i] + (addr - r.start), n);
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +127,21 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn released_pages_read_back_the_same() {
+        let data = pattern(0x5000);
+        let f = image(&data);
+        let img = RawImage::open(f.path(), None).unwrap();
+        let view = img.slice(0, 0x5000).unwrap();
+        img.release(0x800, 0x3000);
+        img.release(0x4000, u64::MAX);
+        img.release(0x9000, 0x1000);
+        assert_eq!(view, &data[..]);
+        let mut b = vec![0u8; 0x10];
+        img.read_at(0x1ff8, &mut b).unwrap();
+        assert_eq!(b, &data[0x1ff8..0x2008]);
     }
 
     #[test]

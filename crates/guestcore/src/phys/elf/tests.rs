@@ -367,3 +367,21 @@ fn object_writer_pn_xnum_core_reads_back() {
     assert_eq!(core.ram().ranges(), &[PhysRange::new(0x5000, 0x1000)]);
     assert_eq!(core.slice(0x5000, 0x1000).unwrap(), &page[..]);
 }
+
+#[test]
+fn released_pages_read_back_the_same() {
+    let (spec, low, high) = qemu_like();
+    let core = open(&build(&spec)).unwrap();
+    let before = core.slice(0, 0x2000).unwrap().to_vec();
+    // Whole RAM, a part, past the end, into a hole: all only hints.
+    core.release(0, 0x2000);
+    core.release(0x1000, 0x800);
+    core.release(0x100000, 0x3000);
+    core.release(0x100000, u64::MAX);
+    core.release(0x50000, 0x1000);
+    assert_eq!(before, low);
+    assert_eq!(core.slice(0, 0x2000).unwrap(), &low[..]);
+    let mut buf = vec![0u8; 0x1000];
+    core.read_at(0x100000, &mut buf).unwrap();
+    assert_eq!(buf, high);
+}
