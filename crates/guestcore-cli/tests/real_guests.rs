@@ -297,6 +297,46 @@ fn check_guest(guest: &str, va_bits: u32) {
         "{guest}: only {kdump_bytes} bytes in QEMU's kdump"
     );
 
+    // 7. makedumpfile (an x86_64 build: 64-bit guests only) reads the guest's kernel log out of
+    //    guestcore's physical ELF and its kdump files, through VMCOREINFO and the page tables.
+    //    (It cannot read QEMU 10's ELF: QEMU puts a section header where the program headers
+    //    belong.)
+    if va_bits > 32 {
+        assert!(
+            which("makedumpfile").is_some(),
+            "makedumpfile is not installed (scripts/install-deps.sh installs it)"
+        );
+        for format in ["elf", "kdump-zlib", "kdump-lzo"] {
+            let out_file = tmp.path().join(format!("phys.{format}"));
+            let out = Command::cargo_bin("guestcore")
+                .unwrap()
+                .args(["dump", "-q", "--format", format, "-o"])
+                .arg(&out_file)
+                .arg(&phys)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let log = tmp.path().join(format!("dmesg.{format}"));
+            let md = std::process::Command::new("makedumpfile")
+                .arg("--dump-dmesg")
+                .arg(&out_file)
+                .arg(&log)
+                .output()
+                .unwrap();
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                text.contains(&format!("Linux version {release} ")),
+                "{guest}: makedumpfile --dump-dmesg on guestcore's {format}: {}{}",
+                String::from_utf8_lossy(&md.stdout),
+                String::from_utf8_lossy(&md.stderr)
+            );
+        }
+    }
+
     eprintln!(
         "{guest}: {} tlb leaves, {n} symbols, {pages} pages equal, release {release}",
         qemu.len()
