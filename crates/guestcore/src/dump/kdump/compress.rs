@@ -1,8 +1,12 @@
 //! Per-page compression for kdump files, and the matching decompression used by the reader.
 //!
 //! Every page is compressed on its own (readers decompress one page at a time). A compressor
-//! keeps its state (zlib stream, LZO dictionary, zstd context) and is reused for every page a
+//! keeps its state (zlib stream, LZO hash table, zstd context) and is reused for every page a
 //! thread handles. Levels follow makedumpfile: zlib `Z_BEST_SPEED`, zstd level 1.
+//!
+//! LZO pages are compressed by our own greedy LZO1X encoder ([`super::lzo1x`], about as fast
+//! as liblzo2's LZO1X-1 that makedumpfile `-l` uses); lzokay only decompresses them (and checks
+//! the encoder in its tests, as an independent decoder).
 
 use crate::format::kdump::{
     DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_SNAPPY, DUMP_DH_COMPRESSED_ZLIB,
@@ -107,7 +111,7 @@ impl FromStr for Compression {
 enum Engine {
     None,
     Zlib(flate2::Compress),
-    Lzo(Box<lzokay::compress::Dict>),
+    Lzo(super::lzo1x::Encoder),
     Snappy(Box<snap::raw::Encoder>),
     Zstd(Option<zstd::bulk::Compressor<'static>>),
 }
@@ -129,8 +133,8 @@ impl PageCompressor {
                 PAGE,
             ),
             Compression::Lzo => (
-                Engine::Lzo(lzokay::compress::Dict::new()),
-                lzokay::compress::compress_worst_size(PAGE),
+                Engine::Lzo(super::lzo1x::Encoder::new()),
+                super::lzo1x::worst_case(PAGE),
             ),
             Compression::Snappy => (
                 Engine::Snappy(Box::new(snap::raw::Encoder::new())),
@@ -164,9 +168,7 @@ impl PageCompressor {
                     _ => return None,
                 }
             }
-            Engine::Lzo(dict) => {
-                lzokay::compress::compress_no_alloc(page, &mut self.out, dict).ok()?
-            }
+            Engine::Lzo(e) => e.compress(page, &mut self.out),
             Engine::Snappy(e) => e.compress(page, &mut self.out).ok()?,
             Engine::Zstd(c) => c
                 .as_mut()?
