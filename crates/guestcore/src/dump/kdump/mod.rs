@@ -23,6 +23,7 @@
 
 mod compress;
 mod flatten;
+pub mod lzo1x;
 mod writer;
 
 pub use compress::{decompress_page, Compression, PageCompressor, PAGE};
