@@ -363,6 +363,22 @@ fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8; PAGE]) -> 
     Ok(&buf[..])
 }
 
+/// Tells the source it may drop the pages of `pfns` (sorted) from this process: a mapped input
+/// then stays O(window) resident instead of growing to the whole guest.
+fn release_pfns(mem: &dyn PhysMemory, pfns: &[u64]) {
+    let mut i = 0;
+    while i < pfns.len() {
+        let start = pfns[i];
+        let mut end = start + 1;
+        i += 1;
+        while i < pfns.len() && pfns[i] == end {
+            end += 1;
+            i += 1;
+        }
+        mem.release(start * PAGE_U64, (end - start) * PAGE_U64);
+    }
+}
+
 fn store_page(mem: &dyn PhysMemory, kind: Compression, pfn: u64) -> Result<StoredPage> {
     WORKER.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -450,27 +466,39 @@ fn generate_in_pool(
     let mut desc_pos = layout.desc_off;
 
     progress.start("writing kdump", summary.dumped_pages);
-    let result = (|| {
-        let window = opts.window_pages.max(1) as u64;
-        let mut pfns: Vec<u64> = Vec::with_capacity(window as usize);
-        let mut descs: Vec<u8> = Vec::with_capacity(window as usize * size_of::<PageDesc>());
-        let mut data: Vec<u8> = Vec::with_capacity(window as usize * PAGE);
+    // Compression of window N+1 (on the pool, from a scoped thread) overlaps writing window N
+    // (here): the writes are kernel copies into the page cache, the compression is CPU work.
+    let compress = |pfns: Vec<u64>| -> (Vec<u64>, Vec<Result<StoredPage>>) {
+        let work = || -> Vec<Result<StoredPage>> {
+            pfns.par_iter()
+                .map(|&pfn| store_page(req.memory, req.compression, pfn))
+                .collect()
+        };
+        let stored = match pool {
+            Some(p) => p.install(work),
+            None => work(),
+        };
+        (pfns, stored)
+    };
+    let result = std::thread::scope(|scope| -> Result<()> {
+        let window = opts.window_pages.max(1);
+        let mut descs: Vec<u8> = Vec::with_capacity(window * size_of::<PageDesc>());
+        let mut data: Vec<u8> = Vec::with_capacity(window * PAGE);
         let mut all = dumped.iter().flat_map(|&(s, e)| s..e).peekable();
-        while all.peek().is_some() {
+        let next_window = |all: &mut std::iter::Peekable<_>| -> Option<Vec<u64>> {
+            let pfns: Vec<u64> = all.by_ref().take(window).collect();
+            (!pfns.is_empty()).then_some(pfns)
+        };
+        let mut pending = next_window(&mut all).map(|p| scope.spawn(move || compress(p)));
+        while let Some(handle) = pending.take() {
             if progress.cancelled() {
+                let _ = handle.join();
                 return Err(Error::Cancelled);
             }
-            pfns.clear();
-            pfns.extend(all.by_ref().take(window as usize));
-            let work = || -> Vec<Result<StoredPage>> {
-                pfns.par_iter()
-                    .map(|&pfn| store_page(req.memory, req.compression, pfn))
-                    .collect()
-            };
-            let stored = match pool {
-                Some(p) => p.install(work),
-                None => work(),
-            };
+            let (pfns, stored) = handle
+                .join()
+                .map_err(|_| Error::Unsupported("a compression thread panicked".into()))?;
+            pending = next_window(&mut all).map(|p| scope.spawn(move || compress(p)));
             descs.clear();
             data.clear();
             for (pfn, s) in pfns.iter().zip(stored) {
@@ -512,11 +540,12 @@ fn generate_in_pool(
             desc_pos += descs.len() as u64;
             sink.write_at(data_pos, &data).map_err(io)?;
             data_pos += data.len() as u64;
+            release_pfns(req.memory, &pfns);
             progress.advance(pfns.len() as u64);
         }
         sink.finish().map_err(io)?;
         Ok(())
-    })();
+    });
     progress.finish();
     result?;
     summary.bytes_written = sink.bytes_out();
