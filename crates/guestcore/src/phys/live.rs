@@ -13,7 +13,7 @@
 //! rust-vmm's vm-memory does. [`snapshot`] copies all of it once into private memory, which a
 //! dump writer can then borrow while the guest runs again.
 
-use super::{read_piecewise, PhysMemory, RamMap};
+use super::{read_via_slice, PhysMemory, RamMap};
 use crate::addr::PhysRange;
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -301,13 +301,7 @@ pub fn snapshot(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<Snapsho
 
 impl PhysMemory for SnapshotMemory {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        match self.slice(addr, buf.len() as u64) {
-            Some(s) => {
-                buf.copy_from_slice(s);
-                Ok(())
-            }
-            None => read_piecewise(self, addr, buf),
-        }
+        read_via_slice(self, addr, buf)
     }
     fn ram(&self) -> &RamMap {
         &self.ram

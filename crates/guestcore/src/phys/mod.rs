@@ -125,13 +125,7 @@ impl VecMemory {
 
 impl PhysMemory for VecMemory {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        match self.slice(addr, buf.len() as u64) {
-            Some(s) => {
-                buf.copy_from_slice(s);
-                Ok(())
-            }
-            None => read_piecewise(self, addr, buf),
-        }
+        read_via_slice(self, addr, buf)
     }
     fn ram(&self) -> &RamMap {
         &self.ram
@@ -145,6 +139,18 @@ impl PhysMemory for VecMemory {
         }
         let off = (addr - r.start) as usize;
         Some(&self.chunks[i][off..off + len as usize])
+    }
+}
+
+/// `read_at` for sources that lend slices: one copy from [`PhysMemory::slice`] when the bytes
+/// lie in one RAM range, [`read_piecewise`] when they cross adjacent ranges.
+pub fn read_via_slice<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+    match mem.slice(addr, buf.len() as u64) {
+        Some(s) => {
+            buf.copy_from_slice(s);
+            Ok(())
+        }
+        None => read_piecewise(mem, addr, buf),
     }
 }
 

@@ -6,7 +6,7 @@
 //! placed where the layout says and everything else is a hole ([`Error::NotInMemory`]).
 
 use super::layout::Layout;
-use super::{read_piecewise, PhysMemory, RamMap};
+use super::{read_via_slice, PhysMemory, RamMap};
 use crate::addr::PhysRange;
 use crate::{Error, Result};
 use memmap2::Mmap;
@@ -79,13 +79,7 @@ impl RawImage {
 
 impl PhysMemory for RawImage {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        match self.slice(addr, buf.len() as u64) {
-            Some(s) => {
-                buf.copy_from_slice(s);
-                Ok(())
-            }
-            None => read_piecewise(self, addr, buf),
-        }
+        read_via_slice(self, addr, buf)
     }
 
     fn ram(&self) -> &RamMap {
