@@ -470,6 +470,76 @@ fn read_path_equals_slice_path_and_large_chunks() {
     check_bytes(&mem, &da, &parse(&da));
 }
 
+/// A file-backed source that lends slices but hides its file: exercises the pwrite path.
+struct NoFile<'a>(&'a dyn PhysMemory);
+impl PhysMemory for NoFile<'_> {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        self.0.read_at(addr, buf)
+    }
+    fn ram(&self) -> &RamMap {
+        self.0.ram()
+    }
+    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        self.0.slice(addr, len)
+    }
+    fn release(&self, addr: u64, len: u64) {
+        self.0.release(addr, len)
+    }
+}
+
+#[test]
+fn kernel_copy_path_equals_pwrite_path() {
+    use guestcore::phys::elf::ElfCore;
+    use guestcore::phys::layout::Layout;
+    use guestcore::phys::raw::RawImage;
+    let dir = tempfile::tempdir().unwrap();
+    // 20 MiB: several copy chunks, a long zero run (a hole), short zero gaps, a zero tail.
+    let mut bytes = pattern(20 << 20, 5);
+    bytes[(3 << 20)..(5 << 20)].fill(0);
+    for i in 0..40 {
+        let at = (7 << 20) + i * 0x3000;
+        bytes[at..at + 0x1000].fill(0);
+    }
+    let len = bytes.len();
+    bytes[len - 0x30000..].fill(0);
+    let raw_path = dir.path().join("raw");
+    std::fs::write(&raw_path, &bytes).unwrap();
+    // Two pieces, the second far above the first, so file and physical offsets differ.
+    let layout = Layout::parse("0:0x900000,0x40000000:*").unwrap();
+    let raw = RawImage::open(&raw_path, Some(&layout)).unwrap();
+    assert!(raw.file_extent(0x1000, 0x1000).is_some());
+
+    let dump = |mem: &dyn PhysMemory, name: &str| {
+        let out = dir.path().join(name);
+        let s = write(
+            &request(mem, &[], ElfClass::Elf64, DumpLayout::Physical),
+            &out,
+        );
+        (std::fs::read(&out).unwrap(), s)
+    };
+    let (kernel, sk) = dump(&raw, "kernel");
+    let (pwrite, sp) = dump(&NoFile(&raw), "pwrite");
+    assert!(
+        kernel == pwrite,
+        "raw: copy_file_range and pwrite outputs differ"
+    );
+    assert_eq!(sk.bytes_written, sp.bytes_written);
+    assert!(sk.zero_bytes_skipped >= 2 << 20, "{sk:?}");
+    check_bytes(&raw, &kernel, &parse(&kernel));
+
+    // An ELF core as the source: its file offsets are not its physical addresses either.
+    let core_path = dir.path().join("kernel");
+    let core = ElfCore::open(&core_path).unwrap();
+    assert!(core.file_extent(0x1000, 0x1000).is_some());
+    let (kernel2, _) = dump(&core, "kernel2");
+    let (pwrite2, _) = dump(&NoFile(&core), "pwrite2");
+    assert!(
+        kernel2 == pwrite2,
+        "ELF: copy_file_range and pwrite outputs differ"
+    );
+    assert!(kernel2 == kernel);
+}
+
 #[test]
 fn zero_memory_makes_a_sparse_file() {
     let mem = VecMemory::flat(vec![0; 64 << 20]);

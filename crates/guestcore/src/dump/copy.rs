@@ -6,7 +6,12 @@
 //! through [`PhysMemory::read_at`] into one reusable buffer. Zero runs of at least [`MIN_HOLE`]
 //! bytes are not written: the file is fresh, so they read back as zeros and stay sparse. Shorter
 //! zero gaps are written with their neighbours, so a chunk costs a handful of writes at most,
-//! never one per page. After each chunk the source is told it may drop those pages from the
+//! never one per page. When the source is a plain file ([`PhysMemory::file_extent`]), the
+//! non-zero extents are copied by the kernel, file to file (`copy_file_range`), rather than
+//! written from the mapping; where the kernel cannot do that for these two files the copy falls
+//! back to `pwrite` for the rest of the dump. Each chunk's writeback to disk is started right away
+//! (`sync_file_range`), so the disk writes while the next chunks are copied and the final
+//! `fsync` has little left to wait for. After each chunk the source is told it may drop those pages from the
 //! process ([`PhysMemory::release`]), so a mapped 16 GiB input does not leave 16 GiB resident.
 
 use super::elf_layout::DataRun;
@@ -31,6 +36,69 @@ pub(crate) struct CopyStats {
     pub written: u64,
     /// Bytes left as holes because they are zero.
     pub skipped_zero: u64,
+    /// Of `written`, the bytes the kernel copied file to file (`copy_file_range`).
+    pub kernel_copied: u64,
+    /// Set once `copy_file_range` failed as unsupported: `pwrite` from then on.
+    pub no_kernel_copy: bool,
+}
+
+/// Copies up to `len` bytes from `src` at `src_off` to `dst` at `dst_off` with
+/// `copy_file_range`, retrying short copies. Returns how many bytes were copied: fewer than
+/// `len` when the kernel cannot copy between these files (`EINVAL`, `EXDEV`, `ENOSYS`,
+/// `EOPNOTSUPP`, …) or the source ends early; the caller writes the rest itself.
+fn kernel_copy(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut done = 0usize;
+    while done < len {
+        let (Ok(mut off_in), Ok(mut off_out)) = (
+            libc::loff_t::try_from(src_off + done as u64),
+            libc::loff_t::try_from(dst_off + done as u64),
+        ) else {
+            return Ok(done);
+        };
+        // SAFETY: both descriptors are open for the duration of the call (borrowed `File`s);
+        // the offset pointers point at live locals, so the kernel uses and updates them instead
+        // of the files' positions; no memory of ours is read or written besides them.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                len - done,
+                0,
+            )
+        };
+        if n > 0 {
+            done += n as usize;
+            continue;
+        }
+        if n == 0 {
+            // The source ended (truncated underneath us): let the caller decide.
+            return Ok(done);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(
+                libc::EINVAL
+                | libc::EXDEV
+                | libc::ENOSYS
+                | libc::EOPNOTSUPP
+                | libc::EBADF
+                | libc::EPERM
+                | libc::ETXTBSY,
+            ) => return Ok(done),
+            _ => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 /// True when every byte is zero. ORs 32 words at a time without an early exit inside the
@@ -67,6 +135,24 @@ pub(crate) fn nonzero_extents(data: &[u8]) -> Vec<Range<usize>> {
     out
 }
 
+/// Starts writing `[offset, offset + len)` of `file` back to disk without waiting for it
+/// (`SYNC_FILE_RANGE_WRITE`). Only a hint: the final `fsync` makes the data durable and reports
+/// errors, so failures here are ignored.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return;
+    };
+    // SAFETY: `file` is an open descriptor for the duration of the call; sync_file_range reads
+    // and writes no memory of ours.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
 /// Copies the physical memory of `run` to its place in `file`.
 pub(crate) fn copy_run(
     mem: &dyn PhysMemory,
@@ -101,12 +187,27 @@ pub(crate) fn copy_run(
         };
         let offset = run.offset + (addr - run.phys.start);
         let mut written = 0;
+        let io_err = |e| Error::io(format!("writing {file_name}"), e);
         for r in nonzero_extents(data) {
             written += r.len() as u64;
-            file.write_all_at(&data[r.clone()], offset + r.start as u64)
-                .map_err(|e| Error::io(format!("writing {file_name}"), e))?;
+            let mut done = 0;
+            if !stats.no_kernel_copy {
+                if let Some((src, src_off)) = mem.file_extent(addr + r.start as u64, r.len() as u64)
+                {
+                    done = kernel_copy(src, src_off, file, offset + r.start as u64, r.len())
+                        .map_err(io_err)?;
+                    stats.kernel_copied += done as u64;
+                    stats.no_kernel_copy = done < r.len();
+                }
+            }
+            file.write_all_at(
+                &data[r.start + done..r.end],
+                offset + (r.start + done) as u64,
+            )
+            .map_err(io_err)?;
         }
         stats.written += written;
+        start_writeback(file, offset, n as u64);
         stats.skipped_zero += n as u64 - written;
         // Done with these pages: a mapped source drops them from our RSS (peak memory stays
         // O(chunk), not O(guest RAM)).
@@ -120,6 +221,22 @@ pub(crate) fn copy_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_copy_copies_and_reports_unsupported() {
+        let mut src = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+        std::io::Write::write_all(&mut src, &data).unwrap();
+        let dst = tempfile::tempfile().unwrap();
+        assert_eq!(kernel_copy(&src, 1000, &dst, 5, 200_000).unwrap(), 200_000);
+        let mut back = vec![0u8; 200_000];
+        dst.read_exact_at(&mut back, 5).unwrap();
+        assert!(back == data[1000..201_000]);
+        // Past the end of the source: a short count, not an error.
+        assert_eq!(kernel_copy(&src, 299_000, &dst, 0, 5000).unwrap(), 1000);
+        // Overlapping ranges of one file: EINVAL, reported as nothing copied.
+        assert_eq!(kernel_copy(&src, 0, &src, 100, 4096).unwrap(), 0);
+    }
 
     #[test]
     fn zero_test() {

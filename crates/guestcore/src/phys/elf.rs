@@ -66,6 +66,8 @@ struct Chunk {
 pub struct ElfCore {
     path: PathBuf,
     map: Mmap,
+    /// The open file behind `map`, for [`PhysMemory::file_extent`].
+    file: File,
     class: u8,
     machine: u16,
     segments: Vec<ElfSegment>,
@@ -147,6 +149,7 @@ impl ElfCore {
         Ok(ElfCore {
             path: path.to_path_buf(),
             map,
+            file,
             class,
             machine: headers.machine,
             segments: headers.segments,
@@ -369,6 +372,16 @@ impl PhysMemory for ElfCore {
             return None;
         }
         file_bytes(&self.map, c.file_offset + in_range, len)
+    }
+
+    fn file_extent(&self, addr: u64, len: u64) -> Option<(&File, u64)> {
+        let c = &self.chunks[self.ram.index_of(addr)?];
+        let in_range = addr - c.range.start;
+        if in_range.checked_add(len)? > c.file_len {
+            return None;
+        }
+        let offset = c.file_offset + in_range;
+        (offset.checked_add(len)? <= self.map.len() as u64).then_some((&self.file, offset))
     }
 
     fn release(&self, addr: u64, len: u64) {

@@ -45,6 +45,15 @@ pub trait PhysMemory: Send + Sync {
     /// Reads afterwards still work. Default: nothing.
     fn release(&self, _addr: u64, _len: u64) {}
 
+    /// The file that holds `[addr, addr + len)` contiguously, and the offset of `addr` in it,
+    /// when the source is a plain file on disk (a raw image, an ELF core). Writers use it to let
+    /// the kernel copy file to file (`copy_file_range`) instead of copying through this process.
+    /// `None` (the default) means "copy the bytes from [`slice`](Self::slice) or
+    /// [`read_at`](Self::read_at)". When `Some`, the file bytes must equal what `slice` lends.
+    fn file_extent(&self, _addr: u64, _len: u64) -> Option<(&std::fs::File, u64)> {
+        None
+    }
+
     /// Reads a little-endian `u64`.
     fn read_u64(&self, addr: u64) -> Result<u64> {
         let mut b = [0u8; 8];
@@ -73,6 +82,12 @@ impl<T: PhysMemory + ?Sized> PhysMemory for Box<T> {
     fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
         (**self).slice(addr, len)
     }
+    fn release(&self, addr: u64, len: u64) {
+        (**self).release(addr, len)
+    }
+    fn file_extent(&self, addr: u64, len: u64) -> Option<(&std::fs::File, u64)> {
+        (**self).file_extent(addr, len)
+    }
 }
 
 impl<T: PhysMemory + ?Sized> PhysMemory for &T {
@@ -87,6 +102,12 @@ impl<T: PhysMemory + ?Sized> PhysMemory for &T {
     }
     fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
         (**self).slice(addr, len)
+    }
+    fn release(&self, addr: u64, len: u64) {
+        (**self).release(addr, len)
+    }
+    fn file_extent(&self, addr: u64, len: u64) -> Option<(&std::fs::File, u64)> {
+        (**self).file_extent(addr, len)
     }
 }
 

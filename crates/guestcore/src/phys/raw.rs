@@ -19,6 +19,8 @@ pub struct RawImage {
     path: PathBuf,
     /// `None` for an empty file: mapping zero bytes is an error on most systems.
     map: Option<Mmap>,
+    /// The open file behind `map`, for [`PhysMemory::file_extent`].
+    file: File,
     ram: RamMap,
     /// File offset of each RAM range, in the order of `ram.ranges()`.
     offsets: Vec<u64>,
@@ -61,6 +63,7 @@ impl RawImage {
         Ok(RawImage {
             path: path.to_path_buf(),
             map,
+            file,
             ram,
             offsets: pieces.into_iter().map(|p| p.1).collect(),
         })
@@ -95,6 +98,16 @@ impl PhysMemory for RawImage {
         let start = usize::try_from(self.offsets[i] + (addr - r.start)).ok()?;
         let end = start.checked_add(usize::try_from(len).ok()?)?;
         self.map.as_ref()?.get(start..end)
+    }
+
+    fn file_extent(&self, addr: u64, len: u64) -> Option<(&File, u64)> {
+        let i = self.ram.index_of(addr)?;
+        let r = self.ram.ranges()[i];
+        if addr.checked_add(len)? > r.end {
+            return None;
+        }
+        let offset = self.offsets[i] + (addr - r.start);
+        (offset.checked_add(len)? <= self.file_len()).then_some((&self.file, offset))
     }
 
     fn release(&self, addr: u64, len: u64) {
