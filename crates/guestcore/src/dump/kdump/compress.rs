@@ -79,6 +79,15 @@ impl Compression {
         }
     }
 
+    /// The most bytes one page takes as stored: its compressed form's bound, or the raw page.
+    pub fn page_bound(self) -> usize {
+        match self {
+            Compression::None | Compression::Zlib | Compression::Zstd => PAGE,
+            Compression::Lzo => super::lzo1x::worst_case(PAGE),
+            Compression::Snappy => snap::raw::max_compress_len(PAGE),
+        }
+    }
+
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -133,19 +142,18 @@ pub struct PageCompressor {
 impl PageCompressor {
     /// A compressor for `kind`.
     pub fn new(kind: Compression) -> Self {
-        let (engine, cap) = match kind {
-            Compression::None => (Engine::None, 0),
-            Compression::Zlib => (Engine::Zlib(flate2::Compress::new(ZLIB_LEVEL, true)), PAGE),
-            Compression::Lzo => (
-                Engine::Lzo(super::lzo1x::Encoder::new()),
-                super::lzo1x::worst_case(PAGE),
-            ),
-            Compression::Snappy => (
-                Engine::Snappy(Box::new(snap::raw::Encoder::new())),
-                snap::raw::max_compress_len(PAGE),
-            ),
+        let engine = match kind {
+            Compression::None => Engine::None,
+            Compression::Zlib => Engine::Zlib(flate2::Compress::new(ZLIB_LEVEL, true)),
+            Compression::Lzo => Engine::Lzo(super::lzo1x::Encoder::new()),
+            Compression::Snappy => Engine::Snappy(Box::new(snap::raw::Encoder::new())),
             // A context that cannot be created leaves pages raw, which is always correct.
-            Compression::Zstd => (Engine::Zstd(zstd::bulk::Compressor::new(1).ok()), PAGE),
+            Compression::Zstd => Engine::Zstd(zstd::bulk::Compressor::new(1).ok()),
+        };
+        let cap = if kind == Compression::None {
+            0
+        } else {
+            kind.page_bound()
         };
         PageCompressor {
             kind,
@@ -162,25 +170,35 @@ impl PageCompressor {
     /// Compresses one page; `None` when the method does not make it strictly smaller (the page
     /// is then stored raw, as makedumpfile does).
     pub fn compress(&mut self, page: &[u8]) -> Option<&[u8]> {
-        let n = match &mut self.engine {
-            Engine::None => return None,
-            Engine::Zlib(z) => {
-                z.reset();
-                // The output buffer is one page: a stream that does not end in it did not shrink.
-                match z.compress(page, &mut self.out, flate2::FlushCompress::Finish) {
-                    Ok(flate2::Status::StreamEnd) => z.total_out() as usize,
-                    _ => return None,
-                }
-            }
-            Engine::Lzo(e) => e.compress(page, &mut self.out),
-            Engine::Snappy(e) => e.compress(page, &mut self.out).ok()?,
-            Engine::Zstd(c) => c
-                .as_mut()?
-                .compress_to_buffer(page, &mut self.out[..])
-                .ok()?,
-        };
-        (n < page.len()).then(|| &self.out[..n])
+        let n = compress_with(&mut self.engine, page, &mut self.out)?;
+        Some(&self.out[..n])
     }
+
+    /// [`Self::compress`] straight into `dst`, which must hold at least
+    /// [`Compression::page_bound`] bytes; returns the compressed length.
+    pub fn compress_into(&mut self, page: &[u8], dst: &mut [u8]) -> Option<usize> {
+        compress_with(&mut self.engine, page, dst)
+    }
+}
+
+fn compress_with(engine: &mut Engine, page: &[u8], out: &mut [u8]) -> Option<usize> {
+    let n = match engine {
+        Engine::None => return None,
+        Engine::Zlib(z) => {
+            z.reset();
+            // At most one page of output: a stream that does not end in it did not shrink.
+            let lim = page.len().min(out.len());
+            let out = &mut out[..lim];
+            match z.compress(page, out, flate2::FlushCompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => z.total_out() as usize,
+                _ => return None,
+            }
+        }
+        Engine::Lzo(e) => e.compress(page, out),
+        Engine::Snappy(e) => e.compress(page, out).ok()?,
+        Engine::Zstd(c) => c.as_mut()?.compress_to_buffer(page, out).ok()?,
+    };
+    (n < page.len()).then_some(n)
 }
 
 /// Decompresses one stored page into `out` (one page). The error text says what was wrong.

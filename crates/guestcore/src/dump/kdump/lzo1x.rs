@@ -210,6 +210,8 @@ impl Encoder {
             let table = &mut *self.table;
             // Matches start at most here (4 bytes are read at the start).
             let last = n - MIN_MATCH;
+            // No candidate is out of reach in a block shorter than the M4 distance (a page).
+            let far = n > M4_MAX_DIST;
             let mut ip = 1;
             while ip <= last {
                 let v = read_u32(src, ip);
@@ -218,7 +220,7 @@ impl Encoder {
                 table[h] = ip as u16;
                 // Every slot holds a position before ip (0 after the reset), so a candidate
                 // is valid when its bytes match and it is near enough.
-                if read_u32(src, cand) != v || ip - cand > M4_MAX_DIST {
+                if read_u32(src, cand) != v || (far && ip - cand > M4_MAX_DIST) {
                     ip += 1 + ((ip - anchor) >> 5);
                     continue;
                 }

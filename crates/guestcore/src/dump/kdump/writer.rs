@@ -322,10 +322,28 @@ fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layo
     Ok((out, layout))
 }
 
-/// One page as stored: `None` data means the shared zero page.
-struct StoredPage {
-    flags: u32,
-    data: Option<Vec<u8>>,
+/// Pages per parallel work item: each item compresses its pages one after another straight
+/// into its own (reused) output buffer, so no page gets an allocation or an extra copy.
+const CHUNK_PAGES: usize = 128;
+
+/// The stored form of up to [`CHUNK_PAGES`] consecutive pages of a window.
+struct Chunk {
+    /// Per page: stored size (0: the shared zero page) and descriptor flags.
+    entries: Vec<(u32, u32)>,
+    /// The stored pages, back to back, in `data[..used]`; `data` stays `CHUNK_PAGES` page
+    /// bounds long (allocated once, reused for later windows).
+    data: Vec<u8>,
+    used: usize,
+}
+
+impl Chunk {
+    fn new(kind: Compression) -> Self {
+        Chunk {
+            entries: Vec::with_capacity(CHUNK_PAGES),
+            data: vec![0; CHUNK_PAGES * kind.page_bound()],
+            used: 0,
+        }
+    }
 }
 
 struct Worker {
@@ -337,13 +355,17 @@ thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
 }
 
+/// Whether a page is all zeros; stops at the first 256-byte block that is not (the OR inside a
+/// block vectorizes).
+#[inline]
 fn is_zero(page: &[u8]) -> bool {
-    // Word-wise OR; the compiler vectorizes this.
-    let mut chunks = page.chunks_exact(16);
-    let acc = chunks.by_ref().fold(0u128, |a, c| {
-        a | u128::from_ne_bytes(c.try_into().expect("16 bytes"))
-    });
-    acc == 0 && chunks.remainder().iter().all(|&b| b == 0)
+    page.chunks(256).all(|block| {
+        let mut words = block.chunks_exact(16);
+        let acc = words.by_ref().fold(0u128, |a, c| {
+            a | u128::from_ne_bytes(c.try_into().expect("16 bytes"))
+        });
+        acc == 0 && words.remainder().iter().all(|&b| b == 0)
+    })
 }
 
 fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8; PAGE]) -> Result<&'a [u8]> {
@@ -379,7 +401,16 @@ fn release_pfns(mem: &dyn PhysMemory, pfns: &[u64]) {
     }
 }
 
-fn store_page(mem: &dyn PhysMemory, kind: Compression, pfn: u64) -> Result<StoredPage> {
+/// Reads, zero-checks and compresses the pages `pfns` into `chunk`.
+fn store_chunk(
+    mem: &dyn PhysMemory,
+    kind: Compression,
+    pfns: &[u64],
+    chunk: &mut Chunk,
+) -> Result<()> {
+    chunk.entries.clear();
+    chunk.used = 0;
+    let bound = kind.page_bound();
     WORKER.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !slot.as_ref().is_some_and(|w| w.comp.kind() == kind) {
@@ -389,23 +420,29 @@ fn store_page(mem: &dyn PhysMemory, kind: Compression, pfn: u64) -> Result<Store
             });
         }
         let w = slot.as_mut().expect("set above");
-        let page = read_page(mem, pfn, &mut w.buf)?;
-        if is_zero(page) {
-            return Ok(StoredPage {
-                flags: 0,
-                data: None,
-            });
+        for &pfn in pfns {
+            let page = read_page(mem, pfn, &mut w.buf).map_err(|e| match e {
+                Error::NotInMemory { .. } => {
+                    Error::Unsupported(format!("cannot read pfn {pfn:#x} of the source: {e}"))
+                }
+                e => e,
+            })?;
+            if is_zero(page) {
+                chunk.entries.push((0, 0));
+                continue;
+            }
+            let dst = &mut chunk.data[chunk.used..chunk.used + bound];
+            let entry = match w.comp.compress_into(page, dst) {
+                Some(n) => (n as u32, kind.flag()),
+                None => {
+                    dst[..PAGE].copy_from_slice(page);
+                    (PAGE as u32, 0)
+                }
+            };
+            chunk.used += entry.0 as usize;
+            chunk.entries.push(entry);
         }
-        Ok(match w.comp.compress(page) {
-            Some(z) => StoredPage {
-                flags: kind.flag(),
-                data: Some(z.to_vec()),
-            },
-            None => StoredPage {
-                flags: 0,
-                data: Some(page.to_vec()),
-            },
-        })
+        Ok(())
     })
 }
 
@@ -468,48 +505,52 @@ fn generate_in_pool(
     progress.start("writing kdump", summary.dumped_pages);
     // Compression of window N+1 (on the pool, from a scoped thread) overlaps writing window N
     // (here): the writes are kernel copies into the page cache, the compression is CPU work.
-    let compress = |pfns: Vec<u64>| -> (Vec<u64>, Vec<Result<StoredPage>>) {
-        let work = || -> Vec<Result<StoredPage>> {
-            pfns.par_iter()
-                .map(|&pfn| store_page(req.memory, req.compression, pfn))
+    type Done = (Vec<u64>, Vec<Chunk>, Vec<Result<()>>);
+    let compress = |pfns: Vec<u64>, mut chunks: Vec<Chunk>| -> Done {
+        let mut work = || -> Vec<Result<()>> {
+            pfns.par_chunks(CHUNK_PAGES)
+                .zip(chunks.par_iter_mut())
+                .map(|(p, c)| store_chunk(req.memory, req.compression, p, c))
                 .collect()
         };
-        let stored = match pool {
+        let results = match pool {
             Some(p) => p.install(work),
             None => work(),
         };
-        (pfns, stored)
+        (pfns, chunks, results)
     };
     let result = std::thread::scope(|scope| -> Result<()> {
         let window = opts.window_pages.max(1);
         let mut descs: Vec<u8> = Vec::with_capacity(window * size_of::<PageDesc>());
-        let mut data: Vec<u8> = Vec::with_capacity(window * PAGE);
         let mut all = dumped.iter().flat_map(|&(s, e)| s..e).peekable();
-        let next_window = |all: &mut std::iter::Peekable<_>| -> Option<Vec<u64>> {
+        // Output buffers of windows already written, for the next ones.
+        let mut spare: Vec<Chunk> = Vec::new();
+        let next_window = |all: &mut std::iter::Peekable<_>, spare: &mut Vec<Chunk>| {
             let pfns: Vec<u64> = all.by_ref().take(window).collect();
-            (!pfns.is_empty()).then_some(pfns)
+            if pfns.is_empty() {
+                return None;
+            }
+            let n = pfns.len().div_ceil(CHUNK_PAGES);
+            let mut chunks: Vec<Chunk> = spare.drain(spare.len().saturating_sub(n)..).collect();
+            chunks.resize_with(n, || Chunk::new(req.compression));
+            Some(scope.spawn(move || compress(pfns, chunks)))
         };
-        let mut pending = next_window(&mut all).map(|p| scope.spawn(move || compress(p)));
+        let mut pending = next_window(&mut all, &mut spare);
         while let Some(handle) = pending.take() {
             if progress.cancelled() {
                 let _ = handle.join();
                 return Err(Error::Cancelled);
             }
-            let (pfns, stored) = handle
+            let (pfns, chunks, results) = handle
                 .join()
                 .map_err(|_| Error::Unsupported("a compression thread panicked".into()))?;
-            pending = next_window(&mut all).map(|p| scope.spawn(move || compress(p)));
+            results.into_iter().collect::<Result<()>>()?;
+            pending = next_window(&mut all, &mut spare);
             descs.clear();
-            data.clear();
-            for (pfn, s) in pfns.iter().zip(stored) {
-                let s = s.map_err(|e| match e {
-                    Error::NotInMemory { .. } => {
-                        Error::Unsupported(format!("cannot read pfn {pfn:#x} of the source: {e}"))
-                    }
-                    e => e,
-                })?;
-                let d = match s.data {
-                    None => {
+            let mut off = data_pos;
+            for c in &chunks {
+                for &(size, flags) in &c.entries {
+                    let d = if size == 0 {
                         summary.zero_pages += 1;
                         PageDesc {
                             offset: zero_off.into(),
@@ -517,31 +558,33 @@ fn generate_in_pool(
                             flags: 0.into(),
                             page_flags: 0.into(),
                         }
-                    }
-                    Some(bytes) => {
-                        if s.flags == 0 {
+                    } else {
+                        if flags == 0 {
                             summary.raw_pages += 1;
                         } else {
                             summary.compressed_pages += 1;
                         }
                         let d = PageDesc {
-                            offset: (data_pos + data.len() as u64).into(),
-                            size: (bytes.len() as u32).into(),
-                            flags: s.flags.into(),
+                            offset: off.into(),
+                            size: size.into(),
+                            flags: flags.into(),
                             page_flags: 0.into(),
                         };
-                        data.extend_from_slice(&bytes);
+                        off += size as u64;
                         d
-                    }
-                };
-                descs.extend_from_slice(d.as_bytes());
+                    };
+                    descs.extend_from_slice(d.as_bytes());
+                }
             }
             sink.write_at(desc_pos, &descs).map_err(io)?;
             desc_pos += descs.len() as u64;
-            sink.write_at(data_pos, &data).map_err(io)?;
-            data_pos += data.len() as u64;
+            for c in &chunks {
+                sink.write_at(data_pos, &c.data[..c.used]).map_err(io)?;
+                data_pos += c.used as u64;
+            }
             release_pfns(req.memory, &pfns);
             progress.advance(pfns.len() as u64);
+            spare.extend(chunks);
         }
         sink.finish().map_err(io)?;
         Ok(())
