@@ -11,7 +11,7 @@ use crate::cpu::X86CpuState;
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
 use crate::format::ElfNote;
-use crate::phys::elf::ElfCore;
+use crate::phys::elf::{ElfCore, EM_386, EM_X86_64};
 use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
 use crate::phys::live::LiveAccess;
@@ -52,8 +52,8 @@ impl std::fmt::Display for ImageFormat {
                 f,
                 "ELF{class} core, {}",
                 match machine {
-                    62 => "x86_64".to_string(),
-                    3 => "i386".to_string(),
+                    EM_X86_64 => "x86_64".to_string(),
+                    EM_386 => "i386".to_string(),
                     m => format!("machine {m}"),
                 }
             ),
@@ -214,14 +214,14 @@ impl GuestImage {
     /// Wraps an opened kdump-compressed file; CPU state comes from its notes.
     pub fn from_kdump(file: KdumpFile) -> Result<Self> {
         let notes = file.notes().to_vec();
-        let machine = if file.machine() == "x86_64" { 62 } else { 3 };
+        let machine = if file.machine() == "x86_64" {
+            EM_X86_64
+        } else {
+            EM_386
+        };
         let cpus = cpus_from_notes(&notes, machine);
-        let vmcoreinfo = file.vmcoreinfo().map(<[u8]>::to_vec).or_else(|| {
-            notes
-                .iter()
-                .find(|n| n.name == VMCOREINFO_NAME)
-                .map(|n| n.desc.clone())
-        });
+        // The reader already falls back to a VMCOREINFO note when the sub header has none.
+        let vmcoreinfo = file.vmcoreinfo().map(<[u8]>::to_vec);
         Ok(GuestImage {
             path: file.path().to_path_buf(),
             format: ImageFormat::Kdump {

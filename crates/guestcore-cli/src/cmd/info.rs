@@ -40,12 +40,7 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
             (c, mode)
         })
         .collect();
-    let vmcoreinfo = image.vmcoreinfo.as_deref().map(String::from_utf8_lossy);
-    let osrelease = vmcoreinfo.as_deref().and_then(|v| {
-        v.lines()
-            .find_map(|l| l.strip_prefix("OSRELEASE="))
-            .map(str::to_string)
-    });
+    let osrelease = image.vmcoreinfo_get("OSRELEASE");
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = json!({

@@ -221,41 +221,9 @@ const _: () = {
     assert!(core::mem::size_of::<FlatRecordHeader>() == 16);
 };
 
-/// The value of `KEY=` in VMCOREINFO text (first match, trimmed).
-pub fn vmcoreinfo_value<'a>(vmcoreinfo: &'a [u8], key: &str) -> Option<&'a str> {
-    std::str::from_utf8(vmcoreinfo)
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-        .map(str::trim)
-}
-
-/// `NUMBER(phys_base)=` from VMCOREINFO. The kernel prints it with `%ld`: **decimal**, and
-/// negative when the kernel runs below its link address (QEMU reads it as hex: wrong).
-/// Returned as the two's-complement `u64` the sub header stores.
-pub fn vmcoreinfo_phys_base(vmcoreinfo: &[u8]) -> Option<u64> {
-    vmcoreinfo_value(vmcoreinfo, "NUMBER(phys_base)")?
-        .parse::<i64>()
-        .ok()
-        .map(|v| v as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn phys_base_is_decimal_and_signed() {
-        let v = b"OSRELEASE=6.1.0-18-amd64\nNUMBER(phys_base)=-2147483648\nPAGESIZE=4096\n";
-        assert_eq!(vmcoreinfo_phys_base(v), Some((-2147483648i64) as u64));
-        assert_eq!(vmcoreinfo_value(v, "OSRELEASE"), Some("6.1.0-18-amd64"));
-        assert_eq!(
-            vmcoreinfo_phys_base(b"NUMBER(phys_base)=16777216\n"),
-            Some(0x100_0000)
-        );
-        assert_eq!(vmcoreinfo_phys_base(b"NUMBER(phys_base)=1000000x\n"), None);
-        assert_eq!(vmcoreinfo_value(v, "PAGESIZ"), None);
-    }
 
     #[test]
     fn utsname_fields() {

@@ -73,6 +73,12 @@ mod tests {
             "decimal, not hex"
         );
         assert_eq!(vmcoreinfo_phys_base(b"NUMBER(phys_base)=0x10\n"), None);
+        assert_eq!(vmcoreinfo_phys_base(b"NUMBER(phys_base)=1000000x\n"), None);
+        assert_eq!(
+            vmcoreinfo_phys_base(b"OSRELEASE=6.1.0\nNUMBER(phys_base)=-2147483648\n"),
+            Some((-2147483648i64) as u64)
+        );
+        assert_eq!(vmcoreinfo_get(TEXT, "PAGESIZ"), None, "whole keys only");
         assert_eq!(vmcoreinfo_phys_base(&[0xff, 0xfe, b'\n']), None);
     }
 }

@@ -5,10 +5,11 @@ use super::compress::{Compression, PageCompressor, PAGE};
 use super::flatten::{FlatSink, PositionedSink, SeekSink};
 use super::{KdumpOptions, KdumpRequest, KdumpSummary};
 use crate::format::kdump::{
-    vmcoreinfo_phys_base, vmcoreinfo_value, DiskDumpHeader32, DiskDumpHeader64, KdumpSubHeader32,
-    KdumpSubHeader64, NewUtsname, PageDesc, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE,
+    DiskDumpHeader32, DiskDumpHeader64, KdumpSubHeader32, KdumpSubHeader64, NewUtsname, PageDesc,
+    KDUMP_HEADER_VERSION, KDUMP_SIGNATURE,
 };
 use crate::format::note::VMCOREINFO_NAME;
+use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_phys_base};
 use crate::format::ElfNote;
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
@@ -216,7 +217,8 @@ fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layo
     };
 
     let release = vmci_text
-        .and_then(|v| vmcoreinfo_value(v, "OSRELEASE"))
+        .and_then(|v| vmcoreinfo_get(v, "OSRELEASE"))
+        .map(str::trim)
         .filter(|r| !r.is_empty())
         .unwrap_or("unknown");
     // libkdumpfile ignores a utsname whose release, version or machine is empty (and some
