@@ -8,7 +8,8 @@ use guestcore::cpu::{
     X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
 };
 use guestcore::image::{GuestImage, OpenOptions};
-use guestcore::paging::{PagingMode, WalkLimits};
+use guestcore::mapping::MappingList;
+use guestcore::paging::{walk, Leaf, PagingMode, WalkLimits, WalkReport};
 use std::path::PathBuf;
 
 /// Parses numbers as users type them (decimal, 0x hex, K/M/G/T suffixes).
@@ -167,6 +168,46 @@ pub struct Source {
     quiet: bool,
 }
 
+impl Source {
+    /// Walks `sel`'s page tables, sending every leaf to `sink`. Walk problems (limits hit,
+    /// tables outside RAM, reserved bits) are stated on stderr; a root table outside guest
+    /// memory is an error naming the input and the vCPU.
+    pub fn walk(
+        &self,
+        ctx: &Context,
+        sel: &Selected,
+        sink: impl FnMut(&Leaf),
+    ) -> Result<WalkReport> {
+        let report = walk(&*self.image.memory, &sel.mode, self.limits, sink)
+            .with_context(|| self.tables_of(sel))?;
+        self.note_walk(ctx, sel, &report);
+        Ok(report)
+    }
+
+    /// The merged mapping list of `sel`, with the same reporting as [`walk`](Self::walk).
+    pub fn mappings(&self, ctx: &Context, sel: &Selected) -> Result<(MappingList, WalkReport)> {
+        let (list, report) = MappingList::from_walk(&*self.image.memory, &sel.mode, self.limits)
+            .with_context(|| self.tables_of(sel))?;
+        self.note_walk(ctx, sel, &report);
+        Ok((list, report))
+    }
+
+    fn tables_of(&self, sel: &Selected) -> String {
+        format!(
+            "{}: vCPU {} page tables at {:#x}",
+            self.image.path.display(),
+            sel.cpu.index,
+            sel.mode.root
+        )
+    }
+
+    fn note_walk(&self, ctx: &Context, sel: &Selected, report: &WalkReport) {
+        if let Some(w) = walk_warning(report) {
+            ctx.note(format_args!("vCPU {}: {w}", sel.cpu.index));
+        }
+    }
+}
+
 impl Drop for Source {
     fn drop(&mut self) {
         finish_live(self.quiet, &mut self.image);
@@ -299,7 +340,7 @@ pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
 }
 
 /// Describes a walk report's problems in one line, or `None` when there were none.
-pub fn walk_warning(r: &guestcore::paging::WalkReport) -> Option<String> {
+fn walk_warning(r: &WalkReport) -> Option<String> {
     let mut parts = Vec::new();
     if let Some(stop) = r.stopped {
         parts.push(format!(

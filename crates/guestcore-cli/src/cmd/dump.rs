@@ -3,7 +3,7 @@
 
 use crate::output::Context;
 use crate::progress::Bar;
-use crate::source::{num, walk_warning, SourceArgs};
+use crate::source::{num, SourceArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use guestcore::addr::PhysRange;
@@ -98,6 +98,8 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     if compression.is_some() && args.paging {
         bail!("kdump files hold physical memory only: drop --paging (crash and libkdumpfile translate through the guest's own page tables)");
     }
+    // The writers check this too; checking here first fails before the input is opened (a live
+    // guest would be paused for nothing).
     if !to_stdout && args.output.exists() && !args.force {
         bail!(
             "{}: the file exists (use --force to overwrite it)",
@@ -143,13 +145,7 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     if paging {
         let mut all = Vec::new();
         for sel in &src.selected {
-            let (list, report) = MappingList::from_walk(&*image.memory, &sel.mode, src.limits)
-                .with_context(|| {
-                    format!("vCPU {} page tables at {:#x}", sel.cpu.index, sel.mode.root)
-                })?;
-            if let Some(w) = walk_warning(&report) {
-                ctx.note(format_args!("vCPU {}: {w}", sel.cpu.index));
-            }
+            let (list, _) = src.mappings(ctx, sel)?;
             all.extend(list.iter().copied());
         }
         if src.selected.len() > 1 {

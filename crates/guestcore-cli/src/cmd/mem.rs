@@ -1,10 +1,10 @@
 //! `guestcore mem`: merged virtual→physical ranges, like HMP `info mem`.
 
 use crate::output::{hex, Context};
-use crate::source::{walk_warning, SourceArgs};
-use anyhow::{Context as _, Result};
+use crate::source::SourceArgs;
+use anyhow::Result;
 use clap::Args;
-use guestcore::mapping::{render, MappingList};
+use guestcore::mapping::render;
 use serde_json::json;
 use std::io::Write;
 
@@ -23,18 +23,7 @@ pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
     let many = src.selected.len() > 1;
     let mut json_cpus = Vec::new();
     for sel in &src.selected {
-        let (list, report) = MappingList::from_walk(&*src.image.memory, &sel.mode, src.limits)
-            .with_context(|| {
-                format!(
-                    "{}: vCPU {} page tables at {:#x}",
-                    args.source.input.display(),
-                    sel.cpu.index,
-                    sel.mode.root
-                )
-            })?;
-        if let Some(w) = walk_warning(&report) {
-            ctx.note(format_args!("vCPU {}: {w}", sel.cpu.index));
-        }
+        let (list, report) = src.mappings(ctx, sel)?;
         if args.json {
             json_cpus.push(json!({
                 "cpu": sel.cpu.index,

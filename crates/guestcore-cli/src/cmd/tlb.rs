@@ -1,11 +1,10 @@
 //! `guestcore tlb`: every leaf with its flags, like HMP `info tlb`, streamed as the walk goes.
 
 use crate::output::{hex, Context};
-use crate::source::{walk_warning, SourceArgs};
-use anyhow::{Context as _, Result};
+use crate::source::SourceArgs;
+use anyhow::Result;
 use clap::Args;
 use guestcore::mapping::render;
-use guestcore::paging::walk;
 use serde_json::json;
 use std::io::Write;
 
@@ -34,7 +33,7 @@ pub fn run(ctx: &Context, args: TlbArgs) -> Result<()> {
         }
         let mut line = String::with_capacity(64);
         let mut io_err = None;
-        let report = walk(&*src.image.memory, &sel.mode, src.limits, |leaf| {
+        src.walk(ctx, sel, |leaf| {
             if io_err.is_some() {
                 return;
             }
@@ -52,13 +51,9 @@ pub fn run(ctx: &Context, args: TlbArgs) -> Result<()> {
             if let Err(e) = out.write_all(line.as_bytes()) {
                 io_err = Some(e);
             }
-        })
-        .with_context(|| format!("{}: vCPU {} page tables at {:#x}", args.source.input.display(), sel.cpu.index, sel.mode.root))?;
+        })?;
         if let Some(e) = io_err {
             return Err(e.into());
-        }
-        if let Some(w) = walk_warning(&report) {
-            ctx.note(format_args!("vCPU {}: {w}", sel.cpu.index));
         }
     }
     out.flush()?;
