@@ -221,36 +221,32 @@ fn guestcore() -> Command {
     Command::cargo_bin("guestcore").unwrap()
 }
 
-/// `guestcore info --json` of a file.
-fn info_json(path: &Path) -> Value {
-    let out = guestcore()
-        .arg("info")
-        .arg(path)
-        .arg("--json")
-        .output()
-        .unwrap();
+/// Runs `cmd`, which must succeed (its stderr is the failure message), and returns its output.
+fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// `guestcore info --json` of a file.
+fn info_json(path: &Path) -> Value {
+    let out = succeed(guestcore().arg("info").arg(path).arg("--json"));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `struct new_utsname.release` through the dump's own page tables: init_uts_ns + 2 × 65.
 fn release_via_paging_dump(dump: &Path, g: &Guest) -> String {
     let uts = u64::from_str_radix(&g.sym("init_uts_ns"), 16).unwrap();
-    let out = guestcore()
-        .arg("read")
-        .arg(dump)
-        .arg(format!("{:#x}", uts + 130))
-        .arg("65")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        guestcore()
+            .arg("read")
+            .arg(dump)
+            .arg(format!("{:#x}", uts + 130))
+            .arg("65"),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -323,16 +319,7 @@ fn shared_file_guest_pause_dump_matches_qemu() {
     let cpus = guestcore::cpu::hmp::parse_info_registers(&regs).unwrap();
     drop(q); // QEMU serves one QMP client per socket at a time
     let ours = g.path("phys.elf");
-    let out = guestcore()
-        .args(["dump", &g.input, "-o"])
-        .arg(&ours)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&ours));
     assert!(!g.running(), "an already paused guest stays paused");
     let theirs = g.path("qemu.elf");
     let mut q = g.qmp();
@@ -374,24 +361,14 @@ fn anonymous_ram_guest_and_faults() {
     let g = Guest::boot(&files, "256M", false);
     let release = g.line("GUESTCORE-RELEASE");
 
-    let out = guestcore().arg("info").arg(&g.input).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(guestcore().arg("info").arg(&g.input));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ProcessMemory"));
 
     let dump = g.path("paging.elf");
-    let out = guestcore()
-        .args(["dump", &g.input, "--paging", "-o"])
-        .arg(&dump)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        guestcore()
+            .args(["dump", &g.input, "--paging", "-o"])
+            .arg(&dump),
     );
     assert!(g.running());
     assert!(release_via_paging_dump(&dump, &g).starts_with(&release));
@@ -403,15 +380,10 @@ fn anonymous_ram_guest_and_faults() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("read while running"));
     let nopause = g.path("nopause.elf");
-    let out = guestcore()
-        .args(["dump", "--no-pause", &g.input, "-o"])
-        .arg(&nopause)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        guestcore()
+            .args(["dump", "--no-pause", &g.input, "-o"])
+            .arg(&nopause),
     );
     let bytes = std::fs::read(&nopause).unwrap();
     assert!(
