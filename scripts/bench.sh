@@ -7,7 +7,7 @@
 # CAPTURE_DIR holds a QEMU phys.elf and timings.txt (QEMU's dump-guest-memory durations).
 # Without it, when QEMU and the harness's guest kernel are present, a guest is booted and QEMU's
 # dumps are timed afresh (scripts/bench_qemu_dump.py; ~1 min under TCG); otherwise the harness's
-# capture in /work/main/.cache/guests/captures/x86_64 is used.
+# capture in ~/.cache/guestcore/guests/captures/x86_64 is used.
 # Environment: REPS (default 5), SIZES (MiB, default 256,4096,16384), QEMU_REPS (default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ cargo build --release -q -p guestcore-cli -p guestcore-bench --features guestcor
 bench=target/release/guestcore-bench
 
 capture=${1:-}
-guests=${GUESTCORE_GUESTS:-/work/main/.cache/guests}
+guests=${GUESTCORE_GUESTS:-${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}}
 if [ -z "$capture" ]; then
   if command -v qemu-system-x86_64 >/dev/null && [ -s "$guests/kernels/amd64/vmlinuz" ]; then
     echo "timing QEMU dump-guest-memory on a fresh guest …" >&2

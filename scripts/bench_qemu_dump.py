@@ -5,14 +5,14 @@ synchronous form of the command (no polling). Writes OUT/phys.elf (the last non-
 for guestcore to work on: the same stopped guest) and OUT/timings.txt with lines
 `dump-phys-N SECONDS` / `dump-paging-N SECONDS`, which guestcore-bench reads (medians).
 
-usage: bench_qemu_dump.py OUT [REPS]      (cache: GUESTCORE_GUESTS, default /work/main/.cache/guests)
+usage: bench_qemu_dump.py OUT [REPS]      (cache: GUESTCORE_GUESTS, default ~/.cache/guestcore/guests)
 The kernel and initramfs come from scripts/guest/capture.sh (branch harness), which builds them.
 """
 import json, os, signal, socket, subprocess, sys, time
 
 out = os.path.abspath(sys.argv[1])
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-cache = os.environ.get("GUESTCORE_GUESTS", "/work/main/.cache/guests")
+cache = os.environ.get("GUESTCORE_GUESTS") or os.environ.get("GUESTCORE_CACHE") or os.path.expanduser("~/.cache/guestcore/guests")
 kernel = f"{cache}/kernels/amd64/vmlinuz"
 initrd = f"{cache}/initramfs/amd64.cpio.gz"
 os.makedirs(out, exist_ok=True)

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GUEST=${GUEST:-x86_64}
-CACHE=${GUESTCORE_CACHE:-$PWD/.cache/guests}
+CACHE=${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}
 OUT=${OUT:-$PWD/.cache/demo}
 now() { date +%s%N; }
 took() { local ms=$((($(now) - $1) / 1000000)); printf '  (%d.%03d s)\n' $((ms / 1000)) $((ms % 1000)); }

@@ -4,7 +4,7 @@
 #
 # Usage: capture.sh GUEST [OUTDIR]
 #   GUEST  x86_64 | x86_64-la57 | i386 | i386-pae
-#   OUTDIR default: $GUESTCORE_CACHE/captures/GUEST (GUESTCORE_CACHE default: REPO/.cache/guests)
+#   OUTDIR default: $GUESTCORE_CACHE/captures/GUEST (GUESTCORE_CACHE default: ~/.cache/guestcore/guests)
 # Environment: GUESTCORE_BOOT_TIMEOUT (seconds, default 120), QEMU (default qemu-system-x86_64).
 #
 # Writes into OUTDIR:
@@ -26,7 +26,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cache=${GUESTCORE_CACHE:-$repo/.cache/guests}
+cache=${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}
 qemu=${QEMU:-qemu-system-x86_64}
 boot_timeout=${GUESTCORE_BOOT_TIMEOUT:-120}
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches the guest kernels and busybox for the real-guest harness into the cache dir
-# (${GUESTCORE_CACHE:-REPO/.cache/guests}), with `apt-get download` + `dpkg -x`: nothing is
+# (${GUESTCORE_CACHE:-~/.cache/guestcore/guests}, outside the repository so a fresh clone reuses it), with `apt-get download` + `dpkg -x`: nothing is
 # installed onto the host. Cached: a second run does nothing.
 #
 # Layout of the cache:
@@ -10,14 +10,18 @@
 #   kernels/ARCH/modules/*.ko     qemu_fw_cfg and its dependencies, load order in modules/order
 #                                 (empty order file when qemu_fw_cfg is built in)
 #   busybox/ARCH/busybox          ARCH = amd64 | i386
+#   kernels/amd64/vmlinux         the amd64 kernel's debug vmlinux (from linux-image-RELEASE-dbg,
+#                                 ~850 MB download, 630 MB kept) for crash and drgn; its .deb is
+#                                 deleted once vmlinux is out (`debug` argument, or GUESTCORE_DEBUG=1)
 #
-# Usage: fetch.sh [amd64] [i386]    (default: both; the i386 guests are skipped with a
-#                                    message when i386 packages cannot be had)
+# Usage: fetch.sh [amd64] [i386] [debug]    (default: amd64 i386; the i386 guests are skipped
+#                                    with a message when i386 packages cannot be had; `debug`
+#                                    adds the amd64 debug vmlinux)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-cache=${GUESTCORE_CACHE:-$repo/.cache/guests}
+cache=${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}
 mkdir -p "$cache/debs"
 cache=$(cd "$cache" && pwd)
 
@@ -129,6 +133,27 @@ fetch_busybox() {
   log "busybox $arch ready in $dest"
 }
 
+# fetch_vmlinux: the debug vmlinux matching kernels/amd64/release, for crash and drgn. Only the
+# one file is taken out of the package (dpkg-deb | tar), and the 850 MB .deb is removed after.
+fetch_vmlinux() {
+  local dest="$cache/kernels/amd64" release pkg deb tmp
+  release=$(cat "$dest/release" 2>/dev/null) || { log "fetch the amd64 kernel first"; return 1; }
+  if [ -s "$dest/vmlinux" ] && [ "$(cat "$dest/vmlinux.release" 2>/dev/null)" = "$release" ]; then
+    return 0
+  fi
+  pkg="linux-image-$release-dbg"
+  deb=$(download "$pkg" amd64) || { log "cannot download $pkg"; return 1; }
+  tmp=$(mktemp "$cache/vmlinux.XXXXXX")
+  if ! dpkg-deb --fsys-tarfile "$deb" | tar -x --wildcards -O "./usr/lib/debug/boot/vmlinux-$release" >"$tmp" \
+     || [ ! -s "$tmp" ]; then
+    rm -f "$tmp"; log "$deb holds no vmlinux-$release"; return 1
+  fi
+  mv "$tmp" "$dest/vmlinux"
+  echo "$release" >"$dest/vmlinux.release"
+  rm -f "$deb"
+  log "debug vmlinux for $release ready in $dest/vmlinux"
+}
+
 i386_available() {
   if ! dpkg --print-foreign-architectures | grep -qx i386; then
     log "adding the i386 architecture to dpkg (package lists only; nothing is installed)"
@@ -144,6 +169,7 @@ i386_available() {
 
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(amd64 i386)
+[ "${GUESTCORE_DEBUG:-0}" != 1 ] || want+=(debug)
 start=$SECONDS
 for w in "${want[@]}"; do
   case "$w" in
@@ -163,7 +189,11 @@ for w in "${want[@]}"; do
         log "SKIP: i386 packages are not available from the configured apt sources; 32-bit guests (i386, i386-pae) are skipped"
       fi
       ;;
-    *) log "unknown architecture $w (amd64 | i386)"; exit 2 ;;
+    debug)
+      fetch_kernel amd64 amd64 || { log "cannot fetch the amd64 kernel"; exit 1; }
+      fetch_vmlinux || { log "cannot fetch the amd64 debug vmlinux"; exit 1; }
+      ;;
+    *) log "unknown argument $w (amd64 | i386 | debug)"; exit 2 ;;
   esac
 done
 log "done in $((SECONDS - start)) s; cache: $cache"

@@ -19,7 +19,21 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
-const DEFAULT_CAPTURE: &str = "/work/main/.cache/guests/captures/x86_64";
+/// The x86_64 capture of the real-guest harness: `$GUESTCORE_CACHE/captures/x86_64`, the
+/// cache defaulting to `~/.cache/guestcore/guests` as in `scripts/guest/fetch.sh`.
+fn default_capture() -> PathBuf {
+    let cache = std::env::var_os("GUESTCORE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                })
+                .join("guestcore/guests")
+        });
+    cache.join("captures/x86_64")
+}
 
 #[derive(Parser, Debug)]
 #[command(name = "guestcore-bench")]
@@ -40,7 +54,7 @@ enum Cmd {
         #[arg(long, default_value_t = 11)]
         reps: usize,
         /// A capture directory with phys.elf (and timings.txt from QEMU).
-        #[arg(long, default_value = DEFAULT_CAPTURE)]
+        #[arg(long, default_value_os_t = default_capture())]
         capture: PathBuf,
     },
     /// How walk time and memory grow: one child process per input, peak RSS of each.
@@ -58,7 +72,7 @@ enum Cmd {
         /// The `guestcore` CLI binary (release build).
         #[arg(long, default_value = "target/release/guestcore")]
         cli: PathBuf,
-        #[arg(long, default_value = DEFAULT_CAPTURE)]
+        #[arg(long, default_value_os_t = default_capture())]
         capture: PathBuf,
         /// Scratch directory for outputs and the generated image (same file system as inputs
         /// is best).

@@ -1,4 +1,10 @@
-//! What every subcommand shares about output: quiet mode, notes on stderr, stdout handling.
+//! What every subcommand shares about output: quiet mode, notes and warnings on stderr, stdout
+//! handling.
+//!
+//! Two kinds of message go to stderr. A *note* is information (which vCPU was chosen, how long
+//! a dump took) and `--quiet` hides it. A *warning* says the output is not what was asked for
+//! (a walk cut by a limit, `--paging` written as physical layout, page tables that refer to
+//! themselves, vCPUs that disagree in an `--all-cpus` union): it always prints.
 
 use std::io::IsTerminal;
 
@@ -18,6 +24,11 @@ impl Context {
         if !self.quiet {
             eprintln!("guestcore: {msg}");
         }
+    }
+
+    /// A one-line warning on stderr: the output is not what was asked for. Never suppressed.
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        eprintln!("guestcore: warning: {msg}");
     }
 
     /// True when progress bars may be drawn.

@@ -202,8 +202,12 @@ impl Source {
     }
 
     fn note_walk(&self, ctx: &Context, sel: &Selected, report: &WalkReport) {
-        if let Some(w) = walk_warning(report) {
-            ctx.note(format_args!("vCPU {}: {w}", sel.cpu.index));
+        let cpu = sel.cpu.index;
+        for w in walk_warnings(report) {
+            ctx.warn(format_args!("vCPU {cpu}: {w}"));
+        }
+        if let Some(n) = walk_notes(report) {
+            ctx.note(format_args!("vCPU {cpu}: {n}"));
         }
     }
 }
@@ -339,20 +343,38 @@ pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
     c
 }
 
-/// Describes a walk report's problems in one line, or `None` when there were none.
-fn walk_warning(r: &WalkReport) -> Option<String> {
-    let mut parts = Vec::new();
+/// What makes a walk's output differ from what was asked for: a limit cut it short, or the
+/// tables refer to themselves (their leaves map page tables, often one page many times).
+fn walk_warnings(r: &WalkReport) -> Vec<String> {
+    let mut out = Vec::new();
     if let Some(stop) = r.stopped {
-        parts.push(format!(
+        out.push(format!(
             "walk stopped early ({}) after {} entries and {} leaves: the list is incomplete (raise --max-entries/--max-leaves)",
             match stop {
-                guestcore::paging::StopReason::EntryLimit => "entry limit",
-                guestcore::paging::StopReason::LeafLimit => "leaf limit",
+                guestcore::paging::StopReason::EntryLimit => "--max-entries limit",
+                guestcore::paging::StopReason::LeafLimit => "--max-leaves limit",
             },
             r.entries_visited,
             r.leaves
         ));
     }
+    if r.self_references > 0 {
+        let frames = if r.loop_frames >= guestcore::paging::LOOP_FRAMES_COUNTED {
+            format!("at least {}", r.loop_frames)
+        } else {
+            r.loop_frames.to_string()
+        };
+        out.push(format!(
+            "the page tables refer to themselves ({} entries point at the root or at a table above them): {} leaves alias {frames} physical pages (page tables mapped as memory)",
+            r.self_references, r.loop_leaves
+        ));
+    }
+    out
+}
+
+/// Facts about a walk worth a note: entries the CPU would not follow either.
+fn walk_notes(r: &WalkReport) -> Option<String> {
+    let mut parts = Vec::new();
     if r.tables_outside_ram > 0 {
         parts.push(format!(
             "{} table pointers outside guest RAM skipped",

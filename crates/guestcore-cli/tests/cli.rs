@@ -250,7 +250,131 @@ fn corrupt_tables_are_bounded() {
         .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("walk stopped early (entry limit)"), "{err}");
+    assert!(
+        err.contains("warning: vCPU 0: walk stopped early (--max-entries limit)"),
+        "{err}"
+    );
+}
+
+/// stderr of a successful `guestcore -q ARGS…`.
+fn quiet_stderr(args: &[&str], input: &Path, tail: &[&str]) -> String {
+    let out = guestcore()
+        .arg("-q")
+        .args(args)
+        .arg(input)
+        .args(tail)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{args:?}: {err}");
+    err
+}
+
+#[test]
+fn warnings_survive_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    // A walk cut by a limit.
+    let (elf, ..) = guest(dir.path());
+    let err = quiet_stderr(&["mem", "--max-leaves", "2"], &elf, &[]);
+    assert!(
+        err.contains("warning: vCPU 0: walk stopped early (--max-leaves limit)"),
+        "{err}"
+    );
+    // --quiet hides notes: no "using vCPU 0" here.
+    assert!(!err.contains("using vCPU"), "{err}");
+
+    // A 32-bit root whose every entry points at itself: a million aliases of one page.
+    let mut b = GuestBuilder::new(ModeKind::Bits32, 1 << 20);
+    let root = b.root();
+    for i in 0..1024 {
+        b.write_phys(root + i * 4, &((root as u32) | 0x7).to_le_bytes());
+    }
+    let (mem, _) = b.build_vec();
+    let raw = dir.path().join("selfmap.raw");
+    write_raw_image(&raw, &mem).unwrap();
+    let cr3 = format!("{root:#x}");
+    let err = quiet_stderr(&["tlb", "--mode", "32", "--cr3", &cr3], &raw, &[]);
+    assert!(
+        err.contains("warning: vCPU 0: the page tables refer to themselves (1024 entries")
+            && err.contains("1048576 leaves alias 1 physical pages"),
+        "{err}"
+    );
+
+    // --paging on a vCPU with paging off.
+    let out_file = dir.path().join("off.elf");
+    let err = quiet_stderr(
+        &["dump", "--paging", "--mode", "off", "--cr3", "0", "-o"],
+        &out_file,
+        &[raw.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("warning: vCPU 0 has paging off: writing the physical layout"),
+        "{err}"
+    );
+    assert!(out_file.exists());
+}
+
+#[test]
+fn all_cpus_union_keeps_one_view_per_page_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GuestBuilder::new(ModeKind::Level4, 16 << 20);
+    b.map_page(0x40_0000, 0x30_0000, PageSize::Size4K, MapFlags::WRITE);
+    b.write_phys(0x30_0000, b"vCPU 0's page");
+    b.write_phys(0x30_2000, b"vCPU 1's page");
+    // vCPU 1: its own tables map the same page elsewhere, and one more page.
+    let chain: Vec<u64> = (0..4).map(|_| b.alloc_frame()).collect();
+    b.write_u64(chain[0], chain[1] | 7);
+    b.write_u64(chain[1], chain[2] | 7);
+    b.write_u64(chain[2] + 2 * 8, chain[3] | 7);
+    b.write_u64(chain[3], 0x30_2000 | 7);
+    b.write_u64(chain[3] + 8, 0x30_3000 | 7);
+    let (mem, cpu0) = b.build_vec();
+    let mut cpu1 = cpu0.clone();
+    cpu1.index = 1;
+    cpu1.cr[3] = chain[0];
+    let elf = dir.path().join("two.elf");
+    write_qemu_like_core(&elf, &mem, &[cpu0, cpu1], None).unwrap();
+
+    let out_file = dir.path().join("union.elf");
+    let err = quiet_stderr(
+        &["dump", "--paging", "--all-cpus", "-o"],
+        &out_file,
+        &[elf.to_str().unwrap()],
+    );
+    assert!(
+        err.contains("warning: the vCPUs' page tables disagree on 1 virtual ranges (4 KiB)")
+            && err.contains(
+                "0x400000-0x400fff is 0x300000 on vCPU 0 (kept) but 0x302000 on vCPU 1 (dropped)"
+            ),
+        "{err}"
+    );
+    let core = guestcore::phys::elf::ElfCore::open(&out_file).unwrap();
+    let covering = |va: u64| -> Vec<u64> {
+        core.segments()
+            .iter()
+            .filter(|s| s.vaddr <= va && va < s.vaddr + s.memsz && s.vaddr != s.paddr)
+            .map(|s| s.paddr + (va - s.vaddr))
+            .collect()
+    };
+    assert_eq!(covering(0x40_0000), vec![0x30_0000], "one view of the page");
+    assert_eq!(
+        covering(0x40_1000),
+        vec![0x30_3000],
+        "vCPU 1 adds its new page"
+    );
+    // Without --quiet the summary says where each part came from.
+    let out_file = dir.path().join("union2.elf");
+    let out = guestcore()
+        .args(["dump", "--paging", "--all-cpus", "-o"])
+        .arg(&out_file)
+        .arg(&elf)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("vCPU 0: 1 mappings") && err.contains("vCPU 1: 1 mappings"),
+        "{err}"
+    );
 }
 
 /// Files in `dir` (temporary files left behind would show here).

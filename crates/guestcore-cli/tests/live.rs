@@ -1,9 +1,10 @@
 //! Live guests against a real QEMU (TCG): `guestcore info|dump qmp:SOCKET`.
 //!
 //! Needs `qemu-system-x86_64` and the harness's amd64 guest: `kernels/amd64/vmlinuz` and
-//! `initramfs/amd64.cpio.gz` under `$GUESTCORE_CACHE` or `<repo>/.cache/guests` (made by
+//! `initramfs/amd64.cpio.gz` under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests` (made by
 //! `scripts/guest/fetch.sh` + `scripts/guest/capture.sh x86_64`; when only the initramfs is
-//! missing it is built here with `scripts/guest/initramfs.py`). Skips, saying why, otherwise.
+//! missing it is built here with `scripts/guest/initramfs.py`). Skips, saying why, otherwise
+//! (fails instead under `CI=true`).
 //! Every QEMU started here is killed by PID when its guard drops, on every path.
 
 use assert_cmd::Command;
@@ -25,8 +26,7 @@ fn repo() -> PathBuf {
 }
 
 fn which(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    guestcore_testkit::tools::which(cmd).is_some()
 }
 
 /// The guest files, or the reason to skip.
@@ -34,9 +34,7 @@ fn guest_files() -> Result<GuestFiles, String> {
     if !which("qemu-system-x86_64") {
         return Err("qemu-system-x86_64 is not installed".into());
     }
-    let cache = std::env::var_os("GUESTCORE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache/guests"));
+    let cache = guestcore_testkit::tools::guest_cache();
     let kernel = cache.join("kernels/amd64/vmlinuz");
     if !kernel.is_file() {
         return Err(format!(
@@ -87,7 +85,7 @@ macro_rules! guest_or_skip {
         match guest_files() {
             Ok(g) => g,
             Err(why) => {
-                eprintln!("SKIP: {why}");
+                guestcore_testkit::tools::skip(why);
                 return;
             }
         }

@@ -3,15 +3,17 @@
 //! kernel's release string from guestcore's paging dump.
 //!
 //! The guests come from `scripts/guest/capture.sh` (boots, stops, captures; kernels and busybox
-//! from Debian packages, cached under `$GUESTCORE_CACHE` or `<repo>/.cache/guests`). A capture
-//! already in the cache is reused; delete it to take a fresh one. A test skips, saying why,
-//! only when QEMU is not installed or the guest's packages cannot be had (exit 77); any other
+//! from Debian packages, cached under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`). A
+//! capture already in the cache is reused when it was taken of the kernel now in the cache;
+//! delete it to take a fresh one. A test skips, saying why, only when QEMU is not installed or
+//! the guest's packages cannot be had (exit 77), and under `CI=true` even that fails; any other
 //! harness failure fails the test with the harness output.
 
 use assert_cmd::Command;
 use guestcore::addr::canonical;
 use guestcore::image::{GuestImage, OpenOptions};
 use guestcore::phys::elf::{ElfCore, ElfSegment};
+use guestcore_testkit::tools::{skip, which};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -27,9 +29,35 @@ fn repo_root() -> PathBuf {
 }
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("GUESTCORE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".cache/guests"))
+    guestcore_testkit::tools::guest_cache()
+}
+
+/// The kernel flavour (`kernels/FLAVOUR` in the cache) a guest boots.
+fn flavour(guest: &str) -> &'static str {
+    match guest {
+        "i386" => "686",
+        "i386-pae" => "686-pae",
+        _ => "amd64",
+    }
+}
+
+/// True when the capture in `dir` was taken of the kernel the cache holds now (a new Debian
+/// kernel, and so a new debug vmlinux, makes an older capture useless for crash and drgn).
+fn capture_matches_kernel(guest: &str, dir: &Path) -> bool {
+    let read = |p: PathBuf| std::fs::read_to_string(p).map(|s| s.trim().to_string());
+    match (
+        read(dir.join("release.txt")),
+        read(
+            cache_dir()
+                .join("kernels")
+                .join(flavour(guest))
+                .join("release"),
+        ),
+    ) {
+        (Ok(taken), Ok(now)) => taken == now,
+        // No kernel in the cache (yet): capture.sh fetches it, and a fresh capture follows.
+        _ => false,
+    }
 }
 
 /// The capture directory of `guest`, taking the capture when the cache lacks it.
@@ -45,11 +73,11 @@ fn capture(guest: &str) -> Option<PathBuf> {
     ]
     .iter()
     .all(|f| dir.join(f).exists());
-    if complete {
+    if complete && capture_matches_kernel(guest, &dir) {
         return Some(dir);
     }
     if which("qemu-system-x86_64").is_none() {
-        eprintln!("SKIPPED {guest}: qemu-system-x86_64 is not installed (scripts/install-deps.sh installs it)");
+        skip(format_args!("{guest}: qemu-system-x86_64 is not installed"));
         return None;
     }
     let out = std::process::Command::new("bash")
@@ -59,13 +87,13 @@ fn capture(guest: &str) -> Option<PathBuf> {
         .output()
         .expect("run capture.sh");
     if out.status.code() == Some(77) {
-        eprintln!(
-            "SKIPPED {guest}: {}",
+        skip(format_args!(
+            "{guest}: {}",
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()
                 .unwrap_or("guest unavailable")
-        );
+        ));
         return None;
     }
     assert!(
@@ -76,14 +104,6 @@ fn capture(guest: &str) -> Option<PathBuf> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some(dir)
-}
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(cmd))
-        .find(|p| p.exists())
 }
 
 /// Runs `guestcore ARGS… INPUT TAIL…` and returns its stdout.

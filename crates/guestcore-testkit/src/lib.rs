@@ -7,6 +7,7 @@
 //! * [`linux_like`] — a 4-level guest shaped like Linux x86_64 (direct map, ESPFIX aliases…).
 //! * [`fixture`] — synthetic guests written as ELF cores or raw images.
 //! * [`random`] — random and garbage table sets for property tests and fuzzing.
+//! * [`tools`] — external tools the tests run, and the rule for a missing one under `CI=true`.
 //!
 //! Nothing here calls guestcore's paging code, so a bug there cannot hide in both.
 
@@ -18,6 +19,7 @@ pub mod linux_like;
 pub mod memory;
 pub mod random;
 pub mod reference;
+pub mod tools;
 
 pub use builder::GuestBuilder;
 pub use geometry::{MapFlags, PageSize};

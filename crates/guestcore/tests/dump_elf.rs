@@ -190,6 +190,13 @@ fn parse_as<H: FileHeader<Endian = LE>>(data: &[u8]) -> Core {
         count,
         "object agrees on the program header count"
     );
+    for p in raw {
+        let align: u64 = p.p_align(LE).into();
+        assert_eq!(
+            align, 0,
+            "p_align must be 0 in every program header (crash 8 refuses KASLR kernels otherwise)"
+        );
+    }
     let phdrs: Vec<Ph> = raw
         .iter()
         .map(|p| Ph {
@@ -634,7 +641,7 @@ fn have(tool: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("SKIPPED: {tool} is not installed");
+        guestcore_testkit::tools::skip(format_args!("{tool} is not installed"));
     }
     ok
 }

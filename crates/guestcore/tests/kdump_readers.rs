@@ -97,7 +97,7 @@ fn script() -> PathBuf {
 #[test]
 fn libkdumpfile_reads_every_compression() {
     let Some(py) = python_with_kdumpfile() else {
-        println!("skipped: python3-libkdumpfile is not installed");
+        guestcore_testkit::tools::skip("python3-libkdumpfile is not installed");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -158,7 +158,7 @@ fn has_makedumpfile() -> bool {
 #[test]
 fn makedumpfile_reassembles_our_flattened_stream() {
     if !has_makedumpfile() {
-        println!("skipped: makedumpfile is not installed");
+        guestcore_testkit::tools::skip("makedumpfile is not installed");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

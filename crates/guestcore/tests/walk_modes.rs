@@ -373,10 +373,47 @@ fn self_referencing_pml4_terminates_with_the_self_map() {
     );
     assert_eq!(got[0].va, 0x1000);
     check_all_leaves(&mem, &cpu, &got);
+    // Every leaf but the real one comes through the self-map, and maps a table page.
+    assert!(report.self_references > 0, "{report:?}");
+    assert_eq!(report.loop_leaves, got.len() as u64 - 1, "{report:?}");
+    assert!((1..=4).contains(&report.loop_frames), "{report:?}");
     let mode = PagingMode::from_cpu(&cpu).unwrap();
     let t = translate(&mem, &mode, 0xffff_ffff_ffff_fff8).unwrap();
     assert_eq!(t.paddr, root + 0xff8);
     assert!(t.steps.iter().all(|s| s.table == root));
+}
+
+#[test]
+fn bits32_root_pointing_at_itself_is_one_page_aliased_a_million_times() {
+    let mut b = GuestBuilder::new(ModeKind::Bits32, 16 << 20);
+    let root = b.root();
+    for i in 0..1024u64 {
+        b.raw_entry(i << 22, 0, root | P | RW);
+    }
+    let (mem, cpu) = b.build();
+    let (got, report) = leaves(&mem, &cpu);
+    assert_eq!(report.stopped, None);
+    assert_eq!(got.len(), 1 << 20);
+    assert!(got.iter().all(|l| l.pa == root && l.size == K4));
+    assert_eq!(report.self_references, 1024);
+    assert_eq!(report.loop_leaves, 1 << 20);
+    assert_eq!(report.loop_frames, 1);
+}
+
+#[test]
+fn ordinary_tables_report_no_self_reference() {
+    let mut b = GuestBuilder::new(ModeKind::Level4, 16 << 20);
+    b.map_pages(0, 0x10_0000, 10 * K4, PageSize::Size4K, MapFlags::WRITE);
+    let (mem, cpu) = b.build();
+    let (_, report) = leaves(&mem, &cpu);
+    assert_eq!(
+        (
+            report.self_references,
+            report.loop_leaves,
+            report.loop_frames
+        ),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -391,6 +428,8 @@ fn loop_from_pdpt_back_to_pml4_terminates() {
     check_all_leaves(&mem, &cpu, &got);
     // PML4 as PD, its entry 0 -> PDPT as PT, whose entries 0 and 5 are "4 KiB pages".
     assert!(got.iter().any(|l| l.va == 5 << 30 && l.pa & !0xfff != 0));
+    assert_eq!(report.self_references, 1, "{report:?}");
+    assert!(report.loop_leaves > 0, "{report:?}");
 }
 
 #[test]

@@ -14,7 +14,7 @@ use guestcore::dump::notes::{dump_notes, CpuNotes};
 use guestcore::dump::{
     write_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
 };
-use guestcore::mapping::MappingList;
+use guestcore::mapping::{union_of_views, MappingList, ViewUnion};
 use guestcore::paging::ModeKind;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -133,27 +133,27 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
         }
     };
 
-    // Paging: the union of the chosen vCPUs' mappings (one vCPU unless --all-cpus).
-    let mut mappings = MappingList::new();
+    // Paging: the chosen vCPU's mappings, or with --all-cpus their union, one physical page
+    // per virtual page (the first vCPU that maps a page wins; conflicts are warned about).
     let paging = args.paging && first.mode.kind != ModeKind::Off;
     if args.paging && !paging {
-        ctx.note(format_args!(
-            "vCPU {} has paging off: writing the physical layout",
+        ctx.warn(format_args!(
+            "vCPU {} has paging off: writing the physical layout, not the --paging view asked for",
             first.cpu.index
         ));
     }
+    let mut mappings = MappingList::new();
     if paging {
-        let mut all = Vec::new();
-        for sel in &src.selected {
-            let (list, _) = src.mappings(ctx, sel)?;
-            all.extend(list.iter().copied());
+        let mut views = Vec::with_capacity(src.selected.len());
+        for sel in src.selected.iter().filter(|s| s.mode.kind != ModeKind::Off) {
+            views.push((sel.cpu.index, src.mappings(ctx, sel)?.0));
         }
-        if src.selected.len() > 1 {
-            all.sort_by_key(|m| (m.va, m.pa, m.size));
-            all.dedup();
-        }
-        for m in all {
-            mappings.push(m.va.0, m.pa.0, m.size, m.flags);
+        if views.len() == 1 {
+            mappings = views.pop().map(|(_, l)| l).unwrap_or_default();
+        } else {
+            let union = union_of_views(views.iter().map(|(cpu, l)| (*cpu, l)));
+            report_union(ctx, &union);
+            mappings = union.list;
         }
     }
 
@@ -260,4 +260,39 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// Says which vCPU each part of an `--all-cpus` union came from (a note), and warns about
+/// virtual ranges the vCPUs map to different physical memory (only the first vCPU's view of
+/// them is in the dump).
+fn report_union(ctx: &Context, u: &ViewUnion) {
+    let parts: Vec<String> = u
+        .parts
+        .iter()
+        .map(|p| {
+            format!(
+                "vCPU {}: {} mappings, {} MiB",
+                p.cpu,
+                p.mappings,
+                p.bytes >> 20
+            )
+        })
+        .collect();
+    ctx.note(format_args!(
+        "paging view from every vCPU, each adding what the ones before it do not map: {}",
+        parts.join("; ")
+    ));
+    if let Some(c) = u.first_conflict {
+        ctx.warn(format_args!(
+            "the vCPUs' page tables disagree on {} virtual ranges ({} KiB): the first vCPU that maps a page wins. First: {:#x}-{:#x} is {:#x} on vCPU {} (kept) but {:#x} on vCPU {} (dropped). Use --cpu N for one vCPU's view",
+            u.conflicts,
+            u.conflict_bytes >> 10,
+            c.va,
+            c.va.wrapping_add(c.size - 1),
+            c.kept_pa,
+            c.kept_cpu,
+            c.dropped_pa,
+            c.dropped_cpu
+        ));
+    }
 }

@@ -161,6 +161,13 @@ pub(crate) fn file_header(f: &FileHeaderFields) -> Vec<u8> {
     }
 }
 
+/// `p_align` of every program header guestcore writes: 0, as QEMU's dump-guest-memory and the
+/// kernel's /proc/vmcore write it. crash 8 chooses its reader from the first PT_LOAD: a
+/// page-aligned `p_offset` together with a non-zero `p_align` sends it down its old "netdump"
+/// path, which cannot find a relocated (KASLR) kernel and fails with "read error: kernel
+/// virtual address … page_offset_base". No reader we know of needs a non-zero value.
+pub(crate) const P_ALIGN: u64 = 0;
+
 /// Appends one encoded program header to `out`.
 pub(crate) fn push_program_header(class: ElfClass, s: &Segment, out: &mut Vec<u8>) {
     match class {
@@ -172,7 +179,7 @@ pub(crate) fn push_program_header(class: ElfClass, s: &Segment, out: &mut Vec<u8
             p_paddr: U64::new(LE, s.paddr),
             p_filesz: U64::new(LE, s.filesz),
             p_memsz: U64::new(LE, s.memsz),
-            p_align: U64::new(LE, s.align),
+            p_align: U64::new(LE, P_ALIGN),
         })),
         ElfClass::Elf32 => out.extend_from_slice(bytes_of(&elf::ProgramHeader32::<LE> {
             p_type: U32::new(LE, s.p_type),
@@ -182,7 +189,7 @@ pub(crate) fn push_program_header(class: ElfClass, s: &Segment, out: &mut Vec<u8
             p_filesz: u32_of(s.filesz),
             p_memsz: u32_of(s.memsz),
             p_flags: U32::new(LE, s.flags),
-            p_align: u32_of(s.align),
+            p_align: u32_of(P_ALIGN),
         })),
     }
 }

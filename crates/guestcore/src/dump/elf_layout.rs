@@ -15,8 +15,9 @@
 //!   RAM in the window; aliases (ESPFIX64 maps one page 65,536 times) cost one program header
 //!   each and no data.
 //!
-//! Each run starts at a file offset congruent to its physical address modulo 4 KiB, so
-//! `p_offset ≡ p_vaddr (mod p_align)` holds for page mappings and `p_align` can be 4 KiB.
+//! Each run starts at a file offset congruent to its physical address modulo 4 KiB, so page
+//! mappings keep `p_offset ≡ p_vaddr (mod 4 KiB)` (gdb can mmap them), while `p_align` is 0 in
+//! every program header ([`P_ALIGN`](super::elf_headers::P_ALIGN) says why: crash).
 //! A mapping whose memory is not in the file (`IO`, or not entirely RAM) gets
 //! `p_offset = 0, p_filesz = 0, p_memsz = size`.
 //!
@@ -50,7 +51,6 @@ pub struct Segment {
     pub paddr: u64,
     pub filesz: u64,
     pub memsz: u64,
-    pub align: u64,
 }
 
 /// Physical memory `phys` is stored at file offset `offset`.
@@ -171,7 +171,6 @@ pub fn plan(
         0,
         Segment {
             p_type: elf::PT_NOTE,
-            align: 4,
             ..Segment::default()
         },
     );
@@ -198,11 +197,6 @@ pub fn plan(
             seg.offset = r.offset + (seg.paddr - r.phys.start);
             seg.filesz = seg.memsz;
         }
-        seg.align = if seg.filesz == 0 || (seg.offset % SIZE_4K == seg.vaddr % SIZE_4K) {
-            SIZE_4K
-        } else {
-            1
-        };
     }
 
     if segments.len() as u64 > u64::from(u32::MAX) {

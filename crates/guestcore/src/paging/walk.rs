@@ -56,9 +56,20 @@ pub struct WalkReport {
     pub tables_outside_ram: u64,
     /// Present entries with reserved bits set (skipped: the CPU would fault).
     pub reserved_entries: u64,
+    /// Table pointers to the root or to a table above them on the same path (a self-map, as
+    /// Windows builds on purpose, or a loop). They are walked like any table (the CPU would),
+    /// so their leaves map page tables; [`loop_leaves`](Self::loop_leaves) counts those.
+    pub self_references: u64,
+    /// Leaves reached through a self-reference.
+    pub loop_leaves: u64,
+    /// Distinct 4 KiB frames those leaves start at, counted up to [`LOOP_FRAMES_COUNTED`].
+    pub loop_frames: u64,
     /// Set when a limit stopped the walk; the leaves produced so far are still valid.
     pub stopped: Option<StopReason>,
 }
+
+/// Distinct frames of loop leaves counted at most (the count only feeds a warning).
+pub const LOOP_FRAMES_COUNTED: u64 = 1 << 16;
 
 /// One leaf: `size` bytes at canonical `va` map to physical `pa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -91,6 +102,9 @@ where
         sink,
         bufs: Vec::new(),
         raw: Vec::new(),
+        path: [u64::MAX; MAX_LEVELS],
+        in_loop: 0,
+        loop_frames: std::collections::HashSet::new(),
     };
     if mode.kind == ModeKind::Off {
         w.walk_identity();
@@ -106,8 +120,12 @@ where
     }
     w.bufs = vec![Vec::with_capacity(1024); levels.len()];
     let _ = w.visit(0, mode.root, 0, PageFlags::WRITE | PageFlags::USER);
+    w.report.loop_frames = w.loop_frames.len() as u64;
     Ok(w.report)
 }
+
+/// The most levels any mode has (5-level paging).
+const MAX_LEVELS: usize = 5;
 
 struct Walker<'a, M: ?Sized, F> {
     mem: &'a M,
@@ -119,6 +137,12 @@ struct Walker<'a, M: ?Sized, F> {
     bufs: Vec<Vec<u64>>,
     /// Scratch bytes for sources without a borrowed view.
     raw: Vec<u8>,
+    /// The table being read at each level of the current path.
+    path: [u64; MAX_LEVELS],
+    /// How many self-references the current path went through.
+    in_loop: u32,
+    /// Distinct frames of loop leaves (bounded by [`LOOP_FRAMES_COUNTED`]).
+    loop_frames: std::collections::HashSet<u64>,
 }
 
 /// `Err(())` unwinds the walk when a limit is hit.
@@ -127,6 +151,7 @@ type Flow = std::result::Result<(), ()>;
 impl<M: PhysMemory + ?Sized, F: FnMut(&Leaf)> Walker<'_, M, F> {
     fn visit(&mut self, level: usize, table: u64, va_base: u64, acc: PageFlags) -> Flow {
         let lvl = self.mode.levels()[level];
+        self.path[level] = table;
         let mut entries = std::mem::take(&mut self.bufs[level]);
         let ok = self.load_table(table, lvl.entries(), &mut entries);
         let result = if ok {
@@ -160,7 +185,16 @@ impl<M: PhysMemory + ?Sized, F: FnMut(&Leaf)> Walker<'_, M, F> {
                 Entry::Reserved => self.report.reserved_entries += 1,
                 Entry::Table(next) => {
                     let acc = entry::combine(acc, entry::perms(self.mode, level, raw));
-                    self.visit(level + 1, next, va, acc)?;
+                    let looped = self.path[..=level].contains(&next);
+                    if looped {
+                        self.report.self_references += 1;
+                        self.in_loop += 1;
+                    }
+                    let flow = self.visit(level + 1, next, va, acc);
+                    if looped {
+                        self.in_loop -= 1;
+                    }
+                    flow?;
                 }
                 Entry::Leaf { pa, size } => {
                     let mut flags = entry::combine(acc, entry::perms(self.mode, level, raw));
@@ -232,6 +266,12 @@ impl<M: PhysMemory + ?Sized, F: FnMut(&Leaf)> Walker<'_, M, F> {
             return Err(());
         }
         self.report.leaves += 1;
+        if self.in_loop > 0 {
+            self.report.loop_leaves += 1;
+            if (self.loop_frames.len() as u64) < LOOP_FRAMES_COUNTED {
+                self.loop_frames.insert(pa >> 12);
+            }
+        }
         if !self.mem.is_ram(pa, size) {
             flags |= PageFlags::IO;
             self.report.io_leaves += 1;
