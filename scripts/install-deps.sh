@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the host packages guestcore's tests need on Debian 12 (bookworm):
 # gdb and binutils (readelf) for dump checks, QEMU 10 from bookworm-backports
-# for real-guest tests, and python3-libkdumpfile / makedumpfile for kdump checks.
+# for real-guest tests, python3-libkdumpfile / makedumpfile for kdump checks, crash (8.0.2)
+# to open every dump with the guest's debug vmlinux, and python3-venv for drgn's virtualenv
+# (drgn itself comes from PyPI, installed by the tests into ~/.cache/guestcore/drgn-venv).
 # Idempotent: does nothing when everything is already present.
 set -euo pipefail
 
@@ -11,6 +13,9 @@ command -v readelf >/dev/null || need+=(binutils)
 command -v cpio >/dev/null || need+=(cpio)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu)
 command -v makedumpfile >/dev/null || need+=(makedumpfile)
+command -v crash >/dev/null || need+=(crash)
+command -v xz >/dev/null || need+=(xz-utils)
+python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 /usr/bin/python3 -c "import kdumpfile" 2>/dev/null || need+=(python3-libkdumpfile)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -28,7 +33,7 @@ if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-pkgs=(gdb binutils cpio makedumpfile python3-libkdumpfile)
+pkgs=(gdb binutils cpio makedumpfile python3-libkdumpfile crash xz-utils python3-venv)
 $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 if ! command -v qemu-system-x86_64 >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null \

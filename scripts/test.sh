@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-# Guest kernels and busybox (cached; nothing is installed onto the host) for the real-guest
-# and live-guest tests, fetched before the tests so every test binary finds them.
+# Guest kernels, busybox and the amd64 debug vmlinux for crash/drgn (cached outside the repo;
+# nothing is installed onto the host) for the real-guest and live-guest tests, fetched before
+# the tests so every test binary finds them.
 if command -v qemu-system-x86_64 >/dev/null; then
-  bash scripts/guest/fetch.sh || echo "warning: guest packages could not be fetched; real-guest tests will say why they skip" >&2
+  bash scripts/guest/fetch.sh amd64 i386 debug || echo "warning: guest packages could not be fetched; real-guest tests will say why they skip" >&2
 fi
 cargo test --workspace --all-targets

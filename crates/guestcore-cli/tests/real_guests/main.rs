@@ -1,6 +1,7 @@
 //! Real Linux guests under QEMU (TCG), checked against QEMU's own answers taken in the same
 //! stopped state: `info tlb`, `gva2gpa`, `dump-guest-memory` with paging, and gdb reading the
-//! kernel's release string from guestcore's paging dump.
+//! kernel's release string from guestcore's paging dump; and ([`debuggers`]) crash and drgn
+//! on every kind of file guestcore writes, against the same debuggers on QEMU's dump.
 //!
 //! The guests come from `scripts/guest/capture.sh` (boots, stops, captures; kernels and busybox
 //! from Debian packages, cached under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`). A
@@ -13,98 +14,14 @@ use assert_cmd::Command;
 use guestcore::addr::canonical;
 use guestcore::image::{GuestImage, OpenOptions};
 use guestcore::phys::elf::{ElfCore, ElfSegment};
-use guestcore_testkit::tools::{skip, which};
+use guestcore_testkit::tools::which;
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 
-/// Captures run one at a time: two TCG guests on a 2-core machine would slow each other's boot.
-static CAPTURE: Mutex<()> = Mutex::new(());
+mod capture;
+mod debuggers;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn cache_dir() -> PathBuf {
-    guestcore_testkit::tools::guest_cache()
-}
-
-/// The kernel flavour (`kernels/FLAVOUR` in the cache) a guest boots.
-fn flavour(guest: &str) -> &'static str {
-    match guest {
-        "i386" => "686",
-        "i386-pae" => "686-pae",
-        _ => "amd64",
-    }
-}
-
-/// True when the capture in `dir` was taken of the kernel the cache holds now (a new Debian
-/// kernel, and so a new debug vmlinux, makes an older capture useless for crash and drgn).
-fn capture_matches_kernel(guest: &str, dir: &Path) -> bool {
-    let read = |p: PathBuf| std::fs::read_to_string(p).map(|s| s.trim().to_string());
-    match (
-        read(dir.join("release.txt")),
-        read(
-            cache_dir()
-                .join("kernels")
-                .join(flavour(guest))
-                .join("release"),
-        ),
-    ) {
-        (Ok(taken), Ok(now)) => taken == now,
-        // No kernel in the cache (yet): capture.sh fetches it, and a fresh capture follows.
-        _ => false,
-    }
-}
-
-/// The capture directory of `guest`, taking the capture when the cache lacks it.
-fn capture(guest: &str) -> Option<PathBuf> {
-    let _one_at_a_time = CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = cache_dir().join("captures").join(guest);
-    let complete = [
-        "phys.elf",
-        "paging.elf",
-        "tlb.txt",
-        "symbols.txt",
-        "timings.txt",
-    ]
-    .iter()
-    .all(|f| dir.join(f).exists());
-    if complete && capture_matches_kernel(guest, &dir) {
-        return Some(dir);
-    }
-    if which("qemu-system-x86_64").is_none() {
-        skip(format_args!("{guest}: qemu-system-x86_64 is not installed"));
-        return None;
-    }
-    let out = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/guest/capture.sh"))
-        .arg(guest)
-        .env("GUESTCORE_CACHE", cache_dir())
-        .output()
-        .expect("run capture.sh");
-    if out.status.code() == Some(77) {
-        skip(format_args!(
-            "{guest}: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("guest unavailable")
-        ));
-        return None;
-    }
-    assert!(
-        out.status.success(),
-        "capture.sh {guest} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(dir)
-}
+use capture::capture;
 
 /// Runs `guestcore ARGS… INPUT TAIL…` and returns its stdout.
 fn guestcore(args: &[&str], input: &Path, tail: &[&str]) -> String {
@@ -121,6 +38,21 @@ fn guestcore(args: &[&str], input: &Path, tail: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `guestcore -q ARGS… -o OUT`, which must succeed, and returns its stderr (warnings).
+fn dump(args: &[&str], out: &Path) -> String {
+    let r = Command::cargo_bin("guestcore")
+        .unwrap()
+        .arg("-q")
+        .args(args)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr).into_owned();
+    assert!(r.status.success(), "guestcore {args:?}: {stderr}");
+    stderr
 }
 
 /// QEMU's `info tlb` as (VA, PA, large) — QEMU prints NX inside the PA in PAE mode: masked.
@@ -204,34 +136,32 @@ fn check_guest(guest: &str, va_bits: u32) {
 
     // 3. guestcore's paging dump of QEMU's physical dump covers every page of QEMU's own
     //    paging dump with the same bytes (QEMU's user-space VAs made canonical first). QEMU's
-    //    paging dump walks every vCPU with paging on, so ours uses --all-cpus; the same VA can
-    //    then map different PAs (two processes), so pages are matched on (VA, PA).
+    //    paging dump walks every vCPU with paging on, so ours uses --all-cpus. Where two vCPUs
+    //    map one VA to different PAs (two processes' user halves) QEMU writes both; ours keeps
+    //    the first vCPU's page and says so: such a VA must map one of QEMU's PAs for it.
     let tmp = tempfile::tempdir().unwrap();
     let ours_path = tmp.path().join("paging.elf");
-    let out = Command::cargo_bin("guestcore")
-        .unwrap()
-        .args(["dump", "-q", "--paging", "--all-cpus", "-o"])
-        .arg(&ours_path)
-        .arg(&phys)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let phys_arg = phys.to_str().unwrap();
+    let stderr = dump(&["dump", "--paging", "--all-cpus", phys_arg], &ours_path);
+    let union_warned = stderr.contains("disagree on");
     let ours_core = ElfCore::open(&ours_path).unwrap();
     let mut ours_segs: Vec<_> = ours_core.segments().to_vec();
     ours_segs.sort_by_key(|s| s.vaddr);
-    let mut ours_pages: HashMap<(u64, u64), &[u8]> = HashMap::new();
+    let mut ours_pages: HashMap<u64, (u64, &[u8])> = HashMap::new();
     for s in ours_core.segments().iter().filter(|s| s.filesz > 0) {
         let data = ours_core.segment_data(s).unwrap();
         for (k, page) in data.chunks(4096).enumerate() {
             let k = k as u64 * 4096;
-            ours_pages.insert((s.vaddr + k, s.paddr + k), page);
+            let old = ours_pages.insert(s.vaddr + k, (s.paddr + k, page));
+            assert!(
+                old.is_none(),
+                "{guest}: {:#x} is in two PT_LOADs",
+                s.vaddr + k
+            );
         }
     }
     let qemu_core = ElfCore::open(dir.join("paging.elf")).unwrap();
+    let mut qemu_pas: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut pages = 0u64;
     for s in qemu_core.segments().iter().filter(|s| s.filesz > 0) {
         let data = qemu_core.segment_data(s).unwrap();
@@ -244,15 +174,33 @@ fn check_guest(guest: &str, va_bits: u32) {
                 raw_va
             };
             let pa = s.paddr + k;
-            let Some(mine) = ours_pages.get(&(va, pa)) else {
+            qemu_pas.entry(va).or_default().push(pa);
+            let Some(&(my_pa, mine)) = ours_pages.get(&va) else {
                 panic!(
                     "{guest}: {va:#x} -> {pa:#x} (QEMU's {raw_va:#x}) is not in guestcore's dump"
                 );
             };
-            assert!(*mine == page, "{guest}: bytes differ at {va:#x} -> {pa:#x}");
-            pages += 1;
+            if my_pa == pa {
+                assert!(mine == page, "{guest}: bytes differ at {va:#x} -> {pa:#x}");
+                pages += 1;
+            }
         }
     }
+    let mut conflicts = 0u64;
+    for (va, pas) in &mut qemu_pas {
+        let my_pa = ours_pages[va].0;
+        assert!(
+            pas.contains(&my_pa),
+            "{guest}: {va:#x} maps {my_pa:#x} in ours, {pas:x?} in QEMU's"
+        );
+        pas.sort_unstable();
+        pas.dedup();
+        conflicts += u64::from(pas.len() > 1);
+    }
+    assert!(
+        conflicts == 0 || union_warned,
+        "{guest}: {conflicts} VAs QEMU maps twice, and guestcore did not warn"
+    );
     assert!(pages > 10_000, "{guest}: only {pages} pages compared");
 
     // 4. The kernel's release string at init_uts_ns, read through the page tables.
@@ -328,18 +276,7 @@ fn check_guest(guest: &str, va_bits: u32) {
         );
         for format in ["elf", "kdump-zlib", "kdump-lzo"] {
             let out_file = tmp.path().join(format!("phys.{format}"));
-            let out = Command::cargo_bin("guestcore")
-                .unwrap()
-                .args(["dump", "-q", "--format", format, "-o"])
-                .arg(&out_file)
-                .arg(&phys)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            dump(&["dump", "--format", format, phys_arg], &out_file);
             let log = tmp.path().join(format!("dmesg.{format}"));
             let md = std::process::Command::new("makedumpfile")
                 .arg("--dump-dmesg")
@@ -358,7 +295,7 @@ fn check_guest(guest: &str, va_bits: u32) {
     }
 
     eprintln!(
-        "{guest}: {} tlb leaves, {n} symbols, {pages} pages equal, release {release}",
+        "{guest}: {} tlb leaves, {n} symbols, {pages} pages equal, {conflicts} VAs two vCPUs map apart, release {release}",
         qemu.len()
     );
 }
@@ -371,6 +308,23 @@ fn x86_64_four_level() {
 #[test]
 fn x86_64_five_level() {
     check_guest("x86_64-la57", 57);
+}
+
+/// crash and drgn on every output, for a 64-bit guest.
+fn check_debuggers(guest: &str) {
+    let Some(dir) = capture(guest) else { return };
+    let release = std::fs::read_to_string(dir.join("release.txt")).unwrap();
+    debuggers::check_debuggers(guest, &dir, release.trim());
+}
+
+#[test]
+fn x86_64_four_level_crash_and_drgn() {
+    check_debuggers("x86_64");
+}
+
+#[test]
+fn x86_64_five_level_crash_and_drgn() {
+    check_debuggers("x86_64-la57");
 }
 
 #[test]

@@ -1,0 +1,94 @@
+//! Taking and caching the captures of `scripts/guest/capture.sh`: one guest at a time, reused
+//! while the cache's kernel is the one they were taken of.
+
+use guestcore_testkit::tools::{skip, which};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Captures run one at a time: two TCG guests on a 2-core machine would slow each other's boot.
+static CAPTURE: Mutex<()> = Mutex::new(());
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn cache_dir() -> PathBuf {
+    guestcore_testkit::tools::guest_cache()
+}
+
+/// The kernel flavour (`kernels/FLAVOUR` in the cache) a guest boots.
+fn flavour(guest: &str) -> &'static str {
+    match guest {
+        "i386" => "686",
+        "i386-pae" => "686-pae",
+        _ => "amd64",
+    }
+}
+
+/// True when the capture in `dir` was taken of the kernel the cache holds now (a new Debian
+/// kernel, and so a new debug vmlinux, makes an older capture useless for crash and drgn).
+fn capture_matches_kernel(guest: &str, dir: &Path) -> bool {
+    let read = |p: PathBuf| std::fs::read_to_string(p).map(|s| s.trim().to_string());
+    match (
+        read(dir.join("release.txt")),
+        read(
+            cache_dir()
+                .join("kernels")
+                .join(flavour(guest))
+                .join("release"),
+        ),
+    ) {
+        (Ok(taken), Ok(now)) => taken == now,
+        // No kernel in the cache (yet): capture.sh fetches it, and a fresh capture follows.
+        _ => false,
+    }
+}
+
+/// The capture directory of `guest`, taking the capture when the cache lacks it.
+pub fn capture(guest: &str) -> Option<PathBuf> {
+    let _one_at_a_time = CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = cache_dir().join("captures").join(guest);
+    let complete = [
+        "phys.elf",
+        "paging.elf",
+        "tlb.txt",
+        "symbols.txt",
+        "timings.txt",
+    ]
+    .iter()
+    .all(|f| dir.join(f).exists());
+    if complete && capture_matches_kernel(guest, &dir) {
+        return Some(dir);
+    }
+    if which("qemu-system-x86_64").is_none() {
+        skip(format_args!("{guest}: qemu-system-x86_64 is not installed"));
+        return None;
+    }
+    let out = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/guest/capture.sh"))
+        .arg(guest)
+        .env("GUESTCORE_CACHE", cache_dir())
+        .output()
+        .expect("run capture.sh");
+    if out.status.code() == Some(77) {
+        skip(format_args!(
+            "{guest}: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("guest unavailable")
+        ));
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "capture.sh {guest} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(dir)
+}
