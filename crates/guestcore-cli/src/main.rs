@@ -41,6 +41,10 @@ enum Command {
     Read(cmd::read::ReadArgs),
     /// Write an ELF core: physical ranges, or with --paging the virtual view gdb reads.
     Dump(cmd::dump::DumpArgs),
+    /// List the Linux kernels in guest memory (VMCOREINFO, kdump core headers) and their roles.
+    Kernels(cmd::kernels::KernelsArgs),
+    /// Print a kernel's log from its printk ring buffer (as makedumpfile --dump-dmesg does).
+    Dmesg(cmd::dmesg::DmesgArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +57,8 @@ fn main() -> ExitCode {
         Command::Translate(a) => cmd::translate::run(&ctx, a),
         Command::Read(a) => cmd::read::run(&ctx, a),
         Command::Dump(a) => cmd::dump::run(&ctx, a),
+        Command::Kernels(a) => cmd::kernels::run(&ctx, a),
+        Command::Dmesg(a) => cmd::dmesg::run(&ctx, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

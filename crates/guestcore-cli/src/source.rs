@@ -2,14 +2,13 @@
 //! turning them into guest memory plus a list of (vCPU, paging mode) to work on.
 
 use crate::output::Context;
-use anyhow::{bail, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use guestcore::cpu::{
-    X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
-};
+use guestcore::cpu::{X86CpuState, CR4_PSE};
 use guestcore::image::{GuestImage, OpenOptions};
+use guestcore::kernel::{find_kernels, Kernel};
 use guestcore::mapping::MappingList;
-use guestcore::paging::{walk, Leaf, PagingMode, WalkLimits, WalkReport};
+use guestcore::paging::{walk, Leaf, ModeKind, PagingMode, WalkLimits, WalkReport};
 use std::path::PathBuf;
 
 /// Parses numbers as users type them (decimal, 0x hex, K/M/G/T suffixes).
@@ -149,6 +148,12 @@ pub struct SourceArgs {
     /// Stop a walk after this many leaves.
     #[arg(long, value_parser = num, value_name = "N")]
     pub max_leaves: Option<u64>,
+    /// Walk a Linux kernel's own page tables, found from its VMCOREINFO in guest memory:
+    /// `crashed` (the kernel a kdump capture kernel was started for), `running` (the kernel
+    /// the first vCPU with paging on runs, or the only one), or an index from `guestcore
+    /// kernels`. Works without CPU state (raw images) and with paging off.
+    #[arg(long, value_name = "SELECTOR", conflicts_with_all = ["cpu", "all_cpus", "cr3", "mode"])]
+    pub kernel: Option<String>,
 }
 
 /// One vCPU to work on and the mode it translates with.
@@ -164,6 +169,8 @@ pub struct Source {
     pub all_cpus: Vec<X86CpuState>,
     pub selected: Vec<Selected>,
     pub limits: WalkLimits,
+    /// The kernel `--kernel` selected (its tables are `selected[0]`).
+    pub kernel: Option<Kernel>,
     /// `--quiet` (for the pause-time note when a live guest is resumed on drop).
     quiet: bool,
 }
@@ -202,7 +209,11 @@ impl Source {
     }
 
     fn note_walk(&self, ctx: &Context, sel: &Selected, report: &WalkReport) {
-        let cpu = sel.cpu.index;
+        self.note_walk_of(ctx, sel.cpu.index, report);
+    }
+
+    /// States a walk's warnings and notes for the view labelled `cpu`.
+    pub fn note_walk_of(&self, ctx: &Context, cpu: u32, report: &WalkReport) {
         for w in walk_warnings(report) {
             ctx.warn(format_args!("vCPU {cpu}: {w}"));
         }
@@ -253,12 +264,54 @@ impl SourceArgs {
                 c.efer_inferred = false;
             }
         }
+        let mut limits = WalkLimits::default();
+        if let Some(n) = self.max_entries {
+            limits.max_entries = n;
+        }
+        if let Some(n) = self.max_leaves {
+            limits.max_leaves = n;
+        }
+        if let Some(selector) = &self.kernel {
+            let input = self.input.display();
+            let scan = find_kernels(&*image.memory, &cpus, image.vmcoreinfo.as_deref());
+            let k = scan
+                .select(selector, &cpus)
+                .map_err(|e| anyhow!("{input}: --kernel {selector}: {e}"))?
+                .clone();
+            let layout = k.layout.clone().map_err(|e| {
+                anyhow!(
+                    "{input}: kernel {} ({}) has no usable page-table root: {e}",
+                    k.index,
+                    k.release
+                )
+            })?;
+            let cpu = layout.cpu_state(k.cpus.first().copied().unwrap_or(0));
+            let mode = PagingMode::from_cpu(&cpu)
+                .with_context(|| format!("{input}: kernel {}", k.index))?;
+            ctx.note(format_args!(
+                "kernel {} ({}, {}): its page tables at {:#x}, {}",
+                k.index,
+                k.release,
+                k.role.name(),
+                layout.root,
+                mode.kind.name()
+            ));
+            return Ok(Source {
+                image,
+                all_cpus: cpus,
+                selected: vec![Selected { cpu, mode }],
+                limits,
+                kernel: Some(k),
+                quiet: ctx.quiet,
+            });
+        }
         if cpus.is_empty() && !need_cpu {
             return Ok(Source {
                 image,
                 all_cpus: Vec::new(),
                 selected: Vec::new(),
-                limits: WalkLimits::default(),
+                limits,
+                kernel: None,
                 quiet: ctx.quiet,
             });
         }
@@ -306,18 +359,12 @@ impl SourceArgs {
             }
             selected.push(Selected { cpu, mode });
         }
-        let mut limits = WalkLimits::default();
-        if let Some(n) = self.max_entries {
-            limits.max_entries = n;
-        }
-        if let Some(n) = self.max_leaves {
-            limits.max_leaves = n;
-        }
         Ok(Source {
             image,
             all_cpus,
             selected,
             limits,
+            kernel: None,
             quiet: ctx.quiet,
         })
     }
@@ -325,21 +372,17 @@ impl SourceArgs {
 
 /// A vCPU state that puts the CPU in `mode` with the given root.
 pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
-    let mut c = X86CpuState::new(0);
-    c.cr[3] = cr3;
-    c.cr[0] = if mode == ModeArg::Off {
-        0x11
-    } else {
-        CR0_PG | 0x11
+    let kind = match mode {
+        ModeArg::Off => ModeKind::Off,
+        ModeArg::Bits32 | ModeArg::Pse => ModeKind::Bits32,
+        ModeArg::Pae => ModeKind::Pae,
+        ModeArg::Level4 => ModeKind::Level4,
+        ModeArg::Level5 => ModeKind::Level5,
     };
-    let long = EFER_LMA | EFER_LME | EFER_NXE;
-    (c.cr[4], c.efer) = match mode {
-        ModeArg::Off | ModeArg::Bits32 => (0, 0),
-        ModeArg::Pse => (CR4_PSE, 0),
-        ModeArg::Pae => (CR4_PAE | CR4_PSE, EFER_NXE),
-        ModeArg::Level4 => (CR4_PAE | CR4_PSE, long),
-        ModeArg::Level5 => (CR4_PAE | CR4_PSE | CR4_LA57, long),
-    };
+    let mut c = guestcore::cpu::state_for_mode(kind, cr3, 0);
+    if mode == ModeArg::Bits32 {
+        c.cr[4] &= !CR4_PSE;
+    }
     c
 }
 

@@ -13,6 +13,7 @@
 //! * [`paging`] — paging modes described as data and the one walker that serves them all.
 //! * [`mapping`] — the merged virtual→physical mapping list and its renderings.
 //! * [`dump`] — core-file writers.
+//! * [`kernel`] — the Linux kernels in guest memory (VMCOREINFO, kdump headers), their log.
 //! * [`qmp`] — a QMP client and live sessions on a running QEMU (`qmp:SOCKET` inputs).
 //!
 //! Nothing in this crate prints: long operations report through [`progress::Progress`].
@@ -23,6 +24,7 @@ pub mod dump;
 pub mod error;
 pub mod format;
 pub mod image;
+pub mod kernel;
 pub mod mapping;
 pub mod paging;
 pub mod phys;

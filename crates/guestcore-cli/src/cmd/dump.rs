@@ -14,6 +14,7 @@ use guestcore::dump::notes::{dump_notes, CpuNotes};
 use guestcore::dump::{
     write_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
 };
+use guestcore::kernel::{find_kernels, Kernel, KernelRole};
 use guestcore::mapping::{union_of_views, MappingList, ViewUnion};
 use guestcore::paging::ModeKind;
 use std::path::PathBuf;
@@ -135,7 +136,53 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
 
     // Paging: the chosen vCPU's mappings, or with --all-cpus their union, one physical page
     // per virtual page (the first vCPU that maps a page wins; conflicts are warned about).
-    let paging = args.paging && first.mode.kind != ModeKind::Off;
+    // Paging dumps know which kernel's tables they walk, and carry that kernel's VMCOREINFO.
+    let mut kernel = src.kernel.clone();
+    let mut vmcoreinfo = image.vmcoreinfo.clone();
+    let mut walked: Vec<(u32, guestcore::paging::PagingMode)> = src
+        .selected
+        .iter()
+        .filter(|s| s.mode.kind != ModeKind::Off)
+        .map(|s| (s.cpu.index, s.mode.clone()))
+        .collect();
+    if args.paging && kernel.is_none() {
+        let scan = find_kernels(&*image.memory, &src.all_cpus, image.vmcoreinfo.as_deref());
+        if walked.is_empty() {
+            // Paging off: the tables of the one kernel VMCOREINFO describes, if there is one.
+            let usable: Vec<_> = scan
+                .kernels
+                .iter()
+                .filter(|k| k.paging_mode().is_some())
+                .collect();
+            if let ([k], Some(mode)) = (&usable[..], usable.first().and_then(|k| k.paging_mode())) {
+                ctx.warn(format_args!(
+                    "vCPU {} has paging off: using the page tables of kernel {} ({}) at {:#x} from its VMCOREINFO",
+                    first.cpu.index, k.index, k.release, mode.root
+                ));
+                walked.push((first.cpu.index, mode));
+                kernel = Some((*k).clone());
+            }
+        } else {
+            let runs = |k: &&Kernel| walked.iter().any(|(i, _)| k.cpus.contains(i));
+            if let Some(k) = scan.kernels.iter().find(runs) {
+                kernel = Some(k.clone());
+            } else if let Some(k) = scan
+                .kernels
+                .iter()
+                .find(|k| k.in_input_notes && k.layout.is_ok())
+            {
+                ctx.warn(format_args!(
+                    "the input's VMCOREINFO describes kernel {} ({}), whose tables the walked vCPU does not run: the dump carries no VMCOREINFO (--kernel {} walks that kernel's tables)",
+                    k.index, k.release, k.index
+                ));
+                vmcoreinfo = None;
+            }
+        }
+    }
+    if let Some(k) = &kernel {
+        vmcoreinfo = Some(k.vmcoreinfo.clone());
+    }
+    let paging = args.paging && !walked.is_empty();
     if args.paging && !paging {
         ctx.warn(format_args!(
             "vCPU {} has paging off: writing the physical layout, not the --paging view asked for",
@@ -144,9 +191,14 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     }
     let mut mappings = MappingList::new();
     if paging {
-        let mut views = Vec::with_capacity(src.selected.len());
-        for sel in src.selected.iter().filter(|s| s.mode.kind != ModeKind::Off) {
-            views.push((sel.cpu.index, src.mappings(ctx, sel)?.0));
+        let mut views = Vec::with_capacity(walked.len());
+        for (cpu, mode) in &walked {
+            let (list, report) = MappingList::from_walk(&*image.memory, mode, src.limits)
+                .with_context(|| {
+                    format!("{}: page tables at {:#x}", image.path.display(), mode.root)
+                })?;
+            src.note_walk_of(ctx, *cpu, &report);
+            views.push((*cpu, list));
         }
         if views.len() == 1 {
             mappings = views.pop().map(|(_, l)| l).unwrap_or_default();
@@ -156,8 +208,25 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             mappings = union.list;
         }
     }
+    if let Some(k) = &kernel {
+        ctx.note(format_args!(
+            "the dump describes kernel {} ({}, {}): its VMCOREINFO{}",
+            k.index,
+            k.release,
+            k.role.name(),
+            if k.role == KernelRole::Crashed {
+                format!(
+                    " and the {} CPUs' registers saved at the crash",
+                    k.crash_notes().len()
+                )
+            } else {
+                String::new()
+            }
+        ));
+    }
 
-    // Notes: keep the source's CPU notes when the CPU state came from them.
+    // Notes: keep the source's CPU notes when the CPU state came from them; a crashed kernel's
+    // are the registers its CPUs saved at the crash.
     let overridden = args.source.registers.is_some()
         || args.source.mode.is_some()
         || args.source.cr0.is_some()
@@ -172,7 +241,13 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
         .notes
         .iter()
         .any(|n| n.name == b"QEMU" || n.name == b"CORE");
-    let cpu_notes = if has_cpu_notes && !overridden {
+    let crash_notes = kernel
+        .as_ref()
+        .map(|k| k.crash_notes())
+        .filter(|n| !n.is_empty());
+    let cpu_notes = if let Some(n) = crash_notes {
+        CpuNotes::FromSource(n)
+    } else if has_cpu_notes && !overridden {
         CpuNotes::FromSource(&image.notes)
     } else {
         CpuNotes::Build {
@@ -180,19 +255,20 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             long_mode,
         }
     };
-    let notes = dump_notes(cpu_notes, &image.notes, image.vmcoreinfo.as_deref());
+    let nr_cpus = crash_notes.map_or(cpus.len(), <[_]>::len);
+    let notes = dump_notes(cpu_notes, &image.notes, vmcoreinfo.as_deref());
 
     if let Some(compression) = compression {
         let req = KdumpRequest {
             memory: &*image.memory,
             notes: &notes,
-            vmcoreinfo: image.vmcoreinfo.as_deref(),
+            vmcoreinfo: vmcoreinfo.as_deref(),
             machine: if long_mode {
                 KdumpMachine::X86_64
             } else {
                 KdumpMachine::I686
             },
-            nr_cpus: cpus.len().max(1) as u32,
+            nr_cpus: nr_cpus.max(1) as u32,
             compression,
             filter,
             flatten: args.flatten || to_stdout,

@@ -41,6 +41,9 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
         })
         .collect();
     let osrelease = image.vmcoreinfo_get("OSRELEASE");
+    let kernels =
+        guestcore::kernel::find_kernels(&*image.memory, &image.cpus, image.vmcoreinfo.as_deref())
+            .kernels;
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = json!({
@@ -59,6 +62,9 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
             })).collect::<Vec<_>>(),
             "notes": image.notes.iter().map(|n| json!({"name": n.name_str(), "type": n.n_type, "size": n.desc.len()})).collect::<Vec<_>>(),
             "osrelease": osrelease,
+            "kernels": kernels.iter().map(|k| json!({
+                "index": k.index, "release": k.release, "role": k.role.name(), "cpus": k.cpus,
+            })).collect::<Vec<_>>(),
         });
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
@@ -107,6 +113,38 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
     }
     if let Some(rel) = osrelease {
         writeln!(out, "OSRELEASE: {rel}")?;
+    }
+    writeln!(
+        out,
+        "kernels:  {} (guestcore kernels INPUT for their page tables)",
+        kernels.len()
+    )?;
+    for k in &kernels {
+        let cpus: Vec<String> = k.cpus.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "  kernel {}: {} ({}){}",
+            k.index,
+            k.release,
+            k.role.name(),
+            if cpus.is_empty() {
+                String::new()
+            } else {
+                format!(", run by vCPU {}", cpus.join(", "))
+            }
+        )?;
+    }
+    for k in kernels
+        .iter()
+        .filter(|k| k.role == guestcore::kernel::KernelRole::Crashed)
+    {
+        writeln!(
+            out,
+            "A crashed kernel is in memory: kernel {} ({}), described by the kdump core header at {:#x}. `--kernel crashed` walks its page tables; `dump --paging --kernel crashed` writes a core of it.",
+            k.index,
+            k.release,
+            k.crash.as_ref().map_or(0, |c| c.addr)
+        )?;
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ use std::path::Path;
 
 mod capture;
 mod debuggers;
+mod kernels;
 
 use capture::capture;
 
@@ -293,6 +294,9 @@ fn check_guest(guest: &str, va_bits: u32) {
             );
         }
     }
+
+    // 8. The kernel found in RAM, its log, and a raw image read through its tables.
+    kernels::check_kernels(guest, &phys, &image, &release, tmp.path());
 
     eprintln!(
         "{guest}: {} tlb leaves, {n} symbols, {pages} pages equal, {conflicts} VAs two vCPUs map apart, release {release}",

@@ -22,8 +22,9 @@ pub enum CpuNotes<'a> {
     },
 }
 
-/// The notes of a dump: CPU notes as chosen, then VMCOREINFO (kept byte for byte) when given,
-/// then any other source notes unchanged.
+/// The notes of a dump: CPU notes as chosen, then the VMCOREINFO `vmcoreinfo` (the source's
+/// note kept byte for byte when it holds the same text), then any other source notes
+/// unchanged.
 pub fn dump_notes(
     cpu: CpuNotes<'_>,
     source_notes: &[ElfNote],
@@ -50,12 +51,17 @@ pub fn dump_notes(
             out.extend(cpus.iter().map(encode_qemu_note));
         }
     }
-    match source_notes.iter().find(|n| is_vmcoreinfo(n)) {
-        Some(n) => out.push(n.clone()),
-        None => {
-            if let Some(v) = vmcoreinfo {
-                out.push(ElfNote::new(VMCOREINFO_NAME, 0, v.to_vec()));
-            }
+    // The VMCOREINFO of the kernel the dump describes: the source's own note byte for byte
+    // when it holds that text, a new note otherwise, and none when `vmcoreinfo` is None (a
+    // dump never pairs one kernel's tables with another kernel's VMCOREINFO).
+    if let Some(v) = vmcoreinfo {
+        let trimmed = |d: &[u8]| -> usize { d.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1) };
+        match source_notes
+            .iter()
+            .find(|n| is_vmcoreinfo(n) && n.desc[..trimmed(&n.desc)] == v[..trimmed(v)])
+        {
+            Some(n) => out.push(n.clone()),
+            None => out.push(ElfNote::new(VMCOREINFO_NAME, 0, v.to_vec())),
         }
     }
     out.extend(
@@ -114,7 +120,7 @@ mod tests {
             ElfNote::new(b"CORE", 1, vec![9; 336]),
             ElfNote::new(b"LINUX", 0x202, vec![1, 2, 3]),
         ];
-        let notes = dump_notes(CpuNotes::FromSource(&src), &src, Some(b"ignored"));
+        let notes = dump_notes(CpuNotes::FromSource(&src), &src, Some(b"X=1\n\0\0"));
         assert_eq!(
             notes,
             vec![
@@ -124,5 +130,28 @@ mod tests {
                 src[3].clone()
             ]
         );
+    }
+
+    #[test]
+    fn another_kernels_vmcoreinfo_replaces_the_sources_and_none_drops_it() {
+        let src = vec![ElfNote::new(
+            VMCOREINFO_NAME,
+            0,
+            b"OSRELEASE=capture\n".to_vec(),
+        )];
+        let notes = dump_notes(
+            CpuNotes::FromSource(&src),
+            &src,
+            Some(b"OSRELEASE=crashed\n"),
+        );
+        assert_eq!(
+            notes,
+            vec![ElfNote::new(
+                VMCOREINFO_NAME,
+                0,
+                b"OSRELEASE=crashed\n".to_vec()
+            )]
+        );
+        assert!(dump_notes(CpuNotes::FromSource(&src), &src, None).is_empty());
     }
 }

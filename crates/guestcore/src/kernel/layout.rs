@@ -1,0 +1,144 @@
+//! Where a Linux kernel's page tables and image are, from its VMCOREINFO alone.
+//!
+//! x86_64: the root is `SYMBOL(init_top_pgt)` (or `SYMBOL(swapper_pg_dir)`, the same table)
+//! translated like any kernel-image address, `vaddr − __START_KERNEL_map + phys_base`, with
+//! `__START_KERNEL_map = 0xffffffff80000000` and `NUMBER(phys_base)` signed decimal; 5-level when
+//! `NUMBER(pgtable_l5_enabled)=1`. i386: `SYMBOL(swapper_pg_dir) − PAGE_OFFSET` (0xc0000000, the
+//! 3G/1G split every distribution kernel uses); PAE when the text has `CONFIG_X86_PAE=y`. The
+//! KASLR offset is `KERNELOFFSET` (hex). Every value comes from the guest, so each is checked:
+//! a root must be page-table aligned, and arithmetic that would wrap is refused.
+
+use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_number, vmcoreinfo_symbol};
+use crate::paging::ModeKind;
+use serde::Serialize;
+
+/// `__START_KERNEL_map` on x86_64: the kernel image's virtual base before KASLR.
+pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+/// `PAGE_OFFSET` of a 32-bit kernel with the usual 3G/1G split.
+pub const I386_PAGE_OFFSET: u64 = 0xc000_0000;
+
+/// The page-table root and paging mode of a kernel, and how its image is placed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct KernelLayout {
+    /// Physical address of the kernel's own top-level page table.
+    pub root: u64,
+    /// The paging mode those tables are built for.
+    pub mode: ModeKind,
+    /// `NUMBER(phys_base)` (x86_64; 0 on i386) as the kernel's unsigned long.
+    pub phys_base: u64,
+    /// `KERNELOFFSET` (0 when absent).
+    pub kaslr_offset: u64,
+}
+
+impl KernelLayout {
+    /// Reads the layout from VMCOREINFO text, or says what is missing.
+    pub fn from_vmcoreinfo(text: &[u8]) -> Result<Self, String> {
+        let kaslr_offset = vmcoreinfo_get(text, "KERNELOFFSET")
+            .and_then(|v| u64::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        let top = vmcoreinfo_symbol(text, "init_top_pgt")
+            .or_else(|| vmcoreinfo_symbol(text, "swapper_pg_dir"))
+            .ok_or("VMCOREINFO names neither init_top_pgt nor swapper_pg_dir")?;
+        if top >= START_KERNEL_MAP {
+            let phys_base = vmcoreinfo_number(text, "phys_base")
+                .ok_or("VMCOREINFO of an x86_64 kernel without NUMBER(phys_base)")?
+                as u64;
+            // phys_base may be "negative" (two's complement): the sum wraps back into range.
+            let root = Some((top - START_KERNEL_MAP).wrapping_add(phys_base))
+                .filter(|r| r % 4096 == 0 && *r < 1 << 52)
+                .ok_or_else(|| format!("page-table root of {top:#x} + phys_base {phys_base:#x} is not a valid physical address"))?;
+            let mode = match vmcoreinfo_number(text, "pgtable_l5_enabled") {
+                Some(1) => ModeKind::Level5,
+                _ => ModeKind::Level4,
+            };
+            return Ok(KernelLayout {
+                root,
+                mode,
+                phys_base,
+                kaslr_offset,
+            });
+        }
+        if (I386_PAGE_OFFSET..1 << 32).contains(&top) {
+            let pae = vmcoreinfo_get(text, "CONFIG_X86_PAE") == Some("y");
+            let root = top - I386_PAGE_OFFSET;
+            if root % 32 != 0 || (!pae && root % 4096 != 0) {
+                return Err(format!(
+                    "swapper_pg_dir {top:#x} is not a page-table address"
+                ));
+            }
+            return Ok(KernelLayout {
+                root,
+                mode: if pae { ModeKind::Pae } else { ModeKind::Bits32 },
+                phys_base: 0,
+                kaslr_offset,
+            });
+        }
+        Err(format!(
+            "page-table symbol {top:#x} is neither an x86_64 kernel-image address nor above a 32-bit PAGE_OFFSET"
+        ))
+    }
+
+    /// The physical address of a kernel-image (x86_64) or direct-map (i386) symbol.
+    pub fn image_phys(&self, vaddr: u64) -> Option<u64> {
+        match self.mode {
+            ModeKind::Level4 | ModeKind::Level5 => Some(
+                vaddr
+                    .checked_sub(START_KERNEL_MAP)?
+                    .wrapping_add(self.phys_base),
+            )
+            .filter(|p| *p < 1 << 52),
+            _ => vaddr.checked_sub(I386_PAGE_OFFSET).filter(|p| *p < 1 << 32),
+        }
+    }
+
+    /// A vCPU state that walks this kernel's tables in its mode.
+    pub fn cpu_state(&self, index: u32) -> crate::cpu::X86CpuState {
+        crate::cpu::state_for_mode(self.mode, self.root, index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x86_64_root_from_symbol_and_signed_phys_base() {
+        let t = b"OSRELEASE=6.1\nSYMBOL(swapper_pg_dir)=ffffffffa4a10000\nNUMBER(phys_base)=-16777216\nKERNELOFFSET=23000000\nNUMBER(pgtable_l5_enabled)=1\n";
+        let l = KernelLayout::from_vmcoreinfo(t).unwrap();
+        assert_eq!(l.root, 0x23a1_0000);
+        assert_eq!(l.image_phys(0xffff_ffff_8100_0000), Some(0));
+        assert_eq!(l.mode, ModeKind::Level5);
+        assert_eq!(l.kaslr_offset, 0x2300_0000);
+    }
+
+    #[test]
+    fn i386_pae_and_plain() {
+        let pae = b"SYMBOL(swapper_pg_dir)=c1e0b000\nCONFIG_X86_PAE=y\n";
+        let l = KernelLayout::from_vmcoreinfo(pae).unwrap();
+        assert_eq!((l.root, l.mode), (0x1e0_b000, ModeKind::Pae));
+        let plain = b"SYMBOL(swapper_pg_dir)=c1e0b000\n";
+        assert_eq!(
+            KernelLayout::from_vmcoreinfo(plain).unwrap().mode,
+            ModeKind::Bits32
+        );
+        assert_eq!(l.image_phys(0xc100_0000), Some(0x100_0000));
+    }
+
+    #[test]
+    fn hostile_values_are_refused() {
+        for t in [
+            &b"OSRELEASE=x\n"[..],
+            b"SYMBOL(swapper_pg_dir)=ffffffffa4a10000\n",
+            b"SYMBOL(swapper_pg_dir)=ffffffffa4a10008\nNUMBER(phys_base)=0\n",
+            b"SYMBOL(swapper_pg_dir)=ffffffffffff0000\nNUMBER(phys_base)=9223372036854775807\n",
+            b"SYMBOL(swapper_pg_dir)=1000\n",
+            b"SYMBOL(swapper_pg_dir)=c1e0b010\n",
+        ] {
+            assert!(
+                KernelLayout::from_vmcoreinfo(t).is_err(),
+                "{:?}",
+                std::str::from_utf8(t)
+            );
+        }
+    }
+}

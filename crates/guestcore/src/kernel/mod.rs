@@ -1,0 +1,301 @@
+//! The Linux kernels in guest memory: found from their VMCOREINFO, each with its own page
+//! tables, and what the vCPUs and kdump say about them.
+//!
+//! A guest caught while its kdump capture kernel runs holds two kernels: the capture kernel,
+//! whose tables the vCPUs run, and the crashed kernel the user wants to debug. A guest with
+//! paging off, or a raw image with no CPU state, holds a kernel but no usable CR3. So kernels
+//! are found from memory itself ([`scan`]): every VMCOREINFO note at a page start, and every
+//! kdump ELF core header ([`elfcorehdr`]). Each kernel's page-table root and mode come from its
+//! VMCOREINFO ([`layout`]); its role is
+//!
+//! * `crashed` — a kdump core header in RAM points at its VMCOREINFO note (the header also
+//!   holds the registers its CPUs saved at the crash);
+//! * `running` — a vCPU's page tables map the kernel's `init_uts_ns` to where this kernel's
+//!   image keeps it (the vCPUs are named);
+//! * `other` — found, role unknown.
+//!
+//! A crashed kernel whose CPU still sits in its stop loop is `crashed` and names that vCPU.
+
+pub mod dmesg;
+pub mod elfcorehdr;
+pub mod layout;
+pub mod scan;
+pub mod vread;
+
+pub use dmesg::kernel_log;
+pub use elfcorehdr::CrashHeader;
+pub use layout::KernelLayout;
+
+use crate::cpu::X86CpuState;
+use crate::format::note::ElfNote;
+use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_symbol};
+use crate::paging::{translate, PagingMode};
+use crate::phys::PhysMemory;
+use serde::Serialize;
+
+/// What a kernel is to the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelRole {
+    /// A vCPU runs its page tables.
+    Running,
+    /// A kdump core header describes it: it crashed, and a capture kernel was started.
+    Crashed,
+    /// Found, role unknown.
+    Other,
+}
+
+impl KernelRole {
+    /// The role's name as `kernels` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelRole::Running => "running",
+            KernelRole::Crashed => "crashed",
+            KernelRole::Other => "other",
+        }
+    }
+}
+
+/// One kernel found in guest memory.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    /// Position in [`find_kernels`]'s list (the `--kernel N` selector).
+    pub index: usize,
+    /// `OSRELEASE`.
+    pub release: String,
+    pub role: KernelRole,
+    /// Physical address of its VMCOREINFO note in RAM (`None`: only the input's notes hold it).
+    pub vmcoreinfo_addr: Option<u64>,
+    /// True when the input's own VMCOREINFO note is this kernel's.
+    pub in_input_notes: bool,
+    /// The VMCOREINFO text.
+    pub vmcoreinfo: Vec<u8>,
+    /// Page-table root and mode, or why VMCOREINFO does not give them.
+    pub layout: Result<KernelLayout, String>,
+    /// vCPUs whose page tables reach this kernel's image.
+    pub cpus: Vec<u32>,
+    /// The kdump core header that describes it (crashed kernels).
+    pub crash: Option<CrashHeader>,
+}
+
+impl Kernel {
+    /// The NT_PRSTATUS notes saved at the crash (empty unless crashed).
+    pub fn crash_notes(&self) -> &[ElfNote] {
+        self.crash.as_ref().map_or(&[], |c| &c.prstatus)
+    }
+
+    /// The paging mode that walks this kernel's own tables.
+    pub fn paging_mode(&self) -> Option<PagingMode> {
+        let l = self.layout.as_ref().ok()?;
+        PagingMode::from_cpu(&l.cpu_state(0)).ok()
+    }
+}
+
+/// Every kernel found, in order: those in RAM by address, then the input's note when it is
+/// none of them.
+#[derive(Clone, Debug, Default)]
+pub struct KernelScan {
+    pub kernels: Vec<Kernel>,
+    /// True when the scan met more candidates than it keeps ([`scan::MAX_FOUND`]).
+    pub truncated: bool,
+}
+
+impl KernelScan {
+    /// The kernel a selector names: `crashed`, `running` (the one the first vCPU with paging
+    /// on runs, or the only kernel), or an index.
+    pub fn select(&self, selector: &str, cpus: &[X86CpuState]) -> Result<&Kernel, String> {
+        let list = || {
+            if self.kernels.is_empty() {
+                "no Linux kernel (VMCOREINFO) was found in this input".to_string()
+            } else {
+                let names: Vec<String> = self
+                    .kernels
+                    .iter()
+                    .map(|k| format!("{} {} ({})", k.index, k.release, k.role.name()))
+                    .collect();
+                format!("kernels found: {}", names.join(", "))
+            }
+        };
+        match selector {
+            "crashed" => {
+                let c: Vec<_> = self
+                    .kernels
+                    .iter()
+                    .filter(|k| k.role == KernelRole::Crashed)
+                    .collect();
+                match c[..] {
+                    [k] => Ok(k),
+                    [] => Err(format!(
+                        "no crashed kernel (no kdump ELF core header in RAM); {}",
+                        list()
+                    )),
+                    _ => Err(format!(
+                        "{} crashed kernels: select one by index; {}",
+                        c.len(),
+                        list()
+                    )),
+                }
+            }
+            "running" => {
+                let first = cpus.iter().find(|c| c.paging_enabled()).map(|c| c.index);
+                if let Some(k) =
+                    first.and_then(|i| self.kernels.iter().find(|k| k.cpus.contains(&i)))
+                {
+                    return Ok(k);
+                }
+                let run: Vec<_> = self
+                    .kernels
+                    .iter()
+                    .filter(|k| k.role == KernelRole::Running)
+                    .collect();
+                match (&run[..], &self.kernels[..]) {
+                    ([k], _) => Ok(k),
+                    ([], [k]) => Ok(k),
+                    _ => Err(format!(
+                        "no single running kernel; select one by index; {}",
+                        list()
+                    )),
+                }
+            }
+            n => {
+                let i: usize = n.parse().map_err(|_| {
+                    format!("--kernel takes crashed, running or an index, not {n:?}")
+                })?;
+                self.kernels
+                    .get(i)
+                    .ok_or_else(|| format!("there is no kernel {i}; {}", list()))
+            }
+        }
+    }
+}
+
+/// True when `cpu`'s tables map `sym` (a kernel virtual address) to `phys`.
+fn cpu_maps(mem: &(impl PhysMemory + ?Sized), cpu: &X86CpuState, sym: u64, phys: u64) -> bool {
+    cpu.paging_enabled()
+        && PagingMode::from_cpu(cpu)
+            .ok()
+            .and_then(|m| translate(mem, &m, sym).ok())
+            .is_some_and(|t| t.paddr == phys)
+}
+
+/// Finds the kernels in `mem`: VMCOREINFO notes and kdump core headers in RAM, plus the
+/// input's own VMCOREINFO; `cpus` name the running ones.
+pub fn find_kernels(
+    mem: &(impl PhysMemory + ?Sized),
+    cpus: &[X86CpuState],
+    input_vmcoreinfo: Option<&[u8]>,
+) -> KernelScan {
+    let found = scan::scan(mem);
+    let headers: Vec<CrashHeader> = found
+        .core_headers
+        .iter()
+        .filter_map(|&a| elfcorehdr::read_crash_header(mem, a))
+        .collect();
+    let make = |text: Vec<u8>, addr: Option<u64>| -> Kernel {
+        let release = vmcoreinfo_get(&text, "OSRELEASE")
+            .unwrap_or("?")
+            .to_string();
+        let layout = KernelLayout::from_vmcoreinfo(&text);
+        let crash = addr.and_then(|a| headers.iter().find(|h| h.note_addrs.contains(&a)).cloned());
+        let mut cpu_list = Vec::new();
+        if let (Ok(l), Some(sym)) = (&layout, vmcoreinfo_symbol(&text, "init_uts_ns")) {
+            if let Some(pa) = l.image_phys(sym) {
+                cpu_list = cpus
+                    .iter()
+                    .filter(|c| cpu_maps(mem, c, sym, pa))
+                    .map(|c| c.index)
+                    .collect();
+            }
+        }
+        let role = if crash.is_some() {
+            KernelRole::Crashed
+        } else if !cpu_list.is_empty() {
+            KernelRole::Running
+        } else {
+            KernelRole::Other
+        };
+        Kernel {
+            index: 0,
+            release,
+            role,
+            vmcoreinfo_addr: addr,
+            in_input_notes: input_vmcoreinfo == Some(&text[..]),
+            vmcoreinfo: text,
+            layout,
+            cpus: cpu_list,
+            crash,
+        }
+    };
+    let mut kernels: Vec<Kernel> = found
+        .vmcoreinfo
+        .into_iter()
+        .map(|v| make(v.text, Some(v.addr)))
+        .collect();
+    if let Some(text) = input_vmcoreinfo.filter(|t| !t.is_empty()) {
+        if !kernels.iter().any(|k| k.vmcoreinfo == text) {
+            kernels.push(make(text.to_vec(), None));
+        }
+    }
+    for (i, k) in kernels.iter_mut().enumerate() {
+        k.index = i;
+    }
+    KernelScan {
+        kernels,
+        truncated: found.truncated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phys::VecMemory;
+
+    fn note(text: &[u8]) -> Vec<u8> {
+        let mut d = Vec::new();
+        ElfNote::new(b"VMCOREINFO", 0, text.to_vec()).encode_into(&mut d);
+        d
+    }
+
+    #[test]
+    fn finds_notes_at_page_starts_and_dedups_the_input_note() {
+        let mut ram = vec![0u8; 64 << 12];
+        let a =
+            b"OSRELEASE=6.1.0-a\nSYMBOL(swapper_pg_dir)=ffffffff81010000\nNUMBER(phys_base)=0\n";
+        let b = b"OSRELEASE=6.1.0-b\n";
+        ram[3 << 12..][..note(a).len()].copy_from_slice(&note(a));
+        ram[9 << 12..][..note(b).len()].copy_from_slice(&note(b));
+        // Not at a page start: not a note the kernel wrote.
+        ram[(11 << 12) + 8..][..note(b).len()].copy_from_slice(&note(b));
+        let mem = VecMemory::flat(ram);
+        let scan = find_kernels(&mem, &[], Some(&a[..]));
+        assert_eq!(scan.kernels.len(), 2);
+        let k = &scan.kernels[0];
+        assert_eq!(
+            (k.release.as_str(), k.vmcoreinfo_addr),
+            ("6.1.0-a", Some(3 << 12))
+        );
+        assert!(k.in_input_notes);
+        assert_eq!(k.layout.as_ref().unwrap().root, 0x101_0000);
+        assert!(scan.kernels[1].layout.is_err());
+        assert!(scan
+            .select("running", &[])
+            .unwrap_err()
+            .contains("no single running"));
+        assert_eq!(scan.select("1", &[]).unwrap().release, "6.1.0-b");
+        assert!(scan.select("crashed", &[]).is_err());
+        assert!(scan.select("7", &[]).is_err());
+    }
+
+    #[test]
+    fn thousands_of_fake_notes_are_bounded() {
+        let n = note(b"OSRELEASE=fake\n");
+        let mut ram = vec![0u8; 2000 << 12];
+        for p in 0..2000 {
+            ram[p << 12..][..n.len()].copy_from_slice(&n);
+        }
+        let mem = VecMemory::flat(ram);
+        let scan = find_kernels(&mem, &[], None);
+        assert_eq!(scan.kernels.len(), scan::MAX_FOUND);
+        assert!(scan.truncated);
+    }
+}

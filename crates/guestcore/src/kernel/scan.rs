@@ -1,0 +1,110 @@
+//! Finding kernels' traces in guest-physical memory, in one pass over the start of every page.
+//!
+//! Linux keeps its VMCOREINFO as a ready ELF note in the page-aligned `vmcoreinfo_note` buffer
+//! (`namesz 11`, type 0, `VMCOREINFO\0`, text starting `OSRELEASE=`), and a kdump capture
+//! kernel is booted with the crashed kernel's ELF core header (`elfcorehdr=`) at the start of a
+//! page inside the crashkernel reservation. Both sit at page starts, so the scan reads the first
+//! 64 bytes of each page and nothing else: its cost is one small read per page (for a file
+//! source, the page cache brings in each page once).
+//!
+//! Guest memory may be hostile: at most [`MAX_FOUND`] of each kind are kept, a note's text is
+//! at most [`MAX_VMCOREINFO`] bytes, and counts read from memory are never trusted beyond that.
+
+use crate::phys::PhysMemory;
+
+/// The most VMCOREINFO notes, and the most ELF core headers, one scan keeps.
+pub const MAX_FOUND: usize = 64;
+/// The longest VMCOREINFO text read (the kernel's buffer is one page).
+pub const MAX_VMCOREINFO: u64 = 64 << 10;
+const PAGE: u64 = 4096;
+
+/// A VMCOREINFO note found in RAM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundVmcoreinfo {
+    /// Physical address of the note (its header).
+    pub addr: u64,
+    /// The text, trailing NULs removed.
+    pub text: Vec<u8>,
+}
+
+/// What a scan found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    pub vmcoreinfo: Vec<FoundVmcoreinfo>,
+    /// Physical addresses of pages that start with an ELF64 ET_CORE header.
+    pub core_headers: Vec<u64>,
+    /// True when more than [`MAX_FOUND`] of either kind were seen (the rest are ignored).
+    pub truncated: bool,
+}
+
+/// True when `h` (at least 34 bytes) starts a VMCOREINFO note.
+pub fn is_vmcoreinfo_note(h: &[u8]) -> bool {
+    h.len() >= 34
+        && h[0..4] == 11u32.to_le_bytes()
+        && h[8..12] == [0; 4]
+        && &h[12..23] == b"VMCOREINFO\0"
+        && &h[24..34] == b"OSRELEASE="
+}
+
+/// True when `h` starts an ELF64 little-endian ET_CORE header for x86.
+fn is_core_header(h: &[u8]) -> bool {
+    h.len() >= 20
+        && &h[0..4] == b"\x7fELF"
+        && h[4] == 2
+        && h[5] == 1
+        && h[16..18] == 4u16.to_le_bytes()
+        && (h[18..20] == 62u16.to_le_bytes() || h[18..20] == 3u16.to_le_bytes())
+}
+
+/// Reads the note at `addr` (already recognised) and returns its text.
+pub fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    mem.read_at(addr + 4, &mut len).ok()?;
+    let len = u64::from(u32::from_le_bytes(len));
+    if len == 0 || len > MAX_VMCOREINFO || !mem.is_ram(addr + 24, len) {
+        return None;
+    }
+    let mut text = vec![0u8; len as usize];
+    mem.read_at(addr + 24, &mut text).ok()?;
+    let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+    text.truncate(end);
+    Some(text)
+}
+
+/// Scans the start of every page of guest RAM.
+pub fn scan(mem: &(impl PhysMemory + ?Sized)) -> Found {
+    let mut found = Found::default();
+    let mut head = [0u8; 64];
+    for r in mem.ram().ranges() {
+        let mut a = r.start.next_multiple_of(PAGE);
+        while a.saturating_add(PAGE) <= r.end {
+            let h: &[u8] = match mem.slice(a, head.len() as u64) {
+                Some(s) => s,
+                None => {
+                    if mem.read_at(a, &mut head).is_err() {
+                        a += PAGE;
+                        continue;
+                    }
+                    &head
+                }
+            };
+            if is_vmcoreinfo_note(h) {
+                if found.vmcoreinfo.len() < MAX_FOUND {
+                    if let Some(text) = read_vmcoreinfo_note(mem, a) {
+                        found.vmcoreinfo.push(FoundVmcoreinfo { addr: a, text });
+                    }
+                } else {
+                    found.truncated = true;
+                }
+            } else if is_core_header(h) {
+                if found.core_headers.len() < MAX_FOUND {
+                    found.core_headers.push(a);
+                } else {
+                    found.truncated = true;
+                }
+            }
+            a += PAGE;
+        }
+    }
+    found
+}

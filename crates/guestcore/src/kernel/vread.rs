@@ -1,0 +1,58 @@
+//! Reading a kernel's virtual memory through its own page tables, page by page.
+//!
+//! Used for the structures VMCOREINFO points at (the printk ring buffer, later the page
+//! array). Each read is bounded by its caller; a page that does not translate, or translates
+//! outside guest RAM, is an error naming the address, never zeros.
+
+use crate::paging::{translate, PageFlags, PagingMode};
+use crate::phys::PhysMemory;
+use crate::{Error, Result};
+
+/// Reads `buf.len()` bytes at virtual `va` of the address space `mode` describes.
+pub fn read_virt<M: PhysMemory + ?Sized>(
+    mem: &M,
+    mode: &PagingMode,
+    va: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let at = va.checked_add(done as u64).ok_or(Error::NotMapped {
+            vaddr: va,
+            why: "the range wraps past the top of the address space".into(),
+        })?;
+        let t = translate(mem, mode, at)?;
+        if t.flags.contains(PageFlags::IO) {
+            return Err(Error::NotMapped {
+                vaddr: at,
+                why: format!("maps {:#x}, which is not guest RAM", t.paddr),
+            });
+        }
+        let page_left = t.page_size - (at & (t.page_size - 1));
+        let n = ((buf.len() - done) as u64).min(page_left) as usize;
+        mem.read_at(t.paddr, &mut buf[done..done + n])?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// A little-endian unsigned integer of `width` (4 or 8) bytes at `va`.
+pub fn read_uint<M: PhysMemory + ?Sized>(
+    mem: &M,
+    mode: &PagingMode,
+    va: u64,
+    width: usize,
+) -> Result<u64> {
+    let mut b = [0u8; 8];
+    read_virt(mem, mode, va, &mut b[..width])?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A little-endian unsigned integer of `width` (at most 8) bytes at `off` in `bytes`, or `None`
+/// when it does not lie inside (an offset from hostile VMCOREINFO).
+pub fn uint_at(bytes: &[u8], off: usize, width: usize) -> Option<u64> {
+    let mut b = [0u8; 8];
+    b.get_mut(..width)?
+        .copy_from_slice(bytes.get(off..off.checked_add(width)?)?);
+    Some(u64::from_le_bytes(b))
+}
