@@ -149,6 +149,9 @@ pub struct SourceArgs {
     /// Stop a walk after this many leaves.
     #[arg(long, value_parser = num, value_name = "N")]
     pub max_leaves: Option<u64>,
+    /// Stop a walk when its merged list holds this many mappings (mem, dump --paging).
+    #[arg(long, value_parser = num, value_name = "N")]
+    pub max_mappings: Option<u64>,
 }
 
 /// One vCPU to work on and the mode it translates with.
@@ -202,6 +205,9 @@ impl Source {
     }
 
     fn note_walk(&self, ctx: &Context, sel: &Selected, report: &WalkReport) {
+        if let Some(w) = limit_warning(report) {
+            warn(format_args!("vCPU {}: {w}", sel.cpu.index));
+        }
         if let Some(w) = walk_warning(report) {
             ctx.note(format_args!("vCPU {}: {w}", sel.cpu.index));
         }
@@ -309,6 +315,9 @@ impl SourceArgs {
         if let Some(n) = self.max_leaves {
             limits.max_leaves = n;
         }
+        if let Some(n) = self.max_mappings {
+            limits.max_mappings = n;
+        }
         Ok(Source {
             image,
             all_cpus,
@@ -339,20 +348,29 @@ pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
     c
 }
 
-/// Describes a walk report's problems in one line, or `None` when there were none.
+/// A warning on stderr that `--quiet` does not hide: output was cut short.
+fn warn(msg: impl std::fmt::Display) {
+    eprintln!("guestcore: warning: {msg}");
+}
+
+/// Names the limit that cut a walk short and what was left out, or `None` when none did.
+fn limit_warning(r: &WalkReport) -> Option<String> {
+    use guestcore::paging::StopReason;
+    let (limit, flag) = match r.stopped? {
+        StopReason::EntryLimit => ("entry limit", "--max-entries"),
+        StopReason::LeafLimit => ("leaf limit", "--max-leaves"),
+        StopReason::MappingLimit => ("mapping limit", "--max-mappings"),
+    };
+    Some(format!(
+        "walk stopped early ({limit}) after {} entries and {} leaves: everything above the last \
+         address listed is left out (raise {flag})",
+        r.entries_visited, r.leaves
+    ))
+}
+
+/// Describes a walk report's other problems in one line, or `None` when there were none.
 fn walk_warning(r: &WalkReport) -> Option<String> {
     let mut parts = Vec::new();
-    if let Some(stop) = r.stopped {
-        parts.push(format!(
-            "walk stopped early ({}) after {} entries and {} leaves: the list is incomplete (raise --max-entries/--max-leaves)",
-            match stop {
-                guestcore::paging::StopReason::EntryLimit => "entry limit",
-                guestcore::paging::StopReason::LeafLimit => "leaf limit",
-            },
-            r.entries_visited,
-            r.leaves
-        ));
-    }
     if r.tables_outside_ram > 0 {
         parts.push(format!(
             "{} table pointers outside guest RAM skipped",

@@ -142,7 +142,10 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             first.cpu.index
         ));
     }
-    if paging {
+    if paging && src.selected.len() == 1 {
+        // One vCPU: its list is already sorted and merged (no copy of a big list).
+        mappings = src.mappings(ctx, first)?.0;
+    } else if paging {
         let mut all = Vec::new();
         for sel in &src.selected {
             let (list, _) = src.mappings(ctx, sel)?;
