@@ -87,7 +87,18 @@ pub fn open_image(
             live: live.options(),
         },
     )
-    .with_context(|| input.display().to_string())
+    .map_err(|e| naming(e, input))
+}
+
+/// `e` as an anyhow error that names `path`: as context, unless its own text names it already
+/// (so `guestcore: FILE: No such file…` says FILE once).
+pub fn naming(e: guestcore::Error, path: &std::path::Path) -> anyhow::Error {
+    let name = path.display().to_string();
+    if e.to_string().contains(&name) {
+        anyhow::Error::new(e)
+    } else {
+        anyhow::Error::new(e).context(name)
+    }
 }
 
 /// Resumes a live guest this image holds stopped and says for how long it was stopped.
