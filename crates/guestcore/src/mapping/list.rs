@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn partial_ram_leaves_stop_at_the_mapping_limit() {
         const HOLES: u64 = 1000;
-        let stride = (1u64 << 30) / HOLES & !0xfff;
+        let stride = ((1u64 << 30) / HOLES) & !0xfff;
         let ram = RamMap::new(
             (0..HOLES)
                 .map(|i| PhysRange::new(i * stride, stride - 0x1000))
