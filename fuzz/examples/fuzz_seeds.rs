@@ -26,18 +26,33 @@ fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or("corpus".into()));
     let tmp = tempfile::tempdir().unwrap();
-    for (i, kind) in [ModeKind::Level4, ModeKind::Pae, ModeKind::Level5, ModeKind::Bits32]
-        .into_iter()
-        .enumerate()
+    for (i, kind) in [
+        ModeKind::Level4,
+        ModeKind::Pae,
+        ModeKind::Level5,
+        ModeKind::Bits32,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut b = GuestBuilder::pc(kind, 0x18_0000);
-        b.map(0x40_0000, 0x10_0000, 0x3000, MapFlags::WRITE | MapFlags::USER);
+        b.map(
+            0x40_0000,
+            0x10_0000,
+            0x3000,
+            MapFlags::WRITE | MapFlags::USER,
+        );
         b.map(0x80_0000, 0x12_0000, 0x1000, MapFlags::NX);
         let (mem, cpu) = b.build_vec();
         // ELF core.
         let elf = tmp.path().join("core");
         write_qemu_like_core(&elf, &mem, std::slice::from_ref(&cpu), Some(VMCOREINFO)).unwrap();
-        put(&dir, "elf_open", &format!("qemu-{i}"), &std::fs::read(&elf).unwrap());
+        put(
+            &dir,
+            "elf_open",
+            &format!("qemu-{i}"),
+            &std::fs::read(&elf).unwrap(),
+        );
         std::fs::remove_file(&elf).unwrap();
         // Walker: registers, then RAM from physical 0.
         let mut w = Vec::new();
@@ -55,7 +70,12 @@ fn main() {
             guestcore::cpu::notes::encode_qemu_note(&cpu),
             ElfNote::new(b"VMCOREINFO", 0, VMCOREINFO.to_vec()),
         ];
-        put(&dir, "notes", &format!("notes-{i}"), &ElfNote::encode_all(&notes));
+        put(
+            &dir,
+            "notes",
+            &format!("notes-{i}"),
+            &ElfNote::encode_all(&notes),
+        );
         // kdump, every compression, plain and flattened.
         if i == 0 {
             for c in [
