@@ -1,19 +1,28 @@
-//! The indicatif adapter for [`guestcore::progress::Progress`], and Ctrl-C as cancellation.
+//! The indicatif adapter for [`guestcore::progress::Progress`], and Ctrl-C / SIGTERM as
+//! cancellation.
 
 use guestcore::progress::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// The process's Ctrl-C flag; the first call installs the handler (only one handler can
-/// exist per process). Live inputs install it before pausing a guest, so Ctrl-C cancels the
-/// work and the guest is resumed instead of the process dying with it stopped.
+/// The process's cancel flag, set by Ctrl-C (SIGINT), SIGTERM and SIGHUP; the first call
+/// installs the handler (only one handler can exist per process). Live inputs install it
+/// before pausing a guest, so a signal cancels the work and the guest is resumed instead of
+/// the process dying with it stopped; writers install it (through [`Bar`]) before creating
+/// their temporary file, so a signal makes them remove it. SIGTERM is what `kill`, systemd
+/// and `timeout` send, so it is a cancel too, not an instant death. A second signal exits at
+/// once (status 130), for work that does not check the flag.
 pub fn cancel_flag() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     Arc::clone(FLAG.get_or_init(|| {
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&cancel);
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+        let _ = ctrlc::set_handler(move || {
+            if flag.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
         cancel
     }))
 }

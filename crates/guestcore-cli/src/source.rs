@@ -86,7 +86,18 @@ pub fn open_image(
             live: live.options(),
         },
     )
-    .with_context(|| input.display().to_string())
+    .map_err(|e| naming(e, input))
+}
+
+/// `e` as an anyhow error that names `path`: as context, unless its own text names it already
+/// (so `guestcore: FILE: No such file…` says FILE once).
+pub fn naming(e: guestcore::Error, path: &std::path::Path) -> anyhow::Error {
+    let name = path.display().to_string();
+    if e.to_string().contains(&name) {
+        anyhow::Error::new(e)
+    } else {
+        anyhow::Error::new(e).context(name)
+    }
 }
 
 /// Resumes a live guest this image holds stopped and says for how long it was stopped.
@@ -154,6 +165,9 @@ pub struct SourceArgs {
     /// kernels`. Works without CPU state (raw images) and with paging off.
     #[arg(long, value_name = "SELECTOR", conflicts_with_all = ["cpu", "all_cpus", "cr3", "mode"])]
     pub kernel: Option<String>,
+    /// Stop a walk when its merged list holds this many mappings (mem, dump --paging).
+    #[arg(long, value_parser = num, value_name = "N")]
+    pub max_mappings: Option<u64>,
 }
 
 /// One vCPU to work on and the mode it translates with.
@@ -270,6 +284,9 @@ impl SourceArgs {
         }
         if let Some(n) = self.max_leaves {
             limits.max_leaves = n;
+        }
+        if let Some(n) = self.max_mappings {
+            limits.max_mappings = n;
         }
         if let Some(selector) = &self.kernel {
             let input = self.input.display();
@@ -391,14 +408,15 @@ pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
 fn walk_warnings(r: &WalkReport) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(stop) = r.stopped {
+        use guestcore::paging::StopReason;
+        let flag = match stop {
+            StopReason::EntryLimit => "--max-entries",
+            StopReason::LeafLimit => "--max-leaves",
+            StopReason::MappingLimit => "--max-mappings",
+        };
         out.push(format!(
-            "walk stopped early ({}) after {} entries and {} leaves: the list is incomplete (raise --max-entries/--max-leaves)",
-            match stop {
-                guestcore::paging::StopReason::EntryLimit => "--max-entries limit",
-                guestcore::paging::StopReason::LeafLimit => "--max-leaves limit",
-            },
-            r.entries_visited,
-            r.leaves
+            "walk stopped early ({flag} limit) after {} entries and {} leaves: everything above the last address listed is left out (raise {flag})",
+            r.entries_visited, r.leaves
         ));
     }
     if r.self_references > 0 {

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An I/O error on a named file or stream.
-    #[error("{context}: {source}")]
+    /// An I/O error on a named file or stream. Its text is the context only: the OS error is
+    /// its [`source`](std::error::Error::source), so a chain printer (anyhow's `{:#}`) names
+    /// each cause once. [`Error::io_message`] gives both in one string.
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
@@ -59,6 +61,15 @@ impl Error {
         }
     }
 
+    /// The whole message with every cause, for callers that print one error without its
+    /// chain (`context: OS error` for I/O errors).
+    pub fn io_message(&self) -> String {
+        match self {
+            Error::Io { context, source } => format!("{context}: {source}"),
+            e => e.to_string(),
+        }
+    }
+
     /// A malformed-input error for `path`.
     pub fn format(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
         Error::Format {
@@ -73,5 +84,26 @@ impl Error {
             what,
             detail: detail.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each cause appears once when the chain is printed: the I/O error's text is not repeated
+    /// in the context's.
+    #[test]
+    fn io_error_names_its_cause_once() {
+        let e = Error::io("/x", std::io::Error::from(std::io::ErrorKind::NotFound));
+        let mut chain = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            chain += &format!(": {s}");
+            src = s.source();
+        }
+        assert_eq!(chain, e.io_message());
+        assert_eq!(chain.matches("/x").count(), 1);
+        assert_eq!(chain.matches("not found").count(), 1, "{chain}");
     }
 }

@@ -12,6 +12,7 @@ use proptest::prelude::*;
 const SMALL: WalkLimits = WalkLimits {
     max_entries: 20_000,
     max_leaves: 2_000,
+    max_mappings: 1 << 30,
 };
 const MODES: [ModeKind; 4] = [
     ModeKind::Bits32,
@@ -96,6 +97,7 @@ fn every_entry_pointing_to_its_own_table_hits_the_entry_limit() {
         let limits = WalkLimits {
             max_entries: 100_000,
             max_leaves: 1 << 30,
+            max_mappings: 1 << 30,
         };
         let mut leaves = 0u64;
         let r = walk(&mem, &mode, limits, |l| {

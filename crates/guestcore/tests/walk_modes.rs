@@ -444,6 +444,7 @@ fn limits_stop_the_walk_and_say_so() {
         WalkLimits {
             max_entries: 1 << 20,
             max_leaves: 3,
+            max_mappings: 1 << 30,
         },
     );
     assert_eq!(got.len(), 3);
@@ -454,6 +455,7 @@ fn limits_stop_the_walk_and_say_so() {
         WalkLimits {
             max_entries: 100,
             max_leaves: 1 << 20,
+            max_mappings: 1 << 30,
         },
     );
     assert_eq!(report.stopped, Some(StopReason::EntryLimit));

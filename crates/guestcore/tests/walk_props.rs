@@ -20,6 +20,7 @@ use proptest::prelude::*;
 const LIMITS: WalkLimits = WalkLimits {
     max_entries: 1 << 24,
     max_leaves: 1 << 20,
+    max_mappings: 1 << 30,
 };
 const SAMPLES: usize = 300;
 

@@ -282,7 +282,7 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             s
         } else {
             write_kdump(&req, &args.output, &KdumpOptions::default(), &bar)
-                .with_context(|| args.output.display().to_string())?
+                .map_err(|e| crate::source::naming(e, &args.output))?
         };
         ctx.note(format_args!(
             "wrote {}: kdump-{} {} pages dumped ({} zero, {} compressed, {} raw), {} bytes, in {:.2} s",
@@ -324,7 +324,7 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
         &OutputOptions { force: args.force },
         &bar,
     )
-    .with_context(|| args.output.display().to_string())?;
+    .map_err(|e| crate::source::naming(e, &args.output))?;
     ctx.note(format_args!(
         "wrote {}: {} {} PT_LOADs{}, {} MiB of guest memory, {} bytes, in {:.2} s",
         args.output.display(),

@@ -5,6 +5,8 @@ use anyhow::Result;
 use clap::Args;
 use guestcore::image::GuestImage;
 use guestcore::paging::PagingMode;
+use guestcore::phys::RamMap;
+use serde::{Serialize, Serializer};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +23,41 @@ pub struct InfoArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+}
+
+/// `info --json`, keys in alphabetical order (the order of the JSON so far). The RAM ranges
+/// are serialized one by one from the map (an input can have hundreds of thousands).
+#[derive(Serialize)]
+struct InfoJson<'a> {
+    cpus: serde_json::Value,
+    file: String,
+    format: String,
+    kernels: serde_json::Value,
+    notes: serde_json::Value,
+    osrelease: Option<&'a str>,
+    ram: RamJson<'a>,
+}
+
+#[derive(Serialize)]
+struct RamJson<'a> {
+    ranges: RangesJson<'a>,
+    total: u64,
+}
+
+struct RangesJson<'a>(&'a RamMap);
+
+impl Serialize for RangesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Item {
+            end: String,
+            start: String,
+        }
+        s.collect_seq(self.0.ranges().iter().map(|r| Item {
+            end: hex(r.end),
+            start: hex(r.start),
+        }))
+    }
 }
 
 pub fn run(ctx: &Context, args: InfoArgs) -> Result<()> {
@@ -46,26 +83,26 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
             .kernels;
     let mut out = std::io::stdout().lock();
     if args.json {
-        let v = json!({
-            "file": args.input.display().to_string(),
-            "format": image.format.to_string(),
-            "ram": {
-                "total": ram.total(),
-                "ranges": ram.ranges().iter().map(|r| json!({"start": hex(r.start), "end": hex(r.end)})).collect::<Vec<_>>(),
+        let v = InfoJson {
+            file: args.input.display().to_string(),
+            format: image.format.to_string(),
+            ram: RamJson {
+                ranges: RangesJson(ram),
+                total: ram.total(),
             },
-            "cpus": cpus.iter().map(|(c, m)| json!({
+            cpus: json!(cpus.iter().map(|(c, m)| json!({
                 "index": c.index,
                 "cr0": hex(c.cr[0]), "cr2": hex(c.cr[2]), "cr3": hex(c.cr[3]), "cr4": hex(c.cr[4]),
                 "efer": hex(c.efer), "efer_inferred": c.efer_inferred, "a20": c.a20_enabled,
                 "rip": hex(c.rip), "rsp": hex(c.gpr[7]),
                 "paging": match m { Ok(m) => json!(m.kind.name()), Err(e) => json!(format!("invalid: {e}")) },
-            })).collect::<Vec<_>>(),
-            "notes": image.notes.iter().map(|n| json!({"name": n.name_str(), "type": n.n_type, "size": n.desc.len()})).collect::<Vec<_>>(),
-            "osrelease": osrelease,
-            "kernels": kernels.iter().map(|k| json!({
+            })).collect::<Vec<_>>()),
+            notes: json!(image.notes.iter().map(|n| json!({"name": n.name_str(), "type": n.n_type, "size": n.desc.len()})).collect::<Vec<_>>()),
+            osrelease,
+            kernels: json!(kernels.iter().map(|k| json!({
                 "index": k.index, "release": k.release, "role": k.role.name(), "cpus": k.cpus,
-            })).collect::<Vec<_>>(),
-        });
+            })).collect::<Vec<_>>()),
+        };
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         return Ok(());

@@ -2,9 +2,14 @@
 //! virtually and physically with the same permissions. Aliases (many virtual ranges onto one
 //! physical range) stay separate entries. Construction from a walk is an O(n) append because
 //! the walker already emits in order.
+//!
+//! A list built from a walk is bounded by [`WalkLimits::max_mappings`], not only by the leaf
+//! count: a leaf only partly in RAM splits into up to 2k+1 mappings for k RAM ranges under
+//! it, so a hostile guest can alias huge leaves over RAM with many holes. Splitting stops at
+//! the first piece that does not fit, so the work per leaf is bounded by what is kept.
 
 use crate::addr::{PhysAddr, PhysRange, VirtAddr};
-use crate::paging::{walk, Leaf, PageFlags, PagingMode, WalkLimits, WalkReport};
+use crate::paging::{walk_until, Leaf, PageFlags, PagingMode, StopReason, WalkLimits, WalkReport};
 use crate::phys::{PhysMemory, RamMap};
 use crate::Result;
 use serde::Serialize;
@@ -46,7 +51,9 @@ impl MappingList {
         Self::default()
     }
 
-    /// Walks `mode` over `mem` and builds the merged list.
+    /// Walks `mode` over `mem` and builds the merged list. The walk stops with
+    /// [`StopReason::MappingLimit`] when the list would exceed `limits.max_mappings`; the list
+    /// then holds every mapping below the virtual address where it stopped.
     pub fn from_walk<M: PhysMemory + ?Sized>(
         mem: &M,
         mode: &PagingMode,
@@ -54,17 +61,31 @@ impl MappingList {
     ) -> Result<(Self, WalkReport)> {
         let mut list = MappingList::new();
         let ram = mem.ram();
-        let report = walk(mem, mode, limits, |leaf| list.push_leaf(leaf, ram))?;
+        let max = usize::try_from(limits.max_mappings).unwrap_or(usize::MAX);
+        let report = walk_until(mem, mode, limits, |leaf| {
+            list.push_leaf_within(leaf, ram, max)
+        })?;
         Ok((list, report))
     }
 
     /// Appends a leaf. A leaf only partly in RAM is split at the RAM boundaries into RAM and
     /// `IO` pieces, so the RAM part of e.g. a 2 MiB page over the VGA hole stays readable.
     pub fn push_leaf(&mut self, leaf: &Leaf, ram: &RamMap) {
+        let _ = self.push_leaf_within(leaf, ram, usize::MAX);
+    }
+
+    /// [`push_leaf`](Self::push_leaf) into a list of at most `max` mappings: fails with
+    /// [`StopReason::MappingLimit`] at the first piece that does not fit (the pieces before it
+    /// are kept), so a leaf over many RAM holes costs no more than the pieces it adds.
+    pub fn push_leaf_within(
+        &mut self,
+        leaf: &Leaf,
+        ram: &RamMap,
+        max: usize,
+    ) -> std::result::Result<(), StopReason> {
         let flags = leaf.flags & PageFlags::MERGE_KEY;
         if !flags.contains(PageFlags::IO) {
-            self.push(leaf.va, leaf.pa, leaf.size, flags);
-            return;
+            return self.push_within(leaf.va, leaf.pa, leaf.size, flags, max);
         }
         let mut cursor = leaf.pa;
         let end = leaf.pa + leaf.size;
@@ -72,31 +93,46 @@ impl MappingList {
         let ramf = flags - PageFlags::IO;
         for part in ram.ram_parts(leaf.pa, leaf.size) {
             if part.start > cursor {
-                self.push(
+                self.push_within(
                     leaf.va + (cursor - leaf.pa),
                     cursor,
                     part.start - cursor,
                     io,
-                );
+                    max,
+                )?;
             }
-            self.push(
+            self.push_within(
                 leaf.va + (part.start - leaf.pa),
                 part.start,
                 part.len(),
                 ramf,
-            );
+                max,
+            )?;
             cursor = part.end;
         }
         if cursor < end {
-            self.push(leaf.va + (cursor - leaf.pa), cursor, end - cursor, io);
+            self.push_within(leaf.va + (cursor - leaf.pa), cursor, end - cursor, io, max)?;
         }
+        Ok(())
     }
 
     /// Appends a range, merging it into the last one when it continues it virtually and
     /// physically with the same flags. Ranges must come in ascending virtual order.
     pub fn push(&mut self, va: u64, pa: u64, size: u64, flags: PageFlags) {
+        let _ = self.push_within(va, pa, size, flags, usize::MAX);
+    }
+
+    /// [`push`](Self::push), unless it would make the list longer than `max`.
+    fn push_within(
+        &mut self,
+        va: u64,
+        pa: u64,
+        size: u64,
+        flags: PageFlags,
+        max: usize,
+    ) -> std::result::Result<(), StopReason> {
         if size == 0 {
-            return;
+            return Ok(());
         }
         if let Some(last) = self.maps.last_mut() {
             if last.flags == flags
@@ -104,8 +140,11 @@ impl MappingList {
                 && last.pa.0.checked_add(last.size) == Some(pa)
             {
                 last.size += size;
-                return;
+                return Ok(());
             }
+        }
+        if self.maps.len() >= max {
+            return Err(StopReason::MappingLimit);
         }
         self.maps.push(Mapping {
             va: VirtAddr(va),
@@ -113,6 +152,7 @@ impl MappingList {
             size,
             flags,
         });
+        Ok(())
     }
 
     /// The mappings, sorted by virtual address.
@@ -206,6 +246,45 @@ mod tests {
             ]
         );
         assert_eq!(l.as_slice()[2].va.0, 0xffff_8880_000c_0000);
+    }
+
+    /// Hostile class 1: 1 GiB leaves aliased over RAM with a thousand one-page holes. Each
+    /// leaf splits into 2000 pieces; the list stops at its limit, and splitting stops with it.
+    #[test]
+    fn partial_ram_leaves_stop_at_the_mapping_limit() {
+        const HOLES: u64 = 1000;
+        let stride = ((1u64 << 30) / HOLES) & !0xfff;
+        let ram = RamMap::new(
+            (0..HOLES)
+                .map(|i| PhysRange::new(i * stride, stride - 0x1000))
+                .collect(),
+        )
+        .unwrap();
+        let mut l = MappingList::new();
+        let max = 10_000;
+        let mut pushed = 0;
+        let mut stop = None;
+        for i in 0..512u64 {
+            let leaf = Leaf {
+                va: i << 30,
+                pa: 0,
+                size: 1 << 30,
+                flags: RW | PageFlags::IO | PageFlags::LARGE,
+                entry: 0,
+            };
+            if let Err(r) = l.push_leaf_within(&leaf, &ram, max) {
+                stop = Some(r);
+                break;
+            }
+            pushed += 1;
+        }
+        assert_eq!(stop, Some(StopReason::MappingLimit));
+        // 1000 RAM pieces, 999 holes and the IO tail after the last range: 2000 per leaf.
+        assert_eq!(pushed, max / (2 * HOLES as usize));
+        assert_eq!(l.len(), max);
+        // Pieces alternate RAM / IO, in virtual order.
+        assert!(l.as_slice()[0].is_ram() && !l.as_slice()[1].is_ram());
+        assert!(l.as_slice().windows(2).all(|w| w[0].va < w[1].va));
     }
 
     #[test]

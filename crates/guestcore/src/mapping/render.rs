@@ -1,4 +1,8 @@
 //! Text and JSON renderings a QEMU user recognises.
+//!
+//! Listings are written line by line to the caller's writer, never built whole in memory: a
+//! hostile guest's tables can produce millions of mappings, and their text is ten times the
+//! size of the list.
 
 use super::list::MappingList;
 use crate::paging::{Leaf, PageFlags};
@@ -20,13 +24,24 @@ pub fn mem_line(out: &mut String, va: u64, size: u64, pa: u64, flags: PageFlags)
     );
 }
 
-/// The whole `mem` listing.
+/// The whole `mem` listing (for small lists; [`write_mem`] streams).
 pub fn mem_text(list: &MappingList) -> String {
     let mut s = String::with_capacity(list.len() * 64);
     for m in list {
         mem_line(&mut s, m.va.0, m.size, m.pa.0, m.flags);
     }
     s
+}
+
+/// Writes the `mem` listing to `out` one line at a time (one line buffer, reused).
+pub fn write_mem(out: &mut dyn std::io::Write, list: &MappingList) -> std::io::Result<()> {
+    let mut line = String::with_capacity(96);
+    for m in list {
+        line.clear();
+        mem_line(&mut line, m.va.0, m.size, m.pa.0, m.flags);
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// One line per leaf, like HMP `info tlb`: `VA: PA FLAGS`, plus the leaf size and ` io` for

@@ -14,4 +14,4 @@ mod walk;
 pub use flags::PageFlags;
 pub use mode::{Level, ModeKind, PagingMode};
 pub use translate::{translate, TraceStep, Translation};
-pub use walk::{walk, Leaf, StopReason, WalkLimits, WalkReport, LOOP_FRAMES_COUNTED};
+pub use walk::{walk, walk_until, Leaf, StopReason, WalkLimits, WalkReport, LOOP_FRAMES_COUNTED};

@@ -21,14 +21,23 @@ pub struct WalkLimits {
     pub max_entries: u64,
     /// Leaves produced before the walk stops.
     pub max_leaves: u64,
+    /// Mappings a mapping list may hold before the walk stops (a leaf only partly in RAM
+    /// becomes up to 2k+1 mappings for k RAM ranges under it, so leaves alone do not bound
+    /// them). Used by [`crate::mapping::MappingList::from_walk`]; [`walk`] ignores it.
+    pub max_mappings: u64,
 }
 
 impl Default for WalkLimits {
-    /// 2^28 entries (seconds of work at worst) and 2^25 leaves (a few hundred MiB of mappings).
+    /// Sized so one command ends in well under a minute and 1 GiB on a 2-core machine,
+    /// whatever the tables say: 2^28 entries (a few seconds of walking), 2^24 leaves (streamed
+    /// by `tlb`: about 1 GiB of text), 2^21 mappings (a 64 MiB list; a paging ELF dump plans
+    /// about 150 bytes per mapping, so about 300 MiB). A real Linux guest has about 2^16
+    /// leaves and fewer mappings.
     fn default() -> Self {
         WalkLimits {
             max_entries: 1 << 28,
-            max_leaves: 1 << 25,
+            max_leaves: 1 << 24,
+            max_mappings: 1 << 21,
         }
     }
 }
@@ -41,6 +50,8 @@ pub enum StopReason {
     EntryLimit,
     /// [`WalkLimits::max_leaves`] reached.
     LeafLimit,
+    /// [`WalkLimits::max_mappings`] reached (the mapping list is full).
+    MappingLimit,
 }
 
 /// What a walk saw.
@@ -89,10 +100,28 @@ pub struct Leaf {
 /// With paging off the "leaves" are the RAM ranges below 4 GiB, identity-mapped.
 /// With the A20 line masked, large leaves are split into 1 MiB pieces (bit 20 of every
 /// physical address is forced to 0, so a large page is no longer physically contiguous).
-pub fn walk<M, F>(mem: &M, mode: &PagingMode, limits: WalkLimits, sink: F) -> Result<WalkReport>
+pub fn walk<M, F>(mem: &M, mode: &PagingMode, limits: WalkLimits, mut sink: F) -> Result<WalkReport>
 where
     M: PhysMemory + ?Sized,
     F: FnMut(&Leaf),
+{
+    walk_until(mem, mode, limits, |leaf| {
+        sink(leaf);
+        Ok(())
+    })
+}
+
+/// [`walk`] with a sink that can stop the walk: returning `Err(reason)` ends it there, with
+/// `reason` in [`WalkReport::stopped`] (a mapping list that is full stops this way).
+pub fn walk_until<M, F>(
+    mem: &M,
+    mode: &PagingMode,
+    limits: WalkLimits,
+    sink: F,
+) -> Result<WalkReport>
+where
+    M: PhysMemory + ?Sized,
+    F: FnMut(&Leaf) -> std::result::Result<(), StopReason>,
 {
     let mut w = Walker {
         mem,
@@ -148,7 +177,11 @@ struct Walker<'a, M: ?Sized, F> {
 /// `Err(())` unwinds the walk when a limit is hit.
 type Flow = std::result::Result<(), ()>;
 
-impl<M: PhysMemory + ?Sized, F: FnMut(&Leaf)> Walker<'_, M, F> {
+impl<M, F> Walker<'_, M, F>
+where
+    M: PhysMemory + ?Sized,
+    F: FnMut(&Leaf) -> std::result::Result<(), StopReason>,
+{
     fn visit(&mut self, level: usize, table: u64, va_base: u64, acc: PageFlags) -> Flow {
         let lvl = self.mode.levels()[level];
         self.path[level] = table;
@@ -282,8 +315,8 @@ impl<M: PhysMemory + ?Sized, F: FnMut(&Leaf)> Walker<'_, M, F> {
             size,
             flags,
             entry: raw,
-        });
-        Ok(())
+        })
+        .map_err(|reason| self.report.stopped = Some(reason))
     }
 
     /// Paging off: linear = physical for the RAM below 4 GiB.

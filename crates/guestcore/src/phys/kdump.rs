@@ -4,7 +4,7 @@
 //! plain-file offsets to stream offsets, later records winning where they overlap, gaps reading
 //! as zeros as libkdumpfile does), so both forms are read in place with positioned reads.
 //!
-//! What is RAM: bitmap 1 says which pfns the guest had ([`KdumpFile::present_ram`]); bitmap 2
+//! What is RAM: bitmap 1 says which pfns the guest had ([`KdumpFile::present_ranges`]); bitmap 2
 //! says which were dumped. Only dumped pages are RAM for [`PhysMemory::ram`] and
 //! [`PhysMemory::is_ram`]; reading an excluded page (present but filtered out, e.g. by
 //! `makedumpfile -d 31`) is [`Error::NotInMemory`] — never silent zeros — so a walk or a
@@ -13,6 +13,11 @@
 //!
 //! Hostile input: every size comes from the file and is checked against the file's real length
 //! before anything is allocated or read; a bad page is an [`Error::Format`] naming its pfn.
+//! Memory stays proportional to the file: the bitmaps are kept as words (they are in the file),
+//! the RAM map is built only from bitmap 2, whose runs of set bits each need at least one
+//! 24-byte page descriptor in the file (checked at open, so alternating bits cannot ask for
+//! more ranges than the file could describe), and bitmap 1 — which nothing in the file backs — is never turned into a
+//! range list; [`KdumpFile::present_ranges`] walks it lazily.
 
 use super::{PhysMemory, RamMap};
 use crate::addr::PhysRange;
@@ -166,7 +171,8 @@ pub struct KdumpFile {
     rank: Vec<u64>,
     desc_off: u64,
     ram: RamMap,
-    present: RamMap,
+    /// Bitmap 1 (pfns the guest had), `max_mapnr` bits.
+    present: Vec<u64>,
     notes: Vec<ElfNote>,
     vmcoreinfo: Option<Vec<u8>>,
     cache: Mutex<PageCache>,
@@ -203,31 +209,40 @@ fn bits_to_words(bytes: &[u8], nbits: u64) -> Vec<u64> {
     words
 }
 
-fn ranges_of(words: &[u64]) -> Result<RamMap> {
-    let mut out: Vec<PhysRange> = Vec::new();
-    let mut run: Option<u64> = None;
-    for (i, &w) in words.iter().enumerate() {
-        let base = i as u64 * 64;
-        if w == 0 && run.is_none() || w == u64::MAX && run.is_some() {
-            continue;
-        }
-        for b in 0..64 {
-            let set = w >> b & 1 != 0;
-            match (set, run) {
-                (true, None) => run = Some(base + b),
-                (false, Some(s)) => {
-                    out.push(PhysRange::new(s * PAGE_U64, (base + b - s) * PAGE_U64));
-                    run = None;
-                }
-                _ => {}
+/// The runs of set bits of `words` as pfn ranges `[start, end)`, a word at a time (whole words
+/// of zeros or ones cost one step each).
+fn runs_of(words: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let nbits = words.len() as u64 * 64;
+    // First position at or after `p` whose bit equals `want` (or `nbits`).
+    let seek = move |mut p: u64, want: bool| {
+        while p < nbits {
+            let w = words[(p / 64) as usize];
+            let w = if want { w } else { !w } >> (p % 64);
+            if w != 0 {
+                return (p + u64::from(w.trailing_zeros())).min(nbits);
             }
+            p = (p / 64 + 1) * 64;
         }
-    }
-    if let Some(s) = run {
-        let end = words.len() as u64 * 64;
-        out.push(PhysRange::new(s * PAGE_U64, (end - s) * PAGE_U64));
-    }
-    RamMap::new(out)
+        nbits
+    };
+    let mut p = 0u64;
+    std::iter::from_fn(move || {
+        let start = seek(p, true);
+        if start >= nbits {
+            return None;
+        }
+        let end = seek(start, false);
+        p = end;
+        Some((start, end))
+    })
+}
+
+fn ranges_of(words: &[u64]) -> Result<RamMap> {
+    RamMap::new(
+        runs_of(words)
+            .map(|(s, e)| PhysRange::new(s * PAGE_U64, (e - s) * PAGE_U64))
+            .collect(),
+    )
 }
 
 fn is_x86_32(machine: &str) -> bool {
@@ -418,7 +433,7 @@ impl KdumpFile {
         let used = max_mapnr.div_ceil(8);
         let b1 = src.read_vec(bitmap1_off, used, "bitmap 1")?;
         let b2 = src.read_vec(bitmap2_off, used, "bitmap 2")?;
-        let present_words = bits_to_words(&b1, max_mapnr);
+        let present = bits_to_words(&b1, max_mapnr);
         let dumped = bits_to_words(&b2, max_mapnr);
         drop((b1, b2));
         let mut rank = Vec::with_capacity(dumped.len());
@@ -427,7 +442,20 @@ impl KdumpFile {
             rank.push(acc);
             acc += w.count_ones() as u64;
         }
-        let present = ranges_of(&present_words)?;
+        // Every dumped pfn has a 24-byte descriptor in the complete file, so each run of dumped
+        // pfns has at least one: a bitmap with more runs than the file could hold descriptors
+        // for is not a kdump file, and would make the RAM map larger than the file. (A file
+        // truncated inside its descriptors still opens; its missing pages fail when read.)
+        let runs = runs_of(&dumped).count() as u64;
+        let min_desc_bytes = runs.saturating_mul(size_of::<PageDesc>() as u64);
+        if min_desc_bytes > src.file_len {
+            return Err(src.err(format!(
+                "bitmap 2 has {runs} runs of dumped pages, more than a file of {} bytes can \
+                 hold descriptors for ({} bytes each)",
+                src.file_len,
+                size_of::<PageDesc>()
+            )));
+        }
         let ram = ranges_of(&dumped)?;
         // Notes and VMCOREINFO.
         let notes = if version >= 4 && sub.note.1 > 0 {
@@ -498,9 +526,15 @@ impl KdumpFile {
     pub fn phys_base(&self) -> u64 {
         self.info.phys_base
     }
-    /// The pfns the guest had (bitmap 1), dumped or not.
-    pub fn present_ram(&self) -> &RamMap {
-        &self.present
+    /// The physical ranges the guest had (bitmap 1), dumped or not, computed as they are
+    /// iterated (bitmap 1 can hold millions of runs that no data in the file backs).
+    pub fn present_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        runs_of(&self.present).map(|(s, e)| PhysRange::new(s * PAGE_U64, (e - s) * PAGE_U64))
+    }
+
+    /// Number of pages the guest had (set bits of bitmap 1).
+    pub fn present_pages(&self) -> u64 {
+        self.present.iter().map(|w| u64::from(w.count_ones())).sum()
     }
 
     fn is_dumped(&self, pfn: u64) -> bool {
@@ -593,6 +627,89 @@ mod tests {
         );
         f.insert(0, 200, 9000);
         assert_eq!(f.segs.len(), 1);
+    }
+
+    /// A kdump file of two dumped pages, one at 0 and one at 256 MiB (so each bitmap is 8 KiB),
+    /// with `patch` applied to its bytes; and the offsets of its two bitmaps and their length.
+    fn patched_kdump(patch: impl FnOnce(&mut [u8], usize, usize, usize)) -> Result<KdumpFile> {
+        use crate::dump::kdump::{write_kdump, KdumpMachine, KdumpOptions, KdumpRequest};
+        let mem = crate::phys::VecMemory::from_blocks(vec![
+            (0, vec![1u8; PAGE]),
+            (256 << 20, vec![2u8; PAGE]),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("k");
+        let req = KdumpRequest {
+            memory: &mem,
+            notes: &[],
+            vmcoreinfo: None,
+            machine: KdumpMachine::X86_64,
+            nr_cpus: 1,
+            compression: Compression::None,
+            filter: None,
+            flatten: false,
+            force: false,
+        };
+        write_kdump(
+            &req,
+            &out,
+            &KdumpOptions::default(),
+            &crate::progress::NoProgress,
+        )
+        .unwrap();
+        let mut bytes = std::fs::read(&out).unwrap();
+        let h = DiskDumpHeader64::read_from_prefix(&bytes).unwrap().0;
+        let b1 = (1 + h.sub_hdr_size.get() as usize) * PAGE;
+        let half = h.bitmap_blocks.get() as usize / 2 * PAGE;
+        patch(&mut bytes, b1, b1 + half, half);
+        std::fs::write(&out, &bytes).unwrap();
+        KdumpFile::open(&out)
+    }
+
+    /// Hostile class 4, bitmap 2: alternating bits ask for 32,769 RAM ranges in a 48 KiB file,
+    /// which could not hold a descriptor for each. Open fails before building any map.
+    #[test]
+    fn dumped_bits_without_descriptors_are_rejected() {
+        let r = patched_kdump(|b, _, b2, half| b[b2..b2 + half].fill(0x55));
+        match r {
+            Err(Error::Format { what, .. }) => {
+                assert!(what.contains("32769 runs of dumped pages"), "{what}")
+            }
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+
+    /// Hostile class 4, bitmap 1: alternating bits are 32,769 present runs (max_mapnr is
+    /// 65,537) that nothing in the
+    /// file backs. They are kept as the bitmap (as big as the file's own bitmap), never as a
+    /// range list; the RAM map has only the two dumped pages.
+    #[test]
+    fn present_bits_are_not_a_range_list() {
+        let k = patched_kdump(|b, b1, _, half| b[b1..b1 + half].fill(0x55)).unwrap();
+        assert_eq!(k.ram().ranges().len(), 2);
+        let n = k.info().max_mapnr;
+        assert_eq!(n, 65_537);
+        assert_eq!(k.present_pages(), n.div_ceil(2));
+        assert_eq!(
+            k.present.len() as u64,
+            n.div_ceil(64),
+            "one word per 64 pfns"
+        );
+        assert_eq!(k.present_ranges().count() as u64, n.div_ceil(2));
+        assert_eq!(
+            k.present_ranges().nth(1),
+            Some(PhysRange::new(2 * PAGE_U64, PAGE_U64))
+        );
+    }
+
+    #[test]
+    fn runs_of_whole_and_partial_words() {
+        let words = [u64::MAX, u64::MAX, 0, 0b1011 << 60, 1];
+        let runs: Vec<_> = runs_of(&words).collect();
+        assert_eq!(runs, vec![(0, 128), (252, 254), (255, 257)]);
+        assert_eq!(runs_of(&[0x5555_5555_5555_5555; 4]).count(), 128);
+        assert_eq!(runs_of(&[]).count(), 0);
     }
 
     #[test]

@@ -1,16 +1,25 @@
 //! The list of guest RAM ranges of a source, and the "is this whole range RAM" question the
 //! walker asks for every leaf (QEMU only checks a leaf's first byte; we check all of it).
+//!
+//! The walker asks once per leaf, and a hostile input can have millions of leaves over a RAM
+//! map of many small adjacent ranges (one-page PT_LOADs that the ELF reader cannot join because
+//! their file offsets are not contiguous). So membership is answered from a second, joined view
+//! (`spans`: adjacent ranges merged, whatever backs them) with one binary search: O(log n) per
+//! question, never a walk along neighbouring ranges.
 
 use crate::addr::PhysRange;
 use crate::{Error, Result};
 use serde::Serialize;
 
 /// Sorted, non-overlapping guest-physical RAM ranges. Adjacent ranges are kept apart (a dump
-/// writes one segment per range, as the source had them) but [`contains`](Self::contains) treats
-/// them as one.
+/// writes one segment per range, as the source had them) but [`contains`](Self::contains) and
+/// [`ram_parts`](Self::ram_parts) treat them as one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RamMap {
     ranges: Vec<PhysRange>,
+    /// `ranges` with adjacent ranges joined: what is RAM, regardless of how it is stored.
+    #[serde(skip)]
+    spans: Vec<PhysRange>,
 }
 
 impl RamMap {
@@ -26,7 +35,14 @@ impl RamMap {
                 )));
             }
         }
-        Ok(RamMap { ranges })
+        let mut spans: Vec<PhysRange> = Vec::new();
+        for r in &ranges {
+            match spans.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => spans.push(*r),
+            }
+        }
+        Ok(RamMap { ranges, spans })
     }
 
     /// The ranges, sorted by start.
@@ -50,33 +66,29 @@ impl RamMap {
         (i < self.ranges.len() && self.ranges[i].start <= addr).then_some(i)
     }
 
+    /// Number of maximal runs of contiguous RAM (adjacent ranges joined).
+    pub fn span_count(&self) -> usize {
+        self.spans.len()
+    }
+
     /// True when every byte of `[addr, addr + len)` lies in RAM (adjacent ranges join).
+    /// One binary search, however many ranges the map has.
     pub fn contains(&self, addr: u64, len: u64) -> bool {
-        if len == 0 {
-            return self.index_of(addr).is_some();
-        }
         let Some(end) = addr.checked_add(len) else {
             return false;
         };
-        let Some(mut i) = self.index_of(addr) else {
-            return false;
-        };
-        let mut covered = self.ranges[i].end;
-        while covered < end {
-            i += 1;
-            match self.ranges.get(i) {
-                Some(r) if r.start == covered => covered = r.end,
-                _ => return false,
-            }
-        }
-        true
+        let i = self.spans.partition_point(|r| r.end <= addr);
+        self.spans
+            .get(i)
+            .is_some_and(|s| s.start <= addr && end <= s.end)
     }
 
-    /// The parts of `[addr, addr + len)` that are RAM, in order (empty when none is).
+    /// The parts of `[addr, addr + len)` that are RAM, in order (empty when none is); adjacent
+    /// ranges come out as one part. Costs O(log n) plus the parts returned.
     pub fn ram_parts(&self, addr: u64, len: u64) -> impl Iterator<Item = PhysRange> + '_ {
         let want = PhysRange::new(addr, len);
-        let first = self.ranges.partition_point(|r| r.end <= addr);
-        self.ranges[first..]
+        let first = self.spans.partition_point(|r| r.end <= addr);
+        self.spans[first..]
             .iter()
             .take_while(move |r| r.start < want.end)
             .filter_map(move |r| r.intersect(&want))
@@ -117,10 +129,30 @@ mod tests {
             p,
             vec![
                 PhysRange::new(0x9f000, 0x1000),
-                PhysRange::new(0x100000, 0x100000),
-                PhysRange::new(0x200000, 0x1000)
-            ]
+                PhysRange::new(0x100000, 0x101000),
+            ],
+            "adjacent ranges come out as one part"
         );
+    }
+
+    /// Hostile class 3: many adjacent one-page ranges (one-page PT_LOADs that share a file
+    /// page, so the ELF reader keeps them apart). Membership must come from the joined view:
+    /// one span, so every question is one binary search, not a walk over 65,000 neighbours.
+    #[test]
+    fn many_adjacent_ranges_are_one_span() {
+        const N: u64 = 65_000;
+        let mut ranges: Vec<_> = (0..N).map(|i| PhysRange::new(i * 0x1000, 0x1000)).collect();
+        // A gap-free block, then a block with one-page holes every other page.
+        ranges.extend((0..N).map(|i| PhysRange::new((2 * N + 2 * i) * 0x1000, 0x1000)));
+        let m = RamMap::new(ranges).unwrap();
+        assert_eq!(m.ranges().len(), 2 * N as usize);
+        assert_eq!(m.span_count(), 1 + N as usize);
+        assert!(m.contains(0, N * 0x1000));
+        assert!(m.contains(0x1000, (N - 2) * 0x1000));
+        assert!(!m.contains(0, (N + 1) * 0x1000));
+        assert!(!m.contains(2 * N * 0x1000, 0x2000));
+        assert_eq!(m.ram_parts(0, N * 0x1000).count(), 1);
+        assert_eq!(m.ram_parts(2 * N * 0x1000, 8 * 0x1000).count(), 4);
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! The kdump writer: headers and bitmaps up front, then page descriptors and page data, one
 //! window of pages at a time (compressed in parallel, written in pfn order).
+//!
+//! The bitmaps have one bit per pfn below the RAM top, however little RAM is present, so they
+//! are bounded before anything is created ([`check_bitmaps`]: one page at 2^51 would need
+//! 64 GiB of them) and written in fixed-size pieces, never allocated whole.
 
 use super::compress::{Compression, PageCompressor, PAGE};
 use super::flatten::{FlatSink, PositionedSink, SeekSink};
@@ -23,6 +27,31 @@ use zerocopy::IntoBytes;
 const PAGE_U64: u64 = PAGE as u64;
 /// Highest physical address we accept (MAXPHYADDR is at most 52 bits on x86).
 const MAX_PHYS: u64 = 1 << 52;
+/// Bitmap bytes (each of the two) always allowed: covers a RAM top of 512 GiB.
+const BITMAP_FREE: u64 = 16 << 20;
+/// Bytes of bitmap built in memory at a time.
+const BITMAP_PIECE: u64 = 1 << 20;
+
+/// Fails when the RAM top needs bitmaps far larger than the RAM present: more than
+/// [`BITMAP_FREE`] bytes each and more than the RAM itself. Such a guest (a stray page near the
+/// top of the physical address space) is better written as an ELF core, whose size follows the
+/// RAM present.
+fn check_bitmaps(req: &KdumpRequest<'_>) -> Result<()> {
+    let ram = req.memory.ram();
+    let end = ram.end();
+    let bitmap = end
+        .div_ceil(PAGE_U64)
+        .div_ceil(8)
+        .next_multiple_of(PAGE_U64);
+    if bitmap > BITMAP_FREE && bitmap > ram.total() {
+        return Err(Error::Unsupported(format!(
+            "RAM ends at {end:#x}: a kdump file needs two bitmaps of {bitmap} bytes each for \
+             that, far more than the {} bytes of RAM present; write an ELF core instead",
+            ram.total()
+        )));
+    }
+    Ok(())
+}
 
 /// Writes `req` as a kdump file at `out`, atomically: the data goes to a temporary file in the
 /// same directory, renamed over `out` only when complete. An existing `out` is an error unless
@@ -34,6 +63,7 @@ pub fn write_kdump(
     progress: &dyn Progress,
 ) -> Result<KdumpSummary> {
     let name = out.display().to_string();
+    check_bitmaps(req)?;
     if !req.force && out.exists() {
         return Err(Error::io(
             format!("{name}: exists (use force to replace it)"),
@@ -93,6 +123,7 @@ pub fn write_kdump_to(
     progress: &dyn Progress,
 ) -> Result<KdumpSummary> {
     let name = "kdump stream";
+    check_bitmaps(req)?;
     let mut sink = FlatSink::new(out).map_err(|e| Error::io(name, e))?;
     generate(req, opts, progress, &mut sink, name)
 }
@@ -128,6 +159,41 @@ fn pfn_ranges(req: &KdumpRequest<'_>, filtered: bool) -> PfnRanges {
         }
     }
     out
+}
+
+/// Writes the bitmap of `ranges` (`bytes` long) at `at`, [`BITMAP_PIECE`] bytes at a time.
+fn write_bitmap(
+    sink: &mut dyn PositionedSink,
+    at: u64,
+    bytes: u64,
+    ranges: &PfnRanges,
+    progress: &dyn Progress,
+) -> Result<(), Option<io::Error>> {
+    let mut piece = vec![0u8; bytes.min(BITMAP_PIECE) as usize];
+    let mut first = 0;
+    let mut done = 0;
+    while done < bytes {
+        if progress.cancelled() {
+            return Err(None);
+        }
+        let len = (bytes - done).min(BITMAP_PIECE);
+        let buf = &mut piece[..len as usize];
+        buf.fill(0);
+        // Pfns of this piece, and the ranges that touch them, shifted to the piece.
+        let (lo, hi) = (done * 8, (done + len) * 8);
+        while first < ranges.len() && ranges[first].1 <= lo {
+            first += 1;
+        }
+        let here: PfnRanges = ranges[first..]
+            .iter()
+            .take_while(|r| r.0 < hi)
+            .map(|&(s, e)| (s.max(lo) - lo, e.min(hi) - lo))
+            .collect();
+        set_bits(buf, &here);
+        sink.write_at(at + done, buf).map_err(Some)?;
+        done += len;
+    }
+    Ok(())
 }
 
 fn set_bits(bitmap: &mut [u8], ranges: &PfnRanges) {
@@ -190,6 +256,7 @@ fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layo
             "RAM ends at {end:#x}, above the 52-bit physical address space"
         )));
     }
+    check_bitmaps(req)?;
     let max_mapnr = end.div_ceil(PAGE_U64);
     let bitmap_blocks_half = max_mapnr.div_ceil(8).div_ceil(PAGE_U64);
     let (notes, vmci) = notes_block(req);
@@ -486,13 +553,10 @@ fn generate_in_pool(
         ..Default::default()
     };
     sink.write_at(0, &head).map_err(io)?;
-    let mut bitmap = vec![0u8; layout.bitmap_bytes as usize];
-    set_bits(&mut bitmap, &ram);
-    sink.write_at(layout.bitmap1_off, &bitmap).map_err(io)?;
-    bitmap.fill(0);
-    set_bits(&mut bitmap, &dumped);
-    sink.write_at(layout.bitmap2_off, &bitmap).map_err(io)?;
-    drop(bitmap);
+    let bitmap_err = |e: Option<io::Error>| e.map_or(Error::Cancelled, io);
+    for (at, ranges) in [(layout.bitmap1_off, &ram), (layout.bitmap2_off, &dumped)] {
+        write_bitmap(sink, at, layout.bitmap_bytes, ranges, progress).map_err(bitmap_err)?;
+    }
     // Pad the descriptor area to the data start, then the shared zero page.
     let desc_end = layout.desc_off + summary.dumped_pages * size_of::<PageDesc>() as u64;
     if desc_end < layout.data_off {
@@ -600,6 +664,72 @@ fn generate_in_pool(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bitmap written in pieces equals the one built whole, across piece boundaries.
+    #[test]
+    fn bitmap_in_pieces() {
+        let bytes = 3 * BITMAP_PIECE;
+        let ranges: PfnRanges = vec![
+            (3, 9),
+            (BITMAP_PIECE * 8 - 5, BITMAP_PIECE * 8 + 7),
+            (2 * BITMAP_PIECE * 8, 3 * BITMAP_PIECE * 8),
+        ];
+        let mut whole = vec![0u8; bytes as usize];
+        set_bits(&mut whole, &ranges);
+        let mut sink = SeekSink::new(std::io::Cursor::new(Vec::new()));
+        write_bitmap(&mut sink, 0, bytes, &ranges, &crate::progress::NoProgress).unwrap();
+        assert_eq!(sink.into_inner().into_inner(), whole);
+    }
+
+    /// Hostile class 5: one page at 2^51 would need two 64 GiB bitmaps for 4 KiB of RAM. The
+    /// request is refused, naming the address and ELF, and no file (temporary or not) is made.
+    #[test]
+    fn stray_page_near_the_top_is_refused_without_a_file() {
+        use super::super::{KdumpMachine, KdumpRequest};
+        let mem = crate::phys::VecMemory::from_blocks(vec![
+            (0, vec![1u8; PAGE]),
+            (1 << 51, vec![2u8; PAGE]),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("k");
+        let req = KdumpRequest {
+            memory: &mem,
+            notes: &[],
+            vmcoreinfo: None,
+            machine: KdumpMachine::X86_64,
+            nr_cpus: 1,
+            compression: Compression::Zlib,
+            filter: None,
+            flatten: false,
+            force: false,
+        };
+        let e = write_kdump(
+            &req,
+            &out,
+            &KdumpOptions::default(),
+            &crate::progress::NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("0x8000000001000") && e.contains("ELF"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut stream = Vec::new();
+        let e = write_kdump_to(
+            &req,
+            &mut stream,
+            &KdumpOptions::default(),
+            &crate::progress::NoProgress,
+        );
+        assert!(e.is_err() && stream.is_empty());
+        // A RAM top of 16 GiB is fine, even with little RAM.
+        let mem = crate::phys::VecMemory::from_blocks(vec![(16 << 30, vec![2u8; PAGE])]).unwrap();
+        assert!(check_bitmaps(&KdumpRequest {
+            memory: &mem,
+            ..req
+        })
+        .is_ok());
+    }
 
     #[test]
     fn bit_ranges() {

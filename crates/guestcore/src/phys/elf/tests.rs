@@ -385,3 +385,36 @@ fn released_pages_read_back_the_same() {
     core.read_at(0x100000, &mut buf).unwrap();
     assert_eq!(buf, high);
 }
+
+/// Hostile class 3: 65,000 one-page PT_LOADs at consecutive physical pages that all share one
+/// file page. The reader cannot join them (their file bytes are not contiguous), but RAM
+/// membership must: the map has one span, so the walker's question per leaf is one binary
+/// search, and a whole-range question over all of them is answered true.
+#[test]
+fn adjacent_loads_sharing_a_file_page_are_one_span() {
+    const N: usize = 65_000;
+    let mut spec = CoreSpec::new(true, EM_X86_64);
+    spec.loads.push(Load::at(0, pattern(4096, 7)));
+    for i in 1..N {
+        spec.loads.push(Load {
+            vaddr: i as u64 * 4096,
+            paddr: i as u64 * 4096,
+            memsz: 4096,
+            data: Vec::new(),
+            share: Some(0),
+        });
+    }
+    let core = open(&build(&spec)).unwrap();
+    assert_eq!(core.ram().ranges().len(), N);
+    assert_eq!(core.ram().span_count(), 1);
+    assert!(core.is_ram(0, N as u64 * 4096));
+    assert!(!core.is_ram(0, N as u64 * 4096 + 1));
+    assert_eq!(core.ram().ram_parts(0, 1 << 30).count(), 1);
+    let mut buf = vec![0u8; 8192];
+    core.read_at((N as u64 - 2) * 4096, &mut buf).unwrap();
+    assert_eq!(
+        &buf[..4096],
+        &buf[4096..],
+        "both pages read the shared file page"
+    );
+}

@@ -1,0 +1,136 @@
+//! Writes seed corpora for every fuzz target into the directory given as the first argument,
+//! one sub-directory per target, built with the library's own writers and the testkit's
+//! page-table builder (so seeds are valid files the fuzzer then mutates).
+
+use guestcore::dump::kdump::{
+    write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
+    PageCompressor, PAGE,
+};
+use guestcore::format::ElfNote;
+use guestcore::paging::ModeKind;
+use guestcore::phys::PhysMemory;
+use guestcore::progress::NoProgress;
+use guestcore_testkit::fixture::write_qemu_like_core;
+use guestcore_testkit::{GuestBuilder, MapFlags};
+use std::path::Path;
+
+const VMCOREINFO: &[u8] =
+    b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\nSYMBOL(init_top_pgt)=ffffffff82a0a000\nNUMBER(phys_base)=-16777216\n";
+
+fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let d = dir.join(target);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join(name), bytes).unwrap();
+}
+
+fn main() {
+    let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or("corpus".into()));
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, kind) in [
+        ModeKind::Level4,
+        ModeKind::Pae,
+        ModeKind::Level5,
+        ModeKind::Bits32,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut b = GuestBuilder::pc(kind, 0x18_0000);
+        b.map(
+            0x40_0000,
+            0x10_0000,
+            0x3000,
+            MapFlags::WRITE | MapFlags::USER,
+        );
+        b.map(0x80_0000, 0x12_0000, 0x1000, MapFlags::NX);
+        let (mem, cpu) = b.build_vec();
+        // ELF core.
+        let elf = tmp.path().join("core");
+        write_qemu_like_core(&elf, &mem, std::slice::from_ref(&cpu), Some(VMCOREINFO)).unwrap();
+        put(
+            &dir,
+            "elf_open",
+            &format!("qemu-{i}"),
+            &std::fs::read(&elf).unwrap(),
+        );
+        std::fs::remove_file(&elf).unwrap();
+        // Walker: registers, then RAM from physical 0.
+        let mut w = Vec::new();
+        for v in [cpu.cr[0], cpu.cr[3], cpu.cr[4], cpu.efer] {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+        w.push(0);
+        let mut ram = vec![0u8; 0xa0000];
+        mem.read_at(0, &mut ram).unwrap();
+        w.extend_from_slice(&ram);
+        put(&dir, "walker", &format!("{kind:?}"), &w);
+        // Notes.
+        let notes = vec![
+            guestcore::cpu::notes::encode_prstatus_x86_64(&cpu, 1),
+            guestcore::cpu::notes::encode_qemu_note(&cpu),
+            ElfNote::new(b"VMCOREINFO", 0, VMCOREINFO.to_vec()),
+        ];
+        put(
+            &dir,
+            "notes",
+            &format!("notes-{i}"),
+            &ElfNote::encode_all(&notes),
+        );
+        // kdump, every compression, plain and flattened.
+        if i == 0 {
+            for c in [
+                Compression::None,
+                Compression::Zlib,
+                Compression::Lzo,
+                Compression::Snappy,
+                Compression::Zstd,
+            ] {
+                let req = KdumpRequest {
+                    memory: &mem,
+                    notes: &notes,
+                    vmcoreinfo: Some(VMCOREINFO),
+                    machine: KdumpMachine::X86_64,
+                    nr_cpus: 1,
+                    compression: c,
+                    filter: None,
+                    flatten: false,
+                    force: true,
+                };
+                let out = tmp.path().join("k");
+                write_kdump(&req, &out, &KdumpOptions::default(), &NoProgress).unwrap();
+                put(&dir, "kdump_open", c.name(), &std::fs::read(&out).unwrap());
+                let mut stream = Vec::new();
+                write_kdump_to(&req, &mut stream, &KdumpOptions::default(), &NoProgress).unwrap();
+                put(&dir, "kdump_open", &format!("{}-flat", c.name()), &stream);
+                put(&dir, "kdump_flat", c.name(), &stream[4096..]);
+                // Stored pages: a text-like page through each codec.
+                let page: Vec<u8> = (0..PAGE).map(|j| b"guestcore "[j % 10]).collect();
+                let mut stored = vec![0u8; c.page_bound()];
+                let n = PageCompressor::new(c)
+                    .compress_into(&page, &mut stored)
+                    .unwrap_or(0);
+                let mut seed = vec![c as u8];
+                seed.extend_from_slice(&stored[..n]);
+                put(&dir, "page_codecs", c.name(), &seed);
+            }
+        }
+    }
+    put(
+        &dir,
+        "hmp",
+        "cpu0",
+        b"CPU#0\nRAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000\n\
+RSI=0000000000000000 RDI=0000000000000000 RBP=0000000000000000 RSP=ffffffff82a03e80\n\
+R8 =0000000000000000 R9 =0000000000000000 R10=0000000000000000 R11=0000000000000000\n\
+R12=0000000000000000 R13=0000000000000000 R14=0000000000000000 R15=0000000000000000\n\
+RIP=ffffffff81e3a1ce RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n\
+ES =0000 0000000000000000 00000000 00000000\n\
+CS =0010 0000000000000000 ffffffff 00af9b00 DPL=0 CS64 [-RA]\n\
+GDT=     fffffe0000001000 0000007f\nIDT=     fffffe0000000000 00000fff\n\
+CR0=80050033 CR2=0000000000000000 CR3=0000000002a0a000 CR4=000006f0\n\
+EFER=0000000000000d01\n",
+    );
+    put(&dir, "vmcoreinfo", "linux", VMCOREINFO);
+    put(&dir, "layout", "two", b"0:1G,4G:1G");
+    put(&dir, "layout", "one", b"0x100000@0x1000:64K");
+}
