@@ -17,6 +17,10 @@ command -v crash >/dev/null || need+=(crash)
 command -v xz >/dev/null || need+=(xz-utils)
 python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 /usr/bin/python3 -c "import kdumpfile" 2>/dev/null || need+=(python3-libkdumpfile)
+# cargo-fuzz for the fuzz smoke run (scripts/fuzz-smoke.sh), from crates.io.
+if ! command -v cargo-fuzz >/dev/null && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]; then
+  cargo install --locked --quiet cargo-fuzz@0.13.2 2>/dev/null || cargo install --quiet cargo-fuzz
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

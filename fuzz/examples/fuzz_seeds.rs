@@ -23,9 +23,52 @@ fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     std::fs::write(d.join(name), bytes).unwrap();
 }
 
+/// The printk ring layout of a Debian 6.1 x86_64 kernel's VMCOREINFO.
+const PRB_LAYOUT: &str = "SIZE(printk_ringbuffer)=88\nOFFSET(printk_ringbuffer.desc_ring)=0\n\
+OFFSET(printk_ringbuffer.text_data_ring)=48\nOFFSET(prb_desc_ring.count_bits)=0\n\
+OFFSET(prb_desc_ring.descs)=8\nOFFSET(prb_desc_ring.infos)=16\nOFFSET(prb_desc_ring.head_id)=24\n\
+OFFSET(prb_desc_ring.tail_id)=32\nSIZE(prb_desc)=24\nOFFSET(prb_desc.state_var)=0\n\
+OFFSET(prb_desc.text_blk_lpos)=8\nOFFSET(prb_data_blk_lpos.begin)=0\nOFFSET(prb_data_blk_lpos.next)=8\n\
+SIZE(printk_info)=88\nOFFSET(printk_info.ts_nsec)=8\nOFFSET(printk_info.text_len)=16\n\
+OFFSET(prb_data_ring.size_bits)=0\nOFFSET(prb_data_ring.data)=8\nOFFSET(atomic_long_t.counter)=0\n";
+
+/// The `kernels` target's input: VMCOREINFO text, NUL, then RAM from physical 4096 holding
+/// 4-level tables that map the kernel image at 0xffffffff80000000 onto physical 0.
+fn kernels_seed(kind: ModeKind) -> Vec<u8> {
+    let mut b = GuestBuilder::new(kind, 0x40_0000).tables_at(0x20_0000);
+    let (base, top_name) = if kind == ModeKind::Bits32 || kind == ModeKind::Pae {
+        (0xc000_0000u64, "swapper_pg_dir")
+    } else {
+        (0xffff_ffff_8000_0000u64, "init_top_pgt")
+    };
+    b.map(base, 0, 0x20_0000, MapFlags::WRITE);
+    let root = b.root();
+    let (mem, _) = b.build_vec();
+    let mut text = format!(
+        "OSRELEASE=6.1.0-fuzz\nSYMBOL({top_name})={:x}\nNUMBER(phys_base)=0\nSYMBOL(prb)={:x}\n{PRB_LAYOUT}",
+        base + root,
+        base + 0x3000
+    );
+    if kind == ModeKind::Level5 {
+        text.push_str("NUMBER(pgtable_l5_enabled)=1\n");
+    }
+    if kind == ModeKind::Pae {
+        text.push_str("CONFIG_X86_PAE=y\n");
+    }
+    let mut out = text.into_bytes();
+    out.push(0);
+    let mut ram = vec![0u8; 0x40_0000 - 4096];
+    mem.read_at(4096, &mut ram).unwrap();
+    out.extend_from_slice(&ram);
+    out
+}
+
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or("corpus".into()));
     let tmp = tempfile::tempdir().unwrap();
+    for kind in [ModeKind::Level4, ModeKind::Level5, ModeKind::Pae, ModeKind::Bits32] {
+        put(&dir, "kernels", &format!("{kind:?}"), &kernels_seed(kind));
+    }
     for (i, kind) in [
         ModeKind::Level4,
         ModeKind::Pae,

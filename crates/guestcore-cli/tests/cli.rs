@@ -505,3 +505,77 @@ fn dump_kdump_round_trip_through_the_cli() {
         stdout(guestcore().args(["mem", "-q"]).arg(&elf))
     );
 }
+
+/// A 4-level kernel whose VMCOREINFO note sits at a page start of RAM, as Linux keeps it:
+/// returns the builder's memory, a vCPU with paging off, and the string's virtual address.
+fn kernel_in_ram() -> (guestcore::phys::VecMemory, guestcore::cpu::X86CpuState, u64) {
+    let k = 0xffff_ffff_8000_0000u64;
+    let mut b = GuestBuilder::new(ModeKind::Level4, 8 << 20).tables_at(0x60_0000);
+    b.map(k, 0, 4 << 20, MapFlags::WRITE);
+    let root = b.root();
+    b.write_phys(0x20_0000, b"Linux\0kernel in RAM\0");
+    let text = format!(
+        "OSRELEASE=6.1.0-ram\nSYMBOL(init_top_pgt)={:x}\nSYMBOL(init_uts_ns)={:x}\nNUMBER(phys_base)=0\n",
+        k + root,
+        k + 0x20_0000
+    );
+    let mut note = Vec::new();
+    guestcore::format::ElfNote::new(b"VMCOREINFO", 0, text.into_bytes()).encode_into(&mut note);
+    b.write_phys(0x5000, &note);
+    let (mem, mut cpu) = b.build_vec();
+    // Paging off: reset, firmware, real mode.
+    (cpu.cr[0], cpu.cr[4], cpu.efer) = (0x11, 0, 0);
+    (mem, cpu, k + 0x20_0006)
+}
+
+#[test]
+fn kernel_tables_without_a_usable_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, cpu, va) = kernel_in_ram();
+    let elf = dir.path().join("off.elf");
+    write_qemu_like_core(&elf, &mem, &[cpu], None).unwrap();
+    let p = elf.to_str().unwrap();
+    let listed = stdout(guestcore().args(["kernels", p]));
+    assert!(
+        listed.contains("kernel 0: 6.1.0-ram (other), VMCOREINFO at 0x5000")
+            && listed.contains("page tables at 0x600000, 4-level"),
+        "{listed}"
+    );
+    // --paging on a vCPU with paging off: the one kernel's tables, said on stderr.
+    let out_file = dir.path().join("paging.elf");
+    let err = quiet_stderr(&["dump", "--paging", "-o"], &out_file, &[p]);
+    assert!(
+        err.contains("has paging off: using the page tables of kernel 0 (6.1.0-ram) at 0x600000"),
+        "{err}"
+    );
+    let core = guestcore::phys::elf::ElfCore::open(&out_file).unwrap();
+    assert!(core
+        .segments()
+        .iter()
+        .any(|s| s.vaddr == 0xffff_ffff_8000_0000));
+    assert!(core
+        .notes()
+        .iter()
+        .any(|n| n.name == b"VMCOREINFO" && n.desc.starts_with(b"OSRELEASE=6.1.0-ram")));
+    // A raw image with no CPU state: --kernel reads through the kernel's own tables.
+    let raw = dir.path().join("k.raw");
+    let layout = write_raw_image(&raw, &mem).unwrap();
+    let got = stdout(
+        guestcore()
+            .args(["read", "-q", "--layout", &layout, "--kernel", "0"])
+            .arg(&raw)
+            .args([&format!("{va:#x}"), "14"]),
+    );
+    assert_eq!(got, "kernel in RAM\0");
+    let e = guestcore()
+        .args(["read", "-q", "--layout", &layout, "--kernel", "crashed"])
+        .arg(&raw)
+        .args([&format!("{va:#x}"), "14"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        e.contains("no crashed kernel") && e.contains("0 6.1.0-ram (other)"),
+        "{e}"
+    );
+}

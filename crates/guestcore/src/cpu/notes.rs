@@ -153,11 +153,14 @@ pub fn decode_qemu_note(desc: &[u8]) -> Result<X86CpuState> {
 /// SCE) when CS is a 64-bit code segment, or when the core is `EM_X86_64` and the vCPU has
 /// paging with PAE on (`have_crs`; without control registers, `EM_X86_64` alone decides); NXE
 /// alone for PAE outside long mode (harmless when the guest left it off: bit 63 is then reserved
-/// and zero in valid tables). Marks the state `efer_inferred`.
+/// and zero in valid tables). Never long mode with paging off. Marks the state `efer_inferred`.
 pub fn infer_efer(cpu: &mut X86CpuState, machine: u16, have_crs: bool) {
     let cs_long = cpu.cs.flags & DESC_L_MASK != 0;
     let pae_paging = cpu.paging_enabled() && cpu.cr4() & CR4_PAE != 0;
-    let long = cs_long || (machine == EM_X86_64 && (!have_crs || pae_paging));
+    // Long mode needs paging: a vCPU caught with CR0.PG clear (reset, firmware) is not in it,
+    // whatever its stale CS descriptor says.
+    let long = (cs_long || (machine == EM_X86_64 && (!have_crs || pae_paging)))
+        && (!have_crs || cpu.paging_enabled());
     cpu.efer = if long {
         EFER_LMA | EFER_LME | EFER_NXE | EFER_SCE
     } else if cpu.cr4() & CR4_PAE != 0 {

@@ -184,6 +184,14 @@ fn efer_inference_cases() {
     assert_eq!(c.efer, 0);
     infer_efer(&mut c, EM_X86_64, true);
     assert_eq!(c.efer, 0, "no LMA without PAE paging");
+    c.cs.flags = DESC_L_MASK;
+    c.cr = [0x11, 0, 0, 0, 0];
+    infer_efer(&mut c, EM_X86_64, true);
+    assert!(
+        !c.long_mode(),
+        "a stale 64-bit CS with paging off (reset) is not long mode"
+    );
+    c.cs.flags = 0;
     c.cr[0] = 0;
     infer_efer(&mut c, EM_X86_64, false);
     assert!(c.long_mode(), "x86_64 prstatus-only: trust the machine");
