@@ -51,7 +51,7 @@ impl std::fmt::Debug for ElfDumpRequest<'_> {
 
 /// Computes every header and offset of the core `req` describes, without any I/O: the file
 /// size, the number of PT_LOADs, whether ELF32 can hold it.
-pub fn plan_elf_core(req: &ElfDumpRequest<'_>) -> Result<ElfPlan> {
+pub fn plan_elf_core<'a>(req: &ElfDumpRequest<'a>) -> Result<ElfPlan<'a>> {
     let notes_len = req.notes.iter().map(|n| n.encoded_len() as u64).sum();
     plan(
         req.class,
@@ -112,7 +112,7 @@ pub fn write_elf_core(
 
     Ok(DumpSummary {
         segments: plan.load_count(),
-        program_headers: plan.segments().len(),
+        program_headers: plan.program_header_count() as usize,
         data_bytes: plan.data_bytes(),
         bytes_written: stats.written,
         zero_bytes_skipped: stats.skipped_zero,
@@ -122,7 +122,7 @@ pub fn write_elf_core(
 }
 
 /// Writes the file header, the program headers (in 1 MiB batches) and the notes.
-fn write_headers(plan: &ElfPlan, notes: &[ElfNote], file: &File, name: &str) -> Result<()> {
+fn write_headers(plan: &ElfPlan<'_>, notes: &[ElfNote], file: &File, name: &str) -> Result<()> {
     let class = plan.class();
     let put = |bytes: &[u8], at: u64| {
         file.write_all_at(bytes, at)
@@ -132,7 +132,7 @@ fn write_headers(plan: &ElfPlan, notes: &[ElfNote], file: &File, name: &str) -> 
         &file_header(&FileHeaderFields {
             class,
             machine: plan.machine,
-            phnum: plan.segments().len() as u64,
+            phnum: plan.program_header_count(),
             phoff: class.ehsize(),
             shoff: plan.shoff(),
             shnum: SHNUM,
@@ -143,7 +143,7 @@ fn write_headers(plan: &ElfPlan, notes: &[ElfNote], file: &File, name: &str) -> 
     let mut at = class.ehsize();
     let mut batch = Vec::with_capacity(1 << 20);
     for s in plan.segments() {
-        push_program_header(class, s, &mut batch);
+        push_program_header(class, &s, &mut batch);
         if batch.len() >= 1 << 20 {
             put(&batch, at)?;
             at += batch.len() as u64;
@@ -156,12 +156,12 @@ fn write_headers(plan: &ElfPlan, notes: &[ElfNote], file: &File, name: &str) -> 
 
 /// Writes `.shstrtab` and the section headers: the null section (whose `sh_info` holds the
 /// program header count under PN_XNUM) and `.shstrtab`.
-fn write_sections(plan: &ElfPlan, file: &File, name: &str) -> Result<()> {
+fn write_sections(plan: &ElfPlan<'_>, file: &File, name: &str) -> Result<()> {
     let class = plan.class();
     let mut bytes = Vec::new();
     let null = Section {
         info: if plan.pn_xnum() {
-            plan.segments().len() as u32
+            plan.program_header_count() as u32
         } else {
             0
         },

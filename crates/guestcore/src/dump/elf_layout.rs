@@ -70,30 +70,83 @@ pub enum DumpLayout<'a> {
 }
 
 /// Everything about the file except the memory bytes and the note bytes.
+///
+/// The program headers are not stored: [`segments`](Self::segments) derives each one, in file
+/// order, from the mapping list (or the runs) and the data runs, so a plan costs O(data runs)
+/// beside the list it borrows, whatever the number of PT_LOADs.
 #[derive(Clone, Debug)]
-pub struct ElfPlan {
+pub struct ElfPlan<'a> {
     pub(crate) class: ElfClass,
     pub(crate) machine: ElfMachine,
-    /// `[0]` is the PT_NOTE, the rest are PT_LOADs.
-    pub(crate) segments: Vec<Segment>,
+    pub(crate) note: Segment,
+    pub(crate) loads: Loads<'a>,
     pub(crate) runs: Vec<DataRun>,
     pub(crate) shstrtab_offset: u64,
     pub(crate) shoff: u64,
     pub(crate) file_size: u64,
 }
 
-impl ElfPlan {
+/// Where the PT_LOADs come from.
+#[derive(Clone, Debug)]
+pub(crate) enum Loads<'a> {
+    /// One per data run.
+    Physical,
+    /// One per mapping (clipped to the filter).
+    Paging(Cow<'a, MappingList>),
+}
+
+impl ElfPlan<'_> {
     /// The ELF class.
     pub fn class(&self) -> ElfClass {
         self.class
     }
-    /// Program headers, PT_NOTE first.
-    pub fn segments(&self) -> &[Segment] {
-        &self.segments
+    /// Program headers, PT_NOTE first, derived one at a time.
+    pub fn segments(&self) -> impl Iterator<Item = Segment> + '_ {
+        let loads: Box<dyn Iterator<Item = Segment> + '_> = match &self.loads {
+            Loads::Physical => Box::new(self.runs.iter().map(|r| Segment {
+                p_type: elf::PT_LOAD,
+                flags: elf::PF_R | elf::PF_W | elf::PF_X,
+                offset: r.offset,
+                vaddr: r.phys.start,
+                paddr: r.phys.start,
+                filesz: r.phys.len(),
+                memsz: r.phys.len(),
+            })),
+            Loads::Paging(list) => Box::new(list.iter().map(|m| self.load_of(m))),
+        };
+        std::iter::once(self.note).chain(loads)
+    }
+    /// The PT_LOAD of mapping `m`: its bytes are in the file when a data run covers them.
+    fn load_of(&self, m: &Mapping) -> Segment {
+        let mut seg = Segment {
+            p_type: elf::PT_LOAD,
+            flags: mapping_flags(m.flags),
+            vaddr: m.va.0,
+            paddr: m.pa.0,
+            memsz: m.size,
+            ..Segment::default()
+        };
+        if m.is_ram() {
+            let i = self.runs.partition_point(|r| r.phys.end <= m.pa.0);
+            if let Some(r) = self.runs.get(i) {
+                if r.phys.start <= m.pa.0 && m.pa.0 + m.size <= r.phys.end {
+                    seg.offset = r.offset + (m.pa.0 - r.phys.start);
+                    seg.filesz = m.size;
+                }
+            }
+        }
+        seg
+    }
+    /// Number of program headers, the PT_NOTE included.
+    pub fn program_header_count(&self) -> u64 {
+        self.load_count() as u64 + 1
     }
     /// Number of PT_LOAD program headers.
     pub fn load_count(&self) -> usize {
-        self.segments.len() - 1
+        match &self.loads {
+            Loads::Physical => self.runs.len(),
+            Loads::Paging(list) => list.len(),
+        }
     }
     /// Where each piece of physical memory goes in the file.
     pub fn runs(&self) -> &[DataRun] {
@@ -113,11 +166,11 @@ impl ElfPlan {
     }
     /// True when `e_phnum` is PN_XNUM (the count lives in section 0's `sh_info`).
     pub fn pn_xnum(&self) -> bool {
-        e_phnum(self.segments.len() as u64) == elf::PN_XNUM
+        e_phnum(self.program_header_count()) == elf::PN_XNUM
     }
     /// The PT_NOTE's offset (right after the program headers).
     pub(crate) fn note_offset(&self) -> u64 {
-        self.segments[0].offset
+        self.note.offset
     }
 }
 
@@ -140,14 +193,14 @@ pub(crate) fn mapping_flags(flags: PageFlags) -> u32 {
 /// Plans a core for `ram` (the source's RAM map), `notes_len` bytes of encoded notes, `layout`
 /// and an optional physical `filter`. Fails when the filter holds no RAM, when a paging layout
 /// leaves no mapping, or when ELF32 cannot hold a value.
-pub fn plan(
+pub fn plan<'a>(
     class: ElfClass,
     machine: ElfMachine,
     ram: &RamMap,
     notes_len: u64,
-    layout: DumpLayout<'_>,
+    layout: DumpLayout<'a>,
     filter: Option<PhysRange>,
-) -> Result<ElfPlan> {
+) -> Result<ElfPlan<'a>> {
     if let Some(w) = filter {
         if w.is_empty() || ram.ram_parts(w.start, w.len()).next().is_none() {
             return Err(Error::NotInMemory {
@@ -162,25 +215,30 @@ pub fn plan(
         ));
     }
 
-    // Program headers: data is placed later, once their number (and so the header size) is known.
-    let (mut segments, phys_runs, load_refs) = match layout {
-        DumpLayout::Physical => physical_segments(ram, filter),
-        DumpLayout::Paging(list) => paging_segments(ram, list, filter)?,
+    // Program headers: data is placed after them, once their number is known.
+    let (loads, phys_runs) = match layout {
+        DumpLayout::Physical => (Loads::Physical, physical_runs(ram, filter)),
+        DumpLayout::Paging(list) => paging_runs(ram, list, filter)?,
     };
-    segments.insert(
-        0,
-        Segment {
-            p_type: elf::PT_NOTE,
-            ..Segment::default()
-        },
-    );
-
+    let phnum = 1 + match &loads {
+        Loads::Physical => phys_runs.len() as u64,
+        Loads::Paging(list) => list.len() as u64,
+    };
+    if phnum > u64::from(u32::MAX) {
+        return Err(Error::Unsupported(format!(
+            "{phnum} program headers do not fit an ELF file (at most {})",
+            u32::MAX
+        )));
+    }
     let phoff = class.ehsize();
-    let note_offset = phoff + segments.len() as u64 * class.phentsize();
-    segments[0].offset = note_offset;
-    segments[0].filesz = notes_len;
+    let note_offset = phoff + phnum * class.phentsize();
+    let note = Segment {
+        p_type: elf::PT_NOTE,
+        offset: note_offset,
+        filesz: notes_len,
+        ..Segment::default()
+    };
     let mut cursor = align_up(note_offset + notes_len, SIZE_4K);
-
     let mut runs = Vec::with_capacity(phys_runs.len());
     for phys in phys_runs {
         // Same offset within a page as the physical address.
@@ -191,28 +249,14 @@ pub fn plan(
         });
         cursor += phys.len();
     }
-    for (seg, run) in segments[1..].iter_mut().zip(load_refs) {
-        if let Some(i) = run {
-            let r = runs[i];
-            seg.offset = r.offset + (seg.paddr - r.phys.start);
-            seg.filesz = seg.memsz;
-        }
-    }
-
-    if segments.len() as u64 > u64::from(u32::MAX) {
-        return Err(Error::Unsupported(format!(
-            "{} program headers do not fit an ELF file (at most {})",
-            segments.len(),
-            u32::MAX
-        )));
-    }
     let shstrtab_offset = cursor;
     let shoff = align_up(shstrtab_offset + SHSTRTAB.len() as u64, class.word());
     let file_size = shoff + u64::from(SHNUM) * class.shentsize();
     let plan = ElfPlan {
         class,
         machine,
-        segments,
+        note,
+        loads,
         runs,
         shstrtab_offset,
         shoff,
@@ -224,39 +268,24 @@ pub fn plan(
     Ok(plan)
 }
 
-/// `(PT_LOADs without offsets, data runs, per PT_LOAD the index of its run or None)`.
-type Segments = (Vec<Segment>, Vec<PhysRange>, Vec<Option<usize>>);
-
-fn physical_segments(ram: &RamMap, filter: Option<PhysRange>) -> Segments {
-    let runs: Vec<PhysRange> = ram
-        .ranges()
+/// The data runs of a physical core: the RAM ranges, clipped to the filter.
+fn physical_runs(ram: &RamMap, filter: Option<PhysRange>) -> Vec<PhysRange> {
+    ram.ranges()
         .iter()
         .filter_map(|r| match filter {
             Some(w) => r.intersect(&w),
             None => Some(*r),
         })
-        .collect();
-    let segs = runs
-        .iter()
-        .map(|r| Segment {
-            p_type: elf::PT_LOAD,
-            flags: elf::PF_R | elf::PF_W | elf::PF_X,
-            vaddr: r.start,
-            paddr: r.start,
-            memsz: r.len(),
-            ..Segment::default()
-        })
-        .collect();
-    let refs = (0..runs.len()).map(Some).collect();
-    (segs, runs, refs)
+        .collect()
 }
 
-fn paging_segments(
+/// The mapping list of a paging core (clipped to the filter) and its data runs.
+fn paging_runs<'a>(
     ram: &RamMap,
-    list: &MappingList,
+    list: &'a MappingList,
     filter: Option<PhysRange>,
-) -> Result<Segments> {
-    let list: Cow<'_, MappingList> = match filter {
+) -> Result<(Loads<'a>, Vec<PhysRange>)> {
+    let list: Cow<'a, MappingList> = match filter {
         Some(w) => Cow::Owned(list.clip_phys(w)),
         None => Cow::Borrowed(list),
     };
@@ -266,16 +295,15 @@ fn paging_segments(
             None => "the mapping list is empty: nothing to dump".to_string(),
         }));
     }
-    let in_file = |m: &Mapping| m.is_ram() && ram.contains(m.pa.0, m.size);
-
     // The union of the physical ranges of RAM mappings. Sorted by start, then merged when they
     // overlap or touch (touching RAM ranges are contiguous RAM, so the run stays readable).
     let mut phys: Vec<PhysRange> = list
         .iter()
-        .filter(|m| in_file(m))
+        .filter(|m| m.is_ram() && ram.contains(m.pa.0, m.size))
         .map(|m| m.phys())
         .collect();
     phys.sort_unstable();
+    phys.dedup();
     let mut runs: Vec<PhysRange> = Vec::new();
     for p in phys {
         match runs.last_mut() {
@@ -283,32 +311,18 @@ fn paging_segments(
             _ => runs.push(p),
         }
     }
-
-    let mut segs = Vec::with_capacity(list.len());
-    let mut refs = Vec::with_capacity(list.len());
-    for m in list.iter() {
-        segs.push(Segment {
-            p_type: elf::PT_LOAD,
-            flags: mapping_flags(m.flags),
-            vaddr: m.va.0,
-            paddr: m.pa.0,
-            memsz: m.size,
-            ..Segment::default()
-        });
-        refs.push(in_file(m).then(|| runs.partition_point(|r| r.end <= m.pa.0)));
-    }
-    Ok((segs, runs, refs))
+    Ok((Loads::Paging(list), runs))
 }
 
 /// Fails with the first value that does not fit in 32 bits.
-fn check_elf32(plan: &ElfPlan) -> Result<()> {
+fn check_elf32(plan: &ElfPlan<'_>) -> Result<()> {
     const MAX: u64 = u32::MAX as u64;
     let fail = |what: String, v: u64| {
         Err(Error::Unsupported(format!(
             "ELF32 cannot hold {what} = {v:#x} (more than 32 bits); write ELF64 instead"
         )))
     };
-    for (i, s) in plan.segments.iter().enumerate() {
+    for (i, s) in plan.segments().enumerate() {
         let name = if i == 0 {
             "the PT_NOTE".to_string()
         } else {
@@ -340,6 +354,10 @@ fn check_elf32(plan: &ElfPlan) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn segs(p: &ElfPlan<'_>) -> Vec<Segment> {
+        p.segments().collect()
+    }
+
     fn ram() -> RamMap {
         RamMap::new(vec![
             PhysRange::new(0, 0xa0000),
@@ -359,14 +377,14 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(p.segments.len(), 3);
+        assert_eq!(segs(&p).len(), 3);
         assert_eq!(p.note_offset(), 64 + 3 * 56);
-        assert_eq!(p.segments[0].filesz, 100);
+        assert_eq!(segs(&p)[0].filesz, 100);
         assert_eq!(p.runs[0].offset, 0x1000);
         assert_eq!(p.runs[1].offset, 0x1000 + 0xa0000);
-        assert_eq!(p.segments[2].offset, p.runs[1].offset);
-        assert_eq!(p.segments[2].vaddr, 0x100000);
-        assert_eq!(p.segments[2].filesz, 0x300000);
+        assert_eq!(segs(&p)[2].offset, p.runs[1].offset);
+        assert_eq!(segs(&p)[2].vaddr, 0x100000);
+        assert_eq!(segs(&p)[2].filesz, 0x300000);
         assert_eq!(p.shstrtab_offset, 0x1000 + 0xa0000 + 0x300000);
         assert_eq!(p.shoff % 8, 0);
         assert_eq!(p.file_size, p.shoff + 128);
@@ -384,7 +402,7 @@ mod tests {
             Some(PhysRange::new(0x9f000, 0x62000)),
         )
         .unwrap();
-        let loads: Vec<_> = p.segments[1..].iter().map(|s| (s.paddr, s.memsz)).collect();
+        let loads: Vec<_> = segs(&p)[1..].iter().map(|s| (s.paddr, s.memsz)).collect();
         assert_eq!(loads, vec![(0x9f000, 0x1000), (0x100000, 0x1000)]);
         assert!(plan(
             ElfClass::Elf64,
@@ -419,7 +437,7 @@ mod tests {
             vec![PhysRange::new(0x1000, 0x2000)]
         );
         assert_eq!(p.data_bytes(), 0x2000);
-        let s = &p.segments[1..];
+        let s = &segs(&p)[1..];
         assert_eq!(s[0].offset, s[1].offset, "aliases share data");
         assert_eq!(s[2].offset + 0x1000, s[0].offset);
         assert_eq!(s[0].offset % SIZE_4K, 0x2000 % SIZE_4K);
@@ -467,7 +485,7 @@ mod tests {
         for i in 0..0xfffe_u64 {
             l.push(i * 0x10000, 0x1000, 0x1000, PageFlags::empty());
         }
-        let mk = |l: &MappingList| {
+        fn mk(l: &MappingList) -> ElfPlan<'_> {
             plan(
                 ElfClass::Elf64,
                 ElfMachine::X86_64,
@@ -477,9 +495,11 @@ mod tests {
                 None,
             )
             .unwrap()
-        };
+        }
         let p = mk(&l);
-        assert_eq!(p.segments.len(), 0xffff);
+        assert_eq!(segs(&p).len(), 0xffff);
+        // 65,534 aliases of one page: one data run; the headers are derived, not stored.
+        assert_eq!(p.runs().len(), 1);
         assert!(p.pn_xnum(), "65,535 headers do not fit e_phnum");
         let mut short = MappingList::new();
         for m in &l.as_slice()[1..] {
