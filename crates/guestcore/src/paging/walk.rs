@@ -30,8 +30,8 @@ pub struct WalkLimits {
 impl Default for WalkLimits {
     /// Sized so one command ends in well under a minute and 1 GiB on a 2-core machine,
     /// whatever the tables say: 2^28 entries (a few seconds of walking), 2^24 leaves (streamed
-    /// by `tlb`: about 1 GiB of text), 2^21 mappings (a 64 MiB list; a paging ELF dump plans
-    /// about 150 bytes per mapping, so about 300 MiB). A real Linux guest has about 2^16
+    /// by `tlb`: about 1 GiB of text), 2^21 mappings (a 64 MiB list; a paging ELF dump derives its program
+    /// headers from that list one at a time, and its data runs are at most one per mapping). A real Linux guest has about 2^16
     /// leaves and fewer mappings.
     fn default() -> Self {
         WalkLimits {
