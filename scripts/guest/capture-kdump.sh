@@ -298,6 +298,74 @@ timing state "$(since "$t2")"
 t3=$(date +%s.%N)
 qmp dump "$out/phys.elf"
 timing dump-phys "$(since "$t3")"
+
+# Self-check of the capture: the crashed kernel's ELF core header must be at elfcorehdr, inside
+# the reservation, in phys.elf. A small independent parse (not QEMU's view) adds what it holds
+# to facts.txt: elfcorehdr-phnum, elfcorehdr-prstatus (NT_PRSTATUS notes = CPUs saved at the
+# crash), elfcorehdr-vmcoreinfo (physical address of the VMCOREINFO note it points at) and
+# elfcorehdr-osrelease (OSRELEASE= in that note).
+PYTHONDONTWRITEBYTECODE=1 python3 - "$out" <<'PY'
+import struct
+import sys
+
+out = sys.argv[1]
+facts = dict(l.rstrip("\n").split(" ", 1) for l in open(f"{out}/facts.txt") if " " in l)
+hdr, lo, hi = (int(facts[k], 16) for k in ("elfcorehdr", "crashkernel-start", "crashkernel-end"))
+if not lo <= hdr <= hi:
+    sys.exit(f"capture: elfcorehdr 0x{hdr:x} is outside the reservation 0x{lo:x}-0x{hi:x}")
+f = open(f"{out}/phys.elf", "rb")
+eh = f.read(64)
+phoff, phnum = struct.unpack_from("<Q", eh, 32)[0], struct.unpack_from("<H", eh, 56)[0]
+f.seek(phoff)
+loads = []
+for _ in range(phnum):
+    p_type, _, off, _, paddr, filesz = struct.unpack("<IIQQQQ", f.read(56)[:40])
+    if p_type == 1:
+        loads.append((paddr, filesz, off))
+
+
+def phys(addr, n):
+    for start, size, off in loads:
+        if start <= addr and addr + n <= start + size:
+            f.seek(off + addr - start)
+            return f.read(n)
+    sys.exit(f"capture: 0x{addr:x}+{n} is not in phys.elf")
+
+
+h = phys(hdr, 64)
+if h[:4] != b"\x7fELF" or h[4] != 2 or struct.unpack_from("<H", h, 16)[0] != 4:
+    sys.exit(f"capture: no ELF64 ET_CORE header at elfcorehdr 0x{hdr:x} in phys.elf")
+phoff, phnum = struct.unpack_from("<Q", h, 32)[0], struct.unpack_from("<H", h, 56)[0]
+if phnum > 1024:
+    sys.exit(f"capture: implausible e_phnum {phnum} at elfcorehdr")
+ph = phys(hdr + phoff, 56 * phnum)
+prstatus, vmcoreinfo, osrelease = 0, "-", "-"
+for i in range(phnum):
+    p_type, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", ph, 56 * i)
+    if p_type != 4 or filesz > 1 << 20:
+        continue
+    d, p = phys(off, filesz), 0
+    while p + 12 <= len(d):
+        namesz, descsz, ntype = struct.unpack_from("<III", d, p)
+        if namesz == descsz == ntype == 0:
+            break
+        name = d[p + 12:p + 12 + namesz].rstrip(b"\0")
+        q = p + 12 + ((namesz + 3) & ~3)
+        if name == b"CORE" and ntype == 1:
+            prstatus += 1
+        elif name == b"VMCOREINFO":
+            vmcoreinfo = f"0x{off:x}"
+            for line in d[q:q + descsz].decode(errors="replace").splitlines():
+                if line.startswith("OSRELEASE="):
+                    osrelease = line.split("=", 1)[1]
+        p = q + ((descsz + 3) & ~3)
+with open(f"{out}/facts.txt", "a") as out_f:
+    out_f.write(f"elfcorehdr-phnum {phnum}\nelfcorehdr-prstatus {prstatus}\n"
+                f"elfcorehdr-vmcoreinfo {vmcoreinfo}\nelfcorehdr-osrelease {osrelease}\n")
+if prstatus == 0 or osrelease != facts["release"]:
+    sys.exit(f"capture: the core header at 0x{hdr:x} holds {prstatus} NT_PRSTATUS notes, "
+             f"OSRELEASE {osrelease} (the crashed kernel is {facts['release']})")
+PY
 t3=$(date +%s.%N)
 qmp dump "$out/kdump-zlib.dump" --format kdump-zlib
 timing dump-kdump-zlib "$(since "$t3")"
