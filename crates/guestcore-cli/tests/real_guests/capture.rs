@@ -51,15 +51,24 @@ fn capture_matches_kernel(guest: &str, dir: &Path) -> bool {
 pub fn capture(guest: &str) -> Option<PathBuf> {
     let _one_at_a_time = CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = cache_dir().join("captures").join(guest);
-    let complete = [
-        "phys.elf",
-        "paging.elf",
-        "tlb.txt",
-        "symbols.txt",
-        "timings.txt",
-    ]
-    .iter()
-    .all(|f| dir.join(f).exists());
+    // The kdump guests (a first kernel crashed into its capture kernel) have their own script.
+    let kdump_smp = match guest {
+        "x86_64-kdump" => Some("2"),
+        "x86_64-kdump-smp1" => Some("1"),
+        _ => None,
+    };
+    let needed: &[&str] = if kdump_smp.is_some() {
+        &["phys.elf", "facts.txt", "registers.txt", "timings.txt"]
+    } else {
+        &[
+            "phys.elf",
+            "paging.elf",
+            "tlb.txt",
+            "symbols.txt",
+            "timings.txt",
+        ]
+    };
+    let complete = needed.iter().all(|f| dir.join(f).exists());
     if complete && capture_matches_kernel(guest, &dir) {
         return Some(dir);
     }
@@ -67,12 +76,20 @@ pub fn capture(guest: &str) -> Option<PathBuf> {
         skip(format_args!("{guest}: qemu-system-x86_64 is not installed"));
         return None;
     }
-    let out = std::process::Command::new("bash")
-        .arg(repo_root().join("scripts/guest/capture.sh"))
-        .arg(guest)
+    let mut cmd = std::process::Command::new("bash");
+    match kdump_smp {
+        Some(smp) => cmd
+            .arg(repo_root().join("scripts/guest/capture-kdump.sh"))
+            .arg(&dir)
+            .env("GUESTCORE_SMP", smp),
+        None => cmd
+            .arg(repo_root().join("scripts/guest/capture.sh"))
+            .arg(guest),
+    };
+    let out = cmd
         .env("GUESTCORE_CACHE", cache_dir())
         .output()
-        .expect("run capture.sh");
+        .expect("run the capture script");
     if out.status.code() == Some(77) {
         skip(format_args!(
             "{guest}: {}",
@@ -85,7 +102,7 @@ pub fn capture(guest: &str) -> Option<PathBuf> {
     }
     assert!(
         out.status.success(),
-        "capture.sh {guest} failed ({}):\n{}\n{}",
+        "capturing {guest} failed ({}):\n{}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)

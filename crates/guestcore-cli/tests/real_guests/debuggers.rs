@@ -106,7 +106,7 @@ fn outputs(phys: &Path, dir: &Path) -> Vec<Output> {
 }
 
 /// The guest kernel's debug vmlinux, when the cache has the one for the captured kernel.
-fn vmlinux(release: &str) -> Option<PathBuf> {
+pub fn vmlinux(release: &str) -> Option<PathBuf> {
     let dir = cache_dir().join("kernels/amd64");
     let have = std::fs::read_to_string(dir.join("vmlinux.release")).unwrap_or_default();
     if have.trim() != release {
@@ -127,7 +127,7 @@ fn vmlinux(release: &str) -> Option<PathBuf> {
 }
 
 /// crash's answers on `core`, with the line naming the file removed.
-fn crash(vmlinux: &Path, core: &Path, commands: &Path) -> Result<String, String> {
+pub fn crash(vmlinux: &Path, core: &Path, commands: &Path) -> Result<String, String> {
     let r = std::process::Command::new("crash")
         .arg("-s")
         .arg(vmlinux)

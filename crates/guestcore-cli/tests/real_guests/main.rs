@@ -20,6 +20,7 @@ use std::path::Path;
 
 mod capture;
 mod debuggers;
+mod kdump_guest;
 mod kernels;
 
 use capture::capture;
