@@ -13,6 +13,8 @@ use guestcore_bench::measure::{
     median, mib, ms, proc_status_kib, ratio, reset_peak_rss, run_child, time_reps,
 };
 use guestcore_bench::table::Table;
+
+mod kernels_bench;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -87,6 +89,20 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         reps: usize,
     },
+    /// `guestcore kernels` and `dmesg` on real captures vs reading the dump once and
+    /// makedumpfile --dump-dmesg.
+    Kernels {
+        /// The `guestcore` CLI binary (release build).
+        #[arg(long, default_value = "target/release/guestcore")]
+        cli: PathBuf,
+        /// Capture directories (default: the x86_64 and kdump captures of the harness).
+        #[arg(long, value_delimiter = ',')]
+        captures: Vec<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+        #[arg(long, default_value = "target/bench-work")]
+        workdir: PathBuf,
+    },
     /// Internal: one measurement in a fresh process (prints `key=value` lines).
     #[command(hide = true)]
     Probe {
@@ -118,6 +134,24 @@ fn main() {
             sparse_mib,
             reps,
         } => dump_tables(&cli, &capture, &workdir, gen_mib, sparse_mib, reps),
+        Cmd::Kernels {
+            cli,
+            captures,
+            reps,
+            workdir,
+        } => {
+            let captures = if captures.is_empty() {
+                let base = default_capture();
+                let dir = base.parent().map(Path::to_path_buf).unwrap_or_default();
+                ["x86_64", "x86_64-la57", "x86_64-kdump"]
+                    .iter()
+                    .map(|g| dir.join(g))
+                    .collect()
+            } else {
+                captures
+            };
+            kernels_bench::kernels_table(&cli, &captures, reps, &workdir)
+        }
         Cmd::Probe { what, n, reps, out } => probe(&what, n, reps, out.as_deref()),
     };
     if let Err(e) = r {

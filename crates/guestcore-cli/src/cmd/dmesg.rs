@@ -3,51 +3,68 @@
 
 use crate::output::Context;
 use crate::source::SourceArgs;
-use anyhow::{Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use clap::Args;
-use guestcore::kernel::{find_kernels, kernel_log};
+use guestcore::format::vmcoreinfo::vmcoreinfo_symbol;
+use guestcore::kernel::{find_kernels, kernel_log, KernelLayout};
+use guestcore::paging::{translate, PagingMode};
 use std::io::Write;
 
 #[derive(Args, Debug)]
 pub struct DmesgArgs {
-    /// Without --kernel: the kernel the first vCPU with paging on runs, or the only kernel
-    /// found. A live guest keeps running unless --pause is given.
+    /// Without --kernel: the kernel the chosen vCPU (by default the first with paging on)
+    /// runs, else the only kernel found. A live guest keeps running unless --pause is given.
     #[command(flatten)]
     source: SourceArgs,
+}
+
+/// True when `mode` maps the `init_uts_ns` of the kernel `vmcoreinfo` describes onto that
+/// kernel's image: the tables are that kernel's (or share its kernel half).
+fn runs(mem: &dyn guestcore::phys::PhysMemory, mode: &PagingMode, vmcoreinfo: &[u8]) -> bool {
+    let (Ok(l), Some(sym)) = (
+        KernelLayout::from_vmcoreinfo(vmcoreinfo),
+        vmcoreinfo_symbol(vmcoreinfo, "init_uts_ns"),
+    ) else {
+        return false;
+    };
+    l.image_phys(sym)
+        .is_some_and(|pa| translate(mem, mode, sym).is_ok_and(|t| t.paddr == pa))
 }
 
 pub fn run(ctx: &Context, mut args: DmesgArgs) -> Result<()> {
     if !args.source.live.pause {
         args.source.live.no_pause = true;
     }
-    if args.source.kernel.is_none() && args.source.mode.is_none() && args.source.cpu.is_none() {
-        args.source.kernel = Some("running".into());
-    }
     let src = args.source.open_with(ctx, false)?;
     let input = args.source.input.display();
-    let vmcoreinfo = match &src.kernel {
-        Some(k) => k.vmcoreinfo.clone(),
-        None => {
-            // An explicit vCPU or --mode/--cr3: the kernel those tables run, else the input's.
-            let scan = find_kernels(
-                &*src.image.memory,
-                &src.all_cpus,
-                src.image.vmcoreinfo.as_deref(),
-            );
-            let cpu = src.selected.first().map(|s| s.cpu.index);
-            scan.kernels
-                .iter()
-                .find(|k| cpu.is_some_and(|c| k.cpus.contains(&c)))
-                .map(|k| k.vmcoreinfo.clone())
-                .or_else(|| src.image.vmcoreinfo.clone())
-                .with_context(|| format!("{input}: no VMCOREINFO for the selected tables"))?
+    let mem = &*src.image.memory;
+    // --kernel: that kernel. Otherwise the input's own VMCOREINFO when the chosen tables run
+    // it (no scan of RAM: the common case costs a few page reads), else the kernel the scan
+    // finds those tables run, else the only kernel found.
+    let (vmcoreinfo, mode) = if let Some(k) = &src.kernel {
+        (k.vmcoreinfo.clone(), src.selected[0].mode.clone())
+    } else {
+        let sel = src.selected.iter().find(|s| s.cpu.paging_enabled());
+        match (sel, src.image.vmcoreinfo.as_deref()) {
+            (Some(s), Some(v)) if runs(mem, &s.mode, v) => (v.to_vec(), s.mode.clone()),
+            _ => {
+                let scan = find_kernels(mem, &src.all_cpus, src.image.vmcoreinfo.as_deref());
+                let k = match sel
+                    .and_then(|s| scan.kernels.iter().find(|k| k.cpus.contains(&s.cpu.index)))
+                {
+                    Some(k) => k,
+                    None => scan
+                        .select("running", &src.all_cpus)
+                        .map_err(|e| anyhow!("{input}: {e}"))?,
+                };
+                let mode = k.paging_mode().with_context(|| {
+                    format!("{input}: kernel {} has no usable page-table root", k.index)
+                })?;
+                (k.vmcoreinfo.clone(), mode)
+            }
         }
     };
-    let sel = src
-        .selected
-        .first()
-        .with_context(|| format!("{input}: no page tables to read the log through"))?;
-    let log = kernel_log(&*src.image.memory, &sel.mode, &vmcoreinfo)
+    let log = kernel_log(mem, &mode, &vmcoreinfo)
         .with_context(|| format!("{input}: reading the kernel log"))?;
     let mut out = std::io::stdout().lock();
     out.write_all(log.as_bytes())?;

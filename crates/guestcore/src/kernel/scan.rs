@@ -71,40 +71,89 @@ pub fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Opti
     Some(text)
 }
 
-/// Scans the start of every page of guest RAM.
+/// What one piece of RAM holds at its page starts, before the caps are applied.
+#[derive(Default)]
+struct Piece {
+    notes: Vec<u64>,
+    headers: Vec<u64>,
+}
+
+/// The pages of RAM scanned by one task: enough to keep both cores busy, few enough that the
+/// per-task cost does not show.
+const PIECE: u64 = 32 << 20;
+
+/// Scans the start of every page of guest RAM, in parallel pieces. Each piece keeps at most
+/// [`MAX_FOUND`] of each kind (so memory stays bounded), and the pieces are joined in address
+/// order before the caps apply to the whole.
 pub fn scan(mem: &(impl PhysMemory + ?Sized)) -> Found {
-    let mut found = Found::default();
-    let mut head = [0u8; 64];
-    for r in mem.ram().ranges() {
-        let mut a = r.start.next_multiple_of(PAGE);
-        while a.saturating_add(PAGE) <= r.end {
-            let h: &[u8] = match mem.slice(a, head.len() as u64) {
-                Some(s) => s,
-                None => {
-                    if mem.read_at(a, &mut head).is_err() {
-                        a += PAGE;
-                        continue;
-                    }
-                    &head
-                }
-            };
-            if is_vmcoreinfo_note(h) {
-                if found.vmcoreinfo.len() < MAX_FOUND {
-                    if let Some(text) = read_vmcoreinfo_note(mem, a) {
-                        found.vmcoreinfo.push(FoundVmcoreinfo { addr: a, text });
-                    }
-                } else {
-                    found.truncated = true;
-                }
-            } else if is_core_header(h) {
-                if found.core_headers.len() < MAX_FOUND {
-                    found.core_headers.push(a);
-                } else {
-                    found.truncated = true;
-                }
+    use rayon::prelude::*;
+    let pieces: Vec<(u64, u64)> = mem
+        .ram()
+        .ranges()
+        .iter()
+        .flat_map(|r| {
+            let start = r.start.next_multiple_of(PAGE);
+            let mut at = start;
+            std::iter::from_fn(move || {
+                (at.saturating_add(PAGE) <= r.end).then(|| {
+                    let end = at.saturating_add(PIECE).min(r.end);
+                    let piece = (at, end);
+                    at = end.next_multiple_of(PAGE);
+                    piece
+                })
+            })
+        })
+        .collect();
+    let found: Vec<Piece> = pieces
+        .par_iter()
+        .map(|&(start, end)| scan_piece(mem, start, end))
+        .collect();
+    let mut out = Found::default();
+    for p in found {
+        for a in p.notes {
+            if out.vmcoreinfo.len() >= MAX_FOUND {
+                out.truncated = true;
+                break;
             }
-            a += PAGE;
+            if let Some(text) = read_vmcoreinfo_note(mem, a) {
+                out.vmcoreinfo.push(FoundVmcoreinfo { addr: a, text });
+            }
+        }
+        for a in p.headers {
+            if out.core_headers.len() >= MAX_FOUND {
+                out.truncated = true;
+                break;
+            }
+            out.core_headers.push(a);
         }
     }
-    found
+    out
+}
+
+/// The page starts in `[start, end)` (page aligned) that begin a note or a core header.
+fn scan_piece(mem: &(impl PhysMemory + ?Sized), start: u64, end: u64) -> Piece {
+    let mut piece = Piece::default();
+    let mut head = [0u8; 64];
+    let mut a = start;
+    while a.saturating_add(PAGE) <= end {
+        let h: &[u8] = match mem.slice(a, head.len() as u64) {
+            Some(s) => s,
+            None => {
+                if mem.read_at(a, &mut head).is_err() {
+                    a += PAGE;
+                    continue;
+                }
+                &head
+            }
+        };
+        if is_vmcoreinfo_note(h) {
+            if piece.notes.len() <= MAX_FOUND {
+                piece.notes.push(a);
+            }
+        } else if is_core_header(h) && piece.headers.len() <= MAX_FOUND {
+            piece.headers.push(a);
+        }
+        a += PAGE;
+    }
+    piece
 }
