@@ -389,6 +389,18 @@ fn anonymous_ram_guest_and_faults() {
         "GUESTCORE note"
     );
 
+    // dmesg on the running guest: the log, without pausing it (no "paused" note).
+    let out = succeed(guestcore().args(["dmesg", &g.input]));
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.lines()
+            .next()
+            .is_some_and(|l| l.contains(&format!("Linux version {release}"))),
+        "{log:.300}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("paused"));
+    assert!(g.running());
+
     // Unwritable output: error naming it, no file, guest running.
     let bad = g.path("no/such/dir/x.elf");
     let out = guestcore()

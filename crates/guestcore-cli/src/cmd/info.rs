@@ -23,6 +23,10 @@ pub struct InfoArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// Also describe this kernel's own page tables (`crashed`, `running` or an index from
+    /// `guestcore kernels`).
+    #[arg(long, value_name = "SELECTOR")]
+    kernel: Option<String>,
 }
 
 /// `info --json`, keys in alphabetical order (the order of the JSON so far). The RAM ranges
@@ -32,6 +36,8 @@ struct InfoJson<'a> {
     cpus: serde_json::Value,
     file: String,
     format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel: Option<serde_json::Value>,
     kernels: serde_json::Value,
     notes: serde_json::Value,
     osrelease: Option<&'a str>,
@@ -78,9 +84,24 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
         })
         .collect();
     let osrelease = image.vmcoreinfo_get("OSRELEASE");
-    let kernels =
-        guestcore::kernel::find_kernels(&*image.memory, &image.cpus, image.vmcoreinfo.as_deref())
-            .kernels;
+    let scan =
+        guestcore::kernel::find_kernels(&*image.memory, &image.cpus, image.vmcoreinfo.as_deref());
+    let selected = match &args.kernel {
+        Some(sel) => Some(
+            scan.select(sel, &image.cpus)
+                .map_err(|e| anyhow::anyhow!("{}: --kernel {sel}: {e}", args.input.display()))?,
+        ),
+        None => None,
+    };
+    let layout_of = |k: &guestcore::kernel::Kernel| match &k.layout {
+        Ok(l) => json!({"index": k.index, "release": k.release, "role": k.role.name(),
+            "root": hex(l.root), "mode": l.mode.name(), "phys_base": hex(l.phys_base),
+            "kaslr_offset": hex(l.kaslr_offset)}),
+        Err(e) => {
+            json!({"index": k.index, "release": k.release, "role": k.role.name(), "layout_error": e})
+        }
+    };
+    let kernels = &scan.kernels;
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = InfoJson {
@@ -102,6 +123,7 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
             kernels: json!(kernels.iter().map(|k| json!({
                 "index": k.index, "release": k.release, "role": k.role.name(), "cpus": k.cpus,
             })).collect::<Vec<_>>()),
+            kernel: selected.map(layout_of),
         };
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
@@ -156,7 +178,7 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
         "kernels:  {} (guestcore kernels INPUT for their page tables)",
         kernels.len()
     )?;
-    for k in &kernels {
+    for k in kernels {
         let cpus: Vec<String> = k.cpus.iter().map(u32::to_string).collect();
         writeln!(
             out,
@@ -170,6 +192,26 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
                 format!(", run by vCPU {}", cpus.join(", "))
             }
         )?;
+    }
+    if let Some(k) = selected {
+        match &k.layout {
+            Ok(l) => writeln!(
+                out,
+                "kernel {} ({}, {}): page tables at {:#x}, {}; phys_base {:#x}, KASLR offset {:#x}",
+                k.index,
+                k.release,
+                k.role.name(),
+                l.root,
+                l.mode.name(),
+                l.phys_base,
+                l.kaslr_offset
+            )?,
+            Err(e) => writeln!(
+                out,
+                "kernel {} ({}): no page-table root: {e}",
+                k.index, k.release
+            )?,
+        }
     }
     for k in kernels
         .iter()

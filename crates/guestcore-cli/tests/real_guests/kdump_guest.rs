@@ -135,6 +135,14 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
             "{guest}: {r}"
         );
     }
+    let (selected, _) = guestcore(&["info", "--kernel", "crashed", p]);
+    assert!(
+        selected.contains(&format!(
+            "crashed): page tables at {:#x}, 4-level",
+            root_of(c)
+        )),
+        "{guest}: {selected}"
+    );
     let (info, _) = guestcore(&["info", p]);
     assert!(
         info.contains("A crashed kernel is in memory") && info.contains("--kernel crashed"),
