@@ -23,15 +23,6 @@ fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     std::fs::write(d.join(name), bytes).unwrap();
 }
 
-/// The printk ring layout of a Debian 6.1 x86_64 kernel's VMCOREINFO.
-const PRB_LAYOUT: &str = "SIZE(printk_ringbuffer)=88\nOFFSET(printk_ringbuffer.desc_ring)=0\n\
-OFFSET(printk_ringbuffer.text_data_ring)=48\nOFFSET(prb_desc_ring.count_bits)=0\n\
-OFFSET(prb_desc_ring.descs)=8\nOFFSET(prb_desc_ring.infos)=16\nOFFSET(prb_desc_ring.head_id)=24\n\
-OFFSET(prb_desc_ring.tail_id)=32\nSIZE(prb_desc)=24\nOFFSET(prb_desc.state_var)=0\n\
-OFFSET(prb_desc.text_blk_lpos)=8\nOFFSET(prb_data_blk_lpos.begin)=0\nOFFSET(prb_data_blk_lpos.next)=8\n\
-SIZE(printk_info)=88\nOFFSET(printk_info.ts_nsec)=8\nOFFSET(printk_info.text_len)=16\n\
-OFFSET(prb_data_ring.size_bits)=0\nOFFSET(prb_data_ring.data)=8\nOFFSET(atomic_long_t.counter)=0\n";
-
 /// The `kernels` target's input: VMCOREINFO text, NUL, then RAM from physical 4096 holding
 /// 4-level tables that map the kernel image at 0xffffffff80000000 onto physical 0.
 fn kernels_seed(kind: ModeKind) -> Vec<u8> {
@@ -45,9 +36,10 @@ fn kernels_seed(kind: ModeKind) -> Vec<u8> {
     let root = b.root();
     let (mem, _) = b.build_vec();
     let mut text = format!(
-        "OSRELEASE=6.1.0-fuzz\nSYMBOL({top_name})={:x}\nNUMBER(phys_base)=0\nSYMBOL(prb)={:x}\n{PRB_LAYOUT}",
+        "OSRELEASE=6.1.0-fuzz\nSYMBOL({top_name})={:x}\nNUMBER(phys_base)=0\nSYMBOL(prb)={:x}\n{}",
         base + root,
-        base + 0x3000
+        base + 0x3000,
+        guestcore_testkit::vmcoreinfo::PRINTK_RING_LAYOUT
     );
     if kind == ModeKind::Level5 {
         text.push_str("NUMBER(pgtable_l5_enabled)=1\n");
@@ -66,7 +58,12 @@ fn kernels_seed(kind: ModeKind) -> Vec<u8> {
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or("corpus".into()));
     let tmp = tempfile::tempdir().unwrap();
-    for kind in [ModeKind::Level4, ModeKind::Level5, ModeKind::Pae, ModeKind::Bits32] {
+    for kind in [
+        ModeKind::Level4,
+        ModeKind::Level5,
+        ModeKind::Pae,
+        ModeKind::Bits32,
+    ] {
         put(&dir, "kernels", &format!("{kind:?}"), &kernels_seed(kind));
     }
     for (i, kind) in [

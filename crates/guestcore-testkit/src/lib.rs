@@ -7,6 +7,7 @@
 //! * [`linux_like`] — a 4-level guest shaped like Linux x86_64 (direct map, ESPFIX aliases…).
 //! * [`fixture`] — synthetic guests written as ELF cores or raw images.
 //! * [`random`] — random and garbage table sets for property tests and fuzzing.
+//! * [`vmcoreinfo`] — VMCOREINFO lines of a real kernel for synthetic ones.
 //! * [`tools`] — external tools the tests run, and the rule for a missing one under `CI=true`.
 //!
 //! Nothing here calls guestcore's paging code, so a bug there cannot hide in both.
@@ -20,6 +21,7 @@ pub mod memory;
 pub mod random;
 pub mod reference;
 pub mod tools;
+pub mod vmcoreinfo;
 
 pub use builder::GuestBuilder;
 pub use geometry::{MapFlags, PageSize};

@@ -3,17 +3,10 @@
 
 use guestcore::kernel::kernel_log;
 use guestcore::paging::{ModeKind, PagingMode};
+use guestcore_testkit::vmcoreinfo::PRINTK_RING_LAYOUT;
 use guestcore_testkit::{GuestBuilder, MapFlags};
 
 const K: u64 = 0xffff_ffff_8000_0000;
-
-const LAYOUT: &str = "SIZE(printk_ringbuffer)=88\nOFFSET(printk_ringbuffer.desc_ring)=0\n\
-OFFSET(printk_ringbuffer.text_data_ring)=48\nOFFSET(prb_desc_ring.count_bits)=0\n\
-OFFSET(prb_desc_ring.descs)=8\nOFFSET(prb_desc_ring.infos)=16\nOFFSET(prb_desc_ring.head_id)=24\n\
-OFFSET(prb_desc_ring.tail_id)=32\nSIZE(prb_desc)=24\nOFFSET(prb_desc.state_var)=0\n\
-OFFSET(prb_desc.text_blk_lpos)=8\nOFFSET(prb_data_blk_lpos.begin)=0\nOFFSET(prb_data_blk_lpos.next)=8\n\
-SIZE(printk_info)=88\nOFFSET(printk_info.ts_nsec)=8\nOFFSET(printk_info.text_len)=16\n\
-OFFSET(prb_data_ring.size_bits)=0\nOFFSET(prb_data_ring.data)=8\nOFFSET(atomic_long_t.counter)=0\n";
 
 const FINALIZED: u64 = 2 << 62;
 
@@ -68,7 +61,7 @@ impl Ring {
         let (mem, cpu) = self.b.build();
         let mode = PagingMode::from_cpu(&cpu).unwrap();
         let text = format!(
-            "OSRELEASE=6.1.0-test\nSYMBOL(prb)={:x}\n{LAYOUT}",
+            "OSRELEASE=6.1.0-test\nSYMBOL(prb)={:x}\n{PRINTK_RING_LAYOUT}",
             K + 0x1_0000
         );
         kernel_log(&mem, &mode, text.as_bytes())
