@@ -144,6 +144,7 @@ impl ElfCore {
                 "no physical memory: no PT_LOAD segment has bytes in the file".into(),
             ));
         }
+        check_amplification(&chunks, file_len).map_err(bad)?;
         let ram = RamMap::new(chunks.iter().map(|c| c.range).collect())
             .map_err(|e| bad(format!("inconsistent physical segments: {e}")))?;
         Ok(ElfCore {
@@ -252,6 +253,35 @@ fn parse_headers<Elf: FileHeader<Endian = LittleEndian>>(
         segments,
         note_segments,
     })
+}
+
+/// RAM a core may describe beyond what its file holds before it is refused: every command
+/// that reads all of RAM (a dump, `kernels`) would otherwise do work a hostile header can
+/// make arbitrarily larger than the file.
+const AMPLIFICATION_FREE: u64 = 16 << 30;
+/// How many times the file size the described RAM may be, past [`AMPLIFICATION_FREE`].
+const AMPLIFICATION_FACTOR: u64 = 64;
+
+/// Refuses a core whose PT_LOADs describe far more RAM than the file holds: distinct physical
+/// ranges that share file bytes, or `p_memsz` far past `p_filesz` (zero-filled tails). Real
+/// cores (QEMU, /proc/vmcore, makedumpfile, ours) describe RAM with file bytes of its own.
+fn check_amplification(chunks: &[Chunk], file_len: u64) -> std::result::Result<(), String> {
+    let ram: u64 = chunks
+        .iter()
+        .map(|c| c.range.len())
+        .fold(0, u64::saturating_add);
+    let limit = AMPLIFICATION_FREE.max(file_len.saturating_mul(AMPLIFICATION_FACTOR));
+    if ram > limit {
+        let in_file: u64 = chunks
+            .iter()
+            .map(|c| c.file_len)
+            .fold(0, u64::saturating_add);
+        return Err(format!(
+            "its PT_LOADs describe {ram:#x} bytes of physical memory ({in_file:#x} of them from file bytes, shared or not, the rest zero-filled past p_filesz) in a file of {file_len:#x} bytes: more than {AMPLIFICATION_FACTOR}× the file and {} GiB; refusing a core that would make every read of its RAM do that much work",
+            AMPLIFICATION_FREE >> 30
+        ));
+    }
+    Ok(())
 }
 
 /// The distinct physical ranges of `segments`, sorted; the first PT_LOAD covering a byte wins.

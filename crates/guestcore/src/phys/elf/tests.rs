@@ -418,3 +418,35 @@ fn adjacent_loads_sharing_a_file_page_are_one_span() {
         "both pages read the shared file page"
     );
 }
+
+#[test]
+fn ram_far_beyond_the_file_is_refused() {
+    // One page of file bytes, a TiB of zero-filled memory past p_filesz.
+    let mut spec = CoreSpec::new(true, EM_X86_64);
+    spec.loads.push(Load {
+        vaddr: 0,
+        paddr: 0,
+        memsz: 1 << 40,
+        data: pattern(4096, 3),
+        share: None,
+    });
+    let err = open(&build(&spec)).unwrap_err().to_string();
+    assert!(
+        err.contains("describe 0x10000000000 bytes of physical memory"),
+        "{err}"
+    );
+    // 2^20 distinct 64 KiB ranges all backed by one shared file page: 64 GiB from a tiny file.
+    let mut spec = CoreSpec::new(true, EM_X86_64);
+    spec.loads.push(Load::at(0, pattern(4096, 7)));
+    for i in 1..(1u64 << 20) {
+        spec.loads.push(Load {
+            vaddr: i << 16,
+            paddr: i << 16,
+            memsz: 1 << 16,
+            data: Vec::new(),
+            share: Some(0),
+        });
+    }
+    let err = open(&build(&spec)).unwrap_err().to_string();
+    assert!(err.contains("more than 64× the file"), "{err}");
+}
