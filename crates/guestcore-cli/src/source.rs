@@ -182,7 +182,11 @@ pub struct Source {
     /// Every vCPU of the input, after --registers/--mode/--cr0/--cr4/--efer.
     pub all_cpus: Vec<X86CpuState>,
     pub selected: Vec<Selected>,
+    /// The command's walk budget (`--max-*`), shared by all its walks (`--all-cpus` on a file
+    /// with thousands of vCPUs gets one budget, not one each): see [`budget`](Self::budget).
     pub limits: WalkLimits,
+    /// What the walks so far used of `limits`: entries, leaves, mappings.
+    spent: std::cell::Cell<(u64, u64, u64)>,
     /// The kernel `--kernel` selected (its tables are `selected[0]`).
     pub kernel: Option<Kernel>,
     /// `--quiet` (for the pause-time note when a live guest is resumed on drop).
@@ -199,18 +203,40 @@ impl Source {
         sel: &Selected,
         sink: impl FnMut(&Leaf),
     ) -> Result<WalkReport> {
-        let report = walk(&*self.image.memory, &sel.mode, self.limits, sink)
+        let report = walk(&*self.image.memory, &sel.mode, self.budget(), sink)
             .with_context(|| self.tables_of(sel))?;
+        self.spend(&report, 0);
         self.note_walk(ctx, sel, &report);
         Ok(report)
     }
 
     /// The merged mapping list of `sel`, with the same reporting as [`walk`](Self::walk).
     pub fn mappings(&self, ctx: &Context, sel: &Selected) -> Result<(MappingList, WalkReport)> {
-        let (list, report) = MappingList::from_walk(&*self.image.memory, &sel.mode, self.limits)
+        let (list, report) = MappingList::from_walk(&*self.image.memory, &sel.mode, self.budget())
             .with_context(|| self.tables_of(sel))?;
+        self.spend(&report, list.len() as u64);
         self.note_walk(ctx, sel, &report);
         Ok((list, report))
+    }
+
+    /// What is left of the command's walk limits after the walks so far.
+    pub fn budget(&self) -> WalkLimits {
+        let (e, l, m) = self.spent.get();
+        WalkLimits {
+            max_entries: self.limits.max_entries.saturating_sub(e),
+            max_leaves: self.limits.max_leaves.saturating_sub(l),
+            max_mappings: self.limits.max_mappings.saturating_sub(m),
+        }
+    }
+
+    /// Counts a finished walk (and the mappings it kept) against the budget.
+    pub fn spend(&self, report: &WalkReport, mappings: u64) {
+        let (e, l, m) = self.spent.get();
+        self.spent.set((
+            e.saturating_add(report.entries_visited),
+            l.saturating_add(report.leaves),
+            m.saturating_add(mappings),
+        ));
     }
 
     fn tables_of(&self, sel: &Selected) -> String {
@@ -318,6 +344,7 @@ impl SourceArgs {
                 all_cpus: cpus,
                 selected: vec![Selected { cpu, mode }],
                 limits,
+                spent: Default::default(),
                 kernel: Some(k),
                 quiet: ctx.quiet,
             });
@@ -328,6 +355,7 @@ impl SourceArgs {
                 all_cpus: Vec::new(),
                 selected: Vec::new(),
                 limits,
+                spent: Default::default(),
                 kernel: None,
                 quiet: ctx.quiet,
             });
@@ -381,6 +409,7 @@ impl SourceArgs {
             all_cpus,
             selected,
             limits,
+            spent: Default::default(),
             kernel: None,
             quiet: ctx.quiet,
         })

@@ -579,3 +579,37 @@ fn kernel_tables_without_a_usable_cpu() {
         "{e}"
     );
 }
+
+#[test]
+fn all_cpus_share_one_walk_budget() {
+    // 64 vCPUs, each on tables that point at themselves: one budget for the command, not 64.
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = GuestBuilder::new(ModeKind::Level4, 1 << 20);
+    let root = b.root();
+    for i in 0..512 {
+        b.write_u64(root + i * 8, root | 0x7);
+    }
+    let (mem, cpu) = b.build_vec();
+    let cpus: Vec<_> = (0..64)
+        .map(|i| {
+            let mut c = cpu.clone();
+            c.index = i;
+            c
+        })
+        .collect();
+    let elf = dir.path().join("many.elf");
+    write_qemu_like_core(&elf, &mem, &cpus, None).unwrap();
+    let out = guestcore()
+        .args(["tlb", "-q", "--all-cpus", "--max-leaves", "5000"])
+        .arg(&elf)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let leaves = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("CPU#") && !l.is_empty())
+        .count();
+    assert!(leaves <= 5000, "{leaves} leaves listed for a budget of 5000");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: vCPU 63: walk stopped early (--max-leaves limit)"), "{err:.500}");
+}

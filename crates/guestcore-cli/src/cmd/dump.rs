@@ -193,10 +193,11 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     if paging {
         let mut views = Vec::with_capacity(walked.len());
         for (cpu, mode) in &walked {
-            let (list, report) = MappingList::from_walk(&*image.memory, mode, src.limits)
+            let (list, report) = MappingList::from_walk(&*image.memory, mode, src.budget())
                 .with_context(|| {
                     format!("{}: page tables at {:#x}", image.path.display(), mode.root)
                 })?;
+            src.spend(&report, list.len() as u64);
             src.note_walk_of(ctx, *cpu, &report);
             views.push((*cpu, list));
         }
