@@ -425,7 +425,7 @@ pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
         ModeArg::Level4 => ModeKind::Level4,
         ModeArg::Level5 => ModeKind::Level5,
     };
-    let mut c = guestcore::cpu::state_for_mode(kind, cr3, 0);
+    let mut c = guestcore::paging::state_for_mode(kind, cr3, 0);
     if mode == ModeArg::Bits32 {
         c.cr[4] &= !CR4_PSE;
     }

@@ -609,7 +609,13 @@ fn all_cpus_share_one_walk_budget() {
         .lines()
         .filter(|l| !l.starts_with("CPU#") && !l.is_empty())
         .count();
-    assert!(leaves <= 5000, "{leaves} leaves listed for a budget of 5000");
+    assert!(
+        leaves <= 5000,
+        "{leaves} leaves listed for a budget of 5000"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("warning: vCPU 63: walk stopped early (--max-leaves limit)"), "{err:.500}");
+    assert!(
+        err.contains("warning: vCPU 63: walk stopped early (--max-leaves limit)"),
+        "{err:.500}"
+    );
 }

@@ -9,6 +9,5 @@ pub mod notes;
 mod state;
 
 pub use state::{
-    state_for_mode, Segment, X86CpuState, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA,
-    EFER_LME, EFER_NXE,
+    Segment, X86CpuState, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
 };

@@ -91,26 +91,3 @@ impl X86CpuState {
         }
     }
 }
-
-/// A vCPU state that walks the page tables at `root` in `kind` (CR0.PG, CR4.PAE/PSE/LA57 and
-/// EFER set to match; NX enabled where the mode has it; 32-bit paging with PSE, as Linux runs).
-/// This is how a root found without a CPU (VMCOREINFO, `--mode/--cr3`) becomes a CPU to walk.
-pub fn state_for_mode(kind: crate::paging::ModeKind, root: u64, index: u32) -> X86CpuState {
-    use crate::paging::ModeKind;
-    let mut c = X86CpuState::new(index);
-    c.cr[3] = root;
-    c.cr[0] = if kind == ModeKind::Off {
-        0x11
-    } else {
-        CR0_PG | 0x11
-    };
-    let long = EFER_LMA | EFER_LME | EFER_NXE;
-    (c.cr[4], c.efer) = match kind {
-        ModeKind::Off => (0, 0),
-        ModeKind::Bits32 => (CR4_PSE, 0),
-        ModeKind::Pae => (CR4_PAE | CR4_PSE, EFER_NXE),
-        ModeKind::Level4 => (CR4_PAE | CR4_PSE, long),
-        ModeKind::Level5 => (CR4_PAE | CR4_PSE | CR4_LA57, long),
-    };
-    c
-}

@@ -93,7 +93,7 @@ impl KernelLayout {
 
     /// A vCPU state that walks this kernel's tables in its mode.
     pub fn cpu_state(&self, index: u32) -> crate::cpu::X86CpuState {
-        crate::cpu::state_for_mode(self.mode, self.root, index)
+        crate::paging::state_for_mode(self.mode, self.root, index)
     }
 }
 

@@ -12,6 +12,6 @@ mod translate;
 mod walk;
 
 pub use flags::PageFlags;
-pub use mode::{Level, ModeKind, PagingMode};
+pub use mode::{state_for_mode, Level, ModeKind, PagingMode};
 pub use translate::{translate, TraceStep, Translation};
 pub use walk::{walk, walk_until, Leaf, StopReason, WalkLimits, WalkReport, LOOP_FRAMES_COUNTED};

@@ -1,7 +1,7 @@
 //! Paging modes as data. A mode is a list of [`Level`]s from the root down plus a few masks;
 //! the walker and the translator read only this description.
 
-use crate::cpu::{X86CpuState, CR4_LA57, CR4_PAE, CR4_PSE, EFER_NXE};
+use crate::cpu::{X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE};
 use crate::{Error, Result};
 use serde::Serialize;
 
@@ -264,6 +264,28 @@ impl PagingMode {
     pub fn is_long(&self) -> bool {
         matches!(self.kind, ModeKind::Level4 | ModeKind::Level5)
     }
+}
+
+/// A vCPU state that walks the page tables at `root` in `kind` (CR0.PG, CR4.PAE/PSE/LA57 and
+/// EFER set to match; NX enabled where the mode has it; 32-bit paging with PSE, as Linux runs).
+/// This is how a root found without a CPU (VMCOREINFO, `--mode/--cr3`) becomes a CPU to walk.
+pub fn state_for_mode(kind: ModeKind, root: u64, index: u32) -> X86CpuState {
+    let mut c = X86CpuState::new(index);
+    c.cr[3] = root;
+    c.cr[0] = if kind == ModeKind::Off {
+        0x11
+    } else {
+        CR0_PG | 0x11
+    };
+    let long = EFER_LMA | EFER_LME | EFER_NXE;
+    (c.cr[4], c.efer) = match kind {
+        ModeKind::Off => (0, 0),
+        ModeKind::Bits32 => (CR4_PSE, 0),
+        ModeKind::Pae => (CR4_PAE | CR4_PSE, EFER_NXE),
+        ModeKind::Level4 => (CR4_PAE | CR4_PSE, long),
+        ModeKind::Level5 => (CR4_PAE | CR4_PSE | CR4_LA57, long),
+    };
+    c
 }
 
 #[cfg(test)]
