@@ -5,9 +5,7 @@ use crate::output::Context;
 use crate::source::SourceArgs;
 use anyhow::{anyhow, Context as _, Result};
 use clap::Args;
-use guestcore::format::vmcoreinfo::vmcoreinfo_symbol;
-use guestcore::kernel::{find_kernels, kernel_log, KernelLayout};
-use guestcore::paging::{translate, PagingMode};
+use guestcore::kernel::{find_kernels, kernel_log, tables_run};
 use std::io::Write;
 
 #[derive(Args, Debug)]
@@ -16,19 +14,6 @@ pub struct DmesgArgs {
     /// runs, else the only kernel found. A live guest keeps running unless --pause is given.
     #[command(flatten)]
     source: SourceArgs,
-}
-
-/// True when `mode` maps the `init_uts_ns` of the kernel `vmcoreinfo` describes onto that
-/// kernel's image: the tables are that kernel's (or share its kernel half).
-fn runs(mem: &dyn guestcore::phys::PhysMemory, mode: &PagingMode, vmcoreinfo: &[u8]) -> bool {
-    let (Ok(l), Some(sym)) = (
-        KernelLayout::from_vmcoreinfo(vmcoreinfo),
-        vmcoreinfo_symbol(vmcoreinfo, "init_uts_ns"),
-    ) else {
-        return false;
-    };
-    l.image_phys(sym)
-        .is_some_and(|pa| translate(mem, mode, sym).is_ok_and(|t| t.paddr == pa))
 }
 
 pub fn run(ctx: &Context, mut args: DmesgArgs) -> Result<()> {
@@ -46,7 +31,7 @@ pub fn run(ctx: &Context, mut args: DmesgArgs) -> Result<()> {
     } else {
         let sel = src.selected.iter().find(|s| s.cpu.paging_enabled());
         match (sel, src.image.vmcoreinfo.as_deref()) {
-            (Some(s), Some(v)) if runs(mem, &s.mode, v) => (v.to_vec(), s.mode.clone()),
+            (Some(s), Some(v)) if tables_run(mem, &s.mode, v) => (v.to_vec(), s.mode.clone()),
             _ => {
                 let scan = find_kernels(mem, &src.all_cpus, src.image.vmcoreinfo.as_deref());
                 let k = match sel

@@ -169,13 +169,29 @@ impl KernelScan {
     }
 }
 
-/// True when `cpu`'s tables map `sym` (a kernel virtual address) to `phys`.
-fn cpu_maps(mem: &(impl PhysMemory + ?Sized), cpu: &X86CpuState, sym: u64, phys: u64) -> bool {
-    cpu.paging_enabled()
-        && PagingMode::from_cpu(cpu)
-            .ok()
-            .and_then(|m| translate(mem, &m, sym).ok())
-            .is_some_and(|t| t.paddr == phys)
+/// True when `mode`'s tables map the kernel-image address `sym` to where `layout` puts it: the
+/// tables are that kernel's (or share its kernel half).
+fn maps_image(
+    mem: &(impl PhysMemory + ?Sized),
+    mode: &PagingMode,
+    layout: &KernelLayout,
+    sym: u64,
+) -> bool {
+    layout
+        .image_phys(sym)
+        .is_some_and(|pa| translate(mem, mode, sym).is_ok_and(|t| t.paddr == pa))
+}
+
+/// True when `mode`'s tables run the kernel `vmcoreinfo` describes: they map its
+/// `init_uts_ns` onto its image. Costs one translation, no scan of RAM.
+pub fn tables_run(mem: &(impl PhysMemory + ?Sized), mode: &PagingMode, vmcoreinfo: &[u8]) -> bool {
+    match (
+        KernelLayout::from_vmcoreinfo(vmcoreinfo),
+        vmcoreinfo_symbol(vmcoreinfo, "init_uts_ns"),
+    ) {
+        (Ok(l), Some(sym)) => maps_image(mem, mode, &l, sym),
+        _ => false,
+    }
 }
 
 /// Finds the kernels in `mem`: VMCOREINFO notes and kdump core headers in RAM, plus the
@@ -199,13 +215,12 @@ pub fn find_kernels(
         let crash = addr.and_then(|a| headers.iter().find(|h| h.note_addrs.contains(&a)).cloned());
         let mut cpu_list = Vec::new();
         if let (Ok(l), Some(sym)) = (&layout, vmcoreinfo_symbol(&text, "init_uts_ns")) {
-            if let Some(pa) = l.image_phys(sym) {
-                cpu_list = cpus
-                    .iter()
-                    .filter(|c| cpu_maps(mem, c, sym, pa))
-                    .map(|c| c.index)
-                    .collect();
-            }
+            cpu_list = cpus
+                .iter()
+                .filter(|c| c.paging_enabled())
+                .filter(|c| PagingMode::from_cpu(c).is_ok_and(|m| maps_image(mem, &m, l, sym)))
+                .map(|c| c.index)
+                .collect();
         }
         let role = if crash.is_some() {
             KernelRole::Crashed
