@@ -231,16 +231,21 @@ fn bad_input_is_one_line_and_exit_1() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"12x\""));
 }
 
-#[test]
-fn corrupt_tables_are_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    // Every PML4 entry points at the PML4 itself: 512^4 paths without a limit.
+/// A 4-level guest whose every PML4 entry points at the PML4 itself: 512^4 paths without a
+/// limit.
+fn looping_pml4() -> (guestcore::phys::VecMemory, guestcore::cpu::X86CpuState) {
     let mut b = GuestBuilder::new(ModeKind::Level4, 1 << 20);
     let root = b.root();
     for i in 0..512 {
         b.write_u64(root + i * 8, root | 0x7);
     }
-    let (mem, cpu) = b.build_vec();
+    b.build_vec()
+}
+
+#[test]
+fn corrupt_tables_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, cpu) = looping_pml4();
     let elf = dir.path().join("loop.elf");
     write_qemu_like_core(&elf, &mem, &[cpu], None).unwrap();
     let out = guestcore()
@@ -584,12 +589,7 @@ fn kernel_tables_without_a_usable_cpu() {
 fn all_cpus_share_one_walk_budget() {
     // 64 vCPUs, each on tables that point at themselves: one budget for the command, not 64.
     let dir = tempfile::tempdir().unwrap();
-    let mut b = GuestBuilder::new(ModeKind::Level4, 1 << 20);
-    let root = b.root();
-    for i in 0..512 {
-        b.write_u64(root + i * 8, root | 0x7);
-    }
-    let (mem, cpu) = b.build_vec();
+    let (mem, cpu) = looping_pml4();
     let cpus: Vec<_> = (0..64)
         .map(|i| {
             let mut c = cpu.clone();
