@@ -145,6 +145,7 @@ pub fn write_core(
         class: ElfClass::Elf64,
         layout,
         filter: None::<PhysRange>,
+        excluded: None,
     };
     write_elf_core(&req, out, &OutputOptions { force: true }, &NoProgress)
 }

@@ -32,6 +32,7 @@ pub fn write_qemu_like_core(
         class: ElfClass::Elf64,
         layout: DumpLayout::Physical,
         filter: None,
+        excluded: None,
     };
     write_elf_core(&req, path, &OutputOptions { force: true }, &NoProgress).map(|_| ())
 }

@@ -118,6 +118,8 @@ fn main() {
                 nr_cpus: 1,
                 compression: c,
                 filter: None,
+                excluded: None,
+                dump_level: 0,
                 flatten: false,
                 force: true,
             };

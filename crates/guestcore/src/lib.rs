@@ -21,6 +21,7 @@
 pub mod addr;
 pub mod cpu;
 pub mod dump;
+pub mod dump_level;
 pub mod error;
 pub mod format;
 pub mod image;

@@ -111,6 +111,7 @@ fn request<'a>(
         class,
         layout,
         filter: None,
+        excluded: None,
     }
 }
 

@@ -102,6 +102,7 @@ fn every_mode_round_trips() {
                     DumpLayout::Physical
                 },
                 filter: None,
+                excluded: None,
             };
             write_elf_core(&req, &out, &OutputOptions::default(), &NoProgress).unwrap();
             let core = ElfCore::open(&out).unwrap();

@@ -73,6 +73,8 @@ fn request<'a>(mem: &'a VecMemory, notes: &'a [ElfNote], c: Compression) -> Kdum
         nr_cpus: 1,
         compression: c,
         filter: None,
+        excluded: None,
+        dump_level: 0,
         flatten: false,
         force: false,
     }

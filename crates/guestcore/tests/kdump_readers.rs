@@ -66,6 +66,8 @@ fn write_for(dir: &Path, c: Compression, flatten: bool, machine: KdumpMachine) -
         nr_cpus: 1,
         compression: c,
         filter: None,
+        excluded: None,
+        dump_level: 0,
         flatten,
         force: true,
     };

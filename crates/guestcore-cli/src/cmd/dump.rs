@@ -14,6 +14,7 @@ use guestcore::dump::notes::{dump_notes, CpuNotes};
 use guestcore::dump::{
     write_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
 };
+use guestcore::dump_level::{DumpLevel, KernelPages, PageFilter};
 use guestcore::kernel::{find_kernels, Kernel, KernelRole};
 use guestcore::mapping::{union_of_views, MappingList, ViewUnion};
 use guestcore::paging::ModeKind;
@@ -52,11 +53,11 @@ pub struct DumpArgs {
     source: SourceArgs,
     /// The core file to write (written to a temporary file beside it, renamed at the end);
     /// `-` writes a flattened kdump stream to stdout.
-    #[arg(short, long, value_name = "FILE")]
-    output: PathBuf,
+    #[arg(short, long, value_name = "FILE", required_unless_present = "dry_run")]
+    output: Option<PathBuf>,
     /// Output format. kdump files hold physical memory only (crash translates through the
-    /// guest's own tables); every RAM page is kept — all-zero pages share one stored zero
-    /// page — and nothing else is excluded (dump level 0).
+    /// guest's own tables); all-zero pages share one stored zero page, and at dump level 0
+    /// nothing is excluded.
     #[arg(long, value_enum, default_value = "elf")]
     format: FormatArg,
     /// kdump only: write makedumpfile's flattened stream (for pipes; `makedumpfile -R`
@@ -77,6 +78,19 @@ pub struct DumpArgs {
     /// ELF class; 32 only when every address, size and offset fits.
     #[arg(long, value_enum, default_value = "64")]
     elf_class: ClassArg,
+    /// Leave pages out as `makedumpfile -d N` does (0-31, a bitmask): 1 zero pages, 2 page
+    /// cache, 4 page cache with private data, 8 user-process data, 16 free pages (31: all).
+    /// Levels above 1 read the kernel's page array through its VMCOREINFO and page tables
+    /// (`--kernel` picks the kernel). kdump output records the level and clears the frames in
+    /// its dumpable bitmap; ELF output leaves them out of its PT_LOADs.
+    #[arg(short = 'd', long, value_name = "N", default_value = "0")]
+    dump_level: DumpLevel,
+    /// Write nothing: say how many pages each part of the dump level leaves out.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: the counts as JSON.
+    #[arg(long, requires = "dry_run")]
+    json: bool,
     /// Replace OUT if it exists.
     #[arg(long)]
     force: bool,
@@ -84,7 +98,8 @@ pub struct DumpArgs {
 
 pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     let started = Instant::now();
-    let to_stdout = args.output.as_os_str() == "-";
+    let output = args.output.clone().unwrap_or_default();
+    let to_stdout = output.as_os_str() == "-";
     let compression = match args.format {
         FormatArg::Elf => None,
         FormatArg::KdumpZlib => Some(Compression::Zlib),
@@ -101,10 +116,10 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     }
     // The writers check this too; checking here first fails before the input is opened (a live
     // guest would be paused for nothing).
-    if !to_stdout && args.output.exists() && !args.force {
+    if !args.dry_run && !to_stdout && output.exists() && !args.force {
         bail!(
             "{}: the file exists (use --force to overwrite it)",
-            args.output.display()
+            output.display()
         );
     }
     let mut src = args.source.open(ctx)?;
@@ -178,6 +193,10 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
                 vmcoreinfo = None;
             }
         }
+    }
+    let level = args.dump_level;
+    if level.bits() > 0 && kernel.is_none() && !paging_walks_a_kernel(args.paging, &walked) {
+        kernel = kernel_for_page_array(ctx, &src, level);
     }
     if let Some(k) = &kernel {
         vmcoreinfo = Some(k.vmcoreinfo.clone());
@@ -259,6 +278,42 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     let nr_cpus = crash_notes.map_or(cpus.len(), <[_]>::len);
     let notes = dump_notes(cpu_notes, &image.notes, vmcoreinfo.as_deref());
 
+    let mut page_filter = None;
+    if level.bits() > 0 {
+        let mode = kernel.as_ref().and_then(|k| k.paging_mode());
+        let pages = match (&kernel, &mode) {
+            (Some(k), Some(m)) => Some(KernelPages {
+                mode: m,
+                vmcoreinfo: &k.vmcoreinfo,
+            }),
+            _ => None,
+        };
+        let keep = kernel.as_ref().map(kept_ranges).unwrap_or_default();
+        let bar = Bar::new(ctx.show_progress());
+        let mut f = guestcore::dump_level::page_filter(&*image.memory, level, pages, &keep, &bar)
+            .context("filtering")?;
+        if compression.is_none() || args.dry_run {
+            f.exclude_zero_pages(&*image.memory, &bar)?;
+        }
+        report_filter(ctx, &f, kernel.as_ref());
+        if args.dry_run {
+            print_filter(&f, compression.is_some(), args.json)?;
+            return Ok(());
+        }
+        page_filter = Some(f);
+    } else if args.dry_run {
+        let f = guestcore::dump_level::page_filter(
+            &*image.memory,
+            level,
+            None,
+            &[],
+            &guestcore::progress::NoProgress,
+        )?;
+        print_filter(&f, compression.is_some(), args.json)?;
+        return Ok(());
+    }
+    let excluded = page_filter.as_ref().map(|f| f.excluded());
+
     if let Some(compression) = compression {
         let req = KdumpRequest {
             memory: &*image.memory,
@@ -272,6 +327,8 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             nr_cpus: nr_cpus.max(1) as u32,
             compression,
             filter,
+            excluded,
+            dump_level: level.bits(),
             flatten: args.flatten || to_stdout,
             force: args.force,
         };
@@ -282,12 +339,12 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             std::io::Write::flush(&mut out)?;
             s
         } else {
-            write_kdump(&req, &args.output, &KdumpOptions::default(), &bar)
-                .map_err(|e| crate::source::naming(e, &args.output))?
+            write_kdump(&req, &output, &KdumpOptions::default(), &bar)
+                .map_err(|e| crate::source::naming(e, &output))?
         };
         ctx.note(format_args!(
             "wrote {}: kdump-{} {} pages dumped ({} zero, {} compressed, {} raw), {} bytes, in {:.2} s",
-            args.output.display(),
+            output.display(),
             compression.name(),
             summary.dumped_pages,
             summary.zero_pages,
@@ -317,18 +374,21 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             DumpLayout::Physical
         },
         filter,
+        excluded,
     };
     let bar = Bar::new(ctx.show_progress());
-    let summary = write_elf_core(
-        &req,
-        &args.output,
-        &OutputOptions { force: args.force },
-        &bar,
-    )
-    .map_err(|e| crate::source::naming(e, &args.output))?;
+    let summary = write_elf_core(&req, &output, &OutputOptions { force: args.force }, &bar)
+        .map_err(|e| crate::source::naming(e, &output))?;
+    if summary.excluded_written > 0 {
+        ctx.note(format_args!(
+            "{} left-out pages are written anyway: joining short gaps keeps the PT_LOADs within {}",
+            summary.excluded_written,
+            guestcore::dump::elf_layout::MAX_FILTERED_RUNS
+        ));
+    }
     ctx.note(format_args!(
         "wrote {}: {} {} PT_LOADs{}, {} MiB of guest memory, {} bytes, in {:.2} s",
-        args.output.display(),
+        output.display(),
         summary.segments,
         if paging { "paging" } else { "physical" },
         if summary.pn_xnum { " (PN_XNUM)" } else { "" },
@@ -372,4 +432,153 @@ fn report_union(ctx: &Context, u: &ViewUnion) {
             c.dropped_cpu
         ));
     }
+}
+
+/// True when a `--paging` dump will walk some vCPU's tables (and so find their kernel itself).
+fn paging_walks_a_kernel(paging: bool, walked: &[(u32, guestcore::paging::PagingMode)]) -> bool {
+    paging && !walked.is_empty()
+}
+
+/// The kernel whose page array filters a dump when none was named: the one a vCPU runs, else
+/// the one the input's notes describe, else the only one found with usable tables.
+fn kernel_for_page_array(
+    ctx: &Context,
+    src: &crate::source::Source,
+    level: DumpLevel,
+) -> Option<Kernel> {
+    let image = &src.image;
+    let scan = find_kernels(&*image.memory, &src.all_cpus, image.vmcoreinfo.as_deref());
+    let usable: Vec<&Kernel> = scan.kernels.iter().filter(|k| k.layout.is_ok()).collect();
+    let chosen = usable
+        .iter()
+        .find(|k| !k.cpus.is_empty())
+        .or_else(|| usable.iter().find(|k| k.in_input_notes))
+        .or_else(|| (usable.len() == 1).then(|| &usable[0]))
+        .map(|k| (*k).clone());
+    if chosen.is_none() && level.needs_page_array() && usable.len() > 1 {
+        ctx.warn(format_args!(
+            "{} kernels are in memory and no vCPU runs one: name the one to filter by with --kernel N",
+            usable.len()
+        ));
+    }
+    chosen
+}
+
+/// Physical ranges a filtered dump keeps whatever the page array says: the kernel's
+/// VMCOREINFO note and, for a crashed kernel, its core header and crash notes.
+fn kept_ranges(k: &Kernel) -> Vec<PhysRange> {
+    let page = |a: u64| PhysRange {
+        start: a & !0xfff,
+        end: (a & !0xfff).saturating_add(0x2000),
+    };
+    let mut v: Vec<PhysRange> = k.vmcoreinfo_addr.into_iter().map(page).collect();
+    if let Some(c) = &k.crash {
+        v.push(page(c.addr));
+        v.extend(c.note_addrs.iter().map(|&a| page(a)));
+    }
+    v
+}
+
+/// Notes what a filter leaves out, and warns about what it could not or would not leave out.
+fn report_filter(ctx: &Context, f: &PageFilter, kernel: Option<&Kernel>) {
+    let r = f.report();
+    if let Some(why) = &r.page_array_skipped {
+        ctx.note(format_args!(
+            "dump level {}: zero pages only, without the kernel's page array ({why})",
+            r.level
+        ));
+    }
+    if r.page_array {
+        if let Some(k) = kernel {
+            ctx.note(format_args!(
+                "dump level {}: page array of kernel {} ({})",
+                r.level, k.index, k.release
+            ));
+        }
+    }
+    let x = &r.excluded;
+    ctx.note(format_args!(
+        "dump level {}: leaves out {} of {} RAM pages (zero {}, cache {}, cache with private data {}, user data {}, free {}, hwpoison {}, offline {}, past the page array {}); keeps {}",
+        r.level,
+        x.total(),
+        r.ram_frames,
+        if r.zero_scanned { x.zero.to_string() } else { "stored once".into() },
+        x.cache,
+        x.cache_private,
+        x.user,
+        x.free,
+        x.hwpoison,
+        x.offline,
+        x.beyond_page_array,
+        r.kept()
+    ));
+    if r.outside_page_array > 0 {
+        ctx.note(format_args!(
+            "{} pages of the input are memory the kernel has no struct page for (firmware, devices): kept",
+            r.outside_page_array
+        ));
+    }
+    if r.unclassified > 0 {
+        ctx.warn(format_args!(
+            "{} RAM pages have a struct page that cannot be read from the kernel's page array: kept, unclassified",
+            r.unclassified
+        ));
+    }
+    if r.protected > 0 {
+        ctx.warn(format_args!(
+            "the page array marks {} pages the kernel needs (page tables, image, notes) as excludable: kept",
+            r.protected
+        ));
+    }
+    if r.bad_free_orders > 0 {
+        ctx.warn(format_args!(
+            "{} free-page heads claim an order past the allocator's: kept",
+            r.bad_free_orders
+        ));
+    }
+}
+
+/// `--dry-run`: the counts on stdout.
+fn print_filter(f: &PageFilter, kdump: bool, json: bool) -> Result<()> {
+    use std::io::Write;
+    let r = f.report();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut v = serde_json::to_value(r)?;
+        v["kept"] = r.kept().into();
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let x = &r.excluded;
+    writeln!(out, "dump level {}", r.level)?;
+    writeln!(out, "{:<24}{:>12}", "RAM pages", r.ram_frames)?;
+    let rows = [
+        ("zero (1)", x.zero),
+        ("cache (2)", x.cache),
+        ("cache, private (4)", x.cache_private),
+        ("user data (8)", x.user),
+        ("free (16)", x.free),
+        ("hwpoison", x.hwpoison),
+        ("offline", x.offline),
+        ("past the page array", x.beyond_page_array),
+    ];
+    for (name, n) in rows {
+        writeln!(out, "{name:<24}{n:>12}")?;
+    }
+    writeln!(out, "{:<24}{:>12}", "kept", r.kept())?;
+    writeln!(out, "{:<24}{:>12}", "unclassified (kept)", r.unclassified)?;
+    writeln!(
+        out,
+        "{:<24}{:>12}",
+        "no struct page (kept)", r.outside_page_array
+    )?;
+    writeln!(out, "{:<24}{:>12}", "protected (kept)", r.protected)?;
+    if kdump && r.level & DumpLevel::ZERO != 0 {
+        writeln!(
+            out,
+            "(kdump output stores zero pages once and keeps them in its bitmap, as makedumpfile does)"
+        )?;
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use super::elf_layout::{plan, DumpLayout, ElfPlan, SHNUM, SHSTRTAB, SHSTRTAB_NAM
 use super::output::{check_target, AtomicOutput, OutputOptions};
 use super::DumpSummary;
 use crate::addr::PhysRange;
+use crate::dump_level::FrameSet;
 use crate::format::ElfNote;
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
@@ -34,6 +35,10 @@ pub struct ElfDumpRequest<'a> {
     pub layout: DumpLayout<'a>,
     /// Only physical memory in this window (`--begin/--length`).
     pub filter: Option<PhysRange>,
+    /// Frames a dump level leaves out (with zero pages, once
+    /// [`PageFilter::exclude_zero_pages`](crate::dump_level::PageFilter::exclude_zero_pages)
+    /// found them): they are not in the file.
+    pub excluded: Option<&'a FrameSet>,
 }
 
 impl std::fmt::Debug for ElfDumpRequest<'_> {
@@ -45,6 +50,7 @@ impl std::fmt::Debug for ElfDumpRequest<'_> {
             .field("class", &self.class)
             .field("layout", &self.layout)
             .field("filter", &self.filter)
+            .field("excluded", &self.excluded.map(FrameSet::len))
             .finish()
     }
 }
@@ -60,6 +66,7 @@ pub fn plan_elf_core<'a>(req: &ElfDumpRequest<'a>) -> Result<ElfPlan<'a>> {
         notes_len,
         req.layout,
         req.filter,
+        req.excluded,
     )
 }
 
@@ -118,6 +125,7 @@ pub fn write_elf_core(
         zero_bytes_skipped: stats.skipped_zero,
         file_size: plan.file_size(),
         pn_xnum: plan.pn_xnum(),
+        excluded_written: plan.excluded_written(),
     })
 }
 

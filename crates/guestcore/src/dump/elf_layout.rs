@@ -27,6 +27,8 @@
 
 use super::elf_headers::{e_phnum, ElfClass, ElfMachine};
 use crate::addr::{PhysRange, SIZE_4K};
+use crate::dump_level::frames::FRAME;
+use crate::dump_level::FrameSet;
 use crate::mapping::{Mapping, MappingList};
 use crate::paging::PageFlags;
 use crate::phys::RamMap;
@@ -81,6 +83,9 @@ pub struct ElfPlan<'a> {
     pub(crate) note: Segment,
     pub(crate) loads: Loads<'a>,
     pub(crate) runs: Vec<DataRun>,
+    /// Frames a dump level leaves out that are written anyway, to keep the number of PT_LOADs
+    /// within [`MAX_FILTERED_RUNS`].
+    pub(crate) excluded_written: u64,
     pub(crate) shstrtab_offset: u64,
     pub(crate) shoff: u64,
     pub(crate) file_size: u64,
@@ -152,6 +157,11 @@ impl ElfPlan<'_> {
     pub fn runs(&self) -> &[DataRun] {
         &self.runs
     }
+    /// Frames the dump level left out that the file holds anyway (short gaps between kept
+    /// frames, joined so the number of PT_LOADs stays within [`MAX_FILTERED_RUNS`]).
+    pub fn excluded_written(&self) -> u64 {
+        self.excluded_written
+    }
     /// Bytes of guest memory stored in the file.
     pub fn data_bytes(&self) -> u64 {
         self.runs.iter().map(|r| r.phys.len()).sum()
@@ -190,9 +200,10 @@ pub(crate) fn mapping_flags(flags: PageFlags) -> u32 {
     f
 }
 
-/// Plans a core for `ram` (the source's RAM map), `notes_len` bytes of encoded notes, `layout`
-/// and an optional physical `filter`. Fails when the filter holds no RAM, when a paging layout
-/// leaves no mapping, or when ELF32 cannot hold a value.
+/// Plans a core for `ram` (the source's RAM map), `notes_len` bytes of encoded notes, `layout`,
+/// an optional physical `filter` and the frames a dump level leaves out (`excluded`). Fails
+/// when the filter holds no RAM, when a paging layout leaves no mapping, or when ELF32 cannot
+/// hold a value.
 pub fn plan<'a>(
     class: ElfClass,
     machine: ElfMachine,
@@ -200,6 +211,7 @@ pub fn plan<'a>(
     notes_len: u64,
     layout: DumpLayout<'a>,
     filter: Option<PhysRange>,
+    excluded: Option<&FrameSet>,
 ) -> Result<ElfPlan<'a>> {
     if let Some(w) = filter {
         if w.is_empty() || ram.ram_parts(w.start, w.len()).next().is_none() {
@@ -220,6 +232,22 @@ pub fn plan<'a>(
         DumpLayout::Physical => (Loads::Physical, physical_runs(ram, filter)),
         DumpLayout::Paging(list) => paging_runs(ram, list, filter)?,
     };
+    let (loads, phys_runs, excluded_written) = match excluded.filter(|x| !x.is_empty()) {
+        None => (loads, phys_runs, 0),
+        Some(x) => {
+            let (runs, written) = kept_runs(&phys_runs, x);
+            let loads = match loads {
+                Loads::Physical => Loads::Physical,
+                Loads::Paging(list) => Loads::Paging(Cow::Owned(clip_to_runs(&list, &runs, ram))),
+            };
+            (loads, runs, written)
+        }
+    };
+    if phys_runs.is_empty() && matches!(loads, Loads::Physical) {
+        return Err(Error::Unsupported(
+            "the dump level leaves out every page: nothing to dump".into(),
+        ));
+    }
     let phnum = 1 + match &loads {
         Loads::Physical => phys_runs.len() as u64,
         Loads::Paging(list) => list.len() as u64,
@@ -258,6 +286,7 @@ pub fn plan<'a>(
         note,
         loads,
         runs,
+        excluded_written,
         shstrtab_offset,
         shoff,
         file_size,
@@ -312,6 +341,85 @@ fn paging_runs<'a>(
         }
     }
     Ok((Loads::Paging(list), runs))
+}
+
+/// The most data runs a filtered dump is cut into. Every run is a PT_LOAD (physical) or splits
+/// the mappings over it (paging), and crash looks segments up one by one: past this, the
+/// shortest gaps of left-out frames are written after all (and counted).
+pub const MAX_FILTERED_RUNS: usize = 65_000;
+
+/// `runs` less the frames of `excluded`, cut at every gap of left-out frames at least
+/// `min_gap` long, or `None` when that makes more than [`MAX_FILTERED_RUNS`] runs.
+fn cut_runs(
+    runs: &[PhysRange],
+    excluded: &FrameSet,
+    min_gap: u64,
+) -> Option<(Vec<PhysRange>, u64)> {
+    let mut out: Vec<PhysRange> = Vec::new();
+    let mut written = 0;
+    for r in runs {
+        let (fs, fe) = (r.start / FRAME, r.end.div_ceil(FRAME));
+        let mut start = r.start;
+        for (a, b) in excluded.members_in(fs, fe) {
+            if b - a < min_gap {
+                written += b - a;
+                continue;
+            }
+            let cut = (a * FRAME).max(r.start);
+            if cut > start {
+                out.push(PhysRange { start, end: cut });
+                if out.len() > MAX_FILTERED_RUNS {
+                    return None;
+                }
+            }
+            start = (b * FRAME).min(r.end);
+        }
+        if start < r.end {
+            out.push(PhysRange { start, end: r.end });
+            if out.len() > MAX_FILTERED_RUNS {
+                return None;
+            }
+        }
+    }
+    Some((out, written))
+}
+
+/// `runs` without the frames `excluded` leaves out, joining the shortest gaps when there would
+/// be too many pieces; and the number of left-out frames written anyway.
+fn kept_runs(runs: &[PhysRange], excluded: &FrameSet) -> (Vec<PhysRange>, u64) {
+    let mut min_gap = 1;
+    loop {
+        if let Some(r) = cut_runs(runs, excluded, min_gap) {
+            return r;
+        }
+        min_gap *= 4;
+    }
+}
+
+/// The mappings of `list` cut to the physical `runs` (sorted, disjoint): a RAM mapping keeps
+/// the parts whose memory is in a run; mappings whose memory is not RAM stay as they are
+/// (they have no data in the file either way).
+fn clip_to_runs(list: &MappingList, runs: &[PhysRange], ram: &RamMap) -> MappingList {
+    let mut out = MappingList::new();
+    for m in list {
+        if !(m.is_ram() && ram.contains(m.pa.0, m.size)) {
+            out.push(m.va.0, m.pa.0, m.size, m.flags);
+            continue;
+        }
+        let p = m.phys();
+        let first = runs.partition_point(|r| r.end <= p.start);
+        for r in runs[first..].iter().take_while(|r| r.start < p.end) {
+            if let Some(part) = r.intersect(&p) {
+                out.push(
+                    m.va.0 + (part.start - p.start),
+                    part.start,
+                    part.len(),
+                    m.flags,
+                );
+            }
+        }
+    }
+    out
 }
 
 /// Fails with the first value that does not fit in 32 bits.
@@ -375,6 +483,7 @@ mod tests {
             100,
             DumpLayout::Physical,
             None,
+            None,
         )
         .unwrap();
         assert_eq!(segs(&p).len(), 3);
@@ -400,6 +509,7 @@ mod tests {
             0,
             DumpLayout::Physical,
             Some(PhysRange::new(0x9f000, 0x62000)),
+            None,
         )
         .unwrap();
         let loads: Vec<_> = segs(&p)[1..].iter().map(|s| (s.paddr, s.memsz)).collect();
@@ -411,6 +521,7 @@ mod tests {
             0,
             DumpLayout::Physical,
             Some(PhysRange::new(0xa0000, 0x60000)),
+            None,
         )
         .is_err());
     }
@@ -429,6 +540,7 @@ mod tests {
             &ram(),
             0,
             DumpLayout::Paging(&l),
+            None,
             None,
         )
         .unwrap();
@@ -463,6 +575,7 @@ mod tests {
             0,
             DumpLayout::Physical,
             None,
+            None,
         )
         .unwrap_err()
         .to_string();
@@ -475,6 +588,7 @@ mod tests {
             0,
             DumpLayout::Physical,
             Some(PhysRange::new(0, 0x1000)),
+            None,
         )
         .unwrap();
     }
@@ -492,6 +606,7 @@ mod tests {
                 &ram(),
                 0,
                 DumpLayout::Paging(l),
+                None,
                 None,
             )
             .unwrap()

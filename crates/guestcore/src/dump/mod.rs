@@ -10,7 +10,7 @@
 //! ELF32-fitness are known before a file exists), an atomic output file ([`OutputOptions`]),
 //! and a chunked copy of guest memory that leaves zero runs as holes.
 
-mod copy;
+pub(crate) mod copy;
 mod elf;
 mod elf_headers;
 pub mod elf_layout;
@@ -40,4 +40,6 @@ pub struct DumpSummary {
     pub file_size: u64,
     /// True when `e_phnum` is PN_XNUM and the count is in section 0's `sh_info`.
     pub pn_xnum: bool,
+    /// Frames a dump level left out that are in the file anyway ([`ElfPlan::excluded_written`]).
+    pub excluded_written: u64,
 }

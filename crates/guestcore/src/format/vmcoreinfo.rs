@@ -37,6 +37,17 @@ pub fn vmcoreinfo_symbol(data: &[u8], name: &str) -> Option<u64> {
     u64::from_str_radix(v, 16).ok()
 }
 
+/// `KIND(name)` (`OFFSET`, `SIZE`, `LENGTH`) as an unsigned decimal below `limit`: the
+/// struct layout values, bounded because they come from the guest.
+pub fn vmcoreinfo_field(data: &[u8], kind: &str, name: &str, limit: u64) -> Option<u64> {
+    let key = format!("{kind}({name})");
+    vmcoreinfo_get(data, &key)?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| *v < limit)
+}
+
 /// `NUMBER(phys_base)` as the kernel's `unsigned long`: a negative value wraps (two's complement).
 pub fn vmcoreinfo_phys_base(data: &[u8]) -> Option<u64> {
     vmcoreinfo_number(data, "phys_base").map(|n| n as u64)

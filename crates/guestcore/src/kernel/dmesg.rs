@@ -18,7 +18,7 @@
 //! to head takes at most one lap of the descriptor ring, and every offset is checked.
 
 use super::vread::{read_uint, read_virt, uint_at};
-use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_symbol};
+use crate::format::vmcoreinfo::{vmcoreinfo_field, vmcoreinfo_symbol};
 use crate::paging::PagingMode;
 use crate::phys::PhysMemory;
 use crate::{Error, Result};
@@ -52,13 +52,11 @@ struct Layout {
 }
 
 fn field(text: &[u8], kind: &str, name: &str) -> Result<usize> {
-    let key = format!("{kind}({name})");
-    vmcoreinfo_get(text, &key)
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|v| *v < 1 << 20)
+    vmcoreinfo_field(text, kind, name, 1 << 20)
+        .map(|v| v as usize)
         .ok_or_else(|| {
             Error::Unsupported(format!(
-                "the kernel log needs {key} in VMCOREINFO (printk ring buffer of Linux 5.10+)"
+                "the kernel log needs {kind}({name}) in VMCOREINFO (printk ring buffer of Linux 5.10+)"
             ))
         })
 }

@@ -14,4 +14,7 @@ mod walk;
 pub use flags::PageFlags;
 pub use mode::{state_for_mode, Level, ModeKind, PagingMode};
 pub use translate::{translate, TraceStep, Translation};
-pub use walk::{walk, walk_until, Leaf, StopReason, WalkLimits, WalkReport, LOOP_FRAMES_COUNTED};
+pub use walk::{
+    walk, walk_until, walk_with_tables, Leaf, StopReason, WalkLimits, WalkReport,
+    LOOP_FRAMES_COUNTED,
+};

@@ -123,12 +123,31 @@ where
     M: PhysMemory + ?Sized,
     F: FnMut(&Leaf) -> std::result::Result<(), StopReason>,
 {
+    walk_with_tables(mem, mode, limits, |_, _| {}, sink)
+}
+
+/// [`walk_until`] that also tells `on_table` the physical address and byte length of every
+/// table it reads (the root included), in the order it reads them: the frames a dump must
+/// keep for the tables to be walked again.
+pub fn walk_with_tables<M, T, F>(
+    mem: &M,
+    mode: &PagingMode,
+    limits: WalkLimits,
+    on_table: T,
+    sink: F,
+) -> Result<WalkReport>
+where
+    M: PhysMemory + ?Sized,
+    T: FnMut(u64, u64),
+    F: FnMut(&Leaf) -> std::result::Result<(), StopReason>,
+{
     let mut w = Walker {
         mem,
         mode,
         limits,
         report: WalkReport::default(),
         sink,
+        on_table,
         bufs: Vec::new(),
         raw: Vec::new(),
         path: [u64::MAX; MAX_LEVELS],
@@ -156,12 +175,14 @@ where
 /// The most levels any mode has (5-level paging).
 const MAX_LEVELS: usize = 5;
 
-struct Walker<'a, M: ?Sized, F> {
+struct Walker<'a, M: ?Sized, T, F> {
     mem: &'a M,
     mode: &'a PagingMode,
     limits: WalkLimits,
     report: WalkReport,
     sink: F,
+    /// Told every table read.
+    on_table: T,
     /// One entry buffer per level, reused across tables.
     bufs: Vec<Vec<u64>>,
     /// Scratch bytes for sources without a borrowed view.
@@ -177,9 +198,10 @@ struct Walker<'a, M: ?Sized, F> {
 /// `Err(())` unwinds the walk when a limit is hit.
 type Flow = std::result::Result<(), ()>;
 
-impl<M, F> Walker<'_, M, F>
+impl<M, T, F> Walker<'_, M, T, F>
 where
     M: PhysMemory + ?Sized,
+    T: FnMut(u64, u64),
     F: FnMut(&Leaf) -> std::result::Result<(), StopReason>,
 {
     fn visit(&mut self, level: usize, table: u64, va_base: u64, acc: PageFlags) -> Flow {
@@ -254,6 +276,7 @@ where
                 &self.raw
             }
         };
+        (self.on_table)(table, len as u64);
         if width == 8 {
             out.extend(
                 bytes

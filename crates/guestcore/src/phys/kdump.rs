@@ -648,6 +648,8 @@ mod tests {
             nr_cpus: 1,
             compression: Compression::None,
             filter: None,
+            excluded: None,
+            dump_level: 0,
             flatten: false,
             force: false,
         };

@@ -15,8 +15,10 @@
 //!
 //! **Zero pages** are not excluded: every all-zero page gets a descriptor pointing at the one
 //! shared raw zero page (flags 0, size 4096), so readers see them as present (the same choice
-//! QEMU makes). Pages outside the optional filter are excluded (bit clear in bitmap 2); pages
-//! partly covered by RAM are dumped with the non-RAM bytes as zeros.
+//! QEMU makes, and what makedumpfile writes at dump level 1). Pages outside the optional
+//! window, and the frames a dump level leaves out ([`crate::dump_level`]), are excluded (bit
+//! clear in bitmap 2; `dump_level` in the sub-header says why); pages partly covered by RAM
+//! are dumped with the non-RAM bytes as zeros.
 //!
 //! The i686 form uses the 32-bit ABI of the headers (452-byte header, 80-byte sub header), as an
 //! i686 makedumpfile writes it; x86_64 uses the 64-bit one.
@@ -31,6 +33,7 @@ pub use flatten::{FlatSink, PositionedSink, SeekSink};
 pub use writer::{write_kdump, write_kdump_to};
 
 use crate::addr::PhysRange;
+use crate::dump_level::FrameSet;
 use crate::format::ElfNote;
 use crate::phys::PhysMemory;
 use serde::{Deserialize, Serialize};
@@ -81,6 +84,10 @@ pub struct KdumpRequest<'a> {
     pub compression: Compression,
     /// Dump only pages intersecting this physical range (others are excluded in bitmap 2).
     pub filter: Option<PhysRange>,
+    /// Frames a dump level leaves out (excluded in bitmap 2, as makedumpfile excludes them).
+    pub excluded: Option<&'a FrameSet>,
+    /// The dump level recorded in the sub-header (`dump_level`).
+    pub dump_level: u8,
     /// Write makedumpfile's flattened stream instead of the plain seekable file.
     pub flatten: bool,
     /// Replace an existing output file.
@@ -97,6 +104,8 @@ impl fmt::Debug for KdumpRequest<'_> {
             .field("nr_cpus", &self.nr_cpus)
             .field("compression", &self.compression)
             .field("filter", &self.filter)
+            .field("excluded", &self.excluded.map(FrameSet::len))
+            .field("dump_level", &self.dump_level)
             .field("flatten", &self.flatten)
             .field("force", &self.force)
             .finish()

@@ -8,6 +8,8 @@
 use super::compress::{Compression, PageCompressor, PAGE};
 use super::flatten::{FlatSink, PositionedSink, SeekSink};
 use super::{KdumpOptions, KdumpRequest, KdumpSummary};
+use crate::dump::copy::is_zero;
+use crate::dump_level::FrameSet;
 use crate::format::kdump::{
     DiskDumpHeader32, DiskDumpHeader64, KdumpSubHeader32, KdumpSubHeader64, NewUtsname, PageDesc,
     KDUMP_HEADER_VERSION, KDUMP_SIGNATURE,
@@ -161,12 +163,14 @@ fn pfn_ranges(req: &KdumpRequest<'_>, filtered: bool) -> PfnRanges {
     out
 }
 
-/// Writes the bitmap of `ranges` (`bytes` long) at `at`, [`BITMAP_PIECE`] bytes at a time.
+/// Writes the bitmap of `ranges` less `excluded` (`bytes` long) at `at`, [`BITMAP_PIECE`]
+/// bytes at a time.
 fn write_bitmap(
     sink: &mut dyn PositionedSink,
     at: u64,
     bytes: u64,
     ranges: &PfnRanges,
+    excluded: Option<&FrameSet>,
     progress: &dyn Progress,
 ) -> Result<(), Option<io::Error>> {
     let mut piece = vec![0u8; bytes.min(BITMAP_PIECE) as usize];
@@ -190,6 +194,13 @@ fn write_bitmap(
             .map(|&(s, e)| (s.max(lo) - lo, e.min(hi) - lo))
             .collect();
         set_bits(buf, &here);
+        if let Some(x) = excluded {
+            for (s, e) in x.members_in(lo, hi) {
+                for p in s - lo..e - lo {
+                    buf[(p / 8) as usize] &= !(1 << (p % 8));
+                }
+            }
+        }
         sink.write_at(at + done, buf).map_err(Some)?;
         done += len;
     }
@@ -215,6 +226,12 @@ fn set_bits(bitmap: &mut [u8], ranges: &PfnRanges) {
 
 fn count(ranges: &PfnRanges) -> u64 {
     ranges.iter().map(|(s, e)| e - s).sum()
+}
+
+/// Pfns of `ranges` that are dumped: not in `excluded`.
+fn count_kept(ranges: &PfnRanges, excluded: Option<&FrameSet>) -> u64 {
+    let out = excluded.map_or(0, |x| ranges.iter().map(|&(s, e)| x.count_in(s, e)).sum());
+    count(ranges) - out
 }
 
 /// The notes as written, with VMCOREINFO appended when given separately; plus the VMCOREINFO
@@ -272,7 +289,7 @@ fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layo
     let bitmap_bytes = bitmap_blocks_half * PAGE_U64;
     let bitmap2_off = bitmap1_off + bitmap_bytes;
     let desc_off = bitmap2_off + bitmap_bytes;
-    let dumped = count(&pfn_ranges(req, true));
+    let dumped = count_kept(&pfn_ranges(req, true), req.excluded);
     let data_off = (desc_off + dumped * size_of::<PageDesc>() as u64).next_multiple_of(PAGE_U64);
     let layout = Layout {
         max_mapnr,
@@ -334,7 +351,7 @@ fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layo
         out[..size_of::<DiskDumpHeader64>()].copy_from_slice(h.as_bytes());
         let s = KdumpSubHeader64 {
             phys_base: phys_base.into(),
-            dump_level: 0.into(),
+            dump_level: i32::from(req.dump_level).into(),
             split: 0.into(),
             start_pfn: 0.into(),
             end_pfn: 0.into(),
@@ -371,7 +388,7 @@ fn headers(req: &KdumpRequest<'_>, opts: &KdumpOptions) -> Result<(Vec<u8>, Layo
         out[..size_of::<DiskDumpHeader32>()].copy_from_slice(h.as_bytes());
         let s = KdumpSubHeader32 {
             phys_base: (phys_base as u32).into(),
-            dump_level: 0.into(),
+            dump_level: i32::from(req.dump_level).into(),
             split: 0.into(),
             start_pfn: 0.into(),
             end_pfn: 0.into(),
@@ -422,19 +439,6 @@ struct Worker {
 
 thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
-}
-
-/// Whether a page is all zeros; stops at the first 256-byte block that is not (the OR inside a
-/// block vectorizes).
-#[inline]
-fn is_zero(page: &[u8]) -> bool {
-    page.chunks(256).all(|block| {
-        let mut words = block.chunks_exact(16);
-        let acc = words.by_ref().fold(0u128, |a, c| {
-            a | u128::from_ne_bytes(c.try_into().expect("16 bytes"))
-        });
-        acc == 0 && words.remainder().iter().all(|&b| b == 0)
-    })
 }
 
 fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8; PAGE]) -> Result<&'a [u8]> {
@@ -549,13 +553,17 @@ fn generate_in_pool(
     let mut summary = KdumpSummary {
         max_mapnr: layout.max_mapnr,
         ram_pages: count(&ram),
-        dumped_pages: count(&dumped),
+        dumped_pages: count_kept(&dumped, req.excluded),
         ..Default::default()
     };
     sink.write_at(0, &head).map_err(io)?;
     let bitmap_err = |e: Option<io::Error>| e.map_or(Error::Cancelled, io);
-    for (at, ranges) in [(layout.bitmap1_off, &ram), (layout.bitmap2_off, &dumped)] {
-        write_bitmap(sink, at, layout.bitmap_bytes, ranges, progress).map_err(bitmap_err)?;
+    for (at, ranges, excluded) in [
+        (layout.bitmap1_off, &ram, None),
+        (layout.bitmap2_off, &dumped, req.excluded),
+    ] {
+        write_bitmap(sink, at, layout.bitmap_bytes, ranges, excluded, progress)
+            .map_err(bitmap_err)?;
     }
     // Pad the descriptor area to the data start, then the shared zero page.
     let desc_end = layout.desc_off + summary.dumped_pages * size_of::<PageDesc>() as u64;
@@ -588,7 +596,12 @@ fn generate_in_pool(
     let result = std::thread::scope(|scope| -> Result<()> {
         let window = opts.window_pages.max(1);
         let mut descs: Vec<u8> = Vec::with_capacity(window * size_of::<PageDesc>());
-        let mut all = dumped.iter().flat_map(|&(s, e)| s..e).peekable();
+        let empty = FrameSet::default();
+        let excluded = req.excluded.unwrap_or(&empty);
+        let mut all = dumped
+            .iter()
+            .flat_map(|&(s, e)| excluded.gaps_in(s, e).flat_map(|(a, b)| a..b))
+            .peekable();
         // Output buffers of windows already written, for the next ones.
         let mut spare: Vec<Chunk> = Vec::new();
         let next_window = |all: &mut std::iter::Peekable<_>, spare: &mut Vec<Chunk>| {
@@ -677,7 +690,15 @@ mod tests {
         let mut whole = vec![0u8; bytes as usize];
         set_bits(&mut whole, &ranges);
         let mut sink = SeekSink::new(std::io::Cursor::new(Vec::new()));
-        write_bitmap(&mut sink, 0, bytes, &ranges, &crate::progress::NoProgress).unwrap();
+        write_bitmap(
+            &mut sink,
+            0,
+            bytes,
+            &ranges,
+            None,
+            &crate::progress::NoProgress,
+        )
+        .unwrap();
         assert_eq!(sink.into_inner().into_inner(), whole);
     }
 
@@ -701,6 +722,8 @@ mod tests {
             nr_cpus: 1,
             compression: Compression::Zlib,
             filter: None,
+            excluded: None,
+            dump_level: 0,
             flatten: false,
             force: false,
         };

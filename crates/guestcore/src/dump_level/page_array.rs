@@ -1,0 +1,420 @@
+//! The kernel's page array (`struct page` per frame) as its VMCOREINFO describes it, and where
+//! each memory section's part of it lies.
+//!
+//! Facts used (from the kernel's `crash_core`/`vmcoreinfo` exports and makedumpfile's
+//! documentation of how it reads them):
+//!
+//! * SPARSEMEM splits physical memory into sections of `2^SECTION_SIZE_BITS` bytes.
+//!   `SYMBOL(mem_section)` is the section table: with SPARSEMEM_EXTREME an array of pointers to
+//!   *roots*, each a page of `struct mem_section` (`PAGE_SIZE / SIZE(mem_section)` of them);
+//!   without it, the array of `struct mem_section` itself. Some kernels export the address of
+//!   the pointer instead of its value, so an extreme table that does not validate is tried once
+//!   more through that pointer.
+//! * `section_mem_map` holds `mem_map − first_pfn` (in `struct page` units) in its high bits and
+//!   flags in the low 5 (bit 0: present). So the `struct page` of pfn `p` in that section is at
+//!   `(section_mem_map & ~0x1f) + p × SIZE(page)` (wrapping arithmetic).
+//! * Missing `SECTION_SIZE_BITS`/`MAX_PHYSMEM_BITS` take the x86 defaults (27/46, 52 with
+//!   5-level paging; i386 26/32, PAE 29/36).
+//!
+//! Every value comes from the guest: offsets must lie inside `SIZE(page)`, sizes are bounded,
+//! and a table that does not read is an error for the section, not for the dump.
+
+use crate::format::vmcoreinfo::{
+    vmcoreinfo_field, vmcoreinfo_get, vmcoreinfo_number, vmcoreinfo_symbol,
+};
+use crate::kernel::vread::{read_virt, uint_at};
+use crate::paging::PagingMode;
+use crate::phys::PhysMemory;
+
+/// Low bits of `section_mem_map` that are flags, not address.
+const SECTION_MAP_FLAG_BITS: u64 = 0x1f;
+/// `SECTION_MARKED_PRESENT`.
+const SECTION_PRESENT: u64 = 1;
+/// The largest `struct page` accepted (real ones are 32–80 bytes).
+const MAX_SIZE_PAGE: u64 = 1024;
+
+/// What [`PageLayout`] knows of `struct page` and the page flags.
+#[derive(Clone, Debug)]
+pub struct PageLayout {
+    /// Bytes of the kernel's `unsigned long` (8 on x86_64, 4 on i386).
+    pub word: usize,
+    /// `SIZE(page)`.
+    pub size_page: usize,
+    pub(crate) off_flags: usize,
+    pub(crate) off_mapping: Option<usize>,
+    pub(crate) off_mapcount: Option<usize>,
+    pub(crate) off_private: Option<usize>,
+    pub(crate) off_compound_head: Option<usize>,
+    /// Offset of the compound order in the *first tail page*, and its width (1 or 2 bytes).
+    pub(crate) order_in_tail: Option<(usize, usize)>,
+    /// Offset of the compound destructor id in the first tail page, and its width.
+    pub(crate) dtor_in_tail: Option<(usize, usize)>,
+    pub(crate) pg_lru: Option<u32>,
+    pub(crate) pg_private: Option<u32>,
+    pub(crate) pg_swapcache: Option<u32>,
+    pub(crate) pg_swapbacked: Option<u32>,
+    pub(crate) pg_slab: Option<u32>,
+    pub(crate) pg_hwpoison: Option<u32>,
+    pub(crate) pg_hugetlb: Option<u32>,
+    pub(crate) pg_head_mask: u64,
+    pub(crate) buddy_mapcount: Option<u32>,
+    pub(crate) offline_mapcount: Option<u32>,
+    pub(crate) slab_mapcount: Option<u32>,
+    pub(crate) hugetlb_mapcount: Option<u32>,
+    pub(crate) unaccepted_mapcount: Option<u32>,
+    pub(crate) hugetlb_dtor: Option<u64>,
+    /// `LENGTH(zone.free_area)`: buddy orders are below it.
+    pub(crate) free_area_len: Option<u64>,
+}
+
+/// The kernel's section table.
+#[derive(Clone, Debug)]
+pub struct SectionTable {
+    mem_section: u64,
+    size_mem_section: u64,
+    off_section_mem_map: usize,
+    /// `LENGTH(mem_section)`, when exported.
+    length: Option<u64>,
+    /// log2 of the frames per section.
+    pub(crate) pfn_section_shift: u32,
+    max_physmem_bits: u32,
+    size_page: u64,
+    word: usize,
+    kernel_start: u64,
+}
+
+/// A bit number of the page flags, checked to be a bit of a word.
+fn bit(text: &[u8], name: &str, word: usize) -> Option<u32> {
+    vmcoreinfo_number(text, name)
+        .filter(|b| (0..(word as i64) * 8).contains(b))
+        .map(|b| b as u32)
+}
+
+/// A `*_MAPCOUNT_VALUE` as the 32-bit `_mapcount` holds it.
+fn mapcount(text: &[u8], name: &str) -> Option<u32> {
+    vmcoreinfo_number(text, name)
+        .filter(|v| (i64::from(i32::MIN)..=i64::from(u32::MAX)).contains(v))
+        .map(|v| v as u32)
+}
+
+/// (major, minor) of `OSRELEASE`.
+fn kernel_version(text: &[u8]) -> Option<(u32, u32)> {
+    let r = vmcoreinfo_get(text, "OSRELEASE")?;
+    let mut it = r.trim().split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+impl PageLayout {
+    /// Reads the layout, or names the first missing value every level needs.
+    pub fn from_vmcoreinfo(text: &[u8], word: usize) -> Result<Self, String> {
+        let need = |kind: &str, name: &str, limit: u64| {
+            vmcoreinfo_field(text, kind, name, limit)
+                .ok_or_else(|| format!("VMCOREINFO has no {kind}({name})"))
+        };
+        let size_page = need("SIZE", "page", MAX_SIZE_PAGE + 1)?;
+        if size_page < 2 * word as u64 {
+            return Err(format!("SIZE(page) = {size_page} is too small"));
+        }
+        // An offset is usable only when a field of `width` bytes there lies inside the page.
+        let off = |name: &str, width: usize| {
+            vmcoreinfo_field(text, "OFFSET", name, size_page)
+                .map(|o| o as usize)
+                .filter(|o| o + width <= size_page as usize)
+        };
+        let off_flags = off("page.flags", word).ok_or("VMCOREINFO has no OFFSET(page.flags)")?;
+        let version = kernel_version(text).unwrap_or((0, 0));
+        let width = if version >= (4, 16) { 1 } else { 2 };
+        // In the first tail page: folio fields are offsets from the head page.
+        let in_tail = |folio: &str, page: &str| {
+            vmcoreinfo_field(text, "OFFSET", folio, 2 * size_page)
+                .and_then(|o| o.checked_sub(size_page))
+                .map(|o| o as usize)
+                .or_else(|| off(page, width))
+                .filter(|o| o + width <= size_page as usize)
+                .filter(|_| version >= (4, 4))
+                .map(|o| (o, width))
+        };
+        Ok(PageLayout {
+            word,
+            size_page: size_page as usize,
+            off_flags,
+            off_mapping: off("page.mapping", word),
+            off_mapcount: off("page._mapcount", 4),
+            off_private: off("page.private", word),
+            off_compound_head: off("page.compound_head", word),
+            order_in_tail: in_tail("folio._folio_order", "page.compound_order"),
+            dtor_in_tail: in_tail("folio._folio_dtor", "page.compound_dtor"),
+            pg_lru: bit(text, "PG_lru", word),
+            pg_private: bit(text, "PG_private", word),
+            pg_swapcache: bit(text, "PG_swapcache", word),
+            pg_swapbacked: bit(text, "PG_swapbacked", word),
+            pg_slab: bit(text, "PG_slab", word),
+            pg_hwpoison: bit(text, "PG_hwpoison", word),
+            pg_hugetlb: bit(text, "PG_hugetlb", word),
+            pg_head_mask: vmcoreinfo_number(text, "PG_head_mask").map_or(0, |m| m as u64),
+            buddy_mapcount: mapcount(text, "PAGE_BUDDY_MAPCOUNT_VALUE"),
+            offline_mapcount: mapcount(text, "PAGE_OFFLINE_MAPCOUNT_VALUE"),
+            slab_mapcount: mapcount(text, "PAGE_SLAB_MAPCOUNT_VALUE"),
+            hugetlb_mapcount: mapcount(text, "PAGE_HUGETLB_MAPCOUNT_VALUE"),
+            unaccepted_mapcount: mapcount(text, "PAGE_UNACCEPTED_MAPCOUNT_VALUE"),
+            hugetlb_dtor: vmcoreinfo_number(text, "HUGETLB_PAGE_DTOR").map(|d| d as u64),
+            free_area_len: vmcoreinfo_field(text, "LENGTH", "zone.free_area", 64),
+        })
+    }
+
+    /// Why this layout cannot classify pages for `bits` of a dump level (`None`: it can).
+    pub fn missing_for(&self, bits: u8) -> Option<String> {
+        use super::DumpLevel as L;
+        let mut missing = Vec::new();
+        let mut need = |ok: bool, what: &str| {
+            if !ok {
+                missing.push(what.to_string());
+            }
+        };
+        if bits & (L::CACHE | L::CACHE_PRIVATE) != 0 {
+            need(self.pg_lru.is_some(), "NUMBER(PG_lru)");
+            need(self.pg_private.is_some(), "NUMBER(PG_private)");
+            need(self.pg_swapcache.is_some(), "NUMBER(PG_swapcache)");
+        }
+        if bits & (L::CACHE | L::CACHE_PRIVATE | L::USER) != 0 {
+            need(self.off_mapping.is_some(), "OFFSET(page.mapping)");
+            need(self.pg_slab.is_some(), "NUMBER(PG_slab)");
+        }
+        if bits & L::FREE != 0 {
+            need(
+                self.buddy_mapcount.is_some(),
+                "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE) (free lists are not followed)",
+            );
+            need(self.off_mapcount.is_some(), "OFFSET(page._mapcount)");
+            need(self.off_private.is_some(), "OFFSET(page.private)");
+        }
+        (!missing.is_empty()).then(|| missing.join(", "))
+    }
+}
+
+/// Where one section's `struct page`s are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectionMap {
+    /// Section number.
+    pub nr: u64,
+    /// Virtual address of the `struct page` of pfn 0 as this section encodes it: the page of
+    /// pfn `p` is at `base + p × SIZE(page)`.
+    pub base: u64,
+}
+
+impl SectionTable {
+    /// Reads the section table's description, or says why this kernel has none usable.
+    pub fn from_vmcoreinfo(
+        text: &[u8],
+        layout: &PageLayout,
+        long_mode: bool,
+        pae: bool,
+    ) -> Result<Self, String> {
+        let mem_section = vmcoreinfo_symbol(text, "mem_section").ok_or_else(|| {
+            if vmcoreinfo_symbol(text, "mem_map").is_some() {
+                "the kernel uses FLATMEM (SYMBOL(mem_map), no SYMBOL(mem_section)), whose page array guestcore does not read".to_string()
+            } else {
+                "VMCOREINFO has no SYMBOL(mem_section): not a SPARSEMEM kernel".to_string()
+            }
+        })?;
+        let size_mem_section = vmcoreinfo_field(text, "SIZE", "mem_section", 4097)
+            .filter(|s| *s >= layout.word as u64)
+            .ok_or("VMCOREINFO has no usable SIZE(mem_section)")?;
+        let off_section_mem_map = vmcoreinfo_field(
+            text,
+            "OFFSET",
+            "mem_section.section_mem_map",
+            size_mem_section,
+        )
+        .filter(|o| o + layout.word as u64 <= size_mem_section)
+        .ok_or("VMCOREINFO has no usable OFFSET(mem_section.section_mem_map)")?
+            as usize;
+        let (def_section, def_phys) = match (long_mode, pae) {
+            (true, _) => (
+                27,
+                if vmcoreinfo_number(text, "pgtable_l5_enabled") == Some(1) {
+                    52
+                } else {
+                    46
+                },
+            ),
+            (false, true) => (29, 36),
+            (false, false) => (26, 32),
+        };
+        let section_size_bits = vmcoreinfo_number(text, "SECTION_SIZE_BITS").unwrap_or(def_section);
+        let max_physmem_bits = vmcoreinfo_number(text, "MAX_PHYSMEM_BITS").unwrap_or(def_phys);
+        if !(13..=40).contains(&section_size_bits)
+            || !(section_size_bits..=52).contains(&max_physmem_bits)
+        {
+            return Err(format!(
+                "SECTION_SIZE_BITS {section_size_bits} / MAX_PHYSMEM_BITS {max_physmem_bits} are not plausible"
+            ));
+        }
+        Ok(SectionTable {
+            mem_section,
+            size_mem_section,
+            off_section_mem_map,
+            length: vmcoreinfo_field(text, "LENGTH", "mem_section", 1 << 32),
+            pfn_section_shift: section_size_bits as u32 - 12,
+            max_physmem_bits: max_physmem_bits as u32,
+            size_page: layout.size_page as u64,
+            word: layout.word,
+            kernel_start: if long_mode {
+                0xffff_8000_0000_0000
+            } else {
+                0xc000_0000
+            },
+        })
+    }
+
+    /// Frames per section.
+    pub fn pages_per_section(&self) -> u64 {
+        1 << self.pfn_section_shift
+    }
+
+    fn per_root_extreme(&self) -> u64 {
+        (4096 / self.size_mem_section).max(1)
+    }
+
+    /// True for SPARSEMEM_EXTREME (makedumpfile's test: `LENGTH(mem_section)` is the number of
+    /// roots an extreme table has, or is not exported).
+    fn extreme(&self) -> bool {
+        let sections = 1u64 << (self.max_physmem_bits - self.pfn_section_shift - 12);
+        match self.length {
+            None => true,
+            Some(l) => l == sections.div_ceil(self.per_root_extreme()),
+        }
+    }
+
+    /// The mem_map base of every present section among `sections` (sorted section numbers),
+    /// and the sections that could not be read (absent ones are in neither).
+    pub fn maps<M: PhysMemory + ?Sized>(
+        &self,
+        mem: &M,
+        mode: &PagingMode,
+        sections: &[u64],
+    ) -> Result<(Vec<SectionMap>, Vec<u64>), String> {
+        if !self.extreme() {
+            let mut out = Vec::new();
+            let mut unread = Vec::new();
+            for &nr in sections {
+                let at = nr
+                    .checked_mul(self.size_mem_section)
+                    .and_then(|o| o.checked_add(self.mem_section));
+                match at.and_then(|a| self.read_map(mem, mode, nr, a)) {
+                    Some(Some(m)) => out.push(m),
+                    Some(None) => {}
+                    None => unread.push(nr),
+                }
+            }
+            return Ok((out, unread));
+        }
+        // Try the symbol as the root array, then as a pointer to it.
+        let first = self.extreme_maps(mem, mode, self.mem_section, sections);
+        if let Some(r) = first.filter(|(m, _)| !m.is_empty()) {
+            return Ok(r);
+        }
+        let mut b = [0u8; 8];
+        read_virt(mem, mode, self.mem_section, &mut b[..self.word])
+            .map_err(|e| format!("cannot read SYMBOL(mem_section): {e}"))?;
+        let ptr = u64::from_le_bytes(b);
+        self.extreme_maps(mem, mode, ptr, sections)
+            .filter(|(m, _)| !m.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "the section table at {:#x} has no valid present section",
+                    self.mem_section
+                )
+            })
+    }
+
+    /// `Some((maps, unread))` when the root array at `roots` validates: every present
+    /// section's mem_map is a kernel address.
+    fn extreme_maps<M: PhysMemory + ?Sized>(
+        &self,
+        mem: &M,
+        mode: &PagingMode,
+        roots: u64,
+        sections: &[u64],
+    ) -> Option<(Vec<SectionMap>, Vec<u64>)> {
+        let per_root = self.per_root_extreme();
+        let mut out = Vec::new();
+        let mut unread = Vec::new();
+        // (root number, root pointer, the root's page when it reads)
+        let mut root_page: Option<(u64, u64, Option<Vec<u8>>)> = None;
+        for &nr in sections {
+            let root_nr = nr / per_root;
+            if root_page.as_ref().map(|r| r.0) != Some(root_nr) {
+                let mut b = [0u8; 8];
+                let slot = root_nr.checked_mul(self.word as u64)?.checked_add(roots)?;
+                read_virt(mem, mode, slot, &mut b[..self.word]).ok()?;
+                let root = u64::from_le_bytes(b);
+                if root != 0 && root < self.kernel_start {
+                    return None;
+                }
+                let page = (root != 0).then(|| {
+                    let mut p = vec![0u8; (per_root * self.size_mem_section) as usize];
+                    read_virt(mem, mode, root, &mut p).ok().map(|_| p)
+                });
+                root_page = Some((root_nr, root, page.flatten()));
+            }
+            let page = match &root_page {
+                Some((_, _, Some(page))) => page,
+                Some((_, root, None)) => {
+                    // An absent root (0) holds no section; one that does not read, unread ones.
+                    if *root != 0 {
+                        unread.push(nr);
+                    }
+                    continue;
+                }
+                None => continue,
+            };
+            let at = ((nr % per_root) * self.size_mem_section) as usize + self.off_section_mem_map;
+            let map = uint_at(page, at, self.word)?;
+            match self.decode(nr, map) {
+                Some(Some(m)) => out.push(m),
+                Some(None) => {}
+                None => return None,
+            }
+        }
+        Some((out, unread))
+    }
+
+    /// One non-extreme section at `at`: `None` unreadable, `Some(None)` absent.
+    fn read_map<M: PhysMemory + ?Sized>(
+        &self,
+        mem: &M,
+        mode: &PagingMode,
+        nr: u64,
+        at: u64,
+    ) -> Option<Option<SectionMap>> {
+        let mut b = [0u8; 8];
+        read_virt(
+            mem,
+            mode,
+            at.checked_add(self.off_section_mem_map as u64)?,
+            &mut b[..self.word],
+        )
+        .ok()?;
+        self.decode(nr, u64::from_le_bytes(b))
+    }
+
+    /// `Some(None)`: not present; `None`: present but not a kernel address (invalid table).
+    fn decode(&self, nr: u64, map: u64) -> Option<Option<SectionMap>> {
+        if map & SECTION_PRESENT == 0 {
+            return Some(None);
+        }
+        let mask = if self.word == 8 {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        let coded = map & !SECTION_MAP_FLAG_BITS & mask;
+        let first = (nr << self.pfn_section_shift).wrapping_mul(self.size_page);
+        let mem_map = coded.wrapping_add(first) & mask;
+        if mem_map < self.kernel_start {
+            return None;
+        }
+        Some(Some(SectionMap { nr, base: coded }))
+    }
+}
