@@ -282,11 +282,10 @@ fn check_mappings(mem: &dyn PhysMemory, core: &Core, list: &MappingList) {
         if m.is_ram() && mem.is_ram(m.pa.0, m.size) {
             assert_eq!(p.filesz, m.size);
         } else {
-            assert_eq!(
-                (p.offset, p.filesz),
-                (0, 0),
-                "{m:?} has no bytes in the file"
-            );
+            // No bytes in the file; the offset is not 0 (crash reads the first PT_LOAD's
+            // p_offset as where the headers end).
+            assert_eq!(p.filesz, 0, "{m:?} has no bytes in the file");
+            assert_ne!(p.offset, 0, "{m:?}");
         }
     }
     // Sweep in physical order: every load overlapping the group before it must have the same

@@ -18,8 +18,10 @@
 //! Each run starts at a file offset congruent to its physical address modulo 4 KiB, so page
 //! mappings keep `p_offset ≡ p_vaddr (mod 4 KiB)` (gdb can mmap them), while `p_align` is 0 in
 //! every program header ([`P_ALIGN`](super::elf_headers::P_ALIGN) says why: crash).
-//! A mapping whose memory is not in the file (`IO`, or not entirely RAM) gets
-//! `p_offset = 0, p_filesz = 0, p_memsz = size`.
+//! A mapping whose memory is not in the file (`IO`, not entirely RAM, or left out by a dump
+//! level) gets `p_filesz = 0, p_memsz = size` and the offset where the data starts: crash
+//! takes the smallest non-zero `p_offset` as the end of the headers, starting from the first
+//! PT_LOAD's, so a first PT_LOAD with `p_offset = 0` makes it give up.
 //!
 //! Section headers (null + `.shstrtab`) are always written: section 0 carries the real program
 //! header count in `sh_info` when it exceeds 65,534 (`e_phnum = PN_XNUM`), and strict readers
@@ -55,11 +57,16 @@ pub struct Segment {
     pub memsz: u64,
 }
 
-/// Physical memory `phys` is stored at file offset `offset`.
+/// Physical memory `phys` is stored at file offset `offset`. A filtered dump's run is followed
+/// by frames the dump level left out, up to `mem_end`: its physical PT_LOAD covers them in
+/// `p_memsz` but not `p_filesz`, so readers see them as zeros, as in makedumpfile's ELF dumps.
+/// (A RAM range that starts with left-out frames has a run with an empty `phys` there.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataRun {
     pub phys: PhysRange,
     pub offset: u64,
+    /// End of the memory the run's PT_LOAD describes (`phys.end` when nothing follows).
+    pub mem_end: u64,
 }
 
 /// What the PT_LOADs describe.
@@ -83,6 +90,12 @@ pub struct ElfPlan<'a> {
     pub(crate) note: Segment,
     pub(crate) loads: Loads<'a>,
     pub(crate) runs: Vec<DataRun>,
+    /// Where the memory data starts (after the notes, 4 KiB aligned): the offset of PT_LOADs
+    /// without data.
+    pub(crate) data_start: u64,
+    /// True when a dump level cut the runs (mappings then hold runs followed by left-out
+    /// frames).
+    pub(crate) filtered: bool,
     /// Frames a dump level leaves out that are written anyway, to keep the number of PT_LOADs
     /// within [`MAX_FILTERED_RUNS`].
     pub(crate) excluded_written: u64,
@@ -107,6 +120,13 @@ impl ElfPlan<'_> {
     }
     /// Program headers, PT_NOTE first, derived one at a time.
     pub fn segments(&self) -> impl Iterator<Item = Segment> + '_ {
+        let data_start = self.data_start;
+        let fix = move |mut s: Segment| {
+            if s.filesz == 0 {
+                s.offset = data_start;
+            }
+            s
+        };
         let loads: Box<dyn Iterator<Item = Segment> + '_> = match &self.loads {
             Loads::Physical => Box::new(self.runs.iter().map(|r| Segment {
                 p_type: elf::PT_LOAD,
@@ -115,11 +135,11 @@ impl ElfPlan<'_> {
                 vaddr: r.phys.start,
                 paddr: r.phys.start,
                 filesz: r.phys.len(),
-                memsz: r.phys.len(),
+                memsz: r.mem_end - r.phys.start,
             })),
             Loads::Paging(list) => Box::new(list.iter().map(|m| self.load_of(m))),
         };
-        std::iter::once(self.note).chain(loads)
+        std::iter::once(self.note).chain(loads.map(fix))
     }
     /// The PT_LOAD of mapping `m`: its bytes are in the file when a data run covers them.
     fn load_of(&self, m: &Mapping) -> Segment {
@@ -132,11 +152,14 @@ impl ElfPlan<'_> {
             ..Segment::default()
         };
         if m.is_ram() {
+            // The data run holding the mapping's first byte: the mapping's bytes in it are in
+            // the file (all of them, unless a dump level left out the frames after it, which
+            // then read as zeros).
             let i = self.runs.partition_point(|r| r.phys.end <= m.pa.0);
             if let Some(r) = self.runs.get(i) {
-                if r.phys.start <= m.pa.0 && m.pa.0 + m.size <= r.phys.end {
+                if r.phys.start <= m.pa.0 && (self.filtered || m.pa.0 + m.size <= r.phys.end) {
                     seg.offset = r.offset + (m.pa.0 - r.phys.start);
-                    seg.filesz = m.size;
+                    seg.filesz = m.size.min(r.phys.end - m.pa.0);
                 }
             }
         }
@@ -232,22 +255,26 @@ pub fn plan<'a>(
         DumpLayout::Physical => (Loads::Physical, physical_runs(ram, filter)),
         DumpLayout::Paging(list) => paging_runs(ram, list, filter)?,
     };
-    let (loads, phys_runs, excluded_written) = match excluded.filter(|x| !x.is_empty()) {
-        None => (loads, phys_runs, 0),
+    let filtered = excluded.is_some_and(|x| !x.is_empty());
+    let (loads, spans, excluded_written) = match excluded.filter(|x| !x.is_empty()) {
+        None => {
+            let spans = phys_runs.iter().map(|r| (*r, r.end)).collect();
+            (loads, spans, 0)
+        }
         Some(x) => {
-            let (runs, written) = kept_runs(&phys_runs, x);
+            let (spans, written) = kept_runs(&phys_runs, x);
             let loads = match loads {
                 Loads::Physical => Loads::Physical,
-                Loads::Paging(list) => Loads::Paging(Cow::Owned(clip_to_runs(&list, &runs, ram))),
+                Loads::Paging(list) => Loads::Paging(Cow::Owned(split_at_runs(&list, &spans, ram))),
             };
-            (loads, runs, written)
+            (loads, spans, written)
         }
     };
-    if phys_runs.is_empty() && matches!(loads, Loads::Physical) {
-        return Err(Error::Unsupported(
-            "the dump level leaves out every page: nothing to dump".into(),
-        ));
-    }
+    let phys_runs: Vec<(PhysRange, u64)> = match loads {
+        // Paging: only the data is needed to place mappings.
+        Loads::Paging(_) => spans.into_iter().filter(|(d, _)| !d.is_empty()).collect(),
+        Loads::Physical => spans,
+    };
     let phnum = 1 + match &loads {
         Loads::Physical => phys_runs.len() as u64,
         Loads::Paging(list) => list.len() as u64,
@@ -267,13 +294,23 @@ pub fn plan<'a>(
         ..Segment::default()
     };
     let mut cursor = align_up(note_offset + notes_len, SIZE_4K);
+    let data_start = cursor;
     let mut runs = Vec::with_capacity(phys_runs.len());
-    for phys in phys_runs {
+    for (phys, mem_end) in phys_runs {
+        if phys.is_empty() {
+            runs.push(DataRun {
+                phys,
+                offset: 0,
+                mem_end,
+            });
+            continue;
+        }
         // Same offset within a page as the physical address.
         cursor += (phys.start % SIZE_4K + SIZE_4K - cursor % SIZE_4K) % SIZE_4K;
         runs.push(DataRun {
             phys,
             offset: cursor,
+            mem_end,
         });
         cursor += phys.len();
     }
@@ -286,6 +323,8 @@ pub fn plan<'a>(
         note,
         loads,
         runs,
+        data_start,
+        filtered,
         excluded_written,
         shstrtab_offset,
         shoff,
@@ -349,44 +388,53 @@ fn paging_runs<'a>(
 pub const MAX_FILTERED_RUNS: usize = 65_000;
 
 /// `runs` less the frames of `excluded`, cut at every gap of left-out frames at least
-/// `min_gap` long, or `None` when that makes more than [`MAX_FILTERED_RUNS`] runs.
+/// `min_gap` long: each piece is the kept data and where the left-out frames after it end (the
+/// next piece, or the end of its run); a run that starts with left-out frames has an empty
+/// first piece. `None` when that makes more than [`MAX_FILTERED_RUNS`] pieces.
 fn cut_runs(
     runs: &[PhysRange],
     excluded: &FrameSet,
     min_gap: u64,
-) -> Option<(Vec<PhysRange>, u64)> {
-    let mut out: Vec<PhysRange> = Vec::new();
+) -> Option<(Vec<(PhysRange, u64)>, u64)> {
+    let mut out: Vec<(PhysRange, u64)> = Vec::new();
     let mut written = 0;
     for r in runs {
         let (fs, fe) = (r.start / FRAME, r.end.div_ceil(FRAME));
         let mut start = r.start;
         for (a, b) in excluded.members_in(fs, fe) {
-            if b - a < min_gap {
+            if b - a < min_gap && a * FRAME > r.start && b * FRAME < r.end {
                 written += b - a;
                 continue;
             }
             let cut = (a * FRAME).max(r.start);
-            if cut > start {
-                out.push(PhysRange { start, end: cut });
-                if out.len() > MAX_FILTERED_RUNS {
-                    return None;
-                }
+            let resume = (b * FRAME).min(r.end);
+            out.push((PhysRange { start, end: cut }, resume));
+            if out.len() > MAX_FILTERED_RUNS {
+                return None;
             }
-            start = (b * FRAME).min(r.end);
+            start = resume;
         }
         if start < r.end {
-            out.push(PhysRange { start, end: r.end });
+            out.push((PhysRange { start, end: r.end }, r.end));
             if out.len() > MAX_FILTERED_RUNS {
                 return None;
             }
         }
     }
-    Some((out, written))
+    // A piece with no data is only needed at the start of a run (nothing before it to extend).
+    let mut kept: Vec<(PhysRange, u64)> = Vec::with_capacity(out.len());
+    for (d, end) in out {
+        match kept.last_mut() {
+            Some(last) if d.is_empty() && last.1 == d.start => last.1 = end,
+            _ => kept.push((d, end)),
+        }
+    }
+    Some((kept, written))
 }
 
 /// `runs` without the frames `excluded` leaves out, joining the shortest gaps when there would
 /// be too many pieces; and the number of left-out frames written anyway.
-fn kept_runs(runs: &[PhysRange], excluded: &FrameSet) -> (Vec<PhysRange>, u64) {
+fn kept_runs(runs: &[PhysRange], excluded: &FrameSet) -> (Vec<(PhysRange, u64)>, u64) {
     let mut min_gap = 1;
     loop {
         if let Some(r) = cut_runs(runs, excluded, min_gap) {
@@ -396,28 +444,28 @@ fn kept_runs(runs: &[PhysRange], excluded: &FrameSet) -> (Vec<PhysRange>, u64) {
     }
 }
 
-/// The mappings of `list` cut to the physical `runs` (sorted, disjoint): a RAM mapping keeps
-/// the parts whose memory is in a run; mappings whose memory is not RAM stay as they are
-/// (they have no data in the file either way).
-fn clip_to_runs(list: &MappingList, runs: &[PhysRange], ram: &RamMap) -> MappingList {
+/// The mappings of `list` split where a piece of kept data starts (`spans` from
+/// [`kept_runs`]), so each mapping's kept bytes come first: its PT_LOAD then holds them in
+/// `p_filesz` and the left-out frames after them in `p_memsz` only. Mappings whose memory is
+/// not RAM stay as they are.
+fn split_at_runs(list: &MappingList, spans: &[(PhysRange, u64)], ram: &RamMap) -> MappingList {
     let mut out = MappingList::new();
     for m in list {
+        let p = m.phys();
         if !(m.is_ram() && ram.contains(m.pa.0, m.size)) {
             out.push(m.va.0, m.pa.0, m.size, m.flags);
             continue;
         }
-        let p = m.phys();
-        let first = runs.partition_point(|r| r.end <= p.start);
-        for r in runs[first..].iter().take_while(|r| r.start < p.end) {
-            if let Some(part) = r.intersect(&p) {
-                out.push(
-                    m.va.0 + (part.start - p.start),
-                    part.start,
-                    part.len(),
-                    m.flags,
-                );
+        let mut at = p.start;
+        let first = spans.partition_point(|(d, _)| d.start <= p.start);
+        for (d, _) in spans[first..].iter().take_while(|(d, _)| d.start < p.end) {
+            if d.is_empty() || d.start <= at {
+                continue;
             }
+            out.push_unmerged(m.va.0 + (at - p.start), at, d.start - at, m.flags);
+            at = d.start;
         }
+        out.push_unmerged(m.va.0 + (at - p.start), at, p.end - at, m.flags);
     }
     out
 }
@@ -557,7 +605,9 @@ mod tests {
         assert_eq!(s[1].flags, elf::PF_R);
         assert_eq!(s[2].flags, elf::PF_R | elf::PF_X);
         for io in &s[3..] {
-            assert_eq!((io.offset, io.filesz, io.memsz), (0, 0, 0x1000));
+            // No data: the offset is where data starts, never 0 (crash needs that).
+            assert_eq!((io.offset, io.filesz, io.memsz), (p.data_start, 0, 0x1000));
+            assert_ne!(io.offset, 0);
         }
     }
 

@@ -122,6 +122,20 @@ impl MappingList {
         let _ = self.push_within(va, pa, size, flags, usize::MAX);
     }
 
+    /// Appends a range as its own mapping, even when it continues the last one (a dump that
+    /// needs the boundary: a filtered paging core splits mappings where kept data starts).
+    /// Ranges must come in ascending virtual order.
+    pub fn push_unmerged(&mut self, va: u64, pa: u64, size: u64, flags: PageFlags) {
+        if size > 0 {
+            self.maps.push(Mapping {
+                va: VirtAddr(va),
+                pa: PhysAddr(pa),
+                size,
+                flags,
+            });
+        }
+    }
+
     /// [`push`](Self::push), unless it would make the list longer than `max`.
     fn push_within(
         &mut self,
