@@ -309,23 +309,27 @@ impl SectionTable {
             }
             return Ok((out, unread));
         }
-        // Try the symbol as the root array, then as a pointer to it.
+        // Try the symbol as the root array, then as a pointer to it. A table whose roots do
+        // not read at all is not wrong, only unreadable: its sections stay unclassified.
         let first = self.extreme_maps(mem, mode, self.mem_section, sections);
-        if let Some(r) = first.filter(|(m, _)| !m.is_empty()) {
-            return Ok(r);
+        if let Some(r) = first.as_ref().filter(|(m, _)| !m.is_empty()) {
+            return Ok(r.clone());
         }
         let mut b = [0u8; 8];
-        read_virt(mem, mode, self.mem_section, &mut b[..self.word])
-            .map_err(|e| format!("cannot read SYMBOL(mem_section): {e}"))?;
-        let ptr = u64::from_le_bytes(b);
-        self.extreme_maps(mem, mode, ptr, sections)
-            .filter(|(m, _)| !m.is_empty())
-            .ok_or_else(|| {
-                format!(
-                    "the section table at {:#x} has no valid present section",
-                    self.mem_section
-                )
-            })
+        let through_pointer = read_virt(mem, mode, self.mem_section, &mut b[..self.word])
+            .ok()
+            .and_then(|_| self.extreme_maps(mem, mode, u64::from_le_bytes(b), sections))
+            .filter(|(m, _)| !m.is_empty());
+        if let Some(r) = through_pointer {
+            return Ok(r);
+        }
+        match first {
+            Some(r) if !r.1.is_empty() => Ok(r),
+            _ => Err(format!(
+                "the section table at {:#x} has no valid present section",
+                self.mem_section
+            )),
+        }
     }
 
     /// `Some((maps, unread))` when the root array at `roots` validates: every present

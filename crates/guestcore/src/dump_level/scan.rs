@@ -177,7 +177,7 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
     let (maps, unread) = table
         .maps(mem, mode, &sections)
         .map_err(|why| Error::Unsupported(format!("the kernel's page array: {why}")))?;
-    if maps.is_empty() {
+    if maps.is_empty() && unread.is_empty() {
         return Err(Error::Unsupported(
             "the kernel's page array has no present section over the input's RAM".into(),
         ));

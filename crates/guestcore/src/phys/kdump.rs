@@ -537,6 +537,17 @@ impl KdumpFile {
         self.present.iter().map(|w| u64::from(w.count_ones())).sum()
     }
 
+    /// The physical ranges whose pages the file holds (bitmap 2): RAM less what a window or a
+    /// dump level excluded.
+    pub fn dumped_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
+        runs_of(&self.dumped).map(|(s, e)| PhysRange::new(s * PAGE_U64, (e - s) * PAGE_U64))
+    }
+
+    /// Number of pages the file holds (set bits of bitmap 2).
+    pub fn dumped_pages(&self) -> u64 {
+        self.dumped.iter().map(|w| u64::from(w.count_ones())).sum()
+    }
+
     fn is_dumped(&self, pfn: u64) -> bool {
         pfn < self.info.max_mapnr && self.dumped[(pfn / 64) as usize] >> (pfn % 64) & 1 != 0
     }
