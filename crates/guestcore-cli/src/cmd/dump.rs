@@ -439,20 +439,29 @@ fn paging_walks_a_kernel(paging: bool, walked: &[(u32, guestcore::paging::Paging
     paging && !walked.is_empty()
 }
 
-/// The kernel whose page array filters a dump when none was named: the one a vCPU runs, else
-/// the one the input's notes describe, else the only one found with usable tables.
+/// The kernel whose page array filters a dump when none was named: the one whose VMCOREINFO the
+/// dump carries (the input's, as makedumpfile filters by the VMCOREINFO in its input), found
+/// without a scan of RAM; else, from a scan, the one a vCPU runs or the only one with usable
+/// tables.
 fn kernel_for_page_array(
     ctx: &Context,
     src: &crate::source::Source,
     level: DumpLevel,
 ) -> Option<Kernel> {
     let image = &src.image;
+    if let Some(text) = image.vmcoreinfo.as_ref().filter(|t| !t.is_empty()) {
+        let mut k =
+            guestcore::kernel::describe(&*image.memory, &src.all_cpus, text.clone(), None, None);
+        if k.layout.is_ok() {
+            k.in_input_notes = true;
+            return Some(k);
+        }
+    }
     let scan = find_kernels(&*image.memory, &src.all_cpus, image.vmcoreinfo.as_deref());
     let usable: Vec<&Kernel> = scan.kernels.iter().filter(|k| k.layout.is_ok()).collect();
     let chosen = usable
         .iter()
         .find(|k| !k.cpus.is_empty())
-        .or_else(|| usable.iter().find(|k| k.in_input_notes))
         .or_else(|| (usable.len() == 1).then(|| &usable[0]))
         .map(|k| (*k).clone());
     if chosen.is_none() && level.needs_page_array() && usable.len() > 1 {

@@ -194,6 +194,49 @@ pub fn tables_run(mem: &(impl PhysMemory + ?Sized), mode: &PagingMode, vmcoreinf
     }
 }
 
+/// The kernel `vmcoreinfo` describes, without a scan of RAM: its layout, the vCPUs that run
+/// its tables, and its role (crashed when `crash` is its kdump core header). `index` is 0 and
+/// `in_input_notes` false; [`find_kernels`] sets them.
+pub fn describe(
+    mem: &(impl PhysMemory + ?Sized),
+    cpus: &[X86CpuState],
+    vmcoreinfo: Vec<u8>,
+    addr: Option<u64>,
+    crash: Option<CrashHeader>,
+) -> Kernel {
+    let release = vmcoreinfo_get(&vmcoreinfo, "OSRELEASE")
+        .unwrap_or("?")
+        .to_string();
+    let layout = KernelLayout::from_vmcoreinfo(&vmcoreinfo);
+    let mut cpu_list = Vec::new();
+    if let (Ok(l), Some(sym)) = (&layout, vmcoreinfo_symbol(&vmcoreinfo, "init_uts_ns")) {
+        cpu_list = cpus
+            .iter()
+            .filter(|c| c.paging_enabled())
+            .filter(|c| PagingMode::from_cpu(c).is_ok_and(|m| maps_image(mem, &m, l, sym)))
+            .map(|c| c.index)
+            .collect();
+    }
+    let role = if crash.is_some() {
+        KernelRole::Crashed
+    } else if !cpu_list.is_empty() {
+        KernelRole::Running
+    } else {
+        KernelRole::Other
+    };
+    Kernel {
+        index: 0,
+        release,
+        role,
+        vmcoreinfo_addr: addr,
+        in_input_notes: false,
+        vmcoreinfo,
+        layout,
+        cpus: cpu_list,
+        crash,
+    }
+}
+
 /// Finds the kernels in `mem`: VMCOREINFO notes and kdump core headers in RAM, plus the
 /// input's own VMCOREINFO; `cpus` name the running ones.
 pub fn find_kernels(
@@ -208,38 +251,10 @@ pub fn find_kernels(
         .filter_map(|&a| elfcorehdr::read_crash_header(mem, a))
         .collect();
     let make = |text: Vec<u8>, addr: Option<u64>| -> Kernel {
-        let release = vmcoreinfo_get(&text, "OSRELEASE")
-            .unwrap_or("?")
-            .to_string();
-        let layout = KernelLayout::from_vmcoreinfo(&text);
         let crash = addr.and_then(|a| headers.iter().find(|h| h.note_addrs.contains(&a)).cloned());
-        let mut cpu_list = Vec::new();
-        if let (Ok(l), Some(sym)) = (&layout, vmcoreinfo_symbol(&text, "init_uts_ns")) {
-            cpu_list = cpus
-                .iter()
-                .filter(|c| c.paging_enabled())
-                .filter(|c| PagingMode::from_cpu(c).is_ok_and(|m| maps_image(mem, &m, l, sym)))
-                .map(|c| c.index)
-                .collect();
-        }
-        let role = if crash.is_some() {
-            KernelRole::Crashed
-        } else if !cpu_list.is_empty() {
-            KernelRole::Running
-        } else {
-            KernelRole::Other
-        };
-        Kernel {
-            index: 0,
-            release,
-            role,
-            vmcoreinfo_addr: addr,
-            in_input_notes: input_vmcoreinfo == Some(&text[..]),
-            vmcoreinfo: text,
-            layout,
-            cpus: cpu_list,
-            crash,
-        }
+        let mut k = describe(mem, cpus, text, addr, crash);
+        k.in_input_notes = input_vmcoreinfo == Some(&k.vmcoreinfo[..]);
+        k
     };
     let mut kernels: Vec<Kernel> = found
         .vmcoreinfo
