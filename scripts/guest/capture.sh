@@ -19,6 +19,9 @@
 #                     on vCPU 0, "-" when unmapped)
 #   release.txt       the guest's `uname -r`
 #   vmcoreinfo.txt    "yes"/"no": whether the guest registered VMCOREINFO with -device vmcoreinfo
+#   workload.txt      what /init's dump-level workload made (its GUESTCORE-WORKLOAD line, less
+#                     the marker): `tmpfs-file PATH BYTES anon-pid PID anon-kb KB memfree-kb KB
+#                     seconds S`
 #   serial.log        the guest's console;  qemu.log: QEMU's stdout/stderr
 #   cmdline.txt       the QEMU command line;  timings.txt: the timings also written to stderr
 # QEMU is stopped with QMP `quit` and then killed by PID on every exit path.
@@ -65,7 +68,7 @@ fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out"/{phys.elf,paging.elf,kdump-zlib.dump,registers.txt,registers-cpu0.txt,tlb.txt,mem.txt,mtree.txt} \
-      "$out"/{symbols.txt,release.txt,vmcoreinfo.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
+      "$out"/{symbols.txt,release.txt,vmcoreinfo.txt,workload.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
 sock="$out/qmp.sock"
 qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
 
@@ -123,6 +126,8 @@ qmp stop
 tr -d '\r' <"$out/serial.log" >"$out/serial.tmp"
 sed -n 's/^GUESTCORE-RELEASE //p' "$out/serial.tmp" | head -n1 >"$out/release.txt"
 sed -n 's/^GUESTCORE-VMCOREINFO //p' "$out/serial.tmp" | head -n1 >"$out/vmcoreinfo.txt"
+sed -n 's/^GUESTCORE-WORKLOAD //p' "$out/serial.tmp" | head -n1 >"$out/workload.txt"
+log "workload: $(cat "$out/workload.txt")"
 grep -a '^GUESTCORE-WARN' "$out/serial.tmp" >&2 || true
 
 # hmp_to FILE COMMAND: one HMP command into FILE, timed (to stderr only).

@@ -57,14 +57,19 @@ pub fn capture(guest: &str) -> Option<PathBuf> {
         "x86_64-kdump-smp1" => Some("1"),
         _ => None,
     };
+    // What the tests read; a capture missing any of it (e.g. one taken before /init had the
+    // dump-level workload, so without workload.txt) is taken again.
     let needed: &[&str] = if kdump_smp.is_some() {
         &["phys.elf", "facts.txt", "registers.txt", "timings.txt"]
     } else {
         &[
             "phys.elf",
             "paging.elf",
+            "kdump-zlib.dump",
             "tlb.txt",
             "symbols.txt",
+            "release.txt",
+            "workload.txt",
             "timings.txt",
         ]
     };
