@@ -7,12 +7,14 @@ The archive holds busybox (static, of the guest's architecture) as /bin/busybox,
 modules listed in DIR/order (e.g. qemu_fw_cfg.ko, so `-device vmcoreinfo` receives the
 guest's VMCOREINFO) under /lib/modules, a /dev/console node, and /init: a shell script that
 mounts proc/sys/devtmpfs, loads the modules, sets kptr_restrict=0, prints facts to the
-console (ttyS0) and the ready marker, then idles.
+console (ttyS0), makes the dump-level workload (page cache in a tmpfs file, 16 MiB of
+anonymous memory in a sleeping dd, free memory), prints the ready marker, then idles.
 
 Lines printed (the capture script parses them):
     GUESTCORE-RELEASE <uname -r>
     GUESTCORE-SYM <name> <hex address from /proc/kallsyms>
     GUESTCORE-VMCOREINFO yes|no
+    GUESTCORE-WORKLOAD tmpfs-file PATH BYTES anon-pid PID anon-kb KB memfree-kb KB seconds S
     GUESTCORE-READY
 Python 3 standard library only.
 """
@@ -51,6 +53,31 @@ if [ -e /sys/firmware/qemu_fw_cfg/by_name/etc/vmcoreinfo ]; then
 else
   echo "GUESTCORE-VMCOREINFO no"
 fi
+# Workload for the dump-level tests: page cache (a tmpfs file of 8 MiB of random bytes, and
+# a read of the rootfs's busybox), anonymous user memory (dd's 16 MiB buffer, filled from
+# /dev/urandom, held while dd blocks writing into a pipe nobody reads), and free memory (the
+# rest of RAM). Waits until dd has filled its buffer and blocks in the pipe (RssAnon lags the
+# truth by up to 64 pages per thread: split RSS counters), then prints what it made.
+t0=$(cut -d' ' -f1 /proc/uptime)
+mkdir -p /mnt/cache
+mount -t tmpfs -o size=16m tmpfs /mnt/cache
+dd if=/dev/urandom of=/mnt/cache/fill bs=1M count=8 2>/dev/null
+cat /bin/busybox >/dev/null
+dd if=/dev/urandom bs=16M count=1 2>/dev/null | sleep 1000000 &
+n=0; anon=0; ddpid=
+while [ $n -lt 600 ]; do
+  ddpid=$(pidof dd)
+  anon=$(awk '/^RssAnon:/ { print $2 }' /proc/${ddpid:-none}/status 2>/dev/null)
+  if [ "${anon:-0}" -ge 16000 ]; then
+    [ "$(cat /proc/$ddpid/wchan 2>/dev/null)" = pipe_write ] && break
+    [ $n -ge 50 ] && { echo "GUESTCORE-WARN workload: dd never seen in pipe_write"; break; }
+  fi
+  n=$((n + 1)); sleep 0.1
+done
+[ "${anon:-0}" -ge 16000 ] || echo "GUESTCORE-WARN workload: dd holds only ${anon:-0} kB of anon memory"
+t1=$(cut -d' ' -f1 /proc/uptime)
+echo "GUESTCORE-WORKLOAD tmpfs-file /mnt/cache/fill $(stat -c %s /mnt/cache/fill) anon-pid ${ddpid:-none} anon-kb ${anon:-0}" \
+  "memfree-kb $(awk '/^MemFree:/ { print $2 }' /proc/meminfo) seconds $(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.2f", b - a }')"
 echo "GUESTCORE-READY"
 while :; do sleep 1000; done
 """

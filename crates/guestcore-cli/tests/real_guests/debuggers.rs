@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The crash commands compared, one session per file.
-const CRASH_COMMANDS: &str = "sys\nbt -a\nlog\nps\nkmem -i\nquit\n";
+pub(crate) const CRASH_COMMANDS: &str = "sys\nbt -a\nlog\nps\nkmem -i\nquit\n";
 
 /// drgn's script: the release through the kernel's page tables, then every task.
 const DRGN_SCRIPT: &str = r#"
@@ -207,7 +207,7 @@ fn drgn_run(drgn: &Path, vmlinux: &Path, core: &Path, script: &Path) -> Result<S
 
 /// Runs `job` on every item, two at a time (crash sessions are CPU-bound; the machine has two
 /// cores), and returns the results in order.
-fn two_at_a_time<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn two_at_a_time<T: Sync, R: Send>(items: &[T], job: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let next = Mutex::new(0usize);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|s| {
@@ -305,7 +305,7 @@ pub fn check_debuggers(guest: &str, dir: &Path, release: &str) {
 }
 
 /// The first line where `want` and `got` differ, with its number.
-fn first_difference(want: &str, got: &str) -> String {
+pub(crate) fn first_difference(want: &str, got: &str) -> String {
     let (w, g): (Vec<_>, Vec<_>) = (want.lines().collect(), got.lines().collect());
     for i in 0..w.len().max(g.len()) {
         if w.get(i) != g.get(i) {

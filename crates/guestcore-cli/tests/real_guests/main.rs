@@ -1,7 +1,8 @@
 //! Real Linux guests under QEMU (TCG), checked against QEMU's own answers taken in the same
 //! stopped state: `info tlb`, `gva2gpa`, `dump-guest-memory` with paging, and gdb reading the
-//! kernel's release string from guestcore's paging dump; and ([`debuggers`]) crash and drgn
-//! on every kind of file guestcore writes, against the same debuggers on QEMU's dump.
+//! kernel's release string from guestcore's paging dump; ([`debuggers`]) crash and drgn
+//! on every kind of file guestcore writes, against the same debuggers on QEMU's dump; and
+//! ([`dump_levels`]) `--dump-level` against makedumpfile's `-d` on the same memory.
 //!
 //! The guests come from `scripts/guest/capture.sh` (boots, stops, captures; kernels and busybox
 //! from Debian packages, cached under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`). A
@@ -20,6 +21,7 @@ use std::path::Path;
 
 mod capture;
 mod debuggers;
+mod dump_levels;
 mod kdump_guest;
 mod kernels;
 
@@ -340,4 +342,25 @@ fn i386_32_bit() {
 #[test]
 fn i386_pae() {
     check_guest("i386-pae", 32);
+}
+
+/// `--dump-level` against makedumpfile, on a 64-bit guest (x86_64 makedumpfile).
+fn check_dump_levels(guest: &str) {
+    dump_levels::check_dump_levels(guest);
+}
+
+#[test]
+fn x86_64_four_level_dump_levels() {
+    check_dump_levels("x86_64");
+}
+
+#[test]
+fn x86_64_five_level_dump_levels() {
+    check_dump_levels("x86_64-la57");
+}
+
+/// 4 GiB of RAM: 3 GiB below the PCI hole, 1 GiB above 4 GiB.
+#[test]
+fn x86_64_4g_dump_levels() {
+    check_dump_levels("x86_64-4g");
 }
