@@ -259,10 +259,11 @@ impl SectionTable {
             max_physmem_bits: max_physmem_bits as u32,
             size_page: layout.size_page as u64,
             word: layout.word,
-            kernel_start: if long_mode {
-                0xffff_8000_0000_0000
-            } else {
-                0xc000_0000
+            // The kernel half: 5-level paging starts it at 0xff00…, 4-level at 0xffff8….
+            kernel_start: match (long_mode, vmcoreinfo_number(text, "pgtable_l5_enabled")) {
+                (true, Some(1)) => 0xff00_0000_0000_0000,
+                (true, _) => 0xffff_8000_0000_0000,
+                (false, _) => 0xc000_0000,
             },
         })
     }
