@@ -15,6 +15,7 @@ use guestcore_bench::measure::{
 use guestcore_bench::table::Table;
 
 mod kernels_bench;
+mod levels_bench;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,6 +104,19 @@ enum Cmd {
         #[arg(long, default_value = "target/bench-work")]
         workdir: PathBuf,
     },
+    /// `dump --dump-level 31` to kdump-zlib/LZO vs `makedumpfile -c/-l -d 31` on real captures.
+    Levels {
+        /// The `guestcore` CLI binary (release build).
+        #[arg(long, default_value = "target/release/guestcore")]
+        cli: PathBuf,
+        /// Capture directories (default: the x86_64 and x86_64-4g captures of the harness).
+        #[arg(long, value_delimiter = ',')]
+        captures: Vec<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long, default_value = "target/bench-work")]
+        workdir: PathBuf,
+    },
     /// Internal: one measurement in a fresh process (prints `key=value` lines).
     #[command(hide = true)]
     Probe {
@@ -151,6 +165,24 @@ fn main() {
                 captures
             };
             kernels_bench::kernels_table(&cli, &captures, reps, &workdir)
+        }
+        Cmd::Levels {
+            cli,
+            captures,
+            reps,
+            workdir,
+        } => {
+            let captures = if captures.is_empty() {
+                let base = default_capture();
+                let dir = base.parent().map(Path::to_path_buf).unwrap_or_default();
+                ["x86_64", "x86_64-4g"]
+                    .iter()
+                    .map(|g| dir.join(g))
+                    .collect()
+            } else {
+                captures
+            };
+            levels_bench::levels_table(&cli, &captures, reps, &workdir)
         }
         Cmd::Probe { what, n, reps, out } => probe(&what, n, reps, out.as_deref()),
     };

@@ -389,6 +389,32 @@ fn anonymous_ram_guest_and_faults() {
         "GUESTCORE note"
     );
 
+    // A filtered dump of the live guest: kdump at level 31 records the level, holds fewer
+    // pages than RAM, and the guest runs on.
+    let small = g.path("small.kdump");
+    succeed(
+        guestcore()
+            .args([
+                "dump",
+                &g.input,
+                "--format",
+                "kdump-lzo",
+                "--dump-level",
+                "31",
+                "-o",
+            ])
+            .arg(&small),
+    );
+    let k = guestcore::phys::kdump::KdumpFile::open(&small).unwrap();
+    assert_eq!(k.info().dump_level, 31);
+    assert!(
+        k.dumped_pages() * 2 < k.present_pages(),
+        "{} of {} pages",
+        k.dumped_pages(),
+        k.present_pages()
+    );
+    assert!(g.running());
+
     // dmesg on the running guest: the log, without pausing it (no "paused" note).
     let out = succeed(guestcore().args(["dmesg", &g.input]));
     let log = String::from_utf8_lossy(&out.stdout);

@@ -15,7 +15,7 @@
 //! process ([`PhysMemory::release`]), so a mapped 16 GiB input does not leave 16 GiB resident.
 
 use super::elf_layout::DataRun;
-use crate::phys::PhysMemory;
+use crate::phys::{is_zero, PhysMemory};
 use crate::progress::Progress;
 use crate::{Error, Result};
 use std::fs::File;
@@ -99,22 +99,6 @@ fn kernel_copy(
         }
     }
     Ok(done)
-}
-
-/// True when every byte is zero. ORs 32 words at a time without an early exit inside the
-/// block, which the compiler turns into vector code; stops at the first non-zero block.
-pub(crate) fn is_zero(bytes: &[u8]) -> bool {
-    let mut blocks = bytes.chunks_exact(256);
-    for block in &mut blocks {
-        let mut acc = 0u64;
-        for w in block.chunks_exact(8) {
-            acc |= u64::from_ne_bytes(w.try_into().expect("8-byte chunk"));
-        }
-        if acc != 0 {
-            return false;
-        }
-    }
-    blocks.remainder().iter().all(|&b| b == 0)
 }
 
 /// The ranges of `data` to write: non-zero [`BLOCK`]s, joined across zero gaps shorter than

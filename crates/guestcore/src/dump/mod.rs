@@ -10,7 +10,7 @@
 //! ELF32-fitness are known before a file exists), an atomic output file ([`OutputOptions`]),
 //! and a chunked copy of guest memory that leaves zero runs as holes.
 
-pub(crate) mod copy;
+mod copy;
 mod elf;
 mod elf_headers;
 pub mod elf_layout;

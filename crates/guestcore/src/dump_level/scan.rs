@@ -8,7 +8,7 @@
 use super::classify::{Class, Verdict};
 use super::frames::{FrameSet, FRAME};
 use super::page_array::{PageLayout, SectionMap, SectionTable};
-use crate::kernel::vread::read_virt;
+use crate::kernel::vread::{read_virt, release_virt};
 use crate::paging::PagingMode;
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
@@ -135,6 +135,7 @@ fn scan_section<M: PhysMemory + ?Sized>(
                     Err(()) => out.bad_free_orders += 1,
                 }
             }
+            release_virt(mem, mode, va, n * size);
             pfn = end;
         }
     }
@@ -300,7 +301,7 @@ pub(crate) fn mark_zero_frames<M: PhysMemory + ?Sized>(
                             buf
                         }
                     };
-                    if !crate::dump::copy::is_zero(page) {
+                    if !crate::phys::is_zero(page) {
                         all_zero = false;
                         break;
                     }

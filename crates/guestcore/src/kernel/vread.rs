@@ -36,6 +36,23 @@ pub fn read_virt<M: PhysMemory + ?Sized>(
     Ok(())
 }
 
+/// Tells `mem` that the physical pages behind `[va, va + len)` will not be read again soon
+/// ([`PhysMemory::release`]): a pass over a large virtual array (the page array) then stays
+/// O(window) resident. Pages that do not translate are skipped.
+pub fn release_virt<M: PhysMemory + ?Sized>(mem: &M, mode: &PagingMode, va: u64, len: u64) {
+    let end = va.saturating_add(len);
+    let mut at = va;
+    while at < end {
+        let Ok(t) = translate(mem, mode, at) else {
+            at = (at | 0xfff).saturating_add(1);
+            continue;
+        };
+        let n = (t.page_size - (at & (t.page_size - 1))).min(end - at);
+        mem.release(t.paddr, n);
+        at = at.saturating_add(n);
+    }
+}
+
 /// A little-endian unsigned integer of `width` (4 or 8) bytes at `va`.
 pub fn read_uint<M: PhysMemory + ?Sized>(
     mem: &M,

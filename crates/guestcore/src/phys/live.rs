@@ -251,14 +251,6 @@ pub struct SnapshotMemory {
 const SNAP_CHUNK: usize = 2 << 20;
 const PAGE: usize = 4096;
 
-fn page_is_zero(p: &[u8]) -> bool {
-    let mut acc = 0u64;
-    for w in p.chunks_exact(8) {
-        acc |= u64::from_ne_bytes(w.try_into().expect("8 bytes"));
-    }
-    acc == 0 && p.chunks_exact(8).remainder().iter().all(|&b| b == 0)
-}
-
 /// Copies every RAM range of `mem` into private memory. Progress: `start("snapshot", bytes)`;
 /// cancellable ([`Error::Cancelled`]).
 pub fn snapshot(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<SnapshotMemory> {
@@ -285,7 +277,7 @@ pub fn snapshot(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<Snapsho
             let buf = &mut scratch[..n];
             mem.read_at(r.start + off as u64, buf)?;
             for (i, page) in buf.chunks(PAGE).enumerate() {
-                if !page_is_zero(page) {
+                if !super::is_zero(page) {
                     let at = off + i * PAGE;
                     map[at..at + page.len()].copy_from_slice(page);
                 }

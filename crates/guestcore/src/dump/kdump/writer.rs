@@ -8,7 +8,6 @@
 use super::compress::{Compression, PageCompressor, PAGE};
 use super::flatten::{FlatSink, PositionedSink, SeekSink};
 use super::{KdumpOptions, KdumpRequest, KdumpSummary};
-use crate::dump::copy::is_zero;
 use crate::dump_level::FrameSet;
 use crate::format::kdump::{
     DiskDumpHeader32, DiskDumpHeader64, KdumpSubHeader32, KdumpSubHeader64, NewUtsname, PageDesc,
@@ -17,6 +16,7 @@ use crate::format::kdump::{
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_phys_base};
 use crate::format::ElfNote;
+use crate::phys::is_zero;
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
 use crate::{Error, Result};
