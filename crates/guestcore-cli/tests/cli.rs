@@ -417,6 +417,41 @@ fn dump_bad_requests_leave_no_file() {
             .arg(&out),
         "physical memory only",
     );
+    // A dump level that needs a kernel's page array, on an input with no VMCOREINFO: a clear
+    // error, never an unfiltered file. Level 32 does not exist.
+    fails(
+        guestcore()
+            .args(["dump", "--dump-level", "31"])
+            .arg(&elf)
+            .arg("-o")
+            .arg(&out),
+        "needs the kernel's page array",
+    );
+    let out2 = guestcore()
+        .args(["dump", "-q", "--dump-level", "32"])
+        .arg(&elf)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!out2.status.success());
+    assert!(String::from_utf8_lossy(&out2.stderr).contains("0-31"));
+    assert_eq!(files_in(&out_dir), Vec::<String>::new());
+    // Level 1 needs no kernel: --dry-run counts the zero pages and writes nothing.
+    let dry = stdout(
+        guestcore()
+            .args(["dump", "-q", "--dump-level", "1", "--dry-run", "--json"])
+            .arg(&elf),
+    );
+    let v: serde_json::Value = serde_json::from_str(&dry).unwrap();
+    assert_eq!(v["level"], 1);
+    assert!(v["excluded"]["zero"].as_u64().unwrap() > 1000, "{dry}");
+    assert_eq!(v["page_array"], false);
+    assert!(v["page_array_skipped"].is_string());
+    assert_eq!(
+        v["kept"].as_u64().unwrap() + v["excluded"]["zero"].as_u64().unwrap(),
+        v["ram_frames"].as_u64().unwrap()
+    );
     assert_eq!(files_in(&out_dir), Vec::<String>::new());
     // An existing file is kept without --force.
     std::fs::write(&out, b"precious").unwrap();
