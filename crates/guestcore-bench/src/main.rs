@@ -131,6 +131,16 @@ enum Cmd {
     },
 }
 
+/// `captures`, or when none were given the harness's capture directories of `guests`.
+fn or_harness(captures: Vec<PathBuf>, guests: &[&str]) -> Vec<PathBuf> {
+    if !captures.is_empty() {
+        return captures;
+    }
+    let base = default_capture();
+    let dir = base.parent().map(Path::to_path_buf).unwrap_or_default();
+    guests.iter().map(|g| dir.join(g)).collect()
+}
+
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -154,16 +164,7 @@ fn main() {
             reps,
             workdir,
         } => {
-            let captures = if captures.is_empty() {
-                let base = default_capture();
-                let dir = base.parent().map(Path::to_path_buf).unwrap_or_default();
-                ["x86_64", "x86_64-la57", "x86_64-kdump"]
-                    .iter()
-                    .map(|g| dir.join(g))
-                    .collect()
-            } else {
-                captures
-            };
+            let captures = or_harness(captures, &["x86_64", "x86_64-la57", "x86_64-kdump"]);
             kernels_bench::kernels_table(&cli, &captures, reps, &workdir)
         }
         Cmd::Levels {
@@ -172,16 +173,7 @@ fn main() {
             reps,
             workdir,
         } => {
-            let captures = if captures.is_empty() {
-                let base = default_capture();
-                let dir = base.parent().map(Path::to_path_buf).unwrap_or_default();
-                ["x86_64", "x86_64-4g"]
-                    .iter()
-                    .map(|g| dir.join(g))
-                    .collect()
-            } else {
-                captures
-            };
+            let captures = or_harness(captures, &["x86_64", "x86_64-4g"]);
             levels_bench::levels_table(&cli, &captures, reps, &workdir)
         }
         Cmd::Probe { what, n, reps, out } => probe(&what, n, reps, out.as_deref()),

@@ -535,7 +535,7 @@ fn report_filter(ctx: &Context, f: &PageFilter, kernel: Option<&Kernel>) {
     }
     if r.protected > 0 {
         ctx.warn(format_args!(
-            "the page array marks {} pages the kernel needs (page tables, image, notes) as excludable: kept",
+            "the page array marks {} pages the kernel needs (page tables, data VMCOREINFO names, notes) as excludable: kept",
             r.protected
         ));
     }

@@ -88,23 +88,11 @@ impl FrameSet {
             if s.start >= end {
                 break;
             }
-            let lo = start.max(s.start) - s.start;
-            let hi = end.min(s.start + s.len) - s.start;
-            let mut b = lo;
-            while b < hi {
-                let w = (b / 64) as usize;
-                let off = b % 64;
-                let n = (64 - off).min(hi - b);
-                let mask = if n == 64 {
-                    !0
-                } else {
-                    ((1u64 << n) - 1) << off
-                };
+            for (w, mask) in word_masks(s, start, end) {
                 let old = s.words[w];
                 let new = op(old, mask);
                 delta += i64::from(new.count_ones()) - i64::from(old.count_ones());
                 s.words[w] = new;
-                b += n;
             }
         }
         delta
@@ -126,28 +114,13 @@ impl FrameSet {
 
     /// Frames of `[start, end)` in the set.
     pub fn count_in(&self, start: u64, end: u64) -> u64 {
-        let mut n = 0;
         let first = self.spans.partition_point(|s| s.start + s.len <= start);
-        for s in &self.spans[first..] {
-            if s.start >= end {
-                break;
-            }
-            let lo = start.max(s.start) - s.start;
-            let hi = end.min(s.start + s.len) - s.start;
-            let mut b = lo;
-            while b < hi {
-                let off = b % 64;
-                let k = (64 - off).min(hi - b);
-                let mask = if k == 64 {
-                    !0
-                } else {
-                    ((1u64 << k) - 1) << off
-                };
-                n += u64::from((s.words[(b / 64) as usize] & mask).count_ones());
-                b += k;
-            }
-        }
-        n
+        self.spans[first..]
+            .iter()
+            .take_while(|s| s.start < end)
+            .flat_map(|s| word_masks(s, start, end).map(|(w, m)| (s.words[w] & m).count_ones()))
+            .map(u64::from)
+            .sum()
     }
 
     /// The runs `[a, b)` of RAM frames (in the set or not) within `[start, end)`, in order.
@@ -222,6 +195,29 @@ impl FrameSet {
         }
         end
     }
+}
+
+/// The words of `s` that hold frames of `[start, end)`, each with the mask of those frames'
+/// bits (none when the span and the range do not meet).
+fn word_masks(s: &Span, start: u64, end: u64) -> impl Iterator<Item = (usize, u64)> {
+    let lo = start.clamp(s.start, s.start + s.len) - s.start;
+    let hi = end.clamp(s.start, s.start + s.len) - s.start;
+    let mut b = lo;
+    std::iter::from_fn(move || {
+        if b >= hi {
+            return None;
+        }
+        let off = b % 64;
+        let n = (64 - off).min(hi - b);
+        let mask = if n == 64 {
+            !0
+        } else {
+            ((1u64 << n) - 1) << off
+        };
+        let w = (b / 64) as usize;
+        b += n;
+        Some((w, mask))
+    })
 }
 
 /// Iterator of [`FrameSet::gaps_in`] and [`FrameSet::members_in`].
