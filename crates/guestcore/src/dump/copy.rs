@@ -15,6 +15,7 @@
 //! process ([`PhysMemory::release`]), so a mapped 16 GiB input does not leave 16 GiB resident.
 
 use super::elf_layout::DataRun;
+use super::writeback::start_writeback;
 use crate::phys::{is_zero, PhysMemory};
 use crate::progress::Progress;
 use crate::{Error, Result};
@@ -117,24 +118,6 @@ pub(crate) fn nonzero_extents(data: &[u8]) -> Vec<Range<usize>> {
         pos = end;
     }
     out
-}
-
-/// Starts writing `[offset, offset + len)` of `file` back to disk without waiting for it
-/// (`SYNC_FILE_RANGE_WRITE`). Only a hint: the final `fsync` makes the data durable and reports
-/// errors, so failures here are ignored.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (
-        libc::off64_t::try_from(offset),
-        libc::off64_t::try_from(len),
-    ) else {
-        return;
-    };
-    // SAFETY: `file` is an open descriptor for the duration of the call; sync_file_range reads
-    // and writes no memory of ours.
-    let _ = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
 }
 
 /// Copies the physical memory of `run` to its place in `file`.

@@ -8,6 +8,7 @@
 use super::compress::{Compression, PageCompressor, PAGE};
 use super::flatten::{FlatSink, PositionedSink, SeekSink};
 use super::{KdumpOptions, KdumpRequest, KdumpSummary};
+use crate::dump::writeback::WritebackFile;
 use crate::dump_level::FrameSet;
 use crate::format::kdump::{
     DiskDumpHeader32, DiskDumpHeader64, KdumpSubHeader32, KdumpSubHeader64, NewUtsname, PageDesc,
@@ -86,7 +87,7 @@ pub fn write_kdump(
             )
         })?;
     let summary = {
-        let w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let w = BufWriter::with_capacity(1 << 20, WritebackFile::new(tmp.as_file_mut()));
         if req.flatten {
             let mut sink = FlatSink::new(w).map_err(|e| Error::io(name.clone(), e))?;
             let s = generate(req, opts, progress, &mut sink, &name)?;

@@ -1,0 +1,111 @@
+//! Early writeback: start writing the output to disk while the dump is still being made.
+//!
+//! Every writer syncs its file before renaming it into place (atomic output). Left to the
+//! final `fsync`, the disk writes would all happen after the last byte is produced: for a
+//! 30 MiB kdump file that is ~50 ms of waiting at the end here. `sync_file_range` with
+//! `SYNC_FILE_RANGE_WRITE` queues the writeback of a range without waiting, so the disk works
+//! while the next pages are compressed and the final `fsync` has little left. It is only a
+//! hint: the `fsync` still makes the data durable and reports errors.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+
+/// Starts writing `[offset, offset + len)` of `file` back to disk without waiting for it
+/// (`SYNC_FILE_RANGE_WRITE`). Failures are ignored (see the module doc).
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return;
+    };
+    // SAFETY: `file` is an open descriptor for the duration of the call; sync_file_range reads
+    // and writes no memory of ours.
+    let _ = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+}
+
+/// Bytes written contiguously before their writeback is started.
+const STEP: u64 = 8 << 20;
+/// A contiguous run at least this long gets its writeback started when the writer moves away
+/// from it (the kdump writer alternates descriptor and page-data runs of a few MiB).
+const MIN_RUN: u64 = 1 << 20;
+
+/// A file writer that starts the writeback of every [`STEP`] bytes written one after another,
+/// and of each run of at least [`MIN_RUN`] bytes when a seek ends it. Shorter runs are left to
+/// the final `fsync`.
+pub(crate) struct WritebackFile<'a> {
+    file: &'a mut File,
+    pos: u64,
+    /// Start of the contiguous run written since the last hint.
+    run: u64,
+}
+
+impl<'a> WritebackFile<'a> {
+    /// Wraps `file`, positioned at its start.
+    pub(crate) fn new(file: &'a mut File) -> Self {
+        WritebackFile {
+            file,
+            pos: 0,
+            run: 0,
+        }
+    }
+}
+
+impl Write for WritebackFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.pos += n as u64;
+        if self.pos - self.run >= STEP {
+            start_writeback(self.file, self.run, self.pos - self.run);
+            self.run = self.pos;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for WritebackFile<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let p = self.file.seek(to)?;
+        if p != self.pos {
+            if self.pos - self.run >= MIN_RUN {
+                start_writeback(self.file, self.run, self.pos - self.run);
+            }
+            self.pos = p;
+            self.run = p;
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn writes_and_seeks_land_where_asked() {
+        let mut f = tempfile::tempfile().unwrap();
+        {
+            let mut w = WritebackFile::new(&mut f);
+            let big = vec![7u8; (STEP + 5) as usize];
+            w.write_all(&big).unwrap();
+            w.seek(SeekFrom::Start(3)).unwrap();
+            w.write_all(b"abc").unwrap();
+            w.seek(SeekFrom::Start(STEP + 5)).unwrap();
+            w.write_all(b"end").unwrap();
+            w.flush().unwrap();
+        }
+        f.seek(SeekFrom::Start(0)).unwrap();
+        let mut back = Vec::new();
+        f.read_to_end(&mut back).unwrap();
+        assert_eq!(back.len() as u64, STEP + 8);
+        assert_eq!(&back[..9], b"\x07\x07\x07abc\x07\x07\x07");
+        assert_eq!(&back[back.len() - 3..], b"end");
+    }
+}
