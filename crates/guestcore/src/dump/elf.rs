@@ -130,7 +130,12 @@ pub fn write_elf_core(
 }
 
 /// Writes the file header, the program headers (in 1 MiB batches) and the notes.
-fn write_headers(plan: &ElfPlan<'_>, notes: &[ElfNote], file: &File, name: &str) -> Result<()> {
+pub(crate) fn write_headers(
+    plan: &ElfPlan<'_>,
+    notes: &[ElfNote],
+    file: &File,
+    name: &str,
+) -> Result<()> {
     let class = plan.class();
     let put = |bytes: &[u8], at: u64| {
         file.write_all_at(bytes, at)
@@ -164,7 +169,7 @@ fn write_headers(plan: &ElfPlan<'_>, notes: &[ElfNote], file: &File, name: &str)
 
 /// Writes `.shstrtab` and the section headers: the null section (whose `sh_info` holds the
 /// program header count under PN_XNUM) and `.shstrtab`.
-fn write_sections(plan: &ElfPlan<'_>, file: &File, name: &str) -> Result<()> {
+pub(crate) fn write_sections(plan: &ElfPlan<'_>, file: &File, name: &str) -> Result<()> {
     let class = plan.class();
     let mut bytes = Vec::new();
     let null = Section {

@@ -17,6 +17,7 @@ pub mod elf_layout;
 pub mod kdump;
 pub mod notes;
 mod output;
+pub mod streamed;
 mod writeback;
 
 pub use elf::{plan_elf_core, write_elf_core, ElfDumpRequest};

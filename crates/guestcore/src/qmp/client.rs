@@ -20,6 +20,7 @@ use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -114,6 +115,27 @@ impl QmpClient {
     /// A QMP error reply is [`Error::QmpCommand`]; a closed socket, a timeout or a malformed
     /// message is [`Error::Qmp`].
     pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
+        self.execute_passing(command, arguments, None)
+    }
+
+    /// Like [`execute`](Self::execute), with `fd` passed to QEMU along with the command
+    /// (`SCM_RIGHTS`), the way `getfd` and `add-fd` receive descriptors. QEMU keeps its own
+    /// duplicate; the caller may close `fd` once this returns.
+    pub fn execute_with_fd(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: BorrowedFd<'_>,
+    ) -> Result<Value> {
+        self.execute_passing(command, arguments, Some(fd))
+    }
+
+    fn execute_passing(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<Value> {
         let id = self.next_id;
         self.next_id += 1;
         let mut msg = json!({ "execute": command, "id": id });
@@ -122,8 +144,7 @@ impl QmpClient {
         }
         let mut line = serde_json::to_vec(&msg).expect("a JSON value serializes");
         line.push(b'\n');
-        self.writer
-            .write_all(&line)
+        self.send(&line, fd)
             .map_err(|e| self.io_error(command, "sending", e))?;
         loop {
             let m = self.read_message(command)?;
@@ -160,6 +181,36 @@ impl QmpClient {
                 }
             };
         }
+    }
+
+    /// Writes `line`; with `fd`, its first bytes carry the descriptor as ancillary data.
+    fn send(&mut self, line: &[u8], fd: Option<BorrowedFd<'_>>) -> std::io::Result<()> {
+        use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        use std::io::IoSlice;
+        use std::mem::MaybeUninit;
+        let Some(fd) = fd else {
+            return self.writer.write_all(line);
+        };
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd];
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err(std::io::Error::other("no room for the descriptor"));
+        }
+        let sent = loop {
+            match sendmsg(
+                &self.writer,
+                &[IoSlice::new(line)],
+                &mut control,
+                SendFlags::NOSIGNAL,
+            ) {
+                Ok(n) => break n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        // The descriptor went with the first bytes; the rest of the line follows plainly.
+        self.writer.write_all(&line[sent..])
     }
 
     /// Runs an HMP command through `human-monitor-command` and returns its text (with `\n`

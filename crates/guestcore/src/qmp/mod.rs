@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod live;
+pub mod snapshot;
 
 pub use client::QmpClient;
 pub use live::{LiveOptions, LiveSession};
