@@ -1,9 +1,11 @@
 //! Live guests: a small synchronous QMP client ([`client`]) and a session on a running QEMU
 //! ([`live`]) — stop, capture the vCPU state and the RAM layout, read RAM in place
-//! ([`crate::phys::live`]), and resume the guest on every path out.
+//! ([`crate::phys::live`]), and resume the guest on every path out — a [`watchdog`] process
+//! resumes it even when this process is killed.
 
 pub mod client;
 pub mod live;
+pub mod watchdog;
 
 pub use client::QmpClient;
 pub use live::{LiveOptions, LiveSession};
