@@ -97,6 +97,8 @@ struct Guest {
     child: Child,
     dir: tempfile::TempDir,
     sock: PathBuf,
+    /// A second QMP monitor, for watching the guest while guestcore holds the first.
+    sock_b: PathBuf,
     /// The `qmp:` input.
     input: String,
     serial: String,
@@ -114,6 +116,7 @@ impl Guest {
     fn boot(files: &GuestFiles, mem: &str, shared: bool) -> Guest {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("qmp.sock");
+        let sock_b = dir.path().join("qmp-b.sock");
         let serial = dir.path().join("serial.log");
         let mut cmd = std::process::Command::new("qemu-system-x86_64");
         let machine = if shared {
@@ -154,6 +157,8 @@ impl Guest {
         .arg(format!("file:{}", serial.display()))
         .arg("-qmp")
         .arg(format!("unix:{},server=on,wait=off", sock.display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", sock_b.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -163,6 +168,7 @@ impl Guest {
             input: format!("qmp:{}", sock.display()),
             dir,
             sock,
+            sock_b,
             serial: String::new(),
         };
         let t0 = Instant::now();
@@ -189,6 +195,11 @@ impl Guest {
 
     fn qmp(&self) -> QmpClient {
         QmpClient::connect(&self.sock, Duration::from_secs(60)).unwrap()
+    }
+
+    /// A client of the second monitor.
+    fn qmp_b(&self) -> QmpClient {
+        QmpClient::connect(&self.sock_b, Duration::from_secs(60)).unwrap()
     }
 
     fn running(&self) -> bool {
@@ -481,4 +492,180 @@ fn anonymous_ram_guest_and_faults() {
         leftovers.is_empty(),
         "temporary file removed: {leftovers:?}"
     );
+}
+
+// --- The watchdog: a SIGKILLed guestcore does not leave the guest paused ------------------
+
+/// `query-status`'s `running` through `q`.
+fn running_via(q: &mut QmpClient) -> bool {
+    q.execute("query-status", None).unwrap()["running"]
+        .as_bool()
+        .unwrap()
+}
+
+/// How many `name` events `q` has seen so far (after one more command, so that events
+/// already sent are read).
+fn count_events(q: &mut QmpClient, seen: &mut Vec<Value>, name: &str) -> usize {
+    running_via(q);
+    seen.extend(q.take_events());
+    seen.iter().filter(|e| e["event"] == name).count()
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+}
+
+/// `guestcore dump qmp:a -o OUT` as a child process.
+fn spawn_dump(g: &Guest, out: &Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("guestcore"))
+        .args(["dump", &g.input, "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Files guestcore left in the guest's directory for the output `name` (a SIGKILLed process
+/// cannot remove its temporary file; this only reports them).
+fn leftovers(g: &Guest, name: &str) -> Vec<String> {
+    std::fs::read_dir(g.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(name))
+        .collect()
+}
+
+#[test]
+fn watchdog_resumes_the_guest_after_sigkill_during_the_pause() {
+    let files = guest_or_skip!();
+    let g = Guest::boot(&files, "256M", false);
+    let mut b = g.qmp_b();
+    let mut events = Vec::new();
+    for attempt in 1..=10 {
+        let out = g.path(&format!("killed{attempt}.elf"));
+        let mut child = spawn_dump(&g, &out);
+        let pid = child.id();
+        // The pause, seen from monitor b; freeze guestcore inside it so it cannot resume.
+        let t0 = Instant::now();
+        while running_via(&mut b) {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "guestcore ended before pausing"
+            );
+            assert!(t0.elapsed() < Duration::from_secs(60), "no pause");
+        }
+        signal(pid, libc::SIGSTOP);
+        if running_via(&mut b) {
+            // guestcore resumed before SIGSTOP landed: try again.
+            signal(pid, libc::SIGKILL);
+            child.wait().unwrap();
+            eprintln!("attempt {attempt}: the pause was over before SIGSTOP");
+            continue;
+        }
+        let resumes = count_events(&mut b, &mut events, "RESUME");
+        assert!(count_events(&mut b, &mut events, "STOP") > 0);
+        // Paused by guestcore, which can no longer act: SIGKILL it.
+        let killed = Instant::now();
+        signal(pid, libc::SIGKILL);
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGKILL));
+        while !running_via(&mut b) {
+            assert!(
+                killed.elapsed() < Duration::from_secs(1),
+                "the guest is still paused 1 s after guestcore was killed"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = killed.elapsed();
+        assert_eq!(
+            count_events(&mut b, &mut events, "RESUME"),
+            resumes + 1,
+            "{events:?}"
+        );
+        eprintln!(
+            "attempt {attempt}: guest running {:.1} ms after SIGKILL; left behind: {:?}",
+            took.as_secs_f64() * 1e3,
+            leftovers(&g, &format!("killed{attempt}"))
+        );
+        assert!(!out.exists(), "no output file from a killed dump");
+        // Monitor a serves the next client again.
+        assert!(g.running());
+        return;
+    }
+    panic!("never caught guestcore inside its pause");
+}
+
+#[test]
+fn watchdog_leaves_an_already_paused_guest_paused_after_sigkill() {
+    let files = guest_or_skip!();
+    let g = Guest::boot(&files, "256M", false);
+    let mut b = g.qmp_b();
+    b.execute("stop", None).unwrap();
+    let mut events = Vec::new();
+    let resumes = count_events(&mut b, &mut events, "RESUME");
+    let mut killed = false;
+    for attempt in 1..=10 {
+        let name = format!("paused{attempt}.elf");
+        let out = g.path(&name);
+        let mut child = spawn_dump(&g, &out);
+        // Mid-dump: its temporary output file exists.
+        let t0 = Instant::now();
+        let mut finished = false;
+        while !leftovers(&g, &name).iter().any(|n| n.starts_with('.')) {
+            if child.try_wait().unwrap().is_some() {
+                finished = true;
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if finished {
+            eprintln!("attempt {attempt}: the dump finished first");
+            continue;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed = true;
+        break;
+    }
+    assert!(killed, "never killed guestcore mid-dump");
+    // Well past the time a watchdog would need.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!running_via(&mut b), "an already paused guest stays paused");
+    assert_eq!(count_events(&mut b, &mut events, "RESUME"), resumes);
+    b.execute("cont", None).unwrap();
+}
+
+#[test]
+fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
+    let files = guest_or_skip!();
+    let g = Guest::boot(&files, "256M", false);
+    let mut b = g.qmp_b();
+    let mut events = Vec::new();
+    let (stops, resumes) = (
+        count_events(&mut b, &mut events, "STOP"),
+        count_events(&mut b, &mut events, "RESUME"),
+    );
+    succeed(
+        guestcore()
+            .args(["dump", &g.input, "-o"])
+            .arg(g.path("ok.elf")),
+    );
+    // Longer than a fired watchdog would take to connect.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(running_via(&mut b));
+    assert_eq!(count_events(&mut b, &mut events, "STOP"), stops + 1);
+    assert_eq!(
+        count_events(&mut b, &mut events, "RESUME"),
+        resumes + 1,
+        "one RESUME: {events:?}"
+    );
+    // Nobody holds monitor a: it serves a new client at once.
+    let t0 = Instant::now();
+    assert!(g.running());
+    assert!(t0.elapsed() < Duration::from_secs(1));
 }

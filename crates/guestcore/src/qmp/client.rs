@@ -226,6 +226,12 @@ impl QmpClient {
         }
     }
 
+    /// Closes the connection (both directions) for every handle on it, so QEMU can serve its
+    /// next client; later commands fail. For a connection whose state is lost.
+    pub fn shutdown(&mut self) {
+        let _ = self.writer.shutdown(std::net::Shutdown::Both);
+    }
+
     /// Events received so far (oldest first), removed from the queue.
     pub fn take_events(&mut self) -> Vec<Value> {
         self.events.drain(..).collect()

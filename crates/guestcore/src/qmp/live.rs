@@ -3,7 +3,9 @@
 //! `--pause` (the default): `stop` before the registers are read, so registers and RAM describe
 //! one instant; the guest is resumed with `cont` by [`LiveSession::resume`] or, on every other
 //! path out (error, cancel, panic unwinding), by `Drop`. A guest that was already paused when
-//! we connected is never resumed. `--no-pause`: nothing is stopped; registers and RAM are read
+//! we connected is never resumed. And because neither runs when the process is SIGKILLed or
+//! crashes, `pause` arms a [`Watchdog`] process before it sends `stop`, and `resume` disarms
+//! it: see [`super::watchdog`]. `--no-pause`: nothing is stopped; registers and RAM are read
 //! while the guest runs, which is fast but possibly inconsistent — such images carry
 //! [`UNPAUSED_NOTE_NAME`] so the output says so.
 //!
@@ -16,6 +18,7 @@
 //! so nothing about the split is hard-coded here.
 
 use super::client::{QmpClient, DEFAULT_TIMEOUT};
+use super::watchdog::Watchdog;
 use crate::addr::PhysRange;
 use crate::cpu::hmp::parse_info_registers;
 use crate::cpu::X86CpuState;
@@ -79,6 +82,8 @@ pub struct LiveSession {
     was_running: bool,
     /// Set while this session holds the guest stopped.
     paused_at: Option<Instant>,
+    /// Armed while `paused_at` is set: resumes the guest if this process dies.
+    watchdog: Option<Watchdog>,
 }
 
 impl LiveSession {
@@ -101,15 +106,18 @@ impl LiveSession {
             socket,
             was_running: false,
             paused_at: None,
+            watchdog: None,
         };
         s.was_running = s.is_running()?;
         Ok(s)
     }
 
     /// Stops the guest if it was running when the session connected and is not stopped by
-    /// this session already.
+    /// this session already. A [`Watchdog`] is armed first: when it cannot be started, the
+    /// guest is not stopped and this fails.
     pub fn pause(&mut self) -> Result<()> {
         if self.was_running && self.paused_at.is_none() {
+            self.watchdog = Some(Watchdog::arm(&self.socket)?);
             let t = Instant::now();
             // Set before sending: if the reply is lost, Drop still sends `cont`.
             self.paused_at = Some(t);
@@ -147,13 +155,35 @@ impl LiveSession {
 
     /// Resumes the guest if this session stopped it; returns how long it was stopped (from
     /// sending `stop` to the reply to `cont`). Later calls (and `Drop`) do nothing.
+    ///
+    /// When `cont` fails because the connection is lost (closed, timed out), this session's
+    /// connection is shut down (so QEMU can serve another client) and the watchdog is fired: it
+    /// sends `cont` over a fresh connection. When QEMU answers `cont` with an error, the
+    /// watchdog is disarmed (it would get the same answer).
     pub fn resume(&mut self) -> Result<Option<Duration>> {
-        match self.paused_at.take() {
-            Some(t) => {
-                self.client.execute("cont", None)?;
+        let Some(t) = self.paused_at.take() else {
+            return Ok(None);
+        };
+        match self.client.execute("cont", None) {
+            Ok(_) => {
+                if let Some(w) = self.watchdog.take() {
+                    w.disarm();
+                }
                 Ok(Some(t.elapsed()))
             }
-            None => Ok(None),
+            Err(e @ Error::QmpCommand { .. }) => {
+                if let Some(w) = self.watchdog.take() {
+                    w.disarm();
+                }
+                Err(e)
+            }
+            Err(e) => {
+                self.client.shutdown();
+                if let Some(w) = self.watchdog.take() {
+                    w.fire();
+                }
+                Err(e)
+            }
         }
     }
 

@@ -253,3 +253,57 @@ fn resume_on_panic_unwind() {
     assert!(r.is_err());
     assert_eq!(q.log().last().map(String::as_str), Some("cont"));
 }
+
+/// The session's connection is lost while paused (QEMU never answers `cont`): `resume` fails,
+/// shuts the connection down, and the watchdog sends `cont` over a connection of its own.
+#[test]
+fn lost_connection_fires_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let log = Arc::new(Mutex::new(Vec::<(usize, String)>::new()));
+    let log2 = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { return };
+            let mut w = conn.try_clone().unwrap();
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .unwrap();
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                line.clear();
+                let cmd = v["execute"].as_str().unwrap().to_string();
+                log2.lock().unwrap().push((n, cmd.clone()));
+                if n == 0 && cmd == "cont" {
+                    continue; // wedged for this client
+                }
+                let ret = if cmd == "query-status" {
+                    json!({"running": true, "status": "running"})
+                } else {
+                    json!({})
+                };
+                let reply = json!({"return": ret, "id": v["id"]});
+                w.write_all(format!("{reply}\n").as_bytes()).unwrap();
+            }
+        }
+    });
+    let opts = LiveOptions {
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut s = LiveSession::connect(&path, &opts).unwrap();
+    assert!(s.resume().is_err());
+    let t0 = Instant::now();
+    while !log.lock().unwrap().contains(&(1, "cont".to_string())) {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", log.lock());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(s);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log[log.len() - 2..],
+        [(1, "qmp_capabilities".to_string()), (1, "cont".to_string())]
+    );
+}

@@ -1,0 +1,391 @@
+//! The watchdog process itself: every `unsafe` call of the watchdog lives here.
+//!
+//! [`spawn`] forks from a process that may run many threads. POSIX allows the child of such a
+//! fork only async-signal-safe calls until it exits or execs: no allocation, no locks, no std
+//! I/O, no panics. So everything the child needs — the socket address, the QMP text, the reply
+//! marker — is built by the parent beforehand ([`Prepared`]), and the child's code below uses
+//! only raw system calls (`sigaction`, `sigprocmask`, `close_range`/`close`, `setsid`,
+//! `fork`, `poll`, `read`, `socket`, `connect`, `send`, `recv`, `clock_gettime`, `_exit`) on
+//! stack buffers.
+//!
+//! Double fork: the parent forks an intermediate child that forks the watchdog and exits at
+//! once; the parent reaps the intermediate. The watchdog is then nobody's child in the host
+//! program (init or a subreaper reaps it), so a host that waits for "any child" never sees it
+//! and no zombie is left while the host runs on.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::Duration;
+
+/// The byte the parent writes to stand the watchdog down.
+pub const DISARM: u8 = b'D';
+
+/// Everything the watchdog child touches, built before the fork.
+pub struct Prepared {
+    addr: libc::sockaddr_un,
+    addr_len: libc::socklen_t,
+    /// `qmp_capabilities` then `cont`, newline-terminated.
+    request: Vec<u8>,
+    /// Appears in QEMU's reply to our `cont` (its `id`), success or error.
+    marker: &'static [u8],
+    /// How long the watchdog keeps trying once it fires.
+    window: Duration,
+}
+
+impl Prepared {
+    /// The address of `socket`, or `None` when it does not fit a `sockaddr_un`.
+    pub fn new(
+        socket: &Path,
+        request: Vec<u8>,
+        marker: &'static [u8],
+        window: Duration,
+    ) -> Option<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = socket.as_os_str().as_bytes();
+        // SAFETY: sockaddr_un is plain old data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        // Keep a terminating NUL: sun_path must hold the path and one zero byte.
+        if path.is_empty() || path.contains(&0) || path.len() >= addr.sun_path.len() {
+            return None;
+        }
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(path) {
+            *d = *s as libc::c_char;
+        }
+        let addr_len = (std::mem::size_of::<libc::sa_family_t>() + path.len() + 1) as u32;
+        assert!(marker.len() <= MARKER_MAX && !marker.is_empty());
+        Some(Prepared {
+            addr,
+            addr_len,
+            request,
+            marker,
+            window,
+        })
+    }
+}
+
+/// The longest reply marker the child can look for.
+const MARKER_MAX: usize = 64;
+
+/// Starts the watchdog for `p`; returns the write end of its pipe (close-on-exec), which only
+/// this process holds. Writing [`DISARM`] stands it down; EOF without it (this process died, or
+/// dropped the fd) makes it send `cont`.
+pub fn spawn(p: &Prepared) -> io::Result<OwnedFd> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is valid for two ints, as pipe2 requires.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let r = std::os::fd::AsRawFd::as_raw_fd(&read_end);
+
+    // Block every signal across the fork, so that no handler of the host program (ctrlc's,
+    // say) runs in a child before the child has reset the dispositions.
+    // SAFETY: sigset_t is plain old data; sigfillset/pthread_sigmask get valid pointers.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    // SAFETY: the child runs only `intermediate`, which makes async-signal-safe calls on
+    // memory prepared before the fork and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see `intermediate`.
+        unsafe { intermediate(p, r) }
+    }
+    let fork_err = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above for this thread.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(read_end);
+    if pid < 0 {
+        return Err(fork_err);
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waits for our own child; `status` is valid for writes.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // The host ignores SIGCHLD: the kernel reaped it; its status is lost.
+            Some(libc::ECHILD) => return Ok(write_end),
+            _ => return Err(e),
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(write_end)
+    } else {
+        Err(io::Error::other(
+            "the watchdog process could not be started",
+        ))
+    }
+}
+
+/// The intermediate child: forks the watchdog and exits (0 when the fork worked).
+///
+/// # Safety
+/// Only in the child of `fork`, with every signal blocked; `p` and `r` as in [`spawn`].
+unsafe fn intermediate(p: &Prepared, r: RawFd) -> ! {
+    // SAFETY: fork and _exit are async-signal-safe; the grandchild runs `watchdog`.
+    unsafe {
+        match libc::fork() {
+            0 => watchdog(p, r),
+            n if n > 0 => libc::_exit(0),
+            _ => libc::_exit(1),
+        }
+    }
+}
+
+/// The watchdog: waits for the disarm byte or EOF on `r`; on EOF sends `cont`.
+///
+/// # Safety
+/// Only in a forked child, with every signal blocked; makes async-signal-safe calls only.
+unsafe fn watchdog(p: &Prepared, r: RawFd) -> ! {
+    // SAFETY (whole body): raw system calls on descriptors this process owns and on stack or
+    // pre-fork memory that nothing else in this single-threaded child can touch.
+    unsafe {
+        // 1. Signals: default dispositions (no host handler runs here), except that a terminal's
+        //    SIGINT/SIGHUP and a closed socket's SIGPIPE are ignored; then unblock.
+        for sig in 1..libc::SIGRTMAX() {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = if sig == libc::SIGINT || sig == libc::SIGHUP || sig == libc::SIGPIPE
+            {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+        // 2. Own session: Ctrl-C or a hangup of guestcore's terminal does not reach us.
+        libc::setsid();
+        // 3. Close every inherited descriptor but the pipe's read end. Above all guestcore's
+        //    own QMP connection: while any process holds it open, QEMU never serves the next
+        //    client. And the pipe's write end, or EOF would never come.
+        close_all_but(r);
+
+        // 4. Wait.
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: r,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if libc::poll(&mut pfd, 1, -1) < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                libc::_exit(2);
+            }
+            let mut b = 0u8;
+            let n = libc::read(r, (&mut b as *mut u8).cast(), 1);
+            if n == 1 && b == DISARM {
+                libc::_exit(0);
+            }
+            if n == 0 || n == 1 {
+                break; // EOF (or any other byte): fire
+            }
+            if errno() != libc::EINTR {
+                break;
+            }
+        }
+        libc::close(r);
+
+        // 5. Fire: connect (queued behind guestcore's dying connection until QEMU notices it
+        //    closed), send `qmp_capabilities` + `cont`, and wait for the reply to `cont`.
+        let deadline = now_ms() + p.window.as_millis() as i64;
+        while now_ms() < deadline {
+            if try_cont(p, deadline) {
+                libc::_exit(0);
+            }
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            libc::nanosleep(&pause, std::ptr::null_mut());
+        }
+        libc::_exit(3)
+    }
+}
+
+/// One attempt: true when QEMU replied to our `cont`.
+///
+/// # Safety
+/// As [`watchdog`].
+unsafe fn try_cont(p: &Prepared, deadline: i64) -> bool {
+    // SAFETY: as `watchdog`; `p.addr` is a complete sockaddr_un of `p.addr_len` bytes.
+    unsafe {
+        let s = libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        );
+        if s < 0 {
+            return false;
+        }
+        let ok = talk(p, s, deadline);
+        libc::close(s);
+        ok
+    }
+}
+
+/// # Safety
+/// As [`watchdog`]; `s` is a non-blocking stream socket this process owns.
+unsafe fn talk(p: &Prepared, s: RawFd, deadline: i64) -> bool {
+    // SAFETY: as `watchdog`.
+    unsafe {
+        let rc = libc::connect(s, (&p.addr as *const libc::sockaddr_un).cast(), p.addr_len);
+        // A Unix stream connect either completes or fails at once; EAGAIN means QEMU's listen
+        // backlog is full (other clients queued): retry later.
+        if rc != 0 {
+            return false;
+        }
+        // Send the whole request (QEMU buffers it until it serves this connection).
+        let mut sent = 0;
+        while sent < p.request.len() {
+            if !wait(s, libc::POLLOUT, deadline) {
+                return false;
+            }
+            let n = libc::send(
+                s,
+                p.request[sent..].as_ptr().cast(),
+                p.request.len() - sent,
+                libc::MSG_NOSIGNAL,
+            );
+            if n < 0 {
+                if errno() == libc::EAGAIN || errno() == libc::EINTR {
+                    continue;
+                }
+                return false;
+            }
+            sent += n as usize;
+        }
+        // Read until the marker (our `cont`'s id) appears; keep the tail of each read so a
+        // marker split across two reads is still found.
+        let m = p.marker;
+        let mut buf = [0u8; 4096 + MARKER_MAX];
+        let mut kept = 0usize;
+        loop {
+            if !wait(s, libc::POLLIN, deadline) {
+                return false;
+            }
+            let n = libc::recv(s, buf[kept..].as_mut_ptr().cast(), buf.len() - kept, 0);
+            if n == 0 {
+                return false; // QEMU closed this connection: try a new one
+            }
+            if n < 0 {
+                if errno() == libc::EAGAIN || errno() == libc::EINTR {
+                    continue;
+                }
+                return false;
+            }
+            let end = kept + n as usize;
+            if buf[..end].windows(m.len()).any(|w| w == m) {
+                return true;
+            }
+            kept = (m.len() - 1).min(end);
+            buf.copy_within(end - kept..end, 0);
+        }
+    }
+}
+
+/// Polls `s` for `events` until `deadline`; true when ready.
+///
+/// # Safety
+/// As [`watchdog`].
+unsafe fn wait(s: RawFd, events: libc::c_short, deadline: i64) -> bool {
+    // SAFETY: as `watchdog`.
+    unsafe {
+        loop {
+            let left = deadline - now_ms();
+            if left <= 0 {
+                return false;
+            }
+            let mut pfd = libc::pollfd {
+                fd: s,
+                events,
+                revents: 0,
+            };
+            let n = libc::poll(&mut pfd, 1, left.min(i32::MAX as i64) as libc::c_int);
+            if n > 0 {
+                return true; // ready, or an error/hangup the next call reports
+            }
+            if n < 0 && errno() != libc::EINTR {
+                return false;
+            }
+        }
+    }
+}
+
+/// Closes every descriptor except `keep`.
+///
+/// # Safety
+/// As [`watchdog`]: no other code in this process uses the descriptors it closes.
+unsafe fn close_all_but(keep: RawFd) {
+    // SAFETY: as `watchdog`.
+    unsafe {
+        let k = keep as libc::c_uint;
+        let lo = if k > 0 {
+            libc::syscall(
+                libc::SYS_close_range,
+                0 as libc::c_uint,
+                k - 1,
+                0 as libc::c_uint,
+            )
+        } else {
+            0
+        };
+        let hi = libc::syscall(
+            libc::SYS_close_range,
+            k + 1,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
+        if lo == 0 && hi == 0 {
+            return;
+        }
+        // Kernels before 5.9: close one by one, up to the descriptor limit.
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0
+            && lim.rlim_cur != libc::RLIM_INFINITY
+        {
+            lim.rlim_cur.min(1 << 20) as libc::c_int
+        } else {
+            1 << 16
+        };
+        for fd in 0..max {
+            if fd != keep {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+/// Milliseconds on the monotonic clock.
+// `time_t` and `c_long` are i64 on x86_64 only: keep the casts for other hosts.
+#[allow(clippy::unnecessary_cast)]
+fn now_ms() -> i64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is valid for writes; clock_gettime is async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as i64 * 1000 + t.tv_nsec as i64 / 1_000_000
+}
+
+/// This thread's errno.
+fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns this thread's errno slot (async-signal-safe).
+    unsafe { *libc::__errno_location() }
+}

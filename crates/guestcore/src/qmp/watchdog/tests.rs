@@ -1,0 +1,121 @@
+//! The watchdog against a fake QMP server: disarmed it never connects; fired (or dropped) it
+//! negotiates capabilities and sends `cont`, even when the server serves it late; and it holds
+//! none of this process's descriptors.
+
+use super::*;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Instant;
+
+fn listener() -> (tempfile::TempDir, std::path::PathBuf, UnixListener) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    l.set_nonblocking(true).unwrap();
+    (dir, path, l)
+}
+
+/// The next connection within `within`.
+fn accept(l: &UnixListener, within: Duration) -> Option<UnixStream> {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if let Ok((s, _)) = l.accept() {
+            s.set_nonblocking(false).unwrap();
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// Plays QEMU for one connection: greets, answers every command, returns the commands.
+fn serve(s: UnixStream) -> Vec<String> {
+    let mut w = s.try_clone().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        line.clear();
+        got.push(v["execute"].as_str().unwrap().to_string());
+        let mut reply = serde_json::json!({"return": {}});
+        if let Some(id) = v.get("id") {
+            reply["id"] = id.clone();
+        }
+        // Events and a reply split in two writes, as a real monitor may send them.
+        if v["execute"] == "cont" {
+            w.write_all(b"{\"event\": \"RESUME\"}\r\n").unwrap();
+            let text = format!("{reply}\r\n");
+            let (a, b) = text.split_at(text.len() / 2);
+            w.write_all(a.as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            w.write_all(b.as_bytes()).unwrap();
+        } else {
+            w.write_all(format!("{reply}\r\n").as_bytes()).unwrap();
+        }
+    }
+    got
+}
+
+#[test]
+fn watchdog_disarmed_never_connects() {
+    let (_d, path, l) = listener();
+    let w = Watchdog::arm(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    w.disarm();
+    assert!(accept(&l, Duration::from_millis(500)).is_none());
+}
+
+#[test]
+fn watchdog_fired_sends_cont() {
+    let (_d, path, l) = listener();
+    let w = Watchdog::arm(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        accept(&l, Duration::from_millis(100)).is_none(),
+        "armed: silent"
+    );
+    let t0 = Instant::now();
+    w.fire();
+    let s = accept(&l, Duration::from_secs(2)).expect("the watchdog connects");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    // The watchdog closes its connection once it has the reply: serve() sees EOF.
+    assert_eq!(serve(s), ["qmp_capabilities", "cont"]);
+    assert!(accept(&l, Duration::from_millis(200)).is_none(), "one cont");
+}
+
+#[test]
+fn watchdog_dropped_fires_and_waits_for_a_busy_monitor() {
+    let (_d, path, l) = listener();
+    drop(Watchdog::arm(&path).unwrap());
+    // A monitor busy with another client: the connection queues in the backlog; serve it
+    // only after a while, as QEMU does once the previous client is gone.
+    std::thread::sleep(Duration::from_millis(700));
+    let s = accept(&l, Duration::from_secs(2)).expect("queued connection");
+    assert_eq!(serve(s), ["qmp_capabilities", "cont"]);
+}
+
+#[test]
+fn watchdog_holds_no_inherited_descriptor() {
+    let (_d, path, _l) = listener();
+    // A connection of ours, as guestcore's QMP session would be: the watchdog must not keep
+    // it open, or QEMU would never serve the next client.
+    let (mine, mut peer) = UnixStream::pair().unwrap();
+    let w = Watchdog::arm(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(mine);
+    peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(peer.read(&mut b).unwrap(), 0, "EOF: nobody else holds it");
+    w.disarm();
+}
+
+#[test]
+fn watchdog_refuses_an_overlong_path() {
+    let p = std::path::PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
+    let e = Watchdog::arm(&p).unwrap_err().to_string();
+    assert!(e.contains("too long"), "{e}");
+}
