@@ -15,6 +15,8 @@ use crate::phys::elf::{ElfCore, EM_386, EM_X86_64};
 use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
 use crate::phys::live::LiveAccess;
+use crate::phys::migration::file::{BlockInfo, StreamStats, LIBVIRT_MAGIC};
+use crate::phys::migration::MigrationFile;
 use crate::phys::raw::RawImage;
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
@@ -42,6 +44,9 @@ pub enum ImageFormat {
         access: LiveAccess,
         consistent: bool,
     },
+    /// A QEMU migration stream (`migrate file:`, snapshots); `mapped_ram` when written with
+    /// that capability, `libvirt` when inside a `virsh save` image.
+    Migration { mapped_ram: bool, libvirt: bool },
 }
 
 impl std::fmt::Display for ImageFormat {
@@ -72,6 +77,19 @@ impl std::fmt::Display for ImageFormat {
                     if flattened { ", flattened" } else { "" }
                 )
             }
+            ImageFormat::Migration {
+                mapped_ram,
+                libvirt,
+            } => write!(
+                f,
+                "QEMU migration stream{}{}",
+                if mapped_ram { " (mapped-ram)" } else { "" },
+                if libvirt {
+                    " in a libvirt save image"
+                } else {
+                    ""
+                }
+            ),
             ImageFormat::Live { access, consistent } => write!(
                 f,
                 "live QEMU guest ({access:?}{})",
@@ -94,6 +112,8 @@ pub enum Magic {
     Kdump,
     /// makedumpfile's flattened stream (`makedumpfile` signature).
     FlattenedKdump,
+    /// A QEMU migration stream (`QEVM`), or libvirt's save image around one.
+    Migration,
     /// No known magic: a raw image.
     None,
 }
@@ -107,6 +127,8 @@ impl Magic {
             Magic::Kdump
         } else if head.starts_with(b"makedumpfile") {
             Magic::FlattenedKdump
+        } else if head.starts_with(b"QEVM") || head.starts_with(LIBVIRT_MAGIC) {
+            Magic::Migration
         } else {
             Magic::None
         }
@@ -135,6 +157,23 @@ pub struct GuestImage {
     pub vmcoreinfo: Option<Vec<u8>>,
     /// The QMP session of a live input; dropping it resumes a guest it paused.
     pub live: Option<LiveSession>,
+    /// Machine type and RAM blocks of a migration stream.
+    pub migration: Option<MigrationInfo>,
+}
+
+/// What a migration stream says about the machine (for `guestcore info`).
+#[derive(Clone, Debug, Serialize)]
+pub struct MigrationInfo {
+    /// The machine type, e.g. `pc-i440fx-10.0`.
+    pub machine: String,
+    pub capabilities: Vec<String>,
+    /// Every RAM block, with its guest-physical ranges (empty when not placed).
+    pub blocks: Vec<BlockInfo>,
+    pub stats: StreamStats,
+    /// Where the `vmcoreinfo` device said the guest's note is.
+    pub vmcoreinfo_paddr: Option<u64>,
+    /// False when the stream had no vmdesc (then it has no CPU state).
+    pub vmdesc: bool,
 }
 
 impl fmt::Debug for GuestImage {
@@ -177,6 +216,7 @@ impl GuestImage {
         match magic {
             Magic::Elf => Self::from_elf(ElfCore::open(path)?),
             Magic::Kdump | Magic::FlattenedKdump => Self::from_kdump(KdumpFile::open(path)?),
+            Magic::Migration => Self::from_migration(MigrationFile::open(path, None)?),
             Magic::None => Ok(GuestImage {
                 path: path.to_path_buf(),
                 format: ImageFormat::Raw,
@@ -185,6 +225,7 @@ impl GuestImage {
                 notes: Vec::new(),
                 vmcoreinfo: None,
                 live: None,
+                migration: None,
             }),
         }
     }
@@ -208,6 +249,7 @@ impl GuestImage {
             notes,
             vmcoreinfo,
             live: None,
+            migration: None,
         })
     }
 
@@ -233,6 +275,37 @@ impl GuestImage {
             notes,
             vmcoreinfo,
             live: None,
+            migration: None,
+        })
+    }
+
+    /// Wraps an opened migration file: CPUs from its `cpu` sections, VMCOREINFO from where its
+    /// `vmcoreinfo` device points (or, when it points nowhere, found in RAM).
+    pub fn from_migration(file: MigrationFile) -> Result<Self> {
+        let vmcoreinfo = match file.vmcoreinfo() {
+            Some(v) => Some(v.to_vec()),
+            None => find_vmcoreinfo(&file),
+        };
+        let info = MigrationInfo {
+            machine: file.configuration().machine.clone(),
+            capabilities: file.configuration().capabilities.clone(),
+            blocks: file.blocks().to_vec(),
+            stats: file.stats(),
+            vmcoreinfo_paddr: file.vmcoreinfo_pointer().map(|p| p.paddr),
+            vmdesc: file.has_vmdesc(),
+        };
+        Ok(GuestImage {
+            path: file.path().to_path_buf(),
+            format: ImageFormat::Migration {
+                mapped_ram: file.mapped_ram(),
+                libvirt: file.libvirt(),
+            },
+            cpus: file.cpus().to_vec(),
+            memory: Box::new(file),
+            notes: Vec::new(),
+            vmcoreinfo,
+            live: None,
+            migration: Some(info),
         })
     }
 
@@ -267,6 +340,7 @@ impl GuestImage {
             },
             vmcoreinfo: None,
             live: Some(session),
+            migration: None,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod elf;
 pub mod kdump;
 pub mod layout;
 pub mod live;
+pub mod migration;
 pub mod raw;
 
 pub use ram_map::RamMap;

@@ -1,0 +1,1003 @@
+//! A migration file on disk as [`PhysMemory`]: the stream parser run once over the mapped
+//! file (seeking over page bytes, so opening costs one pass over the record headers), an
+//! index from each page to where its bytes are, then reads straight from the mapping.
+//!
+//! * A plain stream stores each page as an 8-byte record header and the 4096 bytes, so pages
+//!   sent one after the other lie at one stride (4104 bytes, 4096 + the header). The index
+//!   keeps **runs** (first page, count, first file offset, stride; or a fill byte for zero
+//!   pages): its size grows with the discontinuities of the stream, not with the RAM. A page
+//!   sent twice (a precopy round after the guest wrote it) keeps its last copy. A page the
+//!   stream never sent reads as zero, as the destination's fresh RAM would.
+//! * A `mapped-ram` file stores page `i` of a block at `pages_offset + i * 4096`, with a bitmap
+//!   of the pages written; pages whose bit is clear read as zero (QEMU does not rewrite a slot
+//!   whose page became zero, so the file bytes there may be stale). Ranges of present pages
+//!   are lent from the mapping ([`PhysMemory::slice`]) and copied file to file
+//!   ([`PhysMemory::file_extent`]).
+//!
+//! `virsh save` files start with libvirt's `LibvirtQemudSave` header, then the domain XML,
+//! then the QEMU stream; the stream's start is found from the header's XML length.
+
+use super::cpu::decode_cpu;
+use super::layout::{machine_layout, BlockPiece};
+use super::ram::{MappedRam, RamBlock, PAGE_SIZE};
+use super::stream::{Configuration, Event, PageContent, Parser, SectionHeader};
+use super::vmcoreinfo::{self, VmcoreinfoPointer};
+use super::vmdesc::Vmdesc;
+use crate::addr::PhysRange;
+use crate::cpu::X86CpuState;
+use crate::phys::{release_mapped, PhysMemory, RamMap};
+use crate::{Error, Result};
+use memmap2::Mmap;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+/// libvirt's save-image magic (`QEMU_SAVE_MAGIC`).
+pub const LIBVIRT_MAGIC: &[u8; 16] = b"LibvirtQemudSave";
+/// The size of libvirt's `virQEMUSaveHeader` (magic, five `u32`s, 15 unused `u32`s).
+const LIBVIRT_HEADER_LEN: u64 = 16 + 4 * 5 + 4 * 15;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Src {
+    /// Page `i` of the run lies at `file + i * stride`.
+    Data {
+        file: u64,
+        stride: u64,
+    },
+    Fill(u8),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    page: u64,
+    count: u64,
+    src: Src,
+}
+
+impl Run {
+    fn end(&self) -> u64 {
+        self.page + self.count
+    }
+    /// The part `[from, to)` of this run.
+    fn sub(&self, from: u64, to: u64) -> Run {
+        let src = match self.src {
+            Src::Data { file, stride } => Src::Data {
+                file: file + (from - self.page) * stride,
+                stride,
+            },
+            s => s,
+        };
+        Run {
+            page: from,
+            count: to - from,
+            src,
+        }
+    }
+}
+
+/// Where the pages of one block are.
+#[derive(Debug)]
+enum Pages {
+    /// Sorted, non-overlapping runs.
+    Runs(Vec<Run>),
+    Mapped {
+        pages_offset: u64,
+        bitmap: Vec<u64>,
+    },
+}
+
+/// Appends page `page` to `runs`, extending the last run when it continues it.
+fn push_page(runs: &mut Vec<Run>, page: u64, src: Src) {
+    if let Some(last) = runs.last_mut() {
+        if last.end() == page {
+            match (&mut last.src, src) {
+                (Src::Fill(a), Src::Fill(b)) if *a == b => {
+                    last.count += 1;
+                    return;
+                }
+                (Src::Data { file, stride }, Src::Data { file: f, .. }) => {
+                    if last.count == 1 && f > *file {
+                        *stride = f - *file;
+                        last.count += 1;
+                        return;
+                    }
+                    if last.count > 1 && *file + last.count * *stride == f {
+                        last.count += 1;
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    runs.push(Run {
+        page,
+        count: 1,
+        src,
+    });
+}
+
+/// Runs in stream order → sorted, non-overlapping runs where a later send of a page wins.
+/// O(n log n) in the number of runs.
+fn resolve(runs: Vec<Run>) -> Vec<Run> {
+    if runs.windows(2).all(|w| w[0].end() <= w[1].page) {
+        return runs;
+    }
+    let mut covered: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in runs.into_iter().rev() {
+        let (s, e) = (r.page, r.end());
+        let from = covered.range(..=s).next_back().map_or(s, |(&a, _)| a);
+        let mut cur = s;
+        let mut absorbed = Vec::new();
+        for (&a, &b) in covered.range(from..) {
+            if a > e {
+                break;
+            }
+            if b >= s {
+                absorbed.push(a);
+            }
+            if a > cur && cur < e {
+                out.push(r.sub(cur, a.min(e)));
+            }
+            cur = cur.max(b);
+        }
+        if cur < e {
+            out.push(r.sub(cur, e));
+        }
+        let (mut ns, mut ne) = (s, e);
+        for a in absorbed {
+            let b = covered.remove(&a).expect("present");
+            ns = ns.min(a);
+            ne = ne.max(b);
+        }
+        covered.insert(ns, ne);
+    }
+    out.sort_by_key(|r| r.page);
+    out
+}
+
+/// A device section kept for decoding.
+struct Section {
+    header: SectionHeader,
+    data: Vec<u8>,
+}
+
+/// One RAM block of the file and where it was placed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BlockInfo {
+    #[serde(flatten)]
+    pub block: RamBlock,
+    /// Its guest-physical ranges (empty when the layout does not place it).
+    pub phys: Vec<PhysRange>,
+}
+
+/// Counts of what the stream held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StreamStats {
+    /// Page records with data.
+    pub data_pages: u64,
+    /// Zero-page records.
+    pub zero_pages: u64,
+    /// Runs in the page index.
+    pub runs: u64,
+}
+
+/// An opened migration file.
+pub struct MigrationFile {
+    path: PathBuf,
+    file: File,
+    map: Mmap,
+    config: Configuration,
+    blocks: Vec<BlockInfo>,
+    pages: Vec<Pages>,
+    ram: RamMap,
+    /// Per RAM range (in `ram.ranges()` order): block index and offset of its start.
+    pieces: Vec<(usize, u64)>,
+    cpus: Vec<X86CpuState>,
+    vmcoreinfo_ptr: Option<VmcoreinfoPointer>,
+    vmcoreinfo: Option<Vec<u8>>,
+    libvirt: bool,
+    has_vmdesc: bool,
+    stats: StreamStats,
+}
+
+impl std::fmt::Debug for MigrationFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrationFile")
+            .field("path", &self.path)
+            .field("machine", &self.config.machine)
+            .field("blocks", &self.blocks.len())
+            .field("ram", &self.ram)
+            .finish()
+    }
+}
+
+/// Where the QEMU stream starts in a file whose first bytes are `head` (0, or after a
+/// libvirt header); `None` when it is neither.
+pub fn stream_start(map: &[u8]) -> Option<u64> {
+    if map.starts_with(b"QEVM") {
+        return Some(0);
+    }
+    if !map.starts_with(LIBVIRT_MAGIC) {
+        return None;
+    }
+    let data_len = u32::from_le_bytes(map.get(20..24)?.try_into().ok()?) as u64;
+    let at = LIBVIRT_HEADER_LEN.checked_add(data_len)?;
+    let s = usize::try_from(at).ok()?;
+    (map.get(s..s + 4)? == b"QEVM").then_some(at)
+}
+
+impl MigrationFile {
+    /// Opens `path`; `layout` places the RAM blocks (default: the machine type's known
+    /// layout, see [`super::layout`]).
+    pub fn open(path: impl AsRef<Path>, layout: Option<&[BlockPiece]>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?
+            .len();
+        if len < 8 {
+            return Err(Error::format(path, "too short for a migration stream"));
+        }
+        // SAFETY: read-only private mapping; like every mmap reader here we rely on the file
+        // not being truncated or rewritten while it is mapped.
+        let map = unsafe { Mmap::map(&file) }
+            .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))?;
+        let base = stream_start(&map).ok_or_else(|| {
+            if map.starts_with(LIBVIRT_MAGIC) {
+                Error::format(
+                    path,
+                    "libvirt save image whose QEMU stream does not follow its header (a \
+                     compressed image? decompress it first)",
+                )
+            } else {
+                Error::format(path, "not a QEMU migration stream (no QEVM magic)")
+            }
+        })?;
+        if base > 0 {
+            let compressed = u32::from_le_bytes(map[32..36].try_into().expect("4"));
+            if compressed != 0 {
+                return Err(Error::format(
+                    path,
+                    format!("compressed libvirt save image (format {compressed}): not supported"),
+                ));
+            }
+        }
+
+        let mut parser = Parser::seekable(Cursor::new(&map[base as usize..]), path, 512);
+        parser.set_page_bytes(false);
+        let mut runs: Vec<Vec<Run>> = Vec::new();
+        let mut sections: Vec<Section> = Vec::new();
+        let mut vmdesc_json: Option<Vec<u8>> = None;
+        let mut stats = StreamStats::default();
+        let mut eof = false;
+        while let Some(ev) = parser.next()? {
+            match ev {
+                Event::RamBlocks(b) => runs = vec![Vec::new(); b.len()],
+                Event::Page {
+                    block,
+                    offset,
+                    data_pos,
+                    content,
+                } => {
+                    let src = match content {
+                        PageContent::Fill(f) => {
+                            stats.zero_pages += 1;
+                            Src::Fill(f)
+                        }
+                        _ => {
+                            stats.data_pages += 1;
+                            Src::Data {
+                                file: base + data_pos,
+                                stride: 0,
+                            }
+                        }
+                    };
+                    push_page(&mut runs[block], offset / PAGE_SIZE, src);
+                }
+                Event::Device { header, data, .. } => {
+                    if header.name == "cpu" || header.name == "vmcoreinfo" {
+                        sections.push(Section {
+                            header: header.clone(),
+                            data: data.to_vec(),
+                        });
+                    }
+                }
+                Event::Eof => eof = true,
+                Event::Vmdesc(j) => vmdesc_json = Some(j.to_vec()),
+                Event::Configuration(_) | Event::Command { .. } => {}
+            }
+        }
+        if !eof {
+            return Err(Error::format(
+                path,
+                "the stream ends before its EOF section",
+            ));
+        }
+        let config = parser.configuration().clone();
+        let blocks: Vec<RamBlock> = parser.blocks().to_vec();
+        drop(parser);
+
+        let mut pages = Vec::with_capacity(blocks.len());
+        for (b, r) in blocks.iter().zip(runs) {
+            pages.push(match b.mapped {
+                Some(m) => Pages::Mapped {
+                    pages_offset: base + m.pages_offset,
+                    bitmap: read_bitmap(&map, base, b, m, path)?,
+                },
+                None => {
+                    let r = resolve(r);
+                    stats.runs += r.len() as u64;
+                    Pages::Runs(r)
+                }
+            });
+        }
+
+        let vmdesc = vmdesc_json
+            .as_deref()
+            .map(|j| Vmdesc::parse(j, path))
+            .transpose()?;
+        let mut cpus = Vec::new();
+        let mut vmcoreinfo_ptr = None;
+        for s in &sections {
+            let desc = vmdesc
+                .as_ref()
+                .and_then(|v| v.device(&s.header.name, s.header.instance));
+            if s.header.name == "cpu" {
+                if let Some(d) = desc {
+                    cpus.push(decode_cpu(d, &s.data, path)?);
+                }
+            } else {
+                vmcoreinfo_ptr = vmcoreinfo::decode(desc, &s.data, path)?;
+            }
+        }
+        cpus.sort_by_key(|c| c.index);
+
+        let owned_layout;
+        let layout = match layout {
+            Some(l) => l,
+            None => {
+                owned_layout = machine_layout(&config.machine, &blocks, path)?;
+                &owned_layout
+            }
+        };
+        let mut placed: Vec<(PhysRange, usize, u64)> = Vec::new();
+        for p in layout {
+            let i = blocks
+                .iter()
+                .position(|b| b.name == p.block)
+                .ok_or_else(|| {
+                    Error::format(
+                        path,
+                        format!(
+                            "the layout names block {:?}, which the stream does not have",
+                            p.block
+                        ),
+                    )
+                })?;
+            let end = p.offset.checked_add(p.phys.len());
+            if end.map_or(true, |e| e > blocks[i].length) {
+                return Err(Error::format(
+                    path,
+                    format!("the layout places {:#x} bytes from offset {:#x} of block {:?}, which has {:#x}", p.phys.len(), p.offset, p.block, blocks[i].length),
+                ));
+            }
+            placed.push((p.phys, i, p.offset));
+        }
+        placed.sort_by_key(|p| p.0.start);
+        let ram = RamMap::new(placed.iter().map(|p| p.0).collect())?;
+        let pieces = placed.iter().map(|p| (p.1, p.2)).collect();
+        let blocks = blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, block)| BlockInfo {
+                phys: placed.iter().filter(|p| p.1 == i).map(|p| p.0).collect(),
+                block,
+            })
+            .collect();
+
+        let mut me = MigrationFile {
+            path: path.to_path_buf(),
+            file,
+            map,
+            config,
+            blocks,
+            pages,
+            ram,
+            pieces,
+            cpus,
+            vmcoreinfo_ptr,
+            vmcoreinfo: None,
+            libvirt: base > 0,
+            has_vmdesc: vmdesc.is_some(),
+            stats,
+        };
+        me.vmcoreinfo = vmcoreinfo_ptr.and_then(|p| vmcoreinfo::read_note(&me, p));
+        Ok(me)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The configuration section: machine type, capabilities.
+    pub fn configuration(&self) -> &Configuration {
+        &self.config
+    }
+    /// The RAM blocks and where they were placed.
+    pub fn blocks(&self) -> &[BlockInfo] {
+        &self.blocks
+    }
+    /// The vCPUs of the `cpu` sections (empty without a vmdesc).
+    pub fn cpus(&self) -> &[X86CpuState] {
+        &self.cpus
+    }
+    /// Where the `vmcoreinfo` device says the guest's note is.
+    pub fn vmcoreinfo_pointer(&self) -> Option<VmcoreinfoPointer> {
+        self.vmcoreinfo_ptr
+    }
+    /// The guest's VMCOREINFO text, read from RAM where the `vmcoreinfo` device points.
+    pub fn vmcoreinfo(&self) -> Option<&[u8]> {
+        self.vmcoreinfo.as_deref()
+    }
+    /// True when the file was written with `mapped-ram`.
+    pub fn mapped_ram(&self) -> bool {
+        self.config.mapped_ram()
+    }
+    /// True when the stream sits inside a libvirt save image.
+    pub fn libvirt(&self) -> bool {
+        self.libvirt
+    }
+    /// True when the stream ended with its vmdesc (needed for the CPU state).
+    pub fn has_vmdesc(&self) -> bool {
+        self.has_vmdesc
+    }
+    pub fn stats(&self) -> StreamStats {
+        self.stats
+    }
+
+    /// Where byte `off` of block `b` is: file bytes (with how many follow contiguously in
+    /// the same page-run), a fill byte, or zero. Returns (source, bytes valid from `off`).
+    /// Looks no further than `need` bytes ahead.
+    fn locate(&self, b: usize, off: u64, need: u64) -> (Loc, u64) {
+        let page = off / PAGE_SIZE;
+        let in_page = off % PAGE_SIZE;
+        let left_in_page = PAGE_SIZE - in_page;
+        match &self.pages[b] {
+            Pages::Mapped {
+                pages_offset,
+                bitmap,
+            } => {
+                let present = |p: u64| {
+                    bitmap
+                        .get((p / 64) as usize)
+                        .is_some_and(|w| w & (1 << (p % 64)) != 0)
+                };
+                let last = self.blocks[b].block.pages();
+                let mut q = page;
+                let want = present(page);
+                let stop = last.min(page + need.div_ceil(PAGE_SIZE) + 1);
+                while q < stop && present(q) == want {
+                    q += 1;
+                }
+                let n = (q - page) * PAGE_SIZE - in_page;
+                if want {
+                    (Loc::File(pages_offset + off), n)
+                } else {
+                    (Loc::Fill(0), n)
+                }
+            }
+            Pages::Runs(runs) => {
+                let i = runs.partition_point(|r| r.end() <= page);
+                match runs.get(i) {
+                    Some(r) if r.page <= page => match r.src {
+                        Src::Data { file, stride } => {
+                            let at = file + (page - r.page) * stride + in_page;
+                            // Contiguous beyond this page only when the run is.
+                            let n = if stride == PAGE_SIZE {
+                                (r.end() - page) * PAGE_SIZE - in_page
+                            } else {
+                                left_in_page
+                            };
+                            (Loc::File(at), n)
+                        }
+                        Src::Fill(f) => (Loc::Fill(f), (r.end() - page) * PAGE_SIZE - in_page),
+                    },
+                    next => {
+                        let until = next.map_or(self.blocks[b].block.pages(), |r| r.page);
+                        (Loc::Fill(0), (until - page) * PAGE_SIZE - in_page)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The block and block offset of guest-physical `addr`, and the bytes of its RAM range
+    /// from there.
+    fn block_of(&self, addr: u64) -> Option<(usize, u64, u64)> {
+        let i = self.ram.index_of(addr)?;
+        let r = self.ram.ranges()[i];
+        let (b, off) = self.pieces[i];
+        Some((b, off + (addr - r.start), r.end - addr))
+    }
+
+    /// File offset of `[addr, addr + len)` when those bytes lie contiguously in the file.
+    fn contiguous(&self, addr: u64, len: u64) -> Option<u64> {
+        let (b, off, room) = self.block_of(addr)?;
+        if len > room {
+            return None;
+        }
+        match self.locate(b, off, len) {
+            (Loc::File(at), n) if n >= len && at.checked_add(len)? <= self.map.len() as u64 => {
+                Some(at)
+            }
+            _ => None,
+        }
+    }
+}
+
+enum Loc {
+    File(u64),
+    Fill(u8),
+}
+
+fn read_bitmap(map: &[u8], base: u64, b: &RamBlock, m: MappedRam, path: &Path) -> Result<Vec<u64>> {
+    let len = MappedRam::bitmap_len(b.pages());
+    let start = base + m.bitmap_offset;
+    let pages_end = base + m.pages_offset + b.length;
+    if pages_end > map.len() as u64 {
+        return Err(Error::format(
+            path,
+            format!(
+                "mapped-ram block {:?} ends at {pages_end:#x}, past the end of the file ({:#x}): truncated",
+                b.name,
+                map.len()
+            ),
+        ));
+    }
+    let bytes = &map[start as usize..(start + len) as usize];
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|w| u64::from_le_bytes(w.try_into().expect("8")))
+        .collect())
+}
+
+impl PhysMemory for MigrationFile {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        let total = buf.len() as u64;
+        let not_in = || Error::NotInMemory { addr, len: total };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = addr.checked_add(done as u64).ok_or_else(not_in)?;
+            let (b, off, room) = self.block_of(a).ok_or_else(not_in)?;
+            let (loc, n) = self.locate(b, off, (buf.len() - done) as u64);
+            let n = n.min(room).min((buf.len() - done) as u64) as usize;
+            let out = &mut buf[done..done + n];
+            match loc {
+                Loc::Fill(f) => out.fill(f),
+                Loc::File(at) => {
+                    let src = usize::try_from(at)
+                        .ok()
+                        .and_then(|s| self.map.get(s..s.checked_add(n)?))
+                        .ok_or_else(|| {
+                            Error::format(
+                                &self.path,
+                                format!("page data at {at:#x} is past the end of the file"),
+                            )
+                        })?;
+                    out.copy_from_slice(src);
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn ram(&self) -> &RamMap {
+        &self.ram
+    }
+
+    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+        let at = usize::try_from(self.contiguous(addr, len)?).ok()?;
+        self.map
+            .get(at..at.checked_add(usize::try_from(len).ok()?)?)
+    }
+
+    fn file_extent(&self, addr: u64, len: u64) -> Option<(&File, u64)> {
+        Some((&self.file, self.contiguous(addr, len)?))
+    }
+
+    fn release(&self, addr: u64, len: u64) {
+        let Some((b, off, room)) = self.block_of(addr) else {
+            return;
+        };
+        let len = len.min(room);
+        match &self.pages[b] {
+            Pages::Mapped { pages_offset, .. } => {
+                release_mapped(&self.map, pages_offset + off, len)
+            }
+            Pages::Runs(runs) => {
+                let (first, last) = (off / PAGE_SIZE, (off + len).div_ceil(PAGE_SIZE));
+                let i = runs.partition_point(|r| r.end() <= first);
+                for r in runs[i..].iter().take_while(|r| r.page < last) {
+                    if let Src::Data { file, stride } = r.src {
+                        let (s, e) = (r.page.max(first), r.end().min(last));
+                        let from = file + (s - r.page) * stride;
+                        let to = file + (e - 1 - r.page) * stride + PAGE_SIZE;
+                        release_mapped(&self.map, from, to - from);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phys::migration::cpu::tests::{cpu_section, sample_state};
+    use crate::phys::migration::stream::build::{page_bytes, Builder};
+    use std::io::Write;
+
+    const RAM: u64 = 0x100000;
+
+    fn temp(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(bytes).unwrap();
+        f.flush().unwrap();
+        f
+    }
+
+    /// A vmcoreinfo ELF note with `text`.
+    fn note(text: &[u8]) -> Vec<u8> {
+        let mut n = Vec::new();
+        n.extend_from_slice(&11u32.to_le_bytes());
+        n.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        n.extend_from_slice(&0u32.to_le_bytes());
+        n.extend_from_slice(b"VMCOREINFO\0\0");
+        n.extend_from_slice(text);
+        n.resize(PAGE_SIZE as usize, 0);
+        n
+    }
+
+    fn vmcoreinfo_device(paddr: u64) -> Vec<u8> {
+        let mut d = vec![1, 0, 1, 0, 1];
+        d.extend_from_slice(&0x1000u32.to_be_bytes());
+        d.extend_from_slice(&paddr.to_be_bytes());
+        d
+    }
+
+    /// Pages 0..4 (page 1 sent again later), page 5 a zero page with fill 0xaa, the
+    /// VMCOREINFO note at page 0x10, the rest never sent; two vCPUs; vmdesc with `cpu_json`.
+    fn stream(lie: bool) -> Vec<u8> {
+        let mut b = Builder::new("pc-i440fx-10.0", &[]);
+        b.ram_start(&[("pc.ram", RAM), ("pc.bios", PAGE_SIZE)]);
+        b.part();
+        b.page(Some("pc.ram"), 0, &page_bytes(0));
+        for p in 1..4 {
+            b.page(None, p * PAGE_SIZE, &page_bytes(p));
+        }
+        b.zero(None, 5 * PAGE_SIZE, 0xaa);
+        b.page(None, 0x10 * PAGE_SIZE, &note(b"OSRELEASE=6.1.0-test\n"));
+        b.part_end();
+        b.part();
+        b.page(Some("pc.ram"), PAGE_SIZE, &page_bytes(100));
+        b.page(Some("pc.bios"), 0, &page_bytes(7));
+        b.part_end();
+        let (j0, d0) = cpu_section(0, &sample_state(0));
+        let (j1, d1) = cpu_section(1, &sample_state(1));
+        b.device("cpu", 0, &d0);
+        b.device("cpu", 1, &d1);
+        b.device("vmcoreinfo", 0, &vmcoreinfo_device(0x10 * PAGE_SIZE));
+        b.eof();
+        let j1 = if lie {
+            j1.replacen("\"size\": 20", "\"size\": 24", 1)
+        } else {
+            j1
+        };
+        b.vmdesc(&format!(
+            r#"{{"page_size": 4096, "devices": [{j0}, {j1}]}}"#
+        ));
+        b.out
+    }
+
+    #[test]
+    fn reads_pages_cpus_and_vmcoreinfo() {
+        let f = temp(&stream(false));
+        let m = MigrationFile::open(f.path(), None).unwrap();
+        assert_eq!(m.configuration().machine, "pc-i440fx-10.0");
+        assert_eq!(
+            m.ram().ranges(),
+            &[
+                PhysRange::new(0, 0xa0000),
+                PhysRange::new(0xc0000, 0x40000),
+                PhysRange::new(0xffff_f000, 0x1000)
+            ]
+        );
+        let mut b = vec![0u8; 3 * PAGE_SIZE as usize];
+        m.read_at(0, &mut b).unwrap();
+        assert_eq!(&b[..4096], &page_bytes(0)[..]);
+        assert_eq!(&b[4096..8192], &page_bytes(100)[..], "the last copy wins");
+        assert_eq!(&b[8192..], &page_bytes(2)[..]);
+        let mut z = vec![1u8; 4096];
+        m.read_at(5 * PAGE_SIZE, &mut z).unwrap();
+        assert!(z.iter().all(|&x| x == 0xaa));
+        m.read_at(0x30 * PAGE_SIZE, &mut z).unwrap();
+        assert!(z.iter().all(|&x| x == 0), "never sent: zero");
+        assert_eq!(m.slice(0x2010, 16).unwrap(), &page_bytes(2)[0x10..0x20]);
+        assert!(
+            m.slice(0x1ff0, 32).is_none(),
+            "pages 1 and 2 are not adjacent in the file"
+        );
+        assert_eq!(
+            m.read_u32(0xffff_f000).unwrap(),
+            u32::from_le_bytes(page_bytes(7)[..4].try_into().unwrap())
+        );
+        assert!(m.read_at(0xa0000, &mut z).is_err());
+        m.release(0, RAM);
+        assert_eq!(m.cpus(), &[sample_state(0), sample_state(1)]);
+        assert_eq!(m.vmcoreinfo().unwrap(), b"OSRELEASE=6.1.0-test\n");
+        assert_eq!(m.stats().data_pages, 7);
+        assert_eq!(m.stats().zero_pages, 1);
+    }
+
+    #[test]
+    fn bad_files_are_errors() {
+        let e = MigrationFile::open(temp(&stream(true)).path(), None).unwrap_err();
+        assert!(e.to_string().contains("vmdesc describes"), "{e}");
+        let s = stream(false);
+        // Cut inside the pages, inside the devices, before EOF.
+        for cut in [200, s.len() / 2, s.len() - 2000] {
+            let e = MigrationFile::open(temp(&s[..cut]).path(), None).unwrap_err();
+            assert!(matches!(e, Error::Format { .. }), "{cut}: {e}");
+        }
+        let mut other = s.clone();
+        other[16..22].copy_from_slice(b"xx-foo");
+        let e = MigrationFile::open(temp(&other).path(), None).unwrap_err();
+        assert!(e.to_string().contains("no known RAM layout"), "{e}");
+        // A caller-supplied layout works for any machine.
+        let l = [BlockPiece {
+            block: "pc.ram".into(),
+            offset: 0,
+            phys: PhysRange::new(1 << 32, RAM),
+        }];
+        let m = MigrationFile::open(temp(&other).path(), Some(&l)).unwrap();
+        assert_eq!(m.read_u8_test(1 << 32), page_bytes(0)[0]);
+    }
+
+    #[test]
+    fn mapped_ram_file() {
+        let mut b = Builder::new("pc-q35-10.0", &["mapped-ram"]);
+        // The ram section by hand: block list with a mapped-ram header.
+        b.out.push(1);
+        b.out.extend_from_slice(&1u32.to_be_bytes());
+        b.out.push(3);
+        b.out.extend_from_slice(b"ram");
+        b.out.extend_from_slice(&0u32.to_be_bytes());
+        b.out.extend_from_slice(&4u32.to_be_bytes());
+        b.be64(RAM | 4);
+        b.out.push(6);
+        b.out.extend_from_slice(b"pc.ram");
+        b.be64(RAM);
+        let bitmap_offset = b.out.len() as u64 + 28;
+        let pages_offset = (bitmap_offset + 32).next_multiple_of(PAGE_SIZE);
+        b.out.extend_from_slice(&1u32.to_be_bytes());
+        b.be64(PAGE_SIZE);
+        b.be64(bitmap_offset);
+        b.be64(pages_offset);
+        b.out.resize((pages_offset + RAM) as usize, 0);
+        b.be64(0x10);
+        b.footer(1);
+        b.part();
+        b.part_end();
+        b.eof();
+        let mut bytes = b.out;
+        // Pages 0, 1 and 3 present; page 2's slot holds stale bytes but its bit is clear.
+        bytes[bitmap_offset as usize] = 0b1011;
+        for p in 0..4u64 {
+            let at = (pages_offset + p * PAGE_SIZE) as usize;
+            bytes[at..at + 4096].copy_from_slice(&page_bytes(p));
+        }
+        let m = MigrationFile::open(temp(&bytes).path(), None).unwrap();
+        assert!(m.mapped_ram());
+        assert_eq!(
+            m.slice(0, 2 * PAGE_SIZE).unwrap(),
+            [page_bytes(0), page_bytes(1)].concat()
+        );
+        assert!(m.slice(0, 3 * PAGE_SIZE).is_none());
+        let mut z = vec![1u8; 4096];
+        m.read_at(2 * PAGE_SIZE, &mut z).unwrap();
+        assert!(
+            z.iter().all(|&x| x == 0),
+            "bit clear: zero, not the stale slot"
+        );
+        m.read_at(3 * PAGE_SIZE, &mut z).unwrap();
+        assert_eq!(z, page_bytes(3));
+        let (_, off) = m.file_extent(PAGE_SIZE, PAGE_SIZE).unwrap();
+        assert_eq!(off, pages_offset + PAGE_SIZE);
+        assert!(m.cpus().is_empty() && !m.has_vmdesc());
+        // Cut inside the pages region.
+        let e = MigrationFile::open(
+            temp(&bytes[..(pages_offset + 0x3000) as usize]).path(),
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Format { .. }), "{e}");
+    }
+
+    impl MigrationFile {
+        fn read_u8_test(&self, addr: u64) -> u8 {
+            let mut b = [0u8];
+            self.read_at(addr, &mut b).unwrap();
+            b[0]
+        }
+    }
+
+    fn data(page: u64, file: u64) -> Run {
+        Run {
+            page,
+            count: 1,
+            src: Src::Data { file, stride: 0 },
+        }
+    }
+
+    #[test]
+    fn runs_merge_at_one_stride() {
+        let mut r = Vec::new();
+        for p in 0..100 {
+            push_page(
+                &mut r,
+                p,
+                Src::Data {
+                    file: 1000 + p * 4104,
+                    stride: 0,
+                },
+            );
+        }
+        for p in 100..200 {
+            push_page(&mut r, p, Src::Fill(0));
+        }
+        push_page(
+            &mut r,
+            200,
+            Src::Data {
+                file: 9_000_000,
+                stride: 0,
+            },
+        );
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            r[0].src,
+            Src::Data {
+                file: 1000,
+                stride: 4104
+            }
+        );
+        assert_eq!((r[1].page, r[1].count), (100, 100));
+    }
+
+    #[test]
+    fn later_sends_win() {
+        // Pages 0..10 sent, then 3..5 again, then 8..12, then 0 as a zero page.
+        let mut r = vec![Run {
+            page: 0,
+            count: 10,
+            src: Src::Data {
+                file: 0,
+                stride: 10,
+            },
+        }];
+        r.push(Run {
+            page: 3,
+            count: 2,
+            src: Src::Data {
+                file: 500,
+                stride: 10,
+            },
+        });
+        r.push(Run {
+            page: 8,
+            count: 4,
+            src: Src::Data {
+                file: 900,
+                stride: 10,
+            },
+        });
+        r.push(Run {
+            page: 0,
+            count: 1,
+            src: Src::Fill(0),
+        });
+        let got = resolve(r);
+        let want = vec![
+            Run {
+                page: 0,
+                count: 1,
+                src: Src::Fill(0),
+            },
+            Run {
+                page: 1,
+                count: 2,
+                src: Src::Data {
+                    file: 10,
+                    stride: 10,
+                },
+            },
+            Run {
+                page: 3,
+                count: 2,
+                src: Src::Data {
+                    file: 500,
+                    stride: 10,
+                },
+            },
+            Run {
+                page: 5,
+                count: 3,
+                src: Src::Data {
+                    file: 50,
+                    stride: 10,
+                },
+            },
+            Run {
+                page: 8,
+                count: 4,
+                src: Src::Data {
+                    file: 900,
+                    stride: 10,
+                },
+            },
+        ];
+        assert_eq!(got, want);
+        // Sorted input is returned as is.
+        let sorted = vec![data(0, 5), data(1, 99)];
+        assert_eq!(resolve(sorted.clone()), sorted);
+    }
+
+    /// Random sends checked against a page-by-page model.
+    #[test]
+    fn resolve_matches_a_model() {
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for _ in 0..50 {
+            let mut model = [None::<u64>; 64];
+            let mut runs = Vec::new();
+            for k in 0..20u64 {
+                let page = next() % 60;
+                let count = 1 + next() % 4;
+                let run = Run {
+                    page,
+                    count,
+                    src: Src::Data {
+                        file: k * 1000,
+                        stride: 1,
+                    },
+                };
+                for p in page..(page + count).min(64) {
+                    model[p as usize] = Some(k * 1000 + (p - page));
+                }
+                runs.push(run);
+            }
+            let got = resolve(runs);
+            assert!(got.windows(2).all(|w| w[0].end() <= w[1].page));
+            for (p, want) in model.iter().enumerate() {
+                let p = p as u64;
+                let have = got
+                    .iter()
+                    .find(|r| r.page <= p && p < r.end())
+                    .map(|r| match r.src {
+                        Src::Data { file, stride } => file + (p - r.page) * stride,
+                        Src::Fill(_) => unreachable!(),
+                    });
+                assert_eq!(have, *want, "page {p}");
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Where a stream's RAM blocks sit in guest-physical memory.
+//!
+//! A stream names RAM blocks and their lengths, not addresses: the destination QEMU knows
+//! them from the same machine type. For an offline file guestcore does the same, for the
+//! layouts it knows (QEMU's `hw/i386/pc_piix.c` `pc_init1`, `hw/i386/pc_q35.c`
+//! `pc_q35_init`, `hw/i386/pc.c`):
+//!
+//! * **`pc-i440fx-*`** (`pc`): RAM below 4 GiB is `min(ram, 0xe0000000)` (3.5 GiB, the
+//!   default `max-ram-below-4g`); when the RAM is at least that large it is cut to 3 GiB
+//!   (`gigabyte_align`, every machine type since 1.7). The rest lies from 4 GiB up.
+//! * **`pc-q35-*`** (`q35`): below 4 GiB is 2 GiB when the RAM is at least 2.75 GiB
+//!   (`0xb0000000`), else all of it; the rest from 4 GiB.
+//! * Both: the RAM block is `pc.ram` (its bytes are the low part, then the high part). The
+//!   legacy VGA window `0xa0000..0xc0000` is not RAM; `0xc0000..0x100000` is RAM again (the
+//!   BIOS shadow, as QEMU's own dump shows it). `pc.bios` ends at 4 GiB.
+//!
+//! Blocks without a known place (video RAM at a PCI BAR, option ROMs, ACPI tables in
+//! fw_cfg) are not placed. A layout that differs from these defaults (`max-ram-below-4g`,
+//! `-machine memory-backend=` with another block name, `-numa` memory devices, an AMD host's
+//! RAM above 1 TiB) cannot be told from the stream: the caller supplies the pieces (for a
+//! live guest, from `info mtree -f`), and any other machine type is an error.
+
+use super::ram::RamBlock;
+use crate::addr::PhysRange;
+use crate::{Error, Result};
+use serde::Serialize;
+use std::path::Path;
+
+const GIB: u64 = 1 << 30;
+const FOUR_GIB: u64 = 4 * GIB;
+const VGA_START: u64 = 0xa0000;
+const VGA_END: u64 = 0xc0000;
+
+/// One piece of a RAM block placed in guest-physical memory: `phys.len()` bytes from byte
+/// `offset` of block `block`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockPiece {
+    pub block: String,
+    pub offset: u64,
+    pub phys: PhysRange,
+}
+
+/// The PC machine families with a known layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    I440fx,
+    Q35,
+}
+
+impl Machine {
+    /// The family of a machine type name (`pc-i440fx-10.0`, `pc-q35-9.2`, …).
+    pub fn of(name: &str) -> Option<Machine> {
+        if name.starts_with("pc-i440fx-") || name == "pc" {
+            Some(Machine::I440fx)
+        } else if name.starts_with("pc-q35-") || name == "q35" {
+            Some(Machine::Q35)
+        } else {
+            None
+        }
+    }
+
+    /// Bytes of RAM below 4 GiB for `ram` bytes of RAM, with the default `max-ram-below-4g`.
+    pub fn below_4g(self, ram: u64) -> u64 {
+        let lowmem = match self {
+            Machine::I440fx if ram >= 0xe000_0000 => 3 * GIB,
+            Machine::I440fx => 0xe000_0000,
+            Machine::Q35 if ram >= 0xb000_0000 => 2 * GIB,
+            Machine::Q35 => 0xb000_0000,
+        };
+        ram.min(lowmem)
+    }
+}
+
+/// The pieces of `blocks` for machine type `machine` (see the module docs).
+pub fn machine_layout(machine: &str, blocks: &[RamBlock], path: &Path) -> Result<Vec<BlockPiece>> {
+    let Some(kind) = Machine::of(machine) else {
+        return Err(Error::format(
+            path,
+            format!(
+                "machine type {machine:?} has no known RAM layout (known: pc-i440fx-*, \
+                 pc-q35-*); supply the layout"
+            ),
+        ));
+    };
+    let Some(ram) = blocks.iter().find(|b| b.name == "pc.ram") else {
+        return Err(Error::format(
+            path,
+            format!(
+                "no pc.ram block (blocks: {}): the guest's RAM came from a memory backend; \
+                 supply the layout",
+                blocks
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    };
+    let below = kind.below_4g(ram.length);
+    let mut out = Vec::new();
+    let piece = |offset: u64, start: u64, end: u64| BlockPiece {
+        block: "pc.ram".into(),
+        offset,
+        phys: PhysRange::new(start, end - start),
+    };
+    out.push(piece(0, 0, below.min(VGA_START)));
+    if below > VGA_END {
+        out.push(piece(VGA_END, VGA_END, below));
+    }
+    if ram.length > below {
+        out.push(piece(below, FOUR_GIB, FOUR_GIB + (ram.length - below)));
+    }
+    if let Some(bios) = blocks.iter().find(|b| b.name == "pc.bios") {
+        if bios.length <= 16 << 20 {
+            out.push(BlockPiece {
+                block: bios.name.clone(),
+                offset: 0,
+                phys: PhysRange::new(FOUR_GIB - bios.length, bios.length),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocks(ram: u64) -> Vec<RamBlock> {
+        [
+            ("pc.ram", ram),
+            ("pc.bios", 0x40000),
+            ("vga.vram", 16 << 20),
+        ]
+        .into_iter()
+        .map(|(n, l)| RamBlock {
+            name: n.into(),
+            length: l,
+            mapped: None,
+        })
+        .collect()
+    }
+
+    fn ranges(machine: &str, ram: u64) -> Vec<(u64, u64, u64)> {
+        machine_layout(machine, &blocks(ram), Path::new("t"))
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.block == "pc.ram")
+            .map(|p| (p.phys.start, p.phys.end, p.offset))
+            .collect()
+    }
+
+    #[test]
+    fn i440fx_splits() {
+        // 256 MiB: all low, the VGA window cut out (what QEMU's dump shows).
+        assert_eq!(
+            ranges("pc-i440fx-10.0", 256 << 20),
+            vec![(0, 0xa0000, 0), (0xc0000, 0x1000_0000, 0xc0000)]
+        );
+        // 3.25 GiB stays below 4 GiB (under max-ram-below-4g, no gigabyte alignment).
+        assert_eq!(ranges("pc-i440fx-9.2", 0xd000_0000)[1].1, 0xd000_0000);
+        // 4 GiB: 3 GiB low, 1 GiB from 4 GiB, stored after the low part.
+        assert_eq!(
+            ranges("pc-i440fx-10.0", 4 * GIB)[1..],
+            [(0xc0000, 3 * GIB, 0xc0000), (4 * GIB, 5 * GIB, 3 * GIB)]
+        );
+        let bios = machine_layout("pc-i440fx-10.0", &blocks(4 * GIB), Path::new("t")).unwrap();
+        assert_eq!(
+            bios.last().unwrap().phys,
+            PhysRange::new(0xfffc_0000, 0x40000)
+        );
+    }
+
+    #[test]
+    fn q35_splits() {
+        assert_eq!(ranges("pc-q35-10.0", 0xa000_0000)[1].1, 0xa000_0000);
+        assert_eq!(
+            ranges("pc-q35-10.0", 3 * GIB)[1..],
+            [(0xc0000, 2 * GIB, 0xc0000), (4 * GIB, 5 * GIB, 2 * GIB)]
+        );
+    }
+
+    #[test]
+    fn unknown_machines_and_backends_are_errors() {
+        let e = machine_layout("microvm", &blocks(1 << 30), Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("no known RAM layout"), "{e}");
+        let mut b = blocks(1 << 30);
+        b[0].name = "mem0".into();
+        let e = machine_layout("pc-q35-10.0", &b, Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("no pc.ram block"), "{e}");
+    }
+}

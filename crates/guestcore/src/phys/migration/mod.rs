@@ -1,0 +1,29 @@
+//! QEMU migration streams as input: files written by `migrate file:PATH` (with or without the
+//! `mapped-ram` capability), `savevm`-style and background-snapshot streams, and `virsh save`
+//! images that wrap one.
+//!
+//! * [`stream`] reads a stream in one forward pass from any `Read` (a pipe included) and
+//!   hands out [`stream::Event`]s: configuration, RAM blocks, pages, device sections, the
+//!   vmdesc. Live dumps stream through it; the offline reader is built on it.
+//! * [`ram`] decodes the `ram` section's records; [`vmdesc`] the JSON description of the
+//!   device sections; [`cpu`] a vCPU's registers from its `cpu` section; [`vmcoreinfo`] the
+//!   guest's VMCOREINFO pointer.
+//! * [`layout`] places RAM blocks in guest-physical memory for the machine types it knows
+//!   (`pc-i440fx-*`, `pc-q35-*`); [`file`] is the offline [`PhysMemory`](super::PhysMemory).
+//!
+//! The stream is untrusted input: every count and length it declares is capped before use
+//! ([`stream::Limits`]), and anything malformed is an error naming the offset, never a panic
+//! and never a wrong page.
+
+mod input;
+
+pub mod cpu;
+pub mod file;
+pub mod layout;
+pub mod ram;
+pub mod stream;
+pub mod vmcoreinfo;
+pub mod vmdesc;
+
+pub use file::MigrationFile;
+pub use stream::{Event, PageContent, Parser};
