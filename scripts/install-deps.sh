@@ -21,6 +21,13 @@ python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 if ! command -v cargo-fuzz >/dev/null && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-fuzz" ]; then
   cargo install --locked --quiet cargo-fuzz@0.13.2 2>/dev/null || cargo install --quiet cargo-fuzz
 fi
+# avml (Microsoft's LiME/AVML tool, MIT) for its converter, `avml convert`, which the LiME test
+# uses to make AVML's snappy-compressed images; from crates.io, only the converter built (no
+# upload features, so no OpenSSL), cached in ~/.cargo/bin like cargo-fuzz.
+if ! command -v avml >/dev/null && ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/avml" ]; then
+  cargo install --locked --quiet avml@0.21.0 --no-default-features --features convert 2>/dev/null \
+    || cargo install --quiet avml --no-default-features --features convert
+fi
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

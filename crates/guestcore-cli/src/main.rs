@@ -14,8 +14,9 @@ use std::process::ExitCode;
 
 /// Turn the memory of an x86 virtual machine into something a debugger can read.
 ///
-/// INPUT is a QEMU `dump-guest-memory` ELF core, a kdump /proc/vmcore ELF file, or a raw
-/// guest-physical memory image (give its CPU state with --registers or --mode/--cr3).
+/// INPUT is a QEMU `dump-guest-memory` ELF core, a kdump /proc/vmcore ELF file, a LiME or
+/// AVML (snappy) memory image, or a raw guest-physical memory image (give the CPU state of
+/// the last two with --registers or --mode/--cr3, or use a kernel found in RAM).
 /// Addresses and sizes accept decimal, 0x hex and K/M/G/T suffixes (powers of 1024).
 #[derive(Parser, Debug)]
 #[command(name = "guestcore", version, propagate_version = true)]

@@ -4,6 +4,8 @@
 //! name the format: an ELF core carries its own RAM map, vCPU registers and VMCOREINFO; anything
 //! without a known magic is a raw memory image (placed by an optional [`Layout`]), whose CPU state
 //! has to come from elsewhere (the CLI's register flags or an HMP `info registers` file).
+//! A LiME or AVML image ([`crate::phys::lime`]) carries its RAM ranges but, like a raw image,
+//! no CPU state.
 //! `qmp:SOCKET` is a running QEMU ([`crate::qmp::live`]): registers over QMP, RAM read in place.
 
 use crate::cpu::notes::cpus_from_notes;
@@ -14,6 +16,7 @@ use crate::format::ElfNote;
 use crate::phys::elf::{ElfCore, EM_386, EM_X86_64};
 use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
+use crate::phys::lime::LimeImage;
 use crate::phys::live::LiveAccess;
 use crate::phys::migration::file::{BlockInfo, StreamStats, LIBVIRT_MAGIC};
 use crate::phys::migration::MigrationFile;
@@ -38,6 +41,9 @@ pub enum ImageFormat {
     Elf { class: u8, machine: u16 },
     /// A kdump-compressed (diskdump) file; `status` holds its compression flag.
     Kdump { flattened: bool, status: u32 },
+    /// A LiME memory image (`EMiL` range headers); `compressed` when any range is AVML's
+    /// snappy-compressed kind (`AVML` headers). Like a raw image it has no CPU state.
+    Lime { compressed: bool },
     /// A running QEMU reached through QMP (`qmp:SOCKET`); `consistent` is false when the guest
     /// ran while it was read (`--no-pause`).
     Live {
@@ -90,6 +96,8 @@ impl std::fmt::Display for ImageFormat {
                     ""
                 }
             ),
+            ImageFormat::Lime { compressed: false } => write!(f, "LiME image"),
+            ImageFormat::Lime { compressed: true } => write!(f, "AVML (snappy) image"),
             ImageFormat::Live { access, consistent } => write!(
                 f,
                 "live QEMU guest ({access:?}{})",
@@ -114,6 +122,8 @@ pub enum Magic {
     FlattenedKdump,
     /// A QEMU migration stream (`QEVM`), or libvirt's save image around one.
     Migration,
+    /// A LiME range header (`EMiL`) or AVML's compressed one (`AVML`).
+    Lime,
     /// No known magic: a raw image.
     None,
 }
@@ -129,6 +139,8 @@ impl Magic {
             Magic::FlattenedKdump
         } else if head.starts_with(b"QEVM") || head.starts_with(LIBVIRT_MAGIC) {
             Magic::Migration
+        } else if crate::phys::lime::is_lime(head) {
+            Magic::Lime
         } else {
             Magic::None
         }
@@ -149,9 +161,9 @@ pub struct GuestImage {
     pub path: PathBuf,
     pub format: ImageFormat,
     pub memory: Box<dyn PhysMemory>,
-    /// vCPUs described by the input (empty for raw images).
+    /// vCPUs described by the input (empty for raw, LiME and AVML images).
     pub cpus: Vec<X86CpuState>,
-    /// All ELF notes (empty for raw images).
+    /// All ELF notes (empty for raw, LiME and AVML images).
     pub notes: Vec<ElfNote>,
     /// The guest's VMCOREINFO text, when the input has it.
     pub vmcoreinfo: Option<Vec<u8>>,
@@ -217,6 +229,21 @@ impl GuestImage {
             Magic::Elf => Self::from_elf(ElfCore::open(path)?),
             Magic::Kdump | Magic::FlattenedKdump => Self::from_kdump(KdumpFile::open(path)?),
             Magic::Migration => Self::from_migration(MigrationFile::open(path, None)?),
+            Magic::Lime => {
+                let lime = LimeImage::open(path)?;
+                Ok(GuestImage {
+                    path: path.to_path_buf(),
+                    format: ImageFormat::Lime {
+                        compressed: lime.compressed(),
+                    },
+                    memory: Box::new(lime),
+                    cpus: Vec::new(),
+                    notes: Vec::new(),
+                    vmcoreinfo: None,
+                    live: None,
+                    migration: None,
+                })
+            }
             Magic::None => Ok(GuestImage {
                 path: path.to_path_buf(),
                 format: ImageFormat::Raw,
@@ -495,5 +522,8 @@ mod tests {
         assert_eq!(Magic::of(b"\x7fEL"), Magic::None);
         assert_eq!(Magic::of(b"DISKDUMP"), Magic::Kdump);
         assert_eq!(Magic::of(b""), Magic::None);
+        assert_eq!(Magic::of(b"EMiL\x01\0\0\0"), Magic::Lime);
+        assert_eq!(Magic::of(b"AVML\x02\0\0\0"), Magic::Lime);
+        assert_eq!(Magic::of(b"EMi"), Magic::None);
     }
 }

@@ -1,8 +1,9 @@
 //! Real Linux guests under QEMU (TCG), checked against QEMU's own answers taken in the same
 //! stopped state: `info tlb`, `gva2gpa`, `dump-guest-memory` with paging, and gdb reading the
 //! kernel's release string from guestcore's paging dump; ([`debuggers`]) crash and drgn
-//! on every kind of file guestcore writes, against the same debuggers on QEMU's dump; and
-//! ([`dump_levels`]) `--dump-level` against makedumpfile's `-d` on the same memory.
+//! on every kind of file guestcore writes, against the same debuggers on QEMU's dump;
+//! ([`dump_levels`]) `--dump-level` against makedumpfile's `-d` on the same memory; and
+//! ([`lime`]) LiME and AVML images of the same memory, made with AVML's own converter.
 //!
 //! The guests come from `scripts/guest/capture.sh` (boots, stops, captures; kernels and busybox
 //! from Debian packages, cached under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`). A
@@ -24,6 +25,7 @@ mod debuggers;
 mod dump_levels;
 mod kdump_guest;
 mod kernels;
+mod lime;
 
 use capture::capture;
 

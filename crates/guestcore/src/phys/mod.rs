@@ -1,6 +1,6 @@
 //! Guest-physical memory sources.
 //!
-//! Every source (raw image, ELF core, kdump file, live QEMU) answers three questions through
+//! Every source (raw image, ELF core, kdump file, LiME/AVML image, live QEMU) answers three questions through
 //! [`PhysMemory`]: read these bytes, which ranges are RAM, and is this whole range RAM. The walker
 //! and the writers depend on nothing else, so a new source is one new file here.
 
@@ -9,6 +9,7 @@ mod ram_map;
 pub mod elf;
 pub mod kdump;
 pub mod layout;
+pub mod lime;
 pub mod live;
 pub mod migration;
 pub mod raw;

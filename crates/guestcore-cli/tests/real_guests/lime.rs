@@ -1,0 +1,191 @@
+//! LiME and AVML inputs, from the real x86_64 capture: a LiME file written here around the
+//! PT_LOAD data of QEMU's physical dump (LiME's format is a 32-byte header before each range),
+//! AVML's own `avml convert` turning it into AVML's snappy-compressed format and back. guestcore
+//! must read from each exactly the bytes QEMU's dump holds (AVML leaves all-zero 16 MiB blocks
+//! out: those must be zero in the dump), find the same kernel, print the same log, and write
+//! ELF dumps that hold the same memory.
+
+use super::capture::capture;
+use super::dump;
+use assert_cmd::Command;
+use guestcore::image::{GuestImage, ImageFormat, OpenOptions};
+use guestcore::phys::elf::ElfCore;
+use guestcore::phys::PhysMemory;
+use guestcore_testkit::tools::require;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Writes one LiME range per PT_LOAD of `elf` (its `p_memsz`, the zero tail included).
+fn write_lime(elf: &Path, out: &Path) {
+    let core = ElfCore::open(elf).unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(out).unwrap());
+    for seg in core.segments().iter().filter(|s| s.memsz > 0) {
+        let data = core.segment_data(seg).unwrap();
+        f.write_all(&0x4C69_4D45u32.to_le_bytes()).unwrap();
+        f.write_all(&1u32.to_le_bytes()).unwrap();
+        f.write_all(&seg.paddr.to_le_bytes()).unwrap();
+        f.write_all(&(seg.paddr + seg.memsz - 1).to_le_bytes())
+            .unwrap();
+        f.write_all(&[0; 8]).unwrap();
+        f.write_all(data).unwrap();
+        std::io::copy(
+            &mut std::io::repeat(0).take(seg.memsz - data.len() as u64),
+            &mut f,
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// Checks that every RAM byte of `other` is the same byte of `want`, and that whatever of
+/// `want`'s RAM `other` lacks is zero. Returns the bytes `other` holds.
+fn same_memory(want: &dyn PhysMemory, other: &dyn PhysMemory, what: &str) -> u64 {
+    for r in other.ram().ranges() {
+        assert!(
+            want.ram().contains(r.start, r.len()),
+            "{what}: {r} is not RAM in QEMU's dump"
+        );
+    }
+    const STEP: u64 = 1 << 20;
+    let mut expect = vec![0u8; STEP as usize];
+    let mut got = vec![0u8; STEP as usize];
+    let mut held = 0;
+    for r in want.ram().ranges() {
+        let mut at = r.start;
+        while at < r.end {
+            let n = (r.end - at).min(STEP);
+            let (expect, got) = (&mut expect[..n as usize], &mut got[..n as usize]);
+            want.read_at(at, expect).unwrap();
+            got.fill(0);
+            for part in other.ram().ram_parts(at, n) {
+                let o = (part.start - at) as usize;
+                other
+                    .read_at(part.start, &mut got[o..o + part.len() as usize])
+                    .unwrap();
+                held += part.len();
+            }
+            if expect != got {
+                let i = expect.iter().zip(&*got).position(|(a, b)| a != b).unwrap();
+                panic!("{what}: differs from QEMU's dump at {:#x}", at + i as u64);
+            }
+            at += n;
+        }
+    }
+    assert_eq!(held, other.ram().total(), "{what}");
+    held
+}
+
+fn avml_convert(avml: &Path, from: &str, to: &str, src: &Path, dst: &Path) {
+    let out = std::process::Command::new(avml)
+        .args(["convert", "--source-format", from, "--format", to])
+        .arg(src)
+        .arg(dst)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "avml convert {from} → {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn stdout(args: &[&str], input: &Path) -> String {
+    let out = Command::cargo_bin("guestcore")
+        .unwrap()
+        .arg("-q")
+        .args(args)
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "guestcore {args:?} {}: {}",
+        input.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The facts of the one kernel `guestcore kernels` finds that do not depend on vCPUs.
+fn kernel_facts(input: &Path) -> Vec<serde_json::Value> {
+    let list: serde_json::Value =
+        serde_json::from_str(&stdout(&["kernels", "--json"], input)).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{}: {list:?}", input.display());
+    [
+        "release",
+        "mode",
+        "root",
+        "phys_base",
+        "kaslr_offset",
+        "vmcoreinfo_addr",
+    ]
+    .iter()
+    .map(|k| list[0][k].clone())
+    .collect()
+}
+
+#[test]
+fn x86_64_lime_and_avml() {
+    let Some(dir) = capture("x86_64") else { return };
+    let Some(avml) = require("avml") else { return };
+    let phys = dir.join("phys.elf");
+    let tmp = tempfile::tempdir().unwrap();
+    let lime = tmp.path().join("guest.lime");
+    let compressed = tmp.path().join("guest.avml");
+    let back = tmp.path().join("guest-back.lime");
+    write_lime(&phys, &lime);
+    avml_convert(&avml, "lime", "lime_compressed", &lime, &compressed);
+    avml_convert(&avml, "lime_compressed", "lime", &compressed, &back);
+
+    let qemu = GuestImage::open(&phys, &OpenOptions::default()).unwrap();
+    let open = |p: &Path| GuestImage::open(p, &OpenOptions::default()).unwrap();
+    let (l, c, b) = (open(&lime), open(&compressed), open(&back));
+    assert_eq!(l.format, ImageFormat::Lime { compressed: false });
+    assert_eq!(c.format, ImageFormat::Lime { compressed: true });
+    assert_eq!(b.format, ImageFormat::Lime { compressed: false });
+    assert!(l.cpus.is_empty() && l.vmcoreinfo.is_none());
+
+    // 1. The same bytes: all of them from LiME; from AVML all but all-zero blocks, and the
+    //    LiME file AVML converts it back to holds AVML's ranges.
+    let total = qemu.memory.ram().total();
+    assert_eq!(same_memory(&*qemu.memory, &*l.memory, "LiME"), total);
+    assert_eq!(l.memory.ram().ranges(), qemu.memory.ram().ranges());
+    let held = same_memory(&*qemu.memory, &*c.memory, "AVML");
+    assert!(held > total / 2, "AVML holds {held} of {total} bytes");
+    assert!(
+        std::fs::metadata(&compressed).unwrap().len() < total / 2,
+        "AVML compresses"
+    );
+    same_memory(&*qemu.memory, &*b.memory, "AVML back to LiME");
+    assert_eq!(b.memory.ram(), c.memory.ram());
+
+    // 2. The same kernel and log, found in RAM with no CPU state.
+    let want = kernel_facts(&phys);
+    let log = stdout(&["dmesg"], &phys);
+    for (input, text) in [
+        (&lime, "LiME image"),
+        (&compressed, "AVML (snappy) image"),
+        (&back, "LiME image"),
+    ] {
+        assert_eq!(kernel_facts(input), want, "{}", input.display());
+        assert!(
+            stdout(&["dmesg"], input) == log,
+            "{}: dmesg",
+            input.display()
+        );
+        let info = stdout(&["info"], input);
+        assert!(info.contains(&format!("format:   {text}")), "{info}");
+    }
+
+    // 3. ELF dumps through the kernel found in RAM hold the same memory.
+    for (input, what) in [(&lime, "LiME"), (&compressed, "AVML")] {
+        let out = tmp.path().join(format!("{what}.elf"));
+        dump(&["dump", input.to_str().unwrap(), "--kernel", "0"], &out);
+        let elf = open(&out);
+        let src = open(input);
+        assert_eq!(elf.memory.ram().total(), src.memory.ram().total());
+        same_memory(&*qemu.memory, &*elf.memory, &format!("ELF dump of {what}"));
+        std::fs::remove_file(&out).unwrap();
+    }
+}
