@@ -42,9 +42,10 @@ pub enum ModeArg {
 #[derive(Args, Debug, Clone, Default)]
 pub struct LiveArgs {
     /// Live input: stop the guest while its registers and memory are read, so they describe
-    /// one instant (the default). A dump copies RAM into memory and resumes the guest before
-    /// writing the file; other commands resume it when they finish. The pause time is printed.
-    /// A guest that was already paused stays paused.
+    /// one instant (the default, except for `dump`, which takes a QEMU background snapshot when
+    /// it can: one instant with a pause of milliseconds). A dump copies RAM into memory and
+    /// resumes the guest before writing the file; other commands resume it when they finish.
+    /// The pause time is printed. A guest that was already paused stays paused.
     #[arg(long, overrides_with = "no_pause")]
     pub pause: bool,
     /// Live input: read while the guest keeps running. No pause at all, but pages and
@@ -55,6 +56,12 @@ pub struct LiveArgs {
 }
 
 impl LiveArgs {
+    /// True when neither --pause nor --no-pause was given (a dump may then use a background
+    /// snapshot).
+    pub fn unspecified(&self) -> bool {
+        !self.pause && !self.no_pause
+    }
+
     /// The library's options for these flags.
     pub fn options(&self) -> guestcore::qmp::LiveOptions {
         guestcore::qmp::LiveOptions {

@@ -111,9 +111,21 @@ impl Drop for Guest {
     }
 }
 
+/// Where a test guest's RAM lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ram {
+    /// QEMU's own anonymous memory (`-m`).
+    Anonymous,
+    /// A `memory-backend-file` with `share=on`, in the test's directory.
+    SharedFile,
+    /// A `memory-backend-memfd` with `share=on` (shmem).
+    Memfd,
+}
+
 impl Guest {
-    /// Boots the harness guest; `shared` puts RAM in a shared memory-backend-file.
-    fn boot(files: &GuestFiles, mem: &str, shared: bool) -> Guest {
+    /// Boots the harness guest with its RAM in `ram`.
+    fn boot(files: &GuestFiles, mem: &str, ram: Ram) -> Guest {
+        let shared = ram != Ram::Anonymous;
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("qmp.sock");
         let sock_b = dir.path().join("qmp-b.sock");
@@ -127,12 +139,19 @@ impl Guest {
         cmd.args([
             "-machine", machine, "-accel", "tcg", "-cpu", "qemu64", "-m", mem, "-smp", "2",
         ]);
-        if shared {
-            let ram = dir.path().join("ram");
-            cmd.arg("-object").arg(format!(
-                "memory-backend-file,id=mem,share=on,mem-path={},size={mem}",
-                ram.display()
-            ));
+        match ram {
+            Ram::Anonymous => {}
+            Ram::SharedFile => {
+                let ram = dir.path().join("ram");
+                cmd.arg("-object").arg(format!(
+                    "memory-backend-file,id=mem,share=on,mem-path={},size={mem}",
+                    ram.display()
+                ));
+            }
+            Ram::Memfd => {
+                cmd.arg("-object")
+                    .arg(format!("memory-backend-memfd,id=mem,share=on,size={mem}"));
+            }
         }
         cmd.args([
             "-display",
@@ -285,7 +304,7 @@ fn phys(loads: &[(u64, Vec<u8>)], addr: u64, len: usize) -> Option<&[u8]> {
 #[test]
 fn shared_file_guest_pause_dump_matches_qemu() {
     let files = guest_or_skip!();
-    let g = Guest::boot(&files, "256M", true);
+    let g = Guest::boot(&files, "256M", Ram::SharedFile);
     let release = g.line("GUESTCORE-RELEASE");
 
     // info: shared-file access, consistent, guest running again.
@@ -367,7 +386,7 @@ fn shared_file_guest_pause_dump_matches_qemu() {
 #[test]
 fn anonymous_ram_guest_and_faults() {
     let files = guest_or_skip!();
-    let g = Guest::boot(&files, "256M", false);
+    let g = Guest::boot(&files, "256M", Ram::Anonymous);
     let release = g.line("GUESTCORE-RELEASE");
 
     let out = succeed(guestcore().arg("info").arg(&g.input));
@@ -516,10 +535,10 @@ fn signal(pid: u32, sig: libc::c_int) {
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
 }
 
-/// `guestcore dump qmp:a -o OUT` as a child process.
+/// `guestcore dump --pause qmp:a -o OUT` as a child process.
 fn spawn_dump(g: &Guest, out: &Path) -> std::process::Child {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("guestcore"))
-        .args(["dump", &g.input, "-o"])
+        .args(["dump", "--pause", &g.input, "-o"])
         .arg(out)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -541,7 +560,7 @@ fn leftovers(g: &Guest, name: &str) -> Vec<String> {
 #[test]
 fn watchdog_resumes_the_guest_after_sigkill_during_the_pause() {
     let files = guest_or_skip!();
-    let g = Guest::boot(&files, "256M", false);
+    let g = Guest::boot(&files, "256M", Ram::Anonymous);
     let mut b = g.qmp_b();
     let mut events = Vec::new();
     for attempt in 1..=10 {
@@ -602,7 +621,7 @@ fn watchdog_resumes_the_guest_after_sigkill_during_the_pause() {
 #[test]
 fn watchdog_leaves_an_already_paused_guest_paused_after_sigkill() {
     let files = guest_or_skip!();
-    let g = Guest::boot(&files, "256M", false);
+    let g = Guest::boot(&files, "256M", Ram::Anonymous);
     let mut b = g.qmp_b();
     b.execute("stop", None).unwrap();
     let mut events = Vec::new();
@@ -643,7 +662,7 @@ fn watchdog_leaves_an_already_paused_guest_paused_after_sigkill() {
 #[test]
 fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
     let files = guest_or_skip!();
-    let g = Guest::boot(&files, "256M", false);
+    let g = Guest::boot(&files, "256M", Ram::Anonymous);
     let mut b = g.qmp_b();
     let mut events = Vec::new();
     let (stops, resumes) = (
@@ -652,7 +671,7 @@ fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
     );
     succeed(
         guestcore()
-            .args(["dump", &g.input, "-o"])
+            .args(["dump", "--pause", &g.input, "-o"])
             .arg(g.path("ok.elf")),
     );
     // Longer than a fired watchdog would take to connect.
@@ -668,4 +687,130 @@ fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
     let t0 = Instant::now();
     assert!(g.running());
     assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+// --- Background snapshots: a consistent live dump with a pause of milliseconds -------------
+
+/// QEMU's timestamp of an event, in seconds.
+fn event_time(e: &Value) -> f64 {
+    let t = &e["timestamp"];
+    t["seconds"].as_f64().unwrap() + t["microseconds"].as_f64().unwrap() / 1e6
+}
+
+/// Every stop seen in `events` (STOP to the next RESUME), in milliseconds.
+fn pauses_ms(events: &[Value]) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut stopped = None;
+    for e in events {
+        match e["event"].as_str() {
+            Some("STOP") => stopped = Some(event_time(e)),
+            Some("RESUME") => {
+                if let Some(t) = stopped.take() {
+                    out.push((event_time(e) - t) * 1e3);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
+    let files = guest_or_skip!();
+    // Anonymous and shmem RAM: userfaultfd write protection works on both. (File-backed
+    // shared RAM on a disk filesystem it does not: see the fallback test below.)
+    for (ram, bound_ms) in [(Ram::Anonymous, 50.0), (Ram::Memfd, 250.0)] {
+        let g = Guest::boot(&files, "1G", ram);
+        let release = g.line("GUESTCORE-RELEASE");
+        let mut b = g.qmp_b();
+        running_via(&mut b);
+        b.take_events();
+        let out = g.path("snap.elf");
+        let o = succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&out));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("background snapshot: guest stopped"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("guest paused for"), "{stderr}");
+        assert!(running_via(&mut b), "the guest runs after the snapshot");
+        let events = b.take_events();
+        let pauses = pauses_ms(&events);
+        eprintln!("{ram:?}: stops seen from the second monitor: {pauses:?} ms");
+        assert_eq!(pauses.len(), 1, "one stop: {events:?}");
+        assert!(
+            pauses[0] <= bound_ms,
+            "{ram:?}: the guest was stopped {} ms",
+            pauses[0]
+        );
+        // Registers and VMCOREINFO of the snapshot's instant: the kernel reads back through
+        // the dump's own page tables, from its own registers.
+        let j = info_json(&out);
+        assert_eq!(j["osrelease"], release.as_str());
+        assert_eq!(j["cpus"].as_array().map(Vec::len), Some(2), "{j}");
+        assert!(release_via_paging_dump(&out, &g).starts_with(&release));
+        if ram != Ram::Anonymous {
+            continue;
+        }
+        // One instant: with the guest stopped (by us, so it stays stopped), the snapshot's
+        // pages and registers equal QEMU's own dump of the same moment, page for page.
+        b.execute("stop", None).unwrap();
+        let regs = b.hmp("info registers -a").unwrap();
+        let cpus = guestcore::cpu::hmp::parse_info_registers(&regs).unwrap();
+        let ours = g.path("stopped.elf");
+        succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&ours));
+        assert!(!running_via(&mut b), "a guest stopped before stays stopped");
+        let theirs = g.path("qemu.elf");
+        b.execute(
+            "dump-guest-memory",
+            Some(json!({"paging": false, "protocol": format!("file:{}", theirs.display())})),
+        )
+        .unwrap();
+        b.execute("cont", None).unwrap();
+        let j = info_json(&ours);
+        for (c, want) in j["cpus"].as_array().unwrap().iter().zip(&cpus) {
+            assert_eq!(c["cr3"], format!("{:#x}", want.cr3()));
+            assert_eq!(c["rip"], format!("{:#x}", want.rip));
+            assert_eq!(c["rsp"], format!("{:#x}", want.gpr[7]));
+        }
+        let (ours, theirs) = (loads(&ours), loads(&theirs));
+        let mut pages = 0;
+        for (pa, d) in &ours {
+            for (i, page) in d.chunks(4096).enumerate() {
+                let a = pa + (i * 4096) as u64;
+                let q = phys(&theirs, a, page.len())
+                    .unwrap_or_else(|| panic!("{a:#x} not in QEMU's dump"));
+                assert!(q == page, "page {a:#x} differs from QEMU's dump");
+                pages += 1;
+            }
+        }
+        assert!(pages >= 260_000, "compared {pages} pages");
+    }
+}
+
+#[test]
+fn background_snapshot_falls_back_to_a_pause_with_the_reason() {
+    let files = guest_or_skip!();
+    let g = Guest::boot(&files, "256M", Ram::SharedFile);
+    let out = g.path("fallback.elf");
+    let o = succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&out));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("no background snapshot: QEMU refuses background-snapshot")
+            && stderr.contains("guest paused for"),
+        "{stderr}"
+    );
+    // Dumps that need more than physical memory say so, and pause.
+    let o = succeed(
+        guestcore()
+            .args(["dump", &g.input, "--paging", "-o"])
+            .arg(g.path("paging.elf")),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("no background snapshot: --paging"),
+        "{stderr}"
+    );
+    assert!(g.running());
 }

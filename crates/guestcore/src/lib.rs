@@ -15,6 +15,7 @@
 //! * [`dump`] — core-file writers.
 //! * [`kernel`] — the Linux kernels in guest memory (VMCOREINFO, kdump headers), their log.
 //! * [`qmp`] — a QMP client and live sessions on a running QEMU (`qmp:SOCKET` inputs).
+//! * [`live_dump`] — a consistent dump of a running guest from a QEMU background snapshot.
 //!
 //! Nothing in this crate prints: long operations report through [`progress::Progress`].
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod format;
 pub mod image;
 pub mod kernel;
+pub mod live_dump;
 pub mod mapping;
 pub mod paging;
 pub mod phys;

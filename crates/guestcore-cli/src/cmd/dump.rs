@@ -122,6 +122,19 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             output.display()
         );
     }
+    if crate::source::is_live(&args.source.input) && args.source.live.unspecified() && !args.dry_run
+    {
+        match snapshot_plan(&args, compression.is_some(), to_stdout) {
+            Ok(()) => {
+                if let Some(done) = try_snapshot(ctx, &args, &output, started)? {
+                    return Ok(done);
+                }
+            }
+            Err(why) => ctx.note(format_args!(
+                "no background snapshot: {why}; pausing the guest instead (--pause)"
+            )),
+        }
+    }
     let mut src = args.source.open(ctx)?;
     // Live input: copy RAM and let the guest run before the long part (walk + write).
     let paused = src
@@ -590,4 +603,91 @@ fn print_filter(f: &PageFilter, kdump: bool, json: bool) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Why a live dump with these arguments cannot come from a background snapshot, which writes a
+/// physical ELF core of all RAM with every vCPU's registers.
+fn snapshot_plan(
+    args: &DumpArgs,
+    kdump: bool,
+    to_stdout: bool,
+) -> std::result::Result<(), &'static str> {
+    let s = &args.source;
+    if kdump || to_stdout {
+        return Err("it writes ELF cores only");
+    }
+    if args.paging {
+        return Err("--paging walks the page tables first");
+    }
+    if args.dump_level.bits() > 0 {
+        return Err("--dump-level reads the page array first");
+    }
+    if args.begin.is_some() || args.length.is_some() || args.elf_class == ClassArg::Elf32 {
+        return Err("it dumps all of RAM as QEMU's class");
+    }
+    if s.kernel.is_some()
+        || s.registers.is_some()
+        || s.cr3.is_some()
+        || s.cr0.is_some()
+        || s.cr4.is_some()
+        || s.efer.is_some()
+        || s.mode.is_some()
+        || s.cpu.is_some()
+    {
+        return Err("its registers come from the snapshot itself");
+    }
+    Ok(())
+}
+
+/// A physical ELF core from a QEMU background snapshot; `None` when QEMU cannot take one (the
+/// reason is noted, and the caller pauses instead).
+fn try_snapshot(
+    ctx: &Context,
+    args: &DumpArgs,
+    output: &std::path::Path,
+    started: Instant,
+) -> Result<Option<()>> {
+    use guestcore::live_dump::{dump_snapshot, LiveDump};
+    let socket = args
+        .source
+        .input
+        .to_str()
+        .and_then(|s| s.strip_prefix("qmp:"))
+        .unwrap_or_default();
+    let mut session =
+        guestcore::qmp::LiveSession::connect_running(socket, &args.source.live.options())
+            .with_context(|| format!("connecting to {socket}"))?;
+    let opts = OutputOptions { force: args.force };
+    match dump_snapshot(&mut session, output, &opts, &Bar::new(ctx.show_progress()))
+        .context("dumping a background snapshot")?
+    {
+        LiveDump::Unavailable(why) => {
+            ctx.note(format_args!(
+                "no background snapshot: {why}; pausing the guest instead (--pause)"
+            ));
+            Ok(None)
+        }
+        LiveDump::Written {
+            summary,
+            snapshot,
+            cpus,
+            vmcoreinfo,
+        } => {
+            if let Some(ms) = snapshot.downtime_ms {
+                ctx.note(format_args!("background snapshot: guest stopped {ms} ms (QEMU's count), streamed in {:.2} s", snapshot.total.as_secs_f64()));
+            }
+            if !vmcoreinfo {
+                ctx.warn("the guest registered no VMCOREINFO (no `-device vmcoreinfo`, or a kernel without the fw_cfg driver): the dump carries none");
+            }
+            ctx.note(format_args!(
+                "wrote {}: {} PT_LOADs, {} vCPUs, {:.1} MiB of data in {:.2} s",
+                output.display(),
+                summary.segments,
+                cpus.len(),
+                summary.bytes_written as f64 / (1 << 20) as f64,
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(Some(()))
+        }
+    }
 }

@@ -36,6 +36,8 @@ const FD_NAME: &str = "guestcore-snapshot";
 const CAPABILITY: &str = "background-snapshot";
 /// How long to wait for QEMU to report the migration's end once the stream has ended.
 const END_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pipe's capacity asked for (Linux's default `pipe-max-size`).
+const PIPE_SIZE: usize = 1 << 20;
 
 /// The outcome of [`start`].
 #[derive(Debug)]
@@ -141,6 +143,10 @@ pub fn start(client: &mut QmpClient) -> Result<Start> {
             return Err(Error::io("pipe for the snapshot stream", e.into()));
         }
     };
+    // QEMU writes the stream in pieces of its own buffer size; a pipe of the default 64 KiB
+    // makes it wait on us every few pages. Ask for the largest an unprivileged pipe may have
+    // (a hint: the stream works at any size).
+    let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE);
     let passed = client.execute_with_fd("getfd", Some(json!({ "fdname": FD_NAME })), write.as_fd());
     // QEMU holds its own copy now; ours must go, or the stream would never end.
     drop(write);

@@ -17,12 +17,11 @@
 //! `virsh save` files start with libvirt's `LibvirtQemudSave` header, then the domain XML,
 //! then the QEMU stream; the stream's start is found from the header's XML length.
 
-use super::cpu::decode_cpu;
+use super::devices::DeviceState;
 use super::layout::{machine_layout, BlockPiece};
 use super::ram::{MappedRam, RamBlock, PAGE_SIZE};
-use super::stream::{Configuration, Event, PageContent, Parser, SectionHeader};
+use super::stream::{Configuration, Event, PageContent, Parser};
 use super::vmcoreinfo::{self, VmcoreinfoPointer};
-use super::vmdesc::Vmdesc;
 use crate::addr::PhysRange;
 use crate::cpu::X86CpuState;
 use crate::phys::{release_mapped, PhysMemory, RamMap};
@@ -158,12 +157,6 @@ fn resolve(runs: Vec<Run>) -> Vec<Run> {
     out
 }
 
-/// A device section kept for decoding.
-struct Section {
-    header: SectionHeader,
-    data: Vec<u8>,
-}
-
 /// One RAM block of the file and where it was placed.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BlockInfo {
@@ -270,8 +263,7 @@ impl MigrationFile {
         let mut parser = Parser::seekable(Cursor::new(&map[base as usize..]), path, 512);
         parser.set_page_bytes(false);
         let mut runs: Vec<Vec<Run>> = Vec::new();
-        let mut sections: Vec<Section> = Vec::new();
-        let mut vmdesc_json: Option<Vec<u8>> = None;
+        let mut devices = DeviceState::default();
         let mut stats = StreamStats::default();
         let mut eof = false;
         while let Some(ev) = parser.next()? {
@@ -298,16 +290,9 @@ impl MigrationFile {
                     };
                     push_page(&mut runs[block], offset / PAGE_SIZE, src);
                 }
-                Event::Device { header, data, .. } => {
-                    if header.name == "cpu" || header.name == "vmcoreinfo" {
-                        sections.push(Section {
-                            header: header.clone(),
-                            data: data.to_vec(),
-                        });
-                    }
-                }
+                Event::Device { header, data, .. } => devices.add(header, data),
                 Event::Eof => eof = true,
-                Event::Vmdesc(j) => vmdesc_json = Some(j.to_vec()),
+                Event::Vmdesc(j) => devices.set_vmdesc(j),
                 Event::Configuration(_) | Event::Command { .. } => {}
             }
         }
@@ -336,25 +321,7 @@ impl MigrationFile {
             });
         }
 
-        let vmdesc = vmdesc_json
-            .as_deref()
-            .map(|j| Vmdesc::parse(j, path))
-            .transpose()?;
-        let mut cpus = Vec::new();
-        let mut vmcoreinfo_ptr = None;
-        for s in &sections {
-            let desc = vmdesc
-                .as_ref()
-                .and_then(|v| v.device(&s.header.name, s.header.instance));
-            if s.header.name == "cpu" {
-                if let Some(d) = desc {
-                    cpus.push(decode_cpu(d, &s.data, path)?);
-                }
-            } else {
-                vmcoreinfo_ptr = vmcoreinfo::decode(desc, &s.data, path)?;
-            }
-        }
-        cpus.sort_by_key(|c| c.index);
+        let (cpus, vmcoreinfo_ptr) = devices.decode(path)?;
 
         let owned_layout;
         let layout = match layout {
@@ -412,7 +379,7 @@ impl MigrationFile {
             vmcoreinfo_ptr,
             vmcoreinfo: None,
             libvirt: base > 0,
-            has_vmdesc: vmdesc.is_some(),
+            has_vmdesc: devices.has_vmdesc(),
             stats,
         };
         me.vmcoreinfo = vmcoreinfo_ptr.and_then(|p| vmcoreinfo::read_note(&me, p));

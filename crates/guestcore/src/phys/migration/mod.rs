@@ -18,6 +18,7 @@
 mod input;
 
 pub mod cpu;
+pub mod devices;
 pub mod file;
 pub mod layout;
 pub mod ram;

@@ -77,12 +77,24 @@ pub fn decode(
 /// Reads the note at `ptr` from `mem` and returns its text (trailing NULs dropped); `None`
 /// when it is not in RAM or is not a `VMCOREINFO` note.
 pub fn read_note(mem: &dyn PhysMemory, ptr: VmcoreinfoPointer) -> Option<Vec<u8>> {
+    if !mem.is_ram(ptr.paddr, (ptr.size as u64).min(MAX_NOTE)) {
+        return None;
+    }
+    read_note_with(ptr, |addr, buf| mem.read_at(addr, buf))
+}
+
+/// [`read_note`] over any reader of guest-physical memory (`read(addr, buf)`), e.g. a dump
+/// still being written from a stream.
+pub fn read_note_with(
+    ptr: VmcoreinfoPointer,
+    read: impl FnOnce(u64, &mut [u8]) -> Result<()>,
+) -> Option<Vec<u8>> {
     let size = (ptr.size as u64).min(MAX_NOTE);
-    if size < 12 || !mem.is_ram(ptr.paddr, size) {
+    if size < 12 {
         return None;
     }
     let mut b = vec![0u8; size as usize];
-    mem.read_at(ptr.paddr, &mut b).ok()?;
+    read(ptr.paddr, &mut b).ok()?;
     let namesz = u32::from_le_bytes(b[0..4].try_into().ok()?) as usize;
     let descsz = u32::from_le_bytes(b[4..8].try_into().ok()?) as usize;
     let name = b.get(12..12 + namesz)?;
