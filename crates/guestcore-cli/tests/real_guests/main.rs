@@ -24,6 +24,7 @@ mod debuggers;
 mod dump_levels;
 mod kdump_guest;
 mod kernels;
+mod migration;
 
 use capture::capture;
 
