@@ -9,6 +9,7 @@
 //! `qmp:SOCKET` is a running QEMU ([`crate::qmp::live`]): registers over QMP, RAM read in place.
 
 use crate::cpu::notes::cpus_from_notes;
+use crate::cpu::vmstate::decode_cpu;
 use crate::cpu::X86CpuState;
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
@@ -309,6 +310,11 @@ impl GuestImage {
     /// Wraps an opened migration file: CPUs from its `cpu` sections, VMCOREINFO from where its
     /// `vmcoreinfo` device points (or, when it points nowhere, found in RAM).
     pub fn from_migration(file: MigrationFile) -> Result<Self> {
+        let cpus = file
+            .cpu_sections()
+            .iter()
+            .map(|c| decode_cpu(&c.desc, &c.data, file.path()))
+            .collect::<Result<Vec<_>>>()?;
         let vmcoreinfo = match file.vmcoreinfo() {
             Some(v) => Some(v.to_vec()),
             None => find_vmcoreinfo(&file),
@@ -327,7 +333,7 @@ impl GuestImage {
                 mapped_ram: file.mapped_ram(),
                 libvirt: file.libvirt(),
             },
-            cpus: file.cpus().to_vec(),
+            cpus,
             memory: Box::new(file),
             notes: Vec::new(),
             vmcoreinfo,

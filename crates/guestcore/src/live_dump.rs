@@ -18,6 +18,7 @@
 //! early, breaks a bound, or leaves a RAM page unsent leaves no file.
 
 use crate::cpu::notes::{encode_prstatus_x86_64, encode_qemu_note};
+use crate::cpu::vmstate::decode_cpu;
 use crate::cpu::X86CpuState;
 use crate::dump::notes::{dump_notes, CpuNotes};
 use crate::dump::streamed::StreamedElf;
@@ -174,8 +175,11 @@ pub fn dump_snapshot(
     };
     let report = snap.finish(session.client())?;
     let name = session.socket().display().to_string();
-    let (mut cpus, pointer) = devices.decode(Path::new(&name))?;
-    cpus.sort_by_key(|c| c.index);
+    let (sections, pointer) = devices.decode(Path::new(&name))?;
+    let cpus = sections
+        .iter()
+        .map(|c| decode_cpu(&c.desc, &c.data, Path::new(&name)))
+        .collect::<Result<Vec<_>>>()?;
     if cpus.is_empty() {
         return Err(Error::format(&name, "the snapshot holds no vCPU state"));
     }

@@ -13,7 +13,8 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Guest memory: ELF core, raw image, or `qmp:SOCKET` (a running QEMU).
+    /// Guest memory: ELF core, kdump file, QEMU migration stream, raw image, or `qmp:SOCKET`
+    /// (a running QEMU).
     input: PathBuf,
     #[command(flatten)]
     live: crate::source::LiveArgs,
@@ -39,6 +40,9 @@ struct InfoJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel: Option<serde_json::Value>,
     kernels: serde_json::Value,
+    /// Machine type and RAM blocks of a migration stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migration: Option<serde_json::Value>,
     notes: serde_json::Value,
     osrelease: Option<&'a str>,
     ram: RamJson<'a>,
@@ -124,6 +128,20 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
                 "index": k.index, "release": k.release, "role": k.role.name(), "cpus": k.cpus,
             })).collect::<Vec<_>>()),
             kernel: selected.map(layout_of),
+            migration: image.migration.as_ref().map(|m| json!({
+                "machine": m.machine,
+                "capabilities": m.capabilities,
+                "vmdesc": m.vmdesc,
+                "vmcoreinfo_paddr": m.vmcoreinfo_paddr.map(hex),
+                "data_pages": m.stats.data_pages,
+                "zero_pages": m.stats.zero_pages,
+                "index_runs": m.stats.runs,
+                "blocks": m.blocks.iter().map(|b| json!({
+                    "name": b.block.name,
+                    "length": b.block.length,
+                    "phys": b.phys.iter().map(|r| json!({"start": hex(r.start), "end": hex(r.end)})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })),
         };
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
@@ -131,6 +149,25 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
     }
     writeln!(out, "file:     {}", args.input.display())?;
     writeln!(out, "format:   {}", image.format)?;
+    if let Some(m) = &image.migration {
+        writeln!(out, "machine:  {}", m.machine)?;
+        writeln!(out, "blocks:   {} RAM blocks", m.blocks.len())?;
+        for b in &m.blocks {
+            let at = if b.phys.is_empty() {
+                "not placed".to_string()
+            } else {
+                b.phys
+                    .iter()
+                    .map(|r| format!("{:#x}-{:#x}", r.start, r.end))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            writeln!(out, "  {:<32} {:>#12x}  {at}", b.block.name, b.block.length)?;
+        }
+        if !m.vmdesc {
+            writeln!(out, "  (no vmdesc in the stream: no CPU state)")?;
+        }
+    }
     writeln!(
         out,
         "RAM:      {} bytes ({} MiB) in {} ranges",

@@ -26,6 +26,7 @@ mod dump_levels;
 mod kdump_guest;
 mod kernels;
 mod lime;
+mod migration;
 
 use capture::capture;
 

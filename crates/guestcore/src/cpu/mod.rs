@@ -7,6 +7,7 @@
 pub mod hmp;
 pub mod notes;
 mod state;
+pub mod vmstate;
 
 pub use state::{
     Segment, X86CpuState, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,

@@ -6,5 +6,6 @@ pub mod note;
 pub mod prstatus;
 pub mod qemu_cpu;
 pub mod vmcoreinfo;
+pub mod vmdesc;
 
 pub use note::ElfNote;

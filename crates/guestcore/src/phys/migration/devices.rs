@@ -1,18 +1,25 @@
 //! The device state a dump needs from a stream: the `cpu` sections (one per vCPU) and the
-//! `vmcoreinfo` section, kept as they pass and decoded once the vmdesc, which describes their
-//! fields and comes last, has arrived. Every other device section is dropped as it passes.
+//! `vmcoreinfo` section, kept as they pass and matched with their vmdesc entries once the
+//! vmdesc, which describes their fields and comes last, has arrived. Every other device section
+//! is dropped as it passes.
 //!
 //! Both the offline reader ([`super::file`]) and the live dump (`crate::live_dump`) collect
-//! through this, so a stream's registers and VMCOREINFO pointer mean the same thing wherever it
-//! is read.
+//! through this, so a stream's vCPUs and VMCOREINFO pointer mean the same wherever it is read.
+//! Decoding a `cpu` section into registers is the CPU module's job
+//! (`crate::cpu::vmstate::decode_cpu`): `phys` does not depend on `cpu`.
 
-use super::cpu::decode_cpu;
 use super::stream::SectionHeader;
 use super::vmcoreinfo::{self, VmcoreinfoPointer};
-use super::vmdesc::Vmdesc;
-use crate::cpu::X86CpuState;
+use crate::format::vmdesc::{DeviceDesc, Vmdesc};
 use crate::Result;
 use std::path::Path;
+
+/// A vCPU's `cpu` section with its vmdesc entry.
+#[derive(Clone, Debug)]
+pub struct CpuSection {
+    pub desc: DeviceDesc,
+    pub data: Vec<u8>,
+}
 
 /// Device sections kept for decoding, and the vmdesc JSON.
 #[derive(Debug, Default)]
@@ -22,8 +29,7 @@ pub struct DeviceState {
 }
 
 impl DeviceState {
-    /// Keeps `data` when `header` is a section a dump needs (bounded by the parser's limits on
-    /// device sections).
+    /// Keeps `data` when `header` is a section a dump needs (the parser bounds device sections).
     pub fn add(&mut self, header: &SectionHeader, data: &[u8]) {
         if header.name == "cpu" || header.name == "vmcoreinfo" {
             self.sections.push((header.clone(), data.to_vec()));
@@ -40,9 +46,9 @@ impl DeviceState {
         self.vmdesc.is_some()
     }
 
-    /// The vCPUs (sorted by index; none without a vmdesc, which alone says where a `cpu`
-    /// section's fields are) and where the guest registered its VMCOREINFO note.
-    pub fn decode(&self, path: &Path) -> Result<(Vec<X86CpuState>, Option<VmcoreinfoPointer>)> {
+    /// The `cpu` sections by instance (none without a vmdesc, which alone says where their
+    /// fields are) and where the guest registered its VMCOREINFO note.
+    pub fn decode(self, path: &Path) -> Result<(Vec<CpuSection>, Option<VmcoreinfoPointer>)> {
         let vmdesc = self
             .vmdesc
             .as_deref()
@@ -50,19 +56,22 @@ impl DeviceState {
             .transpose()?;
         let mut cpus = Vec::new();
         let mut pointer = None;
-        for (header, data) in &self.sections {
+        for (header, data) in self.sections {
             let desc = vmdesc
                 .as_ref()
                 .and_then(|v| v.device(&header.name, header.instance));
             if header.name == "cpu" {
                 if let Some(d) = desc {
-                    cpus.push(decode_cpu(d, data, path)?);
+                    cpus.push(CpuSection {
+                        desc: d.clone(),
+                        data,
+                    });
                 }
             } else {
-                pointer = vmcoreinfo::decode(desc, data, path)?;
+                pointer = vmcoreinfo::decode(desc, &data, path)?;
             }
         }
-        cpus.sort_by_key(|c| c.index);
+        cpus.sort_by_key(|c| c.desc.instance_id);
         Ok((cpus, pointer))
     }
 }

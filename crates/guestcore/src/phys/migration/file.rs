@@ -17,13 +17,12 @@
 //! `virsh save` files start with libvirt's `LibvirtQemudSave` header, then the domain XML,
 //! then the QEMU stream; the stream's start is found from the header's XML length.
 
-use super::devices::DeviceState;
+use super::devices::{CpuSection, DeviceState};
 use super::layout::{machine_layout, BlockPiece};
 use super::ram::{MappedRam, RamBlock, PAGE_SIZE};
 use super::stream::{Configuration, Event, PageContent, Parser};
 use super::vmcoreinfo::{self, VmcoreinfoPointer};
 use crate::addr::PhysRange;
-use crate::cpu::X86CpuState;
 use crate::phys::{release_mapped, PhysMemory, RamMap};
 use crate::{Error, Result};
 use memmap2::Mmap;
@@ -188,7 +187,7 @@ pub struct MigrationFile {
     ram: RamMap,
     /// Per RAM range (in `ram.ranges()` order): block index and offset of its start.
     pieces: Vec<(usize, u64)>,
-    cpus: Vec<X86CpuState>,
+    cpus: Vec<CpuSection>,
     vmcoreinfo_ptr: Option<VmcoreinfoPointer>,
     vmcoreinfo: Option<Vec<u8>>,
     libvirt: bool,
@@ -321,6 +320,7 @@ impl MigrationFile {
             });
         }
 
+        let has_vmdesc = devices.has_vmdesc();
         let (cpus, vmcoreinfo_ptr) = devices.decode(path)?;
 
         let owned_layout;
@@ -379,7 +379,7 @@ impl MigrationFile {
             vmcoreinfo_ptr,
             vmcoreinfo: None,
             libvirt: base > 0,
-            has_vmdesc: devices.has_vmdesc(),
+            has_vmdesc,
             stats,
         };
         me.vmcoreinfo = vmcoreinfo_ptr.and_then(|p| vmcoreinfo::read_note(&me, p));
@@ -397,8 +397,9 @@ impl MigrationFile {
     pub fn blocks(&self) -> &[BlockInfo] {
         &self.blocks
     }
-    /// The vCPUs of the `cpu` sections (empty without a vmdesc).
-    pub fn cpus(&self) -> &[X86CpuState] {
+    /// The `cpu` sections with their vmdesc entries, by instance (empty without a vmdesc);
+    /// decode them with [`crate::cpu::vmstate::decode_cpu`].
+    pub fn cpu_sections(&self) -> &[CpuSection] {
         &self.cpus
     }
     /// Where the `vmcoreinfo` device says the guest's note is.
@@ -604,7 +605,8 @@ impl PhysMemory for MigrationFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phys::migration::cpu::tests::{cpu_section, sample_state};
+    use crate::cpu::vmstate::decode_cpu;
+    use crate::cpu::vmstate::tests::{cpu_section, sample_state};
     use crate::phys::migration::stream::build::{page_bytes, Builder};
     use std::io::Write;
 
@@ -704,7 +706,12 @@ mod tests {
         );
         assert!(m.read_at(0xa0000, &mut z).is_err());
         m.release(0, RAM);
-        assert_eq!(m.cpus(), &[sample_state(0), sample_state(1)]);
+        let cpus: Vec<_> = m
+            .cpu_sections()
+            .iter()
+            .map(|c| decode_cpu(&c.desc, &c.data, f.path()).unwrap())
+            .collect();
+        assert_eq!(cpus, [sample_state(0), sample_state(1)]);
         assert_eq!(m.vmcoreinfo().unwrap(), b"OSRELEASE=6.1.0-test\n");
         assert_eq!(m.stats().data_pages, 7);
         assert_eq!(m.stats().zero_pages, 1);
@@ -712,7 +719,10 @@ mod tests {
 
     #[test]
     fn bad_files_are_errors() {
-        let e = MigrationFile::open(temp(&stream(true)).path(), None).unwrap_err();
+        let f = temp(&stream(true));
+        let m = MigrationFile::open(f.path(), None).unwrap();
+        let c = &m.cpu_sections()[1];
+        let e = decode_cpu(&c.desc, &c.data, f.path()).unwrap_err();
         assert!(e.to_string().contains("vmdesc describes"), "{e}");
         let s = stream(false);
         // Cut inside the pages, inside the devices, before EOF.
@@ -784,7 +794,7 @@ mod tests {
         assert_eq!(z, page_bytes(3));
         let (_, off) = m.file_extent(PAGE_SIZE, PAGE_SIZE).unwrap();
         assert_eq!(off, pages_offset + PAGE_SIZE);
-        assert!(m.cpus().is_empty() && !m.has_vmdesc());
+        assert!(m.cpu_sections().is_empty() && !m.has_vmdesc());
         // Cut inside the pages region.
         let e = MigrationFile::open(
             temp(&bytes[..(pages_offset + 0x3000) as usize]).path(),

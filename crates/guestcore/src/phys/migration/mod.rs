@@ -5,9 +5,10 @@
 //! * [`stream`] reads a stream in one forward pass from any `Read` (a pipe included) and
 //!   hands out [`stream::Event`]s: configuration, RAM blocks, pages, device sections, the
 //!   vmdesc. Live dumps stream through it; the offline reader is built on it.
-//! * [`ram`] decodes the `ram` section's records; [`vmdesc`] the JSON description of the
-//!   device sections; [`cpu`] a vCPU's registers from its `cpu` section; [`vmcoreinfo`] the
-//!   guest's VMCOREINFO pointer.
+//! * [`ram`] decodes the `ram` section's records; [`vmcoreinfo`] the guest's VMCOREINFO
+//!   pointer. The vmdesc JSON (the closing description of every device section's fields) is
+//!   a format fact, in [`crate::format::vmdesc`]; a vCPU's registers from its `cpu` section
+//!   are decoded by [`crate::cpu::vmstate`] (on top of this layer, by `image`).
 //! * [`layout`] places RAM blocks in guest-physical memory for the machine types it knows
 //!   (`pc-i440fx-*`, `pc-q35-*`); [`file`] is the offline [`PhysMemory`](super::PhysMemory).
 //!
@@ -17,14 +18,12 @@
 
 mod input;
 
-pub mod cpu;
 pub mod devices;
 pub mod file;
 pub mod layout;
 pub mod ram;
 pub mod stream;
 pub mod vmcoreinfo;
-pub mod vmdesc;
 
 pub use file::MigrationFile;
 pub use stream::{Event, PageContent, Parser};

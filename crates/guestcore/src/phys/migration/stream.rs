@@ -16,7 +16,7 @@
 //! comes at the end of the stream. So a device section is taken to end at the first footer
 //! with its own id that is followed by a well-formed next section header; its bytes are
 //! buffered (device state is small: all of a PC guest's is about 100 KiB) and checked against
-//! the vmdesc sizes once it arrives ([`super::vmdesc::Vmdesc::check_section`]).
+//! the vmdesc sizes once it arrives ([`crate::format::vmdesc::DeviceDesc::check_section`]).
 //!
 //! Everything the stream declares is bounded before use: at most [`MAX_BLOCKS`] RAM blocks,
 //! pages inside their block, at most [`Limits::max_page_records`] page records,
@@ -160,7 +160,7 @@ pub enum Event<'a> {
     Command { cmd: u16, data: &'a [u8] },
     /// `QEMU_VM_EOF`: the end of the device state. The vmdesc may follow.
     Eof,
-    /// The vmdesc JSON (parse it with [`super::vmdesc::Vmdesc::parse`]). Nothing follows.
+    /// The vmdesc JSON (parse it with [`crate::format::vmdesc::Vmdesc::parse`]). Nothing follows.
     Vmdesc(&'a [u8]),
 }
 

@@ -8,7 +8,7 @@
 //! `vmcoreinfo.paddr` (u64). Located by vmdesc names when there is a vmdesc, else by that
 //! fixed 17-byte layout (version 1 of the section).
 
-use super::vmdesc::DeviceDesc;
+use crate::format::vmdesc::DeviceDesc;
 use crate::phys::PhysMemory;
 use crate::{Error, Result};
 use std::path::Path;

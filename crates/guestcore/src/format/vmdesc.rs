@@ -7,7 +7,7 @@
 //! The sizes are measured while QEMU writes, so a section's bytes are exactly its fields
 //! (`size` × `array_len`, in order) followed by its subsections, each as `0x05`, a length
 //! byte, the subsection's name, a big-endian version and its own fields. That lets a device
-//! section be decoded by field name (see [`super::cpu`]) and checked: a vmdesc whose sizes do
+//! section be decoded by field name (see `cpu::vmstate`) and checked: a vmdesc whose sizes do
 //! not add up to the section's length is an error for every section guestcore decodes,
 //! rather than registers read from the wrong offsets.
 

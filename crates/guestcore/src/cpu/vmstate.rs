@@ -8,8 +8,8 @@
 //! `env.cr[3]`, `env.cr[4]`, `env.efer`, `env.a20_mask`, `env.kernelgsbase`. Integers are
 //! big-endian, as every vmstate integer.
 
-use super::vmdesc::{be_uint, DeviceDesc, FieldAt};
 use crate::cpu::{Segment, X86CpuState};
+use crate::format::vmdesc::{be_uint, DeviceDesc, FieldAt};
 use crate::{Error, Result};
 use std::path::Path;
 
@@ -114,7 +114,7 @@ pub fn decode_cpu(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<X86CpuS
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::phys::migration::vmdesc::Vmdesc;
+    use crate::format::vmdesc::Vmdesc;
 
     /// A vmdesc `cpu` entry with the fields decode_cpu reads (in QEMU's order, with a few
     /// fields it skips in between) and the matching section bytes.
