@@ -186,7 +186,7 @@ enum State {
 ///         let _ = (block, offset, content);
 ///     }
 /// }
-/// # Ok::<(), guestcore::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Parser<R> {
     input: Input<R>,
