@@ -354,6 +354,8 @@ impl MigrationFile {
             }
             placed.push((p.phys, i, p.offset));
         }
+        // RamMap drops empty ranges: drop them here too, so `pieces` stays in step.
+        placed.retain(|p| !p.0.is_empty());
         placed.sort_by_key(|p| p.0.start);
         let ram = RamMap::new(placed.iter().map(|p| p.0).collect())?;
         let pieces = placed.iter().map(|p| (p.1, p.2)).collect();
