@@ -100,6 +100,8 @@ pub fn dump_snapshot(
         let c = X86CpuState::default();
         (encode_prstatus_x86_64(&c, 1).encoded_len() + encode_qemu_note(&c).encoded_len()) as u64
     };
+    // Twice the vCPUs seen now: a vCPU hot-plugged before the snapshot still fits (the space
+    // left over stays outside every header; finish refuses notes that do not fit).
     let reserve = per_cpu * before.len().max(1) as u64 * 2 + VMCOREINFO_RESERVE;
     let mut elf = StreamedElf::create(out, opts, &ram, class, machine, reserve)?;
 

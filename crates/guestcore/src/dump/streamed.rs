@@ -14,7 +14,7 @@
 use super::elf::{write_headers, write_sections};
 use super::elf_layout::{plan, DataRun, ElfPlan};
 use super::output::AtomicOutput;
-use super::writeback::start_writeback;
+use super::writeback::WritebackRuns;
 use super::{DumpLayout, DumpSummary, ElfClass, ElfMachine, OutputOptions};
 use crate::dump_level::FrameSet;
 use crate::format::ElfNote;
@@ -39,8 +39,7 @@ pub struct StreamedElf {
     /// File offset of `batch[0]`.
     batch_at: u64,
     batch: Vec<u8>,
-    /// Start of the file range whose writeback has not been started.
-    writeback_from: Option<(u64, u64)>,
+    writeback: WritebackRuns,
     written: u64,
     zero_pages: u64,
     pages: u64,
@@ -75,7 +74,7 @@ impl StreamedElf {
             seen: FrameSet::for_ram(ram),
             batch_at: 0,
             batch: Vec::with_capacity(BATCH),
-            writeback_from: None,
+            writeback: WritebackRuns::default(),
             written: 0,
             zero_pages: 0,
             pages: 0,
@@ -101,18 +100,8 @@ impl StreamedElf {
         file.write_all_at(&self.batch, self.batch_at)
             .map_err(|e| self.io(e))?;
         self.written += self.batch.len() as u64;
-        let end = self.batch_at + self.batch.len() as u64;
-        // Start the disk writing every few MiB of contiguous output.
-        let (from, to) = match self.writeback_from {
-            Some((from, to)) if to == self.batch_at => (from, end),
-            _ => (self.batch_at, end),
-        };
-        if to - from >= 8 << 20 {
-            start_writeback(file, from, to - from);
-            self.writeback_from = None;
-        } else {
-            self.writeback_from = Some((from, to));
-        }
+        self.writeback
+            .wrote(file, self.batch_at, self.batch.len() as u64);
         self.batch.clear();
         Ok(())
     }

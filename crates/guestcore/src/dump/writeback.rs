@@ -33,14 +33,40 @@ const STEP: u64 = 8 << 20;
 /// from it (the kdump writer alternates descriptor and page-data runs of a few MiB).
 const MIN_RUN: u64 = 1 << 20;
 
-/// A file writer that starts the writeback of every [`STEP`] bytes written one after another,
-/// and of each run of at least [`MIN_RUN`] bytes when a seek ends it. Shorter runs are left to
-/// the final `fsync`.
+/// The contiguous run of a file written since its last writeback hint: every [`STEP`] bytes
+/// written one after another start their writeback, and so does a run of at least [`MIN_RUN`]
+/// bytes when a write elsewhere ends it. Shorter runs are left to the final `fsync`.
+#[derive(Debug, Default)]
+pub(crate) struct WritebackRuns {
+    /// `[start, end)` of the run not yet hinted.
+    run: (u64, u64),
+}
+
+impl WritebackRuns {
+    /// Records that `[at, at + len)` of `file` was just written.
+    pub(crate) fn wrote(&mut self, file: &File, at: u64, len: u64) {
+        let (start, end) = self.run;
+        if at != end {
+            if end - start >= MIN_RUN {
+                start_writeback(file, start, end - start);
+            }
+            self.run = (at, at);
+        }
+        self.run.1 = at + len;
+        let (start, end) = self.run;
+        if end - start >= STEP {
+            start_writeback(file, start, end - start);
+            self.run = (end, end);
+        }
+    }
+}
+
+/// A file writer (for `BufWriter` and the kdump sinks) whose writes start their own writeback
+/// as [`WritebackRuns`] says.
 pub(crate) struct WritebackFile<'a> {
     file: &'a mut File,
     pos: u64,
-    /// Start of the contiguous run written since the last hint.
-    run: u64,
+    runs: WritebackRuns,
 }
 
 impl<'a> WritebackFile<'a> {
@@ -49,7 +75,7 @@ impl<'a> WritebackFile<'a> {
         WritebackFile {
             file,
             pos: 0,
-            run: 0,
+            runs: WritebackRuns::default(),
         }
     }
 }
@@ -57,11 +83,8 @@ impl<'a> WritebackFile<'a> {
 impl Write for WritebackFile<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
+        self.runs.wrote(self.file, self.pos, n as u64);
         self.pos += n as u64;
-        if self.pos - self.run >= STEP {
-            start_writeback(self.file, self.run, self.pos - self.run);
-            self.run = self.pos;
-        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -71,15 +94,8 @@ impl Write for WritebackFile<'_> {
 
 impl Seek for WritebackFile<'_> {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let p = self.file.seek(to)?;
-        if p != self.pos {
-            if self.pos - self.run >= MIN_RUN {
-                start_writeback(self.file, self.run, self.pos - self.run);
-            }
-            self.pos = p;
-            self.run = p;
-        }
-        Ok(p)
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
     }
 }
 
