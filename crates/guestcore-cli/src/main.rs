@@ -5,6 +5,7 @@
 //! events to an indicatif bar. Errors print as one line and exit with status 1.
 
 mod cmd;
+mod notices;
 mod output;
 mod progress;
 mod source;

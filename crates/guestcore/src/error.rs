@@ -47,6 +47,14 @@ pub enum Error {
     /// The operation was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
+    /// Another error, with what was being done when it happened (the input, the vCPU): its
+    /// text is the context only, the error is its [`source`](std::error::Error::source).
+    #[error("{context}")]
+    Context {
+        context: String,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// `Result` with [`Error`].
@@ -67,6 +75,14 @@ impl Error {
         match self {
             Error::Io { context, source } => format!("{context}: {source}"),
             e => e.to_string(),
+        }
+    }
+
+    /// This error, with what was being done when it happened.
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
         }
     }
 

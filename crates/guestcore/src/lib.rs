@@ -25,6 +25,7 @@ pub mod dump;
 pub mod dump_level;
 pub mod error;
 pub mod format;
+pub mod guest;
 pub mod image;
 pub mod kernel;
 pub mod live_dump;
@@ -35,4 +36,11 @@ pub mod progress;
 pub mod qmp;
 pub mod units;
 
+pub use dump::kdump::Compression;
+pub use dump::{DumpSummary, ElfClass};
+pub use dump_level::DumpLevel;
 pub use error::{Error, Result};
+pub use guest::{
+    CpuOverrides, DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, Guest, GuestOptions,
+    KdumpOutcome, Notice, Selected, View, ViewSpec,
+};

@@ -3,9 +3,9 @@
 use crate::output::{hex, Context};
 use anyhow::Result;
 use clap::Args;
-use guestcore::image::GuestImage;
 use guestcore::paging::PagingMode;
 use guestcore::phys::RamMap;
+use guestcore::Guest;
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use std::io::Write;
@@ -71,13 +71,15 @@ impl Serialize for RangesJson<'_> {
 }
 
 pub fn run(ctx: &Context, args: InfoArgs) -> Result<()> {
-    let mut image = crate::source::open_image(&args.input, args.layout.clone(), &args.live)?;
-    let r = print_info(&args, &image);
-    crate::source::finish_live(ctx.quiet, &mut image);
+    let opts = crate::source::plain_options(args.layout.clone(), &args.live);
+    let mut guest = crate::source::open_guest(ctx, &args.input, &opts)?;
+    let r = print_info(&args, &guest);
+    crate::source::finish_live(ctx.quiet, &mut guest);
     r
 }
 
-fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
+fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
+    let image = guest.image();
     let ram = image.memory.ram();
     let cpus: Vec<_> = image
         .cpus
@@ -88,8 +90,7 @@ fn print_info(args: &InfoArgs, image: &GuestImage) -> Result<()> {
         })
         .collect();
     let osrelease = image.vmcoreinfo_get("OSRELEASE");
-    let scan =
-        guestcore::kernel::find_kernels(&*image.memory, &image.cpus, image.vmcoreinfo.as_deref());
+    let scan = guest.kernels();
     let selected = match &args.kernel {
         Some(sel) => Some(
             scan.select(sel, &image.cpus)

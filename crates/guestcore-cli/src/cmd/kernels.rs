@@ -4,7 +4,7 @@
 use crate::output::{hex, Context};
 use anyhow::Result;
 use clap::Args;
-use guestcore::kernel::{find_kernels, Kernel, KernelScan};
+use guestcore::kernel::{Kernel, KernelScan};
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,9 +24,11 @@ pub struct KernelsArgs {
 }
 
 pub fn run(ctx: &Context, args: KernelsArgs) -> Result<()> {
-    let mut image = crate::source::open_image(&args.input, args.layout.clone(), &args.live)?;
-    let scan = find_kernels(&*image.memory, &image.cpus, image.vmcoreinfo.as_deref());
-    crate::source::finish_live(ctx.quiet, &mut image);
+    let opts = crate::source::plain_options(args.layout.clone(), &args.live);
+    let mut guest = crate::source::open_guest(ctx, &args.input, &opts)?;
+    guest.kernels();
+    crate::source::finish_live(ctx.quiet, &mut guest);
+    let scan = guest.kernels();
     if scan.truncated {
         ctx.warn(format_args!(
             "more than {} VMCOREINFO notes or core headers in RAM: only the first are listed",
@@ -39,7 +41,7 @@ pub fn run(ctx: &Context, args: KernelsArgs) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
     } else {
-        write_text(&mut out, &scan)?;
+        write_text(&mut out, scan)?;
     }
     out.flush()?;
     Ok(())

@@ -5,7 +5,6 @@ use crate::output::Context;
 use crate::source::{num, SourceArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use guestcore::paging::translate;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -32,7 +31,6 @@ pub struct ReadArgs {
 
 pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
     let src = args.source.open_with(ctx, !args.phys)?;
-    let mem = &*src.image.memory;
     let stdout = std::io::stdout();
     let hexdump = args.output.is_none() && stdout.is_terminal();
     if hexdump && args.len > MAX_TERMINAL {
@@ -43,34 +41,11 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
     }
     let len = usize::try_from(args.len).context("length too large")?;
     let mut buf = vec![0u8; len];
-    let mut done = 0usize;
-    while done < len {
-        let addr = args
-            .addr
-            .checked_add(done as u64)
-            .context("address range wraps")?;
-        let (pa, chunk) = if args.phys {
-            (addr, len - done)
-        } else {
-            let t = translate(mem, &src.selected[0].mode, addr)
-                .with_context(|| args.source.input.display().to_string())?;
-            if t.flags.contains(guestcore::paging::PageFlags::IO) {
-                bail!(
-                    "virtual address {addr:#x} maps {:#x}, which is not guest RAM",
-                    t.paddr
-                );
-            }
-            let page_left = t.page_size - (addr & (t.page_size - 1));
-            (t.paddr, (len - done).min(page_left as usize))
-        };
-        mem.read_at(pa, &mut buf[done..done + chunk])
-            .with_context(|| {
-                format!(
-                    "{}: reading {chunk} bytes at physical {pa:#x}",
-                    args.source.input.display()
-                )
-            })?;
-        done += chunk;
+    if args.phys {
+        src.guest.read_phys(args.addr, &mut buf)?;
+    } else {
+        src.guest
+            .read_virt(&src.view.selected[0], args.addr, &mut buf)?;
     }
     if let Some(path) = &args.output {
         let dir = path

@@ -3,9 +3,8 @@
 
 use crate::output::{hex, Context};
 use crate::source::{num, SourceArgs};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
-use guestcore::paging::translate;
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -26,8 +25,7 @@ pub struct TranslateArgs {
 pub fn run(ctx: &Context, args: TranslateArgs) -> Result<()> {
     let src = args.source.open(ctx)?;
     for sel in &src.selected {
-        let t = translate(&*src.image.memory, &sel.mode, args.vaddr)
-            .with_context(|| args.source.input.display().to_string())?;
+        let t = src.guest.translate(sel, args.vaddr)?;
         if args.json {
             let v = json!({
                 "cpu": sel.cpu.index, "vaddr": hex(t.vaddr), "paddr": hex(t.paddr),

@@ -1,0 +1,180 @@
+//! The library's notices, rendered as the CLI's stderr lines: notes (hidden by `--quiet`) and
+//! warnings (always shown). Where a notice carries data, this is where it gets the CLI's
+//! words, flag names included.
+
+use guestcore::dump_level::FilterReport;
+use guestcore::paging::WalkReport;
+use guestcore::Notice;
+
+/// Prints one notice.
+pub fn render(quiet: bool, n: &Notice) {
+    let note = |msg: &dyn std::fmt::Display| {
+        if !quiet {
+            eprintln!("guestcore: {msg}");
+        }
+    };
+    let warn = |msg: &dyn std::fmt::Display| eprintln!("guestcore: warning: {msg}");
+    match n {
+        Notice::Note(s) => note(s),
+        Notice::Warning(s) => warn(s),
+        Notice::ChoseCpu { cpu, .. } => note(&format_args!(
+            "using vCPU {cpu} (the first with paging on; --cpu N or --all-cpus to choose)"
+        )),
+        Notice::Walk { cpu, report } => {
+            for w in walk_warnings(report) {
+                warn(&format_args!("vCPU {cpu}: {w}"));
+            }
+            if let Some(n) = walk_notes(report) {
+                note(&format_args!("vCPU {cpu}: {n}"));
+            }
+        }
+        Notice::Union {
+            parts,
+            conflicts,
+            conflict_bytes,
+            first_conflict,
+        } => {
+            let parts: Vec<String> = parts
+                .iter()
+                .map(|p| {
+                    format!(
+                        "vCPU {}: {} mappings, {} MiB",
+                        p.cpu,
+                        p.mappings,
+                        p.bytes >> 20
+                    )
+                })
+                .collect();
+            note(&format_args!(
+                "paging view from every vCPU, each adding what the ones before it do not map: {}",
+                parts.join("; ")
+            ));
+            if let Some(c) = first_conflict {
+                warn(&format_args!(
+                    "the vCPUs' page tables disagree on {} virtual ranges ({} KiB): the first vCPU that maps a page wins. First: {:#x}-{:#x} is {:#x} on vCPU {} (kept) but {:#x} on vCPU {} (dropped). Use --cpu N for one vCPU's view",
+                    conflicts,
+                    conflict_bytes >> 10,
+                    c.va,
+                    c.va.wrapping_add(c.size - 1),
+                    c.kept_pa,
+                    c.kept_cpu,
+                    c.dropped_pa,
+                    c.dropped_cpu
+                ));
+            }
+        }
+        Notice::Filter { report, kernel } => render_filter(&note, &warn, report, kernel.as_ref()),
+        other => note(&format_args!("{other:?}")),
+    }
+}
+
+/// What a filter leaves out, and what it could not or would not leave out.
+fn render_filter(
+    note: &dyn Fn(&dyn std::fmt::Display),
+    warn: &dyn Fn(&dyn std::fmt::Display),
+    r: &FilterReport,
+    kernel: Option<&(usize, String)>,
+) {
+    if let Some(why) = &r.page_array_skipped {
+        note(&format_args!(
+            "dump level {}: zero pages only, without the kernel's page array ({why})",
+            r.level
+        ));
+    }
+    if r.page_array {
+        if let Some((index, release)) = kernel {
+            note(&format_args!(
+                "dump level {}: page array of kernel {index} ({release})",
+                r.level
+            ));
+        }
+    }
+    let x = &r.excluded;
+    note(&format_args!(
+        "dump level {}: leaves out {} of {} RAM pages (zero {}, cache {}, cache with private data {}, user data {}, free {}, hwpoison {}, offline {}, past the page array {}); keeps {}",
+        r.level,
+        x.total(),
+        r.ram_frames,
+        if r.zero_scanned { x.zero.to_string() } else { "stored once".into() },
+        x.cache,
+        x.cache_private,
+        x.user,
+        x.free,
+        x.hwpoison,
+        x.offline,
+        x.beyond_page_array,
+        r.kept()
+    ));
+    if r.outside_page_array > 0 {
+        note(&format_args!(
+            "{} pages of the input are memory the kernel has no struct page for (firmware, devices): kept",
+            r.outside_page_array
+        ));
+    }
+    if r.unclassified > 0 {
+        warn(&format_args!(
+            "{} RAM pages have a struct page that cannot be read from the kernel's page array: kept, unclassified",
+            r.unclassified
+        ));
+    }
+    if r.protected > 0 {
+        warn(&format_args!(
+            "the page array marks {} pages the kernel needs (page tables, data VMCOREINFO names, notes) as excludable: kept",
+            r.protected
+        ));
+    }
+    if r.bad_free_orders > 0 {
+        warn(&format_args!(
+            "{} free-page heads claim an order past the allocator's: kept",
+            r.bad_free_orders
+        ));
+    }
+}
+
+/// What makes a walk's output differ from what was asked for: a limit cut it short, or the
+/// tables refer to themselves (their leaves map page tables, often one page many times).
+fn walk_warnings(r: &WalkReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(stop) = r.stopped {
+        use guestcore::paging::StopReason;
+        let flag = match stop {
+            StopReason::EntryLimit => "--max-entries",
+            StopReason::LeafLimit => "--max-leaves",
+            StopReason::MappingLimit => "--max-mappings",
+        };
+        out.push(format!(
+            "walk stopped early ({flag} limit) after {} entries and {} leaves: everything above the last address listed is left out (raise {flag})",
+            r.entries_visited, r.leaves
+        ));
+    }
+    if r.self_references > 0 {
+        let frames = if r.loop_frames >= guestcore::paging::LOOP_FRAMES_COUNTED {
+            format!("at least {}", r.loop_frames)
+        } else {
+            r.loop_frames.to_string()
+        };
+        out.push(format!(
+            "the page tables refer to themselves ({} entries point at the root or at a table above them): {} leaves alias {frames} physical pages (page tables mapped as memory)",
+            r.self_references, r.loop_leaves
+        ));
+    }
+    out
+}
+
+/// Facts about a walk worth a note: entries the CPU would not follow either.
+fn walk_notes(r: &WalkReport) -> Option<String> {
+    let mut parts = Vec::new();
+    if r.tables_outside_ram > 0 {
+        parts.push(format!(
+            "{} table pointers outside guest RAM skipped",
+            r.tables_outside_ram
+        ));
+    }
+    if r.reserved_entries > 0 {
+        parts.push(format!(
+            "{} entries with reserved bits skipped",
+            r.reserved_entries
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}

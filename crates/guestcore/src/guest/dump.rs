@@ -1,0 +1,541 @@
+//! Dumps through the facade: what goes into a core file is decided here, once, for every caller.
+//!
+//! A dump describes one kernel. Its VMCOREINFO and CPU notes must belong to the tables its
+//! PT_LOADs were made from, or crash and drgn read one kernel's memory with another's symbols.
+//! So the choices are made together:
+//!
+//! * the **kernel**: the one a kernel view selected; for `--paging`, the one whose tables the
+//!   walked vCPUs run (with paging off, the only kernel with usable tables); for a dump level,
+//!   the one whose page array filters the dump (the input's own VMCOREINFO first, as
+//!   makedumpfile reads its input's);
+//! * the **VMCOREINFO**: that kernel's, else the input's; none when the input's describes a
+//!   kernel the walked tables do not run;
+//! * the **CPU notes**: a crashed kernel's saved registers; else the input's own notes, byte
+//!   for byte, unless the caller replaced the CPU state; else notes built from the registers;
+//! * the **pages**: with a dump level, a page filter from that kernel's page array, which
+//!   never drops the VMCOREINFO note, the crash header and the crash notes.
+
+use super::{Guest, Notice, View};
+use crate::addr::PhysRange;
+use crate::dump::kdump::{
+    write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
+    KdumpSummary,
+};
+use crate::dump::notes::{dump_notes, CpuNotes};
+use crate::dump::{
+    write_elf_core, DumpLayout, DumpSummary, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
+};
+use crate::dump_level::{page_filter, DumpLevel, FilterReport, KernelPages, PageFilter};
+use crate::format::ElfNote;
+use crate::kernel::{describe, Kernel, KernelRole};
+use crate::mapping::{union_of_views, MappingList};
+use crate::paging::{ModeKind, PagingMode};
+use crate::progress::{NoProgress, Progress};
+use crate::{Error, Result};
+use std::path::PathBuf;
+
+/// The file format of a dump.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DumpFormat {
+    /// An ELF core (gdb, crash, drgn), physical or paging.
+    Elf(ElfClass),
+    /// A kdump-compressed (diskdump) file with this page compression (crash, makedumpfile,
+    /// libkdumpfile); physical memory only.
+    Kdump(Compression),
+}
+
+/// Which addresses an ELF dump's PT_LOADs carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DumpLayoutSpec {
+    /// One PT_LOAD per physical RAM range (`p_vaddr = p_paddr`): safe when the page tables are
+    /// corrupt or belong to another kernel.
+    #[default]
+    Physical,
+    /// One PT_LOAD per mapping of the view's tables (`p_vaddr` and `p_paddr`), for gdb; with
+    /// several vCPUs, the union of their mappings.
+    Paging,
+}
+
+/// What to dump, and where.
+#[derive(Clone, Debug)]
+pub struct DumpSpec {
+    /// The file to write (through a temporary file beside it, renamed at the end).
+    pub output: PathBuf,
+    /// The format.
+    pub format: DumpFormat,
+    /// Physical or paging (ELF only).
+    pub layout: DumpLayoutSpec,
+    /// Only this physical window (an `end` of `u64::MAX`: to the end of RAM).
+    pub range: Option<PhysRange>,
+    /// Pages to leave out, as `makedumpfile -d N`.
+    pub level: DumpLevel,
+    /// kdump only: makedumpfile's flattened stream.
+    pub flatten: bool,
+    /// Replace `output` if it exists.
+    pub force: bool,
+}
+
+impl DumpSpec {
+    /// A physical dump of all RAM into `output`, at dump level 0.
+    pub fn new(output: impl Into<PathBuf>, format: DumpFormat) -> Self {
+        DumpSpec {
+            output: output.into(),
+            format,
+            layout: DumpLayoutSpec::Physical,
+            range: None,
+            level: DumpLevel::default(),
+            flatten: false,
+            force: false,
+        }
+    }
+
+    /// Why this dump is not one a QEMU background snapshot can give (that is a physical ELF64
+    /// core of all RAM with every vCPU's registers from the snapshot itself), or `None`.
+    pub fn snapshot_blocker(&self) -> Option<&'static str> {
+        match self.format {
+            DumpFormat::Kdump(_) => return Some("it writes ELF cores only"),
+            DumpFormat::Elf(ElfClass::Elf32) => return Some("it dumps all of RAM as QEMU's class"),
+            DumpFormat::Elf(ElfClass::Elf64) => {}
+        }
+        if self.layout == DumpLayoutSpec::Paging {
+            return Some("--paging walks the page tables first");
+        }
+        if self.level.bits() > 0 {
+            return Some("--dump-level reads the page array first");
+        }
+        if self.range.is_some() {
+            return Some("it dumps all of RAM as QEMU's class");
+        }
+        None
+    }
+}
+
+/// What a dump wrote.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum DumpOutcome {
+    /// An ELF core.
+    Elf {
+        /// Its counts.
+        summary: DumpSummary,
+        /// True for a paging layout (false when paging was asked for but is off).
+        paging: bool,
+    },
+    /// A kdump file.
+    Kdump(KdumpOutcome),
+}
+
+/// What a kdump dump wrote.
+#[derive(Clone, Debug)]
+pub struct KdumpOutcome {
+    /// Its counts.
+    pub summary: KdumpSummary,
+    /// The page compression.
+    pub compression: Compression,
+}
+
+/// Everything a dump's content was decided to be, before any byte is written.
+struct Plan {
+    vmcoreinfo: Option<Vec<u8>>,
+    mappings: Option<MappingList>,
+    notes: Vec<ElfNote>,
+    nr_cpus: usize,
+    long_mode: bool,
+    filter: Option<PageFilter>,
+}
+
+impl Guest {
+    /// Writes the dump `spec` asks for of what `view` looks at. A live guest this session
+    /// holds stopped has its RAM copied and is resumed first.
+    pub fn dump(
+        &mut self,
+        view: &View,
+        spec: &DumpSpec,
+        progress: &dyn Progress,
+    ) -> Result<DumpOutcome> {
+        self.detach_for_dump(progress)?;
+        let plan = self.plan_dump(view, spec, false, progress)?;
+        let excluded = plan.filter.as_ref().map(|f| f.excluded());
+        let memory = &*self.image.memory;
+        match spec.format {
+            DumpFormat::Kdump(compression) => {
+                let req = self.kdump_request(&plan, spec, compression);
+                let summary = write_kdump(&req, &spec.output, &KdumpOptions::default(), progress)?;
+                Ok(DumpOutcome::Kdump(KdumpOutcome {
+                    summary,
+                    compression,
+                }))
+            }
+            DumpFormat::Elf(class) => {
+                let req = ElfDumpRequest {
+                    memory,
+                    notes: &plan.notes,
+                    machine: if plan.long_mode {
+                        ElfMachine::X86_64
+                    } else {
+                        ElfMachine::I386
+                    },
+                    class,
+                    layout: match &plan.mappings {
+                        Some(m) => DumpLayout::Paging(m),
+                        None => DumpLayout::Physical,
+                    },
+                    filter: self.range(spec),
+                    excluded,
+                };
+                let opts = OutputOptions { force: spec.force };
+                let summary = write_elf_core(&req, &spec.output, &opts, progress)?;
+                Ok(DumpOutcome::Elf {
+                    summary,
+                    paging: plan.mappings.is_some(),
+                })
+            }
+        }
+    }
+
+    /// A kdump dump as makedumpfile's flattened stream into `out` (a pipe, stdout).
+    pub fn dump_kdump_stream(
+        &mut self,
+        view: &View,
+        spec: &DumpSpec,
+        out: &mut dyn std::io::Write,
+        progress: &dyn Progress,
+    ) -> Result<KdumpOutcome> {
+        let DumpFormat::Kdump(compression) = spec.format else {
+            return Err(Error::Unsupported(
+                "a dump stream is a flattened kdump file: ELF cores need a seekable file".into(),
+            ));
+        };
+        self.detach_for_dump(progress)?;
+        let plan = self.plan_dump(view, spec, false, progress)?;
+        let mut req = self.kdump_request(&plan, spec, compression);
+        req.flatten = true;
+        let summary = write_kdump_to(&req, out, &KdumpOptions::default(), progress)?;
+        Ok(KdumpOutcome {
+            summary,
+            compression,
+        })
+    }
+
+    /// What `spec`'s dump level would leave out, without writing anything.
+    pub fn dump_level_report(
+        &mut self,
+        view: &View,
+        spec: &DumpSpec,
+        progress: &dyn Progress,
+    ) -> Result<FilterReport> {
+        self.detach_for_dump(progress)?;
+        if spec.level.bits() == 0 {
+            let f = page_filter(&*self.image.memory, spec.level, None, &[], &NoProgress)?;
+            return Ok(f.report().clone());
+        }
+        let plan = self.plan_dump(view, spec, true, progress)?;
+        let f = plan
+            .filter
+            .ok_or_else(|| Error::Unsupported("no page filter".into()))?;
+        Ok(f.report().clone())
+    }
+
+    /// The spec's physical window, its open end made the end of RAM.
+    fn range(&self, spec: &DumpSpec) -> Option<PhysRange> {
+        spec.range.map(|r| PhysRange {
+            start: r.start,
+            end: if r.end == u64::MAX {
+                self.image.memory.ram().end()
+            } else {
+                r.end
+            },
+        })
+    }
+
+    fn detach_for_dump(&mut self, progress: &dyn Progress) -> Result<()> {
+        let paused = self
+            .detach_live(progress)
+            .map_err(|e| e.context("capturing the live guest's memory"))?;
+        if let Some(d) = paused {
+            self.notice(Notice::Note(format!(
+                "guest paused for {:.3} s",
+                d.as_secs_f64()
+            )));
+        }
+        Ok(())
+    }
+
+    fn kdump_request<'a>(
+        &'a self,
+        plan: &'a Plan,
+        spec: &DumpSpec,
+        compression: Compression,
+    ) -> KdumpRequest<'a> {
+        KdumpRequest {
+            memory: &*self.image.memory,
+            notes: &plan.notes,
+            vmcoreinfo: plan.vmcoreinfo.as_deref(),
+            machine: if plan.long_mode {
+                KdumpMachine::X86_64
+            } else {
+                KdumpMachine::I686
+            },
+            nr_cpus: plan.nr_cpus.max(1) as u32,
+            compression,
+            filter: self.range(spec),
+            excluded: plan.filter.as_ref().map(|f| f.excluded()),
+            dump_level: spec.level.bits(),
+            flatten: spec.flatten,
+            force: spec.force,
+        }
+    }
+
+    /// Decides the dump's kernel, VMCOREINFO, mappings, notes and page filter.
+    fn plan_dump(
+        &self,
+        view: &View,
+        spec: &DumpSpec,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<Plan> {
+        let first = view.first()?;
+        let paging_asked = spec.layout == DumpLayoutSpec::Paging;
+        if paging_asked && matches!(spec.format, DumpFormat::Kdump(_)) {
+            return Err(Error::Unsupported(
+                "kdump files hold physical memory only: crash and libkdumpfile translate through the guest's own page tables".into(),
+            ));
+        }
+        let mut kernel = view.kernel.clone();
+        let mut vmcoreinfo = self.image.vmcoreinfo.clone();
+        let mut walked: Vec<(u32, PagingMode)> = view
+            .selected
+            .iter()
+            .filter(|s| s.mode.kind != ModeKind::Off)
+            .map(|s| (s.cpu.index, s.mode.clone()))
+            .collect();
+        if paging_asked && kernel.is_none() {
+            let scan = self.kernels();
+            if walked.is_empty() {
+                // Paging off: the tables of the one kernel VMCOREINFO describes, if there is one.
+                let usable: Vec<_> = scan
+                    .kernels
+                    .iter()
+                    .filter(|k| k.paging_mode().is_some())
+                    .collect();
+                if let ([k], Some(mode)) =
+                    (&usable[..], usable.first().and_then(|k| k.paging_mode()))
+                {
+                    self.notice(Notice::Warning(format!(
+                        "vCPU {} has paging off: using the page tables of kernel {} ({}) at {:#x} from its VMCOREINFO",
+                        first.cpu.index, k.index, k.release, mode.root
+                    )));
+                    walked.push((first.cpu.index, mode));
+                    kernel = Some((*k).clone());
+                }
+            } else {
+                let runs = |k: &&Kernel| walked.iter().any(|(i, _)| k.cpus.contains(i));
+                if let Some(k) = scan.kernels.iter().find(runs) {
+                    kernel = Some(k.clone());
+                } else if let Some(k) = scan
+                    .kernels
+                    .iter()
+                    .find(|k| k.in_input_notes && k.layout.is_ok())
+                {
+                    self.notice(Notice::Warning(format!(
+                        "the input's VMCOREINFO describes kernel {} ({}), whose tables the walked vCPU does not run: the dump carries no VMCOREINFO (--kernel {} walks that kernel's tables)",
+                        k.index, k.release, k.index
+                    )));
+                    vmcoreinfo = None;
+                }
+            }
+        }
+        let level = spec.level;
+        let paging = paging_asked && !walked.is_empty();
+        if level.bits() > 0 && kernel.is_none() && !paging {
+            kernel = self.kernel_for_page_array(level);
+        }
+        if let Some(k) = &kernel {
+            vmcoreinfo = Some(k.vmcoreinfo.clone());
+        }
+        if paging_asked && !paging {
+            self.notice(Notice::Warning(format!(
+                "vCPU {} has paging off: writing the physical layout, not the --paging view asked for",
+                first.cpu.index
+            )));
+        }
+        let mappings = if paging && !dry_run {
+            Some(self.paging_view(&walked)?)
+        } else {
+            None
+        };
+        if let Some(k) = &kernel {
+            self.notice(Notice::Note(format!(
+                "the dump describes kernel {} ({}, {}): its VMCOREINFO{}",
+                k.index,
+                k.release,
+                k.role.name(),
+                if k.role == KernelRole::Crashed {
+                    format!(
+                        " and the {} CPUs' registers saved at the crash",
+                        k.crash_notes().len()
+                    )
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        let long_mode = view.long_mode();
+        let (notes, nr_cpus) =
+            self.cpu_notes(view, kernel.as_ref(), vmcoreinfo.as_deref(), long_mode);
+        let filter = if level.bits() > 0 {
+            Some(self.filter(level, kernel.as_ref(), spec, dry_run, progress)?)
+        } else {
+            None
+        };
+        Ok(Plan {
+            vmcoreinfo,
+            mappings,
+            notes,
+            nr_cpus,
+            long_mode,
+            filter,
+        })
+    }
+
+    /// The walked vCPUs' mappings: one vCPU's list, or the union of several (the first vCPU
+    /// that maps a page wins; the union is reported).
+    fn paging_view(&self, walked: &[(u32, PagingMode)]) -> Result<MappingList> {
+        let mut views = Vec::with_capacity(walked.len());
+        for (cpu, mode) in walked {
+            let (list, report) =
+                MappingList::from_walk(&*self.image.memory, mode, self.budget.left()).map_err(
+                    |e| {
+                        e.context(format!(
+                            "{}: page tables at {:#x}",
+                            self.image.path.display(),
+                            mode.root
+                        ))
+                    },
+                )?;
+            self.budget.spend(&report, list.len() as u64);
+            self.notice(Notice::Walk { cpu: *cpu, report });
+            views.push((*cpu, list));
+        }
+        if views.len() == 1 {
+            return Ok(views.pop().map(|(_, l)| l).unwrap_or_default());
+        }
+        let union = union_of_views(views.iter().map(|(cpu, l)| (*cpu, l)));
+        self.notice(Notice::Union {
+            parts: union.parts,
+            conflicts: union.conflicts,
+            conflict_bytes: union.conflict_bytes,
+            first_conflict: union.first_conflict,
+        });
+        Ok(union.list)
+    }
+
+    /// The dump's notes and its CPU count: a crashed kernel's saved registers; else the
+    /// input's CPU notes when the CPU state came from them; else notes built from the
+    /// registers (the selected vCPUs' when the caller replaced the CPU state).
+    fn cpu_notes(
+        &self,
+        view: &View,
+        kernel: Option<&Kernel>,
+        vmcoreinfo: Option<&[u8]>,
+        long_mode: bool,
+    ) -> (Vec<ElfNote>, usize) {
+        let image = &self.image;
+        let cpus: Vec<_> = if self.cpus_overridden {
+            view.selected.iter().map(|s| s.cpu.clone()).collect()
+        } else {
+            self.cpus.clone()
+        };
+        let has_cpu_notes = image
+            .notes
+            .iter()
+            .any(|n| n.name == b"QEMU" || n.name == b"CORE");
+        let crash_notes = kernel.map(|k| k.crash_notes()).filter(|n| !n.is_empty());
+        let source = if let Some(n) = crash_notes {
+            CpuNotes::FromSource(n)
+        } else if has_cpu_notes && !self.cpus_overridden {
+            CpuNotes::FromSource(&image.notes)
+        } else {
+            CpuNotes::Build {
+                cpus: &cpus,
+                long_mode,
+            }
+        };
+        let nr_cpus = crash_notes.map_or(cpus.len(), <[_]>::len);
+        (dump_notes(source, &image.notes, vmcoreinfo), nr_cpus)
+    }
+
+    /// The page filter of `level` from `kernel`'s page array (zero pages only without one).
+    fn filter(
+        &self,
+        level: DumpLevel,
+        kernel: Option<&Kernel>,
+        spec: &DumpSpec,
+        dry_run: bool,
+        progress: &dyn Progress,
+    ) -> Result<PageFilter> {
+        let memory = &*self.image.memory;
+        let mode = kernel.and_then(|k| k.paging_mode());
+        let pages = match (kernel, &mode) {
+            (Some(k), Some(m)) => Some(KernelPages {
+                mode: m,
+                vmcoreinfo: &k.vmcoreinfo,
+            }),
+            _ => None,
+        };
+        let keep = kernel.map(kept_ranges).unwrap_or_default();
+        let mut f = page_filter(memory, level, pages, &keep, progress)
+            .map_err(|e| e.context("filtering"))?;
+        if matches!(spec.format, DumpFormat::Elf(_)) || dry_run {
+            f.exclude_zero_pages(memory, progress)?;
+        }
+        self.notice(Notice::Filter {
+            report: f.report().clone(),
+            kernel: kernel.map(|k| (k.index, k.release.clone())),
+        });
+        Ok(f)
+    }
+
+    /// The kernel whose page array filters a dump when none was named: the one whose
+    /// VMCOREINFO the input carries (as makedumpfile filters by its input's), found without a
+    /// scan of RAM; else, from a scan, the one a vCPU runs or the only one with usable tables.
+    fn kernel_for_page_array(&self, level: DumpLevel) -> Option<Kernel> {
+        let image = &self.image;
+        if let Some(text) = image.vmcoreinfo.as_ref().filter(|t| !t.is_empty()) {
+            let mut k = describe(&*image.memory, &self.cpus, text.clone(), None, None);
+            if k.layout.is_ok() {
+                k.in_input_notes = true;
+                return Some(k);
+            }
+        }
+        let scan = self.kernels();
+        let usable: Vec<&Kernel> = scan.kernels.iter().filter(|k| k.layout.is_ok()).collect();
+        let chosen = usable
+            .iter()
+            .find(|k| !k.cpus.is_empty())
+            .or_else(|| (usable.len() == 1).then(|| &usable[0]))
+            .map(|k| (*k).clone());
+        if chosen.is_none() && level.needs_page_array() && usable.len() > 1 {
+            self.notice(Notice::Warning(format!(
+                "{} kernels are in memory and no vCPU runs one: name the one to filter by with --kernel N",
+                usable.len()
+            )));
+        }
+        chosen
+    }
+}
+
+/// Physical ranges a filtered dump keeps whatever the page array says: the kernel's
+/// VMCOREINFO note and, for a crashed kernel, its core header and crash notes.
+fn kept_ranges(k: &Kernel) -> Vec<PhysRange> {
+    let page = |a: u64| PhysRange {
+        start: a & !0xfff,
+        end: (a & !0xfff).saturating_add(0x2000),
+    };
+    let mut v: Vec<PhysRange> = k.vmcoreinfo_addr.into_iter().map(page).collect();
+    if let Some(c) = &k.crash {
+        v.push(page(c.addr));
+        v.extend(c.note_addrs.iter().map(|&a| page(a)));
+    }
+    v
+}

@@ -1,0 +1,195 @@
+//! The facade: one entry type, [`Guest`], for a program that wants guestcore's results without
+//! assembling its parts.
+//!
+//! A [`Guest`] opens any input ([`Guest::open`]), names its vCPUs and the Linux kernels in its
+//! memory, and, as library calls: selects the page tables to look through ([`Guest::select`]),
+//! walks and lists their mappings, translates and reads virtual memory, reads a kernel's log,
+//! and writes dumps in any [`DumpFormat`]. Every decision a user would otherwise have to make
+//! (which vCPU, which kernel's VMCOREINFO goes into a dump, which CPU notes, which kernel's page
+//! array filters it) is made here, the same way for every caller, and reported as a [`Notice`].
+//!
+//! ```no_run
+//! use guestcore::progress::NoProgress;
+//! use guestcore::{Compression, DumpFormat, DumpSpec, Guest, GuestOptions, ViewSpec};
+//!
+//! # fn main() -> guestcore::Result<()> {
+//! let mut guest = Guest::open("guest.elf", &GuestOptions::default())?;
+//! let view = guest.select(&ViewSpec::FirstPaging, None)?;
+//! let sel = view.first()?;
+//! let (mappings, _report) = guest.mappings(sel)?;
+//! println!("{} mappings", mappings.len());
+//! let mut bytes = [0u8; 64];
+//! guest.read_virt(sel, 0xffff_ffff_8200_0000, &mut bytes)?;
+//! let spec = DumpSpec::new("out.kdump", DumpFormat::Kdump(Compression::Zstd));
+//! guest.dump(&view, &spec, &NoProgress)?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod budget;
+mod dump;
+mod log;
+mod notice;
+mod options;
+mod read;
+mod snapshot;
+mod view;
+
+pub use dump::{DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, KdumpOutcome};
+pub use notice::{Notice, NoticeSink};
+pub use options::{CpuOverrides, GuestOptions};
+pub use view::{Selected, View, ViewSpec};
+
+use crate::cpu::X86CpuState;
+use crate::image::{GuestImage, OpenOptions};
+use crate::kernel::{find_kernels, KernelScan};
+use crate::mapping::MappingList;
+use crate::paging::{translate, walk, Leaf, Translation, WalkReport};
+use crate::phys::PhysMemory;
+use crate::progress::Progress;
+use crate::Result;
+use budget::WalkBudget;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// An opened guest: its memory, its CPU state (after the caller's overrides), the walk budget
+/// every walk shares, and where notices go.
+pub struct Guest {
+    image: GuestImage,
+    cpus: Vec<X86CpuState>,
+    cpus_overridden: bool,
+    budget: WalkBudget,
+    kernels: OnceLock<KernelScan>,
+    sink: Option<NoticeSink>,
+}
+
+impl std::fmt::Debug for Guest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guest")
+            .field("image", &self.image)
+            .field("cpus", &self.cpus.len())
+            .field("cpus_overridden", &self.cpus_overridden)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Guest {
+    /// Opens `path`: an ELF core, kdump file, raw image, QEMU migration stream, LiME/AVML
+    /// image, or `qmp:SOCKET` for a running QEMU (see [`GuestImage::open`]).
+    pub fn open(path: impl AsRef<Path>, opts: &GuestOptions) -> Result<Self> {
+        let image = GuestImage::open(
+            path,
+            &OpenOptions {
+                layout: opts.layout.clone(),
+                live: opts.live.clone(),
+            },
+        )?;
+        Ok(Self::from_image(image, opts))
+    }
+
+    /// A guest over an image opened some other way.
+    pub fn from_image(image: GuestImage, opts: &GuestOptions) -> Self {
+        Guest {
+            cpus: opts.cpus.apply(&image.cpus),
+            cpus_overridden: opts.cpus.any(),
+            image,
+            budget: WalkBudget::new(opts.limits),
+            kernels: OnceLock::new(),
+            sink: None,
+        }
+    }
+
+    /// Sends every later [`Notice`] to `sink` (without one, notices are dropped).
+    pub fn on_notice(&mut self, sink: impl Fn(&Notice) + Send + Sync + 'static) {
+        self.sink = Some(Box::new(sink));
+    }
+
+    pub(crate) fn notice(&self, n: Notice) {
+        if let Some(sink) = &self.sink {
+            sink(&n);
+        }
+    }
+
+    /// The opened input: format, memory, notes, VMCOREINFO, live session.
+    pub fn image(&self) -> &GuestImage {
+        &self.image
+    }
+
+    /// The opened input, for a caller that drives a live session itself.
+    pub fn image_mut(&mut self) -> &mut GuestImage {
+        &mut self.image
+    }
+
+    /// Guest-physical memory.
+    pub fn memory(&self) -> &dyn PhysMemory {
+        &*self.image.memory
+    }
+
+    /// Every vCPU, after the caller's overrides.
+    pub fn cpus(&self) -> &[X86CpuState] {
+        &self.cpus
+    }
+
+    /// The Linux kernels in guest memory (found once, from their VMCOREINFO; see
+    /// [`find_kernels`]).
+    pub fn kernels(&self) -> &KernelScan {
+        self.kernels.get_or_init(|| {
+            find_kernels(
+                &*self.image.memory,
+                &self.cpus,
+                self.image.vmcoreinfo.as_deref(),
+            )
+        })
+    }
+
+    /// Walks `sel`'s page tables, sending every leaf to `sink`, within what is left of the
+    /// walk budget. The walk's report is also sent as a [`Notice::Walk`].
+    pub fn walk(&self, sel: &Selected, sink: impl FnMut(&Leaf)) -> Result<WalkReport> {
+        let report = walk(&*self.image.memory, &sel.mode, self.budget.left(), sink)
+            .map_err(|e| e.context(self.tables_of(sel)))?;
+        self.budget.spend(&report, 0);
+        self.notice(Notice::Walk {
+            cpu: sel.cpu.index,
+            report: report.clone(),
+        });
+        Ok(report)
+    }
+
+    /// The merged mapping list of `sel`'s tables, with the same budget and notice as
+    /// [`walk`](Self::walk).
+    pub fn mappings(&self, sel: &Selected) -> Result<(MappingList, WalkReport)> {
+        let (list, report) =
+            MappingList::from_walk(&*self.image.memory, &sel.mode, self.budget.left())
+                .map_err(|e| e.context(self.tables_of(sel)))?;
+        self.budget.spend(&report, list.len() as u64);
+        self.notice(Notice::Walk {
+            cpu: sel.cpu.index,
+            report: report.clone(),
+        });
+        Ok((list, report))
+    }
+
+    /// Translates one virtual address through `sel`'s tables, with every entry read.
+    pub fn translate(&self, sel: &Selected, vaddr: u64) -> Result<Translation> {
+        translate(&*self.image.memory, &sel.mode, vaddr)
+            .map_err(|e| e.context(self.image.path.display().to_string()))
+    }
+
+    /// Before a long read of a live input (a dump): copies the RAM of a guest this session
+    /// holds stopped and resumes it ([`GuestImage::detach_live`]); the pause is returned.
+    pub fn detach_live(&mut self, progress: &dyn Progress) -> Result<Option<std::time::Duration>> {
+        let paused = self.image.detach_live(progress)?;
+        // VMCOREINFO may have been found just now: scan again when asked.
+        self.kernels = OnceLock::new();
+        Ok(paused)
+    }
+
+    fn tables_of(&self, sel: &Selected) -> String {
+        format!(
+            "{}: vCPU {} page tables at {:#x}",
+            self.image.path.display(),
+            sel.cpu.index,
+            sel.mode.root
+        )
+    }
+}

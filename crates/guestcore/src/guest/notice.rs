@@ -1,0 +1,58 @@
+//! What the facade tells its caller besides its results: which choice it made for the caller
+//! (a note), and where the output differs from what was asked for (a warning).
+//!
+//! The library never prints. A [`Guest`](super::Guest) sends each notice, as it happens, to
+//! the sink its caller set ([`Guest::on_notice`](super::Guest::on_notice)); a CLI prints
+//! them, a library user may log or ignore them. Notices that a caller may want to render in
+//! its own words (a walk's report, an `--all-cpus` union, a dump level's counts) carry their
+//! data instead of text.
+
+use crate::dump_level::FilterReport;
+use crate::mapping::{UnionConflict, ViewPart};
+use crate::paging::WalkReport;
+
+/// One thing worth telling the user.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Notice {
+    /// Information: a choice made for the caller, a fact about the input.
+    Note(String),
+    /// The result is not what was asked for (but is still valid).
+    Warning(String),
+    /// No vCPU was named: the first with paging on was chosen among several.
+    ChoseCpu {
+        /// Its index.
+        cpu: u32,
+        /// How many vCPUs the input has.
+        of: usize,
+    },
+    /// A page-table walk finished; its report says whether limits cut it short and what it
+    /// skipped (render with the caller's names for the limits).
+    Walk {
+        /// The vCPU (or kernel view) whose tables were walked.
+        cpu: u32,
+        /// The walk's counts.
+        report: WalkReport,
+    },
+    /// A paging view was built from several vCPUs' mappings.
+    Union {
+        /// What each vCPU added.
+        parts: Vec<ViewPart>,
+        /// Virtual ranges the vCPUs map to different physical memory (the first vCPU wins).
+        conflicts: u64,
+        /// Bytes in those ranges.
+        conflict_bytes: u64,
+        /// The first such range.
+        first_conflict: Option<UnionConflict>,
+    },
+    /// A dump level's page filter was computed.
+    Filter {
+        /// Its counts.
+        report: FilterReport,
+        /// The kernel whose page array it read, as `(index, release)`.
+        kernel: Option<(usize, String)>,
+    },
+}
+
+/// Receives notices (see [`Guest::on_notice`](super::Guest::on_notice)).
+pub type NoticeSink = Box<dyn Fn(&Notice) + Send + Sync>;

@@ -1,0 +1,36 @@
+//! Dumps of a running QEMU guest from a background snapshot: one instant, with the guest
+//! stopped for milliseconds, and no copy of its RAM (see [`crate::live_dump`]).
+//!
+//! This is the one dump that does not start from an opened [`Guest`]: opening a live guest
+//! reads its registers (and pauses it, with `pause`), while a snapshot takes registers, memory
+//! and VMCOREINFO from the snapshot's own instant.
+
+use super::{DumpSpec, Guest};
+use crate::dump::OutputOptions;
+use crate::live_dump::{dump_snapshot, LiveDump};
+use crate::progress::Progress;
+use crate::qmp::{LiveOptions, LiveSession};
+use crate::Result;
+use std::path::Path;
+
+impl Guest {
+    /// Writes `spec`'s dump of the guest behind the QMP socket `socket` from a QEMU background
+    /// snapshot. [`LiveDump::Unavailable`] (nothing written, the guest untouched) says why when
+    /// the spec needs more than a snapshot gives ([`DumpSpec::snapshot_blocker`]) or QEMU or
+    /// the host cannot take one; a caller then opens the guest with a pause instead.
+    pub fn dump_running(
+        socket: &Path,
+        live: &LiveOptions,
+        spec: &DumpSpec,
+        progress: &dyn Progress,
+    ) -> Result<LiveDump> {
+        if let Some(why) = spec.snapshot_blocker() {
+            return Ok(LiveDump::Unavailable(why.into()));
+        }
+        let mut session = LiveSession::connect_running(socket, live)
+            .map_err(|e| e.context(format!("connecting to {}", socket.display())))?;
+        let opts = OutputOptions { force: spec.force };
+        dump_snapshot(&mut session, &spec.output, &opts, progress)
+            .map_err(|e| e.context("dumping a background snapshot"))
+    }
+}

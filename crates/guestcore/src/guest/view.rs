@@ -1,0 +1,153 @@
+//! Which page tables a request works on: one vCPU's, every vCPU's, another root in the same
+//! mode, or a Linux kernel's own (found from its VMCOREINFO, for inputs without CPU state or
+//! behind a kdump capture kernel).
+
+use super::{Guest, Notice};
+use crate::cpu::X86CpuState;
+use crate::kernel::Kernel;
+use crate::paging::PagingMode;
+use crate::{Error, Result};
+
+/// What to look through, as a caller names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ViewSpec {
+    /// The first vCPU with paging on (with a note when the input has several), or the first
+    /// vCPU when none has (virtual = physical).
+    #[default]
+    FirstPaging,
+    /// The vCPU with this index (or at this position).
+    Cpu(usize),
+    /// Every vCPU in turn.
+    AllCpus,
+    /// A Linux kernel's own tables: `crashed`, `running`, or an index from
+    /// [`Guest::kernels`] (see [`crate::kernel::KernelScan::select`]).
+    Kernel(String),
+}
+
+/// One vCPU to work on and the mode it translates with.
+#[derive(Clone, Debug)]
+pub struct Selected {
+    /// Its registers (for a kernel view: built from the kernel's layout).
+    pub cpu: X86CpuState,
+    /// Its paging mode and root.
+    pub mode: PagingMode,
+}
+
+/// The result of [`Guest::select`]: the tables to walk, in order.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// The vCPUs (or the one kernel view) selected; empty for an input without CPU state
+    /// when the caller asked for the default view (physical reads need none).
+    pub selected: Vec<Selected>,
+    /// The kernel a [`ViewSpec::Kernel`] selected.
+    pub kernel: Option<Kernel>,
+}
+
+impl View {
+    /// The first selected vCPU.
+    pub fn first(&self) -> Result<&Selected> {
+        self.selected.first().ok_or_else(|| {
+            Error::Unsupported(
+                "no CPU state in this input: give registers or a paging mode and root".into(),
+            )
+        })
+    }
+
+    /// True when any selected vCPU is in long mode (64-bit output).
+    pub fn long_mode(&self) -> bool {
+        self.selected.iter().any(|s| s.cpu.long_mode())
+    }
+}
+
+impl Guest {
+    /// Selects the tables `spec` names; `cr3` replaces each selected vCPU's root (same mode),
+    /// e.g. a crashed kernel's tables in a capture kernel's dump. Notes which vCPU was chosen
+    /// when the caller did not say. Without CPU state the view is empty (not an error): a
+    /// caller that needs tables checks [`View::first`].
+    pub fn select(&self, spec: &ViewSpec, cr3: Option<u64>) -> Result<View> {
+        let cpus = self.cpus();
+        let input = self.image().path.display().to_string();
+        if let ViewSpec::Kernel(selector) = spec {
+            let scan = self.kernels();
+            let k = scan
+                .select(selector, cpus)
+                .map_err(|e| Error::Unsupported(format!("{input}: kernel {selector}: {e}")))?
+                .clone();
+            let layout = k.layout.clone().map_err(|e| {
+                Error::Unsupported(format!(
+                    "{input}: kernel {} ({}) has no usable page-table root: {e}",
+                    k.index, k.release
+                ))
+            })?;
+            let cpu = layout.cpu_state(k.cpus.first().copied().unwrap_or(0));
+            let mode = PagingMode::from_cpu(&cpu)
+                .map_err(|e| e.context(format!("{input}: kernel {}", k.index)))?;
+            self.notice(Notice::Note(format!(
+                "kernel {} ({}, {}): its page tables at {:#x}, {}",
+                k.index,
+                k.release,
+                k.role.name(),
+                layout.root,
+                mode.kind.name()
+            )));
+            return Ok(View {
+                selected: vec![Selected { cpu, mode }],
+                kernel: Some(k),
+            });
+        }
+        if cpus.is_empty() {
+            return match spec {
+                ViewSpec::FirstPaging => Ok(View::default()),
+                _ => Err(Error::Unsupported(format!(
+                    "{input}: no CPU state in this input"
+                ))),
+            };
+        }
+        let chosen: Vec<X86CpuState> = match spec {
+            ViewSpec::AllCpus => cpus.to_vec(),
+            ViewSpec::Cpu(n) => {
+                let found = cpus
+                    .iter()
+                    .find(|c| c.index as usize == *n)
+                    .or(cpus.get(*n));
+                let Some(c) = found else {
+                    return Err(Error::Unsupported(format!(
+                        "{input}: there is no vCPU {n} (the input has {})",
+                        cpus.len()
+                    )));
+                };
+                vec![c.clone()]
+            }
+            _ => match cpus.iter().find(|c| c.paging_enabled()) {
+                Some(c) => {
+                    if cpus.len() > 1 {
+                        self.notice(Notice::ChoseCpu {
+                            cpu: c.index,
+                            of: cpus.len(),
+                        });
+                    }
+                    vec![c.clone()]
+                }
+                None => {
+                    self.notice(Notice::Note(
+                        "no vCPU has paging on: virtual = physical".into(),
+                    ));
+                    vec![cpus[0].clone()]
+                }
+            },
+        };
+        let mut selected = Vec::with_capacity(chosen.len());
+        for cpu in chosen {
+            let mut mode = PagingMode::from_cpu(&cpu)
+                .map_err(|e| e.context(format!("{input}: vCPU {}", cpu.index)))?;
+            if let Some(cr3) = cr3 {
+                mode = mode.with_cr3(cr3);
+            }
+            selected.push(Selected { cpu, mode });
+        }
+        Ok(View {
+            selected,
+            kernel: None,
+        })
+    }
+}
