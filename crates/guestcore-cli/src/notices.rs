@@ -111,23 +111,25 @@ fn render_filter(
             r.outside_page_array
         ));
     }
-    if r.unclassified > 0 {
-        warn(&format_args!(
-            "{} RAM pages have a struct page that cannot be read from the kernel's page array: kept, unclassified",
-            r.unclassified
-        ));
-    }
-    if r.protected > 0 {
-        warn(&format_args!(
-            "the page array marks {} pages the kernel needs (page tables, data VMCOREINFO names, notes) as excludable: kept",
-            r.protected
-        ));
-    }
-    if r.bad_free_orders > 0 {
-        warn(&format_args!(
-            "{} free-page heads claim an order past the allocator's: kept",
-            r.bad_free_orders
-        ));
+    // Pages kept against what the level asked for, each with why.
+    let kept_anyway = [
+        (
+            r.unclassified,
+            "RAM pages have a struct page that cannot be read from the kernel's page array: kept, unclassified",
+        ),
+        (
+            r.protected,
+            "pages the kernel needs (page tables, data VMCOREINFO names, notes) are marked excludable by the page array: kept",
+        ),
+        (
+            r.bad_free_orders,
+            "free-page heads claim an order past the allocator's: kept",
+        ),
+    ];
+    for (n, why) in kept_anyway {
+        if n > 0 {
+            warn(&format_args!("{n} {why}"));
+        }
     }
 }
 
