@@ -16,6 +16,7 @@ use guestcore_bench::table::Table;
 
 mod kernels_bench;
 mod levels_bench;
+mod listings_bench;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,6 +118,17 @@ enum Cmd {
         #[arg(long, default_value = "target/bench-work")]
         workdir: PathBuf,
     },
+    /// `guestcore mem` as text vs `--json` vs `--json-lines` on real captures (time, peak RSS).
+    Listings {
+        /// The `guestcore` CLI binary (release build).
+        #[arg(long, default_value = "target/release/guestcore")]
+        cli: PathBuf,
+        /// Capture directories (default: the x86_64 and x86_64-kdump captures of the harness).
+        #[arg(long, value_delimiter = ',')]
+        captures: Vec<PathBuf>,
+        #[arg(long, default_value_t = 7)]
+        reps: usize,
+    },
     /// Internal: one measurement in a fresh process (prints `key=value` lines).
     #[command(hide = true)]
     Probe {
@@ -175,6 +187,14 @@ fn main() {
         } => {
             let captures = or_harness(captures, &["x86_64", "x86_64-4g"]);
             levels_bench::levels_table(&cli, &captures, reps, &workdir)
+        }
+        Cmd::Listings {
+            cli,
+            captures,
+            reps,
+        } => {
+            let captures = or_harness(captures, &["x86_64", "x86_64-kdump"]);
+            listings_bench::listings_table(&cli, &captures, reps)
         }
         Cmd::Probe { what, n, reps, out } => probe(&what, n, reps, out.as_deref()),
     };

@@ -5,8 +5,39 @@
 //! a dump took) and `--quiet` hides it. A *warning* says the output is not what was asked for
 //! (a walk cut by a limit, `--paging` written as physical layout, page tables that refer to
 //! themselves, vCPUs that disagree in an `--all-cpus` union): it always prints.
+//!
+//! Listings (`mem`, `tlb`, `kernels`) are written in one of three [`Format`]s straight to
+//! stdout: [`json`] holds the streaming JSON writers, [`listings`] the JSON shape of each
+//! listing's elements.
+
+pub mod json;
+pub mod listings;
 
 use std::io::IsTerminal;
+
+/// How a listing is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Lines as QEMU's monitor prints them.
+    Text,
+    /// One pretty-printed JSON document (`--json`).
+    Json,
+    /// One compact JSON object per line (`--json-lines`).
+    JsonLines,
+}
+
+impl Format {
+    /// The format the `--json` / `--json-lines` flags ask for (clap keeps them exclusive).
+    pub fn of(json: bool, json_lines: bool) -> Self {
+        if json_lines {
+            Format::JsonLines
+        } else if json {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+}
 
 /// Run-wide output settings.
 pub struct Context {
@@ -37,6 +68,16 @@ impl Context {
     }
 }
 
+/// The line that opens each vCPU's part of a text listing of several vCPUs
+/// (`CPU#1 4-level root 0x1000`).
+pub fn write_cpu_heading(
+    out: &mut impl std::io::Write,
+    cpu: u32,
+    mode: &guestcore::paging::PagingMode,
+) -> std::io::Result<()> {
+    writeln!(out, "CPU#{cpu} {} root {:#x}", mode.kind.name(), mode.root)
+}
+
 /// True when the error is a closed stdout (`guestcore tlb … | head`): not a failure.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -46,7 +87,8 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Formats an address as JSON-safe hex text (`"0xffffffff81000000"`): JSON numbers lose
-/// precision above 2^53 in most readers (jq, JavaScript).
+/// precision above 2^53 in most readers (jq, JavaScript). Listings use [`json::Hex`], which
+/// writes the same text without allocating.
 pub fn hex(v: u64) -> String {
     format!("{v:#x}")
 }

@@ -1,11 +1,11 @@
 //! `guestcore kernels`: the Linux kernels found in guest memory, their page-table roots and
 //! roles (see the library's `kernel` module for how they are found).
 
-use crate::output::{hex, Context};
+use crate::output::listings::KernelJson;
+use crate::output::{json, Context, Format};
 use anyhow::Result;
 use clap::Args;
-use guestcore::kernel::{Kernel, KernelScan};
-use serde_json::json;
+use guestcore::kernel::KernelScan;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -21,6 +21,9 @@ pub struct KernelsArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// One JSON object per kernel and line (the fields of a `--json` element).
+    #[arg(long, conflicts_with = "json")]
+    json_lines: bool,
 }
 
 pub fn run(ctx: &Context, args: KernelsArgs) -> Result<()> {
@@ -36,39 +39,22 @@ pub fn run(ctx: &Context, args: KernelsArgs) -> Result<()> {
         ));
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.json {
-        let list: Vec<_> = scan.kernels.iter().map(kernel_json).collect();
-        serde_json::to_writer_pretty(&mut out, &list)?;
-        writeln!(out)?;
-    } else {
-        write_text(&mut out, scan)?;
+    match Format::of(args.json, args.json_lines) {
+        Format::Text => write_text(&mut out, scan)?,
+        Format::Json => json::write_array(
+            &mut out,
+            scan.kernels
+                .iter()
+                .map(|k| Ok::<_, std::io::Error>(KernelJson::new(k))),
+        )?,
+        Format::JsonLines => {
+            for k in &scan.kernels {
+                json::write_line(&mut out, &KernelJson::new(k))?;
+            }
+        }
     }
     out.flush()?;
     Ok(())
-}
-
-fn kernel_json(k: &Kernel) -> serde_json::Value {
-    let l = k.layout.as_ref().ok();
-    let mut v = json!({
-        "index": k.index,
-        "release": k.release,
-        "role": k.role.name(),
-        "root": l.map(|l| hex(l.root)),
-        "mode": l.map(|l| l.mode.name()),
-        "phys_base": l.map(|l| hex(l.phys_base)),
-        "kaslr_offset": l.map(|l| hex(l.kaslr_offset)),
-        "cpus": k.cpus,
-        "vmcoreinfo_addr": k.vmcoreinfo_addr.map(hex),
-        "in_input_notes": k.in_input_notes,
-    });
-    if let Err(e) = &k.layout {
-        v["layout_error"] = json!(e);
-    }
-    if let Some(c) = &k.crash {
-        v["elfcorehdr"] = json!(hex(c.addr));
-        v["crash_cpus"] = json!(c.prstatus.len());
-    }
-    v
 }
 
 fn write_text(out: &mut impl Write, scan: &KernelScan) -> std::io::Result<()> {
@@ -99,9 +85,12 @@ fn write_text(out: &mut impl Write, scan: &KernelScan) -> std::io::Result<()> {
             )?,
             Err(e) => writeln!(out, "  no page-table root: {e}")?,
         }
-        if !k.cpus.is_empty() {
-            let cpus: Vec<String> = k.cpus.iter().map(u32::to_string).collect();
-            writeln!(out, "  run by vCPU {}", cpus.join(", "))?;
+        if let Some((first, rest)) = k.cpus.split_first() {
+            write!(out, "  run by vCPU {first}")?;
+            for c in rest {
+                write!(out, ", {c}")?;
+            }
+            writeln!(out)?;
         }
         if let Some(c) = &k.crash {
             writeln!(

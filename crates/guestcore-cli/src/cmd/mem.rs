@@ -1,16 +1,16 @@
 //! `guestcore mem`: merged virtual→physical ranges, like HMP `info mem`.
 //!
-//! Text and JSON are streamed to stdout from the mapping list (serde's `collect_seq` over the
-//! list), never built as one string or one JSON tree: that tree costs hundreds of bytes per
-//! mapping, and a hostile guest has millions of them.
+//! Text and JSON are streamed to stdout from each vCPU's mapping list (`output::json`), never
+//! built as one string or one JSON tree: that tree costs hundreds of bytes per mapping, and a
+//! hostile guest has millions of them. One vCPU's list is held at a time.
 
-use crate::output::{hex, Context};
-use crate::source::SourceArgs;
+use crate::output::listings::{CpuMappingsJson, MappingJson};
+use crate::output::{self, json, Context, Format};
+use crate::source::{Source, SourceArgs};
 use anyhow::Result;
 use clap::Args;
-use guestcore::mapping::{render, MappingList};
-use guestcore::paging::WalkReport;
-use serde::{Serialize, Serializer};
+use guestcore::mapping::render;
+use guestcore::Selected;
 use std::io::Write;
 
 #[derive(Args, Debug)]
@@ -20,82 +20,53 @@ pub struct MemArgs {
     /// Machine-readable output (addresses as hex strings).
     #[arg(long)]
     json: bool,
-}
-
-/// One vCPU's JSON object; fields in alphabetical order (the order of the JSON so far).
-#[derive(Serialize)]
-struct CpuJson {
-    cpu: u32,
-    mappings: MappingsJson,
-    mode: &'static str,
-    /// Through `serde_json::Value`, so its keys stay sorted too.
-    report: serde_json::Value,
-    root: String,
-}
-
-/// The mapping list, serialized element by element.
-struct MappingsJson(MappingList);
-
-impl Serialize for MappingsJson {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Item {
-            pa: String,
-            perms: String,
-            ram: bool,
-            size: u64,
-            va: String,
-        }
-        s.collect_seq(self.0.iter().map(|m| Item {
-            pa: hex(m.pa.0),
-            perms: m.flags.mem_string(),
-            ram: m.is_ram(),
-            size: m.size,
-            va: hex(m.va.0),
-        }))
-    }
-}
-
-fn report_json(report: &WalkReport) -> serde_json::Value {
-    serde_json::to_value(report).unwrap_or_default()
+    /// One JSON object per mapping and line, with its vCPU (`cpu`) and the fields of a
+    /// `--json` mapping.
+    #[arg(long, conflicts_with = "json")]
+    json_lines: bool,
 }
 
 pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
     let src = args.source.open(ctx)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let many = src.selected.len() > 1;
-    let mut json_cpus = Vec::new();
-    for sel in &src.selected {
-        let (list, report) = src.mappings(ctx, sel)?;
-        if args.json {
-            json_cpus.push(CpuJson {
-                cpu: sel.cpu.index,
-                mappings: MappingsJson(list),
-                mode: sel.mode.kind.name(),
-                report: report_json(&report),
-                root: hex(sel.mode.root),
-            });
-            continue;
+    match Format::of(args.json, args.json_lines) {
+        Format::Text => {
+            for sel in &src.selected {
+                if many {
+                    output::write_cpu_heading(&mut out, sel.cpu.index, &sel.mode)?;
+                }
+                render::write_mem(&mut out, &src.mappings(ctx, sel)?.0)?;
+            }
         }
-        if many {
-            writeln!(
-                out,
-                "CPU#{} {} root {:#x}",
-                sel.cpu.index,
-                sel.mode.kind.name(),
-                sel.mode.root
-            )?;
+        Format::JsonLines => {
+            for sel in &src.selected {
+                for m in &src.mappings(ctx, sel)?.0 {
+                    json::write_line(&mut out, &MappingJson::new(Some(sel.cpu.index), m))?;
+                }
+            }
         }
-        render::write_mem(&mut out, &list)?;
-    }
-    if args.json {
-        if many {
-            serde_json::to_writer_pretty(&mut out, &json_cpus)?;
-        } else {
-            serde_json::to_writer_pretty(&mut out, &json_cpus.pop())?;
+        // One vCPU: its object; several: an array of them.
+        Format::Json if many => json::write_array(
+            &mut out,
+            src.selected.iter().map(|s| cpu_json(ctx, &src, s)),
+        )?,
+        Format::Json => {
+            let one = src.selected.first().map(|s| cpu_json(ctx, &src, s));
+            json::write_document(&mut out, &one.transpose()?)?;
         }
-        writeln!(out)?;
     }
     out.flush()?;
     Ok(())
+}
+
+fn cpu_json(ctx: &Context, src: &Source, sel: &Selected) -> Result<CpuMappingsJson> {
+    let (list, report) = src.mappings(ctx, sel)?;
+    Ok(CpuMappingsJson {
+        cpu: sel.cpu.index,
+        mode: sel.mode.kind.name(),
+        root: sel.mode.root,
+        list,
+        report,
+    })
 }

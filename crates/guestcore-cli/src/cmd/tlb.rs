@@ -1,11 +1,11 @@
 //! `guestcore tlb`: every leaf with its flags, like HMP `info tlb`, streamed as the walk goes.
 
-use crate::output::{hex, Context};
+use crate::output::listings::LeafJson;
+use crate::output::{self, json, Context, Format};
 use crate::source::SourceArgs;
 use anyhow::Result;
 use clap::Args;
 use guestcore::mapping::render;
-use serde_json::json;
 use std::io::Write;
 
 #[derive(Args, Debug)]
@@ -15,21 +15,19 @@ pub struct TlbArgs {
     /// One JSON object per line (addresses as hex strings).
     #[arg(long)]
     json: bool,
+    /// The same as --json (the name the other listings use for one object per line).
+    #[arg(long, conflicts_with = "json")]
+    json_lines: bool,
 }
 
 pub fn run(ctx: &Context, args: TlbArgs) -> Result<()> {
     let src = args.source.open(ctx)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let text = Format::of(args.json, args.json_lines) == Format::Text;
     let many = src.selected.len() > 1;
     for sel in &src.selected {
-        if many && !args.json {
-            writeln!(
-                out,
-                "CPU#{} {} root {:#x}",
-                sel.cpu.index,
-                sel.mode.kind.name(),
-                sel.mode.root
-            )?;
+        if many && text {
+            output::write_cpu_heading(&mut out, sel.cpu.index, &sel.mode)?;
         }
         let mut line = String::with_capacity(64);
         let mut io_err = None;
@@ -37,18 +35,14 @@ pub fn run(ctx: &Context, args: TlbArgs) -> Result<()> {
             if io_err.is_some() {
                 return;
             }
-            line.clear();
-            if args.json {
-                line = json!({
-                    "cpu": sel.cpu.index, "va": hex(leaf.va), "pa": hex(leaf.pa), "size": leaf.size,
-                    "flags": leaf.flags.tlb_string(), "ram": !leaf.flags.contains(guestcore::paging::PageFlags::IO),
-                })
-                .to_string();
-                line.push('\n');
-            } else {
+            let written = if text {
+                line.clear();
                 render::tlb_line(&mut line, leaf);
-            }
-            if let Err(e) = out.write_all(line.as_bytes()) {
+                out.write_all(line.as_bytes())
+            } else {
+                json::write_line(&mut out, &LeafJson::new(sel.cpu.index, leaf))
+            };
+            if let Err(e) = written {
                 io_err = Some(e);
             }
         })?;

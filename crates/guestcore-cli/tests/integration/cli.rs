@@ -141,6 +141,45 @@ fn listings() {
     assert_eq!(bytes.stdout, b"guestcore");
 }
 
+/// `--json-lines` writes `--json`'s elements, one compact object per line; `mem`'s carry their
+/// vCPU (`--json` names it once per vCPU object).
+#[test]
+fn json_lines_are_the_json_elements() {
+    let dir = tempfile::tempdir().unwrap();
+    let (elf, ..) = guest(dir.path());
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&stdout(guestcore().args(args).arg(&elf))).unwrap()
+    };
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let text = stdout(guestcore().args(args).arg(&elf));
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mut want = Vec::new();
+    for cpu in json(&["mem", "-q", "--all-cpus", "--json"])
+        .as_array()
+        .unwrap()
+    {
+        for m in cpu["mappings"].as_array().unwrap() {
+            let mut m = m.clone();
+            m["cpu"] = cpu["cpu"].clone();
+            want.push(m);
+        }
+    }
+    assert!(want.len() > 10);
+    assert_eq!(lines(&["mem", "-q", "--all-cpus", "--json-lines"]), want);
+    assert_eq!(
+        lines(&["tlb", "-q", "--all-cpus", "--json-lines"]),
+        lines(&["tlb", "-q", "--all-cpus", "--json"])
+    );
+    let kernels = json(&["kernels", "-q", "--json"]);
+    assert_eq!(
+        &lines(&["kernels", "-q", "--json-lines"]),
+        kernels.as_array().unwrap()
+    );
+}
+
 #[test]
 fn default_cpu_is_stated() {
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! Each test also checks the leaves against the testkit's reference translator and, where it
 //! says something new, `paging::translate` and its trace.
 
-mod common;
+use crate::common;
 
 use common::{check_all_leaves, leaves, leaves_with, summary};
 use guestcore::mapping::MappingList;

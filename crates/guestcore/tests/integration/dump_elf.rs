@@ -1004,7 +1004,7 @@ fn guestcore_reads_its_own_cores_and_redumps_them() {
 
 // ---------------------------------------------------------------- measurement (manual)
 
-/// `cargo test --release -p guestcore --test dump_elf measure -- --ignored --nocapture`
+/// `cargo test --release -p guestcore --test integration dump_elf::measure -- --ignored --nocapture`
 /// Writes a 1 GiB physical and paging dump into `$GUESTCORE_MEASURE_DIR` (default: a temporary
 /// directory under the current directory) and compares with `cp` of a 1 GiB file there.
 #[test]

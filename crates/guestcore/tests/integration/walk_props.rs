@@ -7,7 +7,7 @@
 //! the merged `MappingList` covers the same bytes, sends them to the same physical addresses, and
 //! is exactly as large as the leaves together.
 
-mod common;
+use crate::common;
 
 use common::{check_against_reference, check_all_leaves, leaves_with};
 use guestcore::mapping::{Mapping, MappingList};
