@@ -12,38 +12,68 @@ pub enum Error {
     /// each cause once. [`Error::io_message`] gives both in one string.
     #[error("{context}")]
     Io {
+        /// What was being done, on what (`reading /path at offset 0x1000`).
         context: String,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
     /// A guest-physical range that is not (entirely) backed by guest memory in this source.
     #[error("physical range {addr:#x}..{end:#x} is not in guest memory", end = addr.saturating_add(*len))]
-    NotInMemory { addr: u64, len: u64 },
+    NotInMemory {
+        /// The range's first guest-physical address.
+        addr: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
     /// An input file whose structure is wrong (truncated, bad magic, inconsistent headers).
     #[error("{path}: {what}", path = path.display())]
-    Format { path: PathBuf, what: String },
+    Format {
+        /// The input file.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
     /// Registers that describe no valid x86 state.
     #[error("invalid CPU state: {0}")]
     CpuState(String),
     /// Text that could not be parsed (an address, a size, HMP output, a layout).
     #[error("cannot parse {what}: {detail}")]
-    Parse { what: &'static str, detail: String },
+    Parse {
+        /// The kind of text (`address`, `size`, `HMP registers` …).
+        what: &'static str,
+        /// Why it was refused, quoting the text.
+        detail: String,
+    },
     /// A virtual address that the page tables do not map.
     #[error("virtual address {vaddr:#x} is not mapped: {why}")]
-    NotMapped { vaddr: u64, why: String },
+    NotMapped {
+        /// The address.
+        vaddr: u64,
+        /// Where the walk stopped (the non-present entry, or a reserved bit).
+        why: String,
+    },
     /// The request cannot be satisfied by this input or this output format.
     #[error("{0}")]
     Unsupported(String),
     /// QEMU answered a QMP command with an error reply.
     #[error("QMP command {command} failed: {class}: {desc}")]
     QmpCommand {
+        /// The command sent (`stop`, `query-status`, …).
         command: String,
+        /// The reply's `error.class` (`GenericError`, `CommandNotFound`, …).
         class: String,
+        /// The reply's `error.desc`: QEMU's message.
         desc: String,
     },
     /// The QMP conversation itself failed: no connection, closed socket, timeout, bad message.
     #[error("QMP {socket}: {what}")]
-    Qmp { socket: String, what: String },
+    Qmp {
+        /// The QMP socket's path.
+        socket: String,
+        /// What went wrong on it.
+        what: String,
+    },
     /// The operation was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
@@ -51,7 +81,9 @@ pub enum Error {
     /// text is the context only, the error is its [`source`](std::error::Error::source).
     #[error("{context}")]
     Context {
+        /// What was being done (`guest.elf: vCPU 0 page tables at 0x1000`).
         context: String,
+        /// The error it led to.
         #[source]
         source: Box<Error>,
     },

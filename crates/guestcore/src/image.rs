@@ -38,22 +38,39 @@ use std::path::{Path, PathBuf};
 pub enum ImageFormat {
     /// Headerless guest RAM.
     Raw,
-    /// An ELF core; `class` is 32 or 64, `machine` the `e_machine`.
-    Elf { class: u8, machine: u16 },
-    /// A kdump-compressed (diskdump) file; `status` holds its compression flag.
-    Kdump { flattened: bool, status: u32 },
-    /// A LiME memory image (`EMiL` range headers); `compressed` when any range is AVML's
-    /// snappy-compressed kind (`AVML` headers). Like a raw image it has no CPU state.
-    Lime { compressed: bool },
-    /// A running QEMU reached through QMP (`qmp:SOCKET`); `consistent` is false when the guest
-    /// ran while it was read (`--no-pause`).
+    /// An ELF core.
+    Elf {
+        /// 32 or 64 (from `EI_CLASS`).
+        class: u8,
+        /// The `e_machine` (3 `EM_386`, 62 `EM_X86_64`).
+        machine: u16,
+    },
+    /// A kdump-compressed (diskdump) file.
+    Kdump {
+        /// True for makedumpfile's flattened stream (`-F`), read through a rebuilt index.
+        flattened: bool,
+        /// The header's `status` word: its `DUMP_DH_COMPRESSED_*` bits name the compression.
+        status: u32,
+    },
+    /// A LiME memory image (`EMiL` range headers). Like a raw image it has no CPU state.
+    Lime {
+        /// True when any range is AVML's snappy-compressed kind (`AVML` headers).
+        compressed: bool,
+    },
+    /// A running QEMU reached through QMP (`qmp:SOCKET`).
     Live {
+        /// How guest RAM is read: a shared memory-backend file, `/proc/PID/mem`, or both.
         access: LiveAccess,
+        /// False when the guest ran while it was read (`--no-pause`).
         consistent: bool,
     },
-    /// A QEMU migration stream (`migrate file:`, snapshots); `mapped_ram` when written with
-    /// that capability, `libvirt` when inside a `virsh save` image.
-    Migration { mapped_ram: bool, libvirt: bool },
+    /// A QEMU migration stream (`migrate file:`, snapshots).
+    Migration {
+        /// True when written with the `mapped-ram` capability (pages at fixed file offsets).
+        mapped_ram: bool,
+        /// True when the stream is inside a libvirt save image (`virsh save`).
+        libvirt: bool,
+    },
 }
 
 impl std::fmt::Display for ImageFormat {
@@ -115,7 +132,8 @@ impl std::fmt::Display for ImageFormat {
 /// What the first bytes of a file say it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Magic {
+pub(crate) enum Magic {
+    /// An ELF file (`\x7fELF`).
     Elf,
     /// `KDUMP   ` (kdump-compressed) or `DISKDUMP`.
     Kdump,
@@ -131,7 +149,7 @@ pub enum Magic {
 
 impl Magic {
     /// Classifies the first bytes of a file (at least 16 wanted; fewer is fine).
-    pub fn of(head: &[u8]) -> Magic {
+    pub(crate) fn of(head: &[u8]) -> Magic {
         if head.starts_with(b"\x7fELF") {
             Magic::Elf
         } else if head.starts_with(b"KDUMP   ") || head.starts_with(b"DISKDUMP") {
@@ -159,8 +177,11 @@ pub struct OpenOptions {
 
 /// An opened input: guest memory plus whatever CPU state and metadata it carries.
 pub struct GuestImage {
+    /// The path it was opened from (`qmp:SOCKET` for a live guest), as error messages name it.
     pub path: PathBuf,
+    /// Its container format.
     pub format: ImageFormat,
+    /// Its guest-physical memory.
     pub memory: Box<dyn PhysMemory>,
     /// vCPUs described by the input (empty for raw, LiME and AVML images).
     pub cpus: Vec<X86CpuState>,
@@ -179,9 +200,11 @@ pub struct GuestImage {
 pub struct MigrationInfo {
     /// The machine type, e.g. `pc-i440fx-10.0`.
     pub machine: String,
+    /// The migration capabilities QEMU recorded in the stream (`mapped-ram`, `x-ignore-shared`).
     pub capabilities: Vec<String>,
     /// Every RAM block, with its guest-physical ranges (empty when not placed).
     pub blocks: Vec<BlockInfo>,
+    /// Page records seen in the stream: with data, zero, and runs in the page index.
     pub stats: StreamStats,
     /// Where the `vmcoreinfo` device said the guest's note is.
     pub vmcoreinfo_paddr: Option<u64>,

@@ -22,10 +22,13 @@ pub const EFER_NXE: u64 = 1 << 11;
 /// A segment register or descriptor-table register as QEMU keeps it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
+    /// The selector loaded into the register (0 for GDTR and IDTR).
     pub selector: u32,
+    /// The limit from the descriptor cache, in bytes (granularity applied).
     pub limit: u32,
     /// QEMU's descriptor flags word (type, S, DPL, P, AVL, L, D/B, G in descriptor bit positions).
     pub flags: u32,
+    /// The linear base address from the descriptor cache.
     pub base: u64,
 }
 
@@ -37,24 +40,39 @@ pub struct Segment {
 pub struct X86CpuState {
     /// 0-based vCPU index as the source numbers it.
     pub index: u32,
+    /// rax rbx rcx rdx rsi rdi rbp rsp r8 … r15 (QEMU's `regs[]` order).
     pub gpr: [u64; 16],
+    /// The instruction pointer.
     pub rip: u64,
+    /// RFLAGS.
     pub rflags: u64,
+    /// Code segment; its L bit (in `flags`) says 64-bit code.
     pub cs: Segment,
+    /// Data segment.
     pub ds: Segment,
+    /// Extra segment.
     pub es: Segment,
+    /// FS; in long mode its `base` is the `IA32_FS_BASE` MSR.
     pub fs: Segment,
+    /// GS; in long mode its `base` is the `IA32_GS_BASE` MSR (the kernel's per-CPU area).
     pub gs: Segment,
+    /// Stack segment.
     pub ss: Segment,
+    /// LDTR: the local descriptor table.
     pub ldt: Segment,
+    /// TR: the task-state segment.
     pub tr: Segment,
+    /// GDTR: the global descriptor table's base and limit.
     pub gdt: Segment,
+    /// IDTR: the interrupt descriptor table's base and limit (crash finds KASLR from it).
     pub idt: Segment,
     /// CR0, CR1 (unused), CR2, CR3, CR4.
     pub cr: [u64; 5],
+    /// The `IA32_EFER` MSR (LME, LMA, NXE …); see `efer_inferred`.
     pub efer: u64,
     /// True when the A20 line is enabled (addresses pass unmasked); false forces bit 20 to 0.
     pub a20_enabled: bool,
+    /// The `IA32_KERNEL_GS_BASE` MSR (the GS base `swapgs` swaps in).
     pub kernel_gs_base: u64,
     /// True when EFER was not in the source and was inferred (QEMU's CPU note has no EFER: it is
     /// inferred from the ELF machine and the CS descriptor's L bit).

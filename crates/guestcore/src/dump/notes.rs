@@ -17,7 +17,9 @@ pub enum CpuNotes<'a> {
     FromSource(&'a [ElfNote]),
     /// Build notes from the given states; `long_mode` picks the x86_64 or i386 PRSTATUS layout.
     Build {
+        /// The vCPUs: a `CORE` NT_PRSTATUS each (pid: position + 1), then a `QEMU` note each.
         cpus: &'a [X86CpuState],
+        /// True for the x86_64 layouts, false for i386.
         long_mode: bool,
     },
 }

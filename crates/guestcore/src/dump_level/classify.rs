@@ -42,8 +42,10 @@ pub enum Class {
 
 /// A frame's verdict: leave out `pages` frames from it on, for `class`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
+    /// The rule that leaves them out.
     pub class: Class,
+    /// Frames left out from this one on: a free buddy block or a compound page as a whole, else 1.
     pub pages: u64,
 }
 

@@ -13,8 +13,11 @@ pub const VMCOREINFO_NAME: &[u8] = b"VMCOREINFO";
 /// One note. `name` excludes the terminating NUL.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ElfNote {
+    /// The owner name (`CORE`, `QEMU`, `VMCOREINFO`), without its NUL.
     pub name: Vec<u8>,
+    /// `n_type`: what the descriptor holds, within the name's namespace ([`NT_PRSTATUS`] …).
     pub n_type: u32,
+    /// The descriptor bytes, without padding.
     pub desc: Vec<u8>,
 }
 

@@ -17,7 +17,7 @@ pub const PRSTATUS_X86_64_SIZE: usize = 336;
 pub const PRSTATUS_I386_SIZE: usize = 144;
 
 /// Indices of x86_64 `user_regs_struct` fields in [`PrStatusX86_64::regs`].
-pub mod x86_64 {
+pub(crate) mod x86_64 {
     pub const R15: usize = 0;
     pub const R14: usize = 1;
     pub const R13: usize = 2;
@@ -33,7 +33,7 @@ pub mod x86_64 {
     pub const RDX: usize = 12;
     pub const RSI: usize = 13;
     pub const RDI: usize = 14;
-    pub const ORIG_RAX: usize = 15;
+    // 15: orig_rax (the syscall number, -1 outside one): left 0 in a VM dump.
     pub const RIP: usize = 16;
     pub const CS: usize = 17;
     pub const EFLAGS: usize = 18;
@@ -50,7 +50,7 @@ pub mod x86_64 {
 }
 
 /// Indices of i386 `user_regs_struct` fields in [`PrStatusI386::regs`].
-pub mod i386 {
+pub(crate) mod i386 {
     pub const EBX: usize = 0;
     pub const ECX: usize = 1;
     pub const EDX: usize = 2;
@@ -62,7 +62,7 @@ pub mod i386 {
     pub const ES: usize = 8;
     pub const FS: usize = 9;
     pub const GS: usize = 10;
-    pub const ORIG_EAX: usize = 11;
+    // 11: orig_eax (the syscall number, -1 outside one): left 0 in a VM dump.
     pub const EIP: usize = 12;
     pub const CS: usize = 13;
     pub const EFLAGS: usize = 14;
@@ -75,22 +75,32 @@ pub mod i386 {
 /// x86_64 `elf_prstatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
-pub struct PrStatusX86_64 {
+pub(crate) struct PrStatusX86_64 {
+    /// `pr_info` (signal info), `pr_cursig`, `pr_sigpend`, `pr_sighold`: zero.
     pub pad1: [u8; 32],
+    /// `pr_pid`: the thread id gdb and crash show (the pid the caller passes in).
     pub pid: U32,
+    /// `pr_ppid`, `pr_pgrp`, `pr_sid` and the four `timeval`s: zero.
     pub pad2: [u8; 76],
+    /// `pr_reg`: `user_regs_struct`, indexed by [`x86_64`].
     pub regs: [U64; x86_64::COUNT],
+    /// `pr_fpvalid` and tail padding: zero.
     pub pad3: [u8; 8],
 }
 
 /// i386 `elf_prstatus`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
-pub struct PrStatusI386 {
+pub(crate) struct PrStatusI386 {
+    /// `pr_info` (signal info), `pr_cursig`, `pr_sigpend`, `pr_sighold`: zero.
     pub pad1: [u8; 24],
+    /// `pr_pid`: the thread id gdb and crash show (the pid the caller passes in).
     pub pid: U32,
+    /// `pr_ppid`, `pr_pgrp`, `pr_sid` and the four `timeval`s: zero.
     pub pad2: [u8; 44],
+    /// `pr_reg`: `user_regs_struct`, indexed by [`i386`].
     pub regs: [U32; i386::COUNT],
+    /// `pr_fpvalid`: zero.
     pub pad3: [u8; 4],
 }
 

@@ -20,32 +20,11 @@ pub const QEMU_CPU_STATE_SIZE_V1_OLD: usize = 432;
 /// Note name.
 pub const QEMU_NOTE_NAME: &[u8] = b"QEMU";
 
-/// Indices into [`QemuCpuState::gpr`] (QEMU note order).
-pub mod gpr {
-    pub const RAX: usize = 0;
-    pub const RBX: usize = 1;
-    pub const RCX: usize = 2;
-    pub const RDX: usize = 3;
-    pub const RSI: usize = 4;
-    pub const RDI: usize = 5;
+/// Indices into [`QemuCpuState::gpr`] of the two registers whose slots differ from
+/// `X86CpuState::gpr` (rsp before rbp); rax … rdi and r8 … r15 sit at the same index in both.
+pub(crate) mod gpr {
     pub const RSP: usize = 6;
     pub const RBP: usize = 7;
-    /// r8 … r15 follow at 8 … 15.
-    pub const R8: usize = 8;
-}
-
-/// Segment indices into [`QemuCpuState::segs`].
-pub mod seg {
-    pub const CS: usize = 0;
-    pub const DS: usize = 1;
-    pub const ES: usize = 2;
-    pub const FS: usize = 3;
-    pub const GS: usize = 4;
-    pub const SS: usize = 5;
-    pub const LDT: usize = 6;
-    pub const TR: usize = 7;
-    pub const GDT: usize = 8;
-    pub const IDT: usize = 9;
 }
 
 /// `QEMUCPUSegment`.
@@ -53,11 +32,16 @@ pub mod seg {
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
 #[repr(C)]
-pub struct QemuCpuSegment {
+pub(crate) struct QemuCpuSegment {
+    /// The segment selector.
     pub selector: U32,
+    /// The limit from the descriptor cache, in bytes (granularity applied).
     pub limit: U32,
+    /// QEMU's descriptor flags word (`SegmentCache.flags`: type, DPL, P, L, D/B, G bits).
     pub flags: U32,
+    /// Zero.
     pub pad: U32,
+    /// The base address from the descriptor cache.
     pub base: U64,
 }
 
@@ -66,14 +50,22 @@ pub struct QemuCpuSegment {
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
 #[repr(C)]
-pub struct QemuCpuState {
+pub(crate) struct QemuCpuState {
+    /// [`QEMU_CPU_STATE_VERSION`].
     pub version: U32,
+    /// The size QEMU wrote, in bytes (440, or 432 before `kernel_gs_base`).
     pub size: U32,
+    /// rax rbx rcx rdx rsi rdi rsp rbp r8 … r15 (see [`gpr`]).
     pub gpr: [U64; 16],
+    /// The instruction pointer.
     pub rip: U64,
+    /// RFLAGS.
     pub rflags: U64,
+    /// cs ds es fs gs ss ldt tr gdt idt.
     pub segs: [QemuCpuSegment; 10],
+    /// CR0 to CR4 (`cr[1]` is reserved and zero).
     pub cr: [U64; 5],
+    /// The `IA32_KERNEL_GS_BASE` MSR (the base `swapgs` swaps in).
     pub kernel_gs_base: U64,
 }
 

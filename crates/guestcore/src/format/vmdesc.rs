@@ -24,6 +24,7 @@ pub struct Vmdesc {
     /// The target page size.
     #[serde(default)]
     pub page_size: Option<u64>,
+    /// Every device section, in the order QEMU saved them.
     #[serde(default)]
     pub devices: Vec<DeviceDesc>,
 }
@@ -33,13 +34,18 @@ pub struct Vmdesc {
 pub struct DeviceDesc {
     /// The section's idstr.
     pub name: String,
+    /// The section's instance id (the vCPU number for `cpu` sections).
     pub instance_id: u32,
+    /// The name of the `VMStateDescription` that saved the section.
     #[serde(default)]
     pub vmsd_name: Option<String>,
+    /// The section's version (`version_id`).
     #[serde(default)]
     pub version: Option<u32>,
+    /// Its top-level fields, in save order.
     #[serde(default)]
     pub fields: Vec<FieldDesc>,
+    /// Its subsections that were saved, in save order after the fields.
     #[serde(default)]
     pub subsections: Vec<VmsdDesc>,
 }
@@ -47,11 +53,15 @@ pub struct DeviceDesc {
 /// A nested description: a struct's or a subsection's.
 #[derive(Clone, Debug, Deserialize)]
 pub struct VmsdDesc {
+    /// The `VMStateDescription` name (a subsection's name in the stream).
     pub vmsd_name: String,
+    /// Its `version_id`.
     #[serde(default)]
     pub version: u32,
+    /// Its fields, in save order.
     #[serde(default)]
     pub fields: Vec<FieldDesc>,
+    /// Its saved subsections, after the fields.
     #[serde(default)]
     pub subsections: Vec<VmsdDesc>,
 }
@@ -59,10 +69,14 @@ pub struct VmsdDesc {
 /// One field: `size` bytes per element, `array_len` elements (1 when absent).
 #[derive(Clone, Debug, Deserialize)]
 pub struct FieldDesc {
+    /// The field's name in QEMU's `VMStateField` (`regs`, `eip`, `cr`, …).
     pub name: String,
+    /// QEMU's type name for it (`uint64`, `struct`, `buffer`, …), JSON key `type`.
     #[serde(rename = "type")]
     pub ty: String,
+    /// Bytes one element took in the stream.
     pub size: u64,
+    /// Elements, for an array field.
     #[serde(default)]
     pub array_len: Option<u64>,
     /// The element description of a `struct` field.
@@ -76,6 +90,7 @@ pub struct FieldDesc {
 /// Where one top-level field lies in a section's bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct FieldAt<'a> {
+    /// The field's description.
     pub field: &'a FieldDesc,
     /// Byte offset of its first element.
     pub offset: u64,

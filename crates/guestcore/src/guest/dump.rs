@@ -147,6 +147,27 @@ struct Plan {
 impl Guest {
     /// Writes the dump `spec` asks for of what `view` looks at. A live guest this session
     /// holds stopped has its RAM copied and is resumed first.
+    ///
+    /// ```no_run
+    /// use guestcore::progress::NoProgress;
+    /// use guestcore::{DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, ElfClass};
+    /// use guestcore::{Guest, GuestOptions, ViewSpec};
+    ///
+    /// # fn main() -> guestcore::Result<()> {
+    /// let mut guest = Guest::open("guest.kdump", &GuestOptions::default())?;
+    /// // An ELF core of every vCPU's mappings, for gdb.
+    /// let view = guest.select(&ViewSpec::AllCpus, None)?;
+    /// let spec = DumpSpec {
+    ///     layout: DumpLayoutSpec::Paging,
+    ///     force: true,
+    ///     ..DumpSpec::new("vmcore.elf", DumpFormat::Elf(ElfClass::Elf64))
+    /// };
+    /// if let DumpOutcome::Elf { paging: false, .. } = guest.dump(&view, &spec, &NoProgress)? {
+    ///     eprintln!("paging is off: the core has the physical layout");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dump(
         &mut self,
         view: &View,

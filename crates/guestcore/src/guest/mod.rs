@@ -75,7 +75,32 @@ impl std::fmt::Debug for Guest {
 
 impl Guest {
     /// Opens `path`: an ELF core, kdump file, raw image, QEMU migration stream, LiME/AVML
-    /// image, or `qmp:SOCKET` for a running QEMU (see [`GuestImage::open`]).
+    /// image, or `qmp:SOCKET` for a running QEMU (see [`GuestImage::open`]). The format is
+    /// found from the file's first bytes; `opts` places a raw image, says how to hold a live
+    /// guest, and corrects the CPU state.
+    ///
+    /// ```no_run
+    /// use guestcore::{CpuOverrides, Guest, GuestOptions, Notice};
+    ///
+    /// # fn main() -> guestcore::Result<()> {
+    /// // A core whose notes lack EFER: say the guest runs with long mode active.
+    /// let opts = GuestOptions {
+    ///     cpus: CpuOverrides {
+    ///         efer: Some(0xd01),
+    ///         ..Default::default()
+    ///     },
+    ///     ..Default::default()
+    /// };
+    /// let mut guest = Guest::open("guest.elf", &opts)?;
+    /// guest.on_notice(|n| {
+    ///     if let Notice::Warning(w) = n {
+    ///         eprintln!("warning: {w}");
+    ///     }
+    /// });
+    /// println!("{} vCPUs, {}", guest.cpus().len(), guest.image().format);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(path: impl AsRef<Path>, opts: &GuestOptions) -> Result<Self> {
         let image = GuestImage::open(
             path,

@@ -18,6 +18,32 @@ impl Guest {
     /// snapshot. [`LiveDump::Unavailable`] (nothing written, the guest untouched) says why when
     /// the spec needs more than a snapshot gives ([`DumpSpec::snapshot_blocker`]) or QEMU or
     /// the host cannot take one; a caller then opens the guest with a pause instead.
+    ///
+    /// ```no_run
+    /// use guestcore::live_dump::LiveDump;
+    /// use guestcore::progress::NoProgress;
+    /// use guestcore::qmp::LiveOptions;
+    /// use guestcore::{DumpFormat, DumpSpec, ElfClass, Guest, GuestOptions, ViewSpec};
+    /// use std::path::Path;
+    ///
+    /// # fn main() -> guestcore::Result<()> {
+    /// let socket = Path::new("/run/qemu/vm1.qmp");
+    /// let spec = DumpSpec::new("vm1.elf", DumpFormat::Elf(ElfClass::Elf64));
+    /// let live = LiveOptions::default();
+    /// match Guest::dump_running(socket, &live, &spec, &NoProgress)? {
+    ///     LiveDump::Written { snapshot, .. } => println!("written: {snapshot:?}"),
+    ///     LiveDump::Unavailable(why) => {
+    ///         // No snapshot: pause the guest, copy its RAM, resume it, then dump.
+    ///         eprintln!("no background snapshot ({why}): pausing the guest instead");
+    ///         let opts = GuestOptions { live, ..Default::default() };
+    ///         let mut guest = Guest::open(format!("qmp:{}", socket.display()), &opts)?;
+    ///         let view = guest.select(&ViewSpec::FirstPaging, None)?;
+    ///         guest.dump(&view, &spec, &NoProgress)?;
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dump_running(
         socket: &Path,
         live: &LiveOptions,

@@ -64,6 +64,22 @@ impl Guest {
     /// e.g. a crashed kernel's tables in a capture kernel's dump. Notes which vCPU was chosen
     /// when the caller did not say. Without CPU state the view is empty (not an error): a
     /// caller that needs tables checks [`View::first`].
+    ///
+    /// ```no_run
+    /// use guestcore::{Guest, GuestOptions, ViewSpec};
+    ///
+    /// # fn main() -> guestcore::Result<()> {
+    /// let guest = Guest::open("capture.kdump", &GuestOptions::default())?;
+    /// // The tables of the kernel that crashed, not of the capture kernel the vCPUs run.
+    /// let view = guest.select(&ViewSpec::Kernel("crashed".into()), None)?;
+    /// let t = guest.translate(view.first()?, 0xffff_ffff_8100_0000)?;
+    /// println!("{:#x} -> {:#x}", t.vaddr, t.paddr);
+    /// // vCPU 1's mode with another root: a process's tables.
+    /// let user = guest.select(&ViewSpec::Cpu(1), Some(0x1234_5000))?;
+    /// # let _ = user;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn select(&self, spec: &ViewSpec, cr3: Option<u64>) -> Result<View> {
         let cpus = self.cpus();
         let input = self.image().path.display().to_string();

@@ -63,6 +63,7 @@ pub struct Kernel {
     pub index: usize,
     /// `OSRELEASE`.
     pub release: String,
+    /// Whether a vCPU runs it, it crashed, or neither.
     pub role: KernelRole,
     /// Physical address of its VMCOREINFO note in RAM (`None`: only the input's notes hold it).
     pub vmcoreinfo_addr: Option<u64>,
@@ -95,6 +96,7 @@ impl Kernel {
 /// none of them.
 #[derive(Clone, Debug, Default)]
 pub struct KernelScan {
+    /// The kernels; [`Kernel::index`] is the position here.
     pub kernels: Vec<Kernel>,
     /// True when the scan met more candidates than it keeps ([`scan::MAX_FOUND`]).
     pub truncated: bool,

@@ -30,6 +30,7 @@ pub struct FoundVmcoreinfo {
 /// What a scan found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Found {
+    /// Every VMCOREINFO note found, with its physical address.
     pub vmcoreinfo: Vec<FoundVmcoreinfo>,
     /// Physical addresses of pages that start with an ELF64 ET_CORE header.
     pub core_headers: Vec<u64>,

@@ -17,8 +17,11 @@ use serde::Serialize;
 /// `size` bytes at virtual `va` map to physical `pa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Mapping {
+    /// First virtual address.
     pub va: VirtAddr,
+    /// The guest-physical address `va` maps to.
     pub pa: PhysAddr,
+    /// Length in bytes.
     pub size: u64,
     /// Effective permissions (`WRITE`, `USER`, `NX`) and `IO` for non-RAM ranges.
     pub flags: PageFlags,

@@ -35,11 +35,13 @@ pub struct UnionConflict {
     pub va: u64,
     /// Its length.
     pub size: u64,
-    /// The view whose mapping was kept, and where it maps `va`.
+    /// The view (vCPU) whose mapping was kept.
     pub kept_cpu: u32,
+    /// Where the kept mapping maps `va`.
     pub kept_pa: u64,
-    /// The view whose mapping was dropped, and where it maps `va`.
+    /// The view (vCPU) whose mapping was dropped.
     pub dropped_cpu: u32,
+    /// Where the dropped mapping mapped `va`.
     pub dropped_pa: u64,
 }
 

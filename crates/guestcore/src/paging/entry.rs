@@ -26,7 +26,12 @@ pub enum Entry {
     /// Points to the next level's table at this physical address.
     Table(u64),
     /// Maps `size` bytes at physical `pa` (already A20-masked, aligned to `size`).
-    Leaf { pa: u64, size: u64 },
+    Leaf {
+        /// First physical byte of the page.
+        pa: u64,
+        /// Page size in bytes (4 KiB, 2 MiB, 4 MiB or 1 GiB).
+        size: u64,
+    },
 }
 
 /// Decodes `raw`, read from a table of level `level` (index into `mode.levels()`).

@@ -9,13 +9,21 @@ bitflags! {
     /// own bits. `IO` marks a range that is not guest RAM (MMIO, holes).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
     pub struct PageFlags: u16 {
+        /// Writable (R/W set at every level).
         const WRITE = 1 << 0;
+        /// User-accessible (U/S set at every level).
         const USER = 1 << 1;
+        /// Execute-disable (XD set at any level, with EFER.NXE).
         const NX = 1 << 2;
+        /// Global (G): kept in the TLB across CR3 loads.
         const GLOBAL = 1 << 3;
+        /// Accessed (A): the CPU used the leaf.
         const ACCESSED = 1 << 4;
+        /// Dirty (D): the CPU wrote through the leaf.
         const DIRTY = 1 << 5;
+        /// Page-level write-through (PWT).
         const PWT = 1 << 6;
+        /// Page-level cache disable (PCD).
         const PCD = 1 << 7;
         /// The leaf is a large page (PS bit), 2 MiB / 4 MiB / 1 GiB.
         const LARGE = 1 << 8;

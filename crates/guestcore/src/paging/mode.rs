@@ -144,6 +144,7 @@ static LEVELS_5: [Level; 5] = [
 /// A complete description of how one vCPU translates linear addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PagingMode {
+    /// Which of the x86 paging modes (off, 32-bit, PAE, 4-level, 5-level).
     pub kind: ModeKind,
     /// Physical address of the root table (CR3 masked: bits 31:12 for 32-bit, 31:5 for PAE,
     /// 51:12 for IA-32e).

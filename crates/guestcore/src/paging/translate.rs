@@ -27,12 +27,15 @@ pub struct TraceStep {
 /// A successful translation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Translation {
+    /// The virtual address asked for.
     pub vaddr: u64,
+    /// The guest-physical address it maps to.
     pub paddr: u64,
     /// Size of the leaf that maps `vaddr`.
     pub page_size: u64,
     /// Effective permissions plus the leaf's own bits; `IO` when the page is not guest RAM.
     pub flags: PageFlags,
+    /// Every entry read, root first.
     pub steps: Vec<TraceStep>,
 }
 

@@ -85,8 +85,11 @@ pub const LOOP_FRAMES_COUNTED: u64 = 1 << 16;
 /// One leaf: `size` bytes at canonical `va` map to physical `pa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Leaf {
+    /// First virtual address (canonical: sign-extended).
     pub va: u64,
+    /// First physical address.
     pub pa: u64,
+    /// Page size in bytes.
     pub size: u64,
     /// Effective permissions plus the leaf's own bits; `IO` when not entirely in guest RAM.
     pub flags: PageFlags,
