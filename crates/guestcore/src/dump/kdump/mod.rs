@@ -23,12 +23,14 @@
 //! The i686 form uses the 32-bit ABI of the headers (452-byte header, 80-byte sub header), as an
 //! i686 makedumpfile writes it; x86_64 uses the 64-bit one.
 
-mod compress;
+mod encode;
 mod flatten;
-pub mod lzo1x;
+mod plan;
+mod pool;
 mod writer;
 
-pub use compress::{decompress_page, Compression, PageCompressor, PAGE};
+/// The compression a kdump file names; the page codecs themselves are in [`crate::codec`].
+pub use crate::format::kdump::Compression;
 pub use flatten::{FlatSink, PositionedSink, SeekSink};
 pub use writer::{write_kdump, write_kdump_to};
 
