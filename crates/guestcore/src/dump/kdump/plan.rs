@@ -212,24 +212,33 @@ fn notes_block(req: &KdumpRequest<'_>) -> (Vec<u8>, Option<(usize, Vec<u8>)>) {
     (bytes, vmci)
 }
 
+/// A plain x86_64 zlib request for `mem`, for tests of the writer's parts.
+#[cfg(test)]
+pub(super) fn test_request(mem: &crate::phys::VecMemory) -> KdumpRequest<'_> {
+    use super::{Compression, KdumpMachine};
+    KdumpRequest {
+        memory: mem,
+        notes: &[],
+        vmcoreinfo: None,
+        machine: KdumpMachine::X86_64,
+        nr_cpus: 1,
+        compression: Compression::Zlib,
+        filter: None,
+        excluded: None,
+        dump_level: 0,
+        flatten: false,
+        force: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{Compression, KdumpMachine};
     use super::*;
 
     fn request(mem: &crate::phys::VecMemory) -> KdumpRequest<'_> {
         KdumpRequest {
-            memory: mem,
-            notes: &[],
             vmcoreinfo: Some(b"OSRELEASE=6.1.0\nNUMBER(phys_base)=16777216\n"),
-            machine: KdumpMachine::X86_64,
-            nr_cpus: 1,
-            compression: Compression::Zlib,
-            filter: None,
-            excluded: None,
-            dump_level: 0,
-            flatten: false,
-            force: false,
+            ..test_request(mem)
         }
     }
 

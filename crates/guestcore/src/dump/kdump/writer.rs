@@ -310,7 +310,7 @@ mod tests {
     /// request is refused, naming the address and ELF, and no file (temporary or not) is made.
     #[test]
     fn stray_page_near_the_top_is_refused_without_a_file() {
-        use super::super::{KdumpMachine, KdumpRequest};
+        use super::super::KdumpRequest;
         let mem = crate::phys::VecMemory::from_blocks(vec![
             (0, vec![1u8; PAGE]),
             (1 << 51, vec![2u8; PAGE]),
@@ -318,19 +318,7 @@ mod tests {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("k");
-        let req = KdumpRequest {
-            memory: &mem,
-            notes: &[],
-            vmcoreinfo: None,
-            machine: KdumpMachine::X86_64,
-            nr_cpus: 1,
-            compression: Compression::Zlib,
-            filter: None,
-            excluded: None,
-            dump_level: 0,
-            flatten: false,
-            force: false,
-        };
+        let req = super::super::plan::test_request(&mem);
         let e = write_kdump(
             &req,
             &out,
