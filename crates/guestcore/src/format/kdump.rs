@@ -3,16 +3,13 @@
 //!
 //! Layouts (checked against libkdumpfile's `diskdump.c` and makedumpfile's `diskdump_mod.h`):
 //!
-//! * `disk_dump_header` comes in two ABIs. The 64-bit one (x86_64) has a 16-byte
-//!   `struct timeval` aligned to 8, so 6 padding bytes follow the 390-byte utsname; total 464
-//!   bytes. The 32-bit one (i686) has an 8-byte timeval aligned to 4: 2 padding bytes; 452 bytes.
-//! * `kdump_sub_header` has `unsigned long` fields: 104 bytes on x86_64; on i686 the 64-bit
-//!   fields are 4-aligned ("32pack" in libkdumpfile): 80 bytes.
+//! * `disk_dump_header` and `kdump_sub_header` come in two ABIs: see [`super::kdump_header`].
+//! * The compression flags (`DUMP_DH_COMPRESSED_*`) and the method each names
+//!   ([`Compression`]), mapped here once for the reader, the writer and the image probe.
 //! * `page_desc` is 24 bytes everywhere (`off_t` is 64-bit in makedumpfile builds).
 //! * The flattened header and record headers are **big-endian**.
 //!
-//! All multi-byte fields of the plain format are little-endian (x86 guests only). The two
-//! headers, in both ABIs, are in [`super::kdump_header`].
+//! All multi-byte fields of the plain format are little-endian (x86 guests only).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
