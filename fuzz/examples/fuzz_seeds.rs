@@ -2,9 +2,9 @@
 //! one sub-directory per target, built with the library's own writers and the testkit's
 //! page-table builder (so seeds are valid files the fuzzer then mutates).
 
+use guestcore::codec::{PageCompressor, PAGE};
 use guestcore::dump::kdump::{
     write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
-    PageCompressor, PAGE,
 };
 use guestcore::format::ElfNote;
 use guestcore::paging::ModeKind;

@@ -1,7 +1,7 @@
 #![no_main]
 //! Page decompression (zlib, LZO, snappy, zstd, raw) of hostile stored pages; the first byte
 //! picks the codec. Also: what the compressor stores decompresses to the same page.
-use guestcore::dump::kdump::{decompress_page, Compression, PageCompressor, PAGE};
+use guestcore::codec::{decompress_page, Compression, PageCompressor, PAGE};
 use libfuzzer_sys::fuzz_target;
 
 const KINDS: [Compression; 5] = [

@@ -11,6 +11,7 @@
 use crate::cpu::notes::cpus_from_notes;
 use crate::cpu::vmstate::decode_cpu;
 use crate::cpu::X86CpuState;
+use crate::format::kdump::{Compression, DUMP_DH_COMPRESSED_INCOMPLETE};
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
 use crate::format::ElfNote;
@@ -87,13 +88,12 @@ impl std::fmt::Display for ImageFormat {
                 }
             ),
             ImageFormat::Kdump { flattened, status } => {
-                let comp = match status & 0x2f {
-                    0x1 => "zlib",
-                    0x2 => "lzo",
-                    0x4 => "snappy",
-                    0x20 => "zstd",
-                    0 => "uncompressed",
-                    _ => "mixed",
+                let comp = match Compression::from_page_flags(status) {
+                    // An incomplete dump's status is not one method's flag.
+                    _ if status & DUMP_DH_COMPRESSED_INCOMPLETE != 0 => "mixed",
+                    Ok(Compression::None) => "uncompressed",
+                    Ok(c) => c.name(),
+                    Err(_) => "mixed",
                 };
                 write!(
                     f,

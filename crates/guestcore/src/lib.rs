@@ -20,6 +20,7 @@
 //! Nothing in this crate prints: long operations report through [`progress::Progress`].
 
 pub mod addr;
+pub mod codec;
 pub mod cpu;
 pub mod dump;
 pub mod dump_level;

@@ -6,69 +6,11 @@
 //! a bug, and is truncated only after a debug assertion.
 
 use super::elf_layout::Segment;
+use crate::format::elf_class::e_phnum;
+pub use crate::format::elf_class::{ElfClass, ElfMachine};
 use object::elf;
 use object::endian::{LittleEndian as LE, U16, U32, U64};
 use object::pod::bytes_of;
-
-/// ELF class of the output file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ElfClass {
-    /// ELFCLASS64: 64-byte file header, 56-byte program headers.
-    Elf64,
-    /// ELFCLASS32: 52-byte file header, 32-byte program headers; every offset, address and size
-    /// must fit in 32 bits.
-    Elf32,
-}
-
-impl ElfClass {
-    /// `e_ehsize`: the size of the file header.
-    pub const fn ehsize(self) -> u64 {
-        match self {
-            ElfClass::Elf64 => 64,
-            ElfClass::Elf32 => 52,
-        }
-    }
-    /// `e_phentsize`: the size of one program header.
-    pub const fn phentsize(self) -> u64 {
-        match self {
-            ElfClass::Elf64 => 56,
-            ElfClass::Elf32 => 32,
-        }
-    }
-    /// `e_shentsize`: the size of one section header.
-    pub const fn shentsize(self) -> u64 {
-        match self {
-            ElfClass::Elf64 => 64,
-            ElfClass::Elf32 => 40,
-        }
-    }
-    /// Alignment of the section header table.
-    pub(crate) const fn word(self) -> u64 {
-        match self {
-            ElfClass::Elf64 => 8,
-            ElfClass::Elf32 => 4,
-        }
-    }
-}
-
-/// `e_machine` of the output file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ElfMachine {
-    /// EM_X86_64 (62): long-mode guests.
-    X86_64,
-    /// EM_386 (3): guests in 32-bit or PAE paging, or with paging off.
-    I386,
-}
-
-impl ElfMachine {
-    /// The `e_machine` value.
-    pub const fn e_machine(self) -> u16 {
-        match self {
-            ElfMachine::X86_64 => elf::EM_X86_64,
-            ElfMachine::I386 => elf::EM_386,
-        }
-    }
-}
 
 /// The fields of the file header that vary between cores.
 #[derive(Clone, Copy, Debug)]
@@ -81,16 +23,6 @@ pub(crate) struct FileHeaderFields {
     pub shoff: u64,
     pub shnum: u16,
     pub shstrndx: u16,
-}
-
-/// `e_phnum` for `phnum` program headers: the count itself, or PN_XNUM when it does not fit
-/// (the real count then lives in section 0's `sh_info`).
-pub(crate) fn e_phnum(phnum: u64) -> u16 {
-    if phnum >= u64::from(elf::PN_XNUM) {
-        elf::PN_XNUM
-    } else {
-        phnum as u16
-    }
 }
 
 fn ident(class: ElfClass) -> elf::Ident {

@@ -27,10 +27,10 @@
 //! header count in `sh_info` when it exceeds 65,534 (`e_phnum = PN_XNUM`), and strict readers
 //! want a section string table.
 
-use super::elf_headers::{e_phnum, ElfClass, ElfMachine};
 use crate::addr::{PhysRange, SIZE_4K};
 use crate::dump_level::frames::FRAME;
 use crate::dump_level::FrameSet;
+use crate::format::elf_class::{e_phnum, ElfClass, ElfMachine};
 use crate::mapping::{Mapping, MappingList};
 use crate::paging::PageFlags;
 use crate::phys::RamMap;

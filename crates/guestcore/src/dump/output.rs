@@ -2,6 +2,10 @@
 //! renamed over the target only once it is complete and on disk. An error, a cancel or a panic
 //! drops the temporary file, so a failed dump never leaves a truncated core behind, and an
 //! existing file is never half-overwritten.
+//!
+//! Every file writer goes through here (ELF, streamed ELF, kdump), and so can any other
+//! command that writes a file ([`create_output`]: write into it, then
+//! [`commit`](AtomicOutput::commit)).
 
 use crate::{Error, Result};
 use std::fs::File;
@@ -15,9 +19,17 @@ pub struct OutputOptions {
     pub force: bool,
 }
 
+/// Opens an atomic output for `path`: checks the target (an existing file is an error unless
+/// `opts.force`; a directory always is) and creates the temporary file beside it. Write into
+/// it (it is [`Write`]), then [`commit`](AtomicOutput::commit); dropping it instead removes
+/// the temporary file and leaves `path` as it was.
+pub fn create_output(path: &Path, opts: &OutputOptions) -> Result<AtomicOutput> {
+    AtomicOutput::create(path, opts)
+}
+
 /// A temporary file that becomes `path` on [`commit`](Self::commit).
 #[derive(Debug)]
-pub(crate) struct AtomicOutput {
+pub struct AtomicOutput {
     tmp: tempfile::NamedTempFile,
     path: PathBuf,
     force: bool,
@@ -90,17 +102,22 @@ impl AtomicOutput {
     }
 
     /// The temporary file, for positioned writes.
-    pub(crate) fn file(&self) -> &File {
+    pub fn file(&self) -> &File {
         self.tmp.as_file()
     }
 
+    /// The temporary file, for writers that need it mutably.
+    pub(crate) fn file_mut(&mut self) -> &mut File {
+        self.tmp.as_file_mut()
+    }
+
     /// The final path, for messages.
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Flushes the data to disk and renames the file to its final name.
-    pub(crate) fn commit(self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
         let path = self.path;
         self.tmp
             .as_file()
@@ -126,6 +143,15 @@ impl AtomicOutput {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+}
+
+impl io::Write for AtomicOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.as_file_mut().write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.as_file_mut().flush()
     }
 }
 
@@ -183,6 +209,24 @@ mod tests {
         assert!(o.commit().is_err());
         assert_eq!(std::fs::read(&out).unwrap(), b"other");
         assert_eq!(entries(dir.path()), vec!["core"]);
+    }
+
+    /// The public way in: write through `Write`, then commit; an existing file needs force.
+    #[test]
+    fn create_output_writes_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("mem.bin");
+        let mut o = create_output(&out, &OutputOptions::default()).unwrap();
+        o.write_all(b"hello ").unwrap();
+        o.write_all(b"world").unwrap();
+        assert_eq!(o.path(), out);
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"hello world");
+        assert!(create_output(&out, &OutputOptions::default()).is_err());
+        let mut o = create_output(&out, &OutputOptions { force: true }).unwrap();
+        o.write_all(b"again").unwrap();
+        o.commit().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"again");
     }
 
     #[test]

@@ -3,16 +3,17 @@
 //!
 //! Layouts (checked against libkdumpfile's `diskdump.c` and makedumpfile's `diskdump_mod.h`):
 //!
-//! * `disk_dump_header` comes in two ABIs. The 64-bit one (x86_64) has a 16-byte
-//!   `struct timeval` aligned to 8, so 6 padding bytes follow the 390-byte utsname; total 464
-//!   bytes. The 32-bit one (i686) has an 8-byte timeval aligned to 4: 2 padding bytes; 452 bytes.
-//! * `kdump_sub_header` has `unsigned long` fields: 104 bytes on x86_64; on i686 the 64-bit
-//!   fields are 4-aligned ("32pack" in libkdumpfile): 80 bytes.
+//! * `disk_dump_header` and `kdump_sub_header` come in two ABIs: see [`super::kdump_header`].
+//! * The compression flags (`DUMP_DH_COMPRESSED_*`) and the method each names
+//!   ([`Compression`]), mapped here once for the reader, the writer and the image probe.
 //! * `page_desc` is 24 bytes everywhere (`off_t` is 64-bit in makedumpfile builds).
 //! * The flattened header and record headers are **big-endian**.
 //!
 //! All multi-byte fields of the plain format are little-endian (x86 guests only).
 
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
 use zerocopy::byteorder::{big_endian, little_endian as le};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -37,6 +38,89 @@ pub const DUMP_DH_COMPRESSED_ANY: u32 = DUMP_DH_COMPRESSED_ZLIB
     | DUMP_DH_COMPRESSED_LZO
     | DUMP_DH_COMPRESSED_SNAPPY
     | DUMP_DH_COMPRESSED_ZSTD;
+
+/// Page compression of a kdump file: the method a `DUMP_DH_COMPRESSED_*` flag names (in a
+/// page descriptor's `flags` and in the header's `status`). The codecs are in
+/// [`crate::codec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Pages stored raw.
+    None,
+    /// zlib (makedumpfile `-c`).
+    #[default]
+    Zlib,
+    /// LZO1X (makedumpfile `-l`).
+    Lzo,
+    /// snappy raw format (makedumpfile `-p`).
+    Snappy,
+    /// zstd (makedumpfile `-z`).
+    Zstd,
+}
+
+impl Compression {
+    /// All variants.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Zlib,
+        Compression::Lzo,
+        Compression::Snappy,
+        Compression::Zstd,
+    ];
+
+    /// The `DUMP_DH_COMPRESSED_*` flag (0 for none).
+    pub fn flag(self) -> u32 {
+        match self {
+            Compression::None => 0,
+            Compression::Zlib => DUMP_DH_COMPRESSED_ZLIB,
+            Compression::Lzo => DUMP_DH_COMPRESSED_LZO,
+            Compression::Snappy => DUMP_DH_COMPRESSED_SNAPPY,
+            Compression::Zstd => DUMP_DH_COMPRESSED_ZSTD,
+        }
+    }
+
+    /// The compression named by one page flag; `None` for raw pages, `Err` for a flag word
+    /// naming no or several methods.
+    pub fn from_page_flags(flags: u32) -> Result<Compression, String> {
+        let method = flags & DUMP_DH_COMPRESSED_ANY;
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.flag() == method)
+            .ok_or_else(|| format!("page flags {method:#x} name several compressions"))
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Zlib => "zlib",
+            Compression::Lzo => "lzo",
+            Compression::Snappy => "snappy",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                crate::Error::parse(
+                    "compression",
+                    format!("{s:?} (want none, zlib, lzo, snappy or zstd)"),
+                )
+            })
+    }
+}
 
 /// Length of one utsname field (`__NEW_UTS_LEN + 1`).
 pub const UTS_FIELD_LEN: usize = 65;
@@ -81,90 +165,6 @@ impl NewUtsname {
         let end = field.iter().position(|&b| b == 0).unwrap_or(UTS_FIELD_LEN);
         String::from_utf8_lossy(&field[..end]).into_owned()
     }
-}
-
-/// `struct disk_dump_header` as written by a 64-bit (x86_64) makedumpfile: 464 bytes.
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub struct DiskDumpHeader64 {
-    pub signature: [u8; 8],
-    pub header_version: le::I32,
-    pub utsname: NewUtsname,
-    pub pad1: [u8; 6],
-    pub timestamp_sec: le::U64,
-    pub timestamp_usec: le::U64,
-    pub status: le::U32,
-    pub block_size: le::I32,
-    pub sub_hdr_size: le::I32,
-    pub bitmap_blocks: le::U32,
-    pub max_mapnr: le::U32,
-    pub total_ram_blocks: le::U32,
-    pub device_blocks: le::U32,
-    pub written_blocks: le::U32,
-    pub current_cpu: le::U32,
-    pub nr_cpus: le::I32,
-}
-
-/// `struct disk_dump_header` as written by a 32-bit (i686) makedumpfile: 452 bytes.
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub struct DiskDumpHeader32 {
-    pub signature: [u8; 8],
-    pub header_version: le::I32,
-    pub utsname: NewUtsname,
-    pub pad1: [u8; 2],
-    pub timestamp_sec: le::U32,
-    pub timestamp_usec: le::U32,
-    pub status: le::U32,
-    pub block_size: le::I32,
-    pub sub_hdr_size: le::I32,
-    pub bitmap_blocks: le::U32,
-    pub max_mapnr: le::U32,
-    pub total_ram_blocks: le::U32,
-    pub device_blocks: le::U32,
-    pub written_blocks: le::U32,
-    pub current_cpu: le::U32,
-    pub nr_cpus: le::I32,
-}
-
-/// `struct kdump_sub_header` of a 64-bit dump: 104 bytes.
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub struct KdumpSubHeader64 {
-    pub phys_base: le::U64,
-    pub dump_level: le::I32,
-    pub split: le::I32,
-    pub start_pfn: le::U64,
-    pub end_pfn: le::U64,
-    pub offset_vmcoreinfo: le::U64,
-    pub size_vmcoreinfo: le::U64,
-    pub offset_note: le::U64,
-    pub size_note: le::U64,
-    pub offset_eraseinfo: le::U64,
-    pub size_eraseinfo: le::U64,
-    pub start_pfn_64: le::U64,
-    pub end_pfn_64: le::U64,
-    pub max_mapnr_64: le::U64,
-}
-
-/// `struct kdump_sub_header` of an i686 dump (64-bit fields 4-aligned): 80 bytes.
-#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-#[repr(C)]
-pub struct KdumpSubHeader32 {
-    pub phys_base: le::U32,
-    pub dump_level: le::I32,
-    pub split: le::I32,
-    pub start_pfn: le::U32,
-    pub end_pfn: le::U32,
-    pub offset_vmcoreinfo: le::U64,
-    pub size_vmcoreinfo: le::U32,
-    pub offset_note: le::U64,
-    pub size_note: le::U32,
-    pub offset_eraseinfo: le::U64,
-    pub size_eraseinfo: le::U32,
-    pub start_pfn_64: le::U64,
-    pub end_pfn_64: le::U64,
-    pub max_mapnr_64: le::U64,
 }
 
 /// `struct page_desc`: where one dumped page's data is. 24 bytes.
@@ -212,10 +212,6 @@ pub struct FlatRecordHeader {
 
 const _: () = {
     assert!(core::mem::size_of::<NewUtsname>() == 390);
-    assert!(core::mem::size_of::<DiskDumpHeader64>() == 464);
-    assert!(core::mem::size_of::<DiskDumpHeader32>() == 452);
-    assert!(core::mem::size_of::<KdumpSubHeader64>() == 104);
-    assert!(core::mem::size_of::<KdumpSubHeader32>() == 80);
     assert!(core::mem::size_of::<PageDesc>() == 24);
     assert!(core::mem::size_of::<FlatHeader>() == 32);
     assert!(core::mem::size_of::<FlatRecordHeader>() == 16);
@@ -230,5 +226,19 @@ mod tests {
         let f = NewUtsname::field(&"x".repeat(100));
         assert_eq!(f[64], 0);
         assert_eq!(NewUtsname::text(&NewUtsname::field("x86_64")), "x86_64");
+    }
+
+    #[test]
+    fn compression_flags_and_names() {
+        for c in Compression::ALL {
+            assert_eq!(Compression::from_page_flags(c.flag()), Ok(c));
+            // The incomplete bit is not a method.
+            let with = c.flag() | DUMP_DH_COMPRESSED_INCOMPLETE;
+            assert_eq!(Compression::from_page_flags(with), Ok(c));
+        }
+        let two = DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO;
+        assert!(Compression::from_page_flags(two).is_err());
+        assert_eq!("LZO".parse::<Compression>().unwrap(), Compression::Lzo);
+        assert!("lz4".parse::<Compression>().is_err());
     }
 }

@@ -21,11 +21,12 @@
 
 use super::{PhysMemory, RamMap};
 use crate::addr::PhysRange;
-use crate::dump::kdump::{decompress_page, Compression, PAGE};
+use crate::codec::{decompress_page, Compression, PAGE};
 use crate::format::kdump::{
-    DiskDumpHeader32, DiskDumpHeader64, FlatHeader, FlatRecordHeader, KdumpSubHeader32,
-    KdumpSubHeader64, NewUtsname, PageDesc, DISKDUMP_SIGNATURE, FLAT_END, FLAT_HEADER_SIZE,
-    FLAT_SIGNATURE, KDUMP_SIGNATURE,
+    FlatHeader, FlatRecordHeader, NewUtsname, PageDesc, FLAT_END, FLAT_HEADER_SIZE, FLAT_SIGNATURE,
+};
+use crate::format::kdump_header::{
+    DiskDumpHeader, HeaderAbi, KdumpHeaders, KdumpSubHeader, HEADER_PROBE,
 };
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::ElfNote;
@@ -245,8 +246,116 @@ fn ranges_of(words: &[u64]) -> Result<RamMap> {
     )
 }
 
-fn is_x86_32(machine: &str) -> bool {
-    matches!(machine, "i386" | "i486" | "i586" | "i686")
+/// The header and sub header, checked for what this reader supports.
+fn read_headers(src: &Source) -> Result<(HeaderAbi, KdumpHeaders)> {
+    let mut h = [0u8; HEADER_PROBE];
+    src.read(0, &mut h)
+        .map_err(|e| src.err(format!("not a kdump file: header: {e}")))?;
+    let (abi, header) = DiskDumpHeader::decode_any(&h).map_err(|e| src.err(e))?;
+    let version = header.header_version;
+    let (block_size, sub_hdr_size) = (header.block_size, header.sub_hdr_size);
+    if block_size != PAGE as i32 {
+        return Err(src.err(format!(
+            "block size {block_size} (only {PAGE}-byte pages are supported)"
+        )));
+    }
+    if version < 1 || sub_hdr_size < 0 {
+        return Err(src.err(format!(
+            "header version {version} / sub header size {sub_hdr_size} not supported"
+        )));
+    }
+    let mut b = vec![0u8; abi.sub_header_size()];
+    src.read(PAGE_U64, &mut b)
+        .map_err(|e| src.err(format!("sub header: {e}")))?;
+    let sub = KdumpSubHeader::decode(&b, abi).map_err(|e| src.err(e))?;
+    if sub.split != 0 {
+        return Err(Error::Unsupported(format!(
+            "{}: one part of a split dump (reassemble it with makedumpfile --reassemble)",
+            src.path.display()
+        )));
+    }
+    Ok((abi, KdumpHeaders { header, sub }))
+}
+
+/// The two bitmaps as words, what they make of the file, and where the descriptors start.
+struct Bitmaps {
+    present: Vec<u64>,
+    dumped: Vec<u64>,
+    rank: Vec<u64>,
+    desc_off: u64,
+    ram: RamMap,
+}
+
+impl Bitmaps {
+    fn read(src: &Source, header: &DiskDumpHeader, max_mapnr: u64) -> Result<Self> {
+        let bitmap_blocks = header.bitmap_blocks;
+        let half_bytes = (bitmap_blocks / 2) as u64 * PAGE_U64;
+        if bitmap_blocks < 2 || half_bytes * 8 < max_mapnr {
+            return Err(src.err(format!(
+                "bitmap of {bitmap_blocks} blocks is shorter than max_mapnr {max_mapnr} needs"
+            )));
+        }
+        let bitmap1_off = (1 + header.sub_hdr_size as u64) * PAGE_U64;
+        let bitmap2_off = bitmap1_off + half_bytes;
+        let used = max_mapnr.div_ceil(8);
+        let b1 = src.read_vec(bitmap1_off, used, "bitmap 1")?;
+        let b2 = src.read_vec(bitmap2_off, used, "bitmap 2")?;
+        let present = bits_to_words(&b1, max_mapnr);
+        let dumped = bits_to_words(&b2, max_mapnr);
+        drop((b1, b2));
+        let mut rank = Vec::with_capacity(dumped.len());
+        let mut acc = 0u64;
+        for w in &dumped {
+            rank.push(acc);
+            acc += w.count_ones() as u64;
+        }
+        // Every dumped pfn has a 24-byte descriptor in the complete file, so each run of dumped
+        // pfns has at least one: a bitmap with more runs than the file could hold descriptors
+        // for is not a kdump file, and would make the RAM map larger than the file. (A file
+        // truncated inside its descriptors still opens; its missing pages fail when read.)
+        let runs = runs_of(&dumped).count() as u64;
+        let min_desc_bytes = runs.saturating_mul(size_of::<PageDesc>() as u64);
+        if min_desc_bytes > src.file_len {
+            return Err(src.err(format!(
+                "bitmap 2 has {runs} runs of dumped pages, more than a file of {} bytes can \
+                 hold descriptors for ({} bytes each)",
+                src.file_len,
+                size_of::<PageDesc>()
+            )));
+        }
+        let ram = ranges_of(&dumped)?;
+        Ok(Bitmaps {
+            present,
+            dumped,
+            rank,
+            desc_off: bitmap2_off + half_bytes,
+            ram,
+        })
+    }
+}
+
+/// The notes and the VMCOREINFO text (its own field, or else its note).
+fn read_notes(
+    src: &Source,
+    version: i32,
+    sub: &KdumpSubHeader,
+) -> Result<(Vec<ElfNote>, Option<Vec<u8>>)> {
+    let notes = if version >= 4 && sub.size_note > 0 {
+        let bytes = src.read_vec(sub.offset_note, sub.size_note, "notes")?;
+        ElfNote::parse_all(&bytes).map_err(|e| src.err(format!("notes: {e}")))?
+    } else {
+        Vec::new()
+    };
+    let vmcoreinfo = if version >= 3 && sub.size_vmcoreinfo > 0 {
+        let (at, len) = (sub.offset_vmcoreinfo, sub.size_vmcoreinfo);
+        Some(src.read_vec(at, len, "VMCOREINFO")?)
+    } else {
+        notes
+            .iter()
+            .find(|n| n.name == VMCOREINFO_NAME)
+            .map(|n| n.desc.clone())
+    };
+    Ok((notes, vmcoreinfo))
 }
 
 impl KdumpFile {
@@ -324,174 +433,35 @@ impl KdumpFile {
     }
 
     fn open_plain(src: Source) -> Result<Self> {
-        let mut h = [0u8; size_of::<DiskDumpHeader64>()];
-        src.read(0, &mut h)
-            .map_err(|e| src.err(format!("not a kdump file: header: {e}")))?;
-        if &h[..8] != KDUMP_SIGNATURE && &h[..8] != DISKDUMP_SIGNATURE {
-            return Err(src.err("not a kdump file (no KDUMP signature)"));
-        }
-        let h64 = DiskDumpHeader64::read_from_bytes(&h).expect("size matches");
-        let h32 = DiskDumpHeader32::read_from_prefix(&h).expect("size fits").0;
-        let machine = NewUtsname::text(&h64.utsname.machine);
-        let plausible = |bs: i32| (4096..=65536).contains(&bs) && (bs as u32).is_power_of_two();
-        let abi_64bit = if machine == "x86_64" {
-            true
-        } else if is_x86_32(&machine) {
-            false
-        } else {
-            plausible(h64.block_size.get()) || !plausible(h32.block_size.get())
-        };
-        let (version, status, block_size, sub_hdr_size, bitmap_blocks, mapnr32, nr_cpus) =
-            if abi_64bit {
-                (
-                    h64.header_version.get(),
-                    h64.status.get(),
-                    h64.block_size.get(),
-                    h64.sub_hdr_size.get(),
-                    h64.bitmap_blocks.get(),
-                    h64.max_mapnr.get(),
-                    h64.nr_cpus.get(),
-                )
-            } else {
-                (
-                    h32.header_version.get(),
-                    h32.status.get(),
-                    h32.block_size.get(),
-                    h32.sub_hdr_size.get(),
-                    h32.bitmap_blocks.get(),
-                    h32.max_mapnr.get(),
-                    h32.nr_cpus.get(),
-                )
-            };
-        if block_size != PAGE as i32 {
-            return Err(src.err(format!(
-                "block size {block_size} (only {PAGE}-byte pages are supported)"
-            )));
-        }
-        if version < 1 || sub_hdr_size < 0 {
-            return Err(src.err(format!(
-                "header version {version} / sub header size {sub_hdr_size} not supported"
-            )));
-        }
-        // Sub header, in the header's ABI.
-        struct Sub {
-            phys_base: u64,
-            dump_level: i32,
-            split: i32,
-            vmci: (u64, u64),
-            note: (u64, u64),
-            max_mapnr_64: u64,
-        }
-        let sub = if abi_64bit {
-            let mut b = [0u8; size_of::<KdumpSubHeader64>()];
-            src.read(PAGE_U64, &mut b)
-                .map_err(|e| src.err(format!("sub header: {e}")))?;
-            let s = KdumpSubHeader64::read_from_bytes(&b).expect("size matches");
-            Sub {
-                phys_base: s.phys_base.get(),
-                dump_level: s.dump_level.get(),
-                split: s.split.get(),
-                vmci: (s.offset_vmcoreinfo.get(), s.size_vmcoreinfo.get()),
-                note: (s.offset_note.get(), s.size_note.get()),
-                max_mapnr_64: s.max_mapnr_64.get(),
-            }
-        } else {
-            let mut b = [0u8; size_of::<KdumpSubHeader32>()];
-            src.read(PAGE_U64, &mut b)
-                .map_err(|e| src.err(format!("sub header: {e}")))?;
-            let s = KdumpSubHeader32::read_from_bytes(&b).expect("size matches");
-            Sub {
-                phys_base: s.phys_base.get() as u64,
-                dump_level: s.dump_level.get(),
-                split: s.split.get(),
-                vmci: (s.offset_vmcoreinfo.get(), s.size_vmcoreinfo.get() as u64),
-                note: (s.offset_note.get(), s.size_note.get() as u64),
-                max_mapnr_64: s.max_mapnr_64.get(),
-            }
-        };
-        if sub.split != 0 {
-            return Err(Error::Unsupported(format!(
-                "{}: one part of a split dump (reassemble it with makedumpfile --reassemble)",
-                src.path.display()
-            )));
-        }
+        let (abi, KdumpHeaders { header, sub }) = read_headers(&src)?;
+        let version = header.header_version;
         let max_mapnr = if version >= 6 {
             sub.max_mapnr_64
         } else {
-            mapnr32 as u64
+            u64::from(header.max_mapnr)
         };
-        // Bitmaps.
-        let half_bytes = (bitmap_blocks / 2) as u64 * PAGE_U64;
-        if bitmap_blocks < 2 || half_bytes * 8 < max_mapnr {
-            return Err(src.err(format!(
-                "bitmap of {bitmap_blocks} blocks is shorter than max_mapnr {max_mapnr} needs"
-            )));
-        }
-        let bitmap1_off = (1 + sub_hdr_size as u64) * PAGE_U64;
-        let bitmap2_off = bitmap1_off + half_bytes;
-        let desc_off = bitmap2_off + half_bytes;
-        let used = max_mapnr.div_ceil(8);
-        let b1 = src.read_vec(bitmap1_off, used, "bitmap 1")?;
-        let b2 = src.read_vec(bitmap2_off, used, "bitmap 2")?;
-        let present = bits_to_words(&b1, max_mapnr);
-        let dumped = bits_to_words(&b2, max_mapnr);
-        drop((b1, b2));
-        let mut rank = Vec::with_capacity(dumped.len());
-        let mut acc = 0u64;
-        for w in &dumped {
-            rank.push(acc);
-            acc += w.count_ones() as u64;
-        }
-        // Every dumped pfn has a 24-byte descriptor in the complete file, so each run of dumped
-        // pfns has at least one: a bitmap with more runs than the file could hold descriptors
-        // for is not a kdump file, and would make the RAM map larger than the file. (A file
-        // truncated inside its descriptors still opens; its missing pages fail when read.)
-        let runs = runs_of(&dumped).count() as u64;
-        let min_desc_bytes = runs.saturating_mul(size_of::<PageDesc>() as u64);
-        if min_desc_bytes > src.file_len {
-            return Err(src.err(format!(
-                "bitmap 2 has {runs} runs of dumped pages, more than a file of {} bytes can \
-                 hold descriptors for ({} bytes each)",
-                src.file_len,
-                size_of::<PageDesc>()
-            )));
-        }
-        let ram = ranges_of(&dumped)?;
-        // Notes and VMCOREINFO.
-        let notes = if version >= 4 && sub.note.1 > 0 {
-            let bytes = src.read_vec(sub.note.0, sub.note.1, "notes")?;
-            ElfNote::parse_all(&bytes).map_err(|e| src.err(format!("notes: {e}")))?
-        } else {
-            Vec::new()
-        };
-        let vmcoreinfo = if version >= 3 && sub.vmci.1 > 0 {
-            Some(src.read_vec(sub.vmci.0, sub.vmci.1, "VMCOREINFO")?)
-        } else {
-            notes
-                .iter()
-                .find(|n| n.name == VMCOREINFO_NAME)
-                .map(|n| n.desc.clone())
-        };
+        let bitmaps = Bitmaps::read(&src, &header, max_mapnr)?;
+        let (notes, vmcoreinfo) = read_notes(&src, version, &sub)?;
         let flattened = src.flat.is_some();
         Ok(KdumpFile {
             info: KdumpInfo {
-                machine,
-                release: NewUtsname::text(&h64.utsname.release),
+                machine: NewUtsname::text(&header.utsname.machine),
+                release: NewUtsname::text(&header.utsname.release),
                 header_version: version,
-                status,
-                abi_64bit,
+                status: header.status,
+                abi_64bit: abi.is_64bit(),
                 max_mapnr,
-                nr_cpus,
+                nr_cpus: header.nr_cpus,
                 dump_level: sub.dump_level,
                 phys_base: sub.phys_base,
                 flattened,
             },
             src,
-            dumped,
-            rank,
-            desc_off,
-            ram,
-            present,
+            dumped: bitmaps.dumped,
+            rank: bitmaps.rank,
+            desc_off: bitmaps.desc_off,
+            ram: bitmaps.ram,
+            present: bitmaps.present,
             notes,
             vmcoreinfo,
             cache: Mutex::new(PageCache {
@@ -672,9 +642,9 @@ mod tests {
         )
         .unwrap();
         let mut bytes = std::fs::read(&out).unwrap();
-        let h = DiskDumpHeader64::read_from_prefix(&bytes).unwrap().0;
-        let b1 = (1 + h.sub_hdr_size.get() as usize) * PAGE;
-        let half = h.bitmap_blocks.get() as usize / 2 * PAGE;
+        let (_, h) = DiskDumpHeader::decode_any(&bytes).unwrap();
+        let b1 = (1 + h.sub_hdr_size as usize) * PAGE;
+        let half = h.bitmap_blocks as usize / 2 * PAGE;
         patch(&mut bytes, b1, b1 + half, half);
         std::fs::write(&out, &bytes).unwrap();
         KdumpFile::open(&out)

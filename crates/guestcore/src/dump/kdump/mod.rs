@@ -22,13 +22,21 @@
 //!
 //! The i686 form uses the 32-bit ABI of the headers (452-byte header, 80-byte sub header), as an
 //! i686 makedumpfile writes it; x86_64 uses the 64-bit one.
+//!
+//! The writer is split as the ELF writer is: `plan` decides what goes where (pure),
+//! `encode` makes the header, bitmap and descriptor bytes, `writer` does the I/O, with
+//! `pool` compressing pages in parallel. The on-disk structures are in
+//! [`crate::format::kdump`] and [`crate::format::kdump_header`], the page codecs in
+//! [`crate::codec`].
 
-mod compress;
+mod encode;
 mod flatten;
-pub mod lzo1x;
+mod plan;
+mod pool;
 mod writer;
 
-pub use compress::{decompress_page, Compression, PageCompressor, PAGE};
+/// The compression a kdump file names; the page codecs themselves are in [`crate::codec`].
+pub use crate::format::kdump::Compression;
 pub use flatten::{FlatSink, PositionedSink, SeekSink};
 pub use writer::{write_kdump, write_kdump_to};
 

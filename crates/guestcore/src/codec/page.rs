@@ -12,73 +12,12 @@
 //! as liblzo2's LZO1X-1 that makedumpfile `-l` uses); lzokay only decompresses them (and checks
 //! the encoder in its tests, as an independent decoder).
 
-use crate::format::kdump::{
-    DUMP_DH_COMPRESSED_LZO, DUMP_DH_COMPRESSED_SNAPPY, DUMP_DH_COMPRESSED_ZLIB,
-    DUMP_DH_COMPRESSED_ZSTD,
-};
-use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
+pub use crate::format::kdump::Compression;
 
 /// The kdump page size this crate writes and reads.
 pub const PAGE: usize = 4096;
 
-/// Page compression of a kdump file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Pages stored raw.
-    None,
-    /// zlib (makedumpfile `-c`).
-    #[default]
-    Zlib,
-    /// LZO1X (makedumpfile `-l`).
-    Lzo,
-    /// snappy raw format (makedumpfile `-p`).
-    Snappy,
-    /// zstd (makedumpfile `-z`).
-    Zstd,
-}
-
 impl Compression {
-    /// All variants.
-    pub const ALL: [Compression; 5] = [
-        Compression::None,
-        Compression::Zlib,
-        Compression::Lzo,
-        Compression::Snappy,
-        Compression::Zstd,
-    ];
-
-    /// The `DUMP_DH_COMPRESSED_*` flag (0 for none).
-    pub fn flag(self) -> u32 {
-        match self {
-            Compression::None => 0,
-            Compression::Zlib => DUMP_DH_COMPRESSED_ZLIB,
-            Compression::Lzo => DUMP_DH_COMPRESSED_LZO,
-            Compression::Snappy => DUMP_DH_COMPRESSED_SNAPPY,
-            Compression::Zstd => DUMP_DH_COMPRESSED_ZSTD,
-        }
-    }
-
-    /// The compression named by one page flag; `None` for raw pages, `Err` for a flag word
-    /// naming no or several methods.
-    pub fn from_page_flags(flags: u32) -> Result<Compression, String> {
-        match flags
-            & (DUMP_DH_COMPRESSED_ZLIB
-                | DUMP_DH_COMPRESSED_LZO
-                | DUMP_DH_COMPRESSED_SNAPPY
-                | DUMP_DH_COMPRESSED_ZSTD)
-        {
-            0 => Ok(Compression::None),
-            DUMP_DH_COMPRESSED_ZLIB => Ok(Compression::Zlib),
-            DUMP_DH_COMPRESSED_LZO => Ok(Compression::Lzo),
-            DUMP_DH_COMPRESSED_SNAPPY => Ok(Compression::Snappy),
-            DUMP_DH_COMPRESSED_ZSTD => Ok(Compression::Zstd),
-            other => Err(format!("page flags {other:#x} name several compressions")),
-        }
-    }
-
     /// The most bytes one page takes as stored: its compressed form's bound, or the raw page.
     pub fn page_bound(self) -> usize {
         match self {
@@ -86,38 +25,6 @@ impl Compression {
             Compression::Lzo => super::lzo1x::worst_case(PAGE),
             Compression::Snappy => snap::raw::max_compress_len(PAGE),
         }
-    }
-
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Compression::None => "none",
-            Compression::Zlib => "zlib",
-            Compression::Lzo => "lzo",
-            Compression::Snappy => "snappy",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Compression {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<Self> {
-        Compression::ALL
-            .into_iter()
-            .find(|c| c.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                crate::Error::parse(
-                    "compression",
-                    format!("{s:?} (want none, zlib, lzo, snappy or zstd)"),
-                )
-            })
     }
 }
 
@@ -293,7 +200,5 @@ mod tests {
                 "{kind}"
             );
         }
-        assert_eq!("LZO".parse::<Compression>().unwrap(), Compression::Lzo);
-        assert!("lz4".parse::<Compression>().is_err());
     }
 }

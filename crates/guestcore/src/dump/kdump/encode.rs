@@ -1,0 +1,212 @@
+//! The bytes of a planned kdump file ([`super::plan`]): block 0 with the headers and notes,
+//! the bitmaps one piece at a time, and the page descriptors of a window of stored pages.
+//! No I/O: [`super::writer`] writes what these return.
+
+use super::plan::{KdumpPlan, PfnRanges, PAGE_U64};
+use super::{KdumpRequest, KdumpSummary};
+use crate::codec::PAGE;
+use crate::dump_level::FrameSet;
+use crate::format::kdump::{NewUtsname, PageDesc, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE};
+use crate::format::kdump_header::{DiskDumpHeader, KdumpHeaders, KdumpSubHeader};
+use crate::{Error, Result};
+use zerocopy::IntoBytes;
+
+/// Block 0 and the sub-header blocks: the headers of `req` as planned, then the notes.
+/// `timestamp` is the header's `tv_sec` (`tv_usec` stays 0, see [`super::KdumpOptions`]).
+pub(super) fn head_blocks(
+    req: &KdumpRequest<'_>,
+    plan: &KdumpPlan,
+    timestamp: u64,
+) -> Result<Vec<u8>> {
+    let headers = headers(req, plan, timestamp)?;
+    let mut out = headers.encode(plan.abi);
+    out.resize(plan.head_len() as usize, 0);
+    let at = plan.note_off as usize;
+    out[at..at + plan.notes.len()].copy_from_slice(&plan.notes);
+    Ok(out)
+}
+
+/// The header fields of `req` as planned.
+fn headers(req: &KdumpRequest<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHeaders> {
+    let bitmap_blocks = u32::try_from(2 * plan.bitmap_bytes / PAGE_U64)
+        .map_err(|_| Error::Unsupported("bitmap too large for the kdump header".into()))?;
+    // libkdumpfile ignores a utsname whose release, version or machine is empty (and some
+    // versions also an empty nodename), and then cannot tell the architecture. VMCOREINFO has
+    // only the release: the rest are the kernel's defaults ("(none)") or "unknown".
+    let utsname = NewUtsname {
+        sysname: NewUtsname::field("Linux"),
+        nodename: NewUtsname::field("(none)"),
+        release: NewUtsname::field(&plan.release),
+        version: NewUtsname::field("unknown"),
+        machine: NewUtsname::field(req.machine.as_str()),
+        domainname: NewUtsname::field("(none)"),
+    };
+    let header = DiskDumpHeader {
+        signature: *KDUMP_SIGNATURE,
+        header_version: KDUMP_HEADER_VERSION,
+        utsname,
+        timestamp_sec: timestamp,
+        timestamp_usec: 0,
+        status: req.compression.flag(),
+        block_size: PAGE as i32,
+        sub_hdr_size: plan.sub_hdr_blocks as i32,
+        bitmap_blocks,
+        max_mapnr: plan.max_mapnr.min(u32::MAX as u64) as u32,
+        total_ram_blocks: 0,
+        device_blocks: 0,
+        written_blocks: 0,
+        current_cpu: 0,
+        nr_cpus: req.nr_cpus as i32,
+    };
+    let sub = KdumpSubHeader {
+        phys_base: plan.phys_base,
+        dump_level: i32::from(req.dump_level),
+        offset_vmcoreinfo: plan.vmcoreinfo.0,
+        size_vmcoreinfo: plan.vmcoreinfo.1,
+        offset_note: plan.note_off,
+        size_note: plan.notes.len() as u64,
+        max_mapnr_64: plan.max_mapnr,
+        ..KdumpSubHeader::default()
+    };
+    Ok(KdumpHeaders { header, sub })
+}
+
+/// One piece of a bitmap: the bits of pfns `lo..lo + 8 * piece.len()` of `ranges` less
+/// `excluded`. `first` is the index of the first range that may touch the piece; it moves on
+/// so consecutive pieces scan `ranges` once.
+pub(super) fn bitmap_piece(
+    piece: &mut [u8],
+    lo: u64,
+    ranges: &PfnRanges,
+    first: &mut usize,
+    excluded: Option<&FrameSet>,
+) {
+    piece.fill(0);
+    let hi = lo + piece.len() as u64 * 8;
+    while *first < ranges.len() && ranges[*first].1 <= lo {
+        *first += 1;
+    }
+    // The ranges that touch the piece, shifted to it.
+    let here: PfnRanges = ranges[*first..]
+        .iter()
+        .take_while(|r| r.0 < hi)
+        .map(|&(s, e)| (s.max(lo) - lo, e.min(hi) - lo))
+        .collect();
+    set_bits(piece, &here);
+    if let Some(x) = excluded {
+        for (s, e) in x.members_in(lo, hi) {
+            for p in s - lo..e - lo {
+                piece[(p / 8) as usize] &= !(1 << (p % 8));
+            }
+        }
+    }
+}
+
+/// Sets the bits of `ranges` (LSB first).
+pub(super) fn set_bits(bitmap: &mut [u8], ranges: &PfnRanges) {
+    for &(s, e) in ranges {
+        let mut p = s;
+        while p < e {
+            if p % 8 == 0 && e - p >= 8 {
+                let n = ((e - p) / 8) as usize;
+                let i = (p / 8) as usize;
+                bitmap[i..i + n].fill(0xff);
+                p += 8 * n as u64;
+            } else {
+                bitmap[(p / 8) as usize] |= 1 << (p % 8);
+                p += 1;
+            }
+        }
+    }
+}
+
+/// Appends to `out` the descriptors of stored pages, given per page as (stored size, flags),
+/// size 0 meaning the shared zero page at `zero_off`; the others' data lies back to back from
+/// `*data_pos`, which moves past them. Counts each kind of page in `summary`.
+pub(super) fn descriptors(
+    entries: &[(u32, u32)],
+    zero_off: u64,
+    data_pos: &mut u64,
+    summary: &mut KdumpSummary,
+    out: &mut Vec<u8>,
+) {
+    for &(size, flags) in entries {
+        let d = if size == 0 {
+            summary.zero_pages += 1;
+            PageDesc {
+                offset: zero_off.into(),
+                size: (PAGE as u32).into(),
+                flags: 0.into(),
+                page_flags: 0.into(),
+            }
+        } else {
+            if flags == 0 {
+                summary.raw_pages += 1;
+            } else {
+                summary.compressed_pages += 1;
+            }
+            let d = PageDesc {
+                offset: (*data_pos).into(),
+                size: size.into(),
+                flags: flags.into(),
+                page_flags: 0.into(),
+            };
+            *data_pos += u64::from(size);
+            d
+        };
+        out.extend_from_slice(d.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bitmap built in pieces equals the one built whole, across piece boundaries.
+    #[test]
+    fn bitmap_in_pieces() {
+        let piece_len = 4096u64;
+        let ranges: PfnRanges = vec![
+            (3, 9),
+            (piece_len * 8 - 5, piece_len * 8 + 7),
+            (2 * piece_len * 8, 3 * piece_len * 8),
+        ];
+        let mut whole = vec![0u8; 3 * piece_len as usize];
+        set_bits(&mut whole, &ranges);
+        let mut pieces = Vec::new();
+        let mut first = 0;
+        let mut piece = vec![0u8; piece_len as usize];
+        for i in 0..3 {
+            bitmap_piece(&mut piece, i * piece_len * 8, &ranges, &mut first, None);
+            pieces.extend_from_slice(&piece);
+        }
+        assert_eq!(pieces, whole);
+    }
+
+    #[test]
+    fn bit_ranges() {
+        let mut b = vec![0u8; 4];
+        set_bits(&mut b, &vec![(1, 3), (7, 25)]);
+        assert_eq!(b, vec![0b1000_0110, 0xff, 0xff, 0x01]);
+    }
+
+    #[test]
+    fn descriptors_share_the_zero_page() {
+        let mut s = KdumpSummary::default();
+        let mut out = Vec::new();
+        let mut pos = 0x10_000;
+        descriptors(
+            &[(0, 0), (100, 1), (4096, 0)],
+            0x8000,
+            &mut pos,
+            &mut s,
+            &mut out,
+        );
+        assert_eq!(out.len(), 3 * 24);
+        assert_eq!(pos, 0x10_000 + 4196);
+        assert_eq!((s.zero_pages, s.compressed_pages, s.raw_pages), (1, 1, 1));
+        assert_eq!(out[..8], 0x8000u64.to_le_bytes());
+        assert_eq!(out[24..32], 0x10_000u64.to_le_bytes());
+        assert_eq!(out[48..56], (0x10_000u64 + 100).to_le_bytes());
+    }
+}

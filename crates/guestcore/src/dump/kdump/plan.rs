@@ -1,0 +1,275 @@
+//! Where everything of a kdump file goes, decided before a byte is written: the pfn ranges of
+//! the two bitmaps, the offsets of the headers, bitmaps, page descriptors and page data, and
+//! the header fields that follow from the request. Pure (no I/O), so the layout is checked
+//! and testable on its own; [`super::encode`] turns it into bytes and [`super::writer`]
+//! writes them.
+//!
+//! The bitmaps have one bit per pfn below the RAM top, however little RAM is present, so they
+//! are bounded here before anything is created ([`check_bitmaps`]: one page at 2^51 would need
+//! 64 GiB of them).
+
+use super::KdumpRequest;
+use crate::codec::PAGE;
+use crate::dump_level::FrameSet;
+use crate::format::kdump::PageDesc;
+use crate::format::kdump_header::HeaderAbi;
+use crate::format::note::VMCOREINFO_NAME;
+use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_phys_base};
+use crate::format::ElfNote;
+use crate::{Error, Result};
+
+pub(super) const PAGE_U64: u64 = PAGE as u64;
+/// Highest physical address we accept (MAXPHYADDR is at most 52 bits on x86).
+const MAX_PHYS: u64 = 1 << 52;
+/// Bitmap bytes (each of the two) always allowed: covers a RAM top of 512 GiB.
+const BITMAP_FREE: u64 = 16 << 20;
+
+/// Sorted, disjoint pfn ranges `[start, end)`.
+pub(super) type PfnRanges = Vec<(u64, u64)>;
+
+/// Everything about the file that the request decides.
+#[derive(Debug)]
+pub(super) struct KdumpPlan {
+    /// The header ABI (the machine's).
+    pub abi: HeaderAbi,
+    /// Pfns below the RAM top: the bitmaps' length in bits.
+    pub max_mapnr: u64,
+    /// Pfns of guest RAM (bitmap 1).
+    pub ram: PfnRanges,
+    /// Pfns within the filter window (bitmap 2, less the excluded frames).
+    pub dumped: PfnRanges,
+    /// Pfns with a descriptor: `dumped` less the excluded frames.
+    pub dumped_pages: u64,
+    /// Blocks of the sub header and the notes.
+    pub sub_hdr_blocks: u64,
+    /// Bytes of each bitmap (whole blocks).
+    pub bitmap_bytes: u64,
+    pub bitmap1_off: u64,
+    pub bitmap2_off: u64,
+    /// Start of the page descriptors.
+    pub desc_off: u64,
+    /// Start of the page data: the shared zero page, then the stored pages.
+    pub data_off: u64,
+    /// The notes as written, at [`Self::note_off`].
+    pub notes: Vec<u8>,
+    pub note_off: u64,
+    /// File offset and size of the VMCOREINFO text (inside the notes), or zeros.
+    pub vmcoreinfo: (u64, u64),
+    /// `utsname.release`: the VMCOREINFO's OSRELEASE, or "unknown".
+    pub release: String,
+    /// The kernel's `phys_base` from the VMCOREINFO (0 without one).
+    pub phys_base: u64,
+}
+
+impl KdumpPlan {
+    /// The end of the descriptors (the data starts at the next block).
+    pub fn desc_end(&self) -> u64 {
+        self.desc_off + self.dumped_pages * size_of::<PageDesc>() as u64
+    }
+    /// Where the shared zero page is.
+    pub fn zero_off(&self) -> u64 {
+        self.data_off
+    }
+    /// Where the first stored non-zero page goes.
+    pub fn pages_off(&self) -> u64 {
+        self.data_off + PAGE_U64
+    }
+    /// Bytes of block 0 and the sub-header blocks.
+    pub fn head_len(&self) -> u64 {
+        PAGE_U64 * (1 + self.sub_hdr_blocks)
+    }
+}
+
+/// Fails when the RAM top needs bitmaps far larger than the RAM present: more than
+/// [`BITMAP_FREE`] bytes each and more than the RAM itself. Such a guest (a stray page near the
+/// top of the physical address space) is better written as an ELF core, whose size follows the
+/// RAM present.
+pub(super) fn check_bitmaps(req: &KdumpRequest<'_>) -> Result<()> {
+    let ram = req.memory.ram();
+    let end = ram.end();
+    let bitmap = end
+        .div_ceil(PAGE_U64)
+        .div_ceil(8)
+        .next_multiple_of(PAGE_U64);
+    if bitmap > BITMAP_FREE && bitmap > ram.total() {
+        return Err(Error::Unsupported(format!(
+            "RAM ends at {end:#x}: a kdump file needs two bitmaps of {bitmap} bytes each for \
+             that, far more than the {} bytes of RAM present; write an ELF core instead",
+            ram.total()
+        )));
+    }
+    Ok(())
+}
+
+/// Plans the file of `req`.
+pub(super) fn plan(req: &KdumpRequest<'_>) -> Result<KdumpPlan> {
+    let end = req.memory.ram().end();
+    if end == 0 {
+        return Err(Error::Unsupported("the guest has no RAM to dump".into()));
+    }
+    if end > MAX_PHYS {
+        return Err(Error::Unsupported(format!(
+            "RAM ends at {end:#x}, above the 52-bit physical address space"
+        )));
+    }
+    check_bitmaps(req)?;
+    let abi = HeaderAbi::from_64bit(req.machine.is_64bit());
+    let max_mapnr = end.div_ceil(PAGE_U64);
+    let bitmap_bytes = max_mapnr.div_ceil(8).div_ceil(PAGE_U64) * PAGE_U64;
+    let (notes, vmci) = notes_block(req);
+    let sub_size = abi.sub_header_size() as u64;
+    let note_off = PAGE_U64 + sub_size;
+    let sub_hdr_blocks = (sub_size + notes.len() as u64).div_ceil(PAGE_U64);
+    let bitmap1_off = PAGE_U64 * (1 + sub_hdr_blocks);
+    let bitmap2_off = bitmap1_off + bitmap_bytes;
+    let desc_off = bitmap2_off + bitmap_bytes;
+    let dumped = pfn_ranges(req, true);
+    let dumped_pages = count_kept(&dumped, req.excluded);
+    let data_off =
+        (desc_off + dumped_pages * size_of::<PageDesc>() as u64).next_multiple_of(PAGE_U64);
+    let vmci_text = vmci.as_ref().map(|v| v.1.as_slice());
+    let release = vmci_text
+        .and_then(|v| vmcoreinfo_get(v, "OSRELEASE"))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .unwrap_or("unknown")
+        .to_string();
+    let phys_base = vmci_text.and_then(vmcoreinfo_phys_base).unwrap_or(0);
+    let vmcoreinfo = vmci
+        .as_ref()
+        .map_or((0, 0), |(at, d)| (note_off + *at as u64, d.len() as u64));
+    Ok(KdumpPlan {
+        abi,
+        max_mapnr,
+        ram: pfn_ranges(req, false),
+        dumped,
+        dumped_pages,
+        sub_hdr_blocks,
+        bitmap_bytes,
+        bitmap1_off,
+        bitmap2_off,
+        desc_off,
+        data_off,
+        notes,
+        note_off,
+        vmcoreinfo,
+        release,
+        phys_base,
+    })
+}
+
+/// The pfn ranges of the guest's RAM, or (`filtered`) of its RAM within the filter window.
+fn pfn_ranges(req: &KdumpRequest<'_>, filtered: bool) -> PfnRanges {
+    let mut out: PfnRanges = Vec::new();
+    for r in req.memory.ram().ranges() {
+        let mut r = *r;
+        if filtered {
+            match req.filter.and_then(|f| f.intersect(&r)) {
+                Some(x) => r = x,
+                None if req.filter.is_some() => continue,
+                None => {}
+            }
+        }
+        let (s, e) = (r.start / PAGE_U64, r.end.div_ceil(PAGE_U64));
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Pfns of `ranges`.
+pub(super) fn count(ranges: &PfnRanges) -> u64 {
+    ranges.iter().map(|(s, e)| e - s).sum()
+}
+
+/// Pfns of `ranges` that are dumped: not in `excluded`.
+fn count_kept(ranges: &PfnRanges, excluded: Option<&FrameSet>) -> u64 {
+    let out = excluded.map_or(0, |x| ranges.iter().map(|&(s, e)| x.count_in(s, e)).sum());
+    count(ranges) - out
+}
+
+/// The notes as written, with VMCOREINFO appended when given separately; plus the VMCOREINFO
+/// text that applies (for release and phys_base) and where its descriptor is in the note bytes.
+fn notes_block(req: &KdumpRequest<'_>) -> (Vec<u8>, Option<(usize, Vec<u8>)>) {
+    let mut notes: Vec<ElfNote> = req.notes.to_vec();
+    if let Some(v) = req.vmcoreinfo {
+        if !notes.iter().any(|n| n.name == VMCOREINFO_NAME) {
+            notes.push(ElfNote::new(VMCOREINFO_NAME, 0, v.to_vec()));
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut vmci = None;
+    for n in &notes {
+        let start = bytes.len();
+        n.encode_into(&mut bytes);
+        if vmci.is_none() && n.name == VMCOREINFO_NAME {
+            let desc_at = start + 12 + (n.name.len() + 1).div_ceil(4) * 4;
+            vmci = Some((desc_at, n.desc.clone()));
+        }
+    }
+    (bytes, vmci)
+}
+
+/// A plain x86_64 zlib request for `mem`, for tests of the writer's parts.
+#[cfg(test)]
+pub(super) fn test_request(mem: &crate::phys::VecMemory) -> KdumpRequest<'_> {
+    use super::{Compression, KdumpMachine};
+    KdumpRequest {
+        memory: mem,
+        notes: &[],
+        vmcoreinfo: None,
+        machine: KdumpMachine::X86_64,
+        nr_cpus: 1,
+        compression: Compression::Zlib,
+        filter: None,
+        excluded: None,
+        dump_level: 0,
+        flatten: false,
+        force: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(mem: &crate::phys::VecMemory) -> KdumpRequest<'_> {
+        KdumpRequest {
+            vmcoreinfo: Some(b"OSRELEASE=6.1.0\nNUMBER(phys_base)=16777216\n"),
+            ..test_request(mem)
+        }
+    }
+
+    /// 1 MiB of RAM at 0 and 4 KiB at 1 GiB: 262,145 pfns, 32 KiB bitmaps (8 blocks each).
+    #[test]
+    fn offsets_follow_one_another() {
+        let mem = crate::phys::VecMemory::from_blocks(vec![
+            (0, vec![1u8; 1 << 20]),
+            (1 << 30, vec![2u8; PAGE]),
+        ])
+        .unwrap();
+        let p = plan(&request(&mem)).unwrap();
+        assert_eq!(p.max_mapnr, (1 << 18) + 1);
+        assert_eq!(p.bitmap_bytes, 9 * PAGE_U64);
+        assert_eq!(p.sub_hdr_blocks, 1);
+        assert_eq!(p.bitmap1_off, 2 * PAGE_U64);
+        assert_eq!(p.bitmap2_off, p.bitmap1_off + p.bitmap_bytes);
+        assert_eq!(p.desc_off, p.bitmap2_off + p.bitmap_bytes);
+        assert_eq!(p.dumped_pages, 257);
+        assert_eq!(p.desc_end(), p.desc_off + 257 * 24);
+        assert_eq!(p.data_off, p.desc_end().next_multiple_of(PAGE_U64));
+        assert_eq!(p.ram, vec![(0, 256), (1 << 18, (1 << 18) + 1)]);
+        assert_eq!(p.release, "6.1.0");
+        assert_eq!(p.phys_base, 16 << 20);
+        let (at, len) = p.vmcoreinfo;
+        assert!(at > p.note_off && len == 43, "{at:#x} {len}");
+    }
+
+    #[test]
+    fn no_ram_is_refused() {
+        let mem = crate::phys::VecMemory::from_blocks(vec![]).unwrap();
+        assert!(plan(&request(&mem)).is_err());
+    }
+}
