@@ -27,6 +27,9 @@ pub struct ReadArgs {
     /// Write raw bytes to FILE (atomically) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Replace FILE if it exists.
+    #[arg(long, requires = "output")]
+    force: bool,
 }
 
 pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
@@ -48,15 +51,12 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
             .read_virt(&src.view.selected[0], args.addr, &mut buf)?;
     }
     if let Some(path) = &args.output {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        let mut tmp =
-            tempfile::NamedTempFile::new_in(dir).with_context(|| dir.display().to_string())?;
-        tmp.write_all(&buf)?;
-        tmp.persist(path)
+        let opts = guestcore::dump::OutputOptions { force: args.force };
+        let mut out = guestcore::dump::create_output(path, &opts)
+            .map_err(|e| crate::source::naming(e, path))?;
+        out.write_all(&buf)
             .with_context(|| path.display().to_string())?;
+        out.commit().map_err(|e| crate::source::naming(e, path))?;
         return Ok(());
     }
     let mut out = stdout.lock();

@@ -139,6 +139,26 @@ fn listings() {
         .output()
         .unwrap();
     assert_eq!(bytes.stdout, b"guestcore");
+    // `read -o` writes atomically and, like `dump`, replaces a file only with --force.
+    let out = dir.path().join("read.bin");
+    std::fs::write(&out, b"old").unwrap();
+    let read_to = |force: bool| {
+        let mut c = guestcore();
+        c.args(["read", "-q"])
+            .arg(&elf)
+            .args(["0xffffffff81001000", "9", "-o"])
+            .arg(&out);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let refused = read_to(false);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read(&out).unwrap(), b"old");
+    assert!(read_to(true).status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), b"guestcore");
 }
 
 /// `--json-lines` writes `--json`'s elements, one compact object per line; `mem`'s carry their
