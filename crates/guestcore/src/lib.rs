@@ -33,6 +33,7 @@ pub mod paging;
 pub mod phys;
 pub mod progress;
 pub mod qmp;
+mod sys;
 pub mod units;
 
 pub use error::{Error, Result};
