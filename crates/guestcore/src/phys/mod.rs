@@ -105,12 +105,28 @@ macro_rules! forward_phys_memory {
 
 forward_phys_memory!(Box<T>, &T);
 
-/// Guest memory held in a `Vec` at a list of physical ranges; used by tests and small tools.
+/// Guest memory held in this process, one buffer per RAM range: [`VecMemory`] (`Vec`s, for
+/// tests and small tools) and [`live::SnapshotMemory`] (anonymous mappings).
 #[derive(Debug, Clone)]
-pub struct VecMemory {
+pub struct ChunkMemory<B> {
     ram: RamMap,
-    /// One buffer per RAM range, in the order of `ram.ranges()`.
-    chunks: Vec<Vec<u8>>,
+    /// One buffer per RAM range, in the order of `ram.ranges()`, each as long as its range.
+    chunks: Vec<B>,
+}
+
+/// Guest memory held in a `Vec` at a list of physical ranges; used by tests and small tools.
+pub type VecMemory = ChunkMemory<Vec<u8>>;
+
+impl<B: AsRef<[u8]>> ChunkMemory<B> {
+    /// `chunks[i]` holds RAM range `i` of `ram` (same length).
+    pub(crate) fn from_chunks(ram: RamMap, chunks: Vec<B>) -> Self {
+        debug_assert!(ram
+            .ranges()
+            .iter()
+            .zip(&chunks)
+            .all(|(r, c)| r.len() == c.as_ref().len() as u64));
+        ChunkMemory { ram, chunks }
+    }
 }
 
 impl VecMemory {
@@ -137,7 +153,7 @@ impl VecMemory {
     }
 }
 
-impl PhysMemory for VecMemory {
+impl<B: AsRef<[u8]> + Send + Sync> PhysMemory for ChunkMemory<B> {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         read_via_slice(self, addr, buf)
     }
@@ -146,7 +162,9 @@ impl PhysMemory for VecMemory {
     }
     fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
         let (i, off) = self.ram.locate(addr, len)?;
-        self.chunks[i].get(off as usize..(off + len) as usize)
+        self.chunks[i]
+            .as_ref()
+            .get(off as usize..(off + len) as usize)
     }
 }
 

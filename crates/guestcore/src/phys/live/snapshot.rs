@@ -2,7 +2,7 @@
 //! dump writer borrows slices of after the guest runs again.
 
 use crate::addr::PAGE_SIZE as PAGE;
-use crate::phys::{is_zero, read_via_slice, PhysMemory, RamMap};
+use crate::phys::{is_zero, ChunkMemory, PhysMemory};
 use crate::progress::Progress;
 use crate::{Error, Result};
 use memmap2::MmapMut;
@@ -10,12 +10,7 @@ use memmap2::MmapMut;
 /// A private copy of guest RAM taken at one moment: what a `--pause` dump writes after the
 /// guest runs again. Zero pages are not copied (anonymous memory reads back as zeros without
 /// costing RAM), so a mostly idle guest costs little host memory.
-#[derive(Debug)]
-pub struct SnapshotMemory {
-    ram: RamMap,
-    /// One anonymous mapping per RAM range.
-    chunks: Vec<MmapMut>,
-}
+pub type SnapshotMemory = ChunkMemory<MmapMut>;
 
 /// Bytes copied per step of [`snapshot`].
 const SNAP_CHUNK: usize = 2 << 20;
@@ -57,20 +52,7 @@ pub fn snapshot(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<Snapsho
         chunks.push(map);
     }
     progress.finish();
-    Ok(SnapshotMemory { ram, chunks })
-}
-
-impl PhysMemory for SnapshotMemory {
-    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        read_via_slice(self, addr, buf)
-    }
-    fn ram(&self) -> &RamMap {
-        &self.ram
-    }
-    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
-        let (i, off) = self.ram.locate(addr, len)?;
-        self.chunks[i].get(off as usize..(off + len) as usize)
-    }
+    Ok(ChunkMemory::from_chunks(ram, chunks))
 }
 
 #[cfg(test)]
