@@ -45,6 +45,16 @@ impl Rng {
     pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len() as u64) as usize]
     }
+    /// `len` random bytes: noise no compressor shrinks (tests that need incompressible pages,
+    /// like snappy's uncompressed chunks or a kdump writer's raw-page fallback).
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
 }
 
 /// RAM of random table sets: low RAM, a hole, a second range, and a small range above 4 GiB.
@@ -241,4 +251,20 @@ pub fn random_ram(kind: ModeKind, seed: u64, ram: usize) -> (VecMemory, X86CpuSt
     debug_assert!(mem.ram().total() == ram as u64);
     let cpu = cpu_for(kind, cr3, rng.chance(50), rng.chance(50), !rng.chance(20));
     (mem, cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rng;
+
+    #[test]
+    fn bytes_are_seeded_sized_and_spread() {
+        let a = Rng::new(7).bytes(1001);
+        assert_eq!(a.len(), 1001);
+        assert_eq!(a, Rng::new(7).bytes(1001));
+        assert_ne!(a, Rng::new(8).bytes(1001));
+        let mut seen = [false; 256];
+        a.iter().for_each(|&b| seen[b as usize] = true);
+        assert!(seen.iter().filter(|&&s| s).count() > 200);
+    }
 }

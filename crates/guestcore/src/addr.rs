@@ -14,6 +14,9 @@ pub const SIZE_2M: u64 = 1 << 21;
 pub const SIZE_4M: u64 = 1 << 22;
 /// 1 GiB (IA-32e PDPTE leaf).
 pub const SIZE_1G: u64 = 1 << 30;
+/// The page of guest RAM every reader and writer counts in: x86's base page, the unit of a
+/// dump's page data, of zero-page skipping and of the page-start scans for kernel notes.
+pub const PAGE_SIZE: u64 = SIZE_4K;
 
 macro_rules! addr_type {
     ($name:ident, $doc:literal) => {

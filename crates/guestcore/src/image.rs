@@ -6,7 +6,7 @@
 //! has to come from elsewhere (the CLI's register flags or an HMP `info registers` file).
 //! A LiME or AVML image ([`crate::phys::lime`]) carries its RAM ranges but, like a raw image,
 //! no CPU state.
-//! `qmp:SOCKET` is a running QEMU ([`crate::qmp::live`]): registers over QMP, RAM read in place.
+//! `qmp:SOCKET` is a running QEMU ([`crate::qmp::session`]): registers over QMP, RAM read in place.
 
 use crate::cpu::notes::cpus_from_notes;
 use crate::cpu::vmstate::decode_cpu;
@@ -15,6 +15,7 @@ use crate::format::kdump::{Compression, DUMP_DH_COMPRESSED_INCOMPLETE};
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
 use crate::format::ElfNote;
+use crate::kernel::find_vmcoreinfo;
 use crate::phys::elf::{ElfCore, EM_386, EM_X86_64};
 use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
@@ -25,7 +26,8 @@ use crate::phys::migration::MigrationFile;
 use crate::phys::raw::RawImage;
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
-use crate::qmp::live::{find_vmcoreinfo, unpaused_note, LiveOptions, LiveSession};
+use crate::qmp::unpaused::unpaused_note;
+use crate::qmp::{LiveOptions, LiveSession};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::fmt;

@@ -35,6 +35,7 @@ pub mod paging;
 pub mod phys;
 pub mod progress;
 pub mod qmp;
+mod sys;
 pub mod units;
 
 pub use dump::kdump::Compression;

@@ -17,6 +17,7 @@
 //! Memory: the parser's buffers and one page, never a copy of guest RAM. A stream that ends
 //! early, breaks a bound, or leaves a RAM page unsent leaves no file.
 
+use crate::addr::PAGE_SIZE;
 use crate::cpu::notes::{encode_prstatus_x86_64, encode_qemu_note};
 use crate::cpu::vmstate::decode_cpu;
 use crate::cpu::X86CpuState;
@@ -29,7 +30,7 @@ use crate::phys::migration::vmcoreinfo::read_note_with;
 use crate::phys::migration::{Event, PageContent, Parser};
 use crate::phys::RamMap;
 use crate::progress::Progress;
-use crate::qmp::live::RamPiece;
+use crate::qmp::mtree::RamPiece;
 use crate::qmp::snapshot::{self, SnapshotReport, Start};
 use crate::qmp::LiveSession;
 use crate::{Error, Result};
@@ -37,7 +38,7 @@ use std::io::BufReader;
 use std::path::Path;
 
 /// The largest VMCOREINFO note a Linux kernel registers (one page), with its note header.
-const VMCOREINFO_RESERVE: u64 = 4096 + 64;
+const VMCOREINFO_RESERVE: u64 = PAGE_SIZE + 64;
 /// Read buffer on the stream.
 const STREAM_BUFFER: usize = 1 << 20;
 
@@ -117,7 +118,7 @@ pub fn dump_snapshot(
         );
         let mut places = Vec::new();
         let mut devices = DeviceState::default();
-        let mut fill = vec![0u8; 4096];
+        let mut fill = vec![0u8; PAGE_SIZE as usize];
         let mut eof = false;
         progress.start("snapshot", ram.total());
         while let Some(ev) = parser.next()? {
@@ -146,7 +147,7 @@ pub fn dump_snapshot(
                     for &(start, len, gpa) in place {
                         if offset >= start && offset - start < len {
                             elf.page(gpa + (offset - start), bytes)?;
-                            progress.advance(4096);
+                            progress.advance(PAGE_SIZE);
                         }
                     }
                 }

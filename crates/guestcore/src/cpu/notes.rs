@@ -12,6 +12,7 @@
 //! rbp rsp; QEMU note: … rsp rbp; prstatus: r15 r14 … in kernel `pt_regs` order).
 
 use super::{Segment, X86CpuState, CR4_PAE, EFER_LMA, EFER_LME, EFER_NXE};
+use crate::format::elf::EM_X86_64;
 use crate::format::note::{ElfNote, NT_PRSTATUS, NT_QEMU_CPUSTATE};
 use crate::format::prstatus::{
     i386, x86_64, PrStatusI386, PrStatusX86_64, CORE_NOTE_NAME, PRSTATUS_I386_SIZE,
@@ -21,7 +22,6 @@ use crate::format::qemu_cpu::{
     gpr as qgpr, QemuCpuSegment, QemuCpuState, QEMU_CPU_STATE_SIZE, QEMU_CPU_STATE_SIZE_V1_OLD,
     QEMU_CPU_STATE_VERSION, QEMU_NOTE_NAME,
 };
-use crate::phys::elf::EM_X86_64;
 use crate::{Error, Result};
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};

@@ -18,6 +18,7 @@ use super::elf_layout::DataRun;
 use super::writeback::start_writeback;
 use crate::phys::{is_zero, PhysMemory};
 use crate::progress::Progress;
+use crate::sys;
 use crate::{Error, Result};
 use std::fs::File;
 use std::ops::Range;
@@ -54,7 +55,6 @@ fn kernel_copy(
     dst_off: u64,
     len: usize,
 ) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
     let mut done = 0usize;
     while done < len {
         let (Ok(mut off_in), Ok(mut off_out)) = (
@@ -63,28 +63,17 @@ fn kernel_copy(
         ) else {
             return Ok(done);
         };
-        // SAFETY: both descriptors are open for the duration of the call (borrowed `File`s);
-        // the offset pointers point at live locals, so the kernel uses and updates them instead
-        // of the files' positions; no memory of ours is read or written besides them.
-        let n = unsafe {
-            libc::copy_file_range(
-                src.as_raw_fd(),
-                &mut off_in,
-                dst.as_raw_fd(),
-                &mut off_out,
-                len - done,
-                0,
-            )
+        let e = match sys::copy_file_range(src, &mut off_in, dst, &mut off_out, len - done) {
+            Ok(0) => {
+                // The source ended (truncated underneath us): let the caller decide.
+                return Ok(done);
+            }
+            Ok(n) => {
+                done += n;
+                continue;
+            }
+            Err(e) => e,
         };
-        if n > 0 {
-            done += n as usize;
-            continue;
-        }
-        if n == 0 {
-            // The source ended (truncated underneath us): let the caller decide.
-            return Ok(done);
-        }
-        let e = std::io::Error::last_os_error();
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(

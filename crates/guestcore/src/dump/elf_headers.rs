@@ -6,8 +6,8 @@
 //! a bug, and is truncated only after a debug assertion.
 
 use super::elf_layout::Segment;
-use crate::format::elf_class::e_phnum;
-pub use crate::format::elf_class::{ElfClass, ElfMachine};
+use crate::format::elf::e_phnum;
+pub use crate::format::elf::{ElfClass, ElfMachine};
 use object::elf;
 use object::endian::{LittleEndian as LE, U16, U32, U64};
 use object::pod::bytes_of;

@@ -30,7 +30,7 @@
 use crate::addr::{PhysRange, SIZE_4K};
 use crate::dump_level::frames::FRAME;
 use crate::dump_level::FrameSet;
-use crate::format::elf_class::{e_phnum, ElfClass, ElfMachine};
+use crate::format::elf::{e_phnum, ElfClass, ElfMachine};
 use crate::mapping::{Mapping, MappingList};
 use crate::paging::PageFlags;
 use crate::phys::RamMap;

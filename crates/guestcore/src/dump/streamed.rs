@@ -16,6 +16,7 @@ use super::elf_layout::{plan, DataRun, ElfPlan};
 use super::output::AtomicOutput;
 use super::writeback::WritebackRuns;
 use super::{DumpLayout, DumpSummary, ElfClass, ElfMachine, OutputOptions};
+use crate::addr::PAGE_SIZE as PAGE;
 use crate::dump_level::FrameSet;
 use crate::format::ElfNote;
 use crate::phys::RamMap;
@@ -23,7 +24,6 @@ use crate::{Error, Result};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-const PAGE: u64 = 4096;
 /// Consecutive pages gathered into one write.
 const BATCH: usize = 1 << 20;
 

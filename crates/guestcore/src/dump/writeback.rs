@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 
 /// Starts writing `[offset, offset + len)` of `file` back to disk without waiting for it
 /// (`SYNC_FILE_RANGE_WRITE`). Failures are ignored (see the module doc).
@@ -20,11 +19,7 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     ) else {
         return;
     };
-    // SAFETY: `file` is an open descriptor for the duration of the call; sync_file_range reads
-    // and writes no memory of ours.
-    let _ = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
+    crate::sys::start_writeback(file, offset, len);
 }
 
 /// Bytes written contiguously before their writeback is started.

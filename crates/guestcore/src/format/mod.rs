@@ -1,7 +1,8 @@
-//! Raw on-disk structures shared by readers and writers: ELF notes, the QEMU CPU note,
-//! NT_PRSTATUS, VMCOREINFO text, kdump headers and flags, the ELF class and machine of a core.
+//! Raw on-disk structures shared by readers and writers: ELF class, machine and header
+//! constants, ELF notes, the QEMU CPU note, NT_PRSTATUS, VMCOREINFO text, kdump headers and
+//! flags, the vmdesc JSON of a migration stream.
 
-pub mod elf_class;
+pub mod elf;
 pub mod kdump;
 pub mod kdump_header;
 pub mod note;

@@ -18,12 +18,14 @@
 
 pub mod dmesg;
 pub mod elfcorehdr;
+pub mod first_vmcoreinfo;
 pub mod layout;
 pub mod scan;
 pub mod vread;
 
 pub use dmesg::kernel_log;
 pub use elfcorehdr::CrashHeader;
+pub use first_vmcoreinfo::find_vmcoreinfo;
 pub use layout::KernelLayout;
 
 use crate::cpu::X86CpuState;

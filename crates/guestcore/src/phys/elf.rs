@@ -18,7 +18,7 @@
 //!
 //! The file is mapped read-only, so [`PhysMemory::slice`] borrows file bytes without copying.
 
-use super::{PhysMemory, RamMap};
+use super::{map_file, PhysMemory, RamMap};
 use crate::addr::PhysRange;
 use crate::format::ElfNote;
 use crate::{Error, Result};
@@ -35,10 +35,7 @@ pub(crate) mod test_core;
 #[cfg(test)]
 mod tests;
 
-/// `e_machine` of x86_64 cores.
-pub const EM_X86_64: u16 = object::elf::EM_X86_64;
-/// `e_machine` of i386 cores.
-pub const EM_386: u16 = object::elf::EM_386;
+pub use crate::format::elf::{EM_386, EM_X86_64};
 
 /// One PT_LOAD program header, as the file has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -90,20 +87,13 @@ impl ElfCore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bad = |what: String| Error::format(path, what);
-        let file = File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?
-            .len();
-        if file_len < 16 {
+        let (file, map) = map_file(path)?;
+        let file_len = map.as_ref().map_or(0, |m| m.len() as u64);
+        let Some(map) = map.filter(|_| file_len >= 16) else {
             return Err(bad(format!(
                 "not an ELF file (only {file_len} bytes, shorter than an ELF identification)"
             )));
-        }
-        // SAFETY: read-only private mapping of a regular, non-empty file. Like every mmap-based
-        // reader we rely on the dump not being truncated or rewritten while it is open.
-        let map = unsafe { Mmap::map(&file) }
-            .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))?;
+        };
         let data: &[u8] = &map;
 
         if data[..4] != object::elf::ELFMAG {

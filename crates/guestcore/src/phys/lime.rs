@@ -28,7 +28,7 @@
 //! the last chunk per thread. Every count comes from the file and is bounded by its length or by
 //! [`MAX_RANGES`]; no malformed input panics.
 
-use super::{PhysMemory, RamMap};
+use super::{map_file, PhysMemory, RamMap};
 use crate::addr::PhysRange;
 use crate::{Error, Result};
 use memmap2::Mmap;
@@ -126,19 +126,10 @@ impl LimeImage {
     /// Any structural fault is an [`Error::Format`] naming its file offset.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?
-            .len();
-        if file_len == 0 {
+        let (file, map) = map_file(path)?;
+        let Some(map) = map else {
             return Err(Error::format(path, "empty file: no LiME range header"));
-        }
-        // SAFETY: the mapping is read-only and private to this process. Like every mmap-based
-        // reader we rely on the file not being truncated or rewritten while it is mapped
-        // (a dump being written to in place is not a supported input).
-        let map = unsafe { Mmap::map(&file) }
-            .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))?;
+        };
         let mut parser = Parser {
             path,
             map: &map,

@@ -4,6 +4,7 @@
 //! [`PhysMemory`]: read these bytes, which ranges are RAM, and is this whole range RAM. The walker
 //! and the writers depend on nothing else, so a new source is one new file here.
 
+mod mmap;
 mod ram_map;
 
 pub mod elf;
@@ -14,8 +15,12 @@ pub mod live;
 pub mod migration;
 pub mod raw;
 
+pub use mmap::map_file;
 pub use ram_map::RamMap;
 
+pub(crate) use mmap::{map_shared_ram, release_mapped};
+
+use crate::addr::PhysRange;
 use crate::{Error, Result};
 
 /// Guest-physical memory.
@@ -71,54 +76,57 @@ pub trait PhysMemory: Send + Sync {
     }
 }
 
-impl<T: PhysMemory + ?Sized> PhysMemory for Box<T> {
-    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        (**self).read_at(addr, buf)
-    }
-    fn ram(&self) -> &RamMap {
-        (**self).ram()
-    }
-    fn is_ram(&self, addr: u64, len: u64) -> bool {
-        (**self).is_ram(addr, len)
-    }
-    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
-        (**self).slice(addr, len)
-    }
-    fn release(&self, addr: u64, len: u64) {
-        (**self).release(addr, len)
-    }
-    fn file_extent(&self, addr: u64, len: u64) -> Option<(&std::fs::File, u64)> {
-        (**self).file_extent(addr, len)
-    }
+/// `PhysMemory` for a pointer to a source (`Box<T>`, `&T`): every method, defaults included,
+/// goes to the pointee, so a wrapped source keeps its own `slice`, `release` and `file_extent`.
+macro_rules! forward_phys_memory {
+    ($($ptr:ty),+) => {$(
+        impl<T: PhysMemory + ?Sized> PhysMemory for $ptr {
+            fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+                (**self).read_at(addr, buf)
+            }
+            fn ram(&self) -> &RamMap {
+                (**self).ram()
+            }
+            fn is_ram(&self, addr: u64, len: u64) -> bool {
+                (**self).is_ram(addr, len)
+            }
+            fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
+                (**self).slice(addr, len)
+            }
+            fn release(&self, addr: u64, len: u64) {
+                (**self).release(addr, len)
+            }
+            fn file_extent(&self, addr: u64, len: u64) -> Option<(&std::fs::File, u64)> {
+                (**self).file_extent(addr, len)
+            }
+        }
+    )+};
 }
 
-impl<T: PhysMemory + ?Sized> PhysMemory for &T {
-    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        (**self).read_at(addr, buf)
-    }
-    fn ram(&self) -> &RamMap {
-        (**self).ram()
-    }
-    fn is_ram(&self, addr: u64, len: u64) -> bool {
-        (**self).is_ram(addr, len)
-    }
-    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
-        (**self).slice(addr, len)
-    }
-    fn release(&self, addr: u64, len: u64) {
-        (**self).release(addr, len)
-    }
-    fn file_extent(&self, addr: u64, len: u64) -> Option<(&std::fs::File, u64)> {
-        (**self).file_extent(addr, len)
-    }
+forward_phys_memory!(Box<T>, &T);
+
+/// Guest memory held in this process, one buffer per RAM range: [`VecMemory`] (`Vec`s, for
+/// tests and small tools) and [`live::SnapshotMemory`] (anonymous mappings).
+#[derive(Debug, Clone)]
+pub struct ChunkMemory<B> {
+    ram: RamMap,
+    /// One buffer per RAM range, in the order of `ram.ranges()`, each as long as its range.
+    chunks: Vec<B>,
 }
 
 /// Guest memory held in a `Vec` at a list of physical ranges; used by tests and small tools.
-#[derive(Debug, Clone)]
-pub struct VecMemory {
-    ram: RamMap,
-    /// One buffer per RAM range, in the order of `ram.ranges()`.
-    chunks: Vec<Vec<u8>>,
+pub type VecMemory = ChunkMemory<Vec<u8>>;
+
+impl<B: AsRef<[u8]>> ChunkMemory<B> {
+    /// `chunks[i]` holds RAM range `i` of `ram` (same length).
+    pub(crate) fn from_chunks(ram: RamMap, chunks: Vec<B>) -> Self {
+        debug_assert!(ram
+            .ranges()
+            .iter()
+            .zip(&chunks)
+            .all(|(r, c)| r.len() == c.as_ref().len() as u64));
+        ChunkMemory { ram, chunks }
+    }
 }
 
 impl VecMemory {
@@ -126,8 +134,7 @@ impl VecMemory {
     pub fn flat(bytes: Vec<u8>) -> Self {
         let len = bytes.len() as u64;
         VecMemory {
-            ram: RamMap::new(vec![crate::addr::PhysRange::new(0, len)])
-                .expect("one range is valid"),
+            ram: RamMap::new(vec![PhysRange::new(0, len)]).expect("one range is valid"),
             chunks: vec![bytes],
         }
     }
@@ -137,7 +144,7 @@ impl VecMemory {
         blocks.sort_by_key(|b| b.0);
         let ranges = blocks
             .iter()
-            .map(|(base, b)| crate::addr::PhysRange::new(*base, b.len() as u64))
+            .map(|(base, b)| PhysRange::new(*base, b.len() as u64))
             .collect();
         Ok(VecMemory {
             ram: RamMap::new(ranges)?,
@@ -146,7 +153,7 @@ impl VecMemory {
     }
 }
 
-impl PhysMemory for VecMemory {
+impl<B: AsRef<[u8]> + Send + Sync> PhysMemory for ChunkMemory<B> {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         read_via_slice(self, addr, buf)
     }
@@ -154,14 +161,10 @@ impl PhysMemory for VecMemory {
         &self.ram
     }
     fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
-        let i = self.ram.index_of(addr)?;
-        let r = self.ram.ranges()[i];
-        let end = addr.checked_add(len)?;
-        if end > r.end {
-            return None;
-        }
-        let off = (addr - r.start) as usize;
-        Some(&self.chunks[i][off..off + len as usize])
+        let (i, off) = self.ram.locate(addr, len)?;
+        self.chunks[i]
+            .as_ref()
+            .get(off as usize..(off + len) as usize)
     }
 }
 
@@ -180,26 +183,17 @@ pub fn read_via_slice<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]
 /// Reads `buf` range by range through [`PhysMemory::slice`], for reads that cross the boundary of
 /// two adjacent RAM ranges. Fails with [`Error::NotInMemory`] at the first byte not in RAM.
 pub fn read_piecewise<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
-    let mut done = 0usize;
-    while done < buf.len() {
-        let a = addr.checked_add(done as u64).ok_or(Error::NotInMemory {
-            addr,
-            len: buf.len() as u64,
-        })?;
-        let i = mem.ram().index_of(a).ok_or(Error::NotInMemory {
-            addr,
-            len: buf.len() as u64,
-        })?;
-        let r = mem.ram().ranges()[i];
-        let n = ((r.end - a) as usize).min(buf.len() - done);
-        let s = mem.slice(a, n as u64).ok_or(Error::NotInMemory {
-            addr,
-            len: buf.len() as u64,
-        })?;
-        buf[done..done + n].copy_from_slice(s);
-        done += n;
+    if buf.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let len = buf.len() as u64;
+    mem.ram().each_piece(addr, buf, |_, a, part| {
+        let s = mem
+            .slice(a, part.len() as u64)
+            .ok_or(Error::NotInMemory { addr, len })?;
+        part.copy_from_slice(s);
+        Ok(())
+    })
 }
 
 /// True when every byte is zero. ORs 32 words at a time without an early exit inside the
@@ -216,29 +210,4 @@ pub fn is_zero(bytes: &[u8]) -> bool {
         }
     }
     blocks.remainder().iter().all(|&b| b == 0)
-}
-
-/// Drops the whole pages of `map[offset..offset + len]` from this process's resident set
-/// (`MADV_DONTNEED`); they stay in the page cache and fault back in on the next access.
-/// Errors are ignored: this is only a hint.
-pub(crate) fn release_mapped(map: &memmap2::Mmap, offset: u64, len: u64) {
-    const PAGE: u64 = 4096;
-    let start = offset.next_multiple_of(PAGE);
-    let end = offset.saturating_add(len).min(map.len() as u64) & !(PAGE - 1);
-    if start >= end {
-        return;
-    }
-    // SAFETY: `map` is a read-only private file mapping (`Mmap`, never written, so it holds no
-    // copy-on-write pages). MADV_DONTNEED on such a mapping only removes page-table entries:
-    // every later access — through any `&[u8]` still borrowed from it too — faults the same
-    // file bytes back in, so no reference ever observes different contents. (That the file is
-    // not modified underneath is already assumed by the mapping itself; see the `Mmap::map`
-    // call sites.) The range is inside the mapping and page-aligned, as madvise requires.
-    let _ = unsafe {
-        map.unchecked_advise_range(
-            memmap2::UncheckedAdvice::DontNeed,
-            start as usize,
-            (end - start) as usize,
-        )
-    };
 }

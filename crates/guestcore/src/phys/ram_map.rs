@@ -66,6 +66,41 @@ impl RamMap {
         (i < self.ranges.len() && self.ranges[i].start <= addr).then_some(i)
     }
 
+    /// Where `[addr, addr + len)` lies when it lies inside one range: that range's index and
+    /// the offset of `addr` in it. `None` when any byte is outside the range holding `addr`.
+    pub fn locate(&self, addr: u64, len: u64) -> Option<(usize, u64)> {
+        let i = self.index_of(addr)?;
+        let r = self.ranges[i];
+        (addr.checked_add(len)? <= r.end).then_some((i, addr - r.start))
+    }
+
+    /// Splits a read of `buf` at `addr` at the boundaries of adjacent ranges and calls `read`
+    /// once per piece with the range's index, the piece's address and its part of `buf`, in
+    /// address order. Fails with [`Error::NotInMemory`] (before any piece is read) when a byte
+    /// is not RAM. An empty `buf` reads nothing.
+    pub fn each_piece(
+        &self,
+        addr: u64,
+        buf: &mut [u8],
+        mut read: impl FnMut(usize, u64, &mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        if !self.contains(addr, buf.len() as u64) {
+            return Err(Error::NotInMemory {
+                addr,
+                len: buf.len() as u64,
+            });
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = addr + done as u64;
+            let i = self.index_of(a).expect("contains() saw every byte in RAM");
+            let n = ((self.ranges[i].end - a) as usize).min(buf.len() - done);
+            read(i, a, &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Number of maximal runs of contiguous RAM (adjacent ranges joined).
     pub fn span_count(&self) -> usize {
         self.spans.len()
@@ -158,5 +193,36 @@ mod tests {
     #[test]
     fn overlap_rejected() {
         assert!(RamMap::new(vec![PhysRange::new(0, 10), PhysRange::new(5, 10)]).is_err());
+    }
+
+    #[test]
+    fn locate_in_one_range() {
+        let m = map();
+        assert_eq!(m.locate(0x100010, 0x10), Some((1, 0x10)));
+        assert_eq!(m.locate(0x1ff000, 0x1000), Some((1, 0xff000)));
+        assert_eq!(
+            m.locate(0x1ff000, 0x1001),
+            None,
+            "crosses into the next range"
+        );
+        assert_eq!(m.locate(0xa0000, 1), None, "a hole");
+        assert_eq!(m.locate(u64::MAX, 2), None);
+    }
+
+    #[test]
+    fn each_piece_splits_at_adjacent_ranges() {
+        let m = map();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 0x20];
+        m.each_piece(0x1ffff0, &mut buf, |i, a, b| {
+            seen.push((i, a, b.len()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![(1, 0x1ffff0, 0x10), (2, 0x200000, 0x10)]);
+        let mut never = |_: usize, _: u64, _: &mut [u8]| -> Result<()> { panic!("read a hole") };
+        assert!(m.each_piece(0x9fff0, &mut buf, &mut never).is_err());
+        assert!(m.each_piece(0xa0000, &mut [], &mut never).is_err());
+        m.each_piece(0, &mut [], &mut never).unwrap();
     }
 }

@@ -3,12 +3,13 @@
 //! Mapping (rather than reading) keeps a many-GiB image cheap to open and lets the walker and the
 //! writers borrow page tables and pages straight from the page cache ([`PhysMemory::slice`]).
 //! Without a [`Layout`] the file is guest-physical `0..len`; with one, each piece of the file is
-//! placed where the layout says and everything else is a hole ([`Error::NotInMemory`]).
+//! placed where the layout says and everything else is a hole
+//! ([`Error::NotInMemory`](crate::Error::NotInMemory)).
 
 use super::layout::Layout;
-use super::{read_via_slice, PhysMemory, RamMap};
+use super::{map_file, read_via_slice, PhysMemory, RamMap};
 use crate::addr::PhysRange;
-use crate::{Error, Result};
+use crate::Result;
 use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,24 +30,10 @@ pub struct RawImage {
 impl RawImage {
     /// Maps `path` read-only and places it in guest-physical memory per `layout` (default: the
     /// whole file at physical 0). Layout pieces past the end of the file are an
-    /// [`Error::Format`].
+    /// [`Error::Format`](crate::Error::Format).
     pub fn open(path: impl AsRef<Path>, layout: Option<&Layout>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?
-            .len();
-        let map = if file_len == 0 {
-            None
-        } else {
-            // SAFETY: the mapping is read-only and private to this process. Like every mmap-based
-            // reader we rely on the file not being truncated or rewritten while it is mapped
-            // (a dump being written to in place is not a supported input).
-            let map = unsafe { Mmap::map(&file) }
-                .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))?;
-            Some(map)
-        };
+        let (file, map) = map_file(path)?;
         let mapped_len = map.as_ref().map_or(0, |m| m.len() as u64);
 
         let mut pieces: Vec<(PhysRange, u64)> = match layout {
@@ -90,23 +77,15 @@ impl PhysMemory for RawImage {
     }
 
     fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
-        let i = self.ram.index_of(addr)?;
-        let r = self.ram.ranges()[i];
-        if addr.checked_add(len)? > r.end {
-            return None;
-        }
-        let start = usize::try_from(self.offsets[i] + (addr - r.start)).ok()?;
+        let (i, off) = self.ram.locate(addr, len)?;
+        let start = usize::try_from(self.offsets[i] + off).ok()?;
         let end = start.checked_add(usize::try_from(len).ok()?)?;
         self.map.as_ref()?.get(start..end)
     }
 
     fn file_extent(&self, addr: u64, len: u64) -> Option<(&File, u64)> {
-        let i = self.ram.index_of(addr)?;
-        let r = self.ram.ranges()[i];
-        if addr.checked_add(len)? > r.end {
-            return None;
-        }
-        let offset = self.offsets[i] + (addr - r.start);
+        let (i, off) = self.ram.locate(addr, len)?;
+        let offset = self.offsets[i] + off;
         (offset.checked_add(len)? <= self.file_len()).then_some((&self.file, offset))
     }
 
@@ -123,6 +102,7 @@ impl PhysMemory for RawImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use std::io::Write;
 
     fn image(bytes: &[u8]) -> tempfile::NamedTempFile {

@@ -16,6 +16,7 @@
 //! Every read and write has a timeout, so a wedged QEMU cannot hang the caller (a paused guest
 //! must be resumed by someone).
 
+use crate::sys::peer_pid;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -293,39 +294,6 @@ impl QmpClient {
             what,
         }
     }
-}
-
-/// `SO_PEERCRED` of a connected Unix socket: the pid of the process that created the other
-/// end (std's `UnixStream::peer_cred` is unstable).
-fn peer_pid(stream: &UnixStream) -> std::io::Result<u32> {
-    use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: the fd is a valid socket owned by `stream`; `cred` and `len` are valid for
-    // writes of the sizes given, as getsockopt(SO_PEERCRED) requires.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if cred.pid <= 0 {
-        return Err(std::io::Error::new(
-            ErrorKind::NotFound,
-            "the peer has no pid",
-        ));
-    }
-    Ok(cred.pid as u32)
 }
 
 #[cfg(test)]

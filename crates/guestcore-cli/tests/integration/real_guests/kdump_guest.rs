@@ -6,7 +6,7 @@
 
 use super::capture::capture;
 use super::debuggers;
-use super::dump;
+use super::{dump, gdb_reads_release};
 use assert_cmd::Command;
 use guestcore::phys::elf::ElfCore;
 use std::collections::HashMap;
@@ -186,16 +186,7 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
     );
     assert_eq!(prstatus.to_string(), f.get("elfcorehdr-prstatus"));
     let uts = f.hex("sym-init_uts_ns") + 130;
-    let gdb = std::process::Command::new("gdb")
-        .args(["-batch", "-nx", "-ex", &format!("x/s {uts:#x}"), "-core"])
-        .arg(&paging)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&gdb.stdout);
-    assert!(
-        text.contains(&format!("\"{release}\"")),
-        "{guest}: gdb printed {text}"
-    );
+    gdb_reads_release(&paging, uts, &release, guest);
     let physical = tmp.path().join("crashed-phys.elf");
     dump(&["dump", "--kernel", "crashed", p], &physical);
     assert_eq!(

@@ -9,6 +9,7 @@
 //! kernel release from `guestcore dump --paging` of a stream; and a truncated or corrupted
 //! stream is an error, not a dump.
 
+use super::gdb_reads_release;
 use guestcore::cpu::hmp::parse_info_registers;
 use guestcore::image::{GuestImage, ImageFormat, OpenOptions};
 use guestcore::phys::elf::ElfCore;
@@ -371,22 +372,7 @@ fn x86_64_migration_streams() {
         "mapped-ram: paging dump in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    assert!(
-        which("gdb").is_some(),
-        "gdb is not installed (scripts/install-deps.sh)"
-    );
-    let gdb = std::process::Command::new("gdb")
-        .args(["-batch", "-nx", "-ex"])
-        .arg(format!("x/s {:#x}", uts + 130))
-        .arg("-core")
-        .arg(&paging)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&gdb.stdout);
-    assert!(
-        text.contains(&format!("\"{release}\"")),
-        "gdb printed {text:?}"
-    );
+    gdb_reads_release(&paging, uts + 130, &release, "mapped-ram paging dump");
 
     check_bad_copies(&streams[0], dir);
     eprintln!("migration: all in {:.1} s", t0.elapsed().as_secs_f64());

@@ -88,6 +88,27 @@ fn our_tlb(text: &str) -> BTreeSet<(u64, u64, bool)> {
 }
 
 /// The PT_LOAD of `segs` (sorted by vaddr, non-overlapping) holding `va`.
+/// Asserts that gdb, opening `core`, prints the kernel release string `release` at `addr`
+/// (`init_uts_ns.name.release`). `what` names the case in the failure message.
+fn gdb_reads_release(core: &Path, addr: u64, release: &str, what: &str) {
+    assert!(
+        which("gdb").is_some(),
+        "gdb is not installed (scripts/install-deps.sh installs it)"
+    );
+    let gdb = std::process::Command::new("gdb")
+        .args(["-batch", "-nx", "-ex"])
+        .arg(format!("x/s {addr:#x}"))
+        .arg("-core")
+        .arg(core)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&gdb.stdout);
+    assert!(
+        text.contains(&format!("\"{release}\"")),
+        "{what}: gdb printed {text:?}"
+    );
+}
+
 fn find_load(segs: &[ElfSegment], va: u64) -> Option<&ElfSegment> {
     let i = segs.partition_point(|s| s.vaddr <= va);
     let s = segs.get(i.checked_sub(1)?)?;
@@ -227,21 +248,7 @@ fn check_guest(guest: &str, va_bits: u32) {
     );
 
     // 5. gdb reads the same string from guestcore's paging dump.
-    if which("gdb").is_none() {
-        panic!("gdb is not installed (scripts/install-deps.sh installs it)");
-    }
-    let gdb = std::process::Command::new("gdb")
-        .args(["-batch", "-nx", "-ex"])
-        .arg(format!("x/s {:#x}", uts + sysname as u64 + 130))
-        .arg("-core")
-        .arg(&ours_path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&gdb.stdout);
-    assert!(
-        text.contains(&format!("\"{release}\"")),
-        "{guest}: gdb printed {text:?}"
-    );
+    gdb_reads_release(&ours_path, uts + sysname as u64 + 130, &release, guest);
     // 6. QEMU's own kdump-compressed file (flattened, zlib) of the same stopped guest reads
     //    back equal to QEMU's physical ELF dump, page for page.
     let kdump = GuestImage::open(dir.join("kdump-zlib.dump"), &OpenOptions::default()).unwrap();

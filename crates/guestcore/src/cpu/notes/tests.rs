@@ -1,6 +1,6 @@
 use super::*;
 use crate::cpu::{CR0_PG, CR4_PAE};
-use crate::phys::elf::EM_386;
+use crate::format::elf::EM_386;
 
 /// A state where every field has a distinct value.
 fn sample() -> X86CpuState {

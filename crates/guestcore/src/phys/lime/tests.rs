@@ -58,15 +58,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// Incompressible bytes (snappy writes uncompressed chunks).
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    guestcore_testkit::random::Rng::new(seed).bytes(len)
 }
 
 fn open(bytes: &[u8]) -> Result<LimeImage> {

@@ -23,7 +23,7 @@ use super::ram::{MappedRam, RamBlock, PAGE_SIZE};
 use super::stream::{Configuration, Event, PageContent, Parser};
 use super::vmcoreinfo::{self, VmcoreinfoPointer};
 use crate::addr::PhysRange;
-use crate::phys::{release_mapped, PhysMemory, RamMap};
+use crate::phys::{map_file, release_mapped, PhysMemory, RamMap};
 use crate::{Error, Result};
 use memmap2::Mmap;
 use std::collections::BTreeMap;
@@ -226,18 +226,10 @@ impl MigrationFile {
     /// layout, see [`super::layout`]).
     pub fn open(path: impl AsRef<Path>, layout: Option<&[BlockPiece]>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?
-            .len();
-        if len < 8 {
+        let (file, map) = map_file(path)?;
+        let Some(map) = map.filter(|m| m.len() >= 8) else {
             return Err(Error::format(path, "too short for a migration stream"));
-        }
-        // SAFETY: read-only private mapping; like every mmap reader here we rely on the file
-        // not being truncated or rewritten while it is mapped.
-        let map = unsafe { Mmap::map(&file) }
-            .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))?;
+        };
         let base = stream_start(&map).ok_or_else(|| {
             if map.starts_with(LIBVIRT_MAGIC) {
                 Error::format(

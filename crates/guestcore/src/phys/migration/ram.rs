@@ -17,8 +17,8 @@ use crate::Result;
 use serde::Serialize;
 use std::io::Read;
 
-/// The page size of x86 migration streams (`TARGET_PAGE_SIZE`).
-pub const PAGE_SIZE: u64 = 4096;
+/// The page size of x86 migration streams (`TARGET_PAGE_SIZE`): the guest's page.
+pub use crate::addr::PAGE_SIZE;
 
 pub(crate) const FLAG_FULL: u64 = 0x01;
 pub(crate) const FLAG_ZERO: u64 = 0x02;

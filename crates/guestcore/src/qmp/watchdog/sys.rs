@@ -86,7 +86,9 @@ pub fn spawn(p: &Prepared) -> io::Result<OwnedFd> {
     // say) runs in a child before the child has reset the dispositions.
     // SAFETY: sigset_t is plain old data; sigfillset/pthread_sigmask get valid pointers.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, plain old data.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both sets are valid, initialised locals.
     unsafe {
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
@@ -149,8 +151,8 @@ unsafe fn intermediate(p: &Prepared, r: RawFd) -> ! {
 /// # Safety
 /// Only in a forked child, with every signal blocked; makes async-signal-safe calls only.
 unsafe fn watchdog(p: &Prepared, r: RawFd) -> ! {
-    // SAFETY (whole body): raw system calls on descriptors this process owns and on stack or
-    // pre-fork memory that nothing else in this single-threaded child can touch.
+    // SAFETY: (the whole body) raw system calls on descriptors this process owns and on stack
+    // or pre-fork memory that nothing else in this single-threaded child can touch.
     unsafe {
         // 1. Signals: default dispositions (no host handler runs here), except that a terminal's
         //    SIGINT/SIGHUP and a closed socket's SIGPIPE are ignored; then unblock.

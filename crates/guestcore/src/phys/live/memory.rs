@@ -1,51 +1,15 @@
-//! The RAM of a running QEMU, read in place.
-//!
-//! Two ways in, chosen per RAM block by [`crate::qmp::live`]:
-//!
-//! * **shared file** — a `memory-backend-file` with `share=on`: the file *is* guest RAM, so it
-//!   is mapped read-only ([`MmapRaw`]) and copied out through raw pointers;
-//! * **process memory** — anonymous RAM: `pread` on `/proc/PID/mem` of the QEMU process at
-//!   the host virtual address HMP `gpa2hva` reported (needs ptrace rights on QEMU: same user
-//!   and Yama `ptrace_scope` ≤ 1 with CAP_SYS_PTRACE, or root).
-//!
-//! A running guest changes its RAM under us, so no `&[u8]` is ever formed over it
-//! ([`PhysMemory::slice`] is `None`): every read is a copy into the caller's buffer, as
-//! rust-vmm's vm-memory does. [`snapshot`] copies all of it once into private memory, which a
-//! dump writer can then borrow while the guest runs again.
+//! [`LiveMemory`]: the RAM of a running QEMU, each block read where it lives on the host (a
+//! mapped shared backend file, or `/proc/PID/mem`), every read a copy (see [`super`]).
 
-use super::{read_via_slice, PhysMemory, RamMap};
+use super::copy::copy_from_live;
+use super::{LiveAccess, LiveSource, SHARED_RAM_HINT};
 use crate::addr::PhysRange;
-use crate::progress::Progress;
+use crate::phys::{map_shared_ram, PhysMemory, RamMap};
 use crate::{Error, Result};
-use memmap2::{MmapMut, MmapOptions, MmapRaw};
-use serde::Serialize;
+use memmap2::MmapRaw;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-
-/// The QEMU options that make guest RAM readable by another process.
-pub const SHARED_RAM_HINT: &str = "start QEMU with `-object memory-backend-file,id=mem,share=on,mem-path=FILE,size=SIZE -machine memory-backend=mem` (SIZE = -m), or run guestcore as a user allowed to ptrace QEMU";
-
-/// Where one piece of guest RAM lives on the host.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LiveSource {
-    /// At `offset` in a shared memory-backend file.
-    File { path: PathBuf, offset: u64 },
-    /// At host virtual address `hva` in the QEMU process.
-    Process { hva: u64 },
-}
-
-/// How a live source reads guest RAM (for `info` and tests).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LiveAccess {
-    /// Every block through a mapped shared memory-backend file.
-    SharedFile,
-    /// Every block through `/proc/PID/mem`.
-    ProcessMemory,
-    /// Some blocks each way.
-    Mixed,
-}
 
 #[derive(Debug)]
 enum Piece {
@@ -83,7 +47,7 @@ impl LiveMemory {
                     let i = match maps.iter().position(|m| &m.0 == path) {
                         Some(i) => i,
                         None => {
-                            maps.push((path.clone(), map_file(path)?));
+                            maps.push((path.clone(), map_shared_ram(path)?));
                             maps.len() - 1
                         }
                     };
@@ -143,23 +107,15 @@ impl LiveMemory {
         let off = addr - r.start;
         match self.pieces[i] {
             Piece::Map(m, base) => {
-                let map = &self.maps[m].1;
-                let start = (base + off) as usize;
-                debug_assert!(start + buf.len() <= map.len());
-                // SAFETY: `open` checked that the whole range lies inside the mapping, which
-                // lives as long as `self`. The mapping is read-only and the guest may write
-                // the bytes concurrently, so no reference to them is formed: this is a plain
-                // byte copy from the raw mapping into `buf`, which does not overlap it. The
-                // file is QEMU's RAM backend; QEMU never truncates it while running (a file
-                // truncated by someone else would raise SIGBUS, as with any mapped file).
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        map.as_ptr().add(start),
-                        buf.as_mut_ptr(),
-                        buf.len(),
-                    );
+                // `open` checked that the whole range lies inside the mapping.
+                if copy_from_live(&self.maps[m].1, base + off, buf) {
+                    Ok(())
+                } else {
+                    Err(Error::NotInMemory {
+                        addr,
+                        len: buf.len() as u64,
+                    })
                 }
-                Ok(())
             }
             Piece::Proc(hva) => {
                 let (pid, file) = self.proc_mem.as_ref().expect("opened with a Proc piece");
@@ -179,51 +135,19 @@ impl LiveMemory {
 
 impl PhysMemory for LiveMemory {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        let mut done = 0usize;
-        while done < buf.len() || (buf.is_empty() && done == 0) {
-            let a = addr.checked_add(done as u64);
-            let i = a
-                .and_then(|a| self.ram.index_of(a))
-                .ok_or(Error::NotInMemory {
-                    addr,
-                    len: buf.len() as u64,
-                })?;
-            if buf.is_empty() {
-                return Ok(());
-            }
-            let a = a.expect("checked above");
-            let r = self.ram.ranges()[i];
-            let n = ((r.end - a) as usize).min(buf.len() - done);
-            if done + n < buf.len() && self.ram.ranges().get(i + 1).map(|x| x.start) != Some(r.end)
-            {
-                return Err(Error::NotInMemory {
-                    addr,
-                    len: buf.len() as u64,
-                });
-            }
-            self.read_in_range(i, a, &mut buf[done..done + n])?;
-            done += n;
+        if buf.is_empty() {
+            // Still an error outside RAM, as for any other read.
+            return match self.ram.index_of(addr) {
+                Some(_) => Ok(()),
+                None => Err(Error::NotInMemory { addr, len: 0 }),
+            };
         }
-        Ok(())
+        self.ram
+            .each_piece(addr, buf, |i, a, part| self.read_in_range(i, a, part))
     }
     fn ram(&self) -> &RamMap {
         &self.ram
     }
-}
-
-fn map_file(path: &PathBuf) -> Result<MmapRaw> {
-    let file = File::open(path).map_err(|e| {
-        Error::io(
-            format!("{}: open the guest's memory-backend file", path.display()),
-            e,
-        )
-    })?;
-    // MAP_POPULATE: fault the whole file in now, while the guest still runs, not during the
-    // pause (a cold 1 GiB backend costs seconds of page faults on the first pass).
-    MmapOptions::new()
-        .populate()
-        .map_raw_read_only(&file)
-        .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))
 }
 
 fn open_proc_mem(pid: u32) -> Result<File> {
@@ -237,81 +161,10 @@ fn open_proc_mem(pid: u32) -> Result<File> {
     Ok(f)
 }
 
-/// A private copy of guest RAM taken at one moment: what a `--pause` dump writes after the
-/// guest runs again. Zero pages are not copied (anonymous memory reads back as zeros without
-/// costing RAM), so a mostly idle guest costs little host memory.
-#[derive(Debug)]
-pub struct SnapshotMemory {
-    ram: RamMap,
-    /// One anonymous mapping per RAM range.
-    chunks: Vec<MmapMut>,
-}
-
-/// Bytes copied per step of [`snapshot`].
-const SNAP_CHUNK: usize = 2 << 20;
-const PAGE: usize = 4096;
-
-/// Copies every RAM range of `mem` into private memory. Progress: `start("snapshot", bytes)`;
-/// cancellable ([`Error::Cancelled`]).
-pub fn snapshot(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<SnapshotMemory> {
-    let ram = mem.ram().clone();
-    progress.start("snapshot", ram.total());
-    let mut chunks = Vec::with_capacity(ram.ranges().len());
-    let mut scratch = vec![0u8; SNAP_CHUNK];
-    for r in ram.ranges() {
-        let len = usize::try_from(r.len())
-            .map_err(|_| Error::Unsupported(format!("RAM range {r} is too large")))?;
-        let mut map = MmapMut::map_anon(len).map_err(|e| {
-            Error::io(
-                format!("allocating {} MiB for a snapshot of guest RAM", len >> 20),
-                e,
-            )
-        })?;
-        let mut off = 0usize;
-        while off < len {
-            if progress.cancelled() {
-                progress.finish();
-                return Err(Error::Cancelled);
-            }
-            let n = SNAP_CHUNK.min(len - off);
-            let buf = &mut scratch[..n];
-            mem.read_at(r.start + off as u64, buf)?;
-            for (i, page) in buf.chunks(PAGE).enumerate() {
-                if !super::is_zero(page) {
-                    let at = off + i * PAGE;
-                    map[at..at + page.len()].copy_from_slice(page);
-                }
-            }
-            progress.advance(n as u64);
-            off += n;
-        }
-        chunks.push(map);
-    }
-    progress.finish();
-    Ok(SnapshotMemory { ram, chunks })
-}
-
-impl PhysMemory for SnapshotMemory {
-    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        read_via_slice(self, addr, buf)
-    }
-    fn ram(&self) -> &RamMap {
-        &self.ram
-    }
-    fn slice(&self, addr: u64, len: u64) -> Option<&[u8]> {
-        let i = self.ram.index_of(addr)?;
-        let r = self.ram.ranges()[i];
-        if addr.checked_add(len)? > r.end {
-            return None;
-        }
-        let off = (addr - r.start) as usize;
-        Some(&self.chunks[i][off..off + len as usize])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::phys::live::snapshot;
     use crate::progress::NoProgress;
     use std::io::Write;
 
@@ -389,17 +242,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("memory-backend-file"), "{e}");
-    }
-
-    #[test]
-    fn snapshot_keeps_zero_pages_zero() {
-        let mut data = vec![0u8; 3 * SNAP_CHUNK + 123];
-        data[5] = 1;
-        data[SNAP_CHUNK + PAGE * 3 + 7] = 2;
-        let last = data.len() - 1;
-        data[last] = 3;
-        let src = crate::phys::VecMemory::flat(data.clone());
-        let snap = snapshot(&src, &NoProgress).unwrap();
-        assert_eq!(snap.slice(0, data.len() as u64).unwrap(), &data[..]);
     }
 }

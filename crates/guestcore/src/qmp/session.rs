@@ -7,44 +7,22 @@
 //! crashes, `pause` arms a [`Watchdog`] process before it sends `stop`, and `resume` disarms
 //! it: see [`super::watchdog`]. `--no-pause`: nothing is stopped; registers and RAM are read
 //! while the guest runs, which is fast but possibly inconsistent — such images carry
-//! [`UNPAUSED_NOTE_NAME`] so the output says so.
+//! [`super::unpaused`]'s note so the output says so.
 //!
-//! The RAM layout comes from `info mtree -f`: the flat view of address space `memory` lists
-//! every guest-physical range with the RAM block behind it and the offset inside the block
-//! (`0000000000100000-000000000fffffff (prio 0, ram): pc.ram @0000000000100000`). The blocks
-//! that are guest RAM are the memory backends `query-memdev` lists (`-m` alone creates one named
-//! `pc.ram`; `-machine memory-backend=ID` names it ID). On `pc`, RAM below 4 GiB stops at the
-//! PCI hole and the rest appears at 4 GiB with an offset — exactly what the flat view shows,
-//! so nothing about the split is hard-coded here.
+//! Where guest RAM is comes from [`super::mtree`]; how its host side is found (a shared
+//! backend file, or `gpa2hva` and the QEMU process) is [`LiveSession::open_memory`].
 
 use super::client::{QmpClient, DEFAULT_TIMEOUT};
+use super::gpa2hva::parse_gpa2hva;
+use super::mtree::{parse_memory_flat_view, ram_pieces, RamPiece};
 use super::watchdog::Watchdog;
-use crate::addr::PhysRange;
 use crate::cpu::hmp::parse_info_registers;
 use crate::cpu::X86CpuState;
-use crate::format::ElfNote;
 use crate::phys::live::{LiveMemory, LiveSource};
-use crate::phys::PhysMemory;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Name of the note that marks an image read from a running guest (`--no-pause`).
-pub const UNPAUSED_NOTE_NAME: &[u8] = b"GUESTCORE";
-/// Type of that note.
-pub const UNPAUSED_NOTE_TYPE: u32 = 1;
-/// Its text.
-pub const UNPAUSED_NOTE_TEXT: &str = "live-no-pause: registers and memory were read while the guest ran; pages may be inconsistent with each other and with the registers\n";
-
-/// The note that marks an image read without pausing the guest.
-pub fn unpaused_note() -> ElfNote {
-    ElfNote::new(
-        UNPAUSED_NOTE_NAME,
-        UNPAUSED_NOTE_TYPE,
-        UNPAUSED_NOTE_TEXT.as_bytes().to_vec(),
-    )
-}
 
 /// How to attach to a live guest.
 #[derive(Clone, Debug)]
@@ -62,16 +40,6 @@ impl Default for LiveOptions {
             timeout: DEFAULT_TIMEOUT,
         }
     }
-}
-
-/// One piece of guest RAM as `info mtree -f` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RamPiece {
-    pub phys: PhysRange,
-    /// The RAM block (memory backend id, e.g. `pc.ram`).
-    pub block: String,
-    /// Offset of `phys.start` inside the block.
-    pub offset: u64,
 }
 
 /// A QMP session on a running QEMU that resumes the guest on every path out.
@@ -326,156 +294,6 @@ impl Drop for LiveSession {
         // Error or not, the guest we stopped must run again.
         let _ = self.resume();
     }
-}
-
-/// Parses `Host virtual address for 0x100000 (pc.ram) is 0x7f1c000ff000`.
-pub fn parse_gpa2hva(text: &str) -> Result<u64> {
-    let t = text.trim();
-    t.rsplit_once(" is ")
-        .and_then(|(_, v)| v.trim().strip_prefix("0x"))
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .ok_or_else(|| Error::parse("gpa2hva output", t.to_string()))
-}
-
-/// One line of a flat view.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlatRange {
-    pub phys: PhysRange,
-    /// `ram`, `rom`, `i/o`, `romd` …
-    pub kind: String,
-    /// The memory region's name (a RAM block for RAM).
-    pub block: String,
-    /// Offset inside the region (the `@…` suffix; 0 without one).
-    pub offset: u64,
-}
-
-/// The flat view of address space `memory` in `info mtree -f` output.
-pub fn parse_memory_flat_view(text: &str) -> Result<Vec<FlatRange>> {
-    let mut in_memory = false;
-    let mut found = false;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with("FlatView #") {
-            if found {
-                break;
-            }
-            in_memory = false;
-            continue;
-        }
-        if t == "AS \"memory\", root: system" || t.starts_with("AS \"memory\",") {
-            in_memory = true;
-            found = true;
-            continue;
-        }
-        if !in_memory {
-            continue;
-        }
-        if let Some(r) = parse_flat_line(t) {
-            out.push(r);
-        }
-    }
-    if !found {
-        return Err(Error::parse(
-            "info mtree -f",
-            "no flat view for address space \"memory\"",
-        ));
-    }
-    Ok(out)
-}
-
-/// `0000000000100000-000000000fffffff (prio 0, ram): pc.ram @0000000000100000`.
-fn parse_flat_line(t: &str) -> Option<FlatRange> {
-    let (range, rest) = t.split_once(' ')?;
-    let (s, e) = range.split_once('-')?;
-    let start = u64::from_str_radix(s, 16).ok()?;
-    let last = u64::from_str_radix(e, 16).ok()?;
-    let rest = rest.strip_prefix("(prio ")?;
-    let (attrs, name) = rest.split_once("): ")?;
-    let kind = attrs.split_once(", ")?.1.to_string();
-    let (block, offset) = match name.rsplit_once(" @") {
-        Some((n, off)) if off.len() == 16 => (n, u64::from_str_radix(off, 16).ok()?),
-        _ => (name, 0),
-    };
-    let end = last.checked_add(1)?;
-    (end > start).then(|| FlatRange {
-        phys: PhysRange { start, end },
-        kind,
-        block: block.trim().to_string(),
-        offset,
-    })
-}
-
-/// The RAM/ROM ranges of `blocks`, with neighbours that continue each other (same block,
-/// adjacent physically and in the block) joined.
-pub fn ram_pieces(flat: &[FlatRange], blocks: &[String]) -> Vec<RamPiece> {
-    let mut v: Vec<&FlatRange> = flat
-        .iter()
-        .filter(|f| (f.kind == "ram" || f.kind == "rom") && blocks.contains(&f.block))
-        .collect();
-    v.sort_by_key(|f| f.phys.start);
-    let mut out: Vec<RamPiece> = Vec::new();
-    for f in v {
-        if let Some(last) = out.last_mut() {
-            if last.block == f.block
-                && last.phys.end == f.phys.start
-                && last.offset + last.phys.len() == f.offset
-            {
-                last.phys.end = f.phys.end;
-                continue;
-            }
-        }
-        out.push(RamPiece {
-            phys: f.phys,
-            block: f.block.clone(),
-            offset: f.offset,
-        });
-    }
-    out
-}
-
-/// Finds the guest's VMCOREINFO note by looking at the start of every page: Linux writes it
-/// at the start of the page-aligned `vmcoreinfo_note` buffer at boot (namesz 11, type 0,
-/// `VMCOREINFO\0`, text starting `OSRELEASE=`). Returns the note's text.
-pub fn find_vmcoreinfo(mem: &dyn PhysMemory) -> Option<Vec<u8>> {
-    const PAGE: u64 = 4096;
-    let mut head = [0u8; 34];
-    for r in mem.ram().ranges() {
-        let mut a = r.start.next_multiple_of(PAGE);
-        while a + PAGE <= r.end {
-            let hit = match mem.slice(a, head.len() as u64) {
-                Some(s) => looks_like_vmcoreinfo(s),
-                None => mem.read_at(a, &mut head).is_ok() && looks_like_vmcoreinfo(&head),
-            };
-            if hit {
-                let len = u32::from_le_bytes(head_or(mem, a, 4)?) as u64;
-                if len > 0 && len <= 1 << 20 && mem.is_ram(a + 24, len) {
-                    let mut text = vec![0u8; len as usize];
-                    mem.read_at(a + 24, &mut text).ok()?;
-                    while text.last() == Some(&0) {
-                        text.pop();
-                    }
-                    return Some(text);
-                }
-            }
-            a += PAGE;
-        }
-    }
-    None
-}
-
-fn head_or(mem: &dyn PhysMemory, at: u64, field: u64) -> Option<[u8; 4]> {
-    let mut b = [0u8; 4];
-    mem.read_at(at + field, &mut b).ok()?;
-    Some(b)
-}
-
-fn looks_like_vmcoreinfo(h: &[u8]) -> bool {
-    h.len() >= 34
-        && h[0..4] == 11u32.to_le_bytes()
-        && h[8..12] == [0; 4]
-        && &h[12..23] == b"VMCOREINFO\0"
-        && &h[24..34] == b"OSRELEASE="
 }
 
 #[cfg(test)]

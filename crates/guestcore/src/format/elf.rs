@@ -1,8 +1,15 @@
-//! The class and machine of an ELF core and the `e_phnum` rule: facts of the ELF format that
-//! the layout planner (`dump::elf_layout`) and the header encoder (`dump::elf_headers`) both
-//! need. Here, below both, so the encoder depends on the planner and not the other way too.
+//! Facts of the ELF format that several modules need: the class and machine of a core, the
+//! `e_phnum` rule, and the `e_machine` values. Here, below the core reader (`phys::elf`), the
+//! CPU note codecs (`cpu::notes`), the layout planner (`dump::elf_layout`) and the header
+//! encoder (`dump::elf_headers`), so none takes constants from another's module and the encoder
+//! depends on the planner, not the other way too.
 
 use object::elf;
+
+/// `e_machine` of x86_64 cores.
+pub const EM_X86_64: u16 = elf::EM_X86_64;
+/// `e_machine` of i386 cores.
+pub const EM_386: u16 = elf::EM_386;
 
 /// ELF class of the output file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
