@@ -1,6 +1,16 @@
 //! guestcore turns the memory of an x86 virtual machine into something a debugger can read.
 //!
-//! The pipeline, one module per box:
+//! **Start with [`Guest`].** It opens any input (raw images, ELF cores, kdump files, QEMU
+//! migration streams, LiME/AVML images, `qmp:SOCKET` for a running QEMU), names its vCPUs and
+//! the Linux kernels in its memory, and does every job as one call: [`Guest::select`] the page
+//! tables to look through, [`Guest::mappings`] / [`Guest::walk`], [`Guest::translate`],
+//! [`Guest::read_virt`], [`Guest::kernel_log`], [`Guest::dump`] in any [`DumpFormat`], and
+//! [`Guest::dump_running`] from a QEMU background snapshot. Its choices and warnings arrive as
+//! [`Notice`]s; nothing in this crate prints. The facade and the types it returns are
+//! re-exported here, at the crate root.
+//!
+//! The pipeline behind it, one module per box (the building blocks, public for people who
+//! write their own tools):
 //!
 //! ```text
 //!  source ──► PhysMemory ──► CPU state ──► PagingMode ──► walker ──► MappingList ──► writer
@@ -8,16 +18,21 @@
 //!   kdump, live) RAM ranges    EFER A20 regs   PAE/4/5-lvl    engine        aliases kept       non-paging), kdump
 //! ```
 //!
-//! * [`phys`] — guest-physical memory sources behind the [`phys::PhysMemory`] trait.
-//! * [`cpu`] — [`cpu::X86CpuState`] and its codecs (ELF notes, HMP text).
+//! * [`guest`] — the facade and the policy it applies (which vCPU, which kernel, which notes).
+//! * [`image`] — open any input: memory, CPU state, notes, VMCOREINFO.
+//! * [`phys`] — guest-physical memory sources behind the [`PhysMemory`] trait.
+//! * [`cpu`] — [`X86CpuState`] and its codecs (ELF notes, HMP text, migration vmstate).
 //! * [`paging`] — paging modes described as data and the one walker that serves them all.
 //! * [`mapping`] — the merged virtual→physical mapping list and its renderings.
-//! * [`dump`] — core-file writers.
 //! * [`kernel`] — the Linux kernels in guest memory (VMCOREINFO, kdump headers), their log.
-//! * [`qmp`] — a QMP client and live sessions on a running QEMU (`qmp:SOCKET` inputs).
+//! * [`dump_level`] — makedumpfile's dump levels from a kernel's page array.
+//! * [`dump`] — core-file writers (ELF, kdump, streamed ELF), atomic output.
+//! * [`qmp`] — a QMP client, live sessions, the watchdog, background snapshots.
 //! * [`live_dump`] — a consistent dump of a running guest from a QEMU background snapshot.
+//! * [`format`] — on-disk facts (ELF, notes, kdump headers, VMCOREINFO, vmdesc), and
+//!   [`codec`] — the kdump page codecs both the reader and the writer use.
 //!
-//! Nothing in this crate prints: long operations report through [`progress::Progress`].
+//! Long operations report through [`Progress`] (and can be cancelled through it).
 
 pub mod addr;
 pub mod codec;
@@ -38,11 +53,21 @@ pub mod qmp;
 mod sys;
 pub mod units;
 
-pub use dump::kdump::Compression;
+// The facade, and the types its calls take and return.
+pub use cpu::X86CpuState;
+pub use dump::kdump::{Compression, KdumpSummary};
 pub use dump::{DumpSummary, ElfClass};
-pub use dump_level::DumpLevel;
+pub use dump_level::{DumpLevel, FilterReport};
 pub use error::{Error, Result};
 pub use guest::{
     CpuOverrides, DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, Guest, GuestOptions,
-    KdumpOutcome, Notice, Selected, View, ViewSpec,
+    KdumpOutcome, Notice, NoticeSink, Selected, View, ViewSpec,
 };
+pub use image::{GuestImage, ImageFormat};
+pub use kernel::{Kernel, KernelRole, KernelScan};
+pub use live_dump::LiveDump;
+pub use mapping::{Mapping, MappingList};
+pub use paging::{Leaf, ModeKind, PageFlags, PagingMode, Translation, WalkLimits, WalkReport};
+pub use phys::{PhysMemory, RamMap};
+pub use progress::{NoProgress, Progress};
+pub use qmp::LiveOptions;
