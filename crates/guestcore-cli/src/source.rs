@@ -87,18 +87,6 @@ pub fn open_guest(ctx: &Context, input: &std::path::Path, opts: &GuestOptions) -
     Ok(guest)
 }
 
-/// Options for an input without CPU selection (`info`, `kernels`).
-pub fn plain_options(
-    layout: Option<guestcore::phys::layout::Layout>,
-    live: &LiveArgs,
-) -> GuestOptions {
-    GuestOptions {
-        layout,
-        live: live.options(),
-        ..Default::default()
-    }
-}
-
 /// `e` as an anyhow error that names `path`: as context, unless its own text names it already
 /// (so `guestcore: FILE: No such file…` says FILE once).
 pub fn naming(e: guestcore::Error, path: &std::path::Path) -> anyhow::Error {
@@ -126,18 +114,43 @@ pub fn finish_live(quiet: bool, guest: &mut Guest) {
 
 // -------------------------------------------------------------------------------------------
 
-/// Input and CPU-selection arguments.
+/// Which input, and how to open it: what every subcommand takes.
 #[derive(Args, Debug, Clone)]
-pub struct SourceArgs {
-    /// Guest memory: ELF core (QEMU dump-guest-memory, kdump /proc/vmcore), raw image, or
-    /// `qmp:SOCKET` — a running QEMU's QMP socket (see --pause/--no-pause).
-    pub input: PathBuf,
+pub struct InputArgs {
+    /// Guest memory: ELF core (QEMU dump-guest-memory, kdump /proc/vmcore), kdump file, QEMU
+    /// migration stream, LiME/AVML image, raw image, or `qmp:SOCKET` — a running QEMU's QMP
+    /// socket (see --pause/--no-pause).
+    #[arg(value_name = "INPUT")]
+    pub path: PathBuf,
     #[command(flatten)]
     pub live: LiveArgs,
     /// Layout of a raw image that is not flat from physical 0: `PHYS:LEN,PHYS:LEN,…` pieces
     /// in file order, or `BASE@` for a file that starts at physical BASE.
     #[arg(long, value_name = "LAYOUT")]
     pub layout: Option<guestcore::phys::layout::Layout>,
+}
+
+impl InputArgs {
+    /// The library's options for these flags (no CPU overrides, default walk limits).
+    pub fn options(&self) -> GuestOptions {
+        GuestOptions {
+            layout: self.layout.clone(),
+            live: self.live.options(),
+            ..Default::default()
+        }
+    }
+
+    /// Opens the input (see [`open_guest`]).
+    pub fn open(&self, ctx: &Context) -> Result<Guest> {
+        open_guest(ctx, &self.path, &self.options())
+    }
+}
+
+/// Input and CPU-selection arguments.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
     /// CPU state from a file holding QEMU's HMP `info registers -a` output.
     #[arg(long, value_name = "FILE")]
     pub registers: Option<PathBuf>,
@@ -230,7 +243,7 @@ impl SourceArgs {
     /// Like [`open`](Self::open); with `need_cpu` false an input without CPU state opens with
     /// no vCPU selected (physical reads need none).
     pub fn open_with(&self, ctx: &Context, need_cpu: bool) -> Result<Source> {
-        let guest = open_guest(ctx, &self.input, &self.options()?)?;
+        let guest = open_guest(ctx, &self.input.path, &self.options()?)?;
         let view = guest.select(&self.view_spec(), self.cr3)?;
         let source = Source {
             guest,
@@ -241,7 +254,7 @@ impl SourceArgs {
         if need_cpu && source.view.selected.is_empty() {
             bail!(
                 "{}: no CPU state in this input; give --registers FILE (HMP `info registers -a`) or --mode MODE --cr3 ADDR",
-                self.input.display()
+                self.input.path.display()
             );
         }
         Ok(source)
@@ -292,10 +305,9 @@ impl SourceArgs {
             limits.max_mappings = n;
         }
         Ok(GuestOptions {
-            layout: self.layout.clone(),
-            live: self.live.options(),
             cpus,
             limits,
+            ..self.input.options()
         })
     }
 }

@@ -16,8 +16,8 @@ pub struct DmesgArgs {
 }
 
 pub fn run(ctx: &Context, mut args: DmesgArgs) -> Result<()> {
-    if !args.source.live.pause {
-        args.source.live.no_pause = true;
+    if !args.source.input.live.pause {
+        args.source.input.live.no_pause = true;
     }
     let src = args.source.open_with(ctx, false)?;
     let log = src.guest.kernel_log(&src.view)?;

@@ -153,7 +153,9 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             output.display()
         );
     }
-    if crate::source::is_live(&args.source.input) && args.source.live.unspecified() && !args.dry_run
+    if crate::source::is_live(&args.source.input.path)
+        && args.source.input.live.unspecified()
+        && !args.dry_run
     {
         match snapshot_blocker(&args, &spec, to_stdout) {
             None => {
@@ -296,11 +298,17 @@ fn try_snapshot(
     let socket = args
         .source
         .input
+        .path
         .to_str()
         .and_then(|s| s.strip_prefix("qmp:"))
         .unwrap_or_default();
     let bar = Bar::new(ctx.show_progress());
-    match Guest::dump_running(socket.as_ref(), &args.source.live.options(), spec, &bar)? {
+    match Guest::dump_running(
+        socket.as_ref(),
+        &args.source.input.live.options(),
+        spec,
+        &bar,
+    )? {
         LiveDump::Unavailable(why) => {
             ctx.note(format_args!(
                 "no background snapshot: {why}; pausing the guest instead (--pause)"

@@ -9,18 +9,11 @@ use guestcore::Guest;
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Guest memory: ELF core, kdump file, QEMU migration stream, raw image, or `qmp:SOCKET`
-    /// (a running QEMU).
-    input: PathBuf,
     #[command(flatten)]
-    live: crate::source::LiveArgs,
-    /// Layout of a raw image (see `guestcore mem --help`).
-    #[arg(long)]
-    layout: Option<guestcore::phys::layout::Layout>,
+    input: crate::source::InputArgs,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -71,8 +64,7 @@ impl Serialize for RangesJson<'_> {
 }
 
 pub fn run(ctx: &Context, args: InfoArgs) -> Result<()> {
-    let opts = crate::source::plain_options(args.layout.clone(), &args.live);
-    let mut guest = crate::source::open_guest(ctx, &args.input, &opts)?;
+    let mut guest = args.input.open(ctx)?;
     let r = print_info(&args, &guest);
     crate::source::finish_live(ctx.quiet, &mut guest);
     r
@@ -91,13 +83,13 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
         .collect();
     let osrelease = image.vmcoreinfo_get("OSRELEASE");
     let scan = guest.kernels();
-    let selected = match &args.kernel {
-        Some(sel) => Some(
-            scan.select(sel, &image.cpus)
-                .map_err(|e| anyhow::anyhow!("{}: --kernel {sel}: {e}", args.input.display()))?,
-        ),
-        None => None,
-    };
+    let selected =
+        match &args.kernel {
+            Some(sel) => Some(scan.select(sel, &image.cpus).map_err(|e| {
+                anyhow::anyhow!("{}: --kernel {sel}: {e}", args.input.path.display())
+            })?),
+            None => None,
+        };
     let layout_of = |k: &guestcore::kernel::Kernel| match &k.layout {
         Ok(l) => json!({"index": k.index, "release": k.release, "role": k.role.name(),
             "root": hex(l.root), "mode": l.mode.name(), "phys_base": hex(l.phys_base),
@@ -110,7 +102,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = InfoJson {
-            file: args.input.display().to_string(),
+            file: args.input.path.display().to_string(),
             format: image.format.to_string(),
             ram: RamJson {
                 ranges: RangesJson(ram),
@@ -148,7 +140,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "file:     {}", args.input.display())?;
+    writeln!(out, "file:     {}", args.input.path.display())?;
     writeln!(out, "format:   {}", image.format)?;
     if let Some(m) = &image.migration {
         writeln!(out, "machine:  {}", m.machine)?;

@@ -7,17 +7,11 @@ use anyhow::Result;
 use clap::Args;
 use guestcore::kernel::KernelScan;
 use std::io::Write;
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct KernelsArgs {
-    /// Guest memory: ELF core, kdump file, raw image, or `qmp:SOCKET` (a running QEMU).
-    input: PathBuf,
     #[command(flatten)]
-    live: crate::source::LiveArgs,
-    /// Layout of a raw image (see `guestcore mem --help`).
-    #[arg(long)]
-    layout: Option<guestcore::phys::layout::Layout>,
+    input: crate::source::InputArgs,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -27,8 +21,7 @@ pub struct KernelsArgs {
 }
 
 pub fn run(ctx: &Context, args: KernelsArgs) -> Result<()> {
-    let opts = crate::source::plain_options(args.layout.clone(), &args.live);
-    let mut guest = crate::source::open_guest(ctx, &args.input, &opts)?;
+    let mut guest = args.input.open(ctx)?;
     guest.kernels();
     crate::source::finish_live(ctx.quiet, &mut guest);
     let scan = guest.kernels();

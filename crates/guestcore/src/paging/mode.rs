@@ -106,40 +106,26 @@ static LEVELS_PAE: [Level; 3] = [
         ..level("PT", 12, 9, false)
     },
 ];
-static LEVELS_4: [Level; 4] = [
-    Level {
-        reserved: PS,
-        ..level("PML4", 39, 9, false)
-    },
-    Level {
-        reserved_large: RSVD_1G,
-        ..level("PDPT", 30, 9, true)
-    },
-    Level {
-        reserved_large: RSVD_2M,
-        ..level("PD", 21, 9, true)
-    },
-    level("PT", 12, 9, false),
-];
-static LEVELS_5: [Level; 5] = [
-    Level {
-        reserved: PS,
-        ..level("PML5", 48, 9, false)
-    },
-    Level {
-        reserved: PS,
-        ..level("PML4", 39, 9, false)
-    },
-    Level {
-        reserved_large: RSVD_1G,
-        ..level("PDPT", 30, 9, true)
-    },
-    Level {
-        reserved_large: RSVD_2M,
-        ..level("PD", 21, 9, true)
-    },
-    level("PT", 12, 9, false),
-];
+/// The IA-32e levels, shared by 4- and 5-level paging (5-level adds PML5 above PML4).
+const PML5: Level = Level {
+    reserved: PS,
+    ..level("PML5", 48, 9, false)
+};
+const PML4: Level = Level {
+    reserved: PS,
+    ..level("PML4", 39, 9, false)
+};
+const PDPT: Level = Level {
+    reserved_large: RSVD_1G,
+    ..level("PDPT", 30, 9, true)
+};
+const PD: Level = Level {
+    reserved_large: RSVD_2M,
+    ..level("PD", 21, 9, true)
+};
+const PT: Level = level("PT", 12, 9, false);
+static LEVELS_4: [Level; 4] = [PML4, PDPT, PD, PT];
+static LEVELS_5: [Level; 5] = [PML5, PML4, PDPT, PD, PT];
 
 /// A complete description of how one vCPU translates linear addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
