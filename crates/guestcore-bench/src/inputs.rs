@@ -65,7 +65,15 @@ pub fn mapping_guest(n: u64) -> (SparseMemory, X86CpuState) {
 
 /// Guest memory whose never-written (all-zero) pages read as deterministic pseudo-random bytes.
 pub struct FilledMemory<'a> {
+    /// The memory read through; its written pages read as they are.
     pub inner: &'a SparseMemory,
+}
+
+/// Names the wrapper only: the inner memory's `Debug` would print every written page.
+impl std::fmt::Debug for FilledMemory<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilledMemory").finish_non_exhaustive()
+    }
 }
 
 impl FilledMemory<'_> {

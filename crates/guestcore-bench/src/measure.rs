@@ -42,9 +42,11 @@ pub fn reset_peak_rss() -> bool {
 /// What a child process cost.
 #[derive(Clone, Copy, Debug)]
 pub struct ChildRun {
+    /// Wall-clock time from spawn to reaping the child.
     pub wall: Duration,
     /// Peak resident set of the child (`ru_maxrss`), KiB.
     pub max_rss_kib: u64,
+    /// The child's exit status, as `wait4` reported it.
     pub status: ExitStatus,
 }
 

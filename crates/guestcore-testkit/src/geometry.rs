@@ -34,13 +34,21 @@ bitflags! {
     /// entries (and ignored in 32-bit paging, which has no such bit).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
     pub struct MapFlags: u32 {
+        /// R/W (bit 1): writes allowed.
         const WRITE = 1 << 0;
+        /// U/S (bit 2): user-mode accesses allowed.
         const USER = 1 << 1;
+        /// XD (bit 63): instruction fetches not allowed.
         const NX = 1 << 2;
+        /// G (bit 8): global translation.
         const GLOBAL = 1 << 3;
+        /// A (bit 5): accessed.
         const ACCESSED = 1 << 4;
+        /// D (bit 6): dirty.
         const DIRTY = 1 << 5;
+        /// PWT (bit 3): page-level write-through.
         const PWT = 1 << 6;
+        /// PCD (bit 4): page-level cache disable.
         const PCD = 1 << 7;
     }
 }
@@ -73,6 +81,7 @@ impl PageSize {
 /// The shape of one mode's hierarchy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
+    /// The paging mode this shape is for.
     pub kind: ModeKind,
     /// `(shift, index_bits)` of each level, root first.
     pub levels: &'static [(u32, u32)],

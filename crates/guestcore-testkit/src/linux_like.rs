@@ -47,13 +47,16 @@ pub struct KnownString {
     pub va: u64,
     /// Physical address of the first byte.
     pub pa: u64,
+    /// The string's bytes as written (no terminating NUL).
     pub text: &'static str,
 }
 
 /// The generated guest.
 #[derive(Debug, Clone)]
 pub struct LinuxLike {
+    /// Guest-physical memory holding the tables, the strings and the region contents.
     pub memory: SparseMemory,
+    /// A vCPU in IA-32e mode whose CR3 points at the generated tables.
     pub cpu: X86CpuState,
     /// Strings written at known addresses (one per region).
     pub strings: Vec<KnownString>,

@@ -67,8 +67,11 @@ pub const RANDOM_RAM: [(u64, u64); 3] = [
 /// A random table set, its memory and the vCPU that uses it.
 #[derive(Debug, Clone)]
 pub struct RandomTables {
+    /// The paging mode the tables are written for.
     pub kind: ModeKind,
+    /// Guest-physical memory holding the tables.
     pub memory: VecMemory,
+    /// A vCPU in `kind` whose CR3 points at the root table.
     pub cpu: X86CpuState,
     /// The table indices entries were placed at (one pool for every level).
     pub index_pool: Vec<u64>,

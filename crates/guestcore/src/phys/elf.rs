@@ -40,10 +40,15 @@ pub use crate::format::elf::{EM_386, EM_X86_64};
 /// One PT_LOAD program header, as the file has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ElfSegment {
+    /// `p_vaddr`: the guest-virtual address the segment maps (0 in many vmcores).
     pub vaddr: u64,
+    /// `p_paddr`: the guest-physical address of the segment's first byte.
     pub paddr: u64,
+    /// `p_offset`: where the segment's bytes start in the file, in bytes.
     pub offset: u64,
+    /// `p_filesz`: bytes of the segment stored in the file.
     pub filesz: u64,
+    /// `p_memsz`: bytes the segment covers in guest memory (the part past `filesz` reads as zero).
     pub memsz: u64,
     /// `PF_X` / `PF_W` / `PF_R` bits.
     pub flags: u32,

@@ -48,13 +48,17 @@ pub struct KdumpInfo {
     pub machine: String,
     /// `utsname.release`.
     pub release: String,
+    /// `header_version` of the disk_dump_header (6 and up carry the 64-bit PFN fields).
     pub header_version: i32,
     /// The header's `status` word (compression flag of the file).
     pub status: u32,
     /// True for the 64-bit header ABI.
     pub abi_64bit: bool,
+    /// Number of page frames the bitmaps cover (`max_mapnr_64` when set, else `max_mapnr`).
     pub max_mapnr: u64,
+    /// `nr_cpus` of the header: CPUs of the dumped system.
     pub nr_cpus: i32,
+    /// `dump_level` of the sub-header: makedumpfile's page-exclusion mask (`-d`).
     pub dump_level: i32,
     /// `phys_base` as stored (two's complement when negative).
     pub phys_base: u64,

@@ -22,16 +22,22 @@ use std::str::FromStr;
 /// `phys..phys + len`. `len == None` means "to the end of the file".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayoutPiece {
+    /// Guest-physical address of the piece's first byte.
     pub phys: u64,
+    /// Byte offset in the image where the piece starts.
     pub file_offset: u64,
+    /// Length in bytes; `None` runs to the end of the file.
     pub len: Option<u64>,
 }
 
 /// A piece with its length known (after [`Layout::resolve`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResolvedPiece {
+    /// Guest-physical address of the piece's first byte.
     pub phys: u64,
+    /// Byte offset in the image where the piece starts.
     pub file_offset: u64,
+    /// Length in bytes.
     pub len: u64,
 }
 

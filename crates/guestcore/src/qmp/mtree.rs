@@ -14,6 +14,7 @@ use crate::{Error, Result};
 /// One piece of guest RAM as `info mtree -f` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RamPiece {
+    /// The guest-physical range the piece covers.
     pub phys: PhysRange,
     /// The RAM block (memory backend id, e.g. `pc.ram`).
     pub block: String,
@@ -24,6 +25,7 @@ pub struct RamPiece {
 /// One line of a flat view.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlatRange {
+    /// The guest-physical range of the line.
     pub phys: PhysRange,
     /// `ram`, `rom`, `i/o`, `romd` …
     pub kind: String,

@@ -34,9 +34,17 @@ pub const SHARED_RAM_HINT: &str = "start QEMU with `-object memory-backend-file,
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LiveSource {
     /// At `offset` in a shared memory-backend file.
-    File { path: PathBuf, offset: u64 },
+    File {
+        /// The memory-backend file (`mem-path=`).
+        path: PathBuf,
+        /// Byte offset of the piece in that file.
+        offset: u64,
+    },
     /// At host virtual address `hva` in the QEMU process.
-    Process { hva: u64 },
+    Process {
+        /// Host virtual address of the piece's first byte in QEMU's address space.
+        hva: u64,
+    },
 }
 
 /// How a live source reads guest RAM (for `info` and tests).

@@ -17,7 +17,9 @@ use std::path::Path;
 /// A vCPU's `cpu` section with its vmdesc entry.
 #[derive(Clone, Debug)]
 pub struct CpuSection {
+    /// The section's entry in the vmdesc JSON (its fields and their sizes).
     pub desc: DeviceDesc,
+    /// The section's bytes, as the stream held them.
     pub data: Vec<u8>,
 }
 

@@ -159,6 +159,7 @@ fn resolve(runs: Vec<Run>) -> Vec<Run> {
 /// One RAM block of the file and where it was placed.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BlockInfo {
+    /// The block as the stream declared it (id and length).
     #[serde(flatten)]
     pub block: RamBlock,
     /// Its guest-physical ranges (empty when the layout does not place it).
@@ -380,6 +381,7 @@ impl MigrationFile {
         Ok(me)
     }
 
+    /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -416,6 +418,7 @@ impl MigrationFile {
     pub fn has_vmdesc(&self) -> bool {
         self.has_vmdesc
     }
+    /// What the stream held: page-record counts and runs in the page index.
     pub fn stats(&self) -> StreamStats {
         self.stats
     }

@@ -35,21 +35,28 @@ const VGA_END: u64 = 0xc0000;
 /// `offset` of block `block`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BlockPiece {
+    /// The RAM block's id (`pc.ram`, a memory-backend id).
     pub block: String,
+    /// Byte offset in the block where the piece starts.
     pub offset: u64,
+    /// The guest-physical range the piece covers.
     pub phys: PhysRange,
 }
 
 /// The PC machine families with a known layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Machine {
+pub(crate) enum Machine {
+    /// `pc-i440fx-*` (and `pc`): up to 3.5 GiB of RAM below 4 GiB, only 3 GiB once there is
+    /// at least 3.5 GiB; the rest above 4 GiB.
     I440fx,
+    /// `pc-q35-*` (and `q35`): up to 2.75 GiB of RAM below 4 GiB, only 2 GiB once there is
+    /// at least 2.75 GiB; the rest above 4 GiB.
     Q35,
 }
 
 impl Machine {
     /// The family of a machine type name (`pc-i440fx-10.0`, `pc-q35-9.2`, …).
-    pub fn of(name: &str) -> Option<Machine> {
+    pub(crate) fn of(name: &str) -> Option<Machine> {
         if name.starts_with("pc-i440fx-") || name == "pc" {
             Some(Machine::I440fx)
         } else if name.starts_with("pc-q35-") || name == "q35" {
@@ -60,7 +67,7 @@ impl Machine {
     }
 
     /// Bytes of RAM below 4 GiB for `ram` bytes of RAM, with the default `max-ram-below-4g`.
-    pub fn below_4g(self, ram: u64) -> u64 {
+    pub(crate) fn below_4g(self, ram: u64) -> u64 {
         let lowmem = match self {
             Machine::I440fx if ram >= 0xe000_0000 => 3 * GIB,
             Machine::I440fx => 0xe000_0000,

@@ -64,7 +64,9 @@ impl RamBlock {
 /// (page `i` at `pages_offset + i * 4096`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct MappedRam {
+    /// File offset of the page bitmap, in bytes.
     pub bitmap_offset: u64,
+    /// File offset of page 0 of the block, in bytes.
     pub pages_offset: u64,
 }
 

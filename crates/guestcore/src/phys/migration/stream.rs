@@ -115,10 +115,13 @@ impl Configuration {
 /// The header of a `START` or `FULL` section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SectionHeader {
+    /// The section id the stream gives the device (later `PART`/`END` sections refer to it).
     pub id: u32,
     /// The device's idstr: `cpu`, `apic`, `0000:00:01.1/ide`, `vmcoreinfo`, …
     pub name: String,
+    /// The instance number of the device (`cpu` 0, 1, …).
     pub instance: u32,
+    /// The version of the device's vmstate the section was written with.
     pub version: u32,
 }
 
@@ -144,20 +147,32 @@ pub enum Event<'a> {
     /// A page of `blocks[block]` at byte `offset` in it. `data_pos` is the stream offset of
     /// the page bytes (of the fill byte for a zero page).
     Page {
+        /// Index of the page's RAM block in the [`Event::RamBlocks`] list.
         block: usize,
+        /// Byte offset of the page in its block.
         offset: u64,
+        /// Stream offset of the page bytes (of the fill byte for a zero page).
         data_pos: u64,
+        /// The page's bytes.
         content: PageContent<'a>,
     },
     /// A device section: its header and its bytes (without the footer); `data_pos` is the
     /// stream offset of `data`.
     Device {
+        /// The section's header (the one of its `START`/`FULL` for a `PART`/`END`).
         header: &'a SectionHeader,
+        /// The section's bytes, without the footer.
         data: &'a [u8],
+        /// Stream offset of `data`.
         data_pos: u64,
     },
     /// A `COMMAND` section.
-    Command { cmd: u16, data: &'a [u8] },
+    Command {
+        /// The command number (`MIG_CMD_*`).
+        cmd: u16,
+        /// The command's argument bytes.
+        data: &'a [u8],
+    },
     /// `QEMU_VM_EOF`: the end of the device state. The vmdesc may follow.
     Eof,
     /// The vmdesc JSON (parse it with [`crate::format::vmdesc::Vmdesc::parse`]). Nothing follows.
@@ -203,6 +218,21 @@ pub struct Parser<R> {
     page_bytes: bool,
     device: (SectionHeader, Vec<u8>),
     scratch: Vec<u8>,
+}
+
+/// Shows where the parser is and what it has counted, not its buffers.
+impl<R: Read> std::fmt::Debug for Parser<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parser")
+            .field("pos", &self.input.pos())
+            .field("state", &self.state)
+            .field("blocks", &self.blocks.len())
+            .field("page_records", &self.page_records)
+            .field("sections", &self.sections)
+            .field("device_bytes", &self.device_bytes)
+            .field("page_bytes", &self.page_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: Read> Parser<R> {

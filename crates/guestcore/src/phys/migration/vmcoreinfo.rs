@@ -21,7 +21,9 @@ const MAX_NOTE: u64 = 1 << 20;
 /// Where the guest registered its VMCOREINFO note.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VmcoreinfoPointer {
+    /// Guest-physical address of the ELF note (the device's `paddr`).
     pub paddr: u64,
+    /// Size of the note in bytes (the device's `size`).
     pub size: u32,
 }
 
