@@ -70,7 +70,9 @@ addr_type!(
 /// A half-open range `[start, end)` of guest-physical addresses.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub struct PhysRange {
+    /// First guest-physical byte address in the range.
     pub start: u64,
+    /// One past the last byte address (`start == end` is empty).
     pub end: u64,
 }
 

@@ -47,6 +47,7 @@ const STREAM_BUFFER: usize = 1 << 20;
 pub enum LiveDump {
     /// The dump is written.
     Written {
+        /// What the dump writer wrote (bytes, pages, timings), as for a dump of a file.
         summary: DumpSummary,
         /// QEMU's figures for the snapshot (its downtime).
         snapshot: SnapshotReport,

@@ -60,6 +60,15 @@ pub struct Encoder {
     table: Box<[u16; 1 << HASH_BITS]>,
 }
 
+/// Shows only the table's size: its contents are scratch state.
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("table_entries", &self.table.len())
+            .finish()
+    }
+}
+
 impl Default for Encoder {
     fn default() -> Self {
         Self::new()

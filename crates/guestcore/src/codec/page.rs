@@ -46,6 +46,16 @@ pub struct PageCompressor {
     out: Vec<u8>,
 }
 
+/// Shows the kind and the output buffer's size, not the engine's state or the bytes.
+impl std::fmt::Debug for PageCompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCompressor")
+            .field("kind", &self.kind)
+            .field("out_len", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl PageCompressor {
     /// A compressor for `kind`.
     pub fn new(kind: Compression) -> Self {

@@ -174,6 +174,7 @@ pub fn infer_efer(cpu: &mut X86CpuState, machine: u16, have_crs: bool) {
 /// A decoded NT_PRSTATUS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PrStatus {
+    /// `pr_pid`: the task's pid (QEMU writes the vCPU index + 1, Linux the task's pid).
     pub pid: u32,
     /// 64 for the x86_64 layout, 32 for i386.
     pub bits: u8,

@@ -48,12 +48,19 @@ pub(crate) const SHNUM: u16 = 2;
 /// One program header, class-independent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Segment {
+    /// `p_type`: `PT_LOAD`, `PT_NOTE`, ….
     pub p_type: u32,
+    /// `p_flags`: `PF_R`/`PF_W`/`PF_X` bits.
     pub flags: u32,
+    /// `p_offset`: file offset of the segment's bytes.
     pub offset: u64,
+    /// `p_vaddr`: guest-virtual address of the segment (0 when it has none).
     pub vaddr: u64,
+    /// `p_paddr`: guest-physical address of the segment.
     pub paddr: u64,
+    /// `p_filesz`: bytes stored in the file.
     pub filesz: u64,
+    /// `p_memsz`: bytes of memory described (at least `filesz`; the rest reads as zeros).
     pub memsz: u64,
 }
 
@@ -63,7 +70,9 @@ pub struct Segment {
 /// (A RAM range that starts with left-out frames has a run with an empty `phys` there.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataRun {
+    /// The guest-physical bytes stored in the file.
     pub phys: PhysRange,
+    /// File offset where `phys.start`'s byte is stored.
     pub offset: u64,
     /// End of the memory the run's PT_LOAD describes (`phys.end` when nothing follows).
     pub mem_end: u64,

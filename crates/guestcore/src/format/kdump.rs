@@ -142,11 +142,17 @@ pub const FLAT_END: i64 = -1;
 )]
 #[repr(C)]
 pub struct NewUtsname {
+    /// `sysname`: the kernel's name (`Linux`).
     pub sysname: [u8; UTS_FIELD_LEN],
+    /// `nodename`: the host name.
     pub nodename: [u8; UTS_FIELD_LEN],
+    /// `release`: the kernel release (`6.1.0-18-amd64`); crash matches it against vmlinux.
     pub release: [u8; UTS_FIELD_LEN],
+    /// `version`: the kernel's build string (`#1 SMP PREEMPT_DYNAMIC …`).
     pub version: [u8; UTS_FIELD_LEN],
+    /// `machine`: the architecture (`x86_64`, `i686`); it tells the header's ABI.
     pub machine: [u8; UTS_FIELD_LEN],
+    /// `domainname`: the NIS domain name (`(none)` on most systems).
     pub domainname: [u8; UTS_FIELD_LEN],
 }
 
@@ -197,8 +203,11 @@ pub struct PageDesc {
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct FlatHeader {
+    /// [`FLAT_SIGNATURE`], NUL-padded to 16 bytes.
     pub signature: [u8; 16],
+    /// The stream type, [`FLAT_TYPE`] (big-endian).
     pub type_: big_endian::I64,
+    /// The stream version, [`FLAT_VERSION`] (big-endian).
     pub version: big_endian::I64,
 }
 
@@ -206,7 +215,9 @@ pub struct FlatHeader {
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub struct FlatRecordHeader {
+    /// Offset in the plain file of the bytes that follow ([`FLAT_END`] in the end record).
     pub offset: big_endian::I64,
+    /// Bytes of data after this header ([`FLAT_END`] in the end record).
     pub size: big_endian::I64,
 }
 

@@ -96,48 +96,77 @@ fn is_x86_32(machine: &str) -> bool {
 pub struct DiskDumpHeader {
     /// `KDUMP   ` or `DISKDUMP`.
     pub signature: [u8; 8],
+    /// `header_version`: the format's revision
+    /// ([`KDUMP_HEADER_VERSION`](crate::format::kdump::KDUMP_HEADER_VERSION) when written here).
     pub header_version: i32,
+    /// `utsname`: the dumped kernel's `uname` strings.
     pub utsname: NewUtsname,
+    /// `timestamp.tv_sec`: when the dump was taken, seconds since the Unix epoch.
     pub timestamp_sec: u64,
+    /// `timestamp.tv_usec`: microseconds within that second.
     pub timestamp_usec: u64,
     /// Compression flag of the file (`DUMP_DH_COMPRESSED_*`).
     pub status: u32,
+    /// `block_size`: bytes per block, the file's unit (the page size, 4096).
     pub block_size: i32,
     /// Blocks of the sub header and the notes after it.
     pub sub_hdr_size: i32,
     /// Blocks of both bitmaps together.
     pub bitmap_blocks: u32,
+    /// `max_mapnr`: one past the highest page frame number the bitmaps cover (32-bit; see
+    /// [`KdumpSubHeader::max_mapnr_64`]).
     pub max_mapnr: u32,
+    /// `total_ram_blocks`: unused by kdump-compressed files (0).
     pub total_ram_blocks: u32,
+    /// `device_blocks`: unused by kdump-compressed files (0).
     pub device_blocks: u32,
+    /// `written_blocks`: unused by kdump-compressed files (0).
     pub written_blocks: u32,
+    /// `current_cpu`: the CPU that took the dump (0 when unknown).
     pub current_cpu: u32,
+    /// `nr_cpus`: how many CPUs the dumped machine has.
     pub nr_cpus: i32,
 }
 
 /// `struct kdump_sub_header`, whatever the ABI (`unsigned long` fields widened to 64 bits).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KdumpSubHeader {
+    /// `phys_base`: the physical address the kernel was loaded at minus its link-time one.
     pub phys_base: u64,
+    /// `dump_level`: makedumpfile's bit mask of the page kinds left out (0: none).
     pub dump_level: i32,
+    /// `split`: 1 when the file holds only `start_pfn..end_pfn` of a split dump.
     pub split: i32,
+    /// `start_pfn`: first frame of a split dump's part (32-bit).
     pub start_pfn: u64,
+    /// `end_pfn`: one past the last frame of a split dump's part (32-bit).
     pub end_pfn: u64,
+    /// `offset_vmcoreinfo`: file offset of the VMCOREINFO text (0: none).
     pub offset_vmcoreinfo: u64,
+    /// `size_vmcoreinfo`: bytes of VMCOREINFO text.
     pub size_vmcoreinfo: u64,
+    /// `offset_note`: file offset of the ELF notes (PRSTATUS and the rest).
     pub offset_note: u64,
+    /// `size_note`: bytes of ELF notes.
     pub size_note: u64,
+    /// `offset_eraseinfo`: file offset of makedumpfile's erase records (0: none).
     pub offset_eraseinfo: u64,
+    /// `size_eraseinfo`: bytes of erase records.
     pub size_eraseinfo: u64,
+    /// `start_pfn_64`: `start_pfn` without the 32-bit limit (header version 6).
     pub start_pfn_64: u64,
+    /// `end_pfn_64`: `end_pfn` without the 32-bit limit (header version 6).
     pub end_pfn_64: u64,
+    /// `max_mapnr_64`: `max_mapnr` without the 32-bit limit (header version 6).
     pub max_mapnr_64: u64,
 }
 
 /// Both headers of a file: the header in block 0, the sub header at `block_size`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KdumpHeaders {
+    /// The `disk_dump_header` in block 0.
     pub header: DiskDumpHeader,
+    /// The `kdump_sub_header` in block 1.
     pub sub: KdumpSubHeader,
 }
 

@@ -20,6 +20,7 @@ pub trait PositionedSink {
 }
 
 /// Positioned writes on a seekable writer; seeks only when the position changes.
+#[derive(Debug)]
 pub struct SeekSink<W: Write + Seek> {
     inner: W,
     pos: Option<u64>,
@@ -61,6 +62,7 @@ impl<W: Write + Seek> PositionedSink for SeekSink<W> {
 }
 
 /// makedumpfile's flattened stream on any writer (a pipe, stdout).
+#[derive(Debug)]
 pub struct FlatSink<W: Write> {
     inner: W,
     out: u64,

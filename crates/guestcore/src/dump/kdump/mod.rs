@@ -87,8 +87,11 @@ pub struct KdumpRequest<'a> {
     pub notes: &'a [ElfNote],
     /// The guest's VMCOREINFO text; appended as a `VMCOREINFO` note (unless `notes` has one).
     pub vmcoreinfo: Option<&'a [u8]>,
+    /// The architecture written in the utsname; it picks the header ABI (32- or 64-bit).
     pub machine: KdumpMachine,
+    /// The header's `nr_cpus`: how many CPUs the guest has.
     pub nr_cpus: u32,
+    /// How each dumped page is compressed (the header's `status` flag follows it).
     pub compression: Compression,
     /// Dump only pages intersecting this physical range (others are excluded in bitmap 2).
     pub filter: Option<PhysRange>,
