@@ -4,7 +4,7 @@
 
 use guestcore::codec::{PageCompressor, PAGE};
 use guestcore::dump::kdump::{
-    write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
+    write_kdump, write_kdump_to, Compression, KdumpOptions, KdumpRequest,
 };
 use guestcore::format::ElfNote;
 use guestcore::paging::ModeKind;
@@ -247,17 +247,10 @@ fn main() {
                 Compression::Zstd,
             ] {
                 let req = KdumpRequest {
-                    memory: &mem,
                     notes: &notes,
                     vmcoreinfo: Some(VMCOREINFO),
-                    machine: KdumpMachine::X86_64,
-                    nr_cpus: 1,
-                    compression: c,
-                    filter: None,
-                    excluded: None,
-                    dump_level: 0,
-                    flatten: false,
                     force: true,
+                    ..KdumpRequest::new(&mem, c)
                 };
                 let out = tmp.path().join("k");
                 write_kdump(&req, &out, &KdumpOptions::default(), &NoProgress).unwrap();

@@ -6,7 +6,7 @@
 //! cargo run --release -p guestcore --example kdump_throughput -- DIR [MIB] [RUNS]
 //! ```
 
-use guestcore::dump::kdump::{write_kdump, Compression, KdumpMachine, KdumpOptions, KdumpRequest};
+use guestcore::dump::kdump::{write_kdump, Compression, KdumpOptions, KdumpRequest};
 use guestcore::phys::VecMemory;
 use guestcore::progress::NoProgress;
 use std::io::Write;
@@ -111,17 +111,8 @@ fn main() {
         let mut size = 0;
         for _ in 0..runs {
             let req = KdumpRequest {
-                memory: &mem,
-                notes: &[],
-                vmcoreinfo: None,
-                machine: KdumpMachine::X86_64,
-                nr_cpus: 1,
-                compression: c,
-                filter: None,
-                excluded: None,
-                dump_level: 0,
-                flatten: false,
                 force: true,
+                ..KdumpRequest::new(&mem, c)
             };
             let t = Instant::now();
             let s = write_kdump(&req, &out, &KdumpOptions::default(), &NoProgress).unwrap();

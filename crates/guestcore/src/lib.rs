@@ -29,10 +29,12 @@
 //! * [`dump`] — core-file writers (ELF, kdump, streamed ELF), atomic output.
 //! * [`qmp`] — a QMP client, live sessions, the watchdog, background snapshots.
 //! * [`live_dump`] — a consistent dump of a running guest from a QEMU background snapshot.
-//! * [`format`] — on-disk facts (ELF, notes, kdump headers, VMCOREINFO, vmdesc), and
+//! * [`format`](mod@format) — on-disk facts (ELF, notes, kdump headers, VMCOREINFO, vmdesc), and
 //!   [`codec`] — the kdump page codecs both the reader and the writer use.
 //!
 //! Long operations report through [`Progress`] (and can be cancelled through it).
+
+#![warn(missing_docs)]
 
 pub mod addr;
 pub mod codec;

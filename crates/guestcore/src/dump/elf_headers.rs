@@ -5,7 +5,7 @@
 //! ([`super::elf_layout`]) before anything is encoded; here a value that does not fit ELF32 is
 //! a bug, and is truncated only after a debug assertion.
 
-use super::elf_layout::Segment;
+use super::elf_layout::ProgramHeader;
 use crate::format::elf::e_phnum;
 pub use crate::format::elf::{ElfClass, ElfMachine};
 use object::elf;
@@ -101,7 +101,7 @@ pub(crate) fn file_header(f: &FileHeaderFields) -> Vec<u8> {
 pub(crate) const P_ALIGN: u64 = 0;
 
 /// Appends one encoded program header to `out`.
-pub(crate) fn push_program_header(class: ElfClass, s: &Segment, out: &mut Vec<u8>) {
+pub(crate) fn push_program_header(class: ElfClass, s: &ProgramHeader, out: &mut Vec<u8>) {
     match class {
         ElfClass::Elf64 => out.extend_from_slice(bytes_of(&elf::ProgramHeader64::<LE> {
             p_type: U32::new(LE, s.p_type),
@@ -189,7 +189,7 @@ mod tests {
             assert_eq!(u16::from_le_bytes([h[16], h[17]]), elf::ET_CORE);
             assert_eq!(u16::from_le_bytes([h[18], h[19]]), 3);
             let mut p = Vec::new();
-            push_program_header(class, &Segment::default(), &mut p);
+            push_program_header(class, &ProgramHeader::default(), &mut p);
             assert_eq!(p.len() as u64, class.phentsize());
             let mut s = Vec::new();
             push_section_header(class, &Section::default(), &mut s);

@@ -17,7 +17,7 @@
 //!
 //! Each run starts at a file offset congruent to its physical address modulo 4 KiB, so page
 //! mappings keep `p_offset ≡ p_vaddr (mod 4 KiB)` (gdb can mmap them), while `p_align` is 0 in
-//! every program header ([`P_ALIGN`](super::elf_headers::P_ALIGN) says why: crash).
+//! every program header (`elf_headers::P_ALIGN` says why: crash).
 //! A mapping whose memory is not in the file (`IO`, not entirely RAM, or left out by a dump
 //! level) gets `p_filesz = 0, p_memsz = size` and the offset where the data starts: crash
 //! takes the smallest non-zero `p_offset` as the end of the headers, starting from the first
@@ -47,7 +47,7 @@ pub(crate) const SHNUM: u16 = 2;
 
 /// One program header, class-independent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Segment {
+pub struct ProgramHeader {
     /// `p_type`: `PT_LOAD`, `PT_NOTE`, ….
     pub p_type: u32,
     /// `p_flags`: `PF_R`/`PF_W`/`PF_X` bits.
@@ -96,7 +96,7 @@ pub enum DumpLayout<'a> {
 pub struct ElfPlan<'a> {
     pub(crate) class: ElfClass,
     pub(crate) machine: ElfMachine,
-    pub(crate) note: Segment,
+    pub(crate) note: ProgramHeader,
     pub(crate) loads: Loads<'a>,
     pub(crate) runs: Vec<DataRun>,
     /// Where the memory data starts (after the notes, 4 KiB aligned): the offset of PT_LOADs
@@ -128,16 +128,16 @@ impl ElfPlan<'_> {
         self.class
     }
     /// Program headers, PT_NOTE first, derived one at a time.
-    pub fn segments(&self) -> impl Iterator<Item = Segment> + '_ {
+    pub fn segments(&self) -> impl Iterator<Item = ProgramHeader> + '_ {
         let data_start = self.data_start;
-        let fix = move |mut s: Segment| {
+        let fix = move |mut s: ProgramHeader| {
             if s.filesz == 0 {
                 s.offset = data_start;
             }
             s
         };
-        let loads: Box<dyn Iterator<Item = Segment> + '_> = match &self.loads {
-            Loads::Physical => Box::new(self.runs.iter().map(|r| Segment {
+        let loads: Box<dyn Iterator<Item = ProgramHeader> + '_> = match &self.loads {
+            Loads::Physical => Box::new(self.runs.iter().map(|r| ProgramHeader {
                 p_type: elf::PT_LOAD,
                 flags: elf::PF_R | elf::PF_W | elf::PF_X,
                 offset: r.offset,
@@ -151,14 +151,14 @@ impl ElfPlan<'_> {
         std::iter::once(self.note).chain(loads.map(fix))
     }
     /// The PT_LOAD of mapping `m`: its bytes are in the file when a data run covers them.
-    fn load_of(&self, m: &Mapping) -> Segment {
-        let mut seg = Segment {
+    fn load_of(&self, m: &Mapping) -> ProgramHeader {
+        let mut seg = ProgramHeader {
             p_type: elf::PT_LOAD,
             flags: mapping_flags(m.flags),
             vaddr: m.va.0,
             paddr: m.pa.0,
             memsz: m.size,
-            ..Segment::default()
+            ..ProgramHeader::default()
         };
         if m.is_ram() {
             // The data run holding the mapping's first byte: the mapping's bytes in it are in
@@ -296,11 +296,11 @@ pub fn plan<'a>(
     }
     let phoff = class.ehsize();
     let note_offset = phoff + phnum * class.phentsize();
-    let note = Segment {
+    let note = ProgramHeader {
         p_type: elf::PT_NOTE,
         offset: note_offset,
         filesz: notes_len,
-        ..Segment::default()
+        ..ProgramHeader::default()
     };
     let mut cursor = align_up(note_offset + notes_len, SIZE_4K);
     let data_start = cursor;
@@ -519,7 +519,7 @@ fn check_elf32(plan: &ElfPlan<'_>) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn segs(p: &ElfPlan<'_>) -> Vec<Segment> {
+    fn segs(p: &ElfPlan<'_>) -> Vec<ProgramHeader> {
         p.segments().collect()
     }
 

@@ -22,7 +22,7 @@ mod writeback;
 
 pub use elf::{plan_elf_core, write_elf_core, ElfDumpRequest};
 pub use elf_headers::{ElfClass, ElfMachine};
-pub use elf_layout::{DataRun, DumpLayout, ElfPlan, Segment};
+pub use elf_layout::{DataRun, DumpLayout, ElfPlan, ProgramHeader};
 pub use output::{create_output, AtomicOutput, OutputOptions};
 
 /// What a writer produced.

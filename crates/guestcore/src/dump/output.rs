@@ -21,7 +21,7 @@ pub struct OutputOptions {
 
 /// Opens an atomic output for `path`: checks the target (an existing file is an error unless
 /// `opts.force`; a directory always is) and creates the temporary file beside it. Write into
-/// it (it is [`Write`]), then [`commit`](AtomicOutput::commit); dropping it instead removes
+/// it (it is [`std::io::Write`]), then [`commit`](AtomicOutput::commit); dropping it instead removes
 /// the temporary file and leaves `path` as it was.
 pub fn create_output(path: &Path, opts: &OutputOptions) -> Result<AtomicOutput> {
     AtomicOutput::create(path, opts)

@@ -16,7 +16,7 @@ use crate::phys::PhysMemory;
 pub const MAX_FOUND: usize = 64;
 /// The longest VMCOREINFO text read (the kernel's buffer is one page).
 pub const MAX_VMCOREINFO: u64 = 64 << 10;
-const PAGE: u64 = 4096;
+use crate::addr::PAGE_SIZE as PAGE;
 
 /// A VMCOREINFO note found in RAM.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -617,7 +617,7 @@ mod tests {
     /// A kdump file of two dumped pages, one at 0 and one at 256 MiB (so each bitmap is 8 KiB),
     /// with `patch` applied to its bytes; and the offsets of its two bitmaps and their length.
     fn patched_kdump(patch: impl FnOnce(&mut [u8], usize, usize, usize)) -> Result<KdumpFile> {
-        use crate::dump::kdump::{write_kdump, KdumpMachine, KdumpOptions, KdumpRequest};
+        use crate::dump::kdump::{write_kdump, KdumpOptions, KdumpRequest};
         let mem = crate::phys::VecMemory::from_blocks(vec![
             (0, vec![1u8; PAGE]),
             (256 << 20, vec![2u8; PAGE]),
@@ -625,19 +625,7 @@ mod tests {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("k");
-        let req = KdumpRequest {
-            memory: &mem,
-            notes: &[],
-            vmcoreinfo: None,
-            machine: KdumpMachine::X86_64,
-            nr_cpus: 1,
-            compression: Compression::None,
-            filter: None,
-            excluded: None,
-            dump_level: 0,
-            flatten: false,
-            force: false,
-        };
+        let req = KdumpRequest::new(&mem, Compression::None);
         write_kdump(
             &req,
             &out,

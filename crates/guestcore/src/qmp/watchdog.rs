@@ -7,7 +7,7 @@
 //! sends `stop`, and `resume` disarms it once `cont` succeeded: every program that embeds the
 //! library gets it.
 //!
-//! Design: [`Watchdog::arm`] forks a small process (raw system calls only, [`sys`]) that holds
+//! Design: [`Watchdog::arm`] forks a small process (raw system calls only, in its `sys` module) that holds
 //! the read end of a pipe whose write end only this process holds (close-on-exec). Disarming
 //! writes one byte. EOF without that byte means every holder of the write end is gone — the
 //! process died, however — and the watchdog then connects to the QMP socket, negotiates

@@ -4,7 +4,7 @@
 //! section tables that point nowhere, missing VMCOREINFO) must give bounded, honest results.
 //! (The real-guest suite checks the same filter against makedumpfile on real kernels.)
 
-use guestcore::dump::kdump::{write_kdump, Compression, KdumpMachine, KdumpOptions, KdumpRequest};
+use guestcore::dump::kdump::{write_kdump, Compression, KdumpOptions, KdumpRequest};
 use guestcore::dump::{plan_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine};
 use guestcore::dump_level::{page_filter, DumpLevel, KernelPages};
 use guestcore::paging::ModeKind;
@@ -184,17 +184,10 @@ fn zero_pages_and_the_writers() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("k");
     let req = KdumpRequest {
-        memory: &k.mem,
-        notes: &[],
         vmcoreinfo: Some(k.vmcoreinfo.as_bytes()),
-        machine: KdumpMachine::X86_64,
-        nr_cpus: 1,
-        compression: Compression::Zlib,
-        filter: None,
         excluded: Some(f.excluded()),
         dump_level: 31,
-        flatten: false,
-        force: false,
+        ..KdumpRequest::new(&k.mem, Compression::Zlib)
     };
     let s = write_kdump(&req, &out, &KdumpOptions::default(), &NoProgress).unwrap();
     assert_eq!(s.dumped_pages, FRAMES - f.excluded().len());

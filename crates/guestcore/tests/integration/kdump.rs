@@ -66,17 +66,9 @@ fn notes() -> Vec<ElfNote> {
 
 fn request<'a>(mem: &'a VecMemory, notes: &'a [ElfNote], c: Compression) -> KdumpRequest<'a> {
     KdumpRequest {
-        memory: mem,
         notes,
         vmcoreinfo: Some(VMCI),
-        machine: KdumpMachine::X86_64,
-        nr_cpus: 1,
-        compression: c,
-        filter: None,
-        excluded: None,
-        dump_level: 0,
-        flatten: false,
-        force: false,
+        ..KdumpRequest::new(mem, c)
     }
 }
 

@@ -59,17 +59,12 @@ fn write_for(dir: &Path, c: Compression, flatten: bool, machine: KdumpMachine) -
         if flatten { ".flat" } else { "" }
     ));
     let req = KdumpRequest {
-        memory: &mem,
         notes: &notes,
         vmcoreinfo: Some(VMCI),
         machine,
-        nr_cpus: 1,
-        compression: c,
-        filter: None,
-        excluded: None,
-        dump_level: 0,
         flatten,
         force: true,
+        ..KdumpRequest::new(&mem, c)
     };
     let opts = KdumpOptions {
         timestamp: Some(1_700_000_000),

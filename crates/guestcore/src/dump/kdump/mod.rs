@@ -105,6 +105,27 @@ pub struct KdumpRequest<'a> {
     pub force: bool,
 }
 
+impl<'a> KdumpRequest<'a> {
+    /// All of `memory`'s RAM as an x86_64 kdump file with one CPU and no notes, compressed
+    /// with `compression`, at dump level 0, refusing to replace a file; set the other fields
+    /// with struct update syntax.
+    pub fn new(memory: &'a dyn PhysMemory, compression: Compression) -> Self {
+        KdumpRequest {
+            memory,
+            notes: &[],
+            vmcoreinfo: None,
+            machine: KdumpMachine::X86_64,
+            nr_cpus: 1,
+            compression,
+            filter: None,
+            excluded: None,
+            dump_level: 0,
+            flatten: false,
+            force: false,
+        }
+    }
+}
+
 impl fmt::Debug for KdumpRequest<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KdumpRequest")

@@ -215,20 +215,7 @@ fn notes_block(req: &KdumpRequest<'_>) -> (Vec<u8>, Option<(usize, Vec<u8>)>) {
 /// A plain x86_64 zlib request for `mem`, for tests of the writer's parts.
 #[cfg(test)]
 pub(super) fn test_request(mem: &crate::phys::VecMemory) -> KdumpRequest<'_> {
-    use super::{Compression, KdumpMachine};
-    KdumpRequest {
-        memory: mem,
-        notes: &[],
-        vmcoreinfo: None,
-        machine: KdumpMachine::X86_64,
-        nr_cpus: 1,
-        compression: Compression::Zlib,
-        filter: None,
-        excluded: None,
-        dump_level: 0,
-        flatten: false,
-        force: false,
-    }
+    KdumpRequest::new(mem, super::Compression::Zlib)
 }
 
 #[cfg(test)]

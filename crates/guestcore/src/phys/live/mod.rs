@@ -3,14 +3,14 @@
 //! Two ways in, chosen per RAM block by [`crate::qmp::session`]:
 //!
 //! * **shared file** — a `memory-backend-file` with `share=on`: the file *is* guest RAM, so it
-//!   is mapped read-only as raw memory and copied out through raw pointers ([`copy`], the one
+//!   is mapped read-only as raw memory and copied out through raw pointers (`copy`, the one
 //!   place that touches live RAM);
 //! * **process memory** — anonymous RAM: `pread` on `/proc/PID/mem` of the QEMU process at
 //!   the host virtual address HMP `gpa2hva` reported (needs ptrace rights on QEMU: same user
 //!   and Yama `ptrace_scope` ≤ 1 with CAP_SYS_PTRACE, or root).
 //!
 //! A running guest changes its RAM under us, so no `&[u8]` is ever formed over it
-//! ([`PhysMemory::slice`] is `None`): every read is a copy into the caller's buffer, as
+//! ([`PhysMemory::slice`](crate::phys::PhysMemory::slice) is `None`): every read is a copy into the caller's buffer, as
 //! rust-vmm's vm-memory does.
 //!
 //! One memory source per file: [`LiveMemory`] (`memory.rs`) reads the running guest;

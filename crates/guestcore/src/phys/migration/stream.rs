@@ -9,7 +9,7 @@
 //! footer (`0x7e` and its id again). RAM is an iterative section (`START`, `PART`s, `END`);
 //! each device's state is one `FULL` section, written after RAM. `EOF` ends the device state;
 //! then the `VMDESCRIPTION` section: a JSON description of every device's fields with their
-//! byte sizes ([`super::vmdesc`]). `COMMAND` sections (postcopy, return path) may appear
+//! byte sizes ([`crate::format::vmdesc`]). `COMMAND` sections (postcopy, return path) may appear
 //! between sections; a `PACKAGED` command (postcopy) is refused.
 //!
 //! A device section does not say how long it is: only its vmstate description does, and that
