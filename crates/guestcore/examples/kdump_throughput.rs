@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-const PAGE: usize = 4096;
+const PAGE: usize = guestcore::codec::PAGE;
 
 fn fill(mib: usize) -> Vec<u8> {
     let words = b"kernel memory page struct task list_head spinlock inode dentry buffer cache \

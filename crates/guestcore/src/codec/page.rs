@@ -14,8 +14,8 @@
 
 pub use crate::format::kdump::Compression;
 
-/// The kdump page size this crate writes and reads.
-pub const PAGE: usize = 4096;
+/// The kdump page size this crate writes and reads: [`crate::addr::PAGE_SIZE`], as a length.
+pub const PAGE: usize = crate::addr::PAGE_SIZE as usize;
 
 impl Compression {
     /// The most bytes one page takes as stored: its compressed form's bound, or the raw page.
