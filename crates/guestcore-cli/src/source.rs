@@ -197,8 +197,6 @@ pub struct SourceArgs {
 pub struct Source {
     pub guest: Guest,
     pub view: View,
-    /// `view.selected`, for the listing commands.
-    pub selected: Vec<Selected>,
     /// `--quiet` (for the pause-time note when a live guest is resumed on drop).
     quiet: bool,
 }
@@ -247,7 +245,6 @@ impl SourceArgs {
         let view = guest.select(&self.view_spec(), self.cr3)?;
         let source = Source {
             guest,
-            selected: view.selected.clone(),
             view,
             quiet: ctx.quiet,
         };

@@ -29,10 +29,10 @@ pub struct MemArgs {
 pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
     let src = args.source.open(ctx)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let many = src.selected.len() > 1;
+    let many = src.view.selected.len() > 1;
     match Format::of(args.json, args.json_lines) {
         Format::Text => {
-            for sel in &src.selected {
+            for sel in &src.view.selected {
                 if many {
                     output::write_cpu_heading(&mut out, sel.cpu.index, &sel.mode)?;
                 }
@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
             }
         }
         Format::JsonLines => {
-            for sel in &src.selected {
+            for sel in &src.view.selected {
                 for m in &src.mappings(ctx, sel)?.0 {
                     json::write_line(&mut out, &MappingJson::new(Some(sel.cpu.index), m))?;
                 }
@@ -49,10 +49,10 @@ pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
         // One vCPU: its object; several: an array of them.
         Format::Json if many => json::write_array(
             &mut out,
-            src.selected.iter().map(|s| cpu_json(ctx, &src, s)),
+            src.view.selected.iter().map(|s| cpu_json(ctx, &src, s)),
         )?,
         Format::Json => {
-            let one = src.selected.first().map(|s| cpu_json(ctx, &src, s));
+            let one = src.view.selected.first().map(|s| cpu_json(ctx, &src, s));
             json::write_document(&mut out, &one.transpose()?)?;
         }
     }

@@ -24,8 +24,8 @@ pub fn run(ctx: &Context, args: TlbArgs) -> Result<()> {
     let src = args.source.open(ctx)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let text = Format::of(args.json, args.json_lines) == Format::Text;
-    let many = src.selected.len() > 1;
-    for sel in &src.selected {
+    let many = src.view.selected.len() > 1;
+    for sel in &src.view.selected {
         if many && text {
             output::write_cpu_heading(&mut out, sel.cpu.index, &sel.mode)?;
         }

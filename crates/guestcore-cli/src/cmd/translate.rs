@@ -24,7 +24,7 @@ pub struct TranslateArgs {
 
 pub fn run(ctx: &Context, args: TranslateArgs) -> Result<()> {
     let src = args.source.open(ctx)?;
-    for sel in &src.selected {
+    for sel in &src.view.selected {
         let t = src.guest.translate(sel, args.vaddr)?;
         if args.json {
             let v = json!({

@@ -424,18 +424,13 @@ impl Guest {
     fn paging_view(&self, walked: &[(u32, PagingMode)]) -> Result<MappingList> {
         let mut views = Vec::with_capacity(walked.len());
         for (cpu, mode) in walked {
-            let (list, report) =
-                MappingList::from_walk(&*self.image.memory, mode, self.budget.left()).map_err(
-                    |e| {
-                        e.context(format!(
-                            "{}: page tables at {:#x}",
-                            self.image.path.display(),
-                            mode.root
-                        ))
-                    },
-                )?;
-            self.budget.spend(&report, list.len() as u64);
-            self.notice(Notice::Walk { cpu: *cpu, report });
+            let (list, _) = self.mappings_of(*cpu, mode, || {
+                format!(
+                    "{}: page tables at {:#x}",
+                    self.image.path.display(),
+                    mode.root
+                )
+            })?;
             views.push((*cpu, list));
         }
         if views.len() == 1 {

@@ -44,7 +44,7 @@ use crate::cpu::X86CpuState;
 use crate::image::{GuestImage, OpenOptions};
 use crate::kernel::{find_kernels, KernelScan};
 use crate::mapping::MappingList;
-use crate::paging::{translate, walk, Leaf, Translation, WalkReport};
+use crate::paging::{translate, walk, Leaf, PagingMode, Translation, WalkReport};
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
 use crate::Result;
@@ -183,12 +183,22 @@ impl Guest {
     /// The merged mapping list of `sel`'s tables, with the same budget and notice as
     /// [`walk`](Self::walk).
     pub fn mappings(&self, sel: &Selected) -> Result<(MappingList, WalkReport)> {
-        let (list, report) =
-            MappingList::from_walk(&*self.image.memory, &sel.mode, self.budget.left())
-                .map_err(|e| e.context(self.tables_of(sel)))?;
+        self.mappings_of(sel.cpu.index, &sel.mode, || self.tables_of(sel))
+    }
+
+    /// The merged mapping list of the tables `mode` describes, labelled `cpu` in its notice;
+    /// an error is put in the words `context` gives.
+    pub(crate) fn mappings_of(
+        &self,
+        cpu: u32,
+        mode: &PagingMode,
+        context: impl FnOnce() -> String,
+    ) -> Result<(MappingList, WalkReport)> {
+        let (list, report) = MappingList::from_walk(&*self.image.memory, mode, self.budget.left())
+            .map_err(|e| e.context(context()))?;
         self.budget.spend(&report, list.len() as u64);
         self.notice(Notice::Walk {
-            cpu: sel.cpu.index,
+            cpu,
             report: report.clone(),
         });
         Ok((list, report))
