@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """Builds the harness's tiny initramfs (a gzip'd cpio "newc" archive), without root.
 
-    initramfs.py --busybox PATH [--modules DIR] --out FILE
+    initramfs.py --busybox PATH [--modules DIR] [--pattern-writer BIN] --out FILE
 
 The archive holds busybox (static, of the guest's architecture) as /bin/busybox, the
 modules listed in DIR/order (e.g. qemu_fw_cfg.ko, so `-device vmcoreinfo` receives the
 guest's VMCOREINFO) under /lib/modules, a /dev/console node, and /init: a shell script that
 mounts proc/sys/devtmpfs, loads the modules, sets kptr_restrict=0, prints facts to the
 console (ttyS0), makes the dump-level workload (page cache in a tmpfs file, 16 MiB of
-anonymous memory in a sleeping dd, free memory), prints the ready marker, then idles.
+anonymous memory in a sleeping dd, free memory), starts the pattern writer when the archive
+has one (--pattern-writer: a static build of pattern_writer.c, for the live tests), prints
+the ready marker, then idles.
 
 Lines printed (the capture script parses them):
     GUESTCORE-RELEASE <uname -r>
     GUESTCORE-SYM <name> <hex address from /proc/kallsyms>
     GUESTCORE-VMCOREINFO yes|no
     GUESTCORE-WORKLOAD tmpfs-file PATH BYTES anon-pid PID anon-kb KB memfree-kb KB seconds S
+    GUESTCORE-PATTERN pages N magic M     (from the pattern writer, when there is one)
     GUESTCORE-READY
 Python 3 standard library only.
 """
@@ -78,6 +81,16 @@ done
 t1=$(cut -d' ' -f1 /proc/uptime)
 echo "GUESTCORE-WORKLOAD tmpfs-file /mnt/cache/fill $(stat -c %s /mnt/cache/fill) anon-pid ${ddpid:-none} anon-kb ${anon:-0}" \
   "memfree-kb $(awk '/^MemFree:/ { print $2 }' /proc/meminfo) seconds $(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.2f", b - a }')"
+# The live tests' pattern writer (only in archives built with --pattern-writer): waits until
+# it has stamped its pages and started its sweeps (it prints GUESTCORE-PATTERN itself).
+if [ -x /bin/pattern_writer ]; then
+  /bin/pattern_writer > /tmp/pattern.out &
+  n=0
+  while [ $n -lt 300 ] && ! grep -q GUESTCORE-PATTERN /tmp/pattern.out 2>/dev/null; do
+    n=$((n + 1)); sleep 0.1
+  done
+  cat /tmp/pattern.out
+fi
 echo "GUESTCORE-READY"
 while :; do sleep 1000; done
 """
@@ -121,6 +134,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--busybox", required=True, help="static busybox for the guest's architecture")
     ap.add_argument("--modules", help="directory with *.ko files and an 'order' file")
+    ap.add_argument("--pattern-writer", help="static pattern_writer binary to start at boot")
     ap.add_argument("--out", required=True, help="output .cpio.gz")
     args = ap.parse_args()
 
@@ -132,6 +146,9 @@ def main():
     c.chardev("dev/null", 1, 3, 0o666)
     with open(args.busybox, "rb") as f:
         c.file("bin/busybox", f.read(), 0o755)
+    if args.pattern_writer:
+        with open(args.pattern_writer, "rb") as f:
+            c.file("bin/pattern_writer", f.read(), 0o755)
     c.file("init", INIT.replace("@SYMBOLS@", " ".join(SYMBOLS)).encode(), 0o755)
     if args.modules:
         order_path = os.path.join(args.modules, "order")

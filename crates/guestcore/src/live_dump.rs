@@ -1,6 +1,7 @@
 //! A consistent dump of a running QEMU guest with a pause of milliseconds: a QEMU background
 //! snapshot ([`crate::qmp::snapshot`]) parsed as it streams ([`crate::phys::migration`]) into
-//! a physical ELF core written page by page ([`crate::dump::streamed`]).
+//! a physical ELF core ([`crate::dump::streamed`]) or a kdump-compressed file
+//! ([`crate::dump::kdump::StreamedKdump`]), either written page by page as pages arrive.
 //!
 //! Why this path: stopping the guest while RAM is copied costs ~0.2 s per GiB of downtime and
 //! as much host memory as the guest has. Here QEMU stops the guest only to save its device
@@ -21,9 +22,13 @@ use crate::addr::PAGE_SIZE;
 use crate::cpu::notes::{encode_prstatus_x86_64, encode_qemu_note};
 use crate::cpu::vmstate::decode_cpu;
 use crate::cpu::X86CpuState;
+use crate::dump::kdump::{KdumpMachine, StreamedKdump, StreamedKdumpSpec};
 use crate::dump::notes::{dump_notes, CpuNotes};
 use crate::dump::streamed::StreamedElf;
-use crate::dump::{DumpSummary, ElfClass, ElfMachine, OutputOptions};
+use crate::dump::{ElfClass, ElfMachine, OutputOptions};
+use crate::dump_level::DumpLevel;
+use crate::format::ElfNote;
+use crate::guest::{DumpFormat, DumpOutcome, KdumpOutcome};
 use crate::phys::migration::devices::DeviceState;
 use crate::phys::migration::ram::RamBlock;
 use crate::phys::migration::vmcoreinfo::read_note_with;
@@ -47,8 +52,8 @@ const STREAM_BUFFER: usize = 1 << 20;
 pub enum LiveDump {
     /// The dump is written.
     Written {
-        /// What the dump writer wrote (bytes, pages, timings), as for a dump of a file.
-        summary: DumpSummary,
+        /// What the dump writer wrote (bytes, pages), as for a dump of a file.
+        outcome: DumpOutcome,
         /// QEMU's figures for the snapshot (its downtime).
         snapshot: SnapshotReport,
         /// The vCPUs at the snapshot's instant.
@@ -58,6 +63,43 @@ pub enum LiveDump {
     },
     /// No background snapshot can be had here (the reason); nothing was written or changed.
     Unavailable(String),
+}
+
+/// The file being filled: either format takes pages in any order and reads them back.
+#[allow(clippy::large_enum_variant)] // one per dump, on the stack of dump_snapshot
+enum Sink {
+    Elf(StreamedElf),
+    Kdump(StreamedKdump),
+}
+
+impl Sink {
+    fn page(&mut self, gpa: u64, bytes: Option<&[u8]>) -> Result<()> {
+        match self {
+            Sink::Elf(e) => e.page(gpa, bytes),
+            Sink::Kdump(k) => k.page(gpa, bytes),
+        }
+    }
+    fn read_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<()> {
+        match self {
+            Sink::Elf(e) => e.read_phys(gpa, buf),
+            Sink::Kdump(k) => k.read_phys(gpa, buf),
+        }
+    }
+    fn finish(self, notes: &[ElfNote], nr_cpus: usize) -> Result<DumpOutcome> {
+        Ok(match self {
+            Sink::Elf(e) => DumpOutcome::Elf {
+                summary: e.finish(notes)?,
+                paging: false,
+            },
+            Sink::Kdump(k) => {
+                let compression = k.compression();
+                DumpOutcome::Kdump(KdumpOutcome {
+                    summary: k.finish(notes, nr_cpus as u32)?,
+                    compression,
+                })
+            }
+        })
+    }
 }
 
 /// Where the pieces of each stream block go: `(offset in block, length, guest-physical start)`.
@@ -76,15 +118,20 @@ fn placement(blocks: &[RamBlock], pieces: &[RamPiece]) -> Vec<Vec<(u64, u64, u64
         .collect()
 }
 
-/// Writes a physical ELF core of the guest behind `session` at `out` from a background
-/// snapshot. The guest is never stopped by guestcore here; QEMU stops it for its device state.
+/// Writes a dump of all RAM of the guest behind `session` at `out` from a background
+/// snapshot, in `format`: a physical ELF core, or a kdump file at `level` 0 or 1 (the levels
+/// that need no page array). The guest is never stopped by guestcore here; QEMU stops it for
+/// its device state.
 ///
-/// `ELF64` is written for guests in long mode (the vCPU state read before the snapshot says
-/// which), `ELF32` for others, as QEMU's dump-guest-memory does.
+/// The ELF core is `ELF64` for guests in long mode (the vCPU state read before the snapshot
+/// says which), `ELF32` for others, as QEMU's dump-guest-memory does; the kdump file is
+/// `x86_64` or `i686` alike.
 pub fn dump_snapshot(
     session: &mut LiveSession,
     out: &Path,
     opts: &OutputOptions,
+    format: DumpFormat,
+    level: DumpLevel,
     progress: &dyn Progress,
 ) -> Result<LiveDump> {
     let pieces = session.ram_layout()?;
@@ -105,7 +152,31 @@ pub fn dump_snapshot(
     // Twice the vCPUs seen now: a vCPU hot-plugged before the snapshot still fits (the space
     // left over stays outside every header; finish refuses notes that do not fit).
     let reserve = per_cpu * before.len().max(1) as u64 * 2 + VMCOREINFO_RESERVE;
-    let mut elf = StreamedElf::create(out, opts, &ram, class, machine, reserve)?;
+    let mut sink = match format {
+        DumpFormat::Elf(_) => {
+            if level.bits() != 0 {
+                return Err(Error::Unsupported(
+                    "a snapshot's ELF core holds all of RAM: dump level 0 only".into(),
+                ));
+            }
+            Sink::Elf(StreamedElf::create(
+                out, opts, &ram, class, machine, reserve,
+            )?)
+        }
+        DumpFormat::Kdump(compression) => {
+            let spec = StreamedKdumpSpec {
+                machine: if class == ElfClass::Elf64 {
+                    KdumpMachine::X86_64
+                } else {
+                    KdumpMachine::I686
+                },
+                compression,
+                dump_level: level.bits(),
+                notes_reserve: reserve,
+            };
+            Sink::Kdump(StreamedKdump::create(out, opts, &ram, spec)?)
+        }
+    };
 
     let mut snap = match snapshot::start(session.client())? {
         Start::Streaming(s) => s,
@@ -147,7 +218,7 @@ pub fn dump_snapshot(
                     };
                     for &(start, len, gpa) in place {
                         if offset >= start && offset - start < len {
-                            elf.page(gpa + (offset - start), bytes)?;
+                            sink.page(gpa + (offset - start), bytes)?;
                             progress.advance(PAGE_SIZE);
                         }
                     }
@@ -193,7 +264,7 @@ pub fn dump_snapshot(
         ));
     }
     let vmcoreinfo = match pointer {
-        Some(p) => read_note_with(p, |addr, buf| elf.read_phys(addr, buf)),
+        Some(p) => read_note_with(p, |addr, buf| sink.read_phys(addr, buf)),
         None => None,
     };
     let notes = dump_notes(
@@ -204,9 +275,9 @@ pub fn dump_snapshot(
         &[],
         vmcoreinfo.as_deref(),
     );
-    let summary = elf.finish(&notes)?;
+    let outcome = sink.finish(&notes, cpus.len())?;
     Ok(LiveDump::Written {
-        summary,
+        outcome,
         snapshot: report,
         cpus,
         vmcoreinfo: vmcoreinfo.is_some(),

@@ -268,11 +268,12 @@ fn print_filter(r: &FilterReport, kdump: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Why a live dump with these arguments cannot come from a background snapshot, which writes a
-/// physical ELF core of all RAM with every vCPU's registers from the snapshot itself.
+/// Why a live dump with these arguments cannot come from a background snapshot, which writes
+/// all of RAM (a physical ELF core or a kdump file) with every vCPU's registers from the
+/// snapshot itself, its pages in the order they arrive.
 fn snapshot_blocker(args: &DumpArgs, spec: &DumpSpec, to_stdout: bool) -> Option<&'static str> {
     if to_stdout {
-        return Some("it writes ELF cores only");
+        return Some("a kdump stream on standard output is written in pfn order");
     }
     if let Some(why) = spec.snapshot_blocker() {
         return Some(why);
@@ -316,7 +317,7 @@ fn try_snapshot(
             Ok(None)
         }
         LiveDump::Written {
-            summary,
+            outcome,
             snapshot,
             cpus,
             vmcoreinfo,
@@ -327,12 +328,31 @@ fn try_snapshot(
             if !vmcoreinfo {
                 ctx.warn("the guest registered no VMCOREINFO (no `-device vmcoreinfo`, or a kernel without the fw_cfg driver): the dump carries none");
             }
+            let what = match &outcome {
+                DumpOutcome::Elf { summary, .. } => format!(
+                    "{} PT_LOADs, {} vCPUs, {:.1} MiB of data",
+                    summary.segments,
+                    cpus.len(),
+                    summary.bytes_written as f64 / (1 << 20) as f64
+                ),
+                DumpOutcome::Kdump(KdumpOutcome {
+                    summary,
+                    compression,
+                }) => format!(
+                    "kdump-{} {} pages dumped ({} zero, {} compressed, {} raw), {} vCPUs, {} bytes",
+                    compression.name(),
+                    summary.dumped_pages,
+                    summary.zero_pages,
+                    summary.compressed_pages,
+                    summary.raw_pages,
+                    cpus.len(),
+                    summary.bytes_written
+                ),
+                _ => String::new(),
+            };
             ctx.note(format_args!(
-                "wrote {}: {} PT_LOADs, {} vCPUs, {:.1} MiB of data in {:.2} s",
+                "wrote {}: {what} in {:.2} s",
                 output.display(),
-                summary.segments,
-                cpus.len(),
-                summary.bytes_written as f64 / (1 << 20) as f64,
                 started.elapsed().as_secs_f64()
             ));
             Ok(Some(()))

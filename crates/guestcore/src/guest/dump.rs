@@ -89,19 +89,29 @@ impl DumpSpec {
         }
     }
 
-    /// Why this dump is not one a QEMU background snapshot can give (that is a physical ELF64
-    /// core of all RAM with every vCPU's registers from the snapshot itself), or `None`.
+    /// Why this dump is not one a QEMU background snapshot can give, or `None`. A snapshot
+    /// gives all of RAM, with every vCPU's registers from the snapshot itself, as pages arrive
+    /// in no set order: a physical ELF64 core, or a plain (not flattened) kdump file at dump
+    /// level 0 or 1.
     pub fn snapshot_blocker(&self) -> Option<&'static str> {
         match self.format {
-            DumpFormat::Kdump(_) => return Some("it writes ELF cores only"),
+            DumpFormat::Kdump(_) if self.flatten => {
+                return Some("a flattened kdump stream is written in pfn order")
+            }
+            DumpFormat::Kdump(_) => {
+                if self.level.bits() > DumpLevel::ZERO {
+                    return Some("--dump-level above 1 reads the page array first");
+                }
+            }
             DumpFormat::Elf(ElfClass::Elf32) => return Some("it dumps all of RAM as QEMU's class"),
-            DumpFormat::Elf(ElfClass::Elf64) => {}
+            DumpFormat::Elf(ElfClass::Elf64) => {
+                if self.level.bits() > 0 {
+                    return Some("--dump-level on an ELF core reads the page array first");
+                }
+            }
         }
         if self.layout == DumpLayoutSpec::Paging {
             return Some("--paging walks the page tables first");
-        }
-        if self.level.bits() > 0 {
-            return Some("--dump-level reads the page array first");
         }
         if self.range.is_some() {
             return Some("it dumps all of RAM as QEMU's class");

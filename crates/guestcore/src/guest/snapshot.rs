@@ -56,7 +56,14 @@ impl Guest {
         let mut session = LiveSession::connect_running(socket, live)
             .map_err(|e| e.context(format!("connecting to {}", socket.display())))?;
         let opts = OutputOptions { force: spec.force };
-        dump_snapshot(&mut session, &spec.output, &opts, progress)
-            .map_err(|e| e.context("dumping a background snapshot"))
+        dump_snapshot(
+            &mut session,
+            &spec.output,
+            &opts,
+            spec.format,
+            spec.level,
+            progress,
+        )
+        .map_err(|e| e.context("dumping a background snapshot"))
     }
 }

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 mod capture;
-mod debuggers;
+pub(crate) mod debuggers;
 mod dump_levels;
 mod kdump_guest;
 mod kernels;

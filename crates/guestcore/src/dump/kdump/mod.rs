@@ -33,11 +33,13 @@ mod encode;
 mod flatten;
 mod plan;
 mod pool;
+mod streamed;
 mod writer;
 
 /// The compression a kdump file names; the page codecs themselves are in [`crate::codec`].
 pub use crate::format::kdump::Compression;
 pub use flatten::{FlatSink, PositionedSink, SeekSink};
+pub use streamed::{StreamedKdump, StreamedKdumpSpec};
 pub use writer::{write_kdump, write_kdump_to};
 
 use crate::addr::PhysRange;

@@ -103,6 +103,14 @@ pub(super) fn check_bitmaps(req: &KdumpRequest<'_>) -> Result<()> {
 
 /// Plans the file of `req`.
 pub(super) fn plan(req: &KdumpRequest<'_>) -> Result<KdumpPlan> {
+    plan_reserving(req, 0)
+}
+
+/// Plans the file of `req` with room for at least `notes_reserve` bytes of notes after the
+/// sub-header, whatever `req.notes` holds now: a writer that learns its notes last (a
+/// streamed dump) plans with the room first and with the notes at the end, and both plans put
+/// the bitmaps, descriptors and data at the same offsets as long as the notes fit.
+pub(super) fn plan_reserving(req: &KdumpRequest<'_>, notes_reserve: u64) -> Result<KdumpPlan> {
     let end = req.memory.ram().end();
     if end == 0 {
         return Err(Error::Unsupported("the guest has no RAM to dump".into()));
@@ -119,7 +127,7 @@ pub(super) fn plan(req: &KdumpRequest<'_>) -> Result<KdumpPlan> {
     let (notes, vmci) = notes_block(req);
     let sub_size = abi.sub_header_size() as u64;
     let note_off = PAGE_U64 + sub_size;
-    let sub_hdr_blocks = (sub_size + notes.len() as u64).div_ceil(PAGE_U64);
+    let sub_hdr_blocks = (sub_size + notes_reserve.max(notes.len() as u64)).div_ceil(PAGE_U64);
     let bitmap1_off = PAGE_U64 * (1 + sub_hdr_blocks);
     let bitmap2_off = bitmap1_off + bitmap_bytes;
     let desc_off = bitmap2_off + bitmap_bytes;

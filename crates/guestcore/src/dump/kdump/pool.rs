@@ -116,7 +116,34 @@ fn store_chunk(
 ) -> Result<()> {
     chunk.entries.clear();
     chunk.used = 0;
-    let bound = kind.page_bound();
+    with_worker(kind, |w| {
+        for &pfn in pfns {
+            let page = read_page(mem, pfn, &mut w.buf).map_err(|e| match e {
+                Error::NotInMemory { .. } => {
+                    Error::Unsupported(format!("cannot read pfn {pfn:#x} of the source: {e}"))
+                }
+                e => e,
+            })?;
+            store_page(&mut w.comp, kind, page, chunk);
+        }
+        Ok(())
+    })
+}
+
+/// Zero-checks and compresses `pages` (whole pages, back to back) into `chunk`, which must
+/// have room for them (at most [`CHUNK_PAGES`]).
+pub(super) fn store_pages(kind: Compression, pages: &[u8], chunk: &mut Chunk) {
+    chunk.entries.clear();
+    chunk.used = 0;
+    with_worker(kind, |w| {
+        for page in pages.chunks_exact(PAGE) {
+            store_page(&mut w.comp, kind, page, chunk);
+        }
+    });
+}
+
+/// Runs `f` with this thread's compressor for `kind`, made on first use.
+fn with_worker<R>(kind: Compression, f: impl FnOnce(&mut Worker) -> R) -> R {
     WORKER.with(|cell| {
         let mut slot = cell.borrow_mut();
         if !slot.as_ref().is_some_and(|w| w.comp.kind() == kind) {
@@ -125,29 +152,25 @@ fn store_chunk(
                 buf: Box::new([0u8; PAGE]),
             });
         }
-        let w = slot.as_mut().expect("set above");
-        for &pfn in pfns {
-            let page = read_page(mem, pfn, &mut w.buf).map_err(|e| match e {
-                Error::NotInMemory { .. } => {
-                    Error::Unsupported(format!("cannot read pfn {pfn:#x} of the source: {e}"))
-                }
-                e => e,
-            })?;
-            if is_zero(page) {
-                chunk.entries.push((0, 0));
-                continue;
-            }
-            let dst = &mut chunk.data[chunk.used..chunk.used + bound];
-            let entry = match w.comp.compress_into(page, dst) {
-                Some(n) => (n as u32, kind.flag()),
-                None => {
-                    dst[..PAGE].copy_from_slice(page);
-                    (PAGE as u32, 0)
-                }
-            };
-            chunk.used += entry.0 as usize;
-            chunk.entries.push(entry);
-        }
-        Ok(())
+        f(slot.as_mut().expect("set above"))
     })
+}
+
+/// Appends one page's stored form to `chunk`: nothing for a zero page (entry size 0), the
+/// compressed bytes, or the page raw when compression does not shrink it.
+fn store_page(comp: &mut PageCompressor, kind: Compression, page: &[u8], chunk: &mut Chunk) {
+    if is_zero(page) {
+        chunk.entries.push((0, 0));
+        return;
+    }
+    let dst = &mut chunk.data[chunk.used..chunk.used + kind.page_bound()];
+    let entry = match comp.compress_into(page, dst) {
+        Some(n) => (n as u32, kind.flag()),
+        None => {
+            dst[..PAGE].copy_from_slice(page);
+            (PAGE as u32, 0)
+        }
+    };
+    chunk.used += entry.0 as usize;
+    chunk.entries.push(entry);
 }

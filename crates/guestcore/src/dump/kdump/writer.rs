@@ -76,7 +76,7 @@ pub fn write_kdump_to(
 
 /// Writes the bitmap of `ranges` less `excluded` (`bytes` long) at `at`, [`BITMAP_PIECE`]
 /// bytes at a time.
-fn write_bitmap(
+pub(super) fn write_bitmap(
     sink: &mut dyn PositionedSink,
     at: u64,
     bytes: u64,
@@ -100,7 +100,7 @@ fn write_bitmap(
     Ok(())
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -50,6 +50,19 @@ fn guest_files() -> Result<GuestFiles, String> {
             _tmp: None,
         });
     }
+    let (initrd, tmp) = build_initramfs(None)?;
+    Ok(GuestFiles {
+        kernel,
+        initrd,
+        _tmp: Some(tmp),
+    })
+}
+
+/// Builds the harness's amd64 initramfs with `scripts/guest/initramfs.py` into a temporary
+/// directory, with the pattern writer when given (a static binary).
+fn build_initramfs(pattern_writer: Option<&Path>) -> Result<(PathBuf, tempfile::TempDir), String> {
+    let cache = guestcore_testkit::tools::guest_cache();
+    let initrd = cache.join("initramfs/amd64.cpio.gz");
     let busybox = cache.join("busybox/amd64/busybox");
     let script = repo().join("scripts/guest/initramfs.py");
     if !busybox.is_file() || !script.is_file() {
@@ -60,24 +73,21 @@ fn guest_files() -> Result<GuestFiles, String> {
     }
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("amd64.cpio.gz");
-    let ok = std::process::Command::new("python3")
-        .arg(&script)
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&script)
         .arg("--busybox")
         .arg(&busybox)
         .arg("--modules")
         .arg(cache.join("kernels/amd64/modules"))
         .arg("--out")
-        .arg(&out)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
+        .arg(&out);
+    if let Some(p) = pattern_writer {
+        cmd.arg("--pattern-writer").arg(p);
+    }
+    if !cmd.status().is_ok_and(|s| s.success()) {
         return Err("building the initramfs failed".into());
     }
-    Ok(GuestFiles {
-        kernel,
-        initrd: out,
-        _tmp: Some(tmp),
-    })
+    Ok((out, tmp))
 }
 
 macro_rules! guest_or_skip {
@@ -689,128 +699,4 @@ fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
     assert!(t0.elapsed() < Duration::from_secs(1));
 }
 
-// --- Background snapshots: a consistent live dump with a pause of milliseconds -------------
-
-/// QEMU's timestamp of an event, in seconds.
-fn event_time(e: &Value) -> f64 {
-    let t = &e["timestamp"];
-    t["seconds"].as_f64().unwrap() + t["microseconds"].as_f64().unwrap() / 1e6
-}
-
-/// Every stop seen in `events` (STOP to the next RESUME), in milliseconds.
-fn pauses_ms(events: &[Value]) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut stopped = None;
-    for e in events {
-        match e["event"].as_str() {
-            Some("STOP") => stopped = Some(event_time(e)),
-            Some("RESUME") => {
-                if let Some(t) = stopped.take() {
-                    out.push((event_time(e) - t) * 1e3);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-#[test]
-fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
-    let files = guest_or_skip!();
-    // Anonymous and shmem RAM: userfaultfd write protection works on both. (File-backed
-    // shared RAM on a disk filesystem it does not: see the fallback test below.)
-    for (ram, bound_ms) in [(Ram::Anonymous, 50.0), (Ram::Memfd, 250.0)] {
-        let g = Guest::boot(&files, "1G", ram);
-        let release = g.line("GUESTCORE-RELEASE");
-        let mut b = g.qmp_b();
-        running_via(&mut b);
-        b.take_events();
-        let out = g.path("snap.elf");
-        let o = succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&out));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            stderr.contains("background snapshot: guest stopped"),
-            "{stderr}"
-        );
-        assert!(!stderr.contains("guest paused for"), "{stderr}");
-        assert!(running_via(&mut b), "the guest runs after the snapshot");
-        let events = b.take_events();
-        let pauses = pauses_ms(&events);
-        eprintln!("{ram:?}: stops seen from the second monitor: {pauses:?} ms");
-        assert_eq!(pauses.len(), 1, "one stop: {events:?}");
-        assert!(
-            pauses[0] <= bound_ms,
-            "{ram:?}: the guest was stopped {} ms",
-            pauses[0]
-        );
-        // Registers and VMCOREINFO of the snapshot's instant: the kernel reads back through
-        // the dump's own page tables, from its own registers.
-        let j = info_json(&out);
-        assert_eq!(j["osrelease"], release.as_str());
-        assert_eq!(j["cpus"].as_array().map(Vec::len), Some(2), "{j}");
-        assert!(release_via_paging_dump(&out, &g).starts_with(&release));
-        if ram != Ram::Anonymous {
-            continue;
-        }
-        // One instant: with the guest stopped (by us, so it stays stopped), the snapshot's
-        // pages and registers equal QEMU's own dump of the same moment, page for page.
-        b.execute("stop", None).unwrap();
-        let regs = b.hmp("info registers -a").unwrap();
-        let cpus = guestcore::cpu::hmp::parse_info_registers(&regs).unwrap();
-        let ours = g.path("stopped.elf");
-        succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&ours));
-        assert!(!running_via(&mut b), "a guest stopped before stays stopped");
-        let theirs = g.path("qemu.elf");
-        b.execute(
-            "dump-guest-memory",
-            Some(json!({"paging": false, "protocol": format!("file:{}", theirs.display())})),
-        )
-        .unwrap();
-        b.execute("cont", None).unwrap();
-        let j = info_json(&ours);
-        for (c, want) in j["cpus"].as_array().unwrap().iter().zip(&cpus) {
-            assert_eq!(c["cr3"], format!("{:#x}", want.cr3()));
-            assert_eq!(c["rip"], format!("{:#x}", want.rip));
-            assert_eq!(c["rsp"], format!("{:#x}", want.gpr[7]));
-        }
-        let (ours, theirs) = (loads(&ours), loads(&theirs));
-        let mut pages = 0;
-        for (pa, d) in &ours {
-            for (i, page) in d.chunks(4096).enumerate() {
-                let a = pa + (i * 4096) as u64;
-                let q = phys(&theirs, a, page.len())
-                    .unwrap_or_else(|| panic!("{a:#x} not in QEMU's dump"));
-                assert!(q == page, "page {a:#x} differs from QEMU's dump");
-                pages += 1;
-            }
-        }
-        assert!(pages >= 260_000, "compared {pages} pages");
-    }
-}
-
-#[test]
-fn background_snapshot_falls_back_to_a_pause_with_the_reason() {
-    let files = guest_or_skip!();
-    let g = Guest::boot(&files, "256M", Ram::SharedFile);
-    let out = g.path("fallback.elf");
-    let o = succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&out));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("no background snapshot: QEMU refuses background-snapshot")
-            && stderr.contains("guest paused for"),
-        "{stderr}"
-    );
-    // Dumps that need more than physical memory say so, and pause.
-    let o = succeed(
-        guestcore()
-            .args(["dump", &g.input, "--paging", "-o"])
-            .arg(g.path("paging.elf")),
-    );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("no background snapshot: --paging"),
-        "{stderr}"
-    );
-    assert!(g.running());
-}
+mod snapshot;
