@@ -188,4 +188,41 @@ fn x86_64_lime_and_avml() {
         same_memory(&*qemu.memory, &*elf.memory, &format!("ELF dump of {what}"));
         std::fs::remove_file(&out).unwrap();
     }
+
+    // 4. Virtual memory through the page tables of the kernel found in RAM (no CPU state):
+    //    the same mapping list as on QEMU's dump (for AVML, as on the LiME file with AVML's
+    //    ranges: the zero blocks AVML leaves out are not RAM to a reader, so mappings onto
+    //    them are listed as I/O), and the kernel's release read at its init_uts_ns (struct
+    //    new_utsname: release is the third 65-byte field).
+    let release = std::fs::read_to_string(dir.join("release.txt")).unwrap();
+    let uts = std::fs::read_to_string(dir.join("symbols.txt"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("init_uts_ns")).then(|| f.next().unwrap().to_string())
+        })
+        .expect("init_uts_ns in symbols.txt");
+    let uts = u64::from_str_radix(uts.trim_start_matches("0x"), 16).unwrap();
+    let mem = |p: &Path| stdout(&["mem", "--kernel", "0"], p);
+    let (want, avml_want) = (mem(&phys), mem(&back));
+    assert!(want.lines().count() > 1000, "{want}");
+    for (input, want) in [(&lime, &want), (&compressed, &avml_want)] {
+        let got = mem(input);
+        assert!(&got == want, "{}: mem --kernel 0 differs", input.display());
+        let at = format!("{:#x}", uts + 130);
+        let out = Command::cargo_bin("guestcore")
+            .unwrap()
+            .arg("read")
+            .arg(input)
+            .args(["--kernel", "0", &at, "65"])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.starts_with(release.trim()),
+            "{}: {out:?}",
+            input.display()
+        );
+    }
 }
