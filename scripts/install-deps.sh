@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the host packages guestcore's tests need on Debian 12 (bookworm):
 # gdb and binutils (readelf) for dump checks, gcc and libc6-dev for the guests' static helpers,
+# libvirt for a real `virsh save` image,
 # QEMU 10 from bookworm-backports
 # for real-guest tests, python3-libkdumpfile / makedumpfile for kdump checks, crash (8.0.2)
 # to open every dump with the guest's debug vmlinux, and python3-venv for drgn's virtualenv
@@ -19,6 +20,10 @@ command -v xz >/dev/null || need+=(xz-utils)
 # gcc and static glibc: the guests' static helpers (kexec_load.c, pattern_writer.c).
 command -v gcc >/dev/null || need+=(gcc)
 [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+# libvirt (daemon, QEMU driver, virsh) for the `virsh save` capture (scripts/guest/capture-virsh.sh
+# starts the daemon itself where no systemd does).
+command -v virsh >/dev/null || need+=(libvirt-clients)
+[ -x /usr/sbin/libvirtd ] || need+=(libvirt-daemon)
 python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 /usr/bin/python3 -c "import kdumpfile" 2>/dev/null || need+=(python3-libkdumpfile)
 # cargo-fuzz for the fuzz smoke run (scripts/fuzz-smoke.sh), from crates.io.
@@ -48,7 +53,8 @@ if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-pkgs=(gdb binutils cpio makedumpfile python3-libkdumpfile crash xz-utils python3-venv gcc libc6-dev)
+pkgs=(gdb binutils cpio makedumpfile python3-libkdumpfile crash xz-utils python3-venv gcc libc6-dev
+  libvirt-clients libvirt-daemon libvirt-daemon-driver-qemu)
 $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 if ! command -v qemu-system-x86_64 >/dev/null; then
   $SUDO apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86 >/dev/null \

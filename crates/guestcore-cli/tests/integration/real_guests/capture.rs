@@ -50,6 +50,11 @@ fn capture_matches_kernel(guest: &str, dir: &Path) -> bool {
 /// The capture directory of `guest`, taking the capture when the cache lacks it.
 pub fn capture(guest: &str) -> Option<PathBuf> {
     let _one_at_a_time = CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
+    capture_unlocked(guest)
+}
+
+/// [`capture`], with the lock held by the caller.
+fn capture_unlocked(guest: &str) -> Option<PathBuf> {
     let dir = cache_dir().join("captures").join(guest);
     // The kdump guests (a first kernel crashed into its capture kernel) have their own script.
     let kdump_smp = match guest {
@@ -61,6 +66,7 @@ pub fn capture(guest: &str) -> Option<PathBuf> {
     // dump-level workload, so without workload.txt) is taken again.
     let needed: &[&str] = match guest {
         _ if kdump_smp.is_some() => &["phys.elf", "facts.txt", "registers.txt", "timings.txt"],
+        "x86_64-virsh" => &["virsh.save", "phys.elf", "registers.txt", "release.txt"],
         // The 4 GiB guest: only the dump-level tests, which read phys.elf (capture.sh writes
         // no paging.elf, kdump-zlib.dump, tlb.txt or mem.txt for it).
         "x86_64-4g" => &[
@@ -91,15 +97,23 @@ pub fn capture(guest: &str) -> Option<PathBuf> {
         return None;
     }
     let mut cmd = std::process::Command::new("bash");
-    match kdump_smp {
-        Some(smp) => cmd
-            .arg(repo_root().join("scripts/guest/capture-kdump.sh"))
-            .arg(&dir)
-            .env("GUESTCORE_SMP", smp),
-        None => cmd
-            .arg(repo_root().join("scripts/guest/capture.sh"))
-            .arg(guest),
-    };
+    if guest == "x86_64-virsh" {
+        // Boots the harness's amd64 guest under libvirt: its kernel and initramfs come from
+        // the x86_64 capture.
+        capture_unlocked("x86_64")?;
+        cmd.arg(repo_root().join("scripts/guest/capture-virsh.sh"))
+            .arg(&dir);
+    } else {
+        match kdump_smp {
+            Some(smp) => cmd
+                .arg(repo_root().join("scripts/guest/capture-kdump.sh"))
+                .arg(&dir)
+                .env("GUESTCORE_SMP", smp),
+            None => cmd
+                .arg(repo_root().join("scripts/guest/capture.sh"))
+                .arg(guest),
+        };
+    }
     let out = cmd
         .env("GUESTCORE_CACHE", cache_dir())
         .output()

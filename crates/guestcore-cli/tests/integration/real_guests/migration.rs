@@ -377,3 +377,58 @@ fn x86_64_migration_streams() {
     check_bad_copies(&streams[0], dir);
     eprintln!("migration: all in {:.1} s", t0.elapsed().as_secs_f64());
 }
+
+/// A `virsh save` image written by a real libvirt (`scripts/guest/capture-virsh.sh`: libvirt's
+/// header, the domain XML and its padding, then QEMU's stream), against QEMU's own dump and
+/// registers of the same suspended guest: the same pages, registers and VMCOREINFO, and crash
+/// prints on a dump of it what it prints on QEMU's dump.
+#[test]
+fn virsh_save_image() {
+    let Some(dir) = super::capture::capture("x86_64-virsh") else {
+        return;
+    };
+    let release = std::fs::read_to_string(dir.join("release.txt")).unwrap();
+    let release = release.trim();
+    let s = Stream {
+        name: "virsh save",
+        mig: dir.join("virsh.save"),
+        elf: dir.join("phys.elf"),
+        registers: std::fs::read_to_string(dir.join("registers.txt")).unwrap(),
+    };
+    let img = GuestImage::open(&s.mig, &OpenOptions::default()).unwrap();
+    assert_eq!(
+        img.format,
+        ImageFormat::Migration {
+            mapped_ram: false,
+            libvirt: true
+        }
+    );
+    check_pages(&s, &img);
+    check_cpus(&s, &img);
+    assert_eq!(img.vmcoreinfo_get("OSRELEASE"), Some(release));
+    let info = super::guestcore(&["info"], &s.mig, &[]);
+    assert!(
+        info.contains("in a libvirt save image") && info.contains("machine:  pc-i440fx-"),
+        "{info}"
+    );
+    // crash on a dump of the save image, as on QEMU's dump of the same instant.
+    if guestcore_testkit::tools::require("crash").is_none() {
+        return;
+    }
+    let Some(vmlinux) = super::debuggers::vmlinux(release) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("save.elf");
+    super::dump(&["dump", s.mig.to_str().unwrap()], &out);
+    let commands = tmp.path().join("crash.cmds");
+    std::fs::write(&commands, super::debuggers::CRASH_COMMANDS).unwrap();
+    let want = super::debuggers::crash(&vmlinux, &s.elf, &commands).unwrap();
+    assert!(want.contains(&format!("RELEASE: {release}")), "{want}");
+    let got = super::debuggers::crash(&vmlinux, &out, &commands).unwrap();
+    assert!(
+        got == want,
+        "crash on the save image's dump: {}",
+        super::debuggers::first_difference(&want, &got)
+    );
+}

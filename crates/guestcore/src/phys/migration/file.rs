@@ -33,8 +33,13 @@ use std::path::{Path, PathBuf};
 
 /// libvirt's save-image magic (`QEMU_SAVE_MAGIC`).
 pub const LIBVIRT_MAGIC: &[u8; 16] = b"LibvirtQemudSave";
-/// The size of libvirt's `virQEMUSaveHeader` (magic, five `u32`s, 15 unused `u32`s).
-const LIBVIRT_HEADER_LEN: u64 = 16 + 4 * 5 + 4 * 15;
+/// The size of libvirt's `virQEMUSaveHeader`: the magic, then `u32`s version, data_len,
+/// was_running, compressed, cookieOffset and 14 unused (92 bytes, as `virsh save` of libvirt
+/// 9.0 writes it; the stream's `QEVM` follows `data_len` bytes of XML, cookie and padding).
+const LIBVIRT_HEADER_LEN: u64 = 16 + 4 * 5 + 4 * 14;
+/// Offset of the header's `compressed` field (the save image format: 0 raw, then gzip, bzip2,
+/// xz, lzop, zstd).
+const LIBVIRT_COMPRESSED_AT: usize = 16 + 4 * 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Src {
@@ -231,27 +236,34 @@ impl MigrationFile {
         let Some(map) = map.filter(|m| m.len() >= 8) else {
             return Err(Error::format(path, "too short for a migration stream"));
         };
+        if map.starts_with(LIBVIRT_MAGIC) {
+            let at = LIBVIRT_COMPRESSED_AT;
+            let compressed = map
+                .get(at..at + 4)
+                .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")));
+            if compressed != 0 {
+                let name = ["raw", "gzip", "bzip2", "xz", "lzop", "zstd"]
+                    .get(compressed as usize)
+                    .unwrap_or(&"unknown");
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "compressed libvirt save image (format {compressed}, {name}): not \
+                         supported; save it with save_image_format = \"raw\""
+                    ),
+                ));
+            }
+        }
         let base = stream_start(&map).ok_or_else(|| {
             if map.starts_with(LIBVIRT_MAGIC) {
                 Error::format(
                     path,
-                    "libvirt save image whose QEMU stream does not follow its header (a \
-                     compressed image? decompress it first)",
+                    "libvirt save image whose QEMU stream does not follow its header and XML",
                 )
             } else {
                 Error::format(path, "not a QEMU migration stream (no QEVM magic)")
             }
         })?;
-        if base > 0 {
-            let compressed = u32::from_le_bytes(map[32..36].try_into().expect("4"));
-            if compressed != 0 {
-                return Err(Error::format(
-                    path,
-                    format!("compressed libvirt save image (format {compressed}): not supported"),
-                ));
-            }
-        }
-
         let mut parser = Parser::seekable(Cursor::new(&map[base as usize..]), path, 512);
         parser.set_page_bytes(false);
         let mut runs: Vec<Vec<Run>> = Vec::new();

@@ -10,9 +10,11 @@
 //!   (`gigabyte_align`, every machine type since 1.7). The rest lies from 4 GiB up.
 //! * **`pc-q35-*`** (`q35`): below 4 GiB is 2 GiB when the RAM is at least 2.75 GiB
 //!   (`0xb0000000`), else all of it; the rest from 4 GiB.
-//! * Both: the RAM block is `pc.ram` (its bytes are the low part, then the high part). The
-//!   legacy VGA window `0xa0000..0xc0000` is not RAM; `0xc0000..0x100000` is RAM again (the
-//!   BIOS shadow, as QEMU's own dump shows it). `pc.bios` ends at 4 GiB.
+//! * Both: the RAM block is `pc.ram` (its bytes are the low part, then the high part). With a
+//!   VGA device (a video RAM block, `vga.vram`, `qxl.vram`…) the legacy VGA window
+//!   `0xa0000..0xc0000` is the device's, not RAM; without one (a libvirt domain without
+//!   `<video>`) `pc.ram` shows through it, as QEMU's own dump shows. `0xc0000..0x100000` is RAM
+//!   either way (the BIOS shadow). `pc.bios` ends at 4 GiB.
 //!
 //! Blocks without a known place (video RAM at a PCI BAR, option ROMs, ACPI tables in
 //! fw_cfg) are not placed. A layout that differs from these defaults (`max-ram-below-4g`,
@@ -110,9 +112,15 @@ pub fn machine_layout(machine: &str, blocks: &[RamBlock], path: &Path) -> Result
         offset,
         phys: PhysRange::new(start, end - start),
     };
-    out.push(piece(0, 0, below.min(VGA_START)));
-    if below > VGA_END {
-        out.push(piece(VGA_END, VGA_END, below));
+    // Every VGA device QEMU has keeps its frame buffer in a RAM block named *vram.
+    let vga = blocks.iter().any(|b| b.name.contains("vram"));
+    if vga {
+        out.push(piece(0, 0, below.min(VGA_START)));
+        if below > VGA_END {
+            out.push(piece(VGA_END, VGA_END, below));
+        }
+    } else {
+        out.push(piece(0, 0, below));
     }
     if ram.length > below {
         out.push(piece(below, FOUR_GIB, FOUR_GIB + (ram.length - below)));
@@ -176,6 +184,17 @@ mod tests {
             bios.last().unwrap().phys,
             PhysRange::new(0xfffc_0000, 0x40000)
         );
+    }
+
+    #[test]
+    fn without_vga_the_legacy_window_is_ram() {
+        let b: Vec<RamBlock> = blocks(256 << 20)
+            .into_iter()
+            .filter(|b| b.name != "vga.vram")
+            .collect();
+        let pieces = machine_layout("pc-i440fx-10.0", &b, Path::new("t")).unwrap();
+        assert_eq!(pieces[0].phys, PhysRange::new(0, 256 << 20));
+        assert_eq!(pieces[0].offset, 0);
     }
 
     #[test]
