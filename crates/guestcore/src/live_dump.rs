@@ -29,6 +29,8 @@ use crate::dump::{ElfClass, ElfMachine, OutputOptions};
 use crate::dump_level::DumpLevel;
 use crate::format::ElfNote;
 use crate::guest::{DumpFormat, DumpOutcome, KdumpOutcome};
+use crate::mapping::MappingList;
+use crate::paging::{PagingMode, WalkLimits};
 use crate::phys::migration::devices::DeviceState;
 use crate::phys::migration::ram::RamBlock;
 use crate::phys::migration::vmcoreinfo::read_note_with;
@@ -102,6 +104,30 @@ impl Sink {
     }
 }
 
+/// Program headers to reserve for a paging core of the running guest: its mapping list now
+/// (the first vCPU with paging on), plus a quarter and 4096 for what the tables gain before
+/// the snapshot's instant.
+fn program_headers_now(
+    session: &mut LiveSession,
+    pieces: &[RamPiece],
+    cpus: &[X86CpuState],
+    limits: WalkLimits,
+) -> Result<u64> {
+    let Some(cpu) = cpus.iter().find(|c| c.paging_enabled()) else {
+        return Ok(0);
+    };
+    let mode = PagingMode::from_cpu(cpu)?;
+    let memory = session.open_memory(pieces)?;
+    let (list, _) = MappingList::from_walk(&memory, &mode, limits).map_err(|e| {
+        e.context(format!(
+            "the running guest's vCPU {} page tables",
+            cpu.index
+        ))
+    })?;
+    let n = list.len() as u64 + 1;
+    Ok(n + n / 4 + 4096)
+}
+
 /// Where the pieces of each stream block go: `(offset in block, length, guest-physical start)`.
 fn placement(blocks: &[RamBlock], pieces: &[RamPiece]) -> Vec<Vec<(u64, u64, u64)>> {
     blocks
@@ -126,12 +152,19 @@ fn placement(blocks: &[RamBlock], pieces: &[RamPiece]) -> Vec<Vec<(u64, u64, u64
 /// The ELF core is `ELF64` for guests in long mode (the vCPU state read before the snapshot
 /// says which), `ELF32` for others, as QEMU's dump-guest-memory does; the kdump file is
 /// `x86_64` or `i686` alike.
+///
+/// With `paging` (ELF only: the walk's bounds), the core is a paging one: its PT_LOADs come
+/// from the snapshot's own page tables (the first vCPU with paging on, as for a dump of a
+/// file), walked over the pages once they are all written. The room for its program headers
+/// is reserved before the first page, from a walk of the running guest's tables just before
+/// the snapshot, with a margin; tables that outgrow it by the end leave no file.
 pub fn dump_snapshot(
     session: &mut LiveSession,
     out: &Path,
     opts: &OutputOptions,
     format: DumpFormat,
     level: DumpLevel,
+    paging: Option<WalkLimits>,
     progress: &dyn Progress,
 ) -> Result<LiveDump> {
     let pieces = session.ram_layout()?;
@@ -159,8 +192,12 @@ pub fn dump_snapshot(
                     "a snapshot's ELF core holds all of RAM: dump level 0 only".into(),
                 ));
             }
+            let phnum = match paging {
+                Some(limits) => program_headers_now(session, &pieces, &before, limits)?,
+                None => 0,
+            };
             Sink::Elf(StreamedElf::create(
-                out, opts, &ram, class, machine, reserve,
+                out, opts, &ram, class, machine, reserve, phnum,
             )?)
         }
         DumpFormat::Kdump(compression) => {
@@ -275,7 +312,26 @@ pub fn dump_snapshot(
         &[],
         vmcoreinfo.as_deref(),
     );
-    let outcome = sink.finish(&notes, cpus.len())?;
+    let outcome = match (sink, paging) {
+        (Sink::Elf(mut elf), Some(limits)) => match cpus.iter().find(|c| c.paging_enabled()) {
+            Some(cpu) => {
+                let mode = PagingMode::from_cpu(cpu)?;
+                let (list, _) =
+                    MappingList::from_walk(&elf.memory()?, &mode, limits).map_err(|e| {
+                        e.context(format!("the snapshot's vCPU {} page tables", cpu.index))
+                    })?;
+                let summary = elf.finish_paging(&notes, &list).map_err(|e| {
+                    e.context("the guest's page tables grew while the snapshot ran (run it again, or use --pause)")
+                })?;
+                DumpOutcome::Elf {
+                    summary,
+                    paging: true,
+                }
+            }
+            None => Sink::Elf(elf).finish(&notes, cpus.len())?,
+        },
+        (sink, _) => sink.finish(&notes, cpus.len())?,
+    };
     Ok(LiveDump::Written {
         outcome,
         snapshot: report,

@@ -304,12 +304,7 @@ fn try_snapshot(
         .and_then(|s| s.strip_prefix("qmp:"))
         .unwrap_or_default();
     let bar = Bar::new(ctx.show_progress());
-    match Guest::dump_running(
-        socket.as_ref(),
-        &args.source.input.live.options(),
-        spec,
-        &bar,
-    )? {
+    match Guest::dump_running(socket.as_ref(), &args.source.options()?, spec, &bar)? {
         LiveDump::Unavailable(why) => {
             ctx.note(format_args!(
                 "no background snapshot: {why}; pausing the guest instead (--pause)"
@@ -329,9 +324,10 @@ fn try_snapshot(
                 ctx.warn("the guest registered no VMCOREINFO (no `-device vmcoreinfo`, or a kernel without the fw_cfg driver): the dump carries none");
             }
             let what = match &outcome {
-                DumpOutcome::Elf { summary, .. } => format!(
-                    "{} PT_LOADs, {} vCPUs, {:.1} MiB of data",
+                DumpOutcome::Elf { summary, paging } => format!(
+                    "{} {} PT_LOADs, {} vCPUs, {:.1} MiB of data",
                     summary.segments,
+                    if *paging { "paging" } else { "physical" },
                     cpus.len(),
                     summary.bytes_written as f64 / (1 << 20) as f64
                 ),

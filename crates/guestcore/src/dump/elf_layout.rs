@@ -214,6 +214,47 @@ impl ElfPlan<'_> {
     pub(crate) fn note_offset(&self) -> u64 {
         self.note.offset
     }
+
+    /// This physical plan's file, with one PT_LOAD per mapping of `list` instead of one per
+    /// data run: every RAM mapping's bytes are where the physical layout put them (aliases
+    /// share them), the rest have no file bytes. The program headers must fit the room the
+    /// plan has before its notes.
+    pub(crate) fn with_paging<'b>(&self, list: &'b MappingList) -> Result<ElfPlan<'b>> {
+        if !matches!(self.loads, Loads::Physical) || self.filtered {
+            return Err(Error::Unsupported(
+                "only an unfiltered physical plan takes a mapping list".into(),
+            ));
+        }
+        if list.is_empty() {
+            return Err(Error::Unsupported(
+                "the mapping list is empty: nothing to dump".into(),
+            ));
+        }
+        let room = (self.note.offset - self.class.ehsize()) / self.class.phentsize();
+        let phnum = list.len() as u64 + 1;
+        if phnum > room {
+            return Err(Error::Unsupported(format!(
+                "{phnum} program headers do not fit the {room} reserved for them"
+            )));
+        }
+        let plan = ElfPlan {
+            class: self.class,
+            machine: self.machine,
+            note: self.note,
+            loads: Loads::Paging(Cow::Borrowed(list)),
+            runs: self.runs.clone(),
+            data_start: self.data_start,
+            filtered: false,
+            excluded_written: 0,
+            shstrtab_offset: self.shstrtab_offset,
+            shoff: self.shoff,
+            file_size: self.file_size,
+        };
+        if plan.class == ElfClass::Elf32 {
+            check_elf32(&plan)?;
+        }
+        Ok(plan)
+    }
 }
 
 fn align_up(v: u64, a: u64) -> u64 {
@@ -244,6 +285,24 @@ pub fn plan<'a>(
     layout: DumpLayout<'a>,
     filter: Option<PhysRange>,
     excluded: Option<&FrameSet>,
+) -> Result<ElfPlan<'a>> {
+    plan_reserving(class, machine, ram, notes_len, layout, filter, excluded, 0)
+}
+
+/// [`plan`] with room for at least `phnum_reserve` program headers before the notes, whatever
+/// the layout needs now. A streamed core plans its physical layout with the room first, writes
+/// the pages, then takes its PT_LOADs from the page tables it received
+/// ([`ElfPlan::with_paging`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_reserving<'a>(
+    class: ElfClass,
+    machine: ElfMachine,
+    ram: &RamMap,
+    notes_len: u64,
+    layout: DumpLayout<'a>,
+    filter: Option<PhysRange>,
+    excluded: Option<&FrameSet>,
+    phnum_reserve: u64,
 ) -> Result<ElfPlan<'a>> {
     if let Some(w) = filter {
         if w.is_empty() || ram.ram_parts(w.start, w.len()).next().is_none() {
@@ -295,7 +354,7 @@ pub fn plan<'a>(
         )));
     }
     let phoff = class.ehsize();
-    let note_offset = phoff + phnum * class.phentsize();
+    let note_offset = phoff + phnum.max(phnum_reserve) * class.phentsize();
     let note = ProgramHeader {
         p_type: elf::PT_NOTE,
         offset: note_offset,

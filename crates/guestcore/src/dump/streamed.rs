@@ -12,14 +12,15 @@
 //! temporary one beside the target (atomic output), removed on every error.
 
 use super::elf::{write_headers, write_sections};
-use super::elf_layout::{plan, DataRun, ElfPlan};
+use super::elf_layout::{plan_reserving, DataRun, ElfPlan};
 use super::output::AtomicOutput;
 use super::writeback::WritebackRuns;
 use super::{DumpLayout, DumpSummary, ElfClass, ElfMachine, OutputOptions};
 use crate::addr::PAGE_SIZE as PAGE;
 use crate::dump_level::FrameSet;
 use crate::format::ElfNote;
-use crate::phys::RamMap;
+use crate::mapping::MappingList;
+use crate::phys::{PhysMemory, RamMap};
 use crate::{Error, Result};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -33,6 +34,7 @@ pub struct StreamedElf {
     output: AtomicOutput,
     name: String,
     plan: ElfPlan<'static>,
+    ram: RamMap,
     notes_reserve: u64,
     /// RAM frames received so far.
     seen: FrameSet,
@@ -47,7 +49,9 @@ pub struct StreamedElf {
 
 impl StreamedElf {
     /// Creates the temporary file for a physical core of `ram` with `notes_reserve` bytes for
-    /// the notes. An existing `out` is an error unless `opts.force`.
+    /// the notes and room for at least `phnum_reserve` program headers (for a paging core
+    /// whose PT_LOADs come at the end, [`finish_paging`](Self::finish_paging); 0 otherwise).
+    /// An existing `out` is an error unless `opts.force`.
     pub fn create(
         out: &Path,
         opts: &OutputOptions,
@@ -55,8 +59,9 @@ impl StreamedElf {
         class: ElfClass,
         machine: ElfMachine,
         notes_reserve: u64,
+        phnum_reserve: u64,
     ) -> Result<Self> {
-        let plan = plan(
+        let plan = plan_reserving(
             class,
             machine,
             ram,
@@ -64,12 +69,14 @@ impl StreamedElf {
             DumpLayout::Physical,
             None,
             None,
+            phnum_reserve,
         )?;
         let output = AtomicOutput::create(out, opts)?;
         Ok(StreamedElf {
             name: out.display().to_string(),
             output,
             plan,
+            ram: ram.clone(),
             notes_reserve,
             seen: FrameSet::for_ram(ram),
             batch_at: 0,
@@ -166,29 +173,34 @@ impl StreamedElf {
     /// Reads back guest-physical memory already received (for what the stream's end needs
     /// from RAM, e.g. the VMCOREINFO note the `vmcoreinfo` device points at).
     pub fn read_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<()> {
+        self.memory()?.read_at(gpa, buf)
+    }
+
+    /// The memory received so far, for reading while nothing more arrives (the page tables a
+    /// paging core's PT_LOADs come from). Pages not received read as zeros.
+    pub fn memory(&mut self) -> Result<Written<'_>> {
         self.flush()?;
-        let mut done = 0;
-        while done < buf.len() {
-            let a = gpa + done as u64;
-            let Some(run) = self.run_of(a) else {
-                return Err(Error::NotInMemory {
-                    addr: a,
-                    len: (buf.len() - done) as u64,
-                });
-            };
-            let n = ((run.phys.end - a) as usize).min(buf.len() - done);
-            self.output
-                .file()
-                .read_exact_at(&mut buf[done..done + n], run.offset + (a - run.phys.start))
-                .map_err(|e| Error::io(format!("reading back {}", self.name), e))?;
-            done += n;
-        }
-        Ok(())
+        Ok(Written {
+            file: self.output.file(),
+            runs: self.plan.runs(),
+            ram: &self.ram,
+        })
     }
 
     /// Completes the file with `notes` (at most the reserved size) and renames it into place.
     /// Fails, leaving nothing, when a RAM page never arrived.
-    pub fn finish(mut self, notes: &[ElfNote]) -> Result<DumpSummary> {
+    pub fn finish(self, notes: &[ElfNote]) -> Result<DumpSummary> {
+        self.finish_as(notes, None)
+    }
+
+    /// [`finish`](Self::finish) as a paging core: one PT_LOAD per mapping of `list` (the
+    /// walk of the received page tables), each RAM mapping's bytes where the physical layout
+    /// put them. Fails, leaving nothing, when the program headers exceed the reserved room.
+    pub fn finish_paging(self, notes: &[ElfNote], list: &MappingList) -> Result<DumpSummary> {
+        self.finish_as(notes, Some(list))
+    }
+
+    fn finish_as(mut self, notes: &[ElfNote], list: Option<&MappingList>) -> Result<DumpSummary> {
         self.flush()?;
         let missing = self.missing();
         if missing > 0 {
@@ -207,7 +219,8 @@ impl StreamedElf {
             )));
         }
         self.plan.note.filesz = encoded.len() as u64;
-        let plan = &self.plan;
+        let paging = list.map(|l| self.plan.with_paging(l)).transpose()?;
+        let plan = paging.as_ref().unwrap_or(&self.plan);
         let file = self.output.file();
         write_headers(plan, notes, file, &self.name)?;
         write_sections(plan, file, &self.name)?;
@@ -228,12 +241,44 @@ impl StreamedElf {
     }
 }
 
+/// A [`StreamedElf`]'s pages received so far, as guest-physical memory.
+#[derive(Debug)]
+pub struct Written<'a> {
+    file: &'a std::fs::File,
+    runs: &'a [DataRun],
+    ram: &'a RamMap,
+}
+
+impl PhysMemory for Written<'_> {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let a = addr + done as u64;
+            let i = self.runs.partition_point(|r| r.phys.end <= a);
+            let Some(run) = self.runs.get(i).filter(|r| r.phys.start <= a) else {
+                return Err(Error::NotInMemory {
+                    addr: a,
+                    len: (buf.len() - done) as u64,
+                });
+            };
+            let n = ((run.phys.end - a) as usize).min(buf.len() - done);
+            self.file
+                .read_exact_at(&mut buf[done..done + n], run.offset + (a - run.phys.start))
+                .map_err(|e| Error::io("reading back a streamed dump", e))?;
+            done += n;
+        }
+        Ok(())
+    }
+    fn ram(&self) -> &RamMap {
+        self.ram
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::addr::PhysRange;
     use crate::phys::elf::ElfCore;
-    use crate::phys::PhysMemory;
 
     fn ram() -> RamMap {
         RamMap::new(vec![
@@ -261,6 +306,7 @@ mod tests {
             ElfClass::Elf64,
             ElfMachine::X86_64,
             8192,
+            0,
         )
         .unwrap();
         let mut frames: Vec<u64> = ram
@@ -322,6 +368,7 @@ mod tests {
                 ElfClass::Elf64,
                 ElfMachine::X86_64,
                 64,
+                0,
             )
             .unwrap()
         };

@@ -91,8 +91,8 @@ impl DumpSpec {
 
     /// Why this dump is not one a QEMU background snapshot can give, or `None`. A snapshot
     /// gives all of RAM, with every vCPU's registers from the snapshot itself, as pages arrive
-    /// in no set order: a physical ELF64 core, or a plain (not flattened) kdump file at dump
-    /// level 0 or 1.
+    /// in no set order: an ELF64 core (physical, or paging from the snapshot's own page
+    /// tables), or a plain (not flattened) kdump file at dump level 0 or 1.
     pub fn snapshot_blocker(&self) -> Option<&'static str> {
         match self.format {
             DumpFormat::Kdump(_) if self.flatten => {
@@ -110,8 +110,8 @@ impl DumpSpec {
                 }
             }
         }
-        if self.layout == DumpLayoutSpec::Paging {
-            return Some("--paging walks the page tables first");
+        if self.layout == DumpLayoutSpec::Paging && !matches!(self.format, DumpFormat::Elf(_)) {
+            return Some("--paging is for ELF cores");
         }
         if self.range.is_some() {
             return Some("it dumps all of RAM as QEMU's class");

@@ -5,11 +5,11 @@
 //! reads its registers (and pauses it, with `pause`), while a snapshot takes registers, memory
 //! and VMCOREINFO from the snapshot's own instant.
 
-use super::{DumpSpec, Guest};
+use super::{DumpLayoutSpec, DumpSpec, Guest, GuestOptions};
 use crate::dump::OutputOptions;
 use crate::live_dump::{dump_snapshot, LiveDump};
 use crate::progress::Progress;
-use crate::qmp::{LiveOptions, LiveSession};
+use crate::qmp::LiveSession;
 use crate::Result;
 use std::path::Path;
 
@@ -22,20 +22,18 @@ impl Guest {
     /// ```no_run
     /// use guestcore::live_dump::LiveDump;
     /// use guestcore::progress::NoProgress;
-    /// use guestcore::qmp::LiveOptions;
     /// use guestcore::{DumpFormat, DumpSpec, ElfClass, Guest, GuestOptions, ViewSpec};
     /// use std::path::Path;
     ///
     /// # fn main() -> guestcore::Result<()> {
     /// let socket = Path::new("/run/qemu/vm1.qmp");
     /// let spec = DumpSpec::new("vm1.elf", DumpFormat::Elf(ElfClass::Elf64));
-    /// let live = LiveOptions::default();
-    /// match Guest::dump_running(socket, &live, &spec, &NoProgress)? {
+    /// let opts = GuestOptions::default();
+    /// match Guest::dump_running(socket, &opts, &spec, &NoProgress)? {
     ///     LiveDump::Written { snapshot, .. } => println!("written: {snapshot:?}"),
     ///     LiveDump::Unavailable(why) => {
     ///         // No snapshot: pause the guest, copy its RAM, resume it, then dump.
     ///         eprintln!("no background snapshot ({why}): pausing the guest instead");
-    ///         let opts = GuestOptions { live, ..Default::default() };
     ///         let mut guest = Guest::open(format!("qmp:{}", socket.display()), &opts)?;
     ///         let view = guest.select(&ViewSpec::FirstPaging, None)?;
     ///         guest.dump(&view, &spec, &NoProgress)?;
@@ -46,22 +44,23 @@ impl Guest {
     /// ```
     pub fn dump_running(
         socket: &Path,
-        live: &LiveOptions,
+        opts: &GuestOptions,
         spec: &DumpSpec,
         progress: &dyn Progress,
     ) -> Result<LiveDump> {
         if let Some(why) = spec.snapshot_blocker() {
             return Ok(LiveDump::Unavailable(why.into()));
         }
-        let mut session = LiveSession::connect_running(socket, live)
+        let mut session = LiveSession::connect_running(socket, &opts.live)
             .map_err(|e| e.context(format!("connecting to {}", socket.display())))?;
-        let opts = OutputOptions { force: spec.force };
+        let output = OutputOptions { force: spec.force };
         dump_snapshot(
             &mut session,
             &spec.output,
-            &opts,
+            &output,
             spec.format,
             spec.level,
+            (spec.layout == DumpLayoutSpec::Paging).then_some(opts.limits),
             progress,
         )
         .map_err(|e| e.context("dumping a background snapshot"))

@@ -71,6 +71,22 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
         if ram != Ram::Anonymous {
             continue;
         }
+        // A paging core from a snapshot of the running guest: gdb reads the release through
+        // its PT_LOADs' virtual addresses.
+        let paging = g.path("snap-paging.elf");
+        let o = succeed(
+            guestcore()
+                .args(["dump", &g.input, "--paging", "-o"])
+                .arg(&paging),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("background snapshot: guest stopped")
+                && stderr.contains("paging PT_LOADs"),
+            "{stderr}"
+        );
+        let uts = u64::from_str_radix(&g.sym("init_uts_ns"), 16).unwrap();
+        crate::real_guests::gdb_reads_release(&paging, uts + 130, &release, "snapshot paging core");
         // One instant: with the guest stopped (by us, so it stays stopped), the snapshot's
         // pages and registers equal QEMU's own dump of the same moment, page for page.
         b.execute("stop", None).unwrap();
@@ -97,6 +113,26 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
             stderr.contains("background snapshot: guest stopped") && stderr.contains("kdump-lzo"),
             "{stderr}"
         );
+        // And as a paging core: the snapshot's PT_LOADs are those of a --pause paging dump of
+        // the same instant (same virtual and physical addresses, sizes, flags and bytes).
+        let paging = g.path("stopped-paging.elf");
+        let o = succeed(
+            guestcore()
+                .args(["dump", &g.input, "--paging", "-o"])
+                .arg(&paging),
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("background snapshot: guest stopped"),
+            "{stderr}"
+        );
+        let paused = g.path("paused-paging.elf");
+        succeed(
+            guestcore()
+                .args(["dump", "--pause", &g.input, "--paging", "-o"])
+                .arg(&paused),
+        );
+        same_loads(&paging, &paused);
         b.execute("cont", None).unwrap();
         for file in [&ours, &kdump] {
             let j = info_json(file);
@@ -132,7 +168,38 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
         assert_eq!(k.dumped_pages(), pages as u64);
         drop((ours, theirs, k));
         // crash answers the same on QEMU's dump and on both snapshot files.
-        crash_agrees(&release, &theirs_elf, &[&ours_elf, &kdump]);
+        crash_agrees(&release, &theirs_elf, &[&ours_elf, &kdump, &paging]);
+    }
+}
+
+/// The PT_LOADs of two paging cores, as (vaddr, paddr, memsz, flags, bytes): equal.
+fn same_loads(a: &Path, b: &Path) {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let (da, db) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    type Load<'a> = (u64, u64, u64, u32, &'a [u8]);
+    fn loads(data: &[u8]) -> Vec<Load<'_>> {
+        let hdr = object::elf::FileHeader64::<object::Endianness>::parse(data).unwrap();
+        let e = hdr.endian().unwrap();
+        let mut out = Vec::new();
+        for p in hdr.program_headers(e, data).unwrap() {
+            if p.p_type(e) == object::elf::PT_LOAD {
+                let bytes = p.data(e, data).unwrap();
+                out.push((
+                    p.p_vaddr(e),
+                    p.p_paddr(e),
+                    p.p_memsz(e),
+                    p.p_flags(e),
+                    bytes,
+                ));
+            }
+        }
+        out
+    }
+    let (la, lb) = (loads(&da), loads(&db));
+    assert!(la.len() > 1000, "{} PT_LOADs", la.len());
+    assert_eq!(la.len(), lb.len(), "PT_LOAD counts");
+    for (x, y) in la.iter().zip(&lb) {
+        assert!(x == y, "PT_LOAD at {:#x} differs", x.0);
     }
 }
 
@@ -328,16 +395,6 @@ fn background_snapshot_falls_back_to_a_pause_with_the_reason() {
         "{stderr}"
     );
     // Dumps that need more than physical memory say so, and pause.
-    let o = succeed(
-        guestcore()
-            .args(["dump", &g.input, "--paging", "-o"])
-            .arg(g.path("paging.elf")),
-    );
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("no background snapshot: --paging"),
-        "{stderr}"
-    );
     let o = succeed(
         guestcore()
             .args(["dump", &g.input, "--format", "kdump-lzo", "-d", "31", "-o"])

@@ -90,7 +90,7 @@ fn our_tlb(text: &str) -> BTreeSet<(u64, u64, bool)> {
 /// The PT_LOAD of `segs` (sorted by vaddr, non-overlapping) holding `va`.
 /// Asserts that gdb, opening `core`, prints the kernel release string `release` at `addr`
 /// (`init_uts_ns.name.release`). `what` names the case in the failure message.
-fn gdb_reads_release(core: &Path, addr: u64, release: &str, what: &str) {
+pub(crate) fn gdb_reads_release(core: &Path, addr: u64, release: &str, what: &str) {
     assert!(
         which("gdb").is_some(),
         "gdb is not installed (scripts/install-deps.sh installs it)"
