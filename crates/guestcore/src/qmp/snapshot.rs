@@ -97,6 +97,26 @@ fn migration_status(client: &mut QmpClient) -> Result<Value> {
     client.execute("query-migrate", None)
 }
 
+/// Waits (at most 2 s) until QEMU has cleaned up a migration that ended just now: it reports
+/// `completed` before it unregisters the migration's yank instance, and a migration started in
+/// between fails with "duplicate yank instance". A QEMU without `query-yank` (before 6.0) has
+/// no such instance.
+fn wait_for_cleanup(client: &mut QmpClient) -> Result<()> {
+    for _ in 0..40 {
+        match client.execute("query-yank", None) {
+            Ok(v)
+                if v.as_array()
+                    .is_some_and(|a| a.iter().any(|i| i["type"] == "migration")) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(_) | Err(Error::QmpCommand { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Starts a background snapshot of the guest behind `client`, streamed into a pipe.
 ///
 /// Errors are failures of the QMP connection itself; every reason QEMU has for not doing a
@@ -120,6 +140,7 @@ pub fn start(client: &mut QmpClient) -> Result<Start> {
             )));
         }
     }
+    wait_for_cleanup(client)?;
     if !was_on {
         match set_capability(client, true) {
             Ok(()) => {}
