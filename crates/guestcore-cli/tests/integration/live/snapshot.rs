@@ -45,12 +45,7 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
         running_via(&mut b);
         b.take_events();
         let out = g.path("snap.elf");
-        let o = succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&out));
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            stderr.contains("background snapshot: guest stopped"),
-            "{stderr}"
-        );
+        let stderr = snapshot_dump(&g, &[], &out);
         assert!(!stderr.contains("guest paused for"), "{stderr}");
         assert!(running_via(&mut b), "the guest runs after the snapshot");
         let events = b.take_events();
@@ -74,17 +69,8 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
         // A paging core from a snapshot of the running guest: gdb reads the release through
         // its PT_LOADs' virtual addresses.
         let paging = g.path("snap-paging.elf");
-        let o = succeed(
-            guestcore()
-                .args(["dump", &g.input, "--paging", "-o"])
-                .arg(&paging),
-        );
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            stderr.contains("background snapshot: guest stopped")
-                && stderr.contains("paging PT_LOADs"),
-            "{stderr}"
-        );
+        let stderr = snapshot_dump(&g, &["--paging"], &paging);
+        assert!(stderr.contains("paging PT_LOADs"), "{stderr}");
         let uts = u64::from_str_radix(&g.sym("init_uts_ns"), 16).unwrap();
         crate::real_guests::gdb_reads_release(&paging, uts + 130, &release, "snapshot paging core");
         // One instant: with the guest stopped (by us, so it stays stopped), the snapshot's
@@ -93,7 +79,7 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
         let regs = b.hmp("info registers -a").unwrap();
         let cpus = guestcore::cpu::hmp::parse_info_registers(&regs).unwrap();
         let ours = g.path("stopped.elf");
-        succeed(guestcore().args(["dump", &g.input, "-o"]).arg(&ours));
+        snapshot_dump(&g, &[], &ours);
         assert!(!running_via(&mut b), "a guest stopped before stays stopped");
         let theirs = g.path("qemu.elf");
         b.execute(
@@ -103,29 +89,12 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
         .unwrap();
         // The same instant as a kdump file, streamed from a snapshot too.
         let kdump = g.path("stopped.kdump");
-        let o = succeed(
-            guestcore()
-                .args(["dump", &g.input, "--format", "kdump-lzo", "-o"])
-                .arg(&kdump),
-        );
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            stderr.contains("background snapshot: guest stopped") && stderr.contains("kdump-lzo"),
-            "{stderr}"
-        );
+        let stderr = snapshot_dump(&g, &["--format", "kdump-lzo"], &kdump);
+        assert!(stderr.contains("kdump-lzo"), "{stderr}");
         // And as a paging core: the snapshot's PT_LOADs are those of a --pause paging dump of
         // the same instant (same virtual and physical addresses, sizes, flags and bytes).
         let paging = g.path("stopped-paging.elf");
-        let o = succeed(
-            guestcore()
-                .args(["dump", &g.input, "--paging", "-o"])
-                .arg(&paging),
-        );
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            stderr.contains("background snapshot: guest stopped"),
-            "{stderr}"
-        );
+        snapshot_dump(&g, &["--paging"], &paging);
         let paused = g.path("paused-paging.elf");
         succeed(
             guestcore()
@@ -170,6 +139,23 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
         // crash answers the same on QEMU's dump and on both snapshot files.
         crash_agrees(&release, &theirs_elf, &[&ours_elf, &kdump, &paging]);
     }
+}
+
+/// `guestcore dump qmp: ARGS -o OUT`, which must succeed from a background snapshot; its stderr.
+fn snapshot_dump(g: &Guest, args: &[&str], out: &Path) -> String {
+    let o = succeed(
+        guestcore()
+            .args(["dump", &g.input])
+            .args(args)
+            .arg("-o")
+            .arg(out),
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        stderr.contains("background snapshot: guest stopped"),
+        "{stderr}"
+    );
+    stderr
 }
 
 /// The PT_LOADs of two paging cores, as (vaddr, paddr, memsz, flags, bytes): equal.
@@ -336,16 +322,7 @@ fn background_snapshot_holds_one_instant_of_a_guest_that_keeps_writing() {
     let elf = g.path("pattern.elf");
     let kdump = g.path("pattern.kdump");
     for (out, format) in [(&elf, "elf"), (&kdump, "kdump-lzo")] {
-        let o = succeed(
-            guestcore()
-                .args(["dump", &g.input, "--format", format, "-o"])
-                .arg(out),
-        );
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            stderr.contains("background snapshot: guest stopped"),
-            "{stderr}"
-        );
+        snapshot_dump(&g, &["--format", format], out);
     }
     assert!(running_via(&mut b));
     let pauses = pauses_ms(&b.take_events());
