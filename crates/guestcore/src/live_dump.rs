@@ -35,7 +35,7 @@ use crate::phys::migration::devices::DeviceState;
 use crate::phys::migration::ram::RamBlock;
 use crate::phys::migration::vmcoreinfo::read_note_with;
 use crate::phys::migration::{Event, PageContent, Parser};
-use crate::phys::RamMap;
+use crate::phys::{PhysMemory, RamMap};
 use crate::progress::Progress;
 use crate::qmp::mtree::RamPiece;
 use crate::qmp::snapshot::{self, SnapshotReport, Start};
@@ -104,27 +104,39 @@ impl Sink {
     }
 }
 
-/// Program headers to reserve for a paging core of the running guest: its mapping list now
-/// (the first vCPU with paging on), plus a quarter and 4096 for what the tables gain before
-/// the snapshot's instant.
+/// The mapping list of the first vCPU of `cpus` with paging on (as for a dump of a file),
+/// walked over `memory`; `None` when paging is off on every vCPU. `whose` names the tables in
+/// an error.
+fn first_paging_list(
+    memory: &dyn PhysMemory,
+    cpus: &[X86CpuState],
+    limits: WalkLimits,
+    whose: &str,
+) -> Result<Option<MappingList>> {
+    let Some(cpu) = cpus.iter().find(|c| c.paging_enabled()) else {
+        return Ok(None);
+    };
+    let mode = PagingMode::from_cpu(cpu)?;
+    let (list, _) = MappingList::from_walk(memory, &mode, limits)
+        .map_err(|e| e.context(format!("{whose} vCPU {} page tables", cpu.index)))?;
+    Ok(Some(list))
+}
+
+/// Program headers to reserve for a paging core of the running guest: its mapping list now,
+/// plus a quarter and 4096 for what the tables gain before the snapshot's instant.
 fn program_headers_now(
     session: &mut LiveSession,
     pieces: &[RamPiece],
     cpus: &[X86CpuState],
     limits: WalkLimits,
 ) -> Result<u64> {
-    let Some(cpu) = cpus.iter().find(|c| c.paging_enabled()) else {
+    if !cpus.iter().any(X86CpuState::paging_enabled) {
         return Ok(0);
-    };
-    let mode = PagingMode::from_cpu(cpu)?;
+    }
     let memory = session.open_memory(pieces)?;
-    let (list, _) = MappingList::from_walk(&memory, &mode, limits).map_err(|e| {
-        e.context(format!(
-            "the running guest's vCPU {} page tables",
-            cpu.index
-        ))
-    })?;
-    let n = list.len() as u64 + 1;
+    let n = first_paging_list(&memory, cpus, limits, "the running guest's")?
+        .map_or(0, |l| l.len() as u64)
+        + 1;
     Ok(n + n / 4 + 4096)
 }
 
@@ -313,23 +325,25 @@ pub fn dump_snapshot(
         vmcoreinfo.as_deref(),
     );
     let outcome = match (sink, paging) {
-        (Sink::Elf(mut elf), Some(limits)) => match cpus.iter().find(|c| c.paging_enabled()) {
-            Some(cpu) => {
-                let mode = PagingMode::from_cpu(cpu)?;
-                let (list, _) =
-                    MappingList::from_walk(&elf.memory()?, &mode, limits).map_err(|e| {
-                        e.context(format!("the snapshot's vCPU {} page tables", cpu.index))
-                    })?;
-                let summary = elf.finish_paging(&notes, &list).map_err(|e| {
-                    e.context("the guest's page tables grew while the snapshot ran (run it again, or use --pause)")
-                })?;
-                DumpOutcome::Elf {
-                    summary,
-                    paging: true,
+        (Sink::Elf(mut elf), Some(limits)) => {
+            match first_paging_list(&elf.memory()?, &cpus, limits, "the snapshot's")? {
+                Some(list) => {
+                    let room = elf.program_header_room();
+                    if list.len() as u64 + 1 > room {
+                        return Err(Error::Unsupported(format!(
+                            "the guest's page tables grew while the snapshot ran: {} program \
+                             headers, room for {room} (run it again, or use --pause)",
+                            list.len() + 1
+                        )));
+                    }
+                    DumpOutcome::Elf {
+                        summary: elf.finish_paging(&notes, &list)?,
+                        paging: true,
+                    }
                 }
+                None => Sink::Elf(elf).finish(&notes, cpus.len())?,
             }
-            None => Sink::Elf(elf).finish(&notes, cpus.len())?,
-        },
+        }
         (sink, _) => sink.finish(&notes, cpus.len())?,
     };
     Ok(LiveDump::Written {

@@ -215,6 +215,11 @@ impl ElfPlan<'_> {
         self.note.offset
     }
 
+    /// How many program headers fit between the file header and the notes.
+    pub(crate) fn program_header_room(&self) -> u64 {
+        (self.note.offset - self.class.ehsize()) / self.class.phentsize()
+    }
+
     /// This physical plan's file, with one PT_LOAD per mapping of `list` instead of one per
     /// data run: every RAM mapping's bytes are where the physical layout put them (aliases
     /// share them), the rest have no file bytes. The program headers must fit the room the
@@ -230,7 +235,7 @@ impl ElfPlan<'_> {
                 "the mapping list is empty: nothing to dump".into(),
             ));
         }
-        let room = (self.note.offset - self.class.ehsize()) / self.class.phentsize();
+        let room = self.program_header_room();
         let phnum = list.len() as u64 + 1;
         if phnum > room {
             return Err(Error::Unsupported(format!(

@@ -93,9 +93,12 @@ impl StreamedElf {
     }
 
     fn run_of(&self, gpa: u64) -> Option<&DataRun> {
-        let runs = self.plan.runs();
-        let i = runs.partition_point(|r| r.phys.end <= gpa);
-        runs.get(i).filter(|r| r.phys.start <= gpa)
+        run_at(self.plan.runs(), gpa)
+    }
+
+    /// How many program headers the file has room for (the PT_NOTE included).
+    pub fn program_header_room(&self) -> u64 {
+        self.plan.program_header_room()
     }
 
     /// Writes the pending batch.
@@ -182,6 +185,7 @@ impl StreamedElf {
         self.flush()?;
         Ok(Written {
             file: self.output.file(),
+            name: &self.name,
             runs: self.plan.runs(),
             ram: &self.ram,
         })
@@ -241,10 +245,17 @@ impl StreamedElf {
     }
 }
 
+/// The data run holding guest-physical `gpa`, if any (`runs` sorted by address).
+fn run_at(runs: &[DataRun], gpa: u64) -> Option<&DataRun> {
+    let i = runs.partition_point(|r| r.phys.end <= gpa);
+    runs.get(i).filter(|r| r.phys.start <= gpa)
+}
+
 /// A [`StreamedElf`]'s pages received so far, as guest-physical memory.
 #[derive(Debug)]
 pub struct Written<'a> {
     file: &'a std::fs::File,
+    name: &'a str,
     runs: &'a [DataRun],
     ram: &'a RamMap,
 }
@@ -254,8 +265,7 @@ impl PhysMemory for Written<'_> {
         let mut done = 0;
         while done < buf.len() {
             let a = addr + done as u64;
-            let i = self.runs.partition_point(|r| r.phys.end <= a);
-            let Some(run) = self.runs.get(i).filter(|r| r.phys.start <= a) else {
+            let Some(run) = run_at(self.runs, a) else {
                 return Err(Error::NotInMemory {
                     addr: a,
                     len: (buf.len() - done) as u64,
@@ -264,7 +274,7 @@ impl PhysMemory for Written<'_> {
             let n = ((run.phys.end - a) as usize).min(buf.len() - done);
             self.file
                 .read_exact_at(&mut buf[done..done + n], run.offset + (a - run.phys.start))
-                .map_err(|e| Error::io("reading back a streamed dump", e))?;
+                .map_err(|e| Error::io(format!("reading back {}", self.name), e))?;
             done += n;
         }
         Ok(())
