@@ -23,6 +23,25 @@ fn timed(cmd: &mut Command) -> Res<(Duration, u64)> {
     Ok((r.wall, r.max_rss_kib))
 }
 
+/// Runs that may fail before one succeeds: makedumpfile 1.7.2 with `--num-threads` now and
+/// then aborts (SIGABRT) on the same input it dumps fine the next time.
+const TRIES: usize = 3;
+
+/// [`timed`], retried up to [`TRIES`] times; also returns how many runs failed.
+fn timed_retrying(make: &dyn Fn() -> Command) -> Res<(Duration, u64, usize)> {
+    let mut failed = 0;
+    loop {
+        match timed(&mut make()) {
+            Ok((wall, rss)) => return Ok((wall, rss, failed)),
+            Err(e) if failed + 1 < TRIES => {
+                eprintln!("{e}; retrying");
+                failed += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 struct Tool {
     name: String,
     /// Command that writes `out` (removed before each run).
@@ -33,6 +52,8 @@ struct Tool {
     synced: Vec<Duration>,
     rss: u64,
     size: u64,
+    /// Runs that failed and were retried.
+    failed: usize,
 }
 
 /// The table for each capture directory (those without phys.elf are skipped).
@@ -82,6 +103,7 @@ pub fn levels_table(cli: &Path, captures: &[PathBuf], reps: usize, work: &Path) 
                 synced: vec![],
                 rss: 0,
                 size: 0,
+                failed: 0,
             });
             for threads in [0, 2] {
                 let i = input.clone();
@@ -105,14 +127,18 @@ pub fn levels_table(cli: &Path, captures: &[PathBuf], reps: usize, work: &Path) 
                     synced: vec![],
                     rss: 0,
                     size: 0,
+                    failed: 0,
                 });
             }
         }
         let out = work.join("levels-out.kdump");
         for _ in 0..reps {
             for tool in &mut tools {
-                let _ = std::fs::remove_file(&out);
-                let (wall, rss) = timed(&mut (tool.cmd)(&out))?;
+                let (wall, rss, failed) = timed_retrying(&|| {
+                    let _ = std::fs::remove_file(&out);
+                    (tool.cmd)(&out)
+                })?;
+                tool.failed += failed;
                 let mut synced = wall;
                 if tool.sync {
                     let (s, _) = timed(Command::new("sync").arg(&out))?;
@@ -138,7 +164,11 @@ pub fn levels_table(cli: &Path, captures: &[PathBuf], reps: usize, work: &Path) 
                         .unwrap_or_default()
                         .to_string_lossy()
                         .into_owned(),
-                    tool.name.clone(),
+                    if tool.failed > 0 {
+                        format!("{} ({} failed runs retried)", tool.name, tool.failed)
+                    } else {
+                        tool.name.clone()
+                    },
                     format!("{} ms", ms(m)),
                     if tool.sync {
                         format!("{} ms", ms(s))

@@ -23,7 +23,17 @@ use memflow::types::{umem, Address};
 
 /// A guestcore memory source seen through memflow's `PhysicalMemory` trait (read-only).
 pub struct MemflowPhys<'a> {
+    /// The source memflow reads.
     pub mem: &'a dyn PhysMemory,
+}
+
+/// Shows the source's RAM ranges, not its bytes.
+impl std::fmt::Debug for MemflowPhys<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemflowPhys")
+            .field("ram", &self.mem.ram().ranges())
+            .finish()
+    }
 }
 
 impl PhysicalMemory for MemflowPhys<'_> {

@@ -73,3 +73,34 @@ pub(crate) fn start_writeback(file: &File, offset: libc::off64_t, len: libc::off
         libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
     };
 }
+
+/// Where the next data at or after `offset` of `file` begins (`lseek` with `SEEK_DATA`):
+/// `Ok(None)` when only a hole follows up to the end (`ENXIO`). Filesystems without hole
+/// support report every offset as data. The call moves the file's position, which guestcore
+/// never uses for the files it reads (they are read at explicit offsets only).
+pub(crate) fn seek_data(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    seek(file, offset, libc::SEEK_DATA)
+}
+
+/// Where the hole at or after `offset` of `file` begins (`lseek` with `SEEK_HOLE`; the end of
+/// the file counts as one). `Ok(None)` when `offset` is at or past the end (`ENXIO`).
+pub(crate) fn seek_hole(file: &File, offset: u64) -> io::Result<Option<u64>> {
+    seek(file, offset, libc::SEEK_HOLE)
+}
+
+fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    let at = libc::off64_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off64_t"))?;
+    // SAFETY: `file` is an open descriptor for the duration of the call; lseek reads and
+    // writes no memory of ours.
+    let r = unsafe { libc::lseek64(file.as_raw_fd(), at, whence) };
+    if r >= 0 {
+        return Ok(Some(r as u64));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}

@@ -166,18 +166,21 @@ pub fn page_filter<M: PhysMemory + ?Sized>(
         }
     };
     // What the kernel needs stays, whatever its struct page says.
-    let mut needs = FrameSet::for_ram(mem.ram());
-    kernel_frames(mem, k.mode, k.vmcoreinfo, &mut needs);
-    for r in keep {
-        needs.insert(r.start / frames::FRAME, r.end.div_ceil(frames::FRAME));
-    }
+    let needs = || {
+        let mut needs = FrameSet::for_ram(mem.ram());
+        kernel_frames(mem, k.mode, k.vmcoreinfo, &mut needs);
+        for r in keep {
+            needs.insert(r.start / frames::FRAME, r.end.div_ceil(frames::FRAME));
+        }
+        needs
+    };
     let c = scan::classify_ram(
         mem,
         k.mode,
         &layout,
         &table,
         level.bits(),
-        &needs,
+        needs,
         &mut excluded,
         progress,
     )?;

@@ -153,7 +153,9 @@ pub(crate) struct Classified {
     pub outside: u64,
 }
 
-/// Marks in `out` the frames the page array says `bits` leaves out, except those in `keep`.
+/// Marks in `out` the frames the page array says `bits` leaves out, except those in the set
+/// `keep` returns. `keep` (a walk of the kernel's page tables) runs beside the pass over the
+/// page array, as neither needs the other until the results are merged.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
     mem: &M,
@@ -161,7 +163,7 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
     layout: &PageLayout,
     table: &SectionTable,
     bits: u8,
-    keep: &FrameSet,
+    keep: impl FnOnce() -> FrameSet + Send,
     out: &mut FrameSet,
     progress: &dyn Progress,
 ) -> Result<Classified> {
@@ -191,17 +193,18 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
             (*m, out.ram_runs_in(lo, lo + (1 << shift)))
         })
         .collect();
-    let results: Vec<SectionResult> = work
-        .par_iter()
-        .map(|(m, runs)| {
-            if progress.cancelled() {
-                return SectionResult::default();
-            }
-            let r = scan_section(mem, mode, layout, bits, *m, runs);
-            progress.advance(1);
-            r
-        })
-        .collect();
+    let (keep, results) = rayon::join(keep, || -> Vec<SectionResult> {
+        work.par_iter()
+            .map(|(m, runs)| {
+                if progress.cancelled() {
+                    return SectionResult::default();
+                }
+                let r = scan_section(mem, mode, layout, bits, *m, runs);
+                progress.advance(1);
+                r
+            })
+            .collect()
+    });
     progress.finish();
     if progress.cancelled() {
         return Err(Error::Cancelled);

@@ -30,7 +30,7 @@ pub fn read_virt<M: PhysMemory + ?Sized>(
         }
         let page_left = t.page_size - (at & (t.page_size - 1));
         let n = ((buf.len() - done) as u64).min(page_left) as usize;
-        mem.read_at(t.paddr, &mut buf[done..done + n])?;
+        crate::phys::read_bulk(mem, t.paddr, &mut buf[done..done + n])?;
         done += n;
     }
     Ok(())

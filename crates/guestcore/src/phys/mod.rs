@@ -196,6 +196,26 @@ pub fn read_piecewise<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]
     })
 }
 
+/// Reads of at least this many bytes go through the source's file when it has one.
+const BULK_READ: usize = 64 << 10;
+
+/// [`PhysMemory::read_at`] for large sequential reads (the page array, a window at a time):
+/// from the source's file with `pread` when the bytes lie in it ([`PhysMemory::file_extent`]),
+/// which costs one kernel copy and leaves nothing mapped, where reading through the mapping
+/// costs page faults and, to keep memory bounded, unmapping afterwards. Smaller reads, and
+/// sources without a file, use `read_at`.
+pub fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    if buf.len() >= BULK_READ {
+        if let Some((file, offset)) = mem.file_extent(addr, buf.len() as u64) {
+            return file
+                .read_exact_at(buf, offset)
+                .map_err(|e| Error::io(format!("reading {:#x} of the source's file", addr), e));
+        }
+    }
+    mem.read_at(addr, buf)
+}
+
 /// True when every byte is zero. ORs 32 words at a time without an early exit inside the
 /// block, which the compiler turns into vector code; stops at the first non-zero block.
 pub fn is_zero(bytes: &[u8]) -> bool {

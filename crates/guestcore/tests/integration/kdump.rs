@@ -136,6 +136,80 @@ fn round_trip_every_compression() {
     );
 }
 
+/// A source with a file (a raw image) is read from the file with its holes skipped: a sparse
+/// image whose zero pages are partly holes and partly written zeros, with data extents that
+/// start and end inside chunks, gives the same file, byte for byte, as the same memory held
+/// in this process, and reads back the same.
+#[test]
+fn sparse_file_source_matches_memory_source() {
+    use std::os::unix::fs::FileExt;
+    let pages = 700u64;
+    // Holes: pfns 0..40, 100..101, 300..650 (runs crossing the 128-page chunks) and the last
+    // page; written zeros at 200..210; everything else written.
+    let hole = |pfn: u64| pfn < 40 || pfn == 100 || (300..650).contains(&pfn) || pfn == pages - 1;
+    let written_zero = |pfn: u64| (200..210).contains(&pfn);
+    let content = |pfn: u64| {
+        if hole(pfn) || written_zero(pfn) {
+            vec![0u8; PAGE]
+        } else {
+            page(pfn * 4 + 1 + pfn % 3) // random, text or sparse, never zero
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("sparse.raw");
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(pages * PAGE as u64).unwrap();
+    let mut bytes = Vec::new();
+    for pfn in 0..pages {
+        let p = content(pfn);
+        if !hole(pfn) {
+            f.write_all_at(&p, pfn * PAGE as u64).unwrap();
+        }
+        bytes.extend_from_slice(&p);
+    }
+    drop(f);
+    let raw = guestcore::phys::raw::RawImage::open(&img, None).unwrap();
+    assert!(
+        raw.file_extent(0, PAGE as u64).is_some(),
+        "the image has a file"
+    );
+    let mem = VecMemory::from_blocks(vec![(0, bytes)]).unwrap();
+    let notes = notes();
+    for c in Compression::ALL {
+        let from_file = dir.path().join(format!("file.{c}"));
+        let from_mem = dir.path().join(format!("mem.{c}"));
+        let a = KdumpRequest {
+            notes: &notes,
+            vmcoreinfo: Some(VMCI),
+            ..KdumpRequest::new(&raw, c)
+        };
+        let a = write_kdump(&a, &from_file, &opts(), &NoProgress).unwrap();
+        let b = KdumpRequest {
+            notes: &notes,
+            vmcoreinfo: Some(VMCI),
+            ..KdumpRequest::new(&mem, c)
+        };
+        let b = write_kdump(&b, &from_mem, &opts(), &NoProgress).unwrap();
+        assert_eq!(a.zero_pages, 40 + 1 + 350 + 1 + 10, "{c}");
+        assert_eq!(
+            (a.zero_pages, a.compressed_pages, a.raw_pages),
+            (b.zero_pages, b.compressed_pages, b.raw_pages),
+            "{c}"
+        );
+        let (fa, fb) = (
+            std::fs::read(&from_file).unwrap(),
+            std::fs::read(&from_mem).unwrap(),
+        );
+        assert!(fa == fb, "{c}: the two files differ");
+        let k = KdumpFile::open(&from_file).unwrap();
+        for pfn in 0..pages {
+            let mut got = vec![0u8; PAGE];
+            k.read_at(pfn * PAGE as u64, &mut got).unwrap();
+            assert!(got == content(pfn), "{c}: pfn {pfn}");
+        }
+    }
+}
+
 #[test]
 fn flattened_round_trip_file_and_stream() {
     let mem = memory();

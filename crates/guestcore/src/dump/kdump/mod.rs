@@ -149,7 +149,8 @@ impl fmt::Debug for KdumpRequest<'_> {
 /// Tuning that does not change what the file means.
 #[derive(Clone, Debug)]
 pub struct KdumpOptions {
-    /// Pages compressed per parallel batch (bounds memory: about 2 × 4 KiB × this).
+    /// Pages compressed per parallel batch (bounds memory: about 3 × 4 KiB × this, as two
+    /// windows are compressed ahead of the one being written).
     pub window_pages: usize,
     /// Worker threads; `None` uses rayon's global pool.
     pub threads: Option<usize>,
@@ -161,7 +162,7 @@ pub struct KdumpOptions {
 impl Default for KdumpOptions {
     fn default() -> Self {
         KdumpOptions {
-            window_pages: 4096,
+            window_pages: 2048,
             threads: None,
             timestamp: None,
         }

@@ -229,7 +229,7 @@ impl StreamedKdump {
         let n = pages.div_ceil(CHUNK_PAGES);
         self.chunks.truncate(n);
         while self.chunks.len() < n {
-            self.chunks.push(Chunk::new(kind));
+            self.chunks.push(Chunk::new());
         }
         self.batch
             .bytes

@@ -1,6 +1,6 @@
 //! The kdump writer's I/O: the headers and bitmaps up front, then page descriptors and page
-//! data, one window of pages at a time, compressed in parallel ([`super::pool`]) while the
-//! window before is written, in pfn order. What goes where is [`super::plan`]'s; the bytes
+//! data, one window of pages at a time, in pfn order, each compressed in parallel
+//! ([`super::pool`]) while the windows before it are written ([`PIPELINE`] ahead). What goes where is [`super::plan`]'s; the bytes
 //! are [`super::encode`]'s. A file is written through [`crate::dump::output`] (a temporary
 //! file renamed into place when complete) with early writeback.
 //!
@@ -11,7 +11,7 @@ use super::flatten::{FlatSink, PositionedSink, SeekSink};
 use super::plan::{check_bitmaps, count, plan, KdumpPlan, PfnRanges};
 use super::pool::{release_pfns, Chunk, PagePool, CHUNK_PAGES};
 use super::{KdumpOptions, KdumpRequest, KdumpSummary};
-use crate::codec::{Compression, PAGE};
+use crate::codec::PAGE;
 use crate::dump::output::{AtomicOutput, OutputOptions};
 use crate::dump::writeback::WritebackFile;
 use crate::dump_level::FrameSet;
@@ -20,6 +20,9 @@ use crate::progress::Progress;
 use crate::{Error, Result};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+
+/// Windows compressed ahead of the one being written.
+const PIPELINE: usize = 2;
 
 /// Bytes of bitmap built in memory at a time.
 const BITMAP_PIECE: u64 = 1 << 20;
@@ -37,7 +40,9 @@ pub fn write_kdump(
     check_bitmaps(req)?;
     let mut file = AtomicOutput::create(out, &OutputOptions { force: req.force })?;
     let summary = {
-        let w = BufWriter::with_capacity(1 << 20, WritebackFile::new(file.file_mut()));
+        // Small: headers and bitmap pieces are gathered, while a chunk's stored pages (larger)
+        // go straight to the file rather than through one more copy.
+        let w = BufWriter::with_capacity(64 << 10, WritebackFile::new(file.file_mut()));
         let flush = |w: BufWriter<WritebackFile<'_>>| {
             w.into_inner()
                 .map(drop)
@@ -198,7 +203,6 @@ fn next_window(
     all: &mut impl Iterator<Item = u64>,
     window: usize,
     spare: &mut Vec<Chunk>,
-    kind: Compression,
 ) -> Option<(Vec<u64>, Vec<Chunk>)> {
     let pfns: Vec<u64> = all.by_ref().take(window).collect();
     if pfns.is_empty() {
@@ -206,7 +210,7 @@ fn next_window(
     }
     let n = pfns.len().div_ceil(CHUNK_PAGES);
     let mut chunks: Vec<Chunk> = spare.drain(spare.len().saturating_sub(n)..).collect();
-    chunks.resize_with(n, || Chunk::new(kind));
+    chunks.resize_with(n, Chunk::new);
     Some((pfns, chunks))
 }
 
@@ -240,11 +244,14 @@ fn write_pages(
         // Output buffers of windows already written, for the next ones.
         let mut spare: Vec<Chunk> = Vec::new();
         let mut spawn = |spare: &mut Vec<Chunk>| {
-            next_window(&mut all, window, spare, pages.kind)
+            next_window(&mut all, window, spare)
                 .map(|(pfns, chunks)| scope.spawn(move || pages.store(pfns, chunks)))
         };
-        let mut pending = spawn(&mut spare);
-        while let Some(handle) = pending.take() {
+        // Windows being compressed: the pool always has the next one queued while this
+        // thread writes, so it never waits for a write to finish.
+        let mut pending: std::collections::VecDeque<_> = std::collections::VecDeque::new();
+        pending.extend((0..PIPELINE).map_while(|_| spawn(&mut spare)));
+        while let Some(handle) = pending.pop_front() {
             if progress.cancelled() {
                 let _ = handle.join();
                 return Err(Error::Cancelled);
@@ -253,7 +260,7 @@ fn write_pages(
                 .join()
                 .map_err(|_| Error::Unsupported("a compression thread panicked".into()))?;
             results.into_iter().collect::<Result<()>>()?;
-            pending = spawn(&mut spare);
+            pending.extend(spawn(&mut spare));
             out.write_window(sink, &chunks, summary)
                 .map_err(|e| Error::io(name.to_string(), e))?;
             release_pfns(req.memory, &pfns);
