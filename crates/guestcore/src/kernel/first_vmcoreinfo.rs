@@ -17,28 +17,55 @@ const MAX_TEXT: u64 = 1 << 20;
 /// removed.
 pub fn find_vmcoreinfo(mem: &dyn PhysMemory) -> Option<Vec<u8>> {
     let mut head = [0u8; 34];
+    let mut found = None;
     for r in mem.ram().ranges() {
-        let mut a = r.start.next_multiple_of(PAGE_SIZE);
-        while a + PAGE_SIZE <= r.end {
-            let hit = match mem.slice(a, head.len() as u64) {
-                Some(s) => is_vmcoreinfo_note(s),
-                None => mem.read_at(a, &mut head).is_ok() && is_vmcoreinfo_note(&head),
-            };
-            if hit {
-                let len = u64::from(mem.read_u32(a + 4).ok()?);
-                if len > 0 && len <= MAX_TEXT && mem.is_ram(a + 24, len) {
-                    let mut text = vec![0u8; len as usize];
-                    mem.read_at(a + 24, &mut text).ok()?;
-                    while text.last() == Some(&0) {
-                        text.pop();
+        let mut piece = r.start.next_multiple_of(PAGE_SIZE);
+        while piece < r.end && found.is_none() {
+            let piece_end = piece.saturating_add(PIECE).min(r.end);
+            // Holes of the source's file are zero: no note there (see `phys::holes`).
+            crate::phys::holes::for_each_data_run(mem, piece, piece_end, |s, e| {
+                let mut a = piece + (s - piece) / PAGE_SIZE * PAGE_SIZE;
+                while a < e && a + PAGE_SIZE <= r.end {
+                    let hit = match mem.slice(a, head.len() as u64) {
+                        Some(s) => is_vmcoreinfo_note(s),
+                        None => mem.read_at(a, &mut head).is_ok() && is_vmcoreinfo_note(&head),
+                    };
+                    if hit {
+                        if let Some(text) = note_text(mem, a) {
+                            found = Some(text);
+                            return false;
+                        }
                     }
-                    return Some(text);
+                    a += PAGE_SIZE;
                 }
-            }
-            a += PAGE_SIZE;
+                true
+            });
+            // Done with these pages: a mapped source drops them (O(piece) resident).
+            mem.release(piece, piece_end - piece);
+            piece = piece_end;
+        }
+        if found.is_some() {
+            break;
         }
     }
-    None
+    found
+}
+
+/// Pages looked at before they are released.
+const PIECE: u64 = 32 << 20;
+
+/// The text of the note at `a`, when its length is sane and it lies in RAM.
+fn note_text(mem: &dyn PhysMemory, a: u64) -> Option<Vec<u8>> {
+    let len = u64::from(mem.read_u32(a + 4).ok()?);
+    if len == 0 || len > MAX_TEXT || !mem.is_ram(a + 24, len) {
+        return None;
+    }
+    let mut text = vec![0u8; len as usize];
+    mem.read_at(a + 24, &mut text).ok()?;
+    while text.last() == Some(&0) {
+        text.pop();
+    }
+    Some(text)
 }
 
 #[cfg(test)]

@@ -131,30 +131,36 @@ pub fn scan(mem: &(impl PhysMemory + ?Sized)) -> Found {
     out
 }
 
-/// The page starts in `[start, end)` (page aligned) that begin a note or a core header.
+/// The page starts in `[start, end)` (page aligned) that begin a note or a core header. Pages
+/// in holes of the source's file are not looked at (they are zero), and the piece is released
+/// afterwards, so a scan of all RAM stays O(piece) resident.
 fn scan_piece(mem: &(impl PhysMemory + ?Sized), start: u64, end: u64) -> Piece {
     let mut piece = Piece::default();
     let mut head = [0u8; 64];
-    let mut a = start;
-    while a.saturating_add(PAGE) <= end {
-        let h: &[u8] = match mem.slice(a, head.len() as u64) {
-            Some(s) => s,
-            None => {
-                if mem.read_at(a, &mut head).is_err() {
-                    a += PAGE;
-                    continue;
+    crate::phys::holes::for_each_data_run(mem, start, end, |s, e| {
+        let mut a = start + (s - start) / PAGE * PAGE;
+        while a < e && a.saturating_add(PAGE) <= end {
+            let h: &[u8] = match mem.slice(a, head.len() as u64) {
+                Some(s) => s,
+                None => {
+                    if mem.read_at(a, &mut head).is_err() {
+                        a += PAGE;
+                        continue;
+                    }
+                    &head
                 }
-                &head
+            };
+            if is_vmcoreinfo_note(h) {
+                if piece.notes.len() <= MAX_FOUND {
+                    piece.notes.push(a);
+                }
+            } else if is_core_header(h) && piece.headers.len() <= MAX_FOUND {
+                piece.headers.push(a);
             }
-        };
-        if is_vmcoreinfo_note(h) {
-            if piece.notes.len() <= MAX_FOUND {
-                piece.notes.push(a);
-            }
-        } else if is_core_header(h) && piece.headers.len() <= MAX_FOUND {
-            piece.headers.push(a);
+            a += PAGE;
         }
-        a += PAGE;
-    }
+        true
+    });
+    mem.release(start, end - start);
     piece
 }

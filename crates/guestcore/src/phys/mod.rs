@@ -4,6 +4,7 @@
 //! [`PhysMemory`]: read these bytes, which ranges are RAM, and is this whole range RAM. The walker
 //! and the writers depend on nothing else, so a new source is one new file here.
 
+pub mod holes;
 mod mmap;
 mod ram_map;
 

@@ -150,10 +150,8 @@ fn store_chunk(
                 j += 1;
             }
             let (addr, len) = (pfns[i] * PAGE_U64, (j - i) as u64 * PAGE_U64);
-            if let Some((file, offset)) = mem.file_extent(addr, len) {
-                store_file_run(file, offset, j - i, w, kind, chunk).map_err(|e| {
-                    Error::io(format!("reading pfn {:#x} of the source", pfns[i]), e)
-                })?;
+            if mem.file_extent(addr, len).is_some() {
+                store_file_run(mem, addr, len, w, kind, chunk)?;
                 i = j;
                 continue;
             }
@@ -172,48 +170,56 @@ fn store_chunk(
     })
 }
 
-/// Stores `pages` consecutive pages that lie in `file` from `offset`: the pages inside a hole
-/// of the file are zero pages with nothing read (a sparse input, such as guestcore's own
-/// physical ELF, holds most zero pages so), the rest are read with one `pread` per data
-/// extent. Reading from the file instead of its mapping costs a kernel copy per page but no
-/// page fault, unmapping or TLB shootdown, which cost more.
+/// Stores the whole pages of `[addr, addr + len)`, which lie in the source's file: the pages
+/// inside a hole of the file are zero pages with nothing read
+/// ([`crate::phys::holes::for_each_data_run`]), the others are read with one `pread` per
+/// data extent. Reading from the file instead of its mapping costs a kernel copy per page but
+/// no page fault, unmapping or TLB shootdown, which cost more.
 fn store_file_run(
-    file: &std::fs::File,
-    offset: u64,
-    pages: usize,
+    mem: &dyn PhysMemory,
+    addr: u64,
+    len: u64,
     w: &mut Worker,
     kind: Compression,
     chunk: &mut Chunk,
-) -> std::io::Result<()> {
+) -> Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut done = 0;
-    while done < pages {
-        let at = offset + (done * PAGE) as u64;
-        // Pages wholly before the next data are zero. A filesystem that cannot tell says data.
-        let hole_pages = match crate::sys::seek_data(file, at) {
-            Ok(None) => pages - done,
-            Ok(Some(d)) => (d.saturating_sub(at) / PAGE_U64).min((pages - done) as u64) as usize,
-            Err(_) => 0,
-        };
-        for _ in 0..hole_pages {
+    let end = addr + len;
+    // The next page to store.
+    let mut next = addr;
+    let mut failed = None;
+    crate::phys::holes::for_each_data_run(mem, addr, end, |s, e| {
+        // Pages that end before the extent are zero; those it touches are read.
+        let first = addr + (s - addr) / PAGE_U64 * PAGE_U64;
+        let last = addr + (e - addr).div_ceil(PAGE_U64) * PAGE_U64;
+        while next < first {
             chunk.entries.push((0, 0));
+            next += PAGE_U64;
         }
-        done += hole_pages;
-        if done == pages {
-            break;
+        if next < last {
+            let n = (last - next) as usize;
+            w.run.resize(n, 0);
+            let read = match mem.file_extent(next, n as u64) {
+                Some((file, offset)) => file.read_exact_at(&mut w.run[..n], offset),
+                None => Err(std::io::Error::other("not in the source's file")),
+            };
+            if let Err(e) = read {
+                failed = Some(Error::io(format!("reading {next:#x} of the source"), e));
+                return false;
+            }
+            for page in w.run[..n].chunks_exact(PAGE) {
+                store_page(&mut w.comp, kind, page, chunk);
+            }
+            next = last;
         }
-        let at = offset + (done * PAGE) as u64;
-        let data_end = match crate::sys::seek_hole(file, at) {
-            Ok(Some(h)) if h > at => h,
-            _ => u64::MAX,
-        };
-        let n = ((data_end - at).div_ceil(PAGE_U64)).min((pages - done) as u64) as usize;
-        w.run.resize(n * PAGE, 0);
-        file.read_exact_at(&mut w.run[..n * PAGE], at)?;
-        for page in w.run[..n * PAGE].chunks_exact(PAGE) {
-            store_page(&mut w.comp, kind, page, chunk);
-        }
-        done += n;
+        true
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    while next < end {
+        chunk.entries.push((0, 0));
+        next += PAGE_U64;
     }
     Ok(())
 }
