@@ -6,7 +6,8 @@
 //! through [`PhysMemory::read_at`] into one reusable buffer. Zero runs of at least [`MIN_HOLE`]
 //! bytes are not written: the file is fresh, so they read back as zeros and stay sparse. Shorter
 //! zero gaps are written with their neighbours, so a chunk costs a handful of writes at most,
-//! never one per page. When the source is a plain file ([`PhysMemory::file_extent`]), the
+//! never one per page. The holes of a sparse source file are skipped unread
+//! ([`crate::phys::holes`]). When the source is a plain file ([`PhysMemory::file_extent`]), the
 //! non-zero extents are copied by the kernel, file to file (`copy_file_range`), rather than
 //! written from the mapping; where the kernel cannot do that for these two files the copy falls
 //! back to `pwrite` for the rest of the dump. Each chunk's writeback to disk is started right away
@@ -144,7 +145,19 @@ pub(crate) fn copy_run(
         let offset = run.offset + (addr - run.phys.start);
         let mut written = 0;
         let io_err = |e| Error::io(format!("writing {file_name}"), e);
-        for r in nonzero_extents(data) {
+        // Only the data extents of a sparse source's file can be non-zero: its holes are
+        // not read at all (reading them through the mapping would materialise zero pages).
+        let mut extents: Vec<Range<usize>> = Vec::new();
+        crate::phys::holes::for_each_data_run(mem, addr, addr + n as u64, |s, e| {
+            let (s, e) = ((s - addr) as usize, (e - addr) as usize);
+            extents.extend(
+                nonzero_extents(&data[s..e])
+                    .into_iter()
+                    .map(|r| r.start + s..r.end + s),
+            );
+            true
+        });
+        for r in extents {
             written += r.len() as u64;
             let mut done = 0;
             if !stats.no_kernel_copy {
