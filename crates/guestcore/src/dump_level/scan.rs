@@ -263,7 +263,8 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
 }
 
 /// Marks the all-zero frames among those `out` keeps (for ELF output, whose layout is fixed
-/// before the data is written); returns how many. Reads in parallel 2 MiB pieces.
+/// before the data is written); returns how many. Reads in parallel 2 MiB pieces; frames in
+/// holes of a sparse source's file are not read ([`crate::phys::holes`]).
 pub(crate) fn mark_zero_frames<M: PhysMemory + ?Sized>(
     mem: &M,
     out: &mut FrameSet,
@@ -291,11 +292,22 @@ pub(crate) fn mark_zero_frames<M: PhysMemory + ?Sized>(
                 return Err(Error::Cancelled);
             }
             let mut zero: Vec<(u64, u64)> = Vec::new();
+            // Frames wholly in a hole of the source's file are zero without a read.
+            let mut data: Vec<(u64, u64)> = Vec::new();
+            crate::phys::holes::for_each_data_run(mem, a * FRAME, b * FRAME, |s, e| {
+                data.push((s, e));
+                true
+            });
+            let mut d = 0;
             for pfn in a..b {
                 let addr = pfn * FRAME;
+                while d < data.len() && data[d].1 <= addr {
+                    d += 1;
+                }
+                let in_hole = !data.get(d).is_some_and(|r| r.0 < addr + FRAME);
                 // Only the RAM bytes of the frame count (a partial frame at a range's edge).
                 let mut all_zero = true;
-                for part in ram.ram_parts(addr, FRAME) {
+                for part in ram.ram_parts(addr, FRAME).filter(|_| !in_hole) {
                     let page: &[u8] = match mem.slice(part.start, part.len()) {
                         Some(s) => s,
                         None => {

@@ -133,8 +133,21 @@ enum Ram {
 }
 
 impl Guest {
-    /// Boots the harness guest with its RAM in `ram`.
+    /// Boots the harness guest with its RAM in `ram`. A QEMU that dies before the guest is
+    /// ready (TCG under load has aborted once in PCI enumeration, with nothing of guestcore
+    /// running yet) is started once more, saying so; a second death fails the test.
     fn boot(files: &GuestFiles, mem: &str, ram: Ram) -> Guest {
+        match Self::try_boot(files, mem, ram) {
+            Ok(g) => g,
+            Err(why) => {
+                eprintln!("booting the test guest again: {why}");
+                Self::try_boot(files, mem, ram).unwrap_or_else(|why| panic!("{why}"))
+            }
+        }
+    }
+
+    /// [`Self::boot`] once: `Err` when QEMU exits before the guest is ready.
+    fn try_boot(files: &GuestFiles, mem: &str, ram: Ram) -> Result<Guest, String> {
         let shared = ram != Ram::Anonymous;
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("qmp.sock");
@@ -190,7 +203,7 @@ impl Guest {
         .arg(format!("unix:{},server=on,wait=off", sock_b.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.path().join("qemu.log")).unwrap());
         let child = cmd.spawn().expect("start qemu-system-x86_64");
         let mut g = Guest {
             child,
@@ -207,10 +220,14 @@ impl Guest {
                 break;
             }
             if let Ok(Some(st)) = g.child.try_wait() {
-                panic!(
-                    "QEMU exited ({st}) before the guest was ready:\n{}",
-                    g.serial
-                );
+                let log =
+                    std::fs::read_to_string(g.dir.path().join("qemu.log")).unwrap_or_default();
+                let tail: Vec<&str> = g.serial.lines().rev().take(5).collect();
+                return Err(format!(
+                    "QEMU exited ({st}) before the guest was ready; QEMU said: {}; the console ended with:\n{}",
+                    log.trim(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(180),
@@ -219,7 +236,7 @@ impl Guest {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        g
+        Ok(g)
     }
 
     fn qmp(&self) -> QmpClient {
