@@ -4,7 +4,7 @@
 //! [`super::scan`] finds every kernel's note (and kdump core headers) in one parallel pass;
 //! this is the cheap sequential question "which kernel is this", answered by the first hit.
 
-use super::scan::is_vmcoreinfo_note;
+use super::scan::{is_vmcoreinfo_note, PIECE};
 use crate::addr::PAGE_SIZE;
 use crate::phys::PhysMemory;
 
@@ -50,9 +50,6 @@ pub fn find_vmcoreinfo(mem: &dyn PhysMemory) -> Option<Vec<u8>> {
     }
     found
 }
-
-/// Pages looked at before they are released.
-const PIECE: u64 = 32 << 20;
 
 /// The text of the note at `a`, when its length is sane and it lies in RAM.
 fn note_text(mem: &dyn PhysMemory, a: u64) -> Option<Vec<u8>> {

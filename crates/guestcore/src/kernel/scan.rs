@@ -81,7 +81,7 @@ struct Piece {
 
 /// The pages of RAM scanned by one task: enough to keep both cores busy, few enough that the
 /// per-task cost does not show.
-const PIECE: u64 = 32 << 20;
+pub(super) const PIECE: u64 = 32 << 20;
 
 /// Scans the start of every page of guest RAM, in parallel pieces. Each piece keeps at most
 /// [`MAX_FOUND`] of each kind (so memory stays bounded), and the pieces are joined in address

@@ -150,8 +150,8 @@ fn store_chunk(
                 j += 1;
             }
             let (addr, len) = (pfns[i] * PAGE_U64, (j - i) as u64 * PAGE_U64);
-            if mem.file_extent(addr, len).is_some() {
-                store_file_run(mem, addr, len, w, kind, chunk)?;
+            if let Some((file, offset)) = mem.file_extent(addr, len) {
+                store_file_run(mem, (addr, len), (file, offset), w, kind, chunk)?;
                 i = j;
                 continue;
             }
@@ -175,10 +175,12 @@ fn store_chunk(
 /// ([`crate::phys::holes::for_each_data_run`]), the others are read with one `pread` per
 /// data extent. Reading from the file instead of its mapping costs a kernel copy per page but
 /// no page fault, unmapping or TLB shootdown, which cost more.
+///
+/// `(file, offset)` is where `addr` lies ([`PhysMemory::file_extent`] of the whole run).
 fn store_file_run(
     mem: &dyn PhysMemory,
-    addr: u64,
-    len: u64,
+    (addr, len): (u64, u64),
+    (file, offset): (&std::fs::File, u64),
     w: &mut Worker,
     kind: Compression,
     chunk: &mut Chunk,
@@ -199,11 +201,7 @@ fn store_file_run(
         if next < last {
             let n = (last - next) as usize;
             w.run.resize(n, 0);
-            let read = match mem.file_extent(next, n as u64) {
-                Some((file, offset)) => file.read_exact_at(&mut w.run[..n], offset),
-                None => Err(std::io::Error::other("not in the source's file")),
-            };
-            if let Err(e) = read {
+            if let Err(e) = file.read_exact_at(&mut w.run[..n], offset + (next - addr)) {
                 failed = Some(Error::io(format!("reading {next:#x} of the source"), e));
                 return false;
             }

@@ -1,7 +1,7 @@
 //! The kdump writer's I/O: the headers and bitmaps up front, then page descriptors and page
 //! data, one window of pages at a time, in pfn order, each compressed in parallel
-//! ([`super::pool`]) while the windows before it are written ([`PIPELINE`] ahead). What goes where is [`super::plan`]'s; the bytes
-//! are [`super::encode`]'s. A file is written through [`crate::dump::output`] (a temporary
+//! ([`super::pool`]) while the windows before it are written ([`PIPELINE`] ahead). What goes
+//! where is [`super::plan`]'s; the bytes are [`super::encode`]'s. A file is written through [`crate::dump::output`] (a temporary
 //! file renamed into place when complete) with early writeback.
 //!
 //! The bitmaps are written in fixed-size pieces, never allocated whole.
