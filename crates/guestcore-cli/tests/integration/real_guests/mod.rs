@@ -166,7 +166,10 @@ fn check_guest(guest: &str, va_bits: u32) {
     //    paging dump with the same bytes (QEMU's user-space VAs made canonical first). QEMU's
     //    paging dump walks every vCPU with paging on, so ours uses --all-cpus. Where two vCPUs
     //    map one VA to different PAs (two processes' user halves) QEMU writes both; ours keeps
-    //    the first vCPU's page and says so: such a VA must map one of QEMU's PAs for it.
+    //    the first vCPU's page and says so: such a VA must map one of QEMU's PAs for it, or,
+    //    where QEMU's list merged one vCPU's page into another's neighbouring run (QEMU merges
+    //    by physical adjacency across vCPUs, which can give a VA a PA no vCPU maps it to), the
+    //    PA QEMU's own `info tlb` of vCPU 0 gives it.
     let tmp = tempfile::tempdir().unwrap();
     let ours_path = tmp.path().join("paging.elf");
     let phys_arg = phys.to_str().unwrap();
@@ -215,12 +218,26 @@ fn check_guest(guest: &str, va_bits: u32) {
         }
     }
     let mut conflicts = 0u64;
+    // vCPU 0's leaves as QEMU's monitor walks them: VA of the leaf -> (PA, size).
+    let vcpu0: HashMap<u64, u64> = qemu.iter().map(|&(va, pa, _)| (va, pa)).collect();
+    let vcpu0_pa = |va: u64| {
+        [0xfffu64, 0x1f_ffff, 0x3fff_ffff].iter().find_map(|&mask| {
+            let base = va & !mask;
+            vcpu0.get(&base).map(|pa| pa + (va & mask))
+        })
+    };
+    let mut merged_wrong = Vec::new();
     for (va, pas) in &mut qemu_pas {
         let my_pa = ours_pages[va].0;
-        assert!(
-            pas.contains(&my_pa),
-            "{guest}: {va:#x} maps {my_pa:#x} in ours, {pas:x?} in QEMU's"
-        );
+        if !pas.contains(&my_pa) {
+            assert_eq!(
+                vcpu0_pa(*va),
+                Some(my_pa),
+                "{guest}: {va:#x} maps {my_pa:#x} in ours, {pas:x?} in QEMU's"
+            );
+            merged_wrong.push(*va);
+            continue;
+        }
         pas.sort_unstable();
         pas.dedup();
         conflicts += u64::from(pas.len() > 1);
@@ -228,6 +245,11 @@ fn check_guest(guest: &str, va_bits: u32) {
     assert!(
         conflicts == 0 || union_warned,
         "{guest}: {conflicts} VAs QEMU maps twice, and guestcore did not warn"
+    );
+    assert!(
+        merged_wrong.len() <= 64,
+        "{guest}: {} VAs where QEMU's paging dump and its own `info tlb` disagree",
+        merged_wrong.len()
     );
     assert!(pages > 10_000, "{guest}: only {pages} pages compared");
 
