@@ -28,7 +28,7 @@ mod scan;
 
 pub use frames::FrameSet;
 pub use level::DumpLevel;
-pub use scan::Excluded;
+pub use scan::{Excluded, WINDOW_PAGES};
 
 use crate::addr::PhysRange;
 use crate::format::vmcoreinfo::vmcoreinfo_entries;

@@ -1,14 +1,16 @@
 //! One pass over the kernel's page array: which RAM frames a dump level leaves out.
 //!
-//! Sections are read in parallel, each in windows of [`WINDOW_PAGES`] `struct page`s (one
-//! `read_virt` per window: the page array is mapped with 2 MiB pages, so a window costs one or
-//! two translations), so memory is O(threads × window) and time O(RAM frames). A window that
-//! does not read leaves its frames *unclassified*: kept, and counted.
+//! Sections are read in parallel, each in windows of [`WINDOW_PAGES`] `struct page`s: the page
+//! array is mapped with 2 MiB pages, so a window costs one or two translations, and a window
+//! inside one page of a mapped source is classified where it lies (`virt_slice`: no copy of
+//! the 64 MiB array of a 4 GiB guest), any other one is read with one `read_virt`. Memory is
+//! O(threads × window) and time O(RAM frames). A window that does not read leaves its frames
+//! *unclassified*: kept, and counted.
 
 use super::classify::{Class, Verdict};
 use super::frames::{FrameSet, FRAME};
 use super::page_array::{PageLayout, SectionMap, SectionTable};
-use crate::kernel::vread::{read_virt, release_virt};
+use crate::kernel::vread::{read_virt, release_virt, virt_slice};
 use crate::paging::PagingMode;
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
@@ -98,6 +100,7 @@ fn scan_section<M: PhysMemory + ?Sized>(
     let mut out = SectionResult::default();
     let size = layout.size_page as u64;
     let mut buf = Vec::new();
+    let mut tail_buf = vec![0u8; size as usize];
     // Frames up to here are inside a block already left out.
     let mut skip_until = 0u64;
     for &(run_start, run_end) in runs {
@@ -106,25 +109,40 @@ fn scan_section<M: PhysMemory + ?Sized>(
             let end = (pfn + WINDOW_PAGES).min(run_end);
             let n = end - pfn;
             let va = map.base.wrapping_add(pfn.wrapping_mul(size));
-            // One extra struct page: a compound head's first tail.
-            buf.resize(((n + 1) * size) as usize, 0);
-            let with_tail = read_virt(mem, mode, va, &mut buf).is_ok();
-            if !with_tail {
-                buf.truncate((n * size) as usize);
-                if read_virt(mem, mode, va, &mut buf).is_err() {
-                    out.unclassified += end.saturating_sub(pfn.max(skip_until));
-                    pfn = end;
-                    continue;
-                }
-            }
+            // The window's struct pages, borrowed from a mapped source where one page maps
+            // them all, and one more: a compound head's first tail.
+            let body_len = n * size;
+            let (body, extra): (&[u8], Option<&[u8]>) =
+                if let Some(body) = virt_slice(mem, mode, va, body_len) {
+                    let tail_va = va.wrapping_add(body_len);
+                    let extra = read_virt(mem, mode, tail_va, &mut tail_buf).is_ok();
+                    (body, extra.then_some(&tail_buf[..]))
+                } else {
+                    buf.resize(((n + 1) * size) as usize, 0);
+                    if read_virt(mem, mode, va, &mut buf).is_ok() {
+                        let (body, extra) = buf.split_at(body_len as usize);
+                        (body, Some(extra))
+                    } else {
+                        buf.truncate(body_len as usize);
+                        if read_virt(mem, mode, va, &mut buf).is_err() {
+                            out.unclassified += end.saturating_sub(pfn.max(skip_until));
+                            pfn = end;
+                            continue;
+                        }
+                        (&buf[..], None)
+                    }
+                };
             for i in 0..n {
                 let p = pfn + i;
                 if p < skip_until {
                     continue;
                 }
                 let at = (i * size) as usize;
-                let page = &buf[at..at + size as usize];
-                let tail = buf.get(at + size as usize..at + 2 * size as usize);
+                let page = &body[at..at + size as usize];
+                let tail = body.get(at + size as usize..at + 2 * size as usize).or(
+                    // The last struct page of the window: its tail is the extra one.
+                    if i + 1 == n { extra } else { None },
+                );
                 match layout.classify(bits, p, page, tail) {
                     Ok(Some(Verdict { class, pages })) => {
                         let stop = p.saturating_add(pages);

@@ -36,6 +36,25 @@ pub fn read_virt<M: PhysMemory + ?Sized>(
     Ok(())
 }
 
+/// `[va, va + len)` borrowed from `mem` ([`PhysMemory::slice`]: a mapped file) when one page
+/// of `mode` maps all of it to guest RAM; `None` when it does not (crosses a page, does not
+/// translate, is I/O, or the source lends no slices), and the caller reads with
+/// [`read_virt`]. The page array behind 2 MiB pages of the direct map or vmemmap is read this
+/// way without a copy.
+pub fn virt_slice<'m, M: PhysMemory + ?Sized>(
+    mem: &'m M,
+    mode: &PagingMode,
+    va: u64,
+    len: u64,
+) -> Option<&'m [u8]> {
+    let t = translate(mem, mode, va).ok()?;
+    let page_left = t.page_size - (va & (t.page_size - 1));
+    if t.flags.contains(PageFlags::IO) || len > page_left {
+        return None;
+    }
+    mem.slice(t.paddr, len)
+}
+
 /// Tells `mem` that the physical pages behind `[va, va + len)` will not be read again soon
 /// ([`PhysMemory::release`]): a pass over a large virtual array (the page array) then stays
 /// O(window) resident. Pages that do not translate are skipped.

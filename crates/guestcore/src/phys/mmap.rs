@@ -62,12 +62,27 @@ pub(crate) fn map_shared_ram(path: &Path) -> Result<MmapRaw> {
         .map_err(|e| Error::io(format!("{}: mmap", path.display()), e))
 }
 
-/// Drops the whole pages of `map[offset..offset + len]` from this process's resident set
-/// (`MADV_DONTNEED`); they stay in the page cache and fault back in on the next access.
-/// Errors are ignored: this is only a hint.
+/// How far around a faulting page the kernel maps pages already in the page cache
+/// (`fault_around_bytes`, 64 KiB by default): a release covers that much more on each side,
+/// or a reader that faulted in the last page of a range would leave up to 15 more mapped.
+const FAULT_AROUND: u64 = 64 * 1024;
+
+/// Drops the whole pages of `map[offset..offset + len]`, and the pages the kernel's
+/// fault-around may have mapped with them ([`FAULT_AROUND`] on each side), from this process's
+/// resident set (`MADV_DONTNEED`); they stay in the page cache and fault back in on the next
+/// access. Errors are ignored: this is only a hint.
 pub(crate) fn release_mapped(map: &Mmap, offset: u64, len: u64) {
-    let start = offset.next_multiple_of(PAGE_SIZE);
-    let end = offset.saturating_add(len).min(map.len() as u64) & !(PAGE_SIZE - 1);
+    if len == 0 {
+        return;
+    }
+    let start = offset
+        .saturating_sub(FAULT_AROUND)
+        .next_multiple_of(PAGE_SIZE);
+    let end = offset
+        .saturating_add(len)
+        .saturating_add(FAULT_AROUND)
+        .min(map.len() as u64)
+        & !(PAGE_SIZE - 1);
     if start >= end {
         return;
     }

@@ -54,12 +54,35 @@ OFFSET(mem_section.section_mem_map)=0\nNUMBER(SECTION_SIZE_BITS)=27\nNUMBER(MAX_
 
 /// Builds the guest; `pages(pfn)` gives each frame's struct page (`None`: an unused page).
 fn kernel(pages: impl Fn(u64) -> Option<[u8; 64]>, roots_value: Option<u64>) -> Kernel {
-    let mut b = GuestBuilder::new(ModeKind::Level4, RAM);
+    kernel_with(pages, roots_value, false)
+}
+
+/// [`kernel`], with the page array on one 2 MiB page of the vmemmap when `huge_array` (as real
+/// kernels map it; RAM then starts at pfn 1, as on a PC), else on 4 KiB pages.
+fn kernel_with(
+    pages: impl Fn(u64) -> Option<[u8; 64]>,
+    roots_value: Option<u64>,
+    huge_array: bool,
+) -> Kernel {
+    let mut b = if huge_array {
+        GuestBuilder::with_ram(ModeKind::Level4, &[(4096, RAM - 4096)])
+    } else {
+        GuestBuilder::new(ModeKind::Level4, RAM)
+    };
     let rw = MapFlags::WRITE | MapFlags::NX | MapFlags::GLOBAL;
     b.map(DIRECT_MAP, 0, RAM, rw);
     let array_bytes = FRAMES * SIZE_PAGE;
-    let array = b.alloc_frames(array_bytes / 4096);
-    b.map(VMEMMAP, array, array_bytes, rw);
+    let array = if huge_array {
+        // 2 MiB of frames at a 2 MiB boundary, mapped by one large page.
+        let raw = b.alloc_frames(2 * (2 << 20) / 4096);
+        let array = raw.next_multiple_of(2 << 20);
+        b.map(VMEMMAP, array, 2 << 20, rw);
+        array
+    } else {
+        let array = b.alloc_frames(array_bytes / 4096);
+        b.map(VMEMMAP, array, array_bytes, rw);
+        array
+    };
     let roots = b.alloc_frame();
     let section = b.alloc_frame();
     b.write_u64(roots, roots_value.unwrap_or(DIRECT_MAP + section));
@@ -168,6 +191,62 @@ fn each_level_leaves_out_what_its_rules_say() {
     let f = filter(&k, 8).unwrap();
     assert!(f.excluded().contains(HUGE + 511) && !f.excluded().contains(HUGE + 512));
     assert_eq!(r(0).excluded.total(), 0, "level 0 reads nothing");
+}
+
+/// A source that lends no slices, so every read of the page array is a copy.
+struct Copied<'a>(&'a VecMemory);
+
+impl PhysMemory for Copied<'_> {
+    fn read_at(&self, addr: u64, buf: &mut [u8]) -> guestcore::Result<()> {
+        self.0.read_at(addr, buf)
+    }
+    fn ram(&self) -> &guestcore::phys::RamMap {
+        self.0.ram()
+    }
+}
+
+#[test]
+fn a_page_array_borrowed_from_the_source_classifies_as_one_copied() {
+    // The array is read in windows of WINDOW_PAGES struct pages from the first RAM frame
+    // (pfn 1): a hugetlb head of order 9 as the last struct page of the first window has its
+    // first tail, which holds its order, in the next one.
+    let head = guestcore::dump_level::WINDOW_PAGES;
+    let pages = |pfn: u64| match pfn {
+        p if p == head => known_pages(HUGE),
+        p if p == head + 1 => known_pages(HUGE + 1),
+        12288 => known_pages(BUDDY),
+        p if p > head + 1 && p < 12288 => known_pages(0),
+        p => known_pages(p),
+    };
+    let k = kernel_with(pages, None, true);
+    for level in [8, 16, 31] {
+        let borrowed = filter(&k, level).unwrap();
+        let copied = page_filter(
+            &Copied(&k.mem),
+            DumpLevel::new(level).unwrap(),
+            Some(KernelPages {
+                mode: &k.mode,
+                vmcoreinfo: k.vmcoreinfo.as_bytes(),
+            }),
+            &[],
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(borrowed.report(), copied.report(), "level {level}");
+        for pfn in 0..FRAMES {
+            assert_eq!(
+                borrowed.excluded().contains(pfn),
+                copied.excluded().contains(pfn),
+                "level {level}, pfn {pfn}"
+            );
+        }
+    }
+    let f = filter(&k, 8).unwrap();
+    assert_eq!(f.report().excluded.user, 512, "{:?}", f.report());
+    assert!(f.excluded().contains(head) && f.excluded().contains(head + 511));
+    let f = filter(&k, 16).unwrap();
+    assert_eq!(f.report().excluded.free, 1024);
+    assert!(f.excluded().contains(12288 + 1023) && !f.excluded().contains(12288 + 1024));
 }
 
 #[test]
