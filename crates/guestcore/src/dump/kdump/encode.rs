@@ -95,9 +95,7 @@ pub(super) fn bitmap_piece(
     set_bits(piece, &here);
     if let Some(x) = excluded {
         for (s, e) in x.members_in(lo, hi) {
-            for p in s - lo..e - lo {
-                piece[(p / 8) as usize] &= !(1 << (p % 8));
-            }
+            put_bits(piece, s - lo, e - lo, false);
         }
     }
 }
@@ -105,17 +103,25 @@ pub(super) fn bitmap_piece(
 /// Sets the bits of `ranges` (LSB first).
 pub(super) fn set_bits(bitmap: &mut [u8], ranges: &PfnRanges) {
     for &(s, e) in ranges {
-        let mut p = s;
-        while p < e {
-            if p % 8 == 0 && e - p >= 8 {
-                let n = ((e - p) / 8) as usize;
-                let i = (p / 8) as usize;
-                bitmap[i..i + n].fill(0xff);
-                p += 8 * n as u64;
-            } else {
-                bitmap[(p / 8) as usize] |= 1 << (p % 8);
-                p += 1;
-            }
+        put_bits(bitmap, s, e, true);
+    }
+}
+
+/// Sets (`on`) or clears bits `[s, e)` (LSB first): whole bytes at once, the ends bit by bit
+/// (a `-d 31` dump of a 4 GiB guest clears a million bits of free frames).
+fn put_bits(bitmap: &mut [u8], s: u64, e: u64, on: bool) {
+    let mut p = s;
+    while p < e {
+        if p % 8 == 0 && e - p >= 8 {
+            let n = ((e - p) / 8) as usize;
+            let i = (p / 8) as usize;
+            bitmap[i..i + n].fill(if on { 0xff } else { 0 });
+            p += 8 * n as u64;
+        } else {
+            let bit = 1 << (p % 8);
+            let b = &mut bitmap[(p / 8) as usize];
+            *b = if on { *b | bit } else { *b & !bit };
+            p += 1;
         }
     }
 }
@@ -181,6 +187,40 @@ mod tests {
             pieces.extend_from_slice(&piece);
         }
         assert_eq!(pieces, whole);
+    }
+
+    /// Excluded frames clear their bits, whole bytes and partial ones, across pieces.
+    #[test]
+    fn excluded_frames_clear_their_bits() {
+        use crate::addr::PhysRange;
+        use crate::dump_level::FrameSet;
+        use crate::phys::RamMap;
+        let piece_len = 64u64;
+        let frames = 3 * piece_len * 8;
+        let ram = RamMap::new(vec![PhysRange::new(0, frames * 4096)]).unwrap();
+        let mut excluded = FrameSet::for_ram(&ram);
+        for (s, e) in [
+            (1, 2),
+            (5, 21),
+            (piece_len * 8 - 3, piece_len * 8 + 70),
+            (1000, 1536),
+        ] {
+            excluded.insert(s, e);
+        }
+        let ranges: PfnRanges = vec![(0, frames - 4)];
+        let mut pieces = Vec::new();
+        let mut first = 0;
+        let mut piece = vec![0u8; piece_len as usize];
+        for i in 0..3 {
+            let lo = i * piece_len * 8;
+            bitmap_piece(&mut piece, lo, &ranges, &mut first, Some(&excluded));
+            pieces.extend_from_slice(&piece);
+        }
+        for pfn in 0..frames {
+            let want = pfn < frames - 4 && !excluded.contains(pfn);
+            let got = pieces[(pfn / 8) as usize] >> (pfn % 8) & 1 == 1;
+            assert_eq!(got, want, "pfn {pfn}");
+        }
     }
 
     #[test]
