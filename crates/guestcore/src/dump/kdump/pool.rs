@@ -9,9 +9,9 @@
 //! guest keeps ~28k of them. A data extent is compressed straight from the file's mapping
 //! when the source has one, else read with `pread`. The mapping costs a page fault per 16
 //! pages (the kernel's fault-around) and a release per window; `pread` costs a kernel copy of
-//! every page, which for the 32k pages a `-d 31` dump of the 4 GiB guest compresses was 8–15 %
-//! more wall time and ~9 % more CPU (medians of 15–21 alternating runs). Other sources lend slices or copy
-//! pages one at a time.
+//! every page, which for the 32k pages a `-d 31` dump of the 4 GiB guest compresses was
+//! 8–15 % more wall time and ~9 % more CPU (medians of 15–21 alternating runs). Other sources
+//! lend slices or copy pages one at a time.
 
 use super::plan::PAGE_U64;
 use crate::codec::{Compression, PageCompressor, PAGE};
