@@ -21,19 +21,25 @@ pub fn read_virt<M: PhysMemory + ?Sized>(
             vaddr: va,
             why: "the range wraps past the top of the address space".into(),
         })?;
-        let t = translate(mem, mode, at)?;
-        if t.flags.contains(PageFlags::IO) {
-            return Err(Error::NotMapped {
-                vaddr: at,
-                why: format!("maps {:#x}, which is not guest RAM", t.paddr),
-            });
-        }
-        let page_left = t.page_size - (at & (t.page_size - 1));
+        let (paddr, page_left) = ram_leaf(mem, mode, at)?;
         let n = ((buf.len() - done) as u64).min(page_left) as usize;
-        crate::phys::read_bulk(mem, t.paddr, &mut buf[done..done + n])?;
+        crate::phys::read_bulk(mem, paddr, &mut buf[done..done + n])?;
         done += n;
     }
     Ok(())
+}
+
+/// Where `va` lies in guest RAM, and how many bytes of its page are left from it; an error
+/// when it does not translate or maps I/O.
+fn ram_leaf<M: PhysMemory + ?Sized>(mem: &M, mode: &PagingMode, va: u64) -> Result<(u64, u64)> {
+    let t = translate(mem, mode, va)?;
+    if t.flags.contains(PageFlags::IO) {
+        return Err(Error::NotMapped {
+            vaddr: va,
+            why: format!("maps {:#x}, which is not guest RAM", t.paddr),
+        });
+    }
+    Ok((t.paddr, t.page_size - (va & (t.page_size - 1))))
 }
 
 /// `[va, va + len)` borrowed from `mem` ([`PhysMemory::slice`]: a mapped file) when one page
@@ -47,12 +53,11 @@ pub fn virt_slice<'m, M: PhysMemory + ?Sized>(
     va: u64,
     len: u64,
 ) -> Option<&'m [u8]> {
-    let t = translate(mem, mode, va).ok()?;
-    let page_left = t.page_size - (va & (t.page_size - 1));
-    if t.flags.contains(PageFlags::IO) || len > page_left {
+    let (paddr, page_left) = ram_leaf(mem, mode, va).ok()?;
+    if len > page_left {
         return None;
     }
-    mem.slice(t.paddr, len)
+    mem.slice(paddr, len)
 }
 
 /// Tells `mem` that the physical pages behind `[va, va + len)` will not be read again soon
