@@ -120,8 +120,17 @@ fn kernel_with(
 }
 
 fn filter(k: &Kernel, level: u8) -> guestcore::Result<guestcore::dump_level::PageFilter> {
+    filter_from(&k.mem, k, level)
+}
+
+/// [`filter`] reading the guest's memory through `mem`.
+fn filter_from(
+    mem: &dyn PhysMemory,
+    k: &Kernel,
+    level: u8,
+) -> guestcore::Result<guestcore::dump_level::PageFilter> {
     page_filter(
-        &k.mem,
+        mem,
         DumpLevel::new(level).unwrap(),
         Some(KernelPages {
             mode: &k.mode,
@@ -221,17 +230,7 @@ fn a_page_array_borrowed_from_the_source_classifies_as_one_copied() {
     let k = kernel_with(pages, None, true);
     for level in [8, 16, 31] {
         let borrowed = filter(&k, level).unwrap();
-        let copied = page_filter(
-            &Copied(&k.mem),
-            DumpLevel::new(level).unwrap(),
-            Some(KernelPages {
-                mode: &k.mode,
-                vmcoreinfo: k.vmcoreinfo.as_bytes(),
-            }),
-            &[],
-            &NoProgress,
-        )
-        .unwrap();
+        let copied = filter_from(&Copied(&k.mem), &k, level).unwrap();
         assert_eq!(borrowed.report(), copied.report(), "level {level}");
         for pfn in 0..FRAMES {
             assert_eq!(

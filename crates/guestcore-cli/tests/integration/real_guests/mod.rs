@@ -218,7 +218,7 @@ fn check_guest(guest: &str, va_bits: u32) {
         }
     }
     let mut conflicts = 0u64;
-    // vCPU 0's leaves as QEMU's monitor walks them: VA of the leaf -> (PA, size).
+    // vCPU 0's leaves as QEMU's monitor walks them: VA of the leaf -> its PA.
     let vcpu0: HashMap<u64, u64> = qemu.iter().map(|&(va, pa, _)| (va, pa)).collect();
     let vcpu0_pa = |va: u64| {
         [0xfffu64, 0x1f_ffff, 0x3fff_ffff].iter().find_map(|&mask| {
