@@ -68,7 +68,10 @@ fn main() -> ExitCode {
             if output::is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("guestcore: {e:#}");
+            match output::hint(&e) {
+                Some(hint) => eprintln!("guestcore: {e:#}; {hint}"),
+                None => eprintln!("guestcore: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -4,7 +4,7 @@
 
 use guestcore::dump_level::FilterReport;
 use guestcore::paging::WalkReport;
-use guestcore::Notice;
+use guestcore::{NoSnapshot, Notice, SnapshotBlocker};
 
 /// Prints one notice.
 pub fn render(quiet: bool, n: &Notice) {
@@ -64,7 +64,41 @@ pub fn render(quiet: bool, n: &Notice) {
             }
         }
         Notice::Filter { report, kernel } => render_filter(&note, &warn, report, kernel.as_ref()),
+        Notice::NoSnapshot(why) => note(&format_args!(
+            "no background snapshot: {}; pausing the guest instead (--pause)",
+            no_snapshot(why)
+        )),
+        Notice::Snapshot(report) => {
+            if let Some(ms) = report.downtime_ms {
+                note(&format_args!(
+                    "background snapshot: guest stopped {ms} ms (QEMU's count), streamed in {:.2} s",
+                    report.total.as_secs_f64()
+                ));
+            }
+        }
         other => note(&format_args!("{other:?}")),
+    }
+}
+
+/// Why a live dump is not taken from a background snapshot, in the CLI's flag names.
+fn no_snapshot(why: &NoSnapshot) -> String {
+    match why {
+        NoSnapshot::Blocked(b) => match b {
+            SnapshotBlocker::Flattened => "a flattened kdump stream is written in pfn order",
+            SnapshotBlocker::DumpLevel { elf: false } => {
+                "--dump-level above 1 reads the page array first"
+            }
+            SnapshotBlocker::DumpLevel { elf: true } => {
+                "--dump-level on an ELF core reads the page array first"
+            }
+            SnapshotBlocker::PagingKdump => "--paging is for ELF cores",
+            SnapshotBlocker::Range => "--begin/--length dump a window, a snapshot all of RAM",
+            SnapshotBlocker::Registers => "its registers come from the snapshot itself",
+            _ => "the dump asked for is not one a snapshot gives",
+        }
+        .to_string(),
+        NoSnapshot::Refused(why) => why.clone(),
+        _ => format!("{why:?}"),
     }
 }
 

@@ -86,6 +86,19 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// What the CLI adds to a library error, in its own flag names: how to give what was missing.
+pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain()
+        .find_map(|c| match c.downcast_ref::<guestcore::Error>() {
+            Some(guestcore::Error::NoCpuState) => Some(NO_CPU_HINT),
+            _ => None,
+        })
+}
+
+/// How to give CPU state to an input that has none.
+pub const NO_CPU_HINT: &str =
+    "give --registers FILE (HMP `info registers -a`) or --mode MODE --cr3 ADDR, or --kernel N";
+
 /// Formats an address as JSON-safe hex text (`"0xffffffff81000000"`): JSON numbers lose
 /// precision above 2^53 in most readers (jq, JavaScript). Listings use [`json::Hex`], which
 /// writes the same text without allocating.

@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use guestcore::cpu::{X86CpuState, CR4_PSE};
 use guestcore::paging::{ModeKind, WalkLimits};
-use guestcore::{CpuOverrides, Guest, GuestOptions, Selected, View, ViewSpec};
+use guestcore::{CpuOverrides, Guest, GuestOptions, Input, Selected, View, ViewSpec};
 use std::path::PathBuf;
 
 /// Parses numbers as users type them (decimal, 0x hex, K/M/G/T suffixes).
@@ -54,10 +54,13 @@ pub struct LiveArgs {
 }
 
 impl LiveArgs {
-    /// True when neither --pause nor --no-pause was given (a dump may then use a background
-    /// snapshot).
-    pub fn unspecified(&self) -> bool {
-        !self.pause && !self.no_pause
+    /// How a dump holds a live guest for these flags.
+    pub fn capture(&self) -> guestcore::LiveCapture {
+        match (self.pause, self.no_pause) {
+            (true, _) => guestcore::LiveCapture::Pause,
+            (_, true) => guestcore::LiveCapture::NoPause,
+            _ => guestcore::LiveCapture::Auto,
+        }
     }
 
     /// The library's options for these flags.
@@ -69,28 +72,27 @@ impl LiveArgs {
     }
 }
 
-/// True for a `qmp:SOCKET` input.
-pub fn is_live(input: &std::path::Path) -> bool {
-    input.to_str().is_some_and(|s| s.starts_with("qmp:"))
+/// Opens INPUT as a [`Guest`] whose notices go to stderr (see [`prepare`]).
+pub fn open_guest(ctx: &Context, input: &Input, opts: &GuestOptions) -> Result<Guest> {
+    let opts = prepare(ctx, input, opts.clone());
+    Guest::open(input, &opts).map_err(|e| naming(e, input))
 }
 
-/// Opens INPUT as a [`Guest`] whose notices go to stderr; for a live input first makes Ctrl-C a
+/// `opts` with the guest's notices rendered on stderr; for a live input first makes Ctrl-C a
 /// cancel request (so the guest is resumed on the way out instead of the process dying with
 /// the guest stopped).
-pub fn open_guest(ctx: &Context, input: &std::path::Path, opts: &GuestOptions) -> Result<Guest> {
-    if is_live(input) {
+pub fn prepare(ctx: &Context, input: &Input, opts: GuestOptions) -> GuestOptions {
+    if input.is_live() {
         crate::progress::cancel_flag();
     }
-    let mut guest = Guest::open(input, opts).map_err(|e| naming(e, input))?;
     let quiet = ctx.quiet;
-    guest.on_notice(move |n| crate::notices::render(quiet, n));
-    Ok(guest)
+    opts.with_notices(move |n| crate::notices::render(quiet, n))
 }
 
-/// `e` as an anyhow error that names `path`: as context, unless its own text names it already
-/// (so `guestcore: FILE: No such file…` says FILE once).
-pub fn naming(e: guestcore::Error, path: &std::path::Path) -> anyhow::Error {
-    let name = path.display().to_string();
+/// `e` as an anyhow error that names `input`: as context, unless its own text names it
+/// already (so `guestcore: FILE: No such file…` says FILE once).
+pub fn naming(e: guestcore::Error, input: &impl std::fmt::Display) -> anyhow::Error {
+    let name = input.to_string();
     if e.to_string().contains(&name) {
         anyhow::Error::new(e)
     } else {
@@ -121,7 +123,7 @@ pub struct InputArgs {
     /// migration stream, LiME/AVML image, raw image, or `qmp:SOCKET` — a running QEMU's QMP
     /// socket (see --pause/--no-pause).
     #[arg(value_name = "INPUT")]
-    pub path: PathBuf,
+    pub input: Input,
     #[command(flatten)]
     pub live: LiveArgs,
     /// Layout of a raw image that is not flat from physical 0: `PHYS:LEN,PHYS:LEN,…` pieces
@@ -142,7 +144,7 @@ impl InputArgs {
 
     /// Opens the input (see [`open_guest`]).
     pub fn open(&self, ctx: &Context) -> Result<Guest> {
-        open_guest(ctx, &self.path, &self.options())
+        open_guest(ctx, &self.input, &self.options())
     }
 }
 
@@ -241,7 +243,7 @@ impl SourceArgs {
     /// Like [`open`](Self::open); with `need_cpu` false an input without CPU state opens with
     /// no vCPU selected (physical reads need none).
     pub fn open_with(&self, ctx: &Context, need_cpu: bool) -> Result<Source> {
-        let guest = open_guest(ctx, &self.input.path, &self.options()?)?;
+        let guest = open_guest(ctx, &self.input.input, &self.options()?)?;
         let view = guest.select(&self.view_spec(), self.cr3)?;
         let source = Source {
             guest,
@@ -250,8 +252,9 @@ impl SourceArgs {
         };
         if need_cpu && source.view.selected.is_empty() {
             bail!(
-                "{}: no CPU state in this input; give --registers FILE (HMP `info registers -a`) or --mode MODE --cr3 ADDR",
-                self.input.path.display()
+                "{}: no CPU state in this input; {}",
+                self.input.input,
+                crate::output::NO_CPU_HINT
             );
         }
         Ok(source)

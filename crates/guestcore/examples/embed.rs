@@ -5,14 +5,14 @@
 //! cargo run --example embed -p guestcore -- GUEST.elf [OUT.kdump]
 //! ```
 
-use guestcore::{Compression, DumpFormat, DumpSpec, Guest, GuestOptions, Notice, ViewSpec};
+use guestcore::{Compression, DumpFormat, DumpSpec, Guest, GuestOptions, Input, Notice, ViewSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args_os().skip(1);
     let input = args.next().ok_or("usage: embed INPUT [OUT.kdump]")?;
     let output = args.next();
 
-    let mut guest = Guest::open(&input, &GuestOptions::default())?;
+    let mut guest = Guest::open(Input::parse(&input), &GuestOptions::default())?;
     // The facade never prints; its choices and warnings arrive here.
     guest.on_notice(|n| match n {
         Notice::Warning(w) => eprintln!("warning: {w}"),

@@ -77,6 +77,10 @@ pub enum Error {
     /// The operation was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
+    /// The input carries no CPU state (a raw, LiME or AVML image) and the caller gave none:
+    /// registers, a paging mode and root, or a kernel found in RAM would do.
+    #[error("no CPU state in this input")]
+    NoCpuState,
     /// Another error, with what was being done when it happened (the input, the vCPU): its
     /// text is the context only, the error is its [`source`](std::error::Error::source).
     #[error("{context}")]

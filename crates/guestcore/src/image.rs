@@ -15,6 +15,7 @@ use crate::format::kdump::{Compression, DUMP_DH_COMPRESSED_INCOMPLETE};
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
 use crate::format::ElfNote;
+use crate::input::Input;
 use crate::kernel::find_vmcoreinfo;
 use crate::phys::elf::{ElfCore, EM_386, EM_X86_64};
 use crate::phys::kdump::KdumpFile;
@@ -232,18 +233,21 @@ impl fmt::Debug for GuestImage {
 }
 
 impl GuestImage {
-    /// Opens `path`, detecting its format from its magic bytes; `qmp:SOCKET` attaches to a
-    /// running QEMU ([`GuestImage::open_live`]).
-    pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self> {
-        let path = path.as_ref();
-        if let Some(socket) = path.to_str().and_then(|p| p.strip_prefix("qmp:")) {
-            if opts.layout.is_some() {
-                return Err(Error::Unsupported(
-                    "a layout applies to raw memory images only, not to live guests".into(),
-                ));
+    /// Opens `input`: a file, its format detected from its magic bytes, or a running QEMU
+    /// ([`GuestImage::open_live`]).
+    pub fn open(input: impl Into<Input>, opts: &OpenOptions) -> Result<Self> {
+        let path = match input.into() {
+            Input::File(path) => path,
+            Input::Qmp(socket) => {
+                if opts.layout.is_some() {
+                    return Err(Error::Unsupported(
+                        "a layout applies to raw memory images only, not to live guests".into(),
+                    ));
+                }
+                return Self::open_live(&socket, &opts.live);
             }
-            return Self::open_live(Path::new(socket), &opts.live);
-        }
+        };
+        let path = path.as_path();
         let magic = Magic::of(&read_head(path)?);
         if magic != Magic::None && opts.layout.is_some() {
             return Err(Error::Unsupported(format!(
@@ -384,7 +388,7 @@ impl GuestImage {
         let cpus = session.registers()?;
         let consistent = session.consistent();
         Ok(GuestImage {
-            path: PathBuf::from(format!("qmp:{}", socket.display())),
+            path: PathBuf::from(Input::Qmp(socket.to_path_buf()).to_string()),
             format: ImageFormat::Live {
                 access: memory.access(),
                 consistent,

@@ -5,7 +5,8 @@
 //! the Linux kernels in its memory, and does every job as one call: [`Guest::select`] the page
 //! tables to look through, [`Guest::mappings`] / [`Guest::walk`], [`Guest::translate`],
 //! [`Guest::read_virt`], [`Guest::kernel_log`], [`Guest::dump`] in any [`DumpFormat`], and
-//! [`Guest::dump_running`] from a QEMU background snapshot. Its choices and warnings arrive as
+//! [`Guest::dump_input`], the one call that dumps any [`Input`], a running QEMU from a
+//! background snapshot where it can. Its choices and warnings arrive as
 //! [`Notice`]s; nothing in this crate prints. The facade and the types it returns are
 //! re-exported here, at the crate root.
 //!
@@ -26,9 +27,9 @@
 //! * [`mapping`] — the merged virtual→physical mapping list and its renderings.
 //! * [`kernel`] — the Linux kernels in guest memory (VMCOREINFO, kdump headers), their log.
 //! * [`dump_level`] — makedumpfile's dump levels from a kernel's page array.
-//! * [`dump`] — core-file writers (ELF, kdump, streamed ELF), atomic output.
+//! * [`dump`] — core-file writers (ELF, kdump), pulling pages from an input or taking them
+//!   in any order from a stream (a background snapshot), atomic output.
 //! * [`qmp`] — a QMP client, live sessions, the watchdog, background snapshots.
-//! * [`live_dump`] — a consistent dump of a running guest from a QEMU background snapshot.
 //! * [`format`](mod@format) — on-disk facts (ELF, notes, kdump headers, VMCOREINFO, vmdesc), and
 //!   [`codec`] — the kdump page codecs both the reader and the writer use.
 //!
@@ -45,8 +46,8 @@ pub mod error;
 pub mod format;
 pub mod guest;
 pub mod image;
+mod input;
 pub mod kernel;
-pub mod live_dump;
 pub mod mapping;
 pub mod paging;
 pub mod phys;
@@ -63,13 +64,15 @@ pub use dump_level::{DumpLevel, FilterReport};
 pub use error::{Error, Result};
 pub use guest::{
     CpuOverrides, DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, Guest, GuestOptions,
-    KdumpOutcome, Notice, NoticeSink, Selected, View, ViewSpec,
+    KdumpOutcome, LiveCapture, NoSnapshot, Notice, NoticeSink, Selected, SnapshotBlocker, View,
+    ViewSpec,
 };
 pub use image::{GuestImage, ImageFormat};
+pub use input::Input;
 pub use kernel::{Kernel, KernelRole, KernelScan};
-pub use live_dump::LiveDump;
 pub use mapping::{Mapping, MappingList};
 pub use paging::{Leaf, ModeKind, PageFlags, PagingMode, Translation, WalkLimits, WalkReport};
 pub use phys::{PhysMemory, RamMap};
 pub use progress::{NoProgress, Progress};
+pub use qmp::snapshot::SnapshotReport;
 pub use qmp::LiveOptions;

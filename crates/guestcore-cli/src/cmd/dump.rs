@@ -3,14 +3,13 @@
 
 use crate::output::Context;
 use crate::progress::Bar;
-use crate::source::{num, SourceArgs};
+use crate::source::{naming, num, SourceArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use guestcore::addr::PhysRange;
 use guestcore::dump_level::{DumpLevel, FilterReport};
 use guestcore::{
     Compression, DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, ElfClass, Guest, KdumpOutcome,
-    ViewSpec,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -127,8 +126,9 @@ impl DumpArgs {
             },
             range,
             level: self.dump_level,
-            flatten: self.flatten,
+            flatten: self.flatten || self.output.as_deref() == Some(std::path::Path::new("-")),
             force: self.force,
+            live: self.source.input.live.capture(),
         })
     }
 }
@@ -153,37 +153,27 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             output.display()
         );
     }
-    if crate::source::is_live(&args.source.input.path)
-        && args.source.input.live.unspecified()
-        && !args.dry_run
-    {
-        match snapshot_blocker(&args, &spec, to_stdout) {
-            None => {
-                if let Some(done) = try_snapshot(ctx, &args, &spec, started)? {
-                    return Ok(done);
-                }
-            }
-            Some(why) => ctx.note(format_args!(
-                "no background snapshot: {why}; pausing the guest instead (--pause)"
-            )),
-        }
-    }
-    let mut src = args.source.open(ctx)?;
+    let input = &args.source.input.input;
+    let opts = crate::source::prepare(ctx, input, args.source.options()?);
+    let view = args.source.view_spec();
     let bar = Bar::new(ctx.show_progress());
     if args.dry_run {
-        let report = src.guest.dump_level_report(&src.view, &spec, &bar)?;
-        return print_filter(&report, kdump, args.json);
+        let mut guest = Guest::open_for_dump(input, &opts, &spec).map_err(|e| naming(e, input))?;
+        let view = guest.select(&view, args.source.cr3)?;
+        let report = guest.dump_level_report(&view, &spec, &bar);
+        crate::source::finish_live(ctx.quiet, &mut guest);
+        return print_filter(&report?, kdump, args.json);
     }
-    let view = src.view.clone();
     let outcome = if to_stdout {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-        let o = src.guest.dump_kdump_stream(&view, &spec, &mut out, &bar)?;
+        let o =
+            Guest::dump_input_stream(input, &opts, &view, args.source.cr3, &spec, &mut out, &bar)
+                .map_err(|e| naming(e, input))?;
         std::io::Write::flush(&mut out)?;
         DumpOutcome::Kdump(o)
     } else {
-        src.guest
-            .dump(&view, &spec, &bar)
-            .map_err(|e| crate::source::naming(e, &output))?
+        Guest::dump_input(input, &opts, &view, args.source.cr3, &spec, &bar)
+            .map_err(|e| naming(e, &output.display()))?
     };
     match outcome {
         DumpOutcome::Kdump(KdumpOutcome {
@@ -266,92 +256,4 @@ fn print_filter(r: &FilterReport, kdump: bool, json: bool) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Why a live dump with these arguments cannot come from a background snapshot, which writes
-/// all of RAM (a physical ELF core or a kdump file) with every vCPU's registers from the
-/// snapshot itself, its pages in the order they arrive.
-fn snapshot_blocker(args: &DumpArgs, spec: &DumpSpec, to_stdout: bool) -> Option<&'static str> {
-    if to_stdout {
-        return Some("a kdump stream on standard output is written in pfn order");
-    }
-    if let Some(why) = spec.snapshot_blocker() {
-        return Some(why);
-    }
-    let s = &args.source;
-    let overrides = s.options().map(|o| o.cpus.any()).unwrap_or(true);
-    if overrides || s.view_spec() != ViewSpec::FirstPaging || s.cr3.is_some() {
-        return Some("its registers come from the snapshot itself");
-    }
-    None
-}
-
-/// A physical ELF core from a QEMU background snapshot; `None` when QEMU cannot take one (the
-/// reason is noted, and the caller pauses instead).
-fn try_snapshot(
-    ctx: &Context,
-    args: &DumpArgs,
-    spec: &DumpSpec,
-    started: Instant,
-) -> Result<Option<()>> {
-    use guestcore::live_dump::LiveDump;
-    let output = &spec.output;
-    let socket = args
-        .source
-        .input
-        .path
-        .to_str()
-        .and_then(|s| s.strip_prefix("qmp:"))
-        .unwrap_or_default();
-    let bar = Bar::new(ctx.show_progress());
-    match Guest::dump_running(socket.as_ref(), &args.source.options()?, spec, &bar)? {
-        LiveDump::Unavailable(why) => {
-            ctx.note(format_args!(
-                "no background snapshot: {why}; pausing the guest instead (--pause)"
-            ));
-            Ok(None)
-        }
-        LiveDump::Written {
-            outcome,
-            snapshot,
-            cpus,
-            vmcoreinfo,
-        } => {
-            if let Some(ms) = snapshot.downtime_ms {
-                ctx.note(format_args!("background snapshot: guest stopped {ms} ms (QEMU's count), streamed in {:.2} s", snapshot.total.as_secs_f64()));
-            }
-            if !vmcoreinfo {
-                ctx.warn("the guest registered no VMCOREINFO (no `-device vmcoreinfo`, or a kernel without the fw_cfg driver): the dump carries none");
-            }
-            let what = match &outcome {
-                DumpOutcome::Elf { summary, paging } => format!(
-                    "{} {} PT_LOADs, {} vCPUs, {:.1} MiB of data",
-                    summary.segments,
-                    if *paging { "paging" } else { "physical" },
-                    cpus.len(),
-                    summary.bytes_written as f64 / (1 << 20) as f64
-                ),
-                DumpOutcome::Kdump(KdumpOutcome {
-                    summary,
-                    compression,
-                }) => format!(
-                    "kdump-{} {} pages dumped ({} zero, {} compressed, {} raw), {} vCPUs, {} bytes",
-                    compression.name(),
-                    summary.dumped_pages,
-                    summary.zero_pages,
-                    summary.compressed_pages,
-                    summary.raw_pages,
-                    cpus.len(),
-                    summary.bytes_written
-                ),
-                _ => String::new(),
-            };
-            ctx.note(format_args!(
-                "wrote {}: {what} in {:.2} s",
-                output.display(),
-                started.elapsed().as_secs_f64()
-            ));
-            Ok(Some(()))
-        }
-    }
 }

@@ -83,13 +83,13 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
         .collect();
     let osrelease = image.vmcoreinfo_get("OSRELEASE");
     let scan = guest.kernels();
-    let selected =
-        match &args.kernel {
-            Some(sel) => Some(scan.select(sel, &image.cpus).map_err(|e| {
-                anyhow::anyhow!("{}: --kernel {sel}: {e}", args.input.path.display())
-            })?),
-            None => None,
-        };
+    let selected = match &args.kernel {
+        Some(sel) => Some(
+            scan.select(sel, &image.cpus)
+                .map_err(|e| anyhow::anyhow!("{}: --kernel {sel}: {e}", args.input.input))?,
+        ),
+        None => None,
+    };
     let layout_of = |k: &guestcore::kernel::Kernel| match &k.layout {
         Ok(l) => json!({"index": k.index, "release": k.release, "role": k.role.name(),
             "root": hex(l.root), "mode": l.mode.name(), "phys_base": hex(l.phys_base),
@@ -102,7 +102,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = InfoJson {
-            file: args.input.path.display().to_string(),
+            file: args.input.input.to_string(),
             format: image.format.to_string(),
             ram: RamJson {
                 ranges: RangesJson(ram),
@@ -140,7 +140,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
         writeln!(out)?;
         return Ok(());
     }
-    writeln!(out, "file:     {}", args.input.path.display())?;
+    writeln!(out, "file:     {}", args.input.input)?;
     writeln!(out, "format:   {}", image.format)?;
     if let Some(m) = &image.migration {
         writeln!(out, "machine:  {}", m.machine)?;

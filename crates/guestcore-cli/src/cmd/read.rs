@@ -53,10 +53,11 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
     if let Some(path) = &args.output {
         let opts = guestcore::dump::OutputOptions { force: args.force };
         let mut out = guestcore::dump::create_output(path, &opts)
-            .map_err(|e| crate::source::naming(e, path))?;
+            .map_err(|e| crate::source::naming(e, &path.display()))?;
         out.write_all(&buf)
             .with_context(|| path.display().to_string())?;
-        out.commit().map_err(|e| crate::source::naming(e, path))?;
+        out.commit()
+            .map_err(|e| crate::source::naming(e, &path.display()))?;
         return Ok(());
     }
     let mut out = stdout.lock();

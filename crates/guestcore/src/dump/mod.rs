@@ -6,6 +6,11 @@
 //!   once and shared by aliases), ELF64 or ELF32, PN_XNUM when there are more than 65,534
 //!   program headers. File layout and its reasons: [`elf_layout`].
 //!
+//! A dump's pages are either pulled from an opened input by these writers, or pushed in any
+//! order into a [`PageSink`] (the streamed ELF and kdump writers) by a QEMU background
+//! snapshot (`from_stream`); what goes into the file is planned the same way for both, by
+//! the facade (the `guest` module).
+//!
 //! Writers share three pieces: a pure *plan* of every header and offset (so size and
 //! ELF32-fitness are known before a file exists), an atomic output file ([`OutputOptions`]),
 //! and a chunked copy of guest memory that leaves zero runs as holes.
@@ -14,16 +19,21 @@ mod copy;
 mod elf;
 mod elf_headers;
 pub mod elf_layout;
+pub(crate) mod from_stream;
 pub mod kdump;
 pub mod notes;
+mod outcome;
 mod output;
+pub mod sink;
 pub mod streamed;
 mod writeback;
 
 pub use elf::{plan_elf_core, write_elf_core, ElfDumpRequest};
 pub use elf_headers::{ElfClass, ElfMachine};
 pub use elf_layout::{DataRun, DumpLayout, ElfPlan, ProgramHeader};
+pub use outcome::{DumpFormat, DumpOutcome, KdumpOutcome};
 pub use output::{create_output, AtomicOutput, OutputOptions};
+pub use sink::{PageSink, SinkEnd};
 
 /// What a writer produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

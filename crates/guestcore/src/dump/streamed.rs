@@ -14,8 +14,9 @@
 use super::elf::{write_headers, write_sections};
 use super::elf_layout::{plan_reserving, DataRun, ElfPlan};
 use super::output::AtomicOutput;
+use super::sink::{PageSink, SinkEnd};
 use super::writeback::WritebackRuns;
-use super::{DumpLayout, DumpSummary, ElfClass, ElfMachine, OutputOptions};
+use super::{DumpLayout, DumpOutcome, DumpSummary, ElfClass, ElfMachine, OutputOptions};
 use crate::addr::PAGE_SIZE as PAGE;
 use crate::dump_level::FrameSet;
 use crate::format::ElfNote;
@@ -180,14 +181,20 @@ impl StreamedElf {
     }
 
     /// The memory received so far, for reading while nothing more arrives (the page tables a
-    /// paging core's PT_LOADs come from). Pages not received read as zeros.
-    pub fn memory(&mut self) -> Result<Written<'_>> {
+    /// paging core's PT_LOADs come from). Pages not received read as zeros. It holds its own
+    /// handle on the file, so it stays readable beside the writer.
+    pub fn memory(&mut self) -> Result<Written> {
         self.flush()?;
+        let file = self
+            .output
+            .file()
+            .try_clone()
+            .map_err(|e| Error::io(format!("reading back {}", self.name), e))?;
         Ok(Written {
-            file: self.output.file(),
-            name: &self.name,
-            runs: self.plan.runs(),
-            ram: &self.ram,
+            file,
+            name: self.name.clone(),
+            runs: self.plan.runs().to_vec(),
+            ram: self.ram.clone(),
         })
     }
 
@@ -245,6 +252,37 @@ impl StreamedElf {
     }
 }
 
+impl PageSink for StreamedElf {
+    fn page(&mut self, gpa: u64, bytes: Option<&[u8]>) -> Result<()> {
+        StreamedElf::page(self, gpa, bytes)
+    }
+
+    fn memory(&mut self) -> Result<Box<dyn PhysMemory>> {
+        Ok(Box::new(StreamedElf::memory(self)?))
+    }
+
+    fn finish(self: Box<Self>, end: &SinkEnd<'_>) -> Result<DumpOutcome> {
+        let Some(list) = end.mappings else {
+            return Ok(DumpOutcome::Elf {
+                summary: (*self).finish(end.notes)?,
+                paging: false,
+            });
+        };
+        let room = self.program_header_room();
+        if list.len() as u64 + 1 > room {
+            return Err(Error::Unsupported(format!(
+                "the guest's page tables grew while the snapshot ran: {} program headers, \
+                 room for {room} (run it again, or pause the guest)",
+                list.len() + 1
+            )));
+        }
+        Ok(DumpOutcome::Elf {
+            summary: (*self).finish_paging(end.notes, list)?,
+            paging: true,
+        })
+    }
+}
+
 /// The data run holding guest-physical `gpa`, if any (`runs` sorted by address).
 fn run_at(runs: &[DataRun], gpa: u64) -> Option<&DataRun> {
     let i = runs.partition_point(|r| r.phys.end <= gpa);
@@ -253,19 +291,19 @@ fn run_at(runs: &[DataRun], gpa: u64) -> Option<&DataRun> {
 
 /// A [`StreamedElf`]'s pages received so far, as guest-physical memory.
 #[derive(Debug)]
-pub struct Written<'a> {
-    file: &'a std::fs::File,
-    name: &'a str,
-    runs: &'a [DataRun],
-    ram: &'a RamMap,
+pub struct Written {
+    file: std::fs::File,
+    name: String,
+    runs: Vec<DataRun>,
+    ram: RamMap,
 }
 
-impl PhysMemory for Written<'_> {
+impl PhysMemory for Written {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         let mut done = 0;
         while done < buf.len() {
             let a = addr + done as u64;
-            let Some(run) = run_at(self.runs, a) else {
+            let Some(run) = run_at(&self.runs, a) else {
                 return Err(Error::NotInMemory {
                     addr: a,
                     len: (buf.len() - done) as u64,
@@ -280,7 +318,7 @@ impl PhysMemory for Written<'_> {
         Ok(())
     }
     fn ram(&self) -> &RamMap {
-        self.ram
+        &self.ram
     }
 }
 

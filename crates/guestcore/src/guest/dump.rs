@@ -19,11 +19,11 @@ use super::{Guest, Notice, View};
 use crate::addr::PhysRange;
 use crate::dump::kdump::{
     write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
-    KdumpSummary,
 };
 use crate::dump::notes::{dump_notes, CpuNotes};
 use crate::dump::{
-    write_elf_core, DumpLayout, DumpSummary, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
+    write_elf_core, DumpFormat, DumpLayout, DumpOutcome, ElfDumpRequest, ElfMachine, KdumpOutcome,
+    OutputOptions,
 };
 use crate::dump_level::{page_filter, DumpLevel, FilterReport, KernelPages, PageFilter};
 use crate::format::ElfNote;
@@ -33,16 +33,6 @@ use crate::paging::{ModeKind, PagingMode};
 use crate::progress::{NoProgress, Progress};
 use crate::{Error, Result};
 use std::path::PathBuf;
-
-/// The file format of a dump.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DumpFormat {
-    /// An ELF core (gdb, crash, drgn), physical or paging.
-    Elf(ElfClass),
-    /// A kdump-compressed (diskdump) file with this page compression (crash, makedumpfile,
-    /// libkdumpfile); physical memory only.
-    Kdump(Compression),
-}
 
 /// Which addresses an ELF dump's PT_LOADs carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,6 +63,44 @@ pub struct DumpSpec {
     pub flatten: bool,
     /// Replace `output` if it exists.
     pub force: bool,
+    /// How a live input is held while its pages are read ([`Guest::dump_input`]); ignored
+    /// for files.
+    pub live: LiveCapture,
+}
+
+/// How a dump of a running guest gets one instant of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LiveCapture {
+    /// A QEMU background snapshot (the guest stopped for milliseconds) when the dump is one a
+    /// snapshot can give ([`DumpSpec::snapshot_blocker`]) and QEMU can take one; otherwise a
+    /// pause, with a [`Notice::NoSnapshot`] saying why.
+    #[default]
+    Auto,
+    /// Stop the guest while its RAM is copied into memory, then resume it and write.
+    Pause,
+    /// Read the guest while it runs: no stop, but pages and registers from different moments.
+    NoPause,
+}
+
+/// Why a dump cannot come from a QEMU background snapshot, which gives all of RAM, with every
+/// vCPU's registers from the snapshot itself, as pages arrive in no set order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotBlocker {
+    /// A flattened kdump stream is written in pfn order.
+    Flattened,
+    /// A dump level that reads the kernel's page array (above 1 for kdump; any for ELF).
+    DumpLevel {
+        /// True for an ELF core (its levels all read the page array first).
+        elf: bool,
+    },
+    /// A paging layout for a kdump file.
+    PagingKdump,
+    /// A physical window (`range`): a snapshot dumps all of RAM.
+    Range,
+    /// Registers or tables named by the caller (overrides, a vCPU, a kernel, a root): a
+    /// snapshot's come from the snapshot itself.
+    Registers,
 }
 
 impl DumpSpec {
@@ -86,72 +114,74 @@ impl DumpSpec {
             level: DumpLevel::default(),
             flatten: false,
             force: false,
+            live: LiveCapture::Auto,
         }
     }
 
-    /// Why this dump is not one a QEMU background snapshot can give, or `None`. A snapshot
-    /// gives all of RAM, with every vCPU's registers from the snapshot itself, as pages arrive
-    /// in no set order: an ELF64 core (physical, or paging from the snapshot's own page
-    /// tables), or a plain (not flattened) kdump file at dump level 0 or 1.
-    pub fn snapshot_blocker(&self) -> Option<&'static str> {
+    /// Why this dump is not one a QEMU background snapshot can give, or `None`: a snapshot
+    /// gives an ELF core (physical, or paging from the snapshot's own page tables), or a
+    /// plain (not flattened) kdump file at dump level 0 or 1, of all of RAM.
+    pub fn snapshot_blocker(&self) -> Option<SnapshotBlocker> {
         match self.format {
-            DumpFormat::Kdump(_) if self.flatten => {
-                return Some("a flattened kdump stream is written in pfn order")
+            DumpFormat::Kdump(_) if self.flatten => return Some(SnapshotBlocker::Flattened),
+            DumpFormat::Kdump(_) if self.layout == DumpLayoutSpec::Paging => {
+                return Some(SnapshotBlocker::PagingKdump)
             }
-            DumpFormat::Kdump(_) => {
-                if self.level.bits() > DumpLevel::ZERO {
-                    return Some("--dump-level above 1 reads the page array first");
-                }
+            DumpFormat::Kdump(_) if self.level.bits() > DumpLevel::ZERO => {
+                return Some(SnapshotBlocker::DumpLevel { elf: false })
             }
-            DumpFormat::Elf(ElfClass::Elf32) => return Some("it dumps all of RAM as QEMU's class"),
-            DumpFormat::Elf(ElfClass::Elf64) => {
-                if self.level.bits() > 0 {
-                    return Some("--dump-level on an ELF core reads the page array first");
-                }
+            DumpFormat::Elf(_) if self.level.bits() > 0 => {
+                return Some(SnapshotBlocker::DumpLevel { elf: true })
             }
-        }
-        if self.layout == DumpLayoutSpec::Paging && !matches!(self.format, DumpFormat::Elf(_)) {
-            return Some("--paging is for ELF cores");
+            _ => {}
         }
         if self.range.is_some() {
-            return Some("it dumps all of RAM as QEMU's class");
+            return Some(SnapshotBlocker::Range);
         }
         None
     }
 }
 
-/// What a dump wrote.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum DumpOutcome {
-    /// An ELF core.
-    Elf {
-        /// Its counts.
-        summary: DumpSummary,
-        /// True for a paging layout (false when paging was asked for but is off).
-        paging: bool,
-    },
-    /// A kdump file.
-    Kdump(KdumpOutcome),
-}
-
-/// What a kdump dump wrote.
-#[derive(Clone, Debug)]
-pub struct KdumpOutcome {
-    /// Its counts.
-    pub summary: KdumpSummary,
-    /// The page compression.
-    pub compression: Compression,
-}
-
-/// Everything a dump's content was decided to be, before any byte is written.
-struct Plan {
-    vmcoreinfo: Option<Vec<u8>>,
-    mappings: Option<MappingList>,
-    notes: Vec<ElfNote>,
-    nr_cpus: usize,
-    long_mode: bool,
+/// Everything a dump's content was decided to be, before any byte is written (or, for pages
+/// pushed by a stream, before the file is completed).
+pub(super) struct Plan {
+    pub(super) vmcoreinfo: Option<Vec<u8>>,
+    pub(super) mappings: Option<MappingList>,
+    pub(super) notes: Vec<ElfNote>,
+    pub(super) nr_cpus: usize,
+    pub(super) long_mode: bool,
     filter: Option<PageFilter>,
+}
+
+/// What a plan is for: it decides the same things, but a dry run builds no mappings, and
+/// pages pushed by a stream are kept whole (a snapshot's dump levels need no page array: its
+/// writers keep zero pages themselves).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PlanFor {
+    /// A dump pulled from an opened input.
+    Write,
+    /// Counting what a dump level leaves out.
+    DryRun,
+    /// The end of a dump whose pages a stream pushed.
+    Stream,
+}
+
+/// The ELF machine of a core for a guest in long mode or not (as QEMU writes it).
+pub(super) fn elf_machine(long_mode: bool) -> ElfMachine {
+    if long_mode {
+        ElfMachine::X86_64
+    } else {
+        ElfMachine::I386
+    }
+}
+
+/// The kdump machine of a dump for a guest in long mode or not.
+pub(super) fn kdump_machine(long_mode: bool) -> KdumpMachine {
+    if long_mode {
+        KdumpMachine::X86_64
+    } else {
+        KdumpMachine::I686
+    }
 }
 
 impl Guest {
@@ -185,7 +215,7 @@ impl Guest {
         progress: &dyn Progress,
     ) -> Result<DumpOutcome> {
         self.detach_for_dump(progress)?;
-        let plan = self.plan_dump(view, spec, false, progress)?;
+        let plan = self.plan_dump(view, spec, PlanFor::Write, progress)?;
         let excluded = plan.filter.as_ref().map(|f| f.excluded());
         let memory = &*self.image.memory;
         match spec.format {
@@ -201,11 +231,7 @@ impl Guest {
                 let req = ElfDumpRequest {
                     memory,
                     notes: &plan.notes,
-                    machine: if plan.long_mode {
-                        ElfMachine::X86_64
-                    } else {
-                        ElfMachine::I386
-                    },
+                    machine: elf_machine(plan.long_mode),
                     class,
                     layout: match &plan.mappings {
                         Some(m) => DumpLayout::Paging(m),
@@ -238,7 +264,7 @@ impl Guest {
             ));
         };
         self.detach_for_dump(progress)?;
-        let plan = self.plan_dump(view, spec, false, progress)?;
+        let plan = self.plan_dump(view, spec, PlanFor::Write, progress)?;
         let mut req = self.kdump_request(&plan, spec, compression);
         req.flatten = true;
         let summary = write_kdump_to(&req, out, &KdumpOptions::default(), progress)?;
@@ -260,7 +286,7 @@ impl Guest {
             let f = page_filter(&*self.image.memory, spec.level, None, &[], &NoProgress)?;
             return Ok(f.report().clone());
         }
-        let plan = self.plan_dump(view, spec, true, progress)?;
+        let plan = self.plan_dump(view, spec, PlanFor::DryRun, progress)?;
         let f = plan
             .filter
             .ok_or_else(|| Error::Unsupported("no page filter".into()))?;
@@ -302,11 +328,7 @@ impl Guest {
             memory: &*self.image.memory,
             notes: &plan.notes,
             vmcoreinfo: plan.vmcoreinfo.as_deref(),
-            machine: if plan.long_mode {
-                KdumpMachine::X86_64
-            } else {
-                KdumpMachine::I686
-            },
+            machine: kdump_machine(plan.long_mode),
             nr_cpus: plan.nr_cpus.max(1) as u32,
             compression,
             filter: self.range(spec),
@@ -318,13 +340,14 @@ impl Guest {
     }
 
     /// Decides the dump's kernel, VMCOREINFO, mappings, notes and page filter.
-    fn plan_dump(
+    pub(super) fn plan_dump(
         &self,
         view: &View,
         spec: &DumpSpec,
-        dry_run: bool,
+        purpose: PlanFor,
         progress: &dyn Progress,
     ) -> Result<Plan> {
+        let dry_run = purpose == PlanFor::DryRun;
         let first = view.first()?;
         let paging_asked = spec.layout == DumpLayoutSpec::Paging;
         if paging_asked && matches!(spec.format, DumpFormat::Kdump(_)) {
@@ -378,7 +401,8 @@ impl Guest {
         }
         let level = spec.level;
         let paging = paging_asked && !walked.is_empty();
-        if level.bits() > 0 && kernel.is_none() && !paging {
+        let filtered = level.bits() > 0 && purpose != PlanFor::Stream;
+        if filtered && kernel.is_none() && !paging {
             kernel = self.kernel_for_page_array(level);
         }
         if let Some(k) = &kernel {
@@ -414,7 +438,7 @@ impl Guest {
         let long_mode = view.long_mode();
         let (notes, nr_cpus) =
             self.cpu_notes(view, kernel.as_ref(), vmcoreinfo.as_deref(), long_mode);
-        let filter = if level.bits() > 0 {
+        let filter = if filtered {
             Some(self.filter(level, kernel.as_ref(), spec, dry_run, progress)?)
         } else {
             None

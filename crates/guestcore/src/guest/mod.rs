@@ -28,20 +28,22 @@
 
 mod budget;
 mod dump;
+mod live;
 mod log;
 mod notice;
 mod options;
 mod read;
-mod snapshot;
 mod view;
 
-pub use dump::{DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, KdumpOutcome};
-pub use notice::{Notice, NoticeSink};
+pub use crate::dump::{DumpFormat, DumpOutcome, KdumpOutcome};
+pub use dump::{DumpLayoutSpec, DumpSpec, LiveCapture, SnapshotBlocker};
+pub use notice::{NoSnapshot, Notice, NoticeSink};
 pub use options::{CpuOverrides, GuestOptions};
 pub use view::{Selected, View, ViewSpec};
 
 use crate::cpu::X86CpuState;
 use crate::image::{GuestImage, OpenOptions};
+use crate::input::Input;
 use crate::kernel::{find_kernels, KernelScan};
 use crate::mapping::MappingList;
 use crate::paging::{translate, walk, Leaf, PagingMode, Translation, WalkReport};
@@ -49,7 +51,6 @@ use crate::phys::PhysMemory;
 use crate::progress::Progress;
 use crate::Result;
 use budget::WalkBudget;
-use std::path::Path;
 use std::sync::OnceLock;
 
 /// An opened guest: its memory, its CPU state (after the caller's overrides), the walk budget
@@ -74,9 +75,9 @@ impl std::fmt::Debug for Guest {
 }
 
 impl Guest {
-    /// Opens `path`: an ELF core, kdump file, raw image, QEMU migration stream, LiME/AVML
-    /// image, or `qmp:SOCKET` for a running QEMU (see [`GuestImage::open`]). The format is
-    /// found from the file's first bytes; `opts` places a raw image, says how to hold a live
+    /// Opens `input` ([`Input`]; text such as `qmp:SOCKET` is parsed by [`Input::parse`]): an
+    /// ELF core, kdump file, raw image, QEMU migration stream, LiME/AVML image, or a running
+    /// QEMU (see [`GuestImage::open`]). A file's format is found from its first bytes; `opts` places a raw image, says how to hold a live
     /// guest, and corrects the CPU state.
     ///
     /// ```no_run
@@ -101,9 +102,9 @@ impl Guest {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn open(path: impl AsRef<Path>, opts: &GuestOptions) -> Result<Self> {
+    pub fn open(input: impl Into<Input>, opts: &GuestOptions) -> Result<Self> {
         let image = GuestImage::open(
-            path,
+            input,
             &OpenOptions {
                 layout: opts.layout.clone(),
                 live: opts.live.clone(),
@@ -120,13 +121,13 @@ impl Guest {
             image,
             budget: WalkBudget::new(opts.limits),
             kernels: OnceLock::new(),
-            sink: None,
+            sink: opts.notices.clone(),
         }
     }
 
     /// Sends every later [`Notice`] to `sink` (without one, notices are dropped).
     pub fn on_notice(&mut self, sink: impl Fn(&Notice) + Send + Sync + 'static) {
-        self.sink = Some(Box::new(sink));
+        self.sink = Some(std::sync::Arc::new(sink));
     }
 
     pub(crate) fn notice(&self, n: Notice) {

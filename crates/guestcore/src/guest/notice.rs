@@ -7,9 +7,12 @@
 //! its own words (a walk's report, an `--all-cpus` union, a dump level's counts) carry their
 //! data instead of text.
 
+use super::dump::SnapshotBlocker;
 use crate::dump_level::FilterReport;
 use crate::mapping::{UnionConflict, ViewPart};
 use crate::paging::WalkReport;
+use crate::qmp::snapshot::SnapshotReport;
+use std::sync::Arc;
 
 /// One thing worth telling the user.
 #[derive(Clone, Debug)]
@@ -45,6 +48,10 @@ pub enum Notice {
         /// The first such range.
         first_conflict: Option<UnionConflict>,
     },
+    /// A running guest is paused for its dump instead of dumped from a background snapshot.
+    NoSnapshot(NoSnapshot),
+    /// A running guest was dumped from a background snapshot: QEMU's figures for it.
+    Snapshot(SnapshotReport),
     /// A dump level's page filter was computed.
     Filter {
         /// Its counts.
@@ -54,5 +61,16 @@ pub enum Notice {
     },
 }
 
-/// Receives notices (see [`Guest::on_notice`](super::Guest::on_notice)).
-pub type NoticeSink = Box<dyn Fn(&Notice) + Send + Sync>;
+/// Why a running guest's dump does not come from a background snapshot.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum NoSnapshot {
+    /// The dump asked for is not one a snapshot gives.
+    Blocked(SnapshotBlocker),
+    /// QEMU or the host cannot take one (QEMU's words where it gave them).
+    Refused(String),
+}
+
+/// Receives notices (see [`Guest::on_notice`](super::Guest::on_notice) and
+/// [`GuestOptions::with_notices`](super::GuestOptions::with_notices)).
+pub type NoticeSink = Arc<dyn Fn(&Notice) + Send + Sync>;

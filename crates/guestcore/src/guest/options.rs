@@ -4,13 +4,14 @@
 //! The options are plain data so that a CLI maps its flags onto them one to one and a library
 //! user fills them in code.
 
+use super::{Notice, NoticeSink};
 use crate::cpu::X86CpuState;
 use crate::paging::WalkLimits;
 use crate::phys::layout::Layout;
 use crate::qmp::LiveOptions;
 
 /// Options for [`Guest::open`](super::Guest::open).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct GuestOptions {
     /// Placement of a raw image in guest-physical memory; an error for other formats.
     pub layout: Option<Layout>,
@@ -21,6 +22,37 @@ pub struct GuestOptions {
     /// The budget of every walk this guest does, shared by all of them (a file with thousands
     /// of vCPUs walked one after the other gets one budget, not one each).
     pub limits: WalkLimits,
+    /// Where the guest's [`Notice`]s go (none: dropped); also [`Guest::on_notice`](super::Guest::on_notice).
+    pub notices: Option<NoticeSink>,
+}
+
+impl std::fmt::Debug for GuestOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestOptions")
+            .field("layout", &self.layout)
+            .field("live", &self.live)
+            .field("cpus", &self.cpus)
+            .field("limits", &self.limits)
+            .field("notices", &self.notices.is_some())
+            .finish()
+    }
+}
+
+impl GuestOptions {
+    /// These options with every notice sent to `sink`.
+    pub fn with_notices(self, sink: impl Fn(&Notice) + Send + Sync + 'static) -> Self {
+        GuestOptions {
+            notices: Some(std::sync::Arc::new(sink)),
+            ..self
+        }
+    }
+
+    /// Sends `n` to the sink, if there is one.
+    pub(crate) fn notify(&self, n: Notice) {
+        if let Some(sink) = &self.notices {
+            sink(&n);
+        }
+    }
 }
 
 /// CPU state given by the caller instead of, or on top of, the input's.

@@ -46,11 +46,7 @@ pub struct View {
 impl View {
     /// The first selected vCPU.
     pub fn first(&self) -> Result<&Selected> {
-        self.selected.first().ok_or_else(|| {
-            Error::Unsupported(
-                "no CPU state in this input: give registers or a paging mode and root".into(),
-            )
-        })
+        self.selected.first().ok_or(Error::NoCpuState)
     }
 
     /// True when any selected vCPU is in long mode (64-bit output).

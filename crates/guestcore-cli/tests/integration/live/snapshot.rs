@@ -102,6 +102,17 @@ fn background_snapshot_dump_stops_the_guest_for_milliseconds() {
                 .arg(&paused),
         );
         same_loads(&paging, &paused);
+        // Both paths honour --elf-class: an ELF32 core of the same stopped guest, from a
+        // snapshot and from a pause, has the same class, machine and PT_LOADs.
+        let snap32 = g.path("stopped-32.elf");
+        snapshot_dump(&g, &["--elf-class", "32"], &snap32);
+        let paused32 = g.path("paused-32.elf");
+        succeed(
+            guestcore()
+                .args(["dump", "--pause", &g.input, "--elf-class", "32", "-o"])
+                .arg(&paused32),
+        );
+        same_elf32_headers(&snap32, &paused32);
         b.execute("cont", None).unwrap();
         for file in [&ours, &kdump] {
             let j = info_json(file);
@@ -187,6 +198,45 @@ fn same_loads(a: &Path, b: &Path) {
     for (x, y) in la.iter().zip(&lb) {
         assert!(x == y, "PT_LOAD at {:#x} differs", x.0);
     }
+}
+
+/// Two ELF32 cores with the same class, machine, program header types and PT_LOADs (`p_vaddr`,
+/// `p_paddr`, sizes, flags; offsets may differ: a snapshot reserves room for its notes).
+fn same_elf32_headers(a: &Path, b: &Path) {
+    use object::read::elf::{FileHeader, ProgramHeader};
+    type Phdr = (u32, u32, u32, u32, u32, u32);
+    fn headers(path: &Path) -> (u8, u16, Vec<Phdr>) {
+        let data = std::fs::read(path).unwrap();
+        assert_eq!(data.get(4), Some(&1), "{}: not ELFCLASS32", path.display());
+        let hdr = object::elf::FileHeader32::<object::Endianness>::parse(&*data)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let e = hdr.endian().unwrap();
+        let phdrs = hdr
+            .program_headers(e, &*data)
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let load = p.p_type(e) == object::elf::PT_LOAD;
+                (
+                    p.p_type(e),
+                    p.p_vaddr(e),
+                    p.p_paddr(e),
+                    if load { p.p_filesz(e) } else { 0 },
+                    if load { p.p_memsz(e) } else { 0 },
+                    p.p_flags(e),
+                )
+            })
+            .collect();
+        (data[4], hdr.e_machine(e), phdrs)
+    }
+    let (ha, hb) = (headers(a), headers(b));
+    assert_eq!(
+        (ha.0, ha.1),
+        (hb.0, hb.1),
+        "class and machine: snapshot vs pause"
+    );
+    assert!(ha.2.len() > 1, "{} program headers", ha.2.len());
+    assert_eq!(ha.2, hb.2, "program headers: snapshot vs pause");
 }
 
 /// crash (`sys`, `bt -a`, `log`, `ps`, `kmem -i`) prints on each of `ours` what it prints on

@@ -26,7 +26,9 @@ use super::writer::{now, write_bitmap};
 use super::{Compression, KdumpMachine, KdumpRequest, KdumpSummary, SeekSink};
 use crate::codec::{decompress_page, PAGE};
 use crate::dump::output::{AtomicOutput, OutputOptions};
+use crate::dump::sink::{PageSink, SinkEnd};
 use crate::dump::writeback::WritebackRuns;
+use crate::dump::{DumpOutcome, KdumpOutcome};
 use crate::dump_level::FrameSet;
 use crate::format::kdump::PageDesc;
 use crate::format::ElfNote;
@@ -313,48 +315,32 @@ impl StreamedKdump {
     /// from RAM, e.g. the VMCOREINFO note the `vmcoreinfo` device points at), decompressing it
     /// from the file. A page not received yet reads as an error.
     pub fn read_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<()> {
-        self.flush()?;
-        let mut page = vec![0u8; PAGE];
-        let mut done = 0;
-        while done < buf.len() {
-            let a = gpa + done as u64;
-            let pfn = a / PAGE_U64;
-            let slot =
-                self.slot(pfn)
-                    .filter(|_| self.seen.contains(pfn))
-                    .ok_or(Error::NotInMemory {
-                        addr: a,
-                        len: (buf.len() - done) as u64,
-                    })?;
-            self.read_page(slot, &mut page)?;
-            let off = (a % PAGE_U64) as usize;
-            let n = (PAGE - off).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&page[off..off + n]);
-            done += n;
-        }
-        Ok(())
+        self.memory()?.read_at(gpa, buf)
     }
 
-    /// The page of descriptor `slot`, as written.
-    fn read_page(&self, slot: u64, out: &mut [u8]) -> Result<()> {
-        let err = |e| Error::io(format!("reading back {}", self.name), e);
-        let file = self.output.file();
-        let mut d = [0u8; DESC as usize];
-        file.read_exact_at(&mut d, self.plan.desc_off + slot * DESC)
-            .map_err(err)?;
-        let d = PageDesc::read_from_bytes(&d).expect("descriptor size");
-        let (size, flags) = (d.size.get() as usize, d.flags.get());
-        if size > PAGE {
-            return Err(Error::format(&self.name, "a page descriptor written wrong"));
+    /// The pages received so far, as guest-physical memory with its own handle on the file
+    /// (for what the stream's end needs from RAM while nothing more arrives). Pages not
+    /// received read as an error.
+    pub fn memory(&mut self) -> Result<WrittenKdump> {
+        self.flush()?;
+        let file = self
+            .output
+            .file()
+            .try_clone()
+            .map_err(|e| Error::io(format!("reading back {}", self.name), e))?;
+        let mut frames = Vec::new();
+        for (i, r) in self.plan.dumped.iter().enumerate() {
+            frames.push((r.0, r.1, self.first_slot[i]));
         }
-        let mut data = vec![0u8; size];
-        file.read_exact_at(&mut data, d.offset.get()).map_err(err)?;
-        if flags == 0 {
-            out[..size].copy_from_slice(&data);
-            return Ok(());
-        }
-        decompress_page(self.spec.compression, &data, out)
-            .map_err(|e| Error::format(&self.name, format!("reading back a page: {e}")))
+        Ok(WrittenKdump {
+            file,
+            name: self.name.clone(),
+            ram: self.ram.clone(),
+            desc_off: self.plan.desc_off,
+            compression: self.spec.compression,
+            slots: frames,
+            seen: self.seen.clone(),
+        })
     }
 
     /// Completes the file with `notes` (VMCOREINFO among them, which names the release and
@@ -387,6 +373,110 @@ impl StreamedKdump {
         self.summary.bytes_written = self.data_pos;
         self.output.commit()?;
         Ok(self.summary)
+    }
+}
+
+/// The page of descriptor `slot` of a kdump file being written, decompressed into `out`.
+fn read_page_at(
+    file: &std::fs::File,
+    name: &str,
+    desc_off: u64,
+    compression: Compression,
+    slot: u64,
+    out: &mut [u8],
+) -> Result<()> {
+    let err = |e| Error::io(format!("reading back {name}"), e);
+    let mut d = [0u8; DESC as usize];
+    file.read_exact_at(&mut d, desc_off + slot * DESC)
+        .map_err(err)?;
+    let d = PageDesc::read_from_bytes(&d).expect("descriptor size");
+    let (size, flags) = (d.size.get() as usize, d.flags.get());
+    if size > PAGE {
+        return Err(Error::format(name, "a page descriptor written wrong"));
+    }
+    let mut data = vec![0u8; size];
+    file.read_exact_at(&mut data, d.offset.get()).map_err(err)?;
+    if flags == 0 {
+        out[..size].copy_from_slice(&data);
+        return Ok(());
+    }
+    decompress_page(compression, &data, out)
+        .map_err(|e| Error::format(name, format!("reading back a page: {e}")))
+}
+
+/// A [`StreamedKdump`]'s pages received so far, as guest-physical memory.
+#[derive(Debug)]
+pub struct WrittenKdump {
+    file: std::fs::File,
+    name: String,
+    ram: RamMap,
+    desc_off: u64,
+    compression: Compression,
+    /// Dumped pfn ranges `[start, end)` and the descriptor slot of each one's first pfn.
+    slots: Vec<(u64, u64, u64)>,
+    seen: FrameSet,
+}
+
+impl WrittenKdump {
+    fn slot(&self, pfn: u64) -> Option<u64> {
+        let i = self.slots.partition_point(|r| r.1 <= pfn);
+        self.slots
+            .get(i)
+            .filter(|r| r.0 <= pfn && self.seen.contains(pfn))
+            .map(|r| r.2 + (pfn - r.0))
+    }
+}
+
+impl PhysMemory for WrittenKdump {
+    fn read_at(&self, gpa: u64, buf: &mut [u8]) -> Result<()> {
+        let mut page = vec![0u8; PAGE];
+        let mut done = 0;
+        while done < buf.len() {
+            let a = gpa + done as u64;
+            let slot = self.slot(a / PAGE_U64).ok_or(Error::NotInMemory {
+                addr: a,
+                len: (buf.len() - done) as u64,
+            })?;
+            read_page_at(
+                &self.file,
+                &self.name,
+                self.desc_off,
+                self.compression,
+                slot,
+                &mut page,
+            )?;
+            let off = (a % PAGE_U64) as usize;
+            let n = (PAGE - off).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&page[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+    fn ram(&self) -> &RamMap {
+        &self.ram
+    }
+}
+
+impl PageSink for StreamedKdump {
+    fn page(&mut self, gpa: u64, bytes: Option<&[u8]>) -> Result<()> {
+        StreamedKdump::page(self, gpa, bytes)
+    }
+
+    fn memory(&mut self) -> Result<Box<dyn PhysMemory>> {
+        Ok(Box::new(StreamedKdump::memory(self)?))
+    }
+
+    fn finish(self: Box<Self>, end: &SinkEnd<'_>) -> Result<DumpOutcome> {
+        if end.mappings.is_some() {
+            return Err(Error::Unsupported(
+                "kdump files hold physical memory only".into(),
+            ));
+        }
+        let compression = self.compression();
+        Ok(DumpOutcome::Kdump(KdumpOutcome {
+            summary: (*self).finish(end.notes, end.nr_cpus.max(1) as u32)?,
+            compression,
+        }))
     }
 }
 
