@@ -15,12 +15,24 @@ use std::process::ExitCode;
 
 /// Turn the memory of an x86 virtual machine into something a debugger can read.
 ///
-/// INPUT is a QEMU `dump-guest-memory` ELF core, a kdump /proc/vmcore ELF file, a LiME or
-/// AVML (snappy) memory image, or a raw guest-physical memory image (give the CPU state of
-/// the last two with --registers or --mode/--cr3, or use a kernel found in RAM).
+/// INPUT is any of:
+///   a QEMU `dump-guest-memory` ELF core, or a kdump /proc/vmcore ELF file;
+///   a kdump-compressed file (QEMU's or makedumpfile's, plain or flattened);
+///   a QEMU migration stream (`migrate file:`, mapped-ram, background snapshots) or a
+///   `virsh save` image around one;
+///   a LiME or AVML (snappy) memory image;
+///   a raw guest-physical memory image (`--layout` places it);
+///   `qmp:SOCKET`, a running QEMU reached through its QMP socket (see --pause/--no-pause).
+/// LiME, AVML and raw images carry no CPU state: give it with --registers or --mode/--cr3,
+/// or use a kernel found in RAM (--kernel).
 /// Addresses and sizes accept decimal, 0x hex and K/M/G/T suffixes (powers of 1024).
 #[derive(Parser, Debug)]
-#[command(name = "guestcore", version, propagate_version = true)]
+#[command(
+    name = "guestcore",
+    version,
+    propagate_version = true,
+    verbatim_doc_comment
+)]
 struct Cli {
     /// No progress bars or notes on stderr.
     #[arg(long, short, global = true)]
@@ -41,7 +53,7 @@ enum Command {
     Translate(cmd::translate::TranslateArgs),
     /// Read guest memory through the page tables (or physically with --phys).
     Read(cmd::read::ReadArgs),
-    /// Write an ELF core: physical ranges, or with --paging the virtual view gdb reads.
+    /// Write a core dump (ELF physical or --paging, or kdump); a live QEMU from a background snapshot
     Dump(cmd::dump::DumpArgs),
     /// List the Linux kernels in guest memory (VMCOREINFO, kdump core headers) and their roles.
     Kernels(cmd::kernels::KernelsArgs),

@@ -2,8 +2,8 @@
 //! warnings (always shown). Where a notice carries data, this is where it gets the CLI's
 //! words, flag names included.
 
-use guestcore::dump_level::FilterReport;
-use guestcore::paging::WalkReport;
+use guestcore::FilterReport;
+use guestcore::WalkReport;
 use guestcore::{NoSnapshot, Notice, SnapshotBlocker};
 
 /// Prints one notice.
@@ -64,6 +64,15 @@ pub fn render(quiet: bool, n: &Notice) {
             }
         }
         Notice::Filter { report, kernel } => render_filter(&note, &warn, report, kernel.as_ref()),
+        Notice::ForeignVmcoreinfo { kernel, release } => warn(&format_args!(
+            "the input's VMCOREINFO describes kernel {kernel} ({release}), whose tables the walked vCPU does not run: the dump carries no VMCOREINFO (--kernel {kernel} walks that kernel's tables)"
+        )),
+        Notice::PagingOff { cpu } => warn(&format_args!(
+            "vCPU {cpu} has paging off: writing the physical layout, not the --paging view asked for"
+        )),
+        Notice::NoFilterKernel { kernels } => warn(&format_args!(
+            "{kernels} kernels are in memory and no vCPU runs one: name the one to filter by with --kernel N"
+        )),
         Notice::NoSnapshot(why) => note(&format_args!(
             "no background snapshot: {}; pausing the guest instead (--pause)",
             no_snapshot(why)
@@ -172,7 +181,7 @@ fn render_filter(
 fn walk_warnings(r: &WalkReport) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(stop) = r.stopped {
-        use guestcore::paging::StopReason;
+        use guestcore::StopReason;
         let flag = match stop {
             StopReason::EntryLimit => "--max-entries",
             StopReason::LeafLimit => "--max-leaves",
@@ -184,7 +193,7 @@ fn walk_warnings(r: &WalkReport) -> Vec<String> {
         ));
     }
     if r.self_references > 0 {
-        let frames = if r.loop_frames >= guestcore::paging::LOOP_FRAMES_COUNTED {
+        let frames = if r.loop_frames >= guestcore::limits::LOOP_FRAMES_COUNTED {
             format!("at least {}", r.loop_frames)
         } else {
             r.loop_frames.to_string()

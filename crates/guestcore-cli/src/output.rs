@@ -73,7 +73,7 @@ impl Context {
 pub fn write_cpu_heading(
     out: &mut impl std::io::Write,
     cpu: u32,
-    mode: &guestcore::paging::PagingMode,
+    mode: &guestcore::PagingMode,
 ) -> std::io::Result<()> {
     writeln!(out, "CPU#{cpu} {} root {:#x}", mode.kind.name(), mode.root)
 }
@@ -91,6 +91,10 @@ pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
     e.chain()
         .find_map(|c| match c.downcast_ref::<guestcore::Error>() {
             Some(guestcore::Error::NoCpuState) => Some(NO_CPU_HINT),
+            Some(guestcore::Error::OutputExists { .. }) => Some("use --force to overwrite it"),
+            Some(guestcore::Error::NoPageArray { .. }) => {
+                Some("--kernel N names the kernel whose page array filters the dump")
+            }
             _ => None,
         })
 }

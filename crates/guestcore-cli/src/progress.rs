@@ -1,7 +1,7 @@
-//! The indicatif adapter for [`guestcore::progress::Progress`], and Ctrl-C / SIGTERM as
+//! The indicatif adapter for [`guestcore::Progress`], and Ctrl-C / SIGTERM as
 //! cancellation.
 
-use guestcore::progress::Progress;
+use guestcore::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -4,14 +4,14 @@
 use crate::output::Context;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use guestcore::cpu::{X86CpuState, CR4_PSE};
-use guestcore::paging::{ModeKind, WalkLimits};
 use guestcore::{CpuOverrides, Guest, GuestOptions, Input, Selected, View, ViewSpec};
+use guestcore::{ModeKind, WalkLimits};
+use guestcore::{X86CpuState, CR4_PSE};
 use std::path::PathBuf;
 
 /// Parses numbers as users type them (decimal, 0x hex, K/M/G/T suffixes).
 pub fn num(s: &str) -> Result<u64, String> {
-    guestcore::units::parse_u64(s).map_err(|e| e.to_string())
+    guestcore::parse_u64(s).map_err(|e| e.to_string())
 }
 
 /// Paging modes a user can name for a raw image.
@@ -64,8 +64,8 @@ impl LiveArgs {
     }
 
     /// The library's options for these flags.
-    pub fn options(&self) -> guestcore::qmp::LiveOptions {
-        guestcore::qmp::LiveOptions {
+    pub fn options(&self) -> guestcore::LiveOptions {
+        guestcore::LiveOptions {
             pause: !self.no_pause,
             ..Default::default()
         }
@@ -102,10 +102,7 @@ pub fn naming(e: guestcore::Error, input: &impl std::fmt::Display) -> anyhow::Er
 
 /// Resumes a live guest this guest holds stopped and says for how long it was stopped.
 pub fn finish_live(quiet: bool, guest: &mut Guest) {
-    let Some(live) = guest.image_mut().live.as_mut() else {
-        return;
-    };
-    match live.resume() {
+    match guest.resume() {
         Ok(Some(d)) if !quiet => {
             eprintln!("guestcore: guest paused for {:.3} s", d.as_secs_f64())
         }
@@ -129,7 +126,7 @@ pub struct InputArgs {
     /// Layout of a raw image that is not flat from physical 0: `PHYS:LEN,PHYS:LEN,…` pieces
     /// in file order, or `BASE@` for a file that starts at physical BASE.
     #[arg(long, value_name = "LAYOUT")]
-    pub layout: Option<guestcore::phys::layout::Layout>,
+    pub layout: Option<guestcore::Layout>,
 }
 
 impl InputArgs {
@@ -189,7 +186,7 @@ pub struct SourceArgs {
     /// the first vCPU with paging on runs, or the only one), or an index from `guestcore
     /// kernels`. Works without CPU state (raw images) and with paging off.
     #[arg(long, value_name = "SELECTOR", conflicts_with_all = ["cpu", "all_cpus", "cr3", "mode"])]
-    pub kernel: Option<String>,
+    pub kernel: Option<guestcore::KernelSelector>,
     /// Stop a walk when its merged list holds this many mappings (mem, dump --paging).
     #[arg(long, value_parser = num, value_name = "N")]
     pub max_mappings: Option<u64>,
@@ -209,8 +206,8 @@ impl Source {
         &self,
         _ctx: &Context,
         sel: &Selected,
-        sink: impl FnMut(&guestcore::paging::Leaf),
-    ) -> Result<guestcore::paging::WalkReport> {
+        sink: impl FnMut(&guestcore::Leaf),
+    ) -> Result<guestcore::WalkReport> {
         Ok(self.guest.walk(sel, sink)?)
     }
 
@@ -219,10 +216,7 @@ impl Source {
         &self,
         _ctx: &Context,
         sel: &Selected,
-    ) -> Result<(
-        guestcore::mapping::MappingList,
-        guestcore::paging::WalkReport,
-    )> {
+    ) -> Result<(guestcore::MappingList, guestcore::WalkReport)> {
         Ok(self.guest.mappings(sel)?)
     }
 }
@@ -263,7 +257,7 @@ impl SourceArgs {
     /// The view the flags name.
     pub fn view_spec(&self) -> ViewSpec {
         if let Some(k) = &self.kernel {
-            ViewSpec::Kernel(k.clone())
+            ViewSpec::Kernel(*k)
         } else if self.all_cpus {
             ViewSpec::AllCpus
         } else if let Some(n) = self.cpu {
@@ -284,7 +278,7 @@ impl SourceArgs {
         if let Some(path) = &self.registers {
             let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
             cpus.registers = Some(
-                guestcore::cpu::hmp::parse_info_registers(&text)
+                guestcore::parse_info_registers(&text)
                     .with_context(|| path.display().to_string())?,
             );
         }
@@ -321,7 +315,7 @@ pub fn state_for_mode(mode: ModeArg, cr3: u64) -> X86CpuState {
         ModeArg::Level4 => ModeKind::Level4,
         ModeArg::Level5 => ModeKind::Level5,
     };
-    let mut c = guestcore::paging::state_for_mode(kind, cr3, 0);
+    let mut c = guestcore::state_for_mode(kind, cr3, 0);
     if mode == ModeArg::Bits32 {
         c.cr[4] &= !CR4_PSE;
     }

@@ -77,6 +77,34 @@ pub enum Error {
     /// The operation was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
+    /// The output file exists and the caller did not ask to replace it.
+    #[error("{}: the file exists", path.display())]
+    OutputExists {
+        /// The output's path.
+        path: PathBuf,
+    },
+    /// A dump level that reads the kernel's page array, and no usable page array.
+    #[error("dump level {level} needs the kernel's page array, but {why}; level 1 (zero pages) works without it")]
+    NoPageArray {
+        /// The dump level asked for.
+        level: u8,
+        /// Why there is none.
+        why: String,
+    },
+    /// No kernel found in guest memory is the one a selector names.
+    #[error("kernel {selector}: {why}; {}", if found.is_empty() {
+        "no Linux kernel (VMCOREINFO) was found in this input".to_string()
+    } else {
+        format!("kernels found: {}", found.join(", "))
+    })]
+    NoKernel {
+        /// What was asked for (`crashed`, `running` or an index), as a selector prints.
+        selector: String,
+        /// Why no kernel matches.
+        why: String,
+        /// The kernels found, as `INDEX RELEASE (ROLE)`.
+        found: Vec<String>,
+    },
     /// The input carries no CPU state (a raw, LiME or AVML image) and the caller gave none:
     /// registers, a paging mode and root, or a kernel found in RAM would do.
     #[error("no CPU state in this input")]

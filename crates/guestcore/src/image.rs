@@ -407,7 +407,7 @@ impl GuestImage {
     }
 
     /// Before a long read of a live input (a dump): when this image holds the guest stopped,
-    /// copies its RAM into private memory ([`crate::phys::live::snapshot`]) and resumes it,
+    /// copies its RAM into private memory ([`crate::phys::live::copy_ram`]) and resumes it,
     /// returning how long it was stopped; then looks up the guest's VMCOREINFO. Does nothing
     /// for other inputs. On error the guest is still resumed (when the image is dropped).
     pub fn detach_live(&mut self, progress: &dyn Progress) -> Result<Option<std::time::Duration>> {
@@ -416,7 +416,7 @@ impl GuestImage {
         };
         let mut paused = None;
         if live.holds_pause() {
-            let snap = crate::phys::live::snapshot(&*self.memory, progress)?;
+            let snap = crate::phys::live::copy_ram(&*self.memory, progress)?;
             paused = live.resume()?;
             self.memory = Box::new(snap);
         }

@@ -56,9 +56,13 @@ pub mod qmp;
 mod sys;
 pub mod units;
 
-// The facade, and the types its calls take and return.
-pub use cpu::X86CpuState;
+// The facade, and the types its calls take and return: what a program that embeds guestcore
+// (the CLI included) imports. The modules above are the building blocks for tool authors.
+pub use addr::{PhysAddr, PhysRange, VirtAddr};
+pub use cpu::hmp::parse_info_registers;
+pub use cpu::{X86CpuState, CR4_PSE};
 pub use dump::kdump::{Compression, KdumpSummary};
+pub use dump::{create_output, AtomicOutput, OutputOptions};
 pub use dump::{DumpSummary, ElfClass};
 pub use dump_level::{DumpLevel, FilterReport};
 pub use error::{Error, Result};
@@ -69,10 +73,22 @@ pub use guest::{
 };
 pub use image::{GuestImage, ImageFormat};
 pub use input::Input;
-pub use kernel::{Kernel, KernelRole, KernelScan};
+pub use kernel::{CrashHeader, KernelLayout};
+pub use kernel::{Kernel, KernelRole, KernelScan, KernelSelector};
+pub use mapping::render;
 pub use mapping::{Mapping, MappingList};
+pub use paging::{state_for_mode, StopReason};
 pub use paging::{Leaf, ModeKind, PageFlags, PagingMode, Translation, WalkLimits, WalkReport};
+pub use phys::layout::Layout;
 pub use phys::{PhysMemory, RamMap};
 pub use progress::{NoProgress, Progress};
 pub use qmp::snapshot::SnapshotReport;
 pub use qmp::LiveOptions;
+pub use units::parse_u64;
+
+/// The bounds guestcore puts on work and output, which a caller may name in its messages.
+pub mod limits {
+    pub use crate::dump::elf_layout::MAX_FILTERED_RUNS;
+    pub use crate::kernel::scan::MAX_FOUND as MAX_KERNELS_FOUND;
+    pub use crate::paging::LOOP_FRAMES_COUNTED;
+}

@@ -1,16 +1,17 @@
-//! `guestcore dump`: write an ELF core of the guest, physical (non-paging) or with the
-//! virtual view (paging), from any input guestcore reads.
+//! `guestcore dump`: write a core dump of the guest (ELF, physical or with the virtual view,
+//! or kdump-compressed) from any input guestcore reads. The flags become a `DumpSpec`; the
+//! library decides the rest (for a running guest: background snapshot or pause).
 
 use crate::output::Context;
 use crate::progress::Bar;
 use crate::source::{naming, num, SourceArgs};
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use guestcore::addr::PhysRange;
-use guestcore::dump_level::{DumpLevel, FilterReport};
+use guestcore::PhysRange;
 use guestcore::{
     Compression, DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, ElfClass, Guest, KdumpOutcome,
 };
+use guestcore::{DumpLevel, FilterReport};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -195,7 +196,7 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
                 ctx.note(format_args!(
                     "{} left-out pages are written anyway: joining short gaps keeps the PT_LOADs within {}",
                     summary.excluded_written,
-                    guestcore::dump::elf_layout::MAX_FILTERED_RUNS
+                    guestcore::limits::MAX_FILTERED_RUNS
                 ));
             }
             ctx.note(format_args!(

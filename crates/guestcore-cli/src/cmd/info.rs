@@ -3,9 +3,9 @@
 use crate::output::{hex, Context};
 use anyhow::Result;
 use clap::Args;
-use guestcore::paging::PagingMode;
-use guestcore::phys::RamMap;
 use guestcore::Guest;
+use guestcore::PagingMode;
+use guestcore::RamMap;
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use std::io::Write;
@@ -20,7 +20,7 @@ pub struct InfoArgs {
     /// Also describe this kernel's own page tables (`crashed`, `running` or an index from
     /// `guestcore kernels`).
     #[arg(long, value_name = "SELECTOR")]
-    kernel: Option<String>,
+    kernel: Option<guestcore::KernelSelector>,
 }
 
 /// `info --json`, keys in alphabetical order (the order of the JSON so far). The RAM ranges
@@ -85,12 +85,12 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
     let scan = guest.kernels();
     let selected = match &args.kernel {
         Some(sel) => Some(
-            scan.select(sel, &image.cpus)
-                .map_err(|e| anyhow::anyhow!("{}: --kernel {sel}: {e}", args.input.input))?,
+            scan.select(*sel, &image.cpus)
+                .map_err(|e| crate::source::naming(e, &args.input.input))?,
         ),
         None => None,
     };
-    let layout_of = |k: &guestcore::kernel::Kernel| match &k.layout {
+    let layout_of = |k: &guestcore::Kernel| match &k.layout {
         Ok(l) => json!({"index": k.index, "release": k.release, "role": k.role.name(),
             "root": hex(l.root), "mode": l.mode.name(), "phys_base": hex(l.phys_base),
             "kaslr_offset": hex(l.kaslr_offset)}),
@@ -245,7 +245,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
     }
     for k in kernels
         .iter()
-        .filter(|k| k.role == guestcore::kernel::KernelRole::Crashed)
+        .filter(|k| k.role == guestcore::KernelRole::Crashed)
     {
         writeln!(
             out,

@@ -5,7 +5,7 @@ use crate::output::listings::KernelJson;
 use crate::output::{json, Context, Format};
 use anyhow::Result;
 use clap::Args;
-use guestcore::kernel::KernelScan;
+use guestcore::KernelScan;
 use std::io::Write;
 
 #[derive(Args, Debug)]
@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, args: KernelsArgs) -> Result<()> {
     if scan.truncated {
         ctx.warn(format_args!(
             "more than {} VMCOREINFO notes or core headers in RAM: only the first are listed",
-            guestcore::kernel::scan::MAX_FOUND
+            guestcore::limits::MAX_KERNELS_FOUND
         ));
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

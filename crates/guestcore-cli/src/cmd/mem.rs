@@ -9,7 +9,7 @@ use crate::output::{self, json, Context, Format};
 use crate::source::{Source, SourceArgs};
 use anyhow::Result;
 use clap::Args;
-use guestcore::mapping::render;
+use guestcore::render;
 use guestcore::Selected;
 use std::io::Write;
 

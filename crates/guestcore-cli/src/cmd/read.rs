@@ -51,8 +51,8 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
             .read_virt(&src.view.selected[0], args.addr, &mut buf)?;
     }
     if let Some(path) = &args.output {
-        let opts = guestcore::dump::OutputOptions { force: args.force };
-        let mut out = guestcore::dump::create_output(path, &opts)
+        let opts = guestcore::OutputOptions { force: args.force };
+        let mut out = guestcore::create_output(path, &opts)
             .map_err(|e| crate::source::naming(e, &path.display()))?;
         out.write_all(&buf)
             .with_context(|| path.display().to_string())?;

@@ -5,7 +5,7 @@ use crate::output::{self, json, Context, Format};
 use crate::source::SourceArgs;
 use anyhow::Result;
 use clap::Args;
-use guestcore::mapping::render;
+use guestcore::render;
 use std::io::Write;
 
 #[derive(Args, Debug)]

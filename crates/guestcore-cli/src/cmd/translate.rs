@@ -30,7 +30,7 @@ pub fn run(ctx: &Context, args: TranslateArgs) -> Result<()> {
             let v = json!({
                 "cpu": sel.cpu.index, "vaddr": hex(t.vaddr), "paddr": hex(t.paddr),
                 "page_size": t.page_size, "flags": t.flags.tlb_string(),
-                "ram": !t.flags.contains(guestcore::paging::PageFlags::IO),
+                "ram": !t.flags.contains(guestcore::PageFlags::IO),
                 "steps": t.steps.iter().map(|s| json!({
                     "level": s.level, "table": hex(s.table), "index": s.index,
                     "entry_addr": hex(s.entry_addr), "entry": hex(s.entry),
@@ -48,7 +48,7 @@ pub fn run(ctx: &Context, args: TranslateArgs) -> Result<()> {
             }
             println!(
                 "page  {} {} at {:#x}",
-                guestcore::mapping::render::size_name(t.page_size),
+                guestcore::render::size_name(t.page_size),
                 t.flags.tlb_string(),
                 t.paddr & !(t.page_size - 1)
             );
@@ -56,7 +56,7 @@ pub fn run(ctx: &Context, args: TranslateArgs) -> Result<()> {
         println!(
             "gpa: {:#x}{}",
             t.paddr,
-            if t.flags.contains(guestcore::paging::PageFlags::IO) {
+            if t.flags.contains(guestcore::PageFlags::IO) {
                 " (not RAM)"
             } else {
                 ""

@@ -7,9 +7,9 @@
 //! and is serialized straight into the output by [`super::json`].
 
 use super::json::Hex;
-use guestcore::kernel::Kernel;
-use guestcore::mapping::{Mapping, MappingList};
-use guestcore::paging::{Leaf, PageFlags, WalkReport};
+use guestcore::Kernel;
+use guestcore::{Leaf, PageFlags, WalkReport};
+use guestcore::{Mapping, MappingList};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 
@@ -165,9 +165,9 @@ mod tests {
 
     use super::*;
     use crate::output::hex;
-    use guestcore::addr::{PhysAddr, VirtAddr};
-    use guestcore::kernel::{CrashHeader, KernelLayout, KernelRole};
-    use guestcore::paging::{ModeKind, StopReason};
+    use guestcore::{CrashHeader, KernelLayout, KernelRole};
+    use guestcore::{ModeKind, StopReason};
+    use guestcore::{PhysAddr, VirtAddr};
     use serde_json::json;
 
     /// Compact and pretty text of `view` equal those of `tree`.

@@ -120,16 +120,30 @@ fn compress_with(engine: &mut Engine, page: &[u8], out: &mut [u8]) -> Option<usi
     (n < page.len()).then_some(n)
 }
 
-/// Decompresses one stored page into `out` (one page). The error text says what was wrong.
-pub fn decompress_page(kind: Compression, src: &[u8], out: &mut [u8]) -> Result<(), String> {
+/// A stored page that does not decompress to one page.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct BadPage {
+    /// The page's compression.
+    pub method: Compression,
+    /// What was wrong, in the codec's words.
+    pub detail: String,
+}
+
+/// Decompresses one stored page into `out` (one page).
+pub fn decompress_page(kind: Compression, src: &[u8], out: &mut [u8]) -> Result<(), BadPage> {
+    let bad = |detail: String| BadPage {
+        method: kind,
+        detail,
+    };
     let n = match kind {
         Compression::None => {
             if src.len() != out.len() {
-                return Err(format!(
+                return Err(bad(format!(
                     "raw page has size {} (want {})",
                     src.len(),
                     out.len()
-                ));
+                )));
             }
             out.copy_from_slice(src);
             return Ok(());
@@ -138,31 +152,31 @@ pub fn decompress_page(kind: Compression, src: &[u8], out: &mut [u8]) -> Result<
             let mut d = flate2::Decompress::new(true);
             match d.decompress(src, out, flate2::FlushDecompress::Finish) {
                 Ok(flate2::Status::StreamEnd) => d.total_out() as usize,
-                Ok(_) => return Err("zlib data does not end within one page".into()),
-                Err(e) => return Err(format!("zlib: {e}")),
+                Ok(_) => return Err(bad("zlib data does not end within one page".into())),
+                Err(e) => return Err(bad(format!("zlib: {e}"))),
             }
         }
         Compression::Lzo => {
-            lzokay::decompress::decompress(src, out).map_err(|e| format!("lzo: {e:?}"))?
+            lzokay::decompress::decompress(src, out).map_err(|e| bad(format!("lzo: {e:?}")))?
         }
         Compression::Snappy => {
-            let len = snap::raw::decompress_len(src).map_err(|e| format!("snappy: {e}"))?;
+            let len = snap::raw::decompress_len(src).map_err(|e| bad(format!("snappy: {e}")))?;
             if len != out.len() {
-                return Err(format!("snappy data decompresses to {len} bytes"));
+                return Err(bad(format!("snappy data decompresses to {len} bytes")));
             }
             snap::raw::Decoder::new()
                 .decompress(src, out)
-                .map_err(|e| format!("snappy: {e}"))?
+                .map_err(|e| bad(format!("snappy: {e}")))?
         }
         Compression::Zstd => {
-            zstd::bulk::decompress_to_buffer(src, out).map_err(|e| format!("zstd: {e}"))?
+            zstd::bulk::decompress_to_buffer(src, out).map_err(|e| bad(format!("zstd: {e}")))?
         }
     };
     if n != out.len() {
-        return Err(format!(
+        return Err(bad(format!(
             "{kind} data decompresses to {n} bytes (want {})",
             out.len()
-        ));
+        )));
     }
     Ok(())
 }

@@ -36,13 +36,9 @@ pub struct AtomicOutput {
 }
 
 fn already_exists(path: &Path) -> Error {
-    Error::io(
-        format!(
-            "{}: the file exists (use --force to overwrite it)",
-            path.display()
-        ),
-        io::Error::from(io::ErrorKind::AlreadyExists),
-    )
+    Error::OutputExists {
+        path: path.to_path_buf(),
+    }
 }
 
 /// Fails when `path` cannot be an output: it exists and `force` is off, or it is a directory.

@@ -22,12 +22,15 @@ impl DumpLevel {
     /// Every bit.
     pub const ALL: u8 = 31;
 
-    /// The level `n`, or why not (more than 31).
-    pub fn new(n: u8) -> Result<Self, String> {
+    /// The level `n`, or [`Error::Parse`](crate::Error::Parse) saying why not (more than 31).
+    pub fn new(n: u8) -> crate::Result<Self> {
         if n > Self::ALL {
-            return Err(format!(
-                "dump level {n}: levels are 0-31 (1 zero, 2 cache, 4 cache with private data, 8 user data, 16 free pages)"
-            ));
+            return Err(crate::Error::Parse {
+                what: "dump level",
+                detail: format!(
+                    "{n}: levels are 0-31 (1 zero, 2 cache, 4 cache with private data, 8 user data, 16 free pages)"
+                ),
+            });
         }
         Ok(DumpLevel(n))
     }
@@ -55,12 +58,12 @@ impl fmt::Display for DumpLevel {
 }
 
 impl std::str::FromStr for DumpLevel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let n: u8 = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a dump level (0-31)"))?;
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        let n: u8 = s.trim().parse().map_err(|_| crate::Error::Parse {
+            what: "dump level",
+            detail: format!("{s:?} is not a number from 0 to 31"),
+        })?;
         DumpLevel::new(n)
     }
 }

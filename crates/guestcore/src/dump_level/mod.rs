@@ -148,13 +148,14 @@ pub fn page_filter<M: PhysMemory + ?Sized>(
     if level.bits() == 0 {
         return Ok(PageFilter { excluded, report });
     }
-    let needed = |why: String| {
-        Error::Unsupported(format!(
-            "dump level {level} needs the kernel's page array, but {why}; level 1 (zero pages) works without it"
-        ))
+    let needed = |why: String| Error::NoPageArray {
+        level: level.bits(),
+        why,
     };
     let prepared = match kernel {
-        None => Err("no Linux kernel's VMCOREINFO and page tables are known for this input (--kernel names one)".to_string()),
+        None => {
+            Err("no Linux kernel's VMCOREINFO and page tables are known for this input".to_string())
+        }
         Some(k) => prepare(k, level),
     };
     let (k, layout, table) = match prepared {

@@ -391,10 +391,10 @@ impl Guest {
                     .iter()
                     .find(|k| k.in_input_notes && k.layout.is_ok())
                 {
-                    self.notice(Notice::Warning(format!(
-                        "the input's VMCOREINFO describes kernel {} ({}), whose tables the walked vCPU does not run: the dump carries no VMCOREINFO (--kernel {} walks that kernel's tables)",
-                        k.index, k.release, k.index
-                    )));
+                    self.notice(Notice::ForeignVmcoreinfo {
+                        kernel: k.index,
+                        release: k.release.clone(),
+                    });
                     vmcoreinfo = None;
                 }
             }
@@ -409,10 +409,9 @@ impl Guest {
             vmcoreinfo = Some(k.vmcoreinfo.clone());
         }
         if paging_asked && !paging {
-            self.notice(Notice::Warning(format!(
-                "vCPU {} has paging off: writing the physical layout, not the --paging view asked for",
-                first.cpu.index
-            )));
+            self.notice(Notice::PagingOff {
+                cpu: first.cpu.index,
+            });
         }
         let mappings = if paging && !dry_run {
             Some(self.paging_view(&walked)?)
@@ -566,10 +565,9 @@ impl Guest {
             .or_else(|| (usable.len() == 1).then(|| &usable[0]))
             .map(|k| (*k).clone());
         if chosen.is_none() && level.needs_page_array() && usable.len() > 1 {
-            self.notice(Notice::Warning(format!(
-                "{} kernels are in memory and no vCPU runs one: name the one to filter by with --kernel N",
-                usable.len()
-            )));
+            self.notice(Notice::NoFilterKernel {
+                kernels: usable.len(),
+            });
         }
         chosen
     }

@@ -2,7 +2,7 @@
 //! the facade's choice, so every caller reads the same one.
 
 use super::{Guest, View};
-use crate::kernel::{kernel_log, tables_run};
+use crate::kernel::{kernel_log, tables_run, KernelSelector};
 use crate::{Error, Result};
 
 impl Guest {
@@ -27,8 +27,8 @@ impl Guest {
                     {
                         Some(k) => k,
                         None => scan
-                            .select("running", self.cpus())
-                            .map_err(|e| Error::Unsupported(format!("{input}: {e}")))?,
+                            .select(KernelSelector::Running, self.cpus())
+                            .map_err(|e| e.context(input.clone()))?,
                     };
                     let mode = k.paging_mode().ok_or_else(|| {
                         Error::Unsupported(format!(

@@ -42,7 +42,7 @@ pub use options::{CpuOverrides, GuestOptions};
 pub use view::{Selected, View, ViewSpec};
 
 use crate::cpu::X86CpuState;
-use crate::image::{GuestImage, OpenOptions};
+use crate::image::{GuestImage, ImageFormat, OpenOptions};
 use crate::input::Input;
 use crate::kernel::{find_kernels, KernelScan};
 use crate::mapping::MappingList;
@@ -103,14 +103,24 @@ impl Guest {
     /// # }
     /// ```
     pub fn open(input: impl Into<Input>, opts: &GuestOptions) -> Result<Self> {
+        let input = input.into();
         let image = GuestImage::open(
-            input,
+            &input,
             &OpenOptions {
                 layout: opts.layout.clone(),
                 live: opts.live.clone(),
             },
         )?;
-        Ok(Self::from_image(image, opts))
+        let guest = Self::from_image(image, opts);
+        if let (ImageFormat::Raw, Input::File(path)) = (guest.image.format, &input) {
+            if let Some(what) = crate::phys::raw::doubt(path) {
+                guest.notice(Notice::Warning(format!(
+                    "{}: no known format, and it looks like {what}, not guest memory: read as a raw memory image",
+                    path.display()
+                )));
+            }
+        }
+        Ok(guest)
     }
 
     /// A guest over an image opened some other way.
@@ -141,9 +151,14 @@ impl Guest {
         &self.image
     }
 
-    /// The opened input, for a caller that drives a live session itself.
-    pub fn image_mut(&mut self) -> &mut GuestImage {
-        &mut self.image
+    /// Resumes a running guest this guest holds stopped (`GuestOptions::live.pause`), and says
+    /// for how long it was stopped; `None` when it holds none stopped (a file, a guest read
+    /// running, one already resumed, or one that was paused before guestcore came).
+    pub fn resume(&mut self) -> Result<Option<std::time::Duration>> {
+        match self.image.live.as_mut() {
+            Some(live) => live.resume(),
+            None => Ok(None),
+        }
     }
 
     /// Guest-physical memory.

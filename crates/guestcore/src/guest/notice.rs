@@ -48,6 +48,26 @@ pub enum Notice {
         /// The first such range.
         first_conflict: Option<UnionConflict>,
     },
+    /// A warning: the input's VMCOREINFO describes a kernel whose tables the walked vCPU does
+    /// not run, so a paging dump carries no VMCOREINFO (a kernel view walks that kernel's).
+    ForeignVmcoreinfo {
+        /// That kernel's index in [`Guest::kernels`](super::Guest::kernels).
+        kernel: usize,
+        /// Its release.
+        release: String,
+    },
+    /// A warning: a paging dump was asked for and the vCPU has paging off, so the dump has the
+    /// physical layout.
+    PagingOff {
+        /// The vCPU.
+        cpu: u32,
+    },
+    /// A warning: several kernels are in memory, no vCPU runs one, and none was named to
+    /// filter a dump by its page array.
+    NoFilterKernel {
+        /// How many kernels with usable tables.
+        kernels: usize,
+    },
     /// A running guest is paused for its dump instead of dumped from a background snapshot.
     NoSnapshot(NoSnapshot),
     /// A running guest was dumped from a background snapshot: QEMU's figures for it.

@@ -4,7 +4,7 @@
 
 use super::{Guest, Notice};
 use crate::cpu::X86CpuState;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, KernelSelector};
 use crate::paging::PagingMode;
 use crate::{Error, Result};
 
@@ -19,9 +19,8 @@ pub enum ViewSpec {
     Cpu(usize),
     /// Every vCPU in turn.
     AllCpus,
-    /// A Linux kernel's own tables: `crashed`, `running`, or an index from
-    /// [`Guest::kernels`] (see [`crate::kernel::KernelScan::select`]).
-    Kernel(String),
+    /// A Linux kernel's own tables (see [`crate::kernel::KernelScan::select`]).
+    Kernel(KernelSelector),
 }
 
 /// One vCPU to work on and the mode it translates with.
@@ -62,12 +61,12 @@ impl Guest {
     /// caller that needs tables checks [`View::first`].
     ///
     /// ```no_run
-    /// use guestcore::{Guest, GuestOptions, ViewSpec};
+    /// use guestcore::{Guest, GuestOptions, KernelSelector, ViewSpec};
     ///
     /// # fn main() -> guestcore::Result<()> {
     /// let guest = Guest::open("capture.kdump", &GuestOptions::default())?;
     /// // The tables of the kernel that crashed, not of the capture kernel the vCPUs run.
-    /// let view = guest.select(&ViewSpec::Kernel("crashed".into()), None)?;
+    /// let view = guest.select(&ViewSpec::Kernel(KernelSelector::Crashed), None)?;
     /// let t = guest.translate(view.first()?, 0xffff_ffff_8100_0000)?;
     /// println!("{:#x} -> {:#x}", t.vaddr, t.paddr);
     /// // vCPU 1's mode with another root: a process's tables.
@@ -82,8 +81,8 @@ impl Guest {
         if let ViewSpec::Kernel(selector) = spec {
             let scan = self.kernels();
             let k = scan
-                .select(selector, cpus)
-                .map_err(|e| Error::Unsupported(format!("{input}: kernel {selector}: {e}")))?
+                .select(*selector, cpus)
+                .map_err(|e| e.context(input.clone()))?
                 .clone();
             let layout = k.layout.clone().map_err(|e| {
                 Error::Unsupported(format!(

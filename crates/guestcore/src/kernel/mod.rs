@@ -104,24 +104,61 @@ pub struct KernelScan {
     pub truncated: bool,
 }
 
+/// Which of the kernels found a request means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelSelector {
+    /// The kernel a kdump capture kernel was started for (its ELF core header is in RAM).
+    Crashed,
+    /// The kernel the first vCPU with paging on runs, or the only kernel.
+    Running,
+    /// The kernel at this index of [`KernelScan::kernels`].
+    Index(usize),
+}
+
+impl std::str::FromStr for KernelSelector {
+    type Err = crate::Error;
+    /// `crashed`, `running` or an index.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "crashed" => Ok(KernelSelector::Crashed),
+            "running" => Ok(KernelSelector::Running),
+            n => n
+                .parse()
+                .map(KernelSelector::Index)
+                .map_err(|_| crate::Error::Parse {
+                    what: "kernel selector",
+                    detail: format!("crashed, running or an index, not {n:?}"),
+                }),
+        }
+    }
+}
+
+/// As [`FromStr`](std::str::FromStr) reads it.
+impl std::fmt::Display for KernelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelSelector::Crashed => f.write_str("crashed"),
+            KernelSelector::Running => f.write_str("running"),
+            KernelSelector::Index(i) => write!(f, "{i}"),
+        }
+    }
+}
+
 impl KernelScan {
-    /// The kernel a selector names: `crashed`, `running` (the one the first vCPU with paging
-    /// on runs, or the only kernel), or an index.
-    pub fn select(&self, selector: &str, cpus: &[X86CpuState]) -> Result<&Kernel, String> {
-        let list = || {
-            if self.kernels.is_empty() {
-                "no Linux kernel (VMCOREINFO) was found in this input".to_string()
-            } else {
-                let names: Vec<String> = self
-                    .kernels
-                    .iter()
-                    .map(|k| format!("{} {} ({})", k.index, k.release, k.role.name()))
-                    .collect();
-                format!("kernels found: {}", names.join(", "))
-            }
+    /// The kernel `selector` names; [`Error::NoKernel`](crate::Error::NoKernel) says why none
+    /// and lists the kernels found.
+    pub fn select(&self, selector: KernelSelector, cpus: &[X86CpuState]) -> crate::Result<&Kernel> {
+        let missing = |why: String| crate::Error::NoKernel {
+            selector: selector.to_string(),
+            why,
+            found: self
+                .kernels
+                .iter()
+                .map(|k| format!("{} {} ({})", k.index, k.release, k.role.name()))
+                .collect(),
         };
         match selector {
-            "crashed" => {
+            KernelSelector::Crashed => {
                 let c: Vec<_> = self
                     .kernels
                     .iter()
@@ -129,18 +166,16 @@ impl KernelScan {
                     .collect();
                 match c[..] {
                     [k] => Ok(k),
-                    [] => Err(format!(
-                        "no crashed kernel (no kdump ELF core header in RAM); {}",
-                        list()
+                    [] => Err(missing(
+                        "no crashed kernel (no kdump ELF core header in RAM)".into(),
                     )),
-                    _ => Err(format!(
-                        "{} crashed kernels: select one by index; {}",
-                        c.len(),
-                        list()
-                    )),
+                    _ => Err(missing(format!(
+                        "{} crashed kernels: select one by index",
+                        c.len()
+                    ))),
                 }
             }
-            "running" => {
+            KernelSelector::Running => {
                 let first = cpus.iter().find(|c| c.paging_enabled()).map(|c| c.index);
                 if let Some(k) =
                     first.and_then(|i| self.kernels.iter().find(|k| k.cpus.contains(&i)))
@@ -155,20 +190,15 @@ impl KernelScan {
                 match (&run[..], &self.kernels[..]) {
                     ([k], _) => Ok(k),
                     ([], [k]) => Ok(k),
-                    _ => Err(format!(
-                        "no single running kernel; select one by index; {}",
-                        list()
+                    _ => Err(missing(
+                        "no single running kernel; select one by index".into(),
                     )),
                 }
             }
-            n => {
-                let i: usize = n.parse().map_err(|_| {
-                    format!("--kernel takes crashed, running or an index, not {n:?}")
-                })?;
-                self.kernels
-                    .get(i)
-                    .ok_or_else(|| format!("there is no kernel {i}; {}", list()))
-            }
+            KernelSelector::Index(i) => self
+                .kernels
+                .get(i)
+                .ok_or_else(|| missing(format!("there is no kernel {i}"))),
         }
     }
 }
@@ -311,13 +341,18 @@ mod tests {
         assert!(k.in_input_notes);
         assert_eq!(k.layout.as_ref().unwrap().root, 0x101_0000);
         assert!(scan.kernels[1].layout.is_err());
-        assert!(scan
-            .select("running", &[])
-            .unwrap_err()
-            .contains("no single running"));
-        assert_eq!(scan.select("1", &[]).unwrap().release, "6.1.0-b");
-        assert!(scan.select("crashed", &[]).is_err());
-        assert!(scan.select("7", &[]).is_err());
+        let sel = |s: &str| s.parse::<KernelSelector>().unwrap();
+        let err = scan.select(sel("running"), &[]).unwrap_err().to_string();
+        assert!(err.contains("no single running"), "{err}");
+        assert!(err.contains("kernels found: 0 6.1.0-a"), "{err}");
+        assert_eq!(scan.select(sel("1"), &[]).unwrap().release, "6.1.0-b");
+        assert!(scan.select(sel("crashed"), &[]).is_err());
+        assert!(scan.select(sel("7"), &[]).is_err());
+        let bad = "first".parse::<KernelSelector>().unwrap_err().to_string();
+        assert!(bad.contains("crashed, running or an index"), "{bad}");
+        for s in ["crashed", "running", "3"] {
+            assert_eq!(sel(s).to_string(), s);
+        }
     }
 
     #[test]

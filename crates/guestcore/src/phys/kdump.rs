@@ -547,7 +547,7 @@ impl KdumpFile {
         self.src
             .read(off, scratch)
             .map_err(|e| err(format!("page data: {e}")))?;
-        decompress_page(kind, scratch, out).map_err(err)
+        decompress_page(kind, scratch, out).map_err(|e| err(e.to_string()))
     }
 }
 

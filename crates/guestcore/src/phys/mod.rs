@@ -107,7 +107,7 @@ macro_rules! forward_phys_memory {
 forward_phys_memory!(Box<T>, &T);
 
 /// Guest memory held in this process, one buffer per RAM range: [`VecMemory`] (`Vec`s, for
-/// tests and small tools) and [`live::SnapshotMemory`] (anonymous mappings).
+/// tests and small tools) and [`live::RamCopy`] (anonymous mappings).
 #[derive(Debug, Clone)]
 pub struct ChunkMemory<B> {
     ram: RamMap,

@@ -99,9 +99,72 @@ impl PhysMemory for RawImage {
     }
 }
 
+/// Why the raw image at `path` is unlikely to be guest RAM ([`unlikely_ram`] of its first
+/// 4 KiB), or `None`; a file that cannot be read is left to the reader to report.
+pub(crate) fn doubt(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut head = Vec::with_capacity(4096);
+    file.take(4096).read_to_end(&mut head).ok()?;
+    unlikely_ram(&head, len)
+}
+
+/// Why the bytes at the start of a file with no known header, `len` bytes long, are unlikely
+/// to be guest RAM, or `None`. Guest RAM is whole pages, and its first page (the real-mode
+/// interrupt table, firmware data) is not text; a file that is text or a compressed archive
+/// was almost certainly named by mistake, and reading it as RAM would mislead.
+pub(crate) fn unlikely_ram(head: &[u8], len: u64) -> Option<&'static str> {
+    const ARCHIVES: &[(&[u8], &str)] = &[
+        (b"\x1f\x8b", "a gzip file"),
+        (b"\xfd7zXZ\0", "an xz file"),
+        (b"\x28\xb5\x2f\xfd", "a zstd file"),
+        (b"BZh", "a bzip2 file"),
+        (b"PK\x03\x04", "a zip archive"),
+        (b"7z\xbc\xaf\x27\x1c", "a 7-zip archive"),
+        (b"\x04\x22\x4d\x18", "an lz4 file"),
+    ];
+    if let Some((_, what)) = ARCHIVES.iter().find(|(m, _)| head.starts_with(m)) {
+        return Some(what);
+    }
+    if head.len() > 262 && &head[257..262] == b"ustar" {
+        return Some("a tar archive");
+    }
+    let text = |b: &u8| b.is_ascii_graphic() || b.is_ascii_whitespace() || *b >= 0x80;
+    if !head.is_empty() && head.iter().all(text) && std::str::from_utf8(head).is_ok() {
+        return Some("text");
+    }
+    if len % 4096 != 0 {
+        return Some("not a whole number of 4 KiB pages");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_and_archives_are_unlikely_ram() {
+        assert_eq!(
+            unlikely_ram(b"root:x:0:0:root:/root:/bin/bash\n", 973),
+            Some("text")
+        );
+        assert_eq!(
+            unlikely_ram(b"\x1f\x8b\x08\0\0\0", 8192),
+            Some("a gzip file")
+        );
+        assert_eq!(
+            unlikely_ram(&[0u8; 16], 1000),
+            Some("not a whole number of 4 KiB pages")
+        );
+        let mut ram = vec![0u8; 4096];
+        ram[0x20..0x24].copy_from_slice(&[0x53, 0xff, 0x00, 0xf0]);
+        assert_eq!(unlikely_ram(&ram, 1 << 20), None);
+        let mut tar = vec![0u8; 512];
+        tar[257..262].copy_from_slice(b"ustar");
+        assert_eq!(unlikely_ram(&tar, 10240), Some("a tar archive"));
+    }
     use crate::Error;
     use std::io::Write;
 

@@ -2,8 +2,9 @@
 //! the bitmaps one piece at a time, and the page descriptors of a window of stored pages.
 //! No I/O: [`super::writer`] writes what these return.
 
+use super::plan::Shape;
 use super::plan::{KdumpPlan, PfnRanges, PAGE_U64};
-use super::{KdumpRequest, KdumpSummary};
+use super::KdumpSummary;
 use crate::codec::PAGE;
 use crate::dump_level::FrameSet;
 use crate::format::kdump::{NewUtsname, PageDesc, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE};
@@ -13,11 +14,7 @@ use zerocopy::IntoBytes;
 
 /// Block 0 and the sub-header blocks: the headers of `req` as planned, then the notes.
 /// `timestamp` is the header's `tv_sec` (`tv_usec` stays 0, see [`super::KdumpOptions`]).
-pub(super) fn head_blocks(
-    req: &KdumpRequest<'_>,
-    plan: &KdumpPlan,
-    timestamp: u64,
-) -> Result<Vec<u8>> {
+pub(super) fn head_blocks(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<Vec<u8>> {
     let headers = headers(req, plan, timestamp)?;
     let mut out = headers.encode(plan.abi);
     out.resize(plan.head_len() as usize, 0);
@@ -27,7 +24,7 @@ pub(super) fn head_blocks(
 }
 
 /// The header fields of `req` as planned.
-fn headers(req: &KdumpRequest<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHeaders> {
+fn headers(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHeaders> {
     let bitmap_blocks = u32::try_from(2 * plan.bitmap_bytes / PAGE_U64)
         .map_err(|_| Error::Unsupported("bitmap too large for the kdump header".into()))?;
     // libkdumpfile ignores a utsname whose release, version or machine is empty (and some

@@ -8,7 +8,8 @@
 //! are bounded here before anything is created ([`check_bitmaps`]: one page at 2^51 would need
 //! 64 GiB of them).
 
-use super::KdumpRequest;
+use super::{Compression, KdumpMachine, KdumpRequest};
+use crate::addr::PhysRange;
 use crate::codec::PAGE;
 use crate::dump_level::FrameSet;
 use crate::format::kdump::PageDesc;
@@ -16,7 +17,41 @@ use crate::format::kdump_header::HeaderAbi;
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_phys_base};
 use crate::format::ElfNote;
+use crate::phys::RamMap;
 use crate::{Error, Result};
+
+/// What a kdump file's layout and headers follow from: the RAM map and the request's header
+/// fields. No memory: planning reads none, so a file whose pages arrive later (a stream) is
+/// planned from its RAM map alone.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape<'a> {
+    pub(super) ram: &'a RamMap,
+    pub(super) notes: &'a [ElfNote],
+    pub(super) vmcoreinfo: Option<&'a [u8]>,
+    pub(super) machine: KdumpMachine,
+    pub(super) nr_cpus: u32,
+    pub(super) compression: Compression,
+    pub(super) filter: Option<PhysRange>,
+    pub(super) excluded: Option<&'a FrameSet>,
+    pub(super) dump_level: u8,
+}
+
+impl KdumpRequest<'_> {
+    /// The shape of the file this request asks for.
+    pub(super) fn shape(&self) -> Shape<'_> {
+        Shape {
+            ram: self.memory.ram(),
+            notes: self.notes,
+            vmcoreinfo: self.vmcoreinfo,
+            machine: self.machine,
+            nr_cpus: self.nr_cpus,
+            compression: self.compression,
+            filter: self.filter,
+            excluded: self.excluded,
+            dump_level: self.dump_level,
+        }
+    }
+}
 
 pub(super) const PAGE_U64: u64 = PAGE as u64;
 /// Highest physical address we accept (MAXPHYADDR is at most 52 bits on x86).
@@ -84,8 +119,8 @@ impl KdumpPlan {
 /// [`BITMAP_FREE`] bytes each and more than the RAM itself. Such a guest (a stray page near the
 /// top of the physical address space) is better written as an ELF core, whose size follows the
 /// RAM present.
-pub(super) fn check_bitmaps(req: &KdumpRequest<'_>) -> Result<()> {
-    let ram = req.memory.ram();
+pub(super) fn check_bitmaps(req: &Shape<'_>) -> Result<()> {
+    let ram = req.ram;
     let end = ram.end();
     let bitmap = end
         .div_ceil(PAGE_U64)
@@ -102,7 +137,7 @@ pub(super) fn check_bitmaps(req: &KdumpRequest<'_>) -> Result<()> {
 }
 
 /// Plans the file of `req`.
-pub(super) fn plan(req: &KdumpRequest<'_>) -> Result<KdumpPlan> {
+pub(super) fn plan(req: &Shape<'_>) -> Result<KdumpPlan> {
     plan_reserving(req, 0)
 }
 
@@ -110,8 +145,8 @@ pub(super) fn plan(req: &KdumpRequest<'_>) -> Result<KdumpPlan> {
 /// sub-header, whatever `req.notes` holds now: a writer that learns its notes last (a
 /// streamed dump) plans with the room first and with the notes at the end, and both plans put
 /// the bitmaps, descriptors and data at the same offsets as long as the notes fit.
-pub(super) fn plan_reserving(req: &KdumpRequest<'_>, notes_reserve: u64) -> Result<KdumpPlan> {
-    let end = req.memory.ram().end();
+pub(super) fn plan_reserving(req: &Shape<'_>, notes_reserve: u64) -> Result<KdumpPlan> {
+    let end = req.ram.end();
     if end == 0 {
         return Err(Error::Unsupported("the guest has no RAM to dump".into()));
     }
@@ -167,9 +202,9 @@ pub(super) fn plan_reserving(req: &KdumpRequest<'_>, notes_reserve: u64) -> Resu
 }
 
 /// The pfn ranges of the guest's RAM, or (`filtered`) of its RAM within the filter window.
-fn pfn_ranges(req: &KdumpRequest<'_>, filtered: bool) -> PfnRanges {
+fn pfn_ranges(req: &Shape<'_>, filtered: bool) -> PfnRanges {
     let mut out: PfnRanges = Vec::new();
-    for r in req.memory.ram().ranges() {
+    for r in req.ram.ranges() {
         let mut r = *r;
         if filtered {
             match req.filter.and_then(|f| f.intersect(&r)) {
@@ -200,7 +235,7 @@ fn count_kept(ranges: &PfnRanges, excluded: Option<&FrameSet>) -> u64 {
 
 /// The notes as written, with VMCOREINFO appended when given separately; plus the VMCOREINFO
 /// text that applies (for release and phys_base) and where its descriptor is in the note bytes.
-fn notes_block(req: &KdumpRequest<'_>) -> (Vec<u8>, Option<(usize, Vec<u8>)>) {
+fn notes_block(req: &Shape<'_>) -> (Vec<u8>, Option<(usize, Vec<u8>)>) {
     let mut notes: Vec<ElfNote> = req.notes.to_vec();
     if let Some(v) = req.vmcoreinfo {
         if !notes.iter().any(|n| n.name == VMCOREINFO_NAME) {
@@ -245,7 +280,7 @@ mod tests {
             (1 << 30, vec![2u8; PAGE]),
         ])
         .unwrap();
-        let p = plan(&request(&mem)).unwrap();
+        let p = plan(&request(&mem).shape()).unwrap();
         assert_eq!(p.max_mapnr, (1 << 18) + 1);
         assert_eq!(p.bitmap_bytes, 9 * PAGE_U64);
         assert_eq!(p.sub_hdr_blocks, 1);
@@ -265,6 +300,6 @@ mod tests {
     #[test]
     fn no_ram_is_refused() {
         let mem = crate::phys::VecMemory::from_blocks(vec![]).unwrap();
-        assert!(plan(&request(&mem)).is_err());
+        assert!(plan(&request(&mem).shape()).is_err());
     }
 }

@@ -20,10 +20,10 @@
 //! file keeps in its bitmap, stored once, as makedumpfile does.
 
 use super::encode::{descriptors, head_blocks};
-use super::plan::{count, plan_reserving, KdumpPlan, PAGE_U64};
+use super::plan::{count, plan_reserving, KdumpPlan, Shape, PAGE_U64};
 use super::pool::{store_pages, Chunk, CHUNK_PAGES};
 use super::writer::{now, write_bitmap};
-use super::{Compression, KdumpMachine, KdumpRequest, KdumpSummary, SeekSink};
+use super::{Compression, KdumpMachine, KdumpSummary, SeekSink};
 use crate::codec::{decompress_page, PAGE};
 use crate::dump::output::{AtomicOutput, OutputOptions};
 use crate::dump::sink::{PageSink, SinkEnd};
@@ -55,21 +55,6 @@ pub struct StreamedKdumpSpec {
     pub dump_level: u8,
     /// Bytes of notes the stream's end may bring (more is an error at [`StreamedKdump::finish`]).
     pub notes_reserve: u64,
-}
-
-/// The RAM map alone, for planning: a streamed file has no memory to read until pages arrive.
-struct RamOnly<'a>(&'a RamMap);
-
-impl PhysMemory for RamOnly<'_> {
-    fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        Err(Error::NotInMemory {
-            addr,
-            len: buf.len() as u64,
-        })
-    }
-    fn ram(&self) -> &RamMap {
-        self.0
-    }
 }
 
 /// Pages received and not yet written: per page its frame and, for a non-zero page, its
@@ -126,8 +111,7 @@ impl StreamedKdump {
                 spec.dump_level
             )));
         }
-        let memory = RamOnly(ram);
-        let req = request(&memory, &spec, &[], 1);
+        let req = shape(ram, &spec, &[], 1);
         super::plan::check_bitmaps(&req)?;
         let plan = plan_reserving(&req, spec.notes_reserve)?;
         let output = AtomicOutput::create(out, opts)?;
@@ -356,8 +340,7 @@ impl StreamedKdump {
                 "the stream ended with {missing} pages of the guest's RAM never sent: no dump written"
             )));
         }
-        let memory = RamOnly(&self.ram);
-        let req = request(&memory, &self.spec, notes, nr_cpus);
+        let req = shape(&self.ram, &self.spec, notes, nr_cpus);
         let last = plan_reserving(&req, self.spec.notes_reserve)?;
         if last.sub_hdr_blocks != self.plan.sub_hdr_blocks {
             return Err(Error::Unsupported(format!(
@@ -480,19 +463,23 @@ impl PageSink for StreamedKdump {
     }
 }
 
-/// The request the file answers: all RAM, the notes given, no filter.
-fn request<'a>(
-    memory: &'a RamOnly<'a>,
+/// The shape of the file: all RAM, the notes given, no filter.
+fn shape<'a>(
+    ram: &'a RamMap,
     spec: &StreamedKdumpSpec,
     notes: &'a [ElfNote],
     nr_cpus: u32,
-) -> KdumpRequest<'a> {
-    KdumpRequest {
+) -> Shape<'a> {
+    Shape {
+        ram,
         notes,
+        vmcoreinfo: None,
         machine: spec.machine,
         nr_cpus,
+        compression: spec.compression,
+        filter: None,
+        excluded: None,
         dump_level: spec.dump_level,
-        ..KdumpRequest::new(memory, spec.compression)
     }
 }
 

@@ -37,7 +37,7 @@ pub fn write_kdump(
     progress: &dyn Progress,
 ) -> Result<KdumpSummary> {
     let name = out.display().to_string();
-    check_bitmaps(req)?;
+    check_bitmaps(&req.shape())?;
     let mut file = AtomicOutput::create(out, &OutputOptions { force: req.force })?;
     let summary = {
         // Small: headers and bitmap pieces are gathered, while a chunk's stored pages (larger)
@@ -74,7 +74,7 @@ pub fn write_kdump_to(
     progress: &dyn Progress,
 ) -> Result<KdumpSummary> {
     let name = "kdump stream";
-    check_bitmaps(req)?;
+    check_bitmaps(&req.shape())?;
     let mut sink = FlatSink::new(out).map_err(|e| Error::io(name, e))?;
     generate(req, opts, progress, &mut sink, name)
 }
@@ -138,8 +138,8 @@ fn generate_in_pool(
     name: &str,
     pool: Option<&rayon::ThreadPool>,
 ) -> Result<KdumpSummary> {
-    let plan = plan(req)?;
-    let head = head_blocks(req, &plan, opts.timestamp.unwrap_or_else(now))?;
+    let plan = plan(&req.shape())?;
+    let head = head_blocks(&req.shape(), &plan, opts.timestamp.unwrap_or_else(now))?;
     let mut summary = KdumpSummary {
         max_mapnr: plan.max_mapnr,
         ram_pages: count(&plan.ram),
@@ -346,10 +346,13 @@ mod tests {
         assert!(e.is_err() && stream.is_empty());
         // A RAM top of 16 GiB is fine, even with little RAM.
         let mem = crate::phys::VecMemory::from_blocks(vec![(16 << 30, vec![2u8; PAGE])]).unwrap();
-        assert!(check_bitmaps(&KdumpRequest {
-            memory: &mem,
-            ..req
-        })
+        assert!(check_bitmaps(
+            &KdumpRequest {
+                memory: &mem,
+                ..req
+            }
+            .shape()
+        )
         .is_ok());
     }
 }

@@ -164,7 +164,7 @@ fn open_proc_mem(pid: u32) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phys::live::snapshot;
+    use crate::phys::live::copy_ram;
     use crate::progress::NoProgress;
     use std::io::Write;
 
@@ -208,7 +208,7 @@ mod tests {
         assert!(mem.read_at(u64::MAX - 3, &mut b).is_err());
         mem.read_at(0, &mut []).unwrap();
 
-        let snap = snapshot(&mem, &NoProgress).unwrap();
+        let snap = copy_ram(&mem, &NoProgress).unwrap();
         assert_eq!(snap.ram(), mem.ram());
         assert_eq!(
             snap.slice(0x10000, 0x10000).unwrap(),

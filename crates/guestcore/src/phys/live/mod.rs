@@ -14,15 +14,15 @@
 //! rust-vmm's vm-memory does.
 //!
 //! One memory source per file: [`LiveMemory`] (`memory.rs`) reads the running guest;
-//! [`SnapshotMemory`] (`snapshot.rs`) is the private copy [`snapshot`] takes of it once, which a
+//! [`RamCopy`] (`ram_copy.rs`) is the private copy [`copy_ram`] takes of it once (paused), which a
 //! dump writer can then borrow while the guest runs again.
 
 mod copy;
 mod memory;
-mod snapshot;
+mod ram_copy;
 
 pub use memory::LiveMemory;
-pub use snapshot::{snapshot, SnapshotMemory};
+pub use ram_copy::{copy_ram, RamCopy};
 
 use serde::Serialize;
 use std::path::PathBuf;

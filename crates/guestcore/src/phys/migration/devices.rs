@@ -3,7 +3,7 @@
 //! vmdesc, which describes their fields and comes last, has arrived. Every other device section
 //! is dropped as it passes.
 //!
-//! Both the offline reader ([`super::file`]) and the live dump (`crate::live_dump`) collect
+//! Both the offline reader ([`super::file`]) and the background-snapshot dump (`crate::dump::from_stream`) collect
 //! through this, so a stream's vCPUs and VMCOREINFO pointer mean the same wherever it is read.
 //! Decoding a `cpu` section into registers is the CPU module's job
 //! (`crate::cpu::vmstate::decode_cpu`): `phys` does not depend on `cpu`.

@@ -1,4 +1,4 @@
-//! [`SnapshotMemory`]: a private copy of a live guest's RAM, taken while it is paused, that a
+//! [`RamCopy`]: a private copy of a live guest's RAM, taken while it is paused, that a
 //! dump writer borrows slices of after the guest runs again.
 
 use crate::addr::PAGE_SIZE as PAGE;
@@ -10,16 +10,16 @@ use memmap2::MmapMut;
 /// A private copy of guest RAM taken at one moment: what a `--pause` dump writes after the
 /// guest runs again. Zero pages are not copied (anonymous memory reads back as zeros without
 /// costing RAM), so a mostly idle guest costs little host memory.
-pub type SnapshotMemory = ChunkMemory<MmapMut>;
+pub type RamCopy = ChunkMemory<MmapMut>;
 
-/// Bytes copied per step of [`snapshot`].
+/// Bytes copied per step of [`copy_ram`].
 const SNAP_CHUNK: usize = 2 << 20;
 
-/// Copies every RAM range of `mem` into private memory. Progress: `start("snapshot", bytes)`;
+/// Copies every RAM range of `mem` into private memory. Progress: `start("copy", bytes)`;
 /// cancellable ([`Error::Cancelled`]).
-pub fn snapshot(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<SnapshotMemory> {
+pub fn copy_ram(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<RamCopy> {
     let ram = mem.ram().clone();
-    progress.start("snapshot", ram.total());
+    progress.start("copy", ram.total());
     let mut chunks = Vec::with_capacity(ram.ranges().len());
     let mut scratch = vec![0u8; SNAP_CHUNK];
     for r in ram.ranges() {
@@ -27,7 +27,7 @@ pub fn snapshot(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<Snapsho
             .map_err(|_| Error::Unsupported(format!("RAM range {r} is too large")))?;
         let mut map = MmapMut::map_anon(len).map_err(|e| {
             Error::io(
-                format!("allocating {} MiB for a snapshot of guest RAM", len >> 20),
+                format!("allocating {} MiB for a copy of guest RAM", len >> 20),
                 e,
             )
         })?;
@@ -61,14 +61,14 @@ mod tests {
     use crate::progress::NoProgress;
 
     #[test]
-    fn snapshot_keeps_zero_pages_zero() {
+    fn a_copy_keeps_zero_pages_zero() {
         let mut data = vec![0u8; 3 * SNAP_CHUNK + 123];
         data[5] = 1;
         data[SNAP_CHUNK + PAGE as usize * 3 + 7] = 2;
         let last = data.len() - 1;
         data[last] = 3;
         let src = crate::phys::VecMemory::flat(data.clone());
-        let snap = snapshot(&src, &NoProgress).unwrap();
+        let snap = copy_ram(&src, &NoProgress).unwrap();
         assert_eq!(snap.slice(0, data.len() as u64).unwrap(), &data[..]);
     }
 }
