@@ -17,49 +17,20 @@ use std::path::Path;
 const VMCOREINFO: &[u8] =
     b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\nSYMBOL(init_top_pgt)=ffffffff82a0a000\nNUMBER(phys_base)=-16777216\n";
 
-/// One LiME (`EMiL`, version 1) or AVML (`AVML`, version 2) range header.
-fn lime_header(compressed: bool, first: u64, len: u64) -> Vec<u8> {
-    let (magic, version): (&[u8], u32) = if compressed {
-        (b"AVML", 2)
-    } else {
-        (b"EMiL", 1)
-    };
-    let mut h = magic.to_vec();
-    h.extend_from_slice(&version.to_le_bytes());
-    h.extend_from_slice(&first.to_le_bytes());
-    h.extend_from_slice(&(first + len - 1).to_le_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h
-}
-
 /// A LiME file, an AVML file (compressed and stored chunks) and one mixing both.
 fn lime_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    use std::io::Write;
+    use guestcore::format::{avml, lime};
     let text: Vec<u8> = (0..0x12000).map(|j| b"guestcore "[j % 10]).collect();
     let noise: Vec<u8> = (0..0x3000u32)
         .map(|j| (j.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    let plain = |first: u64, data: &[u8]| {
-        let mut v = lime_header(false, first, data.len() as u64);
-        v.extend_from_slice(data);
-        v
-    };
-    let avml = |first: u64, data: &[u8]| {
-        let mut enc = snap::write::FrameEncoder::new(Vec::new());
-        enc.write_all(data).unwrap();
-        let stream = enc.into_inner().unwrap();
-        let mut v = lime_header(true, first, data.len() as u64);
-        v.extend_from_slice(&stream);
-        v.extend_from_slice(&(stream.len() as u64).to_le_bytes());
-        v
-    };
-    let mut lime = plain(0x1000, &text[..0x2000]);
-    lime.extend(plain(0, &noise[..0x1000]));
-    let mut compressed = avml(0, &text);
-    compressed.extend(avml(0x100000, &noise));
-    let mut mixed = plain(0x2000, &noise);
-    mixed.extend(avml(0, &text[..0x2000]));
-    vec![("lime", lime), ("avml", compressed), ("mixed", mixed)]
+    let mut plain = lime::encode_range(0x1000, &text[..0x2000]);
+    plain.extend(lime::encode_range(0, &noise[..0x1000]));
+    let mut compressed = avml::encode_range(0, &text);
+    compressed.extend(avml::encode_range(0x100000, &noise));
+    let mut mixed = lime::encode_range(0x2000, &noise);
+    mixed.extend(avml::encode_range(0, &text[..0x2000]));
+    vec![("lime", plain), ("avml", compressed), ("mixed", mixed)]
 }
 
 fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {

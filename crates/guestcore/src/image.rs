@@ -160,7 +160,7 @@ impl Magic {
             Magic::FlattenedKdump
         } else if head.starts_with(b"QEVM") || head.starts_with(LIBVIRT_MAGIC) {
             Magic::Migration
-        } else if crate::phys::lime::is_lime(head) {
+        } else if crate::format::lime::is_lime(head) {
             Magic::Lime
         } else {
             Magic::None

@@ -2,9 +2,11 @@
 //! constants, ELF notes, the QEMU CPU note, NT_PRSTATUS, VMCOREINFO text, kdump headers and
 //! flags, the vmdesc JSON of a migration stream.
 
+pub mod avml;
 pub mod elf;
 pub mod kdump;
 pub mod kdump_header;
+pub mod lime;
 pub mod note;
 pub mod prstatus;
 pub mod qemu_cpu;
