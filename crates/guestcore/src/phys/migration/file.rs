@@ -19,14 +19,14 @@
 //! ([`crate::format::libvirt_save`]).
 
 use super::devices::{CpuSection, DeviceState};
-use super::layout::{machine_layout, BlockPiece};
+use super::layout::machine_layout;
 use super::ram::{MappedRam, RamBlock, PAGE_SIZE};
 use super::stream::{Configuration, Event, PageContent, Parser};
 use super::vmcoreinfo::{self, VmcoreinfoPointer};
 use crate::addr::PhysRange;
 use crate::format::libvirt_save::{SaveHeader, LIBVIRT_MAGIC};
 use crate::format::migration::{mapped_ram_bitmap_len, MAGIC};
-use crate::phys::{map_file, release_mapped, PhysMemory, RamMap};
+use crate::phys::{map_file, release_mapped, PhysMemory, RamMap, RamPiece};
 use crate::{Error, Result};
 use memmap2::Mmap;
 use std::collections::BTreeMap;
@@ -220,7 +220,7 @@ pub fn stream_start(map: &[u8]) -> Option<u64> {
 impl MigrationFile {
     /// Opens `path`; `layout` places the RAM blocks (default: the machine type's known
     /// layout, see [`super::layout`]).
-    pub fn open(path: impl AsRef<Path>, layout: Option<&[BlockPiece]>) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>, layout: Option<&[RamPiece]>) -> Result<Self> {
         let path = path.as_ref();
         let (file, map) = map_file(path)?;
         let Some(map) = map.filter(|m| m.len() >= 8) else {
@@ -723,7 +723,7 @@ mod tests {
         let e = MigrationFile::open(temp(&other).path(), None).unwrap_err();
         assert!(e.to_string().contains("no known RAM layout"), "{e}");
         // A caller-supplied layout works for any machine.
-        let l = [BlockPiece {
+        let l = [RamPiece {
             block: "pc.ram".into(),
             offset: 0,
             phys: PhysRange::new(1 << 32, RAM),

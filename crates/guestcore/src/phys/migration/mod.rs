@@ -13,7 +13,8 @@
 //!   vCPU's registers from its `cpu` section are decoded by [`crate::cpu::vmstate`] (on top of
 //!   this layer, by `image`).
 //! * [`layout`] places RAM blocks in guest-physical memory for the machine types it knows
-//!   (`pc-i440fx-*`, `pc-q35-*`); [`file`](mod@file) is the offline [`PhysMemory`](super::PhysMemory).
+//!   (`pc-i440fx-*`, `pc-q35-*`) as [`RamPiece`](super::RamPiece)s; [`file`](mod@file) is the
+//!   offline [`PhysMemory`](super::PhysMemory).
 //!
 //! The stream is untrusted input: every count and length it declares is capped before use
 //! ([`stream::Limits`]), and anything malformed is an error naming the offset, never a panic
