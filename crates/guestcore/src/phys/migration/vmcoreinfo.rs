@@ -6,13 +6,11 @@
 //! fixed layout ([`VmcoreinfoSection`], which has the format).
 
 use crate::format::migration::{VmcoreinfoSection, VMCOREINFO_FORMAT_ELF};
+use crate::format::vmcoreinfo::read_vmcoreinfo_note;
 use crate::format::vmdesc::DeviceDesc;
 use crate::phys::PhysMemory;
 use crate::{Error, Result};
 use std::path::Path;
-
-/// A VMCOREINFO note larger than this is not read.
-const MAX_NOTE: u64 = 1 << 20;
 
 /// Where the guest registered its VMCOREINFO note.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,39 +72,32 @@ pub fn decode(
     }))
 }
 
-/// Reads the note at `ptr` from `mem` and returns its text (trailing NULs dropped); `None`
-/// when it is not in RAM or is not a `VMCOREINFO` note.
+/// Reads the note at `ptr` from `mem` and returns its text; `None` when it is not in RAM or
+/// is not a `VMCOREINFO` note ([`read_note_with`]).
 pub fn read_note(mem: &dyn PhysMemory, ptr: VmcoreinfoPointer) -> Option<Vec<u8>> {
-    if !mem.is_ram(ptr.paddr, (ptr.size as u64).min(MAX_NOTE)) {
-        return None;
-    }
-    read_note_with(ptr, |addr, buf| mem.read_at(addr, buf))
+    read_note_with(ptr, |addr, buf| {
+        if mem.is_ram(addr, buf.len() as u64) {
+            mem.read_at(addr, buf)
+        } else {
+            Err(Error::NotInMemory {
+                addr,
+                len: buf.len() as u64,
+            })
+        }
+    })
 }
 
 /// [`read_note`] over any reader of guest-physical memory (`read(addr, buf)`), e.g. a dump
-/// still being written from a stream.
+/// still being written from a stream: the one VMCOREINFO reader
+/// ([`crate::format::vmcoreinfo::read_vmcoreinfo_note`]), the note to end within the size the
+/// device gave.
 pub fn read_note_with(
     ptr: VmcoreinfoPointer,
-    read: impl FnOnce(u64, &mut [u8]) -> Result<()>,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<()>,
 ) -> Option<Vec<u8>> {
-    let size = (ptr.size as u64).min(MAX_NOTE);
-    if size < 12 {
-        return None;
-    }
-    let mut b = vec![0u8; size as usize];
-    read(ptr.paddr, &mut b).ok()?;
-    let namesz = u32::from_le_bytes(b[0..4].try_into().ok()?) as usize;
-    let descsz = u32::from_le_bytes(b[4..8].try_into().ok()?) as usize;
-    let name = b.get(12..12 + namesz)?;
-    if name.strip_suffix(b"\0").unwrap_or(name) != b"VMCOREINFO" {
-        return None;
-    }
-    let start = 12 + namesz.next_multiple_of(4);
-    let mut text = b.get(start..start.checked_add(descsz)?)?.to_vec();
-    while text.last() == Some(&0) {
-        text.pop();
-    }
-    Some(text)
+    read_vmcoreinfo_note(ptr.paddr, Some(u64::from(ptr.size)), |addr, buf| {
+        read(addr, buf).is_ok()
+    })
 }
 
 #[cfg(test)]
