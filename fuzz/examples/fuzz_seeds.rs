@@ -17,49 +17,20 @@ use std::path::Path;
 const VMCOREINFO: &[u8] =
     b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\nSYMBOL(init_top_pgt)=ffffffff82a0a000\nNUMBER(phys_base)=-16777216\n";
 
-/// One LiME (`EMiL`, version 1) or AVML (`AVML`, version 2) range header.
-fn lime_header(compressed: bool, first: u64, len: u64) -> Vec<u8> {
-    let (magic, version): (&[u8], u32) = if compressed {
-        (b"AVML", 2)
-    } else {
-        (b"EMiL", 1)
-    };
-    let mut h = magic.to_vec();
-    h.extend_from_slice(&version.to_le_bytes());
-    h.extend_from_slice(&first.to_le_bytes());
-    h.extend_from_slice(&(first + len - 1).to_le_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h
-}
-
 /// A LiME file, an AVML file (compressed and stored chunks) and one mixing both.
 fn lime_seeds() -> Vec<(&'static str, Vec<u8>)> {
-    use std::io::Write;
+    use guestcore::format::{avml, lime};
     let text: Vec<u8> = (0..0x12000).map(|j| b"guestcore "[j % 10]).collect();
     let noise: Vec<u8> = (0..0x3000u32)
         .map(|j| (j.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    let plain = |first: u64, data: &[u8]| {
-        let mut v = lime_header(false, first, data.len() as u64);
-        v.extend_from_slice(data);
-        v
-    };
-    let avml = |first: u64, data: &[u8]| {
-        let mut enc = snap::write::FrameEncoder::new(Vec::new());
-        enc.write_all(data).unwrap();
-        let stream = enc.into_inner().unwrap();
-        let mut v = lime_header(true, first, data.len() as u64);
-        v.extend_from_slice(&stream);
-        v.extend_from_slice(&(stream.len() as u64).to_le_bytes());
-        v
-    };
-    let mut lime = plain(0x1000, &text[..0x2000]);
-    lime.extend(plain(0, &noise[..0x1000]));
-    let mut compressed = avml(0, &text);
-    compressed.extend(avml(0x100000, &noise));
-    let mut mixed = plain(0x2000, &noise);
-    mixed.extend(avml(0, &text[..0x2000]));
-    vec![("lime", lime), ("avml", compressed), ("mixed", mixed)]
+    let mut plain = lime::encode_range(0x1000, &text[..0x2000]);
+    plain.extend(lime::encode_range(0, &noise[..0x1000]));
+    let mut compressed = avml::encode_range(0, &text);
+    compressed.extend(avml::encode_range(0x100000, &noise));
+    let mut mixed = lime::encode_range(0x2000, &noise);
+    mixed.extend(avml::encode_range(0, &text[..0x2000]));
+    vec![("lime", plain), ("avml", compressed), ("mixed", mixed)]
 }
 
 fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
@@ -101,79 +72,35 @@ fn kernels_seed(kind: ModeKind) -> Vec<u8> {
 }
 
 /// A small `migrate file:` stream: pc.ram of 1 MiB with two pages and a zero page, a cpu and a
-/// vmcoreinfo section, EOF and a vmdesc (the format of guestcore's `phys::migration`).
+/// vmcoreinfo section, EOF and a vmdesc (written by `format::migration::StreamWriter`).
 fn migration_seed(mapped: bool) -> Vec<u8> {
-    let mut o = Vec::new();
-    let be32 = |o: &mut Vec<u8>, v: u32| o.extend_from_slice(&v.to_be_bytes());
-    let be64 = |o: &mut Vec<u8>, v: u64| o.extend_from_slice(&v.to_be_bytes());
-    let s8 = |o: &mut Vec<u8>, s: &str| {
-        o.push(s.len() as u8);
-        o.extend_from_slice(s.as_bytes());
-    };
-    o.extend_from_slice(b"QEVM\0\0\0\x03\x07");
-    be32(&mut o, 14);
-    o.extend_from_slice(b"pc-i440fx-10.0");
+    use guestcore::format::migration::{StreamWriter, VmcoreinfoSection, CAP_MAPPED_RAM};
+    let caps: &[&str] = if mapped { &[CAP_MAPPED_RAM] } else { &[] };
+    let mut w = StreamWriter::new("pc-i440fx-10.0", caps);
+    let blocks = [("pc.ram", 1 << 20)];
     if mapped {
-        o.push(5);
-        s8(&mut o, "configuration/capabilities");
-        be32(&mut o, 1);
-        be32(&mut o, 1);
-        s8(&mut o, "mapped-ram");
+        let h = w.ram_start_mapped(&blocks)[0];
+        w.out[h.bitmap_offset as usize] = 0b101;
+    } else {
+        w.ram_start(&blocks);
     }
-    o.push(1);
-    be32(&mut o, 1);
-    s8(&mut o, "ram");
-    be32(&mut o, 0);
-    be32(&mut o, 4);
-    be64(&mut o, (1 << 20) | 4);
-    s8(&mut o, "pc.ram");
-    be64(&mut o, 1 << 20);
-    if mapped {
-        let bitmap = o.len() as u64 + 28;
-        let pages = (bitmap + 32).next_multiple_of(4096);
-        be32(&mut o, 1);
-        be64(&mut o, 4096);
-        be64(&mut o, bitmap);
-        be64(&mut o, pages);
-        o.resize((pages + (1 << 20)) as usize, 0);
-        o[bitmap as usize] = 0b101;
-    }
-    be64(&mut o, 0x10);
-    o.push(0x7e);
-    be32(&mut o, 1);
-    o.push(2);
-    be32(&mut o, 1);
+    w.part();
     if !mapped {
-        be64(&mut o, 0x8);
-        s8(&mut o, "pc.ram");
-        o.extend((0..4096).map(|i| i as u8));
-        be64(&mut o, 0x1000 | 0x28);
-        o.extend((0..4096).map(|i| (i * 3) as u8));
-        be64(&mut o, 0x2000 | 0x22);
-        o.push(0);
+        let page = |f: fn(usize) -> u8| (0..4096).map(f).collect::<Vec<u8>>();
+        w.page(Some("pc.ram"), 0, &page(|i| i as u8));
+        w.page(None, 0x1000, &page(|i| (i * 3) as u8));
+        w.zero(None, 0x2000, 0);
     }
-    be64(&mut o, 0x10);
-    o.push(0x7e);
-    be32(&mut o, 1);
-    for (id, name, data) in [
-        (2u32, "cpu", vec![0u8; 16 * 8 + 8 + 8]),
-        (3, "vmcoreinfo", vec![1, 0, 1, 0, 1, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x10, 0]),
-    ] {
-        o.push(4);
-        be32(&mut o, id);
-        s8(&mut o, name);
-        be32(&mut o, 0);
-        be32(&mut o, 1);
-        o.extend_from_slice(&data);
-        o.push(0x7e);
-        be32(&mut o, id);
-    }
-    o.push(0);
-    let json = r#"{"page_size": 4096, "devices": [{"name": "cpu", "instance_id": 0, "fields": [{"name": "env.regs", "array_len": 16, "type": "uint64", "size": 8}, {"name": "env.eip", "type": "uint64", "size": 8}, {"name": "env.eflags", "type": "uint64", "size": 8}]}, {"name": "vmcoreinfo", "instance_id": 0, "fields": [{"name": "has_vmcoreinfo", "type": "bool", "size": 1}, {"name": "vmcoreinfo.host_format", "type": "uint16", "size": 2}, {"name": "vmcoreinfo.guest_format", "type": "uint16", "size": 2}, {"name": "vmcoreinfo.size", "type": "uint32", "size": 4}, {"name": "vmcoreinfo.paddr", "type": "uint64", "size": 8}]}]}"#;
-    o.push(6);
-    be32(&mut o, json.len() as u32);
-    o.extend_from_slice(json.as_bytes());
-    o
+    w.part_end();
+    w.device("cpu", 0, &[0u8; 16 * 8 + 8 + 8]);
+    w.device(
+        "vmcoreinfo",
+        0,
+        &VmcoreinfoSection::elf_note(0x1000, 0x1000).encode(),
+    );
+    w.eof();
+    w.vmdesc(r#"{"page_size": 4096, "devices": [{"name": "cpu", "instance_id": 0, "fields": [{"name": "env.regs", "array_len": 16, "type": "uint64", "size": 8}, {"name": "env.eip", "type": "uint64", "size": 8}, {"name": "env.eflags", "type": "uint64", "size": 8}]}, {"name": "vmcoreinfo", "instance_id": 0, "fields": [{"name": "has_vmcoreinfo", "type": "bool", "size": 1}, {"name": "vmcoreinfo.host_format", "type": "uint16", "size": 2}, {"name": "vmcoreinfo.guest_format", "type": "uint16", "size": 2}, {"name": "vmcoreinfo.size", "type": "uint32", "size": 4}, {"name": "vmcoreinfo.paddr", "type": "uint64", "size": 8}]}]}"#);
+    w.out
 }
 
 fn main() {

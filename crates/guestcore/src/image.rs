@@ -12,6 +12,7 @@ use crate::cpu::notes::cpus_from_notes;
 use crate::cpu::vmstate::decode_cpu;
 use crate::cpu::X86CpuState;
 use crate::format::kdump::{Compression, DUMP_DH_COMPRESSED_INCOMPLETE};
+use crate::format::libvirt_save::LIBVIRT_MAGIC;
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
 use crate::format::ElfNote;
@@ -22,7 +23,7 @@ use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
 use crate::phys::lime::LimeImage;
 use crate::phys::live::LiveAccess;
-use crate::phys::migration::file::{BlockInfo, StreamStats, LIBVIRT_MAGIC};
+use crate::phys::migration::file::{BlockInfo, StreamStats};
 use crate::phys::migration::MigrationFile;
 use crate::phys::raw::RawImage;
 use crate::phys::PhysMemory;
@@ -161,7 +162,7 @@ impl Magic {
             Magic::FlattenedKdump
         } else if head.starts_with(b"QEVM") || head.starts_with(LIBVIRT_MAGIC) {
             Magic::Migration
-        } else if crate::phys::lime::is_lime(head) {
+        } else if crate::format::lime::is_lime(head) {
             Magic::Lime
         } else {
             Magic::None

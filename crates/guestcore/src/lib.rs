@@ -30,7 +30,8 @@
 //! * [`dump`] — core-file writers (ELF, kdump), pulling pages from an input or taking them
 //!   in any order from a stream (a background snapshot), atomic output.
 //! * [`qmp`] — a QMP client, live sessions, the watchdog, background snapshots.
-//! * [`format`](mod@format) — on-disk facts (ELF, notes, kdump headers, VMCOREINFO, vmdesc), and
+//! * [`format`](mod@format) — on-disk facts (ELF, notes, kdump headers, VMCOREINFO, QEMU
+//!   migration streams and vmdesc, libvirt save images, LiME/AVML), read and written, and
 //!   [`codec`] — the kdump page codecs both the reader and the writer use.
 //!
 //! Long operations report through [`Progress`] (and can be cancelled through it).

@@ -26,8 +26,9 @@ use crate::phys::migration::devices::DeviceState;
 use crate::phys::migration::ram::RamBlock;
 use crate::phys::migration::vmcoreinfo::VmcoreinfoPointer;
 use crate::phys::migration::{Event, PageContent, Parser};
+use crate::phys::RamPiece;
 use crate::progress::Progress;
-use crate::qmp::mtree::RamPiece;
+
 use crate::qmp::snapshot::{self, SnapshotReport, Start};
 use crate::qmp::LiveSession;
 use crate::{Error, Result};

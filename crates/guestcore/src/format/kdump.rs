@@ -6,6 +6,8 @@
 //! * `disk_dump_header` and `kdump_sub_header` come in two ABIs: see [`super::kdump_header`].
 //! * The compression flags (`DUMP_DH_COMPRESSED_*`) and the method each names
 //!   ([`Compression`]), mapped here once for the reader, the writer and the image probe.
+//! * The machine names of `utsname.machine` ([`KdumpMachine`]): the one the writer records,
+//!   the ones the reader takes to tell the header's ABI.
 //! * `page_desc` is 24 bytes everywhere (`off_t` is 64-bit in makedumpfile builds).
 //! * The flattened header and record headers are **big-endian**.
 //!
@@ -119,6 +121,49 @@ impl FromStr for Compression {
                     format!("{s:?} (want none, zlib, lzo, snappy or zstd)"),
                 )
             })
+    }
+}
+
+/// The guest architecture a kdump file records in `utsname.machine`: crash and libkdumpfile
+/// take the architecture from it, and it tells which ABI the headers were laid out for
+/// ([`super::kdump_header::HeaderAbi`]). The writer names one of these; the reader knows
+/// the names a 32-bit x86 makedumpfile may write besides `i686`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KdumpMachine {
+    /// `x86_64`: 64-bit header ABI.
+    X86_64,
+    /// `i686`: 32-bit header ABI.
+    I686,
+}
+
+impl KdumpMachine {
+    /// The utsname string written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KdumpMachine::X86_64 => "x86_64",
+            KdumpMachine::I686 => "i686",
+        }
+    }
+
+    /// The machine a utsname string names: `x86_64`, or a 32-bit x86 (`i386` to `i686`,
+    /// all read as [`KdumpMachine::I686`]); `None` for anything else.
+    pub fn from_utsname(machine: &str) -> Option<Self> {
+        match machine {
+            "x86_64" => Some(KdumpMachine::X86_64),
+            "i386" | "i486" | "i586" | "i686" => Some(KdumpMachine::I686),
+            _ => None,
+        }
+    }
+
+    /// True for the 64-bit header ABI.
+    pub fn is_64bit(self) -> bool {
+        self == KdumpMachine::X86_64
+    }
+}
+
+impl fmt::Display for KdumpMachine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -237,6 +282,15 @@ mod tests {
         let f = NewUtsname::field(&"x".repeat(100));
         assert_eq!(f[64], 0);
         assert_eq!(NewUtsname::text(&NewUtsname::field("x86_64")), "x86_64");
+    }
+
+    #[test]
+    fn machine_names() {
+        for m in [KdumpMachine::X86_64, KdumpMachine::I686] {
+            assert_eq!(KdumpMachine::from_utsname(m.as_str()), Some(m));
+        }
+        assert_eq!(KdumpMachine::from_utsname("i386"), Some(KdumpMachine::I686));
+        assert_eq!(KdumpMachine::from_utsname("aarch64"), None);
     }
 
     #[test]

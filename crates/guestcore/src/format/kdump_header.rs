@@ -19,7 +19,7 @@
 //!
 //! Fields that are `unsigned long` are truncated to 32 bits in the 32-bit encoding.
 
-use super::kdump::{NewUtsname, DISKDUMP_SIGNATURE, KDUMP_SIGNATURE};
+use super::kdump::{KdumpMachine, NewUtsname, DISKDUMP_SIGNATURE, KDUMP_SIGNATURE};
 use zerocopy::byteorder::little_endian as le;
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -72,12 +72,9 @@ impl HeaderAbi {
         let h32 = decode_wire::<DiskDumpHeader32>(block0, "header")?;
         let machine = NewUtsname::text(&h64.utsname.machine);
         let plausible = |bs: i32| (4096..=65536).contains(&bs) && (bs as u32).is_power_of_two();
-        let is_64bit = if machine == "x86_64" {
-            true
-        } else if is_x86_32(&machine) {
-            false
-        } else {
-            plausible(h64.block_size.get()) || !plausible(h32.block_size.get())
+        let is_64bit = match KdumpMachine::from_utsname(&machine) {
+            Some(m) => m.is_64bit(),
+            None => plausible(h64.block_size.get()) || !plausible(h32.block_size.get()),
         };
         Ok(HeaderAbi::from_64bit(is_64bit))
     }
@@ -86,10 +83,6 @@ impl HeaderAbi {
 /// Bytes of block 0 that [`HeaderAbi::detect`] and [`DiskDumpHeader::decode_any`] need: the
 /// larger (64-bit) header.
 pub const HEADER_PROBE: usize = size_of::<DiskDumpHeader64>();
-
-fn is_x86_32(machine: &str) -> bool {
-    matches!(machine, "i386" | "i486" | "i586" | "i686")
-}
 
 /// `struct disk_dump_header`, whatever the ABI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

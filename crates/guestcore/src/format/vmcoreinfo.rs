@@ -5,6 +5,84 @@
 //! Values are text; `NUMBER(x)` values are **decimal** and may be negative (the kernel prints them
 //! with `%ld`) — QEMU parses `NUMBER(phys_base)` as hex, which is wrong for any non-trivial value.
 //! Addresses in `SYMBOL(x)` are hex without `0x`.
+//!
+//! The text is read out of guest memory in one place, [`read_vmcoreinfo_note`], whichever way
+//! its note was found (a page-start scan, QEMU's `vmcoreinfo` device, a crashed kernel's core
+//! header), with one cap, [`MAX_VMCOREINFO`]; [`vmcoreinfo_text`] takes the text out of a
+//! note's descriptor. Lookups ([`vmcoreinfo_get`] and the typed ones) read the text.
+
+/// The most bytes of VMCOREINFO text taken from guest memory. Linux writes the text into a
+/// buffer of `VMCOREINFO_BYTES`, one page (`include/linux/vmcore_info.h`, `crash_core.h`
+/// before 6.9): 4 KiB on x86, 64 KiB on the architectures with the largest pages. So 64 KiB
+/// holds any kernel's text with room to spare, and a hostile note's length costs at most this
+/// much memory per note read (a scan keeps at most 64 notes: 4 MiB).
+pub const MAX_VMCOREINFO: u64 = 64 << 10;
+
+/// The note name's bytes with its NUL (`namesz` 11), as Linux writes it.
+const NOTE_NAME: &[u8] = b"VMCOREINFO\0";
+/// Bytes of an ELF note header: `namesz`, `descsz`, `type`.
+const NOTE_HEADER_LEN: u64 = 12;
+
+/// True when `h` (at least 34 bytes) starts a VMCOREINFO note as Linux writes it at the
+/// start of its page-aligned `vmcoreinfo_note` buffer: `namesz` 11, type 0, `VMCOREINFO\0`,
+/// text starting `OSRELEASE=`.
+pub fn is_vmcoreinfo_note(h: &[u8]) -> bool {
+    h.len() >= 34
+        && h[0..4] == 11u32.to_le_bytes()
+        && h[8..12] == [0; 4]
+        && &h[12..23] == NOTE_NAME
+        && &h[24..34] == b"OSRELEASE="
+}
+
+/// The text in a VMCOREINFO note's descriptor: up to its first NUL (the kernel's buffer is
+/// zero-padded, and [`vmcoreinfo_entries`] stops there too); `None` when the descriptor is
+/// longer than [`MAX_VMCOREINFO`].
+pub fn vmcoreinfo_text(desc: &[u8]) -> Option<&[u8]> {
+    if desc.len() as u64 > MAX_VMCOREINFO {
+        return None;
+    }
+    let end = desc.iter().position(|&b| b == 0).unwrap_or(desc.len());
+    Some(&desc[..end])
+}
+
+/// Reads the VMCOREINFO ELF note whose header is at guest address `addr` and returns its
+/// text ([`vmcoreinfo_text`]). `read(addr, buf)` fills `buf` from guest memory, `false` when
+/// it cannot (any memory: a source, a dump still being written). `limit`, when the note's size
+/// is known (QEMU's `vmcoreinfo` device says it), is where the note must end.
+///
+/// `None` when a read fails, the name is not `VMCOREINFO` (with or without its NUL), the
+/// text is empty or longer than [`MAX_VMCOREINFO`], or the note runs past `limit`. At most
+/// [`MAX_VMCOREINFO`] bytes are allocated, whatever the note's header says.
+pub fn read_vmcoreinfo_note(
+    addr: u64,
+    limit: Option<u64>,
+    mut read: impl FnMut(u64, &mut [u8]) -> bool,
+) -> Option<Vec<u8>> {
+    let mut h = [0u8; NOTE_HEADER_LEN as usize];
+    if !read(addr, &mut h) {
+        return None;
+    }
+    let namesz = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+    let descsz = u64::from(u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")));
+    if namesz != NOTE_NAME.len() && namesz != NOTE_NAME.len() - 1 {
+        return None;
+    }
+    let mut name = [0u8; NOTE_NAME.len()];
+    if !read(addr.checked_add(NOTE_HEADER_LEN)?, &mut name[..namesz]) || name != NOTE_NAME {
+        return None;
+    }
+    let text_at = NOTE_HEADER_LEN + (namesz as u64).next_multiple_of(4);
+    if descsz == 0 || descsz > MAX_VMCOREINFO || limit.is_some_and(|l| text_at + descsz > l) {
+        return None;
+    }
+    let mut desc = vec![0u8; descsz as usize];
+    if !read(addr.checked_add(text_at)?, &mut desc) {
+        return None;
+    }
+    let len = vmcoreinfo_text(&desc)?.len();
+    desc.truncate(len);
+    Some(desc)
+}
 
 /// The `KEY=VALUE` pairs in order. Reading stops at the first NUL (the kernel's buffer is
 /// zero-padded); lines without `=` or not valid UTF-8 are skipped.
@@ -72,6 +150,69 @@ mod tests {
             Some(0xffff_ffff_9a20_a000)
         );
         assert_eq!(vmcoreinfo_entries(TEXT).count(), 6, "stops at NUL");
+    }
+
+    /// `note` at guest address 0x100 of a small memory, read back.
+    fn read_back(note: &[u8], limit: Option<u64>) -> Option<Vec<u8>> {
+        let mut mem = vec![0u8; 0x100];
+        mem.extend_from_slice(note);
+        read_vmcoreinfo_note(0x100, limit, |a, buf| {
+            let Some(src) = mem.get(a as usize..a as usize + buf.len()) else {
+                return false;
+            };
+            buf.copy_from_slice(src);
+            true
+        })
+    }
+
+    fn note(namesz: u32, name: &[u8], desc: &[u8]) -> Vec<u8> {
+        let mut n = namesz.to_le_bytes().to_vec();
+        n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
+        n.extend_from_slice(&0u32.to_le_bytes());
+        n.extend_from_slice(name);
+        n.resize(n.len().next_multiple_of(4), 0);
+        n.extend_from_slice(desc);
+        n
+    }
+
+    #[test]
+    fn notes_in_memory() {
+        let text = b"OSRELEASE=6.1.0\nPAGESIZE=4096\n";
+        let mut padded = text.to_vec();
+        padded.resize(64, 0);
+        let n = note(11, b"VMCOREINFO\0", &padded);
+        assert!(is_vmcoreinfo_note(&n));
+        assert_eq!(read_back(&n, None).unwrap(), text, "up to the first NUL");
+        assert_eq!(read_back(&n, Some(n.len() as u64)).unwrap(), text);
+        assert_eq!(
+            read_back(&n, Some(n.len() as u64 - 1)),
+            None,
+            "past the limit"
+        );
+        assert_eq!(
+            read_back(&note(10, b"VMCOREINFO", text), None).unwrap(),
+            text
+        );
+        assert_eq!(read_back(&note(5, b"CORE\0", text), None), None);
+        assert_eq!(read_back(&note(11, b"VMCOREINFX\0", text), None), None);
+        assert_eq!(read_back(&note(11, b"VMCOREINFO\0", b""), None), None);
+        assert_eq!(read_back(&n[..40], None), None, "cut short");
+        // The cap: a header claiming more is refused before anything is allocated.
+        let mut huge = n.clone();
+        huge[4..8].copy_from_slice(&(MAX_VMCOREINFO as u32 + 1).to_le_bytes());
+        assert_eq!(read_back(&huge, None), None);
+        let big = vec![b'x'; MAX_VMCOREINFO as usize];
+        assert_eq!(
+            read_back(&note(11, b"VMCOREINFO\0", &big), None).unwrap(),
+            big
+        );
+        assert_eq!(vmcoreinfo_text(&big), Some(&big[..]));
+        assert_eq!(vmcoreinfo_text(&[big.as_slice(), b"y"].concat()), None);
+        assert!(!is_vmcoreinfo_note(&note(
+            11,
+            b"VMCOREINFO\0",
+            b"PAGESIZE=4096\n"
+        )));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! all bounded before they are used.
 
 use crate::format::note::{ElfNote, NT_PRSTATUS, VMCOREINFO_NAME};
+use crate::format::vmcoreinfo::vmcoreinfo_text;
 use crate::phys::PhysMemory;
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -76,10 +77,7 @@ pub fn read_crash_header(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<
                     out.prstatus.push(note);
                 }
             } else if note.name == VMCOREINFO_NAME && out.vmcoreinfo.is_none() {
-                let mut text = note.desc;
-                let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-                text.truncate(end);
-                out.vmcoreinfo = Some(text);
+                out.vmcoreinfo = vmcoreinfo_text(&note.desc).map(<[u8]>::to_vec);
             }
         }
     }

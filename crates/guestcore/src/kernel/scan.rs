@@ -8,14 +8,14 @@
 //! source, the page cache brings in each page once).
 //!
 //! Guest memory may be hostile: at most [`MAX_FOUND`] of each kind are kept, a note's text is
-//! at most [`MAX_VMCOREINFO`] bytes, and counts read from memory are never trusted beyond that.
+//! at most [`MAX_VMCOREINFO`](crate::format::vmcoreinfo::MAX_VMCOREINFO) bytes (the one
+//! VMCOREINFO reader's cap), and counts read from memory are never trusted beyond that.
 
+use crate::format::vmcoreinfo::is_vmcoreinfo_note;
 use crate::phys::PhysMemory;
 
 /// The most VMCOREINFO notes, and the most ELF core headers, one scan keeps.
 pub const MAX_FOUND: usize = 64;
-/// The longest VMCOREINFO text read (the kernel's buffer is one page).
-pub const MAX_VMCOREINFO: u64 = 64 << 10;
 use crate::addr::PAGE_SIZE as PAGE;
 
 /// A VMCOREINFO note found in RAM.
@@ -38,15 +38,6 @@ pub struct Found {
     pub truncated: bool,
 }
 
-/// True when `h` (at least 34 bytes) starts a VMCOREINFO note.
-pub fn is_vmcoreinfo_note(h: &[u8]) -> bool {
-    h.len() >= 34
-        && h[0..4] == 11u32.to_le_bytes()
-        && h[8..12] == [0; 4]
-        && &h[12..23] == b"VMCOREINFO\0"
-        && &h[24..34] == b"OSRELEASE="
-}
-
 /// True when `h` starts an ELF64 little-endian ET_CORE header for x86.
 fn is_core_header(h: &[u8]) -> bool {
     h.len() >= 20
@@ -57,19 +48,12 @@ fn is_core_header(h: &[u8]) -> bool {
         && (h[18..20] == 62u16.to_le_bytes() || h[18..20] == 3u16.to_le_bytes())
 }
 
-/// Reads the note at `addr` (already recognised) and returns its text.
+/// Reads the VMCOREINFO note at `addr` (found at a page start) from guest RAM and returns its
+/// text, through the one reader ([`crate::format::vmcoreinfo::read_vmcoreinfo_note`]).
 pub fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    mem.read_at(addr + 4, &mut len).ok()?;
-    let len = u64::from(u32::from_le_bytes(len));
-    if len == 0 || len > MAX_VMCOREINFO || !mem.is_ram(addr + 24, len) {
-        return None;
-    }
-    let mut text = vec![0u8; len as usize];
-    mem.read_at(addr + 24, &mut text).ok()?;
-    let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-    text.truncate(end);
-    Some(text)
+    crate::format::vmcoreinfo::read_vmcoreinfo_note(addr, None, |a, buf| {
+        mem.is_ram(a, buf.len() as u64) && mem.read_at(a, buf).is_ok()
+    })
 }
 
 /// What one piece of RAM holds at its page starts, before the caps are applied.

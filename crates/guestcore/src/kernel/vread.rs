@@ -1,8 +1,10 @@
-//! Reading a kernel's virtual memory through its own page tables, page by page.
+//! Reading virtual memory through a set of page tables, page by page: the crate's one
+//! virtual-memory reader.
 //!
-//! Used for the structures VMCOREINFO points at (the printk ring buffer, later the page
-//! array). Each read is bounded by its caller; a page that does not translate, or translates
-//! outside guest RAM, is an error naming the address, never zeros.
+//! Used by the facade's virtual reads (`Guest::read_virt`) and for the structures VMCOREINFO
+//! points at (the printk ring buffer, the page array). Each read is bounded by its caller; a
+//! page that does not translate, or translates outside guest RAM, is
+//! [`Error::NotMapped`] naming the address, never zeros.
 
 use crate::paging::{translate, PageFlags, PagingMode};
 use crate::phys::PhysMemory;

@@ -1,24 +1,10 @@
-//! LiME memory images and AVML's snappy-compressed variant, mapped read-only.
+//! LiME memory images and AVML's snappy-compressed variant, mapped read-only, as
+//! [`PhysMemory`].
 //!
-//! LiME (the Linux Memory Extractor kernel module) and Microsoft's AVML are what incident
-//! responders use to take a Linux machine's RAM without a hypervisor; crash, volatility and drgn
-//! users get their memory as these files. The format facts below are from AVML's MIT-licensed
-//! reader and writer (`src/image.rs`, `src/io/snappy.rs`, `src/bin/avml/convert.rs`), which
-//! reads and writes both variants:
-//!
-//! - A file is a sequence of ranges, each a 32-byte header then its data, with nothing between
-//!   ranges and nothing after the last. The header, little-endian: `u32` magic, `u32` version,
-//!   `u64` first guest-physical address, `u64` last address (**inclusive**: a range holds
-//!   `last - first + 1` bytes), 8 reserved bytes (written as zero).
-//! - LiME ranges: magic `0x4C694D45` (the bytes `EMiL`), version 1, then the raw bytes.
-//! - AVML-compressed ranges: magic `0x4C4D5641` (the bytes `AVML`), version 2, then the range's
-//!   bytes as one snappy *framed* stream (stream identifier, then chunks of at most 64 KiB
-//!   uncompressed, each with the masked CRC-32C of its uncompressed bytes), then a `u64` holding
-//!   the stream's length in bytes. A file may mix both kinds; AVML's converter handles each
-//!   range by its own header.
-//! - AVML leaves out all-zero blocks (its ranges are cut at 16 MiB and an all-zero block gets no
-//!   header), so RAM that was zero can be a hole here: a read there is [`Error::NotInMemory`],
-//!   as for any hole in a source.
+//! The file format (ranges, each a 32-byte header and its data, raw for LiME, a snappy framed
+//! stream for AVML) is in [`crate::format::lime`] and [`crate::format::avml`]. AVML leaves out
+//! all-zero blocks, so RAM that was zero can be a hole here: a read there is
+//! [`Error::NotInMemory`], as for any hole in a source.
 //!
 //! LiME ranges are lent in place like a raw image ([`PhysMemory::slice`],
 //! [`PhysMemory::file_extent`]). AVML ranges are never decompressed whole: opening scans the
@@ -30,6 +16,11 @@
 
 use super::{map_file, PhysMemory, RamMap};
 use crate::addr::PhysRange;
+use crate::format::avml::{
+    AVML_MAGIC, AVML_VERSION, CHUNK_COMPRESSED, CHUNK_HEADER_LEN, CHUNK_STREAM_IDENTIFIER,
+    CHUNK_UNCOMPRESSED, CRC_LEN, MAX_CHUNK, STREAM_IDENTIFIER, TRAILER_LEN,
+};
+use crate::format::lime::{RangeHeader, HEADER_LEN, LIME_MAGIC, LIME_VERSION};
 use crate::{Error, Result};
 use memmap2::Mmap;
 use std::cell::RefCell;
@@ -41,28 +32,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(test)]
 mod tests;
 
-/// Magic of an uncompressed LiME range header (the bytes `EMiL`).
-pub const LIME_MAGIC: u32 = 0x4C69_4D45;
-/// Magic of an AVML snappy-compressed range header (the bytes `AVML`).
-pub const AVML_MAGIC: u32 = 0x4C4D_5641;
-/// Bytes of one range header.
-pub const HEADER_LEN: u64 = 32;
 /// Most ranges a file may have. AVML cuts ranges at 16 MiB, so this is 4 TiB of RAM in
 /// AVML's cutting; the index costs a few dozen bytes a range.
 pub const MAX_RANGES: usize = 1 << 18;
 /// Guest-physical addresses end below 2^52 (the x86 architectural limit).
 pub const PHYS_LIMIT: u64 = 1 << 52;
-/// Most uncompressed bytes of one snappy frame chunk (the framing format's limit).
-pub const MAX_CHUNK: usize = 1 << 16;
-
-/// The snappy framing format's stream identifier chunk.
-const STREAM_IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
-
-/// True when `head` starts like a LiME or AVML file.
-pub fn is_lime(head: &[u8]) -> bool {
-    head.starts_with(&LIME_MAGIC.to_le_bytes()) || head.starts_with(&AVML_MAGIC.to_le_bytes())
-}
-
 /// Where one RAM range's bytes are in the file.
 #[derive(Debug, Clone)]
 enum Backing {
@@ -255,7 +229,7 @@ impl LimeImage {
     fn decompress(&self, k: usize, data: &mut Vec<u8>) -> Result<()> {
         let c = self.chunks[k];
         let raw = self
-            .bytes(c.offset, 4 + u64::from(c.len))
+            .bytes(c.offset, CHUNK_HEADER_LEN + u64::from(c.len))
             .expect("chunks lie inside the file (checked by the scan)");
         data.clear();
         data.resize(c.ulen as usize, 0);
@@ -347,7 +321,9 @@ impl PhysMemory for LimeImage {
                     let last = list.partition_point(|c| c.phys < b);
                     if first < last {
                         let from = list[first].offset;
-                        let to = list[last - 1].offset + 4 + u64::from(list[last - 1].len);
+                        let to = list[last - 1].offset
+                            + CHUNK_HEADER_LEN
+                            + u64::from(list[last - 1].len);
                         super::release_mapped(&self.map, from, to - from);
                     }
                 }
@@ -409,20 +385,25 @@ impl Parser<'_> {
                     self.len() - off
                 )));
             };
-            let word = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().expect("4 bytes"));
-            let quad = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().expect("8 bytes"));
-            let (magic, version, first, last) = (word(0), word(4), quad(8), quad(16));
+            let RangeHeader {
+                magic,
+                version,
+                first,
+                last,
+            } = RangeHeader::decode(h).expect("a whole header");
             let compressed = match (magic, version) {
-                (LIME_MAGIC, 1) => false,
-                (AVML_MAGIC, 2) => true,
+                (LIME_MAGIC, LIME_VERSION) => false,
+                (AVML_MAGIC, AVML_VERSION) => true,
                 (LIME_MAGIC, v) => {
                     return Err(self.err(format!(
-                        "LiME header at offset {off:#x} has version {v}; only 1 is known"
+                        "LiME header at offset {off:#x} has version {v}; only {LIME_VERSION} is \
+                         known"
                     )))
                 }
                 (AVML_MAGIC, v) => {
                     return Err(self.err(format!(
-                        "AVML header at offset {off:#x} has version {v}; only 2 is known"
+                        "AVML header at offset {off:#x} has version {v}; only {AVML_VERSION} is \
+                         known"
                     )))
                 }
                 (m, _) => {
@@ -464,7 +445,7 @@ impl Parser<'_> {
                     )));
                 }
                 let chunks = from..self.chunks.len();
-                (Backing::Compressed { chunks }, end + 8)
+                (Backing::Compressed { chunks }, end + TRAILER_LEN)
             } else {
                 if size > self.len() - data {
                     return Err(self.err(format!(
@@ -492,11 +473,11 @@ impl Parser<'_> {
         let mut at = data;
         let mut produced = 0u64;
         let mut first = true;
-        let max_body = snap::raw::max_compress_len(MAX_CHUNK) as u64 + 4;
+        let max_body = snap::raw::max_compress_len(MAX_CHUNK) as u64 + CRC_LEN;
         let here =
             |at: u64| format!("snappy chunk at offset {at:#x} (range header at {header:#x})");
         while produced < size {
-            let Some(h) = self.get(at, 4) else {
+            let Some(h) = self.get(at, CHUNK_HEADER_LEN) else {
                 return Err(self.err(format!(
                     "AVML range at offset {header:#x}: its compressed data runs past the end of \
                      the file ({produced:#x} of {size:#x} bytes found)"
@@ -504,13 +485,13 @@ impl Parser<'_> {
             };
             let ty = h[0];
             let len = u64::from(u32::from_le_bytes([h[1], h[2], h[3], 0]));
-            let Some(body) = self.get(at + 4, len) else {
+            let Some(body) = self.get(at + CHUNK_HEADER_LEN, len) else {
                 return Err(self.err(format!(
                     "{}: its {len} bytes run past the end of the file",
                     here(at)
                 )));
             };
-            if first && ty != 0xff {
+            if first && ty != CHUNK_STREAM_IDENTIFIER {
                 return Err(self.err(format!(
                     "{}: the stream does not start with a snappy stream identifier (chunk type \
                      {ty:#04x})",
@@ -519,21 +500,23 @@ impl Parser<'_> {
             }
             first = false;
             let ulen = match ty {
-                0xff if body == b"sNaPpY" => 0,
-                0xff => return Err(self.err(format!("{}: bad stream identifier", here(at)))),
-                0x00 | 0x01 if len < 4 => {
+                CHUNK_STREAM_IDENTIFIER if body == &STREAM_IDENTIFIER[4..] => 0,
+                CHUNK_STREAM_IDENTIFIER => {
+                    return Err(self.err(format!("{}: bad stream identifier", here(at))))
+                }
+                CHUNK_COMPRESSED | CHUNK_UNCOMPRESSED if len < CRC_LEN => {
                     return Err(self.err(format!("{}: {len} bytes is too short", here(at))))
                 }
-                0x00 if len > max_body => {
+                CHUNK_COMPRESSED if len > max_body => {
                     return Err(self.err(format!(
                         "{}: {len} compressed bytes is more than a 64 KiB chunk can take",
                         here(at)
                     )))
                 }
-                0x00 => snap::raw::decompress_len(&body[4..])
+                CHUNK_COMPRESSED => snap::raw::decompress_len(&body[CRC_LEN as usize..])
                     .map_err(|e| self.err(format!("{}: bad uncompressed length: {e}", here(at))))?
                     as u64,
-                0x01 => len - 4,
+                CHUNK_UNCOMPRESSED => len - CRC_LEN,
                 0x02..=0x7f => {
                     return Err(self.err(format!(
                         "{}: reserved unskippable chunk type {ty:#04x}",
@@ -564,7 +547,7 @@ impl Parser<'_> {
                 });
             }
             produced += ulen;
-            at += 4 + len;
+            at += CHUNK_HEADER_LEN + len;
         }
         Ok(at)
     }

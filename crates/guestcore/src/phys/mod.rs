@@ -17,7 +17,7 @@ pub mod migration;
 pub mod raw;
 
 pub use mmap::map_file;
-pub use ram_map::RamMap;
+pub use ram_map::{RamMap, RamPiece};
 
 pub(crate) use mmap::{map_shared_ram, release_mapped};
 

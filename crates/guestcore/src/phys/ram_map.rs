@@ -11,6 +11,22 @@ use crate::addr::PhysRange;
 use crate::{Error, Result};
 use serde::Serialize;
 
+/// One piece of a named QEMU RAM block placed in guest-physical memory: `phys.len()` bytes
+/// from byte `offset` of block `block`. QEMU's RAM is blocks (`pc.ram`, a memory backend, a
+/// BIOS image) that the machine maps at guest-physical ranges, a block possibly in several
+/// pieces (below and above the PCI hole). A running guest's pieces come from its flat view
+/// (`crate::qmp::mtree`), a migration stream's from its machine type's layout
+/// ([`super::migration::layout`]) or from the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RamPiece {
+    /// The RAM block's id (`pc.ram`, a memory-backend id).
+    pub block: String,
+    /// Byte offset in the block where the piece starts (of `phys.start`).
+    pub offset: u64,
+    /// The guest-physical range the piece covers.
+    pub phys: PhysRange,
+}
+
 /// Sorted, non-overlapping guest-physical RAM ranges. Adjacent ranges are kept apart (a dump
 /// writes one segment per range, as the source had them) but [`contains`](Self::contains) and
 /// [`ram_parts`](Self::ram_parts) treat them as one.

@@ -9,18 +9,8 @@
 //! so nothing about the split is hard-coded here.
 
 use crate::addr::PhysRange;
+use crate::phys::RamPiece;
 use crate::{Error, Result};
-
-/// One piece of guest RAM as `info mtree -f` shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RamPiece {
-    /// The guest-physical range the piece covers.
-    pub phys: PhysRange,
-    /// The RAM block (memory backend id, e.g. `pc.ram`).
-    pub block: String,
-    /// Offset of `phys.start` inside the block.
-    pub offset: u64,
-}
 
 /// One line of a flat view.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,8 +82,8 @@ fn parse_flat_line(t: &str) -> Option<FlatRange> {
     })
 }
 
-/// The RAM/ROM ranges of `blocks`, with neighbours that continue each other (same block,
-/// adjacent physically and in the block) joined.
+/// The RAM/ROM ranges of `blocks` as pieces of guest RAM, with neighbours that continue each
+/// other (same block, adjacent physically and in the block) joined.
 pub fn ram_pieces(flat: &[FlatRange], blocks: &[String]) -> Vec<RamPiece> {
     let mut v: Vec<&FlatRange> = flat
         .iter()

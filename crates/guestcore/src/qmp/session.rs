@@ -14,11 +14,12 @@
 
 use super::client::{QmpClient, DEFAULT_TIMEOUT};
 use super::gpa2hva::parse_gpa2hva;
-use super::mtree::{parse_memory_flat_view, ram_pieces, RamPiece};
+use super::mtree::{parse_memory_flat_view, ram_pieces};
 use super::watchdog::Watchdog;
 use crate::cpu::hmp::parse_info_registers;
 use crate::cpu::X86CpuState;
 use crate::phys::live::{LiveMemory, LiveSource};
+use crate::phys::RamPiece;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@
 use super::capture::capture;
 use super::dump;
 use assert_cmd::Command;
+use guestcore::format::lime::RangeHeader;
 use guestcore::image::{GuestImage, ImageFormat, OpenOptions};
 use guestcore::phys::elf::ElfCore;
 use guestcore::phys::PhysMemory;
@@ -21,12 +22,8 @@ fn write_lime(elf: &Path, out: &Path) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(out).unwrap());
     for seg in core.segments().iter().filter(|s| s.memsz > 0) {
         let data = core.segment_data(seg).unwrap();
-        f.write_all(&0x4C69_4D45u32.to_le_bytes()).unwrap();
-        f.write_all(&1u32.to_le_bytes()).unwrap();
-        f.write_all(&seg.paddr.to_le_bytes()).unwrap();
-        f.write_all(&(seg.paddr + seg.memsz - 1).to_le_bytes())
+        f.write_all(&RangeHeader::lime(seg.paddr, seg.memsz).encode())
             .unwrap();
-        f.write_all(&[0; 8]).unwrap();
         f.write_all(data).unwrap();
         std::io::copy(
             &mut std::io::repeat(0).take(seg.memsz - data.len() as u64),

@@ -38,6 +38,8 @@ mod writer;
 
 /// The compression a kdump file names; the page codecs themselves are in [`crate::codec`].
 pub use crate::format::kdump::Compression;
+/// The architecture a kdump file names; the table of names is in [`crate::format::kdump`].
+pub use crate::format::kdump::KdumpMachine;
 pub use flatten::{FlatSink, PositionedSink, SeekSink};
 pub use streamed::{StreamedKdump, StreamedKdumpSpec};
 pub use writer::{write_kdump, write_kdump_to};
@@ -46,38 +48,8 @@ use crate::addr::PhysRange;
 use crate::dump_level::FrameSet;
 use crate::format::ElfNote;
 use crate::phys::PhysMemory;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::fmt;
-
-/// The guest architecture recorded in `utsname.machine` (crash and libkdumpfile take the
-/// architecture from it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum KdumpMachine {
-    /// `x86_64`: 64-bit header ABI.
-    X86_64,
-    /// `i686`: 32-bit header ABI.
-    I686,
-}
-
-impl KdumpMachine {
-    /// The utsname string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KdumpMachine::X86_64 => "x86_64",
-            KdumpMachine::I686 => "i686",
-        }
-    }
-    /// True for the 64-bit header ABI.
-    pub fn is_64bit(self) -> bool {
-        self == KdumpMachine::X86_64
-    }
-}
-
-impl fmt::Display for KdumpMachine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What to write.
 #[derive(Clone, Copy)]

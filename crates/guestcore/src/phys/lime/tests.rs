@@ -1,5 +1,6 @@
-//! LiME and AVML files written here byte by byte (headers) and by `snap`'s own frame encoder
-//! (AVML's compressed data), including every malformed shape the reader must refuse.
+//! LiME and AVML files written by the format's write side ([`crate::format::lime`],
+//! [`crate::format::avml`]: headers, and `snap`'s own frame encoder for AVML's compressed
+//! data), including every malformed shape the reader must refuse.
 
 use super::*;
 use crate::image::{GuestImage, ImageFormat, OpenOptions};
@@ -13,40 +14,34 @@ fn temp(bytes: &[u8]) -> tempfile::NamedTempFile {
 }
 
 fn header(magic: u32, version: u32, first: u64, last: u64) -> Vec<u8> {
-    let mut h = Vec::with_capacity(32);
-    h.extend_from_slice(&magic.to_le_bytes());
-    h.extend_from_slice(&version.to_le_bytes());
-    h.extend_from_slice(&first.to_le_bytes());
-    h.extend_from_slice(&last.to_le_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h
+    RangeHeader {
+        magic,
+        version,
+        first,
+        last,
+    }
+    .encode()
+    .to_vec()
 }
 
 /// One uncompressed LiME range.
 fn lime(first: u64, data: &[u8]) -> Vec<u8> {
-    let mut v = header(LIME_MAGIC, 1, first, first + data.len() as u64 - 1);
-    v.extend_from_slice(data);
-    v
+    crate::format::lime::encode_range(first, data)
 }
 
-/// `data` as one snappy framed stream, the way AVML writes it (`snap::write::FrameEncoder`).
+/// `data` as one snappy framed stream, the way AVML writes it.
 fn frames(data: &[u8]) -> Vec<u8> {
-    let mut enc = snap::write::FrameEncoder::new(Vec::new());
-    enc.write_all(data).unwrap();
-    enc.into_inner().unwrap()
+    crate::format::avml::frame(data)
 }
 
 /// An AVML range around an already framed stream: header, stream, `u64` stream length.
 fn avml_framed(first: u64, size: u64, stream: &[u8]) -> Vec<u8> {
-    let mut v = header(AVML_MAGIC, 2, first, first + size - 1);
-    v.extend_from_slice(stream);
-    v.extend_from_slice(&(stream.len() as u64).to_le_bytes());
-    v
+    crate::format::avml::encode_range_framed(first, size, stream)
 }
 
 /// One AVML-compressed range.
 fn avml(first: u64, data: &[u8]) -> Vec<u8> {
-    avml_framed(first, data.len() as u64, &frames(data))
+    crate::format::avml::encode_range(first, data)
 }
 
 /// Compressible bytes (snappy writes compressed chunks).
@@ -311,11 +306,9 @@ fn refuses_too_many_ranges() {
 
 /// A framed stream built chunk by chunk: `(type, body)`.
 fn stream_of(chunks: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let mut v = b"\xff\x06\x00\x00sNaPpY".to_vec();
+    let mut v = STREAM_IDENTIFIER.to_vec();
     for (ty, body) in chunks {
-        v.push(*ty);
-        v.extend_from_slice(&(body.len() as u32).to_le_bytes()[..3]);
-        v.extend_from_slice(body);
+        v.extend(crate::format::avml::chunk(*ty, body));
     }
     v
 }

@@ -10,6 +10,7 @@
 
 use super::stream::SectionHeader;
 use super::vmcoreinfo::{self, VmcoreinfoPointer};
+use crate::format::migration::VMCOREINFO_SECTION;
 use crate::format::vmdesc::{DeviceDesc, Vmdesc};
 use crate::Result;
 use std::path::Path;
@@ -33,7 +34,7 @@ pub struct DeviceState {
 impl DeviceState {
     /// Keeps `data` when `header` is a section a dump needs (the parser bounds device sections).
     pub fn add(&mut self, header: &SectionHeader, data: &[u8]) {
-        if header.name == "cpu" || header.name == "vmcoreinfo" {
+        if header.name == "cpu" || header.name == VMCOREINFO_SECTION {
             self.sections.push((header.clone(), data.to_vec()));
         }
     }

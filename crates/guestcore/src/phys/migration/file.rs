@@ -15,31 +15,24 @@
 //!   ([`PhysMemory::file_extent`]).
 //!
 //! `virsh save` files start with libvirt's `LibvirtQemudSave` header, then the domain XML,
-//! then the QEMU stream; the stream's start is found from the header's XML length.
+//! then the QEMU stream; the stream's start is found from the header's XML length
+//! ([`crate::format::libvirt_save`]).
 
 use super::devices::{CpuSection, DeviceState};
-use super::layout::{machine_layout, BlockPiece};
+use super::layout::machine_layout;
 use super::ram::{MappedRam, RamBlock, PAGE_SIZE};
 use super::stream::{Configuration, Event, PageContent, Parser};
 use super::vmcoreinfo::{self, VmcoreinfoPointer};
 use crate::addr::PhysRange;
-use crate::phys::{map_file, release_mapped, PhysMemory, RamMap};
+use crate::format::libvirt_save::{SaveHeader, LIBVIRT_MAGIC};
+use crate::format::migration::{mapped_ram_bitmap_len, MAGIC};
+use crate::phys::{map_file, release_mapped, PhysMemory, RamMap, RamPiece};
 use crate::{Error, Result};
 use memmap2::Mmap;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-
-/// libvirt's save-image magic (`QEMU_SAVE_MAGIC`).
-pub const LIBVIRT_MAGIC: &[u8; 16] = b"LibvirtQemudSave";
-/// The size of libvirt's `virQEMUSaveHeader`: the magic, then `u32`s version, data_len,
-/// was_running, compressed, cookieOffset and 14 unused (92 bytes, as `virsh save` of libvirt
-/// 9.0 writes it; the stream's `QEVM` follows `data_len` bytes of XML, cookie and padding).
-const LIBVIRT_HEADER_LEN: u64 = 16 + 4 * 5 + 4 * 14;
-/// Offset of the header's `compressed` field (the save image format: 0 raw, then gzip, bzip2,
-/// xz, lzop, zstd).
-const LIBVIRT_COMPRESSED_AT: usize = 16 + 4 * 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Src {
@@ -215,44 +208,34 @@ impl std::fmt::Debug for MigrationFile {
 /// Where the QEMU stream starts in a file whose first bytes are `head` (0, or after a
 /// libvirt header); `None` when it is neither.
 pub fn stream_start(map: &[u8]) -> Option<u64> {
-    if map.starts_with(b"QEVM") {
+    let magic = MAGIC.to_be_bytes();
+    if map.starts_with(&magic) {
         return Some(0);
     }
-    if !map.starts_with(LIBVIRT_MAGIC) {
-        return None;
-    }
-    let data_len = u32::from_le_bytes(map.get(20..24)?.try_into().ok()?) as u64;
-    let at = LIBVIRT_HEADER_LEN.checked_add(data_len)?;
+    let at = SaveHeader::decode(map)?.stream_offset();
     let s = usize::try_from(at).ok()?;
-    (map.get(s..s + 4)? == b"QEVM").then_some(at)
+    (map.get(s..s + 4)? == magic).then_some(at)
 }
 
 impl MigrationFile {
     /// Opens `path`; `layout` places the RAM blocks (default: the machine type's known
     /// layout, see [`super::layout`]).
-    pub fn open(path: impl AsRef<Path>, layout: Option<&[BlockPiece]>) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>, layout: Option<&[RamPiece]>) -> Result<Self> {
         let path = path.as_ref();
         let (file, map) = map_file(path)?;
         let Some(map) = map.filter(|m| m.len() >= 8) else {
             return Err(Error::format(path, "too short for a migration stream"));
         };
-        if map.starts_with(LIBVIRT_MAGIC) {
-            let at = LIBVIRT_COMPRESSED_AT;
-            let compressed = map
-                .get(at..at + 4)
-                .map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4")));
-            if compressed != 0 {
-                let name = ["raw", "gzip", "bzip2", "xz", "lzop", "zstd"]
-                    .get(compressed as usize)
-                    .unwrap_or(&"unknown");
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "compressed libvirt save image (format {compressed}, {name}): not \
-                         supported; save it with save_image_format = \"raw\""
-                    ),
-                ));
-            }
+        if let Some(h) = SaveHeader::decode(&map).filter(|h| h.compressed != 0) {
+            return Err(Error::format(
+                path,
+                format!(
+                    "compressed libvirt save image (format {}, {}): not supported; save it \
+                     with save_image_format = \"raw\"",
+                    h.compressed,
+                    h.compression_name()
+                ),
+            ));
         }
         let base = stream_start(&map).ok_or_else(|| {
             if map.starts_with(LIBVIRT_MAGIC) {
@@ -521,7 +504,7 @@ enum Loc {
 }
 
 fn read_bitmap(map: &[u8], base: u64, b: &RamBlock, m: MappedRam, path: &Path) -> Result<Vec<u64>> {
-    let len = MappedRam::bitmap_len(b.pages());
+    let len = mapped_ram_bitmap_len(b.pages());
     let start = base + m.bitmap_offset;
     let pages_end = base + m.pages_offset + b.length;
     if pages_end > map.len() as u64 {
@@ -616,7 +599,10 @@ mod tests {
     use super::*;
     use crate::cpu::vmstate::decode_cpu;
     use crate::cpu::vmstate::tests::{cpu_section, sample_state};
-    use crate::phys::migration::stream::build::{page_bytes, Builder};
+    use crate::format::libvirt_save;
+    use crate::format::migration::{StreamWriter, VmcoreinfoSection, CAP_MAPPED_RAM};
+    use crate::format::note::{ElfNote, VMCOREINFO_NAME};
+    use crate::phys::migration::stream::build::page_bytes;
     use std::io::Write;
 
     const RAM: u64 = 0x100000;
@@ -628,29 +614,22 @@ mod tests {
         f
     }
 
-    /// A vmcoreinfo ELF note with `text`.
+    /// A page holding a vmcoreinfo ELF note with `text`.
     fn note(text: &[u8]) -> Vec<u8> {
         let mut n = Vec::new();
-        n.extend_from_slice(&11u32.to_le_bytes());
-        n.extend_from_slice(&(text.len() as u32).to_le_bytes());
-        n.extend_from_slice(&0u32.to_le_bytes());
-        n.extend_from_slice(b"VMCOREINFO\0\0");
-        n.extend_from_slice(text);
+        ElfNote::new(VMCOREINFO_NAME, 0, text.to_vec()).encode_into(&mut n);
         n.resize(PAGE_SIZE as usize, 0);
         n
     }
 
     fn vmcoreinfo_device(paddr: u64) -> Vec<u8> {
-        let mut d = vec![1, 0, 1, 0, 1];
-        d.extend_from_slice(&0x1000u32.to_be_bytes());
-        d.extend_from_slice(&paddr.to_be_bytes());
-        d
+        VmcoreinfoSection::elf_note(paddr, 0x1000).encode()
     }
 
     /// Pages 0..4 (page 1 sent again later), page 5 a zero page with fill 0xaa, the
     /// VMCOREINFO note at page 0x10, the rest never sent; two vCPUs; vmdesc with `cpu_json`.
     fn stream(lie: bool) -> Vec<u8> {
-        let mut b = Builder::new("pc-i440fx-10.0", &[]);
+        let mut b = StreamWriter::new("pc-i440fx-10.0", &[]);
         b.ram_start(&[("pc.ram", RAM), ("pc.bios", PAGE_SIZE)]);
         b.part();
         b.page(Some("pc.ram"), 0, &page_bytes(0));
@@ -744,7 +723,7 @@ mod tests {
         let e = MigrationFile::open(temp(&other).path(), None).unwrap_err();
         assert!(e.to_string().contains("no known RAM layout"), "{e}");
         // A caller-supplied layout works for any machine.
-        let l = [BlockPiece {
+        let l = [RamPiece {
             block: "pc.ram".into(),
             offset: 0,
             phys: PhysRange::new(1 << 32, RAM),
@@ -754,28 +733,35 @@ mod tests {
     }
 
     #[test]
+    fn libvirt_save_image() {
+        let image = libvirt_save::encode_image("<domain type='kvm'/>", 0x1003, &stream(false));
+        let f = temp(&image);
+        let m = MigrationFile::open(f.path(), None).unwrap();
+        assert!(m.libvirt());
+        assert_eq!(m.read_u8_test(0x2000), page_bytes(2)[0]);
+        assert_eq!(m.vmcoreinfo().unwrap(), b"OSRELEASE=6.1.0-test\n");
+        // Compressed images are refused by name; a header whose XML length misses the stream.
+        let mut zstd = image.clone();
+        zstd[..libvirt_save::HEADER_LEN as usize].copy_from_slice(
+            &libvirt_save::SaveHeader {
+                compressed: 5,
+                ..libvirt_save::SaveHeader::decode(&image).unwrap()
+            }
+            .encode(),
+        );
+        let e = MigrationFile::open(temp(&zstd).path(), None).unwrap_err();
+        assert!(e.to_string().contains("format 5, zstd"), "{e}");
+        let short = libvirt_save::encode_image("<domain/>", 0x10, b"");
+        let e = MigrationFile::open(temp(&short).path(), None).unwrap_err();
+        assert!(e.to_string().contains("does not follow its header"), "{e}");
+    }
+
+    #[test]
     fn mapped_ram_file() {
-        let mut b = Builder::new("pc-q35-10.0", &["mapped-ram"]);
-        // The ram section by hand: block list with a mapped-ram header.
-        b.out.push(1);
-        b.out.extend_from_slice(&1u32.to_be_bytes());
-        b.out.push(3);
-        b.out.extend_from_slice(b"ram");
-        b.out.extend_from_slice(&0u32.to_be_bytes());
-        b.out.extend_from_slice(&4u32.to_be_bytes());
-        b.be64(RAM | 4);
-        b.out.push(6);
-        b.out.extend_from_slice(b"pc.ram");
-        b.be64(RAM);
-        let bitmap_offset = b.out.len() as u64 + 28;
-        let pages_offset = (bitmap_offset + 32).next_multiple_of(PAGE_SIZE);
-        b.out.extend_from_slice(&1u32.to_be_bytes());
-        b.be64(PAGE_SIZE);
-        b.be64(bitmap_offset);
-        b.be64(pages_offset);
-        b.out.resize((pages_offset + RAM) as usize, 0);
-        b.be64(0x10);
-        b.footer(1);
+        let mut b = StreamWriter::new("pc-q35-10.0", &[CAP_MAPPED_RAM]);
+        // The block list with a mapped-ram header: the bitmap, then the pages region.
+        let h = b.ram_start_mapped(&[("pc.ram", RAM)])[0];
+        let (bitmap_offset, pages_offset) = (h.bitmap_offset, h.pages_offset);
         b.part();
         b.part_end();
         b.eof();

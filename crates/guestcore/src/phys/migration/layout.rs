@@ -24,26 +24,14 @@
 
 use super::ram::RamBlock;
 use crate::addr::PhysRange;
+use crate::phys::RamPiece;
 use crate::{Error, Result};
-use serde::Serialize;
 use std::path::Path;
 
 const GIB: u64 = 1 << 30;
 const FOUR_GIB: u64 = 4 * GIB;
 const VGA_START: u64 = 0xa0000;
 const VGA_END: u64 = 0xc0000;
-
-/// One piece of a RAM block placed in guest-physical memory: `phys.len()` bytes from byte
-/// `offset` of block `block`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BlockPiece {
-    /// The RAM block's id (`pc.ram`, a memory-backend id).
-    pub block: String,
-    /// Byte offset in the block where the piece starts.
-    pub offset: u64,
-    /// The guest-physical range the piece covers.
-    pub phys: PhysRange,
-}
 
 /// The PC machine families with a known layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +69,7 @@ impl Machine {
 }
 
 /// The pieces of `blocks` for machine type `machine` (see the module docs).
-pub fn machine_layout(machine: &str, blocks: &[RamBlock], path: &Path) -> Result<Vec<BlockPiece>> {
+pub fn machine_layout(machine: &str, blocks: &[RamBlock], path: &Path) -> Result<Vec<RamPiece>> {
     let Some(kind) = Machine::of(machine) else {
         return Err(Error::format(
             path,
@@ -107,7 +95,7 @@ pub fn machine_layout(machine: &str, blocks: &[RamBlock], path: &Path) -> Result
     };
     let below = kind.below_4g(ram.length);
     let mut out = Vec::new();
-    let piece = |offset: u64, start: u64, end: u64| BlockPiece {
+    let piece = |offset: u64, start: u64, end: u64| RamPiece {
         block: "pc.ram".into(),
         offset,
         phys: PhysRange::new(start, end - start),
@@ -127,7 +115,7 @@ pub fn machine_layout(machine: &str, blocks: &[RamBlock], path: &Path) -> Result
     }
     if let Some(bios) = blocks.iter().find(|b| b.name == "pc.bios") {
         if bios.length <= 16 << 20 {
-            out.push(BlockPiece {
+            out.push(RamPiece {
                 block: bios.name.clone(),
                 offset: 0,
                 phys: PhysRange::new(FOUR_GIB - bios.length, bios.length),

@@ -6,11 +6,15 @@
 //!   hands out [`stream::Event`]s: configuration, RAM blocks, pages, device sections, the
 //!   vmdesc. Live dumps stream through it; the offline reader is built on it.
 //! * [`ram`] decodes the `ram` section's records; [`vmcoreinfo`] the guest's VMCOREINFO
-//!   pointer. The vmdesc JSON (the closing description of every device section's fields) is
-//!   a format fact, in [`crate::format::vmdesc`]; a vCPU's registers from its `cpu` section
-//!   are decoded by [`crate::cpu::vmstate`] (on top of this layer, by `image`).
+//!   pointer. The format itself (section types, RAM flags, the mapped-ram header, the
+//!   vmcoreinfo section, and a writer of streams for tests) is in [`crate::format::migration`],
+//!   libvirt's save-image header in [`crate::format::libvirt_save`]; the vmdesc JSON (the
+//!   closing description of every device section's fields) in [`crate::format::vmdesc`]; a
+//!   vCPU's registers from its `cpu` section are decoded by [`crate::cpu::vmstate`] (on top of
+//!   this layer, by `image`).
 //! * [`layout`] places RAM blocks in guest-physical memory for the machine types it knows
-//!   (`pc-i440fx-*`, `pc-q35-*`); [`file`](mod@file) is the offline [`PhysMemory`](super::PhysMemory).
+//!   (`pc-i440fx-*`, `pc-q35-*`) as [`RamPiece`](super::RamPiece)s; [`file`](mod@file) is the
+//!   offline [`PhysMemory`](super::PhysMemory).
 //!
 //! The stream is untrusted input: every count and length it declares is capped before use
 //! ([`stream::Limits`]), and anything malformed is an error naming the offset, never a panic

@@ -1,18 +1,20 @@
-//! The `ram` section: QEMU's RAM blocks and their pages (facts from QEMU's
-//! `migration/ram.c`, `ram_save_setup`, `save_page_header`, `ram_load_precopy`, and
-//! `docs/devel/migration/mapped-ram.rst`).
+//! The `ram` section: QEMU's RAM blocks and their pages, read (the record layout, from QEMU's
+//! `migration/ram.c` and `docs/devel/migration/mapped-ram.rst`, is in
+//! [`crate::format::migration`]; the loader this follows is `ram_load_precopy`).
 //!
-//! Every record starts with a big-endian `u64`: a page offset inside a RAM block, with flags in
-//! its low 12 bits (the x86 target page is 4 KiB). A record without `CONTINUE` names its block
-//! (one length byte, then the block's idstr); with `CONTINUE` it is in the block of the record
-//! before. The section's first part is one `MEM_SIZE` record, whose "offset" is the total RAM
-//! size, followed by every block: idstr, used length, and with the `mapped-ram` capability a
-//! 28-byte header saying where the block's bitmap and pages lie in the file. `ZERO` pages
-//! carry one fill byte, `PAGE` pages carry 4096 bytes, `EOS` ends each part of the section.
-//! Compressed, XBZRLE and multifd pages need state this reader does not keep: they are
-//! refused by name rather than misread.
+//! Each record names its block or continues the block of the record before; the section's
+//! first part is the block list (with the `mapped-ram` capability, each block's header says
+//! where its bitmap and pages lie in the file); zero pages carry one fill byte, pages their
+//! 4096 bytes, `EOS` ends each part. Compressed, XBZRLE and multifd pages need state this
+//! reader does not keep: they are refused by name rather than misread.
 
 use super::input::Input;
+use crate::format::migration::{
+    mapped_ram_bitmap_len, MappedRamHeader, MAPPED_RAM_HEADER_LEN, MAPPED_RAM_VERSION,
+    RAM_FLAG_COMPRESS_PAGE, RAM_FLAG_CONTINUE, RAM_FLAG_EOS, RAM_FLAG_FULL, RAM_FLAG_HOOK,
+    RAM_FLAG_MASK, RAM_FLAG_MEM_SIZE, RAM_FLAG_MULTIFD_FLUSH, RAM_FLAG_PAGE, RAM_FLAG_XBZRLE,
+    RAM_FLAG_ZERO,
+};
 use crate::Result;
 use serde::Serialize;
 use std::io::Read;
@@ -20,26 +22,10 @@ use std::io::Read;
 /// The page size of x86 migration streams (`TARGET_PAGE_SIZE`): the guest's page.
 pub use crate::addr::PAGE_SIZE;
 
-pub(crate) const FLAG_FULL: u64 = 0x01;
-pub(crate) const FLAG_ZERO: u64 = 0x02;
-pub(crate) const FLAG_MEM_SIZE: u64 = 0x04;
-pub(crate) const FLAG_PAGE: u64 = 0x08;
-pub(crate) const FLAG_EOS: u64 = 0x10;
-pub(crate) const FLAG_CONTINUE: u64 = 0x20;
-pub(crate) const FLAG_XBZRLE: u64 = 0x40;
-pub(crate) const FLAG_HOOK: u64 = 0x80;
-pub(crate) const FLAG_COMPRESS_PAGE: u64 = 0x100;
-pub(crate) const FLAG_MULTIFD_FLUSH: u64 = 0x200;
-const FLAG_MASK: u64 = PAGE_SIZE - 1;
-
 /// At most this many RAM blocks (a PC guest has about ten; each hot-plugged DIMM adds one).
 pub const MAX_BLOCKS: usize = 1024;
 /// No block or RAM total above 64 TiB.
 pub const MAX_RAM: u64 = 1 << 46;
-/// The mapped-ram header version this reader knows (`MAPPED_RAM_HDR_VERSION`).
-const MAPPED_RAM_VERSION: u32 = 1;
-/// `sizeof(MappedRamHeader)`: be32 version, be64 page size, be64 bitmap offset, be64 pages offset.
-const MAPPED_RAM_HEADER_LEN: usize = 28;
 
 /// One RAM block as the stream declares it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -70,13 +56,6 @@ pub struct MappedRam {
     pub pages_offset: u64,
 }
 
-impl MappedRam {
-    /// Bytes of a bitmap for `pages` pages (whole 64-bit words, as QEMU writes it).
-    pub fn bitmap_len(pages: u64) -> u64 {
-        pages.div_ceil(64) * 8
-    }
-}
-
 /// What the RAM records need from the stream's configuration.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RamCaps {
@@ -98,11 +77,14 @@ pub(crate) enum Record {
 /// Names a flag the reader refuses.
 fn refused(flags: u64) -> Option<&'static str> {
     [
-        (FLAG_XBZRLE, "XBZRLE (capability xbzrle)"),
-        (FLAG_COMPRESS_PAGE, "COMPRESS_PAGE (capability compress)"),
-        (FLAG_MULTIFD_FLUSH, "MULTIFD_FLUSH (capability multifd)"),
-        (FLAG_HOOK, "HOOK (RDMA migration)"),
-        (FLAG_FULL, "FULL (obsolete)"),
+        (RAM_FLAG_XBZRLE, "XBZRLE (capability xbzrle)"),
+        (
+            RAM_FLAG_COMPRESS_PAGE,
+            "COMPRESS_PAGE (capability compress)",
+        ),
+        (RAM_FLAG_MULTIFD_FLUSH, "MULTIFD_FLUSH (capability multifd)"),
+        (RAM_FLAG_HOOK, "HOOK (RDMA migration)"),
+        (RAM_FLAG_FULL, "FULL (obsolete)"),
     ]
     .into_iter()
     .find(|(f, _)| flags & f != 0)
@@ -157,14 +139,13 @@ pub(crate) fn read_block_list<R: Read>(
 }
 
 fn read_mapped_header<R: Read>(input: &mut Input<R>, name: &str, length: u64) -> Result<MappedRam> {
-    let h: [u8; MAPPED_RAM_HEADER_LEN] = input
-        .take(MAPPED_RAM_HEADER_LEN, "a mapped-ram header")?
-        .try_into()
-        .expect("28 bytes");
-    let version = u32::from_be_bytes(h[0..4].try_into().expect("4"));
-    let page_size = u64::from_be_bytes(h[4..12].try_into().expect("8"));
-    let bitmap_offset = u64::from_be_bytes(h[12..20].try_into().expect("8"));
-    let pages_offset = u64::from_be_bytes(h[20..28].try_into().expect("8"));
+    let MappedRamHeader {
+        version,
+        page_size,
+        bitmap_offset,
+        pages_offset,
+    } = MappedRamHeader::decode(input.take(MAPPED_RAM_HEADER_LEN, "a mapped-ram header")?)
+        .expect("a whole header");
     if version == 0 || version > MAPPED_RAM_VERSION {
         return Err(input.err(format!(
             "mapped-ram header version {version} of block {name:?} (this reader knows {MAPPED_RAM_VERSION})"
@@ -176,7 +157,7 @@ fn read_mapped_header<R: Read>(input: &mut Input<R>, name: &str, length: u64) ->
         )));
     }
     let here = input.pos();
-    let bitmap_end = bitmap_offset.checked_add(MappedRam::bitmap_len(length / PAGE_SIZE));
+    let bitmap_end = bitmap_offset.checked_add(mapped_ram_bitmap_len(length / PAGE_SIZE));
     let pages_end = pages_offset.checked_add(length);
     match (bitmap_end, pages_end) {
         (Some(be), Some(pe))
@@ -206,24 +187,24 @@ pub(crate) fn read_record<R: Read>(
     current: &mut Option<usize>,
 ) -> Result<Record> {
     let word = input.be64("a RAM record header")?;
-    let flags = word & FLAG_MASK;
-    let offset = word & !FLAG_MASK;
+    let flags = word & RAM_FLAG_MASK;
+    let offset = word & !RAM_FLAG_MASK;
     if let Some(name) = refused(flags) {
         return Err(input.err(format!(
             "RAM page record with flag {name}: compressed or delta-encoded pages are not supported"
         )));
     }
-    if flags & FLAG_EOS != 0 {
+    if flags & RAM_FLAG_EOS != 0 {
         return Ok(Record::Eos);
     }
-    if flags & FLAG_MEM_SIZE != 0 {
+    if flags & RAM_FLAG_MEM_SIZE != 0 {
         return Err(input.err("a second RAM block list (MEM_SIZE) in one stream"));
     }
-    let kind = flags & (FLAG_ZERO | FLAG_PAGE);
-    if kind != FLAG_ZERO && kind != FLAG_PAGE {
+    let kind = flags & (RAM_FLAG_ZERO | RAM_FLAG_PAGE);
+    if kind != RAM_FLAG_ZERO && kind != RAM_FLAG_PAGE {
         return Err(input.err(format!("RAM record with flags {flags:#x}")));
     }
-    let block = if flags & FLAG_CONTINUE != 0 {
+    let block = if flags & RAM_FLAG_CONTINUE != 0 {
         current.ok_or_else(|| input.err("RAM record continues a block but none came before"))?
     } else {
         let name = input.short_str("a RAM block name")?;
@@ -247,7 +228,7 @@ pub(crate) fn read_record<R: Read>(
             b.name
         )));
     }
-    if kind == FLAG_ZERO {
+    if kind == RAM_FLAG_ZERO {
         let fill = input.u8("a zero page's fill byte")?;
         Ok(Record::Fill {
             block,

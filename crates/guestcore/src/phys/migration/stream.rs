@@ -1,16 +1,14 @@
-//! The framing of a QEMU migration stream, read in one forward pass into [`Event`]s (facts
-//! from QEMU's `migration/savevm.c`: `qemu_savevm_state_header`, `save_section_header`,
-//! `save_section_footer`, `qemu_loadvm_state_main`, and `migration/qemu-file.c`).
+//! The framing of a QEMU migration stream, read in one forward pass into [`Event`]s (the
+//! format, from QEMU's `migration/savevm.c` and `migration/qemu-file.c`, is in
+//! [`crate::format::migration`]; the loader this follows is `qemu_loadvm_state_main`).
 //!
-//! A stream is: the magic `QEVM` and version 3 (big-endian `u32`s); a `CONFIGURATION`
-//! section (the machine type name, then optional subsections such as the validated
-//! capabilities, e.g. `mapped-ram`); then sections. `START` and `FULL` carry a header (section
-//! id, idstr, instance id, version); `PART` and `END` only the id. Every section ends with a
-//! footer (`0x7e` and its id again). RAM is an iterative section (`START`, `PART`s, `END`);
-//! each device's state is one `FULL` section, written after RAM. `EOF` ends the device state;
-//! then the `VMDESCRIPTION` section: a JSON description of every device's fields with their
-//! byte sizes ([`crate::format::vmdesc`]). `COMMAND` sections (postcopy, return path) may appear
-//! between sections; a `PACKAGED` command (postcopy) is refused.
+//! A stream is: the magic and version; a `CONFIGURATION` section (the machine type name, then
+//! optional subsections such as the validated capabilities, e.g. `mapped-ram`); then sections.
+//! RAM is an iterative section (`START`, `PART`s, `END`); each device's state is one `FULL`
+//! section, written after RAM. `EOF` ends the device state; then the `VMDESCRIPTION` section:
+//! a JSON description of every device's fields with their byte sizes
+//! ([`crate::format::vmdesc`]). `COMMAND` sections (postcopy, return path) may appear between
+//! sections; a `PACKAGED` command (postcopy) is refused.
 //!
 //! A device section does not say how long it is: only its vmstate description does, and that
 //! comes at the end of the stream. So a device section is taken to end at the first footer
@@ -27,6 +25,12 @@
 
 use super::input::Input;
 use super::ram::{self, RamBlock, RamCaps, Record, PAGE_SIZE};
+use crate::format::migration::{
+    CAP_IGNORE_SHARED, CAP_MAPPED_RAM, CMD_PACKAGED, COMMAND, CONFIGURATION, MAGIC, RAM_FLAG_MASK,
+    RAM_FLAG_MEM_SIZE, RAM_SECTION, SECTION_END, SECTION_EOF, SECTION_FOOTER, SECTION_FULL,
+    SECTION_PART, SECTION_START, SUBSECTION, SUBSECTION_CAPABILITIES, SUBSECTION_TARGET_PAGE_BITS,
+    SUBSECTION_UUID, VERSION, VMDESCRIPTION,
+};
 use crate::Result;
 use serde::Serialize;
 use std::io::{Read, Seek};
@@ -34,24 +38,6 @@ use std::path::PathBuf;
 
 pub use super::ram::MAX_BLOCKS;
 
-/// `QEMU_VM_FILE_MAGIC`: `QEVM`.
-pub const MAGIC: u32 = 0x5145_564d;
-/// `QEMU_VM_FILE_VERSION`.
-pub const VERSION: u32 = 3;
-
-const SEC_EOF: u8 = 0x00;
-const SEC_START: u8 = 0x01;
-const SEC_PART: u8 = 0x02;
-const SEC_END: u8 = 0x03;
-const SEC_FULL: u8 = 0x04;
-const SEC_SUBSECTION: u8 = 0x05;
-const SEC_VMDESCRIPTION: u8 = 0x06;
-const SEC_CONFIGURATION: u8 = 0x07;
-const SEC_COMMAND: u8 = 0x08;
-const SEC_FOOTER: u8 = 0x7e;
-
-/// `MIG_CMD_PACKAGED`: a whole nested stream (postcopy).
-const CMD_PACKAGED: u16 = 7;
 /// Commands are numbered below this (`MIG_CMD_MAX` is about 12 in QEMU 10).
 const CMD_LIMIT: u16 = 64;
 
@@ -108,7 +94,7 @@ pub struct Configuration {
 impl Configuration {
     /// True when the stream was written with `mapped-ram`.
     pub fn mapped_ram(&self) -> bool {
-        self.capabilities.iter().any(|c| c == "mapped-ram")
+        self.capabilities.iter().any(|c| c == CAP_MAPPED_RAM)
     }
 }
 
@@ -305,7 +291,7 @@ impl<R: Read> Parser<R> {
                 State::Magic => {
                     self.read_magic()?;
                     self.state = State::Sections;
-                    if self.input.peek(1)?.first() == Some(&SEC_CONFIGURATION) {
+                    if self.input.peek(1)?.first() == Some(&CONFIGURATION) {
                         self.input.consume(1);
                         self.read_configuration()?;
                         return Ok(Some(Event::Configuration(&self.config)));
@@ -359,9 +345,9 @@ impl<R: Read> Parser<R> {
                         return Ok(None);
                     }
                     let t = self.input.u8("the vmdesc section")?;
-                    if t != SEC_VMDESCRIPTION {
+                    if t != VMDESCRIPTION {
                         return Err(self.input.err(format!(
-                            "section type {t:#x} after the end of the device state (expected the vmdesc, {SEC_VMDESCRIPTION:#x})"
+                            "section type {t:#x} after the end of the device state (expected the vmdesc, {VMDESCRIPTION:#x})"
                         )));
                     }
                     let len = self.input.be32("the vmdesc length")? as usize;
@@ -384,14 +370,14 @@ impl<R: Read> Parser<R> {
                     }
                     let t = self.input.u8("a section type")?;
                     match t {
-                        SEC_EOF => {
+                        SECTION_EOF => {
                             self.state = State::AfterEof;
                             return Ok(Some(Event::Eof));
                         }
-                        SEC_START | SEC_FULL => {
+                        SECTION_START | SECTION_FULL => {
                             let h = self.section_header()?;
-                            if h.name == "ram" {
-                                if t != SEC_START || self.ram_section.is_some() {
+                            if h.name == RAM_SECTION {
+                                if t != SECTION_START || self.ram_section.is_some() {
                                     return Err(self
                                         .input
                                         .err("a second or non-iterative ram section"));
@@ -401,7 +387,7 @@ impl<R: Read> Parser<R> {
                                 self.footer(h.id)?;
                                 return Ok(Some(Event::RamBlocks(&self.blocks)));
                             }
-                            if t == SEC_START {
+                            if t == SECTION_START {
                                 return Err(self.input.err(format!(
                                     "iterative section {:?} (only RAM is supported: no block migration, dirty bitmaps or VFIO state)",
                                     h.name
@@ -416,7 +402,7 @@ impl<R: Read> Parser<R> {
                                 data_pos,
                             }));
                         }
-                        SEC_PART | SEC_END => {
+                        SECTION_PART | SECTION_END => {
                             let id = self.input.be32("a section id")?;
                             if Some(id) != self.ram_section {
                                 return Err(self
@@ -425,7 +411,7 @@ impl<R: Read> Parser<R> {
                             }
                             self.state = State::Ram(id);
                         }
-                        SEC_COMMAND => {
+                        COMMAND => {
                             let cmd = self.input.be16("a command")?;
                             let len = self.input.be16("a command length")? as usize;
                             if cmd == CMD_PACKAGED {
@@ -441,7 +427,7 @@ impl<R: Read> Parser<R> {
                                 data: &self.scratch,
                             }));
                         }
-                        SEC_CONFIGURATION => {
+                        CONFIGURATION => {
                             return Err(self
                                 .input
                                 .err("a configuration section after the first section"))
@@ -498,12 +484,12 @@ impl<R: Read> Parser<R> {
         }
         let name = self.input.take(len, "the machine type")?;
         self.config.machine = String::from_utf8_lossy(name).into_owned();
-        while self.input.peek(1)?.first() == Some(&SEC_SUBSECTION) {
+        while self.input.peek(1)?.first() == Some(&SUBSECTION) {
             self.input.consume(1);
             let sub = self.input.short_str("a configuration subsection")?;
             let _version = self.input.be32("a subsection version")?;
             match sub.as_str() {
-                "configuration/capabilities" => {
+                SUBSECTION_CAPABILITIES => {
                     let n = self.input.be32("the capability count")?;
                     if n > 256 {
                         return Err(self.input.err(format!("{n} capabilities")));
@@ -513,7 +499,7 @@ impl<R: Read> Parser<R> {
                         self.config.capabilities.push(c);
                     }
                 }
-                "configuration/target-page-bits" => {
+                SUBSECTION_TARGET_PAGE_BITS => {
                     let bits = self.input.be32("the target page bits")?;
                     if bits != 12 {
                         return Err(self.input.err(format!(
@@ -521,7 +507,7 @@ impl<R: Read> Parser<R> {
                         )));
                     }
                 }
-                "configuration/uuid" => {
+                SUBSECTION_UUID => {
                     self.input.take(16, "the VM UUID")?;
                 }
                 // Like QEMU's loader: a subsection that is not known cannot be skipped.
@@ -554,7 +540,7 @@ impl<R: Read> Parser<R> {
     fn footer(&mut self, id: u32) -> Result<()> {
         let t = self.input.u8("a section footer")?;
         let got = self.input.be32("a section footer")?;
-        if t != SEC_FOOTER || got != id {
+        if t != SECTION_FOOTER || got != id {
             return Err(self.input.err(format!(
                 "section {id} does not end with its footer (found {t:#04x} {got:#x}; streams \
                  without section footers, from machine types before 2.4, are not supported)"
@@ -565,10 +551,10 @@ impl<R: Read> Parser<R> {
 
     fn read_block_list(&mut self) -> Result<()> {
         let word = self.input.be64("the RAM block list")?;
-        if word & (PAGE_SIZE - 1) != ram::FLAG_MEM_SIZE {
+        if word & RAM_FLAG_MASK != RAM_FLAG_MEM_SIZE {
             return Err(self.input.err(format!(
                 "the ram section starts with flags {:#x}, not the block list (MEM_SIZE)",
-                word & (PAGE_SIZE - 1)
+                word & RAM_FLAG_MASK
             )));
         }
         let caps = RamCaps {
@@ -577,9 +563,9 @@ impl<R: Read> Parser<R> {
                 .config
                 .capabilities
                 .iter()
-                .any(|c| c == "x-ignore-shared"),
+                .any(|c| c == CAP_IGNORE_SHARED),
         };
-        self.blocks = ram::read_block_list(&mut self.input, word & !(PAGE_SIZE - 1), caps)?;
+        self.blocks = ram::read_block_list(&mut self.input, word & !RAM_FLAG_MASK, caps)?;
         let pages = self.blocks.iter().map(RamBlock::pages).sum();
         self.max_page_records = self.limits.max_page_records(pages);
         // The part ends with EOS.
@@ -594,7 +580,7 @@ impl<R: Read> Parser<R> {
         let start = self.input.pos();
         let mut data = Vec::new();
         let footer = {
-            let mut f = [SEC_FOOTER, 0, 0, 0, 0];
+            let mut f = [SECTION_FOOTER, 0, 0, 0, 0];
             f[1..].copy_from_slice(&id.to_be_bytes());
             f
         };
@@ -610,7 +596,7 @@ impl<R: Read> Parser<R> {
                 ));
             }
             // Bytes before the next possible footer are data.
-            let n = match buf.iter().position(|&b| b == SEC_FOOTER) {
+            let n = match buf.iter().position(|&b| b == SECTION_FOOTER) {
                 Some(0) => {
                     if buf.len() >= 5
                         && buf[..5] == footer
@@ -664,12 +650,12 @@ fn next_is_plausible(b: &[u8], ram: Option<u32>) -> bool {
             .map(|s| u32::from_be_bytes(s.try_into().expect("4")))
     };
     match t {
-        SEC_EOF => match b.get(1) {
+        SECTION_EOF => match b.get(1) {
             None => true,
-            Some(&SEC_VMDESCRIPTION) => b.get(6).map_or(true, |&c| c == b'{'),
+            Some(&VMDESCRIPTION) => b.get(6).map_or(true, |&c| c == b'{'),
             Some(_) => false,
         },
-        SEC_START | SEC_FULL => {
+        SECTION_START | SECTION_FULL => {
             let Some(&len) = b.get(5) else {
                 return b.len() < 6;
             };
@@ -681,134 +667,19 @@ fn next_is_plausible(b: &[u8], ram: Option<u32>) -> bool {
             name.iter().all(|c| c.is_ascii_graphic())
                 && be32(6 + len + 4).map_or(true, |v| v < 0x1_0000)
         }
-        SEC_PART | SEC_END => be32(1).map_or(true, |id| Some(id) == ram),
-        SEC_COMMAND => b
+        SECTION_PART | SECTION_END => be32(1).map_or(true, |id| Some(id) == ram),
+        COMMAND => b
             .get(1..3)
             .map_or(true, |c| u16::from_be_bytes([c[0], c[1]]) < CMD_LIMIT),
         _ => false,
     }
 }
 
-/// Builds synthetic streams for tests (here, in [`super::file`] and in the fuzz seeds).
+/// Test data for streams written with [`crate::format::migration::StreamWriter`] (here and
+/// in [`super::file`]).
 #[cfg(test)]
 pub(crate) mod build {
-    use super::*;
-
-    pub(crate) const RAM_ID: u32 = 1;
-
-    pub(crate) struct Builder {
-        pub out: Vec<u8>,
-        next_id: u32,
-    }
-
-    impl Builder {
-        /// Magic, version and a configuration section.
-        pub fn new(machine: &str, caps: &[&str]) -> Self {
-            let mut out = Vec::new();
-            out.extend_from_slice(&MAGIC.to_be_bytes());
-            out.extend_from_slice(&VERSION.to_be_bytes());
-            out.push(SEC_CONFIGURATION);
-            out.extend_from_slice(&(machine.len() as u32).to_be_bytes());
-            out.extend_from_slice(machine.as_bytes());
-            if !caps.is_empty() {
-                out.push(SEC_SUBSECTION);
-                let name = b"configuration/capabilities";
-                out.push(name.len() as u8);
-                out.extend_from_slice(name);
-                out.extend_from_slice(&1u32.to_be_bytes());
-                out.extend_from_slice(&(caps.len() as u32).to_be_bytes());
-                for c in caps {
-                    out.push(c.len() as u8);
-                    out.extend_from_slice(c.as_bytes());
-                }
-            }
-            Builder { out, next_id: 2 }
-        }
-
-        fn header(&mut self, t: u8, id: u32, name: &str, instance: u32, version: u32) {
-            self.out.push(t);
-            self.out.extend_from_slice(&id.to_be_bytes());
-            self.out.push(name.len() as u8);
-            self.out.extend_from_slice(name.as_bytes());
-            self.out.extend_from_slice(&instance.to_be_bytes());
-            self.out.extend_from_slice(&version.to_be_bytes());
-        }
-
-        pub fn be64(&mut self, v: u64) {
-            self.out.extend_from_slice(&v.to_be_bytes());
-        }
-
-        pub fn footer(&mut self, id: u32) {
-            self.out.push(SEC_FOOTER);
-            self.out.extend_from_slice(&id.to_be_bytes());
-        }
-
-        /// The ram section's first part: the block list (no mapped-ram headers).
-        pub fn ram_start(&mut self, blocks: &[(&str, u64)]) {
-            self.header(SEC_START, RAM_ID, "ram", 0, 4);
-            let total: u64 = blocks.iter().map(|b| b.1).sum();
-            self.be64(total | ram::FLAG_MEM_SIZE);
-            for (name, len) in blocks {
-                self.out.push(name.len() as u8);
-                self.out.extend_from_slice(name.as_bytes());
-                self.be64(*len);
-            }
-            self.be64(ram::FLAG_EOS);
-            self.footer(RAM_ID);
-        }
-
-        pub fn part(&mut self) {
-            self.out.push(SEC_PART);
-            self.out.extend_from_slice(&RAM_ID.to_be_bytes());
-        }
-
-        fn record(&mut self, block: Option<&str>, offset: u64, flag: u64) {
-            match block {
-                Some(name) => {
-                    self.be64(offset | flag);
-                    self.out.push(name.len() as u8);
-                    self.out.extend_from_slice(name.as_bytes());
-                }
-                None => self.be64(offset | flag | ram::FLAG_CONTINUE),
-            }
-        }
-
-        /// A page; `block` None continues the previous record's block.
-        pub fn page(&mut self, block: Option<&str>, offset: u64, bytes: &[u8]) {
-            assert_eq!(bytes.len(), PAGE_SIZE as usize);
-            self.record(block, offset, ram::FLAG_PAGE);
-            self.out.extend_from_slice(bytes);
-        }
-
-        pub fn zero(&mut self, block: Option<&str>, offset: u64, fill: u8) {
-            self.record(block, offset, ram::FLAG_ZERO);
-            self.out.push(fill);
-        }
-
-        pub fn part_end(&mut self) {
-            self.be64(ram::FLAG_EOS);
-            self.footer(RAM_ID);
-        }
-
-        pub fn device(&mut self, name: &str, instance: u32, data: &[u8]) {
-            let id = self.next_id;
-            self.next_id += 1;
-            self.header(SEC_FULL, id, name, instance, 1);
-            self.out.extend_from_slice(data);
-            self.footer(id);
-        }
-
-        pub fn eof(&mut self) {
-            self.out.push(SEC_EOF);
-        }
-
-        pub fn vmdesc(&mut self, json: &str) {
-            self.out.push(SEC_VMDESCRIPTION);
-            self.out
-                .extend_from_slice(&(json.len() as u32).to_be_bytes());
-            self.out.extend_from_slice(json.as_bytes());
-        }
-    }
+    use super::PAGE_SIZE;
 
     /// A page whose bytes say which page it is.
     pub(crate) fn page_bytes(tag: u64) -> Vec<u8> {
@@ -820,6 +691,7 @@ pub(crate) mod build {
 mod tests {
     use super::build::*;
     use super::*;
+    use crate::format::migration::{StreamWriter, RAM_FLAG_XBZRLE};
     use std::io;
 
     /// A pipe-like reader: at most 7 bytes per read.
@@ -836,7 +708,7 @@ mod tests {
     /// A short stream: two blocks, pages, zero pages, a device whose bytes contain a false
     /// footer, EOF, vmdesc.
     fn sample() -> Vec<u8> {
-        let mut b = Builder::new("pc-i440fx-10.0", &[]);
+        let mut b = StreamWriter::new("pc-i440fx-10.0", &[]);
         b.ram_start(&[("pc.ram", 4 * PAGE_SIZE), ("pc.bios", PAGE_SIZE)]);
         b.part();
         b.page(Some("pc.ram"), 0, &page_bytes(0));
@@ -944,7 +816,7 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_named() {
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.out.push(0x42);
         assert!(err_of(&b.out).contains("unknown section type 0x42"));
 
@@ -952,19 +824,19 @@ mod tests {
         bad[0] = b'X';
         assert!(err_of(&bad).contains("not QEVM"));
 
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&[("pc.ram", 2 * PAGE_SIZE)]);
         b.part();
         b.page(Some("pc.ram"), 2 * PAGE_SIZE, &page_bytes(0));
         assert!(err_of(&b.out).contains("past the end of block \"pc.ram\""));
 
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&[("pc.ram", 2 * PAGE_SIZE)]);
         b.part();
-        b.be64(ram::FLAG_XBZRLE);
+        b.be64(RAM_FLAG_XBZRLE);
         assert!(err_of(&b.out).contains("XBZRLE"));
 
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&[("pc.ram", 2 * PAGE_SIZE)]);
         b.part();
         b.page(Some("nope"), 0, &page_bytes(0));
@@ -973,29 +845,29 @@ mod tests {
         // An absurd block count: 2000 one-page blocks.
         let names: Vec<String> = (0..2000).map(|i| format!("b{i}")).collect();
         let blocks: Vec<(&str, u64)> = names.iter().map(|n| (n.as_str(), PAGE_SIZE)).collect();
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&blocks);
         assert!(err_of(&b.out).contains("more than 1024 RAM blocks"));
 
         // An absurd length, and one larger than the declared total.
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&[("pc.ram", 1 << 60)]);
         assert!(err_of(&b.out).contains("absurd"));
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&[("pc.ram", PAGE_SIZE)]);
         let at = b.out.len() - 5 - 8 - 8;
         b.out[at..at + 8].copy_from_slice(&(2 * PAGE_SIZE).to_be_bytes());
         assert!(err_of(&b.out).contains("not a whole number of pages within"));
 
         // A vmdesc longer than the cap.
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.eof();
-        b.out.push(SEC_VMDESCRIPTION);
+        b.out.push(VMDESCRIPTION);
         b.out.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(err_of(&b.out).contains("vmdesc of"));
 
         // A device section that never finds its footer.
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.device("dev", 0, &[0u8; 100]);
         b.out.truncate(b.out.len() - 5);
         assert!(err_of(&b.out).contains("inside device section"));
@@ -1014,7 +886,7 @@ mod tests {
             }
         }
         // Empty RAM parts forever.
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&[("pc.ram", PAGE_SIZE)]);
         let head = b.out.len();
         b.part();
@@ -1034,7 +906,7 @@ mod tests {
         assert!(e.contains("the stream does not end"), "{e}");
 
         // One page sent forever.
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.ram_start(&[("pc.ram", PAGE_SIZE)]);
         b.part();
         b.page(Some("pc.ram"), 0, &page_bytes(0));
@@ -1056,7 +928,7 @@ mod tests {
         assert!(e.contains("page records"), "{e}");
 
         // Device bytes forever.
-        let mut b = Builder::new("pc", &[]);
+        let mut b = StreamWriter::new("pc", &[]);
         b.device("dev", 0, &[]);
         b.out.truncate(b.out.len() - 5);
         let chained = io::Read::chain(&b.out[..], Endless(vec![0x7e, 1, 2, 3], 0));
