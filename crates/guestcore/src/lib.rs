@@ -74,7 +74,7 @@ pub use guest::{
 };
 pub use image::{GuestImage, ImageFormat};
 pub use input::Input;
-pub use kernel::{CrashHeader, KernelLayout};
+pub use kernel::{CrashHeader, KernelLayout, LayoutError};
 pub use kernel::{Kernel, KernelRole, KernelScan, KernelSelector};
 pub use mapping::render;
 pub use mapping::{Mapping, MappingList};

@@ -95,7 +95,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
             "root": hex(l.root), "mode": l.mode.name(), "phys_base": hex(l.phys_base),
             "kaslr_offset": hex(l.kaslr_offset)}),
         Err(e) => {
-            json!({"index": k.index, "release": k.release, "role": k.role.name(), "layout_error": e})
+            json!({"index": k.index, "release": k.release, "role": k.role.name(), "layout_error": e.to_string()})
         }
     };
     let kernels = &scan.kernels;

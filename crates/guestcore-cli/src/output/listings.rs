@@ -129,7 +129,7 @@ pub struct KernelJson<'a> {
     index: usize,
     kaslr_offset: Option<Hex>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    layout_error: Option<&'a str>,
+    layout_error: Option<String>,
     mode: Option<&'static str>,
     phys_base: Option<Hex>,
     release: &'a str,
@@ -148,7 +148,7 @@ impl<'a> KernelJson<'a> {
             in_input_notes: k.in_input_notes,
             index: k.index,
             kaslr_offset: l.map(|l| Hex(l.kaslr_offset)),
-            layout_error: k.layout.as_ref().err().map(String::as_str),
+            layout_error: k.layout.as_ref().err().map(ToString::to_string),
             mode: l.map(|l| l.mode.name()),
             phys_base: l.map(|l| Hex(l.phys_base)),
             release: &k.release,
@@ -277,7 +277,7 @@ mod tests {
             "in_input_notes": k.in_input_notes,
         });
         if let Err(e) = &k.layout {
-            v["layout_error"] = json!(e);
+            v["layout_error"] = json!(e.to_string());
         }
         if let Some(c) = &k.crash {
             v["elfcorehdr"] = json!(hex(c.addr));
@@ -309,7 +309,7 @@ mod tests {
             role: KernelRole::Crashed,
             vmcoreinfo_addr: None,
             in_input_notes: true,
-            layout: Err("no SYMBOL(swapper_pg_dir)".into()),
+            layout: Err(guestcore::LayoutError::NoRootSymbol),
             cpus: Vec::new(),
             crash: Some(CrashHeader {
                 addr: 0x1c00_0000,

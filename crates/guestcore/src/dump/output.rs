@@ -102,6 +102,14 @@ impl AtomicOutput {
         self.tmp.as_file()
     }
 
+    /// A second handle on the temporary file, for reading back what was written while the
+    /// writer keeps its own (a streamed dump's pages, read by the plan of its end).
+    pub(crate) fn reader(&self) -> Result<File> {
+        self.file()
+            .try_clone()
+            .map_err(|e| Error::io(format!("reading back {}", self.path.display()), e))
+    }
+
     /// The temporary file, for writers that need it mutably.
     pub(crate) fn file_mut(&mut self) -> &mut File {
         self.tmp.as_file_mut()

@@ -174,22 +174,12 @@ impl StreamedElf {
         (self.pages, self.zero_pages)
     }
 
-    /// Reads back guest-physical memory already received (for what the stream's end needs
-    /// from RAM, e.g. the VMCOREINFO note the `vmcoreinfo` device points at).
-    pub fn read_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<()> {
-        self.memory()?.read_at(gpa, buf)
-    }
-
     /// The memory received so far, for reading while nothing more arrives (the page tables a
     /// paging core's PT_LOADs come from). Pages not received read as zeros. It holds its own
     /// handle on the file, so it stays readable beside the writer.
     pub fn memory(&mut self) -> Result<Written> {
         self.flush()?;
-        let file = self
-            .output
-            .file()
-            .try_clone()
-            .map_err(|e| Error::io(format!("reading back {}", self.name), e))?;
+        let file = self.output.reader()?;
         Ok(Written {
             file,
             name: self.name.clone(),
@@ -376,7 +366,7 @@ mod tests {
         s.page(0x102000, None).unwrap();
         assert_eq!(s.missing(), 0);
         let mut back = [0u8; 8];
-        s.read_phys(0x101000, &mut back).unwrap();
+        s.memory().unwrap().read_at(0x101000, &mut back).unwrap();
         assert_eq!(back, [9u8; 8]);
         assert!(s.page(0xa0000, None).is_err(), "a page outside RAM");
         assert!(s.page(0x100800, None).is_err(), "an unaligned page");

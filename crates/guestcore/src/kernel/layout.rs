@@ -30,23 +30,53 @@ pub struct KernelLayout {
     pub kaslr_offset: u64,
 }
 
+/// Why a kernel's VMCOREINFO gives no usable page-table root.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// Neither `SYMBOL(init_top_pgt)` nor `SYMBOL(swapper_pg_dir)`.
+    #[error("VMCOREINFO names neither init_top_pgt nor swapper_pg_dir")]
+    NoRootSymbol,
+    /// An x86_64 kernel's VMCOREINFO without `NUMBER(phys_base)`.
+    #[error("VMCOREINFO of an x86_64 kernel without NUMBER(phys_base)")]
+    NoPhysBase,
+    /// The root the symbol and `phys_base` give is not a page-aligned physical address.
+    #[error(
+        "page-table root of {symbol:#x} + phys_base {phys_base:#x} is not a valid physical address"
+    )]
+    BadRoot {
+        /// The page-table symbol's address.
+        symbol: u64,
+        /// `NUMBER(phys_base)`.
+        phys_base: u64,
+    },
+    /// An i386 `swapper_pg_dir` not aligned as the paging mode needs.
+    #[error("swapper_pg_dir {0:#x} is not a page-table address")]
+    Misaligned(u64),
+    /// A page-table symbol in neither the x86_64 kernel image nor above i386's `PAGE_OFFSET`.
+    #[error("page-table symbol {0:#x} is neither an x86_64 kernel-image address nor above a 32-bit PAGE_OFFSET")]
+    UnknownSymbol(u64),
+}
+
 impl KernelLayout {
     /// Reads the layout from VMCOREINFO text, or says what is missing.
-    pub fn from_vmcoreinfo(text: &[u8]) -> Result<Self, String> {
+    pub fn from_vmcoreinfo(text: &[u8]) -> Result<Self, LayoutError> {
         let kaslr_offset = vmcoreinfo_get(text, "KERNELOFFSET")
             .and_then(|v| u64::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
         let top = vmcoreinfo_symbol(text, "init_top_pgt")
             .or_else(|| vmcoreinfo_symbol(text, "swapper_pg_dir"))
-            .ok_or("VMCOREINFO names neither init_top_pgt nor swapper_pg_dir")?;
+            .ok_or(LayoutError::NoRootSymbol)?;
         if top >= START_KERNEL_MAP {
-            let phys_base = vmcoreinfo_number(text, "phys_base")
-                .ok_or("VMCOREINFO of an x86_64 kernel without NUMBER(phys_base)")?
-                as u64;
+            let phys_base =
+                vmcoreinfo_number(text, "phys_base").ok_or(LayoutError::NoPhysBase)? as u64;
             // phys_base may be "negative" (two's complement): the sum wraps back into range.
             let root = Some((top - START_KERNEL_MAP).wrapping_add(phys_base))
                 .filter(|r| r % 4096 == 0 && *r < 1 << 52)
-                .ok_or_else(|| format!("page-table root of {top:#x} + phys_base {phys_base:#x} is not a valid physical address"))?;
+                .ok_or(LayoutError::BadRoot {
+                    symbol: top,
+                    phys_base,
+                })?;
             let mode = match vmcoreinfo_number(text, "pgtable_l5_enabled") {
                 Some(1) => ModeKind::Level5,
                 _ => ModeKind::Level4,
@@ -62,9 +92,7 @@ impl KernelLayout {
             let pae = vmcoreinfo_get(text, "CONFIG_X86_PAE") == Some("y");
             let root = top - I386_PAGE_OFFSET;
             if root % 32 != 0 || (!pae && root % 4096 != 0) {
-                return Err(format!(
-                    "swapper_pg_dir {top:#x} is not a page-table address"
-                ));
+                return Err(LayoutError::Misaligned(top));
             }
             return Ok(KernelLayout {
                 root,
@@ -73,9 +101,7 @@ impl KernelLayout {
                 kaslr_offset,
             });
         }
-        Err(format!(
-            "page-table symbol {top:#x} is neither an x86_64 kernel-image address nor above a 32-bit PAGE_OFFSET"
-        ))
+        Err(LayoutError::UnknownSymbol(top))
     }
 
     /// The physical address of a kernel-image (x86_64) or direct-map (i386) symbol.

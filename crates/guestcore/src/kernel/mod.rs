@@ -26,7 +26,7 @@ pub mod vread;
 pub use dmesg::kernel_log;
 pub use elfcorehdr::CrashHeader;
 pub use first_vmcoreinfo::find_vmcoreinfo;
-pub use layout::KernelLayout;
+pub use layout::{KernelLayout, LayoutError};
 
 use crate::cpu::X86CpuState;
 use crate::format::note::ElfNote;
@@ -74,7 +74,7 @@ pub struct Kernel {
     /// The VMCOREINFO text.
     pub vmcoreinfo: Vec<u8>,
     /// Page-table root and mode, or why VMCOREINFO does not give them.
-    pub layout: Result<KernelLayout, String>,
+    pub layout: Result<KernelLayout, LayoutError>,
     /// vCPUs whose page tables reach this kernel's image.
     pub cpus: Vec<u32>,
     /// The kdump core header that describes it (crashed kernels).

@@ -295,23 +295,12 @@ impl StreamedKdump {
         self.seen.capacity() - self.seen.len()
     }
 
-    /// Reads back guest-physical memory already received (for what the stream's end needs
-    /// from RAM, e.g. the VMCOREINFO note the `vmcoreinfo` device points at), decompressing it
-    /// from the file. A page not received yet reads as an error.
-    pub fn read_phys(&mut self, gpa: u64, buf: &mut [u8]) -> Result<()> {
-        self.memory()?.read_at(gpa, buf)
-    }
-
     /// The pages received so far, as guest-physical memory with its own handle on the file
     /// (for what the stream's end needs from RAM while nothing more arrives). Pages not
     /// received read as an error.
     pub fn memory(&mut self) -> Result<WrittenKdump> {
         self.flush()?;
-        let file = self
-            .output
-            .file()
-            .try_clone()
-            .map_err(|e| Error::io(format!("reading back {}", self.name), e))?;
+        let file = self.output.reader()?;
         let mut frames = Vec::new();
         for (i, r) in self.plan.dumped.iter().enumerate() {
             frames.push((r.0, r.1, self.first_slot[i]));
@@ -559,9 +548,9 @@ mod tests {
             s.page(0x102000, None).unwrap();
             assert_eq!(s.missing(), 0);
             let mut back = [0u8; 8];
-            s.read_phys(0x101ffc, &mut back).unwrap();
+            s.memory().unwrap().read_at(0x101ffc, &mut back).unwrap();
             assert_eq!(back, [9, 9, 9, 9, 0, 0, 0, 0], "across a page boundary");
-            s.read_phys(0x104000, &mut back).unwrap();
+            s.memory().unwrap().read_at(0x104000, &mut back).unwrap();
             assert_eq!(back[..], page_of(0x104000)[..8]);
             assert!(s.page(0xa0000, None).is_err(), "a page outside RAM");
             assert!(s.page(0x100800, None).is_err(), "an unaligned page");
