@@ -77,6 +77,17 @@ pub enum Error {
     /// The operation was cancelled (Ctrl-C).
     #[error("cancelled")]
     Cancelled,
+    /// A bound guestcore keeps, or a field of an output format, that this input or request
+    /// would break: the program headers an ELF file can hold, 32-bit ELF fields, the room
+    /// reserved for a streamed dump's notes, the bitmaps of a kdump file, the physical
+    /// address space.
+    #[error("{detail}")]
+    Limit {
+        /// Which bound.
+        bound: &'static str,
+        /// What would break it, with the numbers.
+        detail: String,
+    },
     /// The output file exists and the caller did not ask to replace it.
     #[error("{}: the file exists", path.display())]
     OutputExists {

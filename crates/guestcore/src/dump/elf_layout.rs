@@ -238,9 +238,10 @@ impl ElfPlan<'_> {
         let room = self.program_header_room();
         let phnum = list.len() as u64 + 1;
         if phnum > room {
-            return Err(Error::Unsupported(format!(
-                "{phnum} program headers do not fit the {room} reserved for them"
-            )));
+            return Err(Error::Limit {
+                bound: "reserved program headers",
+                detail: format!("{phnum} program headers do not fit the {room} reserved for them"),
+            });
         }
         let plan = ElfPlan {
             class: self.class,
@@ -353,10 +354,13 @@ pub(crate) fn plan_reserving<'a>(
         Loads::Paging(list) => list.len() as u64,
     };
     if phnum > u64::from(u32::MAX) {
-        return Err(Error::Unsupported(format!(
-            "{phnum} program headers do not fit an ELF file (at most {})",
-            u32::MAX
-        )));
+        return Err(Error::Limit {
+            bound: "ELF program headers",
+            detail: format!(
+                "{phnum} program headers do not fit an ELF file (at most {})",
+                u32::MAX
+            ),
+        });
     }
     let phoff = class.ehsize();
     let note_offset = phoff + phnum.max(phnum_reserve) * class.phentsize();
@@ -547,9 +551,12 @@ fn split_at_runs(list: &MappingList, spans: &[(PhysRange, u64)], ram: &RamMap) -
 fn check_elf32(plan: &ElfPlan<'_>) -> Result<()> {
     const MAX: u64 = u32::MAX as u64;
     let fail = |what: String, v: u64| {
-        Err(Error::Unsupported(format!(
-            "ELF32 cannot hold {what} = {v:#x} (more than 32 bits); write ELF64 instead"
-        )))
+        Err(Error::Limit {
+            bound: "ELF32 fields",
+            detail: format!(
+                "ELF32 cannot hold {what} = {v:#x} (more than 32 bits); write ELF64 instead"
+            ),
+        })
     };
     for (i, s) in plan.segments().enumerate() {
         let name = if i == 0 {

@@ -213,11 +213,14 @@ impl StreamedElf {
         }
         let encoded = ElfNote::encode_all(notes);
         if encoded.len() as u64 > self.notes_reserve {
-            return Err(Error::Unsupported(format!(
-                "the dump's notes take {} bytes, more than the {} reserved for them",
-                encoded.len(),
-                self.notes_reserve
-            )));
+            return Err(Error::Limit {
+                bound: "reserved notes",
+                detail: format!(
+                    "the dump's notes take {} bytes, more than the {} reserved for them",
+                    encoded.len(),
+                    self.notes_reserve
+                ),
+            });
         }
         self.plan.note.filesz = encoded.len() as u64;
         let paging = list.map(|l| self.plan.with_paging(l)).transpose()?;
@@ -260,11 +263,14 @@ impl PageSink for StreamedElf {
         };
         let room = self.program_header_room();
         if list.len() as u64 + 1 > room {
-            return Err(Error::Unsupported(format!(
-                "the guest's page tables grew while the snapshot ran: {} program headers, \
+            return Err(Error::Limit {
+                bound: "reserved program headers",
+                detail: format!(
+                    "the guest's page tables grew while the snapshot ran: {} program headers, \
                  room for {room} (run it again, or pause the guest)",
-                list.len() + 1
-            )));
+                    list.len() + 1
+                ),
+            });
         }
         Ok(DumpOutcome::Elf {
             summary: (*self).finish_paging(end.notes, list)?,

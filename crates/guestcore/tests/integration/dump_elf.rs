@@ -887,7 +887,7 @@ fn elf32_overflow_is_an_error_before_any_file() {
     let req = request(&mem, &[], ElfClass::Elf32, DumpLayout::Physical);
     let e = write_elf_core(&req, &out, &OutputOptions { force: true }, &NoProgress).unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, Error::Unsupported(_)), "{msg}");
+    assert!(matches!(e, Error::Limit { .. }), "{msg}");
     assert!(
         msg.contains("ELF32") && msg.contains("0x100000000"),
         "{msg}"

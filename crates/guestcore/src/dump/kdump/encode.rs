@@ -25,8 +25,11 @@ pub(super) fn head_blocks(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> 
 
 /// The header fields of `req` as planned.
 fn headers(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHeaders> {
-    let bitmap_blocks = u32::try_from(2 * plan.bitmap_bytes / PAGE_U64)
-        .map_err(|_| Error::Unsupported("bitmap too large for the kdump header".into()))?;
+    let bitmap_blocks =
+        u32::try_from(2 * plan.bitmap_bytes / PAGE_U64).map_err(|_| Error::Limit {
+            bound: "kdump bitmaps",
+            detail: "bitmap too large for the kdump header".into(),
+        })?;
     // libkdumpfile ignores a utsname whose release, version or machine is empty (and some
     // versions also an empty nodename), and then cannot tell the architecture. VMCOREINFO has
     // only the release: the rest are the kernel's defaults ("(none)") or "unknown".

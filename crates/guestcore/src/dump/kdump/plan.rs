@@ -127,11 +127,14 @@ pub(super) fn check_bitmaps(req: &Shape<'_>) -> Result<()> {
         .div_ceil(8)
         .next_multiple_of(PAGE_U64);
     if bitmap > BITMAP_FREE && bitmap > ram.total() {
-        return Err(Error::Unsupported(format!(
-            "RAM ends at {end:#x}: a kdump file needs two bitmaps of {bitmap} bytes each for \
+        return Err(Error::Limit {
+            bound: "kdump bitmaps",
+            detail: format!(
+                "RAM ends at {end:#x}: a kdump file needs two bitmaps of {bitmap} bytes each for \
              that, far more than the {} bytes of RAM present; write an ELF core instead",
-            ram.total()
-        )));
+                ram.total()
+            ),
+        });
     }
     Ok(())
 }
@@ -151,9 +154,10 @@ pub(super) fn plan_reserving(req: &Shape<'_>, notes_reserve: u64) -> Result<Kdum
         return Err(Error::Unsupported("the guest has no RAM to dump".into()));
     }
     if end > MAX_PHYS {
-        return Err(Error::Unsupported(format!(
-            "RAM ends at {end:#x}, above the 52-bit physical address space"
-        )));
+        return Err(Error::Limit {
+            bound: "physical address space",
+            detail: format!("RAM ends at {end:#x}, above the 52-bit physical address space"),
+        });
     }
     check_bitmaps(req)?;
     let abi = HeaderAbi::from_64bit(req.machine.is_64bit());

@@ -332,11 +332,14 @@ impl StreamedKdump {
         let req = shape(&self.ram, &self.spec, notes, nr_cpus);
         let last = plan_reserving(&req, self.spec.notes_reserve)?;
         if last.sub_hdr_blocks != self.plan.sub_hdr_blocks {
-            return Err(Error::Unsupported(format!(
-                "the dump's notes take {} bytes, more than the {} reserved for them",
-                last.notes.len(),
-                self.spec.notes_reserve
-            )));
+            return Err(Error::Limit {
+                bound: "reserved notes",
+                detail: format!(
+                    "the dump's notes take {} bytes, more than the {} reserved for them",
+                    last.notes.len(),
+                    self.spec.notes_reserve
+                ),
+            });
         }
         let head = head_blocks(&req, &last, now())?;
         let file = self.output.file();

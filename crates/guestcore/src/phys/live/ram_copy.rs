@@ -23,8 +23,10 @@ pub fn copy_ram(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<RamCopy
     let mut chunks = Vec::with_capacity(ram.ranges().len());
     let mut scratch = vec![0u8; SNAP_CHUNK];
     for r in ram.ranges() {
-        let len = usize::try_from(r.len())
-            .map_err(|_| Error::Unsupported(format!("RAM range {r} is too large")))?;
+        let len = usize::try_from(r.len()).map_err(|_| Error::Limit {
+            bound: "address space",
+            detail: format!("RAM range {r} is too large"),
+        })?;
         let mut map = MmapMut::map_anon(len).map_err(|e| {
             Error::io(
                 format!("allocating {} MiB for a copy of guest RAM", len >> 20),
