@@ -282,7 +282,7 @@ pub(crate) fn mapping_flags(flags: PageFlags) -> u32 {
 /// an optional physical `filter` and the frames a dump level leaves out (`excluded`). Fails
 /// when the filter holds no RAM, when a paging layout leaves no mapping, or when ELF32 cannot
 /// hold a value.
-pub fn plan<'a>(
+pub(crate) fn plan<'a>(
     class: ElfClass,
     machine: ElfMachine,
     ram: &RamMap,

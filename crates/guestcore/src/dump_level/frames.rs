@@ -8,7 +8,7 @@
 use crate::phys::RamMap;
 
 /// Bytes per page frame.
-pub const FRAME: u64 = 4096;
+pub(crate) const FRAME: u64 = 4096;
 
 /// Frames `[start, start + len)` and their bits.
 #[derive(Clone, Debug)]

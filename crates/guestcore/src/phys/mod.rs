@@ -4,7 +4,7 @@
 //! [`PhysMemory`]: read these bytes, which ranges are RAM, and is this whole range RAM. The walker
 //! and the writers depend on nothing else, so a new source is one new file here.
 
-pub mod holes;
+pub(crate) mod holes;
 mod mmap;
 mod ram_map;
 
@@ -16,7 +16,7 @@ pub mod live;
 pub mod migration;
 pub mod raw;
 
-pub use mmap::map_file;
+pub(crate) use mmap::map_file;
 pub use ram_map::{RamMap, RamPiece};
 
 pub(crate) use mmap::{map_shared_ram, release_mapped};
@@ -107,7 +107,7 @@ macro_rules! forward_phys_memory {
 forward_phys_memory!(Box<T>, &T);
 
 /// Guest memory held in this process, one buffer per RAM range: [`VecMemory`] (`Vec`s, for
-/// tests and small tools) and [`live::RamCopy`] (anonymous mappings).
+/// tests and small tools) and `live::RamCopy` (anonymous mappings).
 #[derive(Debug, Clone)]
 pub struct ChunkMemory<B> {
     ram: RamMap,
