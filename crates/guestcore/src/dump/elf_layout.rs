@@ -175,11 +175,11 @@ impl ElfPlan<'_> {
         seg
     }
     /// Number of program headers, the PT_NOTE included.
-    pub fn program_header_count(&self) -> u64 {
+    pub(crate) fn program_header_count(&self) -> u64 {
         self.load_count() as u64 + 1
     }
     /// Number of PT_LOAD program headers.
-    pub fn load_count(&self) -> usize {
+    pub(crate) fn load_count(&self) -> usize {
         match &self.loads {
             Loads::Physical => self.runs.len(),
             Loads::Paging(list) => list.len(),

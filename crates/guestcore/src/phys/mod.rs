@@ -205,7 +205,7 @@ const BULK_READ: usize = 64 << 10;
 /// which costs one kernel copy and leaves nothing mapped, where reading through the mapping
 /// costs page faults and, to keep memory bounded, unmapping afterwards. Smaller reads, and
 /// sources without a file, use `read_at`.
-pub fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
     use std::os::unix::fs::FileExt;
     if buf.len() >= BULK_READ {
         if let Some((file, offset)) = mem.file_extent(addr, buf.len() as u64) {

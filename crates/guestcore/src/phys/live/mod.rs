@@ -28,7 +28,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 /// The QEMU options that make guest RAM readable by another process.
-pub const SHARED_RAM_HINT: &str = "start QEMU with `-object memory-backend-file,id=mem,share=on,mem-path=FILE,size=SIZE -machine memory-backend=mem` (SIZE = -m), or run guestcore as a user allowed to ptrace QEMU";
+pub(crate) const SHARED_RAM_HINT: &str = "start QEMU with `-object memory-backend-file,id=mem,share=on,mem-path=FILE,size=SIZE -machine memory-backend=mem` (SIZE = -m), or run guestcore as a user allowed to ptrace QEMU";
 
 /// Where one piece of guest RAM lives on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]
