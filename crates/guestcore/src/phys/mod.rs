@@ -171,7 +171,11 @@ impl<B: AsRef<[u8]> + Send + Sync> PhysMemory for ChunkMemory<B> {
 
 /// `read_at` for sources that lend slices: one copy from [`PhysMemory::slice`] when the bytes
 /// lie in one RAM range, [`read_piecewise`] when they cross adjacent ranges.
-pub fn read_via_slice<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_via_slice<M: PhysMemory + ?Sized>(
+    mem: &M,
+    addr: u64,
+    buf: &mut [u8],
+) -> Result<()> {
     match mem.slice(addr, buf.len() as u64) {
         Some(s) => {
             buf.copy_from_slice(s);
@@ -183,7 +187,11 @@ pub fn read_via_slice<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]
 
 /// Reads `buf` range by range through [`PhysMemory::slice`], for reads that cross the boundary of
 /// two adjacent RAM ranges. Fails with [`Error::NotInMemory`] at the first byte not in RAM.
-pub fn read_piecewise<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_piecewise<M: PhysMemory + ?Sized>(
+    mem: &M,
+    addr: u64,
+    buf: &mut [u8],
+) -> Result<()> {
     if buf.is_empty() {
         return Ok(());
     }
@@ -219,7 +227,7 @@ pub(crate) fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u
 
 /// True when every byte is zero. ORs 32 words at a time without an early exit inside the
 /// block, which the compiler turns into vector code; stops at the first non-zero block.
-pub fn is_zero(bytes: &[u8]) -> bool {
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
     let mut blocks = bytes.chunks_exact(256);
     for block in &mut blocks {
         let mut acc = 0u64;
