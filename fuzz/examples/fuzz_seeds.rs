@@ -9,7 +9,7 @@ use guestcore::dump::kdump::{
 use guestcore::format::ElfNote;
 use guestcore::paging::ModeKind;
 use guestcore::phys::PhysMemory;
-use guestcore::progress::NoProgress;
+use guestcore::NoProgress;
 use guestcore_testkit::fixture::write_qemu_like_core;
 use guestcore_testkit::{GuestBuilder, MapFlags};
 use std::path::Path;

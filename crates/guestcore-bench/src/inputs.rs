@@ -14,7 +14,7 @@ use guestcore::dump::{
     write_elf_core, DumpLayout, DumpSummary, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
 };
 use guestcore::phys::{PhysMemory, RamMap};
-use guestcore::progress::NoProgress;
+use guestcore::NoProgress;
 use guestcore_testkit::geometry::{A, P, RW, US, XD};
 use guestcore_testkit::{linux_like_with_heap, GuestBuilder, LinuxLike, SparseMemory};
 use std::path::Path;

@@ -8,7 +8,7 @@ use guestcore::dump::{
     write_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
 };
 use guestcore::phys::PhysMemory;
-use guestcore::progress::NoProgress;
+use guestcore::NoProgress;
 use std::path::Path;
 
 /// Writes `mem` as a physical (non-paging) ELF64 core with notes for `cpus` and an optional

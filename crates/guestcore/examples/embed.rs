@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if let Some(out) = output {
         let spec = DumpSpec::new(out, DumpFormat::Kdump(Compression::Zstd));
-        let outcome = guest.dump(&view, &spec, &guestcore::progress::NoProgress)?;
+        let outcome = guest.dump(&view, &spec, &guestcore::NoProgress)?;
         println!("wrote {outcome:?}");
     }
     Ok(())

@@ -8,7 +8,7 @@
 
 use guestcore::dump::kdump::{write_kdump, Compression, KdumpOptions, KdumpRequest};
 use guestcore::phys::VecMemory;
-use guestcore::progress::NoProgress;
+use guestcore::NoProgress;
 use std::io::Write;
 use std::path::Path;
 use std::time::Instant;

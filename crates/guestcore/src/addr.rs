@@ -7,13 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// 4 KiB.
-pub const SIZE_4K: u64 = 1 << 12;
-/// 2 MiB (PAE / IA-32e PDE leaf).
-pub const SIZE_2M: u64 = 1 << 21;
-/// 4 MiB (32-bit PSE PDE leaf).
-pub const SIZE_4M: u64 = 1 << 22;
-/// 1 GiB (IA-32e PDPTE leaf).
-pub const SIZE_1G: u64 = 1 << 30;
+pub(crate) const SIZE_4K: u64 = 1 << 12;
 /// The page of guest RAM every reader and writer counts in: x86's base page, the unit of a
 /// dump's page data, of zero-page skipping and of the page-start scans for kernel notes.
 pub const PAGE_SIZE: u64 = SIZE_4K;

@@ -6,7 +6,7 @@
 //! has to come from elsewhere (the CLI's register flags or an HMP `info registers` file).
 //! A LiME or AVML image ([`crate::phys::lime`]) carries its RAM ranges but, like a raw image,
 //! no CPU state.
-//! `qmp:SOCKET` is a running QEMU ([`crate::qmp::session`]): registers over QMP, RAM read in place.
+//! `qmp:SOCKET` is a running QEMU (`qmp::session`): registers over QMP, RAM read in place.
 
 use crate::cpu::notes::cpus_from_notes;
 use crate::cpu::vmstate::decode_cpu;
@@ -408,7 +408,7 @@ impl GuestImage {
     }
 
     /// Before a long read of a live input (a dump): when this image holds the guest stopped,
-    /// copies its RAM into private memory ([`crate::phys::live::copy_ram`]) and resumes it,
+    /// copies its RAM into private memory (`phys::live::copy_ram`) and resumes it,
     /// returning how long it was stopped; then looks up the guest's VMCOREINFO. Does nothing
     /// for other inputs. On error the guest is still resumed (when the image is dropped).
     pub fn detach_live(&mut self, progress: &dyn Progress) -> Result<Option<std::time::Duration>> {

@@ -19,43 +19,54 @@
 //!   kdump, live) RAM ranges    EFER A20 regs   PAE/4/5-lvl    engine        aliases kept       non-paging), kdump
 //! ```
 //!
-//! * [`guest`] — the facade and the policy it applies (which vCPU, which kernel, which notes).
-//! * [`image`] — open any input: memory, CPU state, notes, VMCOREINFO.
-//! * [`phys`] — guest-physical memory sources behind the [`PhysMemory`] trait.
-//! * [`cpu`] — [`X86CpuState`] and its codecs (ELF notes, HMP text, migration vmstate).
-//! * [`paging`] — paging modes described as data and the one walker that serves them all.
-//! * [`mapping`] — the merged virtual→physical mapping list and its renderings.
-//! * [`kernel`] — the Linux kernels in guest memory (VMCOREINFO, kdump headers), their log.
-//! * [`dump_level`] — makedumpfile's dump levels from a kernel's page array.
-//! * [`dump`] — core-file writers (ELF, kdump), pulling pages from an input or taking them
-//!   in any order from a stream (a background snapshot), atomic output.
-//! * [`qmp`] — a QMP client, live sessions, the watchdog, background snapshots.
-//! * [`format`](mod@format) — on-disk facts (ELF, notes, kdump headers, VMCOREINFO, QEMU
-//!   migration streams and vmdesc, libvirt save images, LiME/AVML), read and written, and
-//!   [`codec`] — the kdump page codecs both the reader and the writer use.
+//! The facade itself (`guest`), its errors, progress and number parsing are private modules
+//! whose types are re-exported here. The public modules are the building blocks, each public
+//! for one reason:
+//!
+//! * [`addr`] — the address and range types every block speaks, and the canonical-address rule.
+//! * [`image`] — open any input as memory plus CPU state, notes and VMCOREINFO, without the
+//!   facade's policy.
+//! * [`phys`] — one [`PhysMemory`] reader per input format (raw, ELF, kdump, LiME/AVML, QEMU
+//!   migration streams, a running QEMU's RAM), for tools that read memory themselves.
+//! * [`cpu`] — [`X86CpuState`] and its codecs (ELF notes, HMP text, migration vmstate), for
+//!   tools that build paging modes or write notes.
+//! * [`paging`] — the paging modes and the one page-table walker, the core of any tool.
+//! * [`mapping`] — the merged virtual→physical mapping list a walk produces, and its renderings.
+//! * [`kernel`] — find the Linux kernels in guest memory and read their log.
+//! * [`dump_level`] — makedumpfile's page filter, for tools that write filtered dumps.
+//! * [`dump`] — the core-file writers (ELF, kdump) and the [`PageSink`](dump::PageSink)
+//!   streaming writers that take pages in any order, with atomic output.
+//! * [`qmp`] — the QMP client and live sessions, for tools that drive a running QEMU.
+//! * [`format`](mod@format) — the on-disk formats (ELF, notes, kdump headers, VMCOREINFO, QEMU
+//!   migration streams and vmdesc, libvirt save images, LiME/AVML), read and written, for
+//!   tools that parse or make such files.
+//! * [`codec`] — the kdump page codecs, shared by the kdump reader and writer.
+//! * [`limits`] — the bounds guestcore puts on work, for messages that name them.
 //!
 //! Long operations report through [`Progress`] (and can be cancelled through it).
 
 #![warn(missing_docs)]
+// An item outsiders cannot reach says so (`pub(crate)`), so `pub` means public API.
+#![warn(unreachable_pub)]
 
 pub mod addr;
 pub mod codec;
 pub mod cpu;
 pub mod dump;
 pub mod dump_level;
-pub mod error;
+mod error;
 pub mod format;
-pub mod guest;
+mod guest;
 pub mod image;
 mod input;
 pub mod kernel;
 pub mod mapping;
 pub mod paging;
 pub mod phys;
-pub mod progress;
+mod progress;
 pub mod qmp;
 mod sys;
-pub mod units;
+mod units;
 
 // The facade, and the types its calls take and return: what a program that embeds guestcore
 // (the CLI included) imports. The modules above are the building blocks for tool authors.

@@ -41,10 +41,10 @@
 //! finds repeats of periods up to 551 bytes (the `periods` test checks up to 300).
 
 /// The largest block [`Encoder::compress`] takes.
-pub const MAX_INPUT: usize = 64 * 1024;
+pub(super) const MAX_INPUT: usize = 64 * 1024;
 
 /// The most bytes [`Encoder::compress`] writes for `n` input bytes (the usual LZO1X bound).
-pub const fn worst_case(n: usize) -> usize {
+pub(super) const fn worst_case(n: usize) -> usize {
     n + n / 16 + 64 + 3
 }
 
@@ -63,7 +63,7 @@ const END: [u8; 3] = [0x11, 0, 0];
 
 /// An LZO1X block compressor; keep one per thread and reuse it (the output depends only on the
 /// input, never on earlier blocks).
-pub struct Encoder {
+pub(super) struct Encoder {
     /// Hash of 4 bytes -> the last position that had it (0 after the per-block clear: position
     /// 0 is a candidate like any other, verified before use).
     table: Box<[u16; 1 << HASH_BITS]>,
@@ -208,7 +208,7 @@ impl Out<'_> {
 
 impl Encoder {
     /// A fresh encoder (8 KiB of hash table).
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Encoder {
             table: Box::new([0; 1 << HASH_BITS]),
         }
@@ -219,7 +219,7 @@ impl Encoder {
     ///
     /// # Panics
     /// When `src` is too long or `dst` too short.
-    pub fn compress(&mut self, src: &[u8], dst: &mut [u8]) -> usize {
+    pub(super) fn compress(&mut self, src: &[u8], dst: &mut [u8]) -> usize {
         let n = src.len();
         assert!(n <= MAX_INPUT, "LZO block of {n} bytes (max {MAX_INPUT})");
         assert!(dst.len() >= worst_case(n), "LZO output buffer too small");

@@ -5,7 +5,7 @@
 //! because both use them: a reader must not depend on a writer. What each compression flag
 //! means on disk is in [`crate::format::kdump`]; this module is only the byte transforms.
 
-pub mod lzo1x;
+mod lzo1x;
 mod page;
 
 pub use page::{decompress_page, Compression, PageCompressor, PAGE};

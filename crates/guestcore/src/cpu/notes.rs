@@ -4,7 +4,7 @@
 //! descriptors); NT_PRSTATUS only has general registers, which is all gdb needs. So readers prefer
 //! QEMU notes and fall back to NT_PRSTATUS (then CR3 is unknown, 0, and must come from the user).
 //!
-//! Neither note carries EFER, which decides between PAE and IA-32e paging; [`infer_efer`] rebuilds
+//! Neither note carries EFER, which decides between PAE and IA-32e paging; `infer_efer` rebuilds
 //! it from the ELF machine and the CS descriptor's L bit and marks the state `efer_inferred`.
 //!
 //! Byte layouts live in [`crate::format::qemu_cpu`] and [`crate::format::prstatus`]; this module
@@ -27,9 +27,9 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
 /// QEMU's segment-flags bit for a 64-bit code segment (descriptor L bit, `DESC_L_MASK`).
-pub const DESC_L_MASK: u32 = 1 << 21;
+pub(crate) const DESC_L_MASK: u32 = 1 << 21;
 /// EFER.SCE: SYSCALL enable (bit 0); set with long mode when EFER is inferred.
-pub const EFER_SCE: u64 = 1;
+pub(crate) const EFER_SCE: u64 = 1;
 
 /// Indices into [`X86CpuState::gpr`].
 const RAX: usize = 0;
@@ -113,7 +113,7 @@ pub fn encode_qemu_note(cpu: &X86CpuState) -> ElfNote {
 }
 
 /// Decodes a QEMU note descriptor (440 bytes, or 432 from QEMU versions without
-/// `kernel_gs_base`). EFER is left 0 and not marked inferred: see [`infer_efer`].
+/// `kernel_gs_base`). EFER is left 0 and not marked inferred: see `infer_efer`.
 pub fn decode_qemu_note(desc: &[u8]) -> Result<X86CpuState> {
     if desc.len() < QEMU_CPU_STATE_SIZE_V1_OLD {
         return Err(Error::CpuState(format!(
@@ -154,7 +154,7 @@ pub fn decode_qemu_note(desc: &[u8]) -> Result<X86CpuState> {
 /// paging with PAE on (`have_crs`; without control registers, `EM_X86_64` alone decides); NXE
 /// alone for PAE outside long mode (harmless when the guest left it off: bit 63 is then reserved
 /// and zero in valid tables). Never long mode with paging off. Marks the state `efer_inferred`.
-pub fn infer_efer(cpu: &mut X86CpuState, machine: u16, have_crs: bool) {
+pub(crate) fn infer_efer(cpu: &mut X86CpuState, machine: u16, have_crs: bool) {
     let cs_long = cpu.cs.flags & DESC_L_MASK != 0;
     let pae_paging = cpu.paging_enabled() && cpu.cr4() & CR4_PAE != 0;
     // Long mode needs paging: a vCPU caught with CR0.PG clear (reset, firmware) is not in it,
@@ -331,7 +331,7 @@ fn is_note(n: &ElfNote, name: &[u8], n_type: u32) -> bool {
 
 /// The vCPUs a core's notes describe, numbered 0, 1, … in note order: one per QEMU note that
 /// decodes; when there is none, one per NT_PRSTATUS (general registers only, CR3 = 0). EFER is
-/// inferred for each ([`infer_efer`]). Notes that do not decode are skipped.
+/// inferred for each (`infer_efer`). Notes that do not decode are skipped.
 pub fn cpus_from_notes(notes: &[ElfNote], machine: u16) -> Vec<X86CpuState> {
     let mut cpus: Vec<X86CpuState> = notes
         .iter()

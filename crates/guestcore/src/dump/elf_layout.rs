@@ -175,11 +175,11 @@ impl ElfPlan<'_> {
         seg
     }
     /// Number of program headers, the PT_NOTE included.
-    pub fn program_header_count(&self) -> u64 {
+    pub(crate) fn program_header_count(&self) -> u64 {
         self.load_count() as u64 + 1
     }
     /// Number of PT_LOAD program headers.
-    pub fn load_count(&self) -> usize {
+    pub(crate) fn load_count(&self) -> usize {
         match &self.loads {
             Loads::Physical => self.runs.len(),
             Loads::Paging(list) => list.len(),
@@ -283,7 +283,7 @@ pub(crate) fn mapping_flags(flags: PageFlags) -> u32 {
 /// an optional physical `filter` and the frames a dump level leaves out (`excluded`). Fails
 /// when the filter holds no RAM, when a paging layout leaves no mapping, or when ELF32 cannot
 /// hold a value.
-pub fn plan<'a>(
+pub(crate) fn plan<'a>(
     class: ElfClass,
     machine: ElfMachine,
     ram: &RamMap,

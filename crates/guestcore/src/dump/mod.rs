@@ -4,7 +4,7 @@
 //! * [`write_elf_core`] — an ELF core (`ET_CORE`) that gdb, crash and drgn read: non-paging
 //!   (one PT_LOAD per RAM range) or paging (one PT_LOAD per mapping, physical memory written
 //!   once and shared by aliases), ELF64 or ELF32, PN_XNUM when there are more than 65,534
-//!   program headers. File layout and its reasons: [`elf_layout`].
+//!   program headers. File layout and its reasons: `elf_layout`.
 //!
 //! A dump's pages are either pulled from an opened input by these writers, or pushed in any
 //! order into a [`PageSink`] (the streamed ELF and kdump writers) by a QEMU background
@@ -18,13 +18,13 @@
 mod copy;
 mod elf;
 mod elf_headers;
-pub mod elf_layout;
+pub(crate) mod elf_layout;
 pub(crate) mod from_stream;
 pub mod kdump;
 pub mod notes;
 mod outcome;
 mod output;
-pub mod sink;
+pub(crate) mod sink;
 pub mod streamed;
 mod writeback;
 

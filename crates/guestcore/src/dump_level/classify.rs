@@ -25,7 +25,7 @@ use crate::kernel::vread::uint_at;
 
 /// Why a frame is left out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Class {
+pub(crate) enum Class {
     /// Free, in the buddy allocator (level 16).
     Free,
     /// Page cache without private data (level 2).

@@ -8,7 +8,7 @@
 use crate::phys::RamMap;
 
 /// Bytes per page frame.
-pub const FRAME: u64 = 4096;
+pub(crate) const FRAME: u64 = 4096;
 
 /// Frames `[start, start + len)` and their bits.
 #[derive(Clone, Debug)]
@@ -27,7 +27,7 @@ pub struct FrameSet {
 
 impl FrameSet {
     /// An empty set able to hold every frame that holds RAM of `ram` (a frame partly RAM too).
-    pub fn for_ram(ram: &RamMap) -> Self {
+    pub(crate) fn for_ram(ram: &RamMap) -> Self {
         let mut spans: Vec<Span> = Vec::new();
         for r in ram.ranges() {
             let (s, e) = (r.start / FRAME, r.end.div_ceil(FRAME));
@@ -59,7 +59,7 @@ impl FrameSet {
     }
 
     /// Frames the set can hold (frames of RAM).
-    pub fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         self.spans.iter().map(|s| s.len).sum()
     }
 
@@ -113,7 +113,7 @@ impl FrameSet {
     }
 
     /// Frames of `[start, end)` in the set.
-    pub fn count_in(&self, start: u64, end: u64) -> u64 {
+    pub(crate) fn count_in(&self, start: u64, end: u64) -> u64 {
         let first = self.spans.partition_point(|s| s.start + s.len <= start);
         self.spans[first..]
             .iter()
@@ -124,7 +124,7 @@ impl FrameSet {
     }
 
     /// The runs `[a, b)` of RAM frames (in the set or not) within `[start, end)`, in order.
-    pub fn ram_runs_in(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+    pub(crate) fn ram_runs_in(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
         let first = self.spans.partition_point(|s| s.start + s.len <= start);
         self.spans[first..]
             .iter()
@@ -136,7 +136,7 @@ impl FrameSet {
 
     /// The runs `[a, b)` of frames of `[start, end)` that are *not* in the set, in order
     /// (frames outside RAM count as not in the set).
-    pub fn gaps_in(&self, start: u64, end: u64) -> Runs<'_> {
+    pub(crate) fn gaps_in(&self, start: u64, end: u64) -> Runs<'_> {
         Runs {
             set: self,
             pos: start,
@@ -146,7 +146,7 @@ impl FrameSet {
     }
 
     /// The runs `[a, b)` of frames of `[start, end)` that are in the set, in order.
-    pub fn members_in(&self, start: u64, end: u64) -> Runs<'_> {
+    pub(crate) fn members_in(&self, start: u64, end: u64) -> Runs<'_> {
         Runs {
             set: self,
             pos: start,
@@ -222,7 +222,7 @@ fn word_masks(s: &Span, start: u64, end: u64) -> impl Iterator<Item = (usize, u6
 
 /// Iterator of [`FrameSet::gaps_in`] and [`FrameSet::members_in`].
 #[derive(Debug)]
-pub struct Runs<'a> {
+pub(crate) struct Runs<'a> {
     set: &'a FrameSet,
     pos: u64,
     end: u64,

@@ -46,7 +46,7 @@ impl DumpLevel {
     }
 
     /// True when the level needs the kernel's page array (any bit but zero pages).
-    pub fn needs_page_array(self) -> bool {
+    pub(crate) fn needs_page_array(self) -> bool {
         self.0 & !Self::ZERO != 0
     }
 }

@@ -8,10 +8,10 @@
 //!
 //! * [`DumpLevel`] — the bitmask (1 zero, 2 cache, 4 cache with private data, 8 user data,
 //!   16 free).
-//! * [`page_array`] — `struct page` and the section table, from VMCOREINFO.
-//! * [`classify`] — makedumpfile's rules for one `struct page`.
+//! * `page_array` — `struct page` and the section table, from VMCOREINFO.
+//! * `classify` — makedumpfile's rules for one `struct page`.
 //! * `scan` — the pass over the array (parallel, windowed: O(threads × window) memory).
-//! * [`frames`] — the set of frames left out (one bit per frame of RAM).
+//! * `frames` — the set of frames left out (one bit per frame of RAM).
 //!
 //! The guest owns its page array, so it is not trusted to hurt the dump: frames the kernel
 //! needs to be debugged (its page tables, the data its VMCOREINFO names, its VMCOREINFO note
@@ -20,10 +20,10 @@
 //! cannot be read are kept and counted ([`FilterReport::unclassified`]); a level whose rules
 //! the VMCOREINFO cannot support is an error, never a silently unfiltered dump.
 
-pub mod classify;
-pub mod frames;
+mod classify;
+pub(crate) mod frames;
 mod level;
-pub mod page_array;
+mod page_array;
 mod scan;
 
 pub use frames::FrameSet;

@@ -35,7 +35,7 @@ const MAX_SIZE_PAGE: u64 = 1024;
 
 /// What [`PageLayout`] knows of `struct page` and the page flags.
 #[derive(Clone, Debug)]
-pub struct PageLayout {
+pub(super) struct PageLayout {
     /// Bytes of the kernel's `unsigned long` (8 on x86_64, 4 on i386).
     pub word: usize,
     /// `SIZE(page)`.
@@ -69,7 +69,7 @@ pub struct PageLayout {
 
 /// The kernel's section table.
 #[derive(Clone, Debug)]
-pub struct SectionTable {
+pub(super) struct SectionTable {
     mem_section: u64,
     size_mem_section: u64,
     off_section_mem_map: usize,
@@ -106,7 +106,7 @@ fn kernel_version(text: &[u8]) -> Option<(u32, u32)> {
 
 impl PageLayout {
     /// Reads the layout, or names the first missing value every level needs.
-    pub fn from_vmcoreinfo(text: &[u8], word: usize) -> Result<Self, String> {
+    pub(super) fn from_vmcoreinfo(text: &[u8], word: usize) -> Result<Self, String> {
         let need = |kind: &str, name: &str, limit: u64| {
             vmcoreinfo_field(text, kind, name, limit)
                 .ok_or_else(|| format!("VMCOREINFO has no {kind}({name})"))
@@ -163,7 +163,7 @@ impl PageLayout {
     }
 
     /// Why this layout cannot classify pages for `bits` of a dump level (`None`: it can).
-    pub fn missing_for(&self, bits: u8) -> Option<String> {
+    pub(super) fn missing_for(&self, bits: u8) -> Option<String> {
         use super::DumpLevel as L;
         let mut missing = Vec::new();
         let mut need = |ok: bool, what: &str| {
@@ -194,7 +194,7 @@ impl PageLayout {
 
 /// Where one section's `struct page`s are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SectionMap {
+pub(super) struct SectionMap {
     /// Section number.
     pub nr: u64,
     /// Virtual address of the `struct page` of pfn 0 as this section encodes it: the page of
@@ -204,7 +204,7 @@ pub struct SectionMap {
 
 impl SectionTable {
     /// Reads the section table's description, or says why this kernel has none usable.
-    pub fn from_vmcoreinfo(
+    pub(super) fn from_vmcoreinfo(
         text: &[u8],
         layout: &PageLayout,
         long_mode: bool,
@@ -268,11 +268,6 @@ impl SectionTable {
         })
     }
 
-    /// Frames per section.
-    pub fn pages_per_section(&self) -> u64 {
-        1 << self.pfn_section_shift
-    }
-
     fn per_root_extreme(&self) -> u64 {
         (4096 / self.size_mem_section).max(1)
     }
@@ -289,7 +284,7 @@ impl SectionTable {
 
     /// The mem_map base of every present section among `sections` (sorted section numbers),
     /// and the sections that could not be read (absent ones are in neither).
-    pub fn maps<M: PhysMemory + ?Sized>(
+    pub(super) fn maps<M: PhysMemory + ?Sized>(
         &self,
         mem: &M,
         mode: &PagingMode,

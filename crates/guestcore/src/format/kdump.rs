@@ -83,7 +83,7 @@ impl Compression {
 
     /// The compression named by one page flag; `None` for raw pages, `Err` for a flag word
     /// naming no or several methods.
-    pub fn from_page_flags(flags: u32) -> Result<Compression, String> {
+    pub(crate) fn from_page_flags(flags: u32) -> Result<Compression, String> {
         let method = flags & DUMP_DH_COMPRESSED_ANY;
         Compression::ALL
             .into_iter()

@@ -143,7 +143,7 @@ impl MappedRamHeader {
 }
 
 /// Bytes of a mapped-ram bitmap for `pages` pages (whole 64-bit words, as QEMU writes it).
-pub fn mapped_ram_bitmap_len(pages: u64) -> u64 {
+pub(crate) fn mapped_ram_bitmap_len(pages: u64) -> u64 {
     pages.div_ceil(64) * 8
 }
 

@@ -18,58 +18,58 @@ pub const PRSTATUS_I386_SIZE: usize = 144;
 
 /// Indices of x86_64 `user_regs_struct` fields in [`PrStatusX86_64::regs`].
 pub(crate) mod x86_64 {
-    pub const R15: usize = 0;
-    pub const R14: usize = 1;
-    pub const R13: usize = 2;
-    pub const R12: usize = 3;
-    pub const RBP: usize = 4;
-    pub const RBX: usize = 5;
-    pub const R11: usize = 6;
-    pub const R10: usize = 7;
-    pub const R9: usize = 8;
-    pub const R8: usize = 9;
-    pub const RAX: usize = 10;
-    pub const RCX: usize = 11;
-    pub const RDX: usize = 12;
-    pub const RSI: usize = 13;
-    pub const RDI: usize = 14;
+    pub(crate) const R15: usize = 0;
+    pub(crate) const R14: usize = 1;
+    pub(crate) const R13: usize = 2;
+    pub(crate) const R12: usize = 3;
+    pub(crate) const RBP: usize = 4;
+    pub(crate) const RBX: usize = 5;
+    pub(crate) const R11: usize = 6;
+    pub(crate) const R10: usize = 7;
+    pub(crate) const R9: usize = 8;
+    pub(crate) const R8: usize = 9;
+    pub(crate) const RAX: usize = 10;
+    pub(crate) const RCX: usize = 11;
+    pub(crate) const RDX: usize = 12;
+    pub(crate) const RSI: usize = 13;
+    pub(crate) const RDI: usize = 14;
     // 15: orig_rax (the syscall number, -1 outside one): left 0 in a VM dump.
-    pub const RIP: usize = 16;
-    pub const CS: usize = 17;
-    pub const EFLAGS: usize = 18;
-    pub const RSP: usize = 19;
-    pub const SS: usize = 20;
-    pub const FS_BASE: usize = 21;
-    pub const GS_BASE: usize = 22;
-    pub const DS: usize = 23;
-    pub const ES: usize = 24;
-    pub const FS: usize = 25;
-    pub const GS: usize = 26;
+    pub(crate) const RIP: usize = 16;
+    pub(crate) const CS: usize = 17;
+    pub(crate) const EFLAGS: usize = 18;
+    pub(crate) const RSP: usize = 19;
+    pub(crate) const SS: usize = 20;
+    pub(crate) const FS_BASE: usize = 21;
+    pub(crate) const GS_BASE: usize = 22;
+    pub(crate) const DS: usize = 23;
+    pub(crate) const ES: usize = 24;
+    pub(crate) const FS: usize = 25;
+    pub(crate) const GS: usize = 26;
     /// Number of registers.
-    pub const COUNT: usize = 27;
+    pub(crate) const COUNT: usize = 27;
 }
 
 /// Indices of i386 `user_regs_struct` fields in [`PrStatusI386::regs`].
 pub(crate) mod i386 {
-    pub const EBX: usize = 0;
-    pub const ECX: usize = 1;
-    pub const EDX: usize = 2;
-    pub const ESI: usize = 3;
-    pub const EDI: usize = 4;
-    pub const EBP: usize = 5;
-    pub const EAX: usize = 6;
-    pub const DS: usize = 7;
-    pub const ES: usize = 8;
-    pub const FS: usize = 9;
-    pub const GS: usize = 10;
+    pub(crate) const EBX: usize = 0;
+    pub(crate) const ECX: usize = 1;
+    pub(crate) const EDX: usize = 2;
+    pub(crate) const ESI: usize = 3;
+    pub(crate) const EDI: usize = 4;
+    pub(crate) const EBP: usize = 5;
+    pub(crate) const EAX: usize = 6;
+    pub(crate) const DS: usize = 7;
+    pub(crate) const ES: usize = 8;
+    pub(crate) const FS: usize = 9;
+    pub(crate) const GS: usize = 10;
     // 11: orig_eax (the syscall number, -1 outside one): left 0 in a VM dump.
-    pub const EIP: usize = 12;
-    pub const CS: usize = 13;
-    pub const EFLAGS: usize = 14;
-    pub const ESP: usize = 15;
-    pub const SS: usize = 16;
+    pub(crate) const EIP: usize = 12;
+    pub(crate) const CS: usize = 13;
+    pub(crate) const EFLAGS: usize = 14;
+    pub(crate) const ESP: usize = 15;
+    pub(crate) const SS: usize = 16;
     /// Number of registers.
-    pub const COUNT: usize = 17;
+    pub(crate) const COUNT: usize = 17;
 }
 
 /// x86_64 `elf_prstatus`.

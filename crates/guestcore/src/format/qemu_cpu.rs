@@ -23,8 +23,8 @@ pub const QEMU_NOTE_NAME: &[u8] = b"QEMU";
 /// Indices into [`QemuCpuState::gpr`] of the two registers whose slots differ from
 /// `X86CpuState::gpr` (rsp before rbp); rax … rdi and r8 … r15 sit at the same index in both.
 pub(crate) mod gpr {
-    pub const RSP: usize = 6;
-    pub const RBP: usize = 7;
+    pub(crate) const RSP: usize = 6;
+    pub(crate) const RBP: usize = 7;
 }
 
 /// `QEMUCPUSegment`.

@@ -219,7 +219,7 @@ impl<'a> FieldAt<'a> {
 }
 
 /// A big-endian unsigned integer of 1, 2, 4 or 8 bytes.
-pub fn be_uint(b: &[u8]) -> Option<u64> {
+pub(crate) fn be_uint(b: &[u8]) -> Option<u64> {
     match b.len() {
         1 => Some(b[0] as u64),
         2 => Some(u16::from_be_bytes(b.try_into().ok()?) as u64),

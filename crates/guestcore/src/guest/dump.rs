@@ -189,7 +189,7 @@ impl Guest {
     /// holds stopped has its RAM copied and is resumed first.
     ///
     /// ```no_run
-    /// use guestcore::progress::NoProgress;
+    /// use guestcore::NoProgress;
     /// use guestcore::{DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, ElfClass};
     /// use guestcore::{Guest, GuestOptions, ViewSpec};
     ///

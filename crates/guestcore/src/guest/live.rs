@@ -47,7 +47,7 @@ impl Guest {
     /// otherwise it is paused while its RAM is copied ([`Notice::NoSnapshot`] says why).
     ///
     /// ```no_run
-    /// use guestcore::progress::NoProgress;
+    /// use guestcore::NoProgress;
     /// use guestcore::{Compression, DumpFormat, DumpSpec, Guest, GuestOptions, Input, ViewSpec};
     ///
     /// # fn main() -> guestcore::Result<()> {

@@ -9,7 +9,7 @@
 //! array filters it) is made here, the same way for every caller, and reported as a [`Notice`].
 //!
 //! ```no_run
-//! use guestcore::progress::NoProgress;
+//! use guestcore::NoProgress;
 //! use guestcore::{Compression, DumpFormat, DumpSpec, Guest, GuestOptions, ViewSpec};
 //!
 //! # fn main() -> guestcore::Result<()> {

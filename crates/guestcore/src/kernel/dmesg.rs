@@ -24,7 +24,7 @@ use crate::phys::PhysMemory;
 use crate::{Error, Result};
 
 /// The most bytes read for the descriptor array, the info array, or the text ring.
-pub const MAX_RING_BYTES: u64 = 64 << 20;
+pub(super) const MAX_RING_BYTES: u64 = 64 << 20;
 
 /// The VMCOREINFO values the ring reader needs.
 struct Layout {

@@ -16,11 +16,11 @@ use object::read::elf::{FileHeader, ProgramHeader};
 use object::LittleEndian as LE;
 
 /// The most program headers read from one header.
-pub const MAX_PHDRS: usize = 4096;
+pub(super) const MAX_PHDRS: usize = 4096;
 /// The most bytes read from one PT_NOTE segment.
-pub const MAX_NOTE_SEGMENT: u64 = 64 << 10;
+pub(super) const MAX_NOTE_SEGMENT: u64 = 64 << 10;
 /// The most NT_PRSTATUS notes kept (CPUs).
-pub const MAX_CPUS: usize = 8192;
+pub(super) const MAX_CPUS: usize = 8192;
 
 /// What a core header in RAM describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +36,10 @@ pub struct CrashHeader {
 }
 
 /// Reads the header at `addr`, or `None` when it is not a usable kdump core header.
-pub fn read_crash_header(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<CrashHeader> {
+pub(super) fn read_crash_header(
+    mem: &(impl PhysMemory + ?Sized),
+    addr: u64,
+) -> Option<CrashHeader> {
     let mut ehdr = [0u8; 64];
     mem.read_at(addr, &mut ehdr).ok()?;
     let h = elf::FileHeader64::<LE>::parse(&ehdr[..]).ok()?;

@@ -13,7 +13,7 @@ use crate::phys::PhysMemory;
 /// at the start of the page-aligned `vmcoreinfo_note` buffer at boot (namesz 11, type 0,
 /// `VMCOREINFO\0`, text starting `OSRELEASE=`). Returns the note's text
 /// ([`read_vmcoreinfo_note`]).
-pub fn find_vmcoreinfo(mem: &dyn PhysMemory) -> Option<Vec<u8>> {
+pub(crate) fn find_vmcoreinfo(mem: &dyn PhysMemory) -> Option<Vec<u8>> {
     let mut head = [0u8; 34];
     let mut found = None;
     for r in mem.ram().ranges() {

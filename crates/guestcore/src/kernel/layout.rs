@@ -13,9 +13,9 @@ use crate::paging::ModeKind;
 use serde::Serialize;
 
 /// `__START_KERNEL_map` on x86_64: the kernel image's virtual base before KASLR.
-pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+pub(super) const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 /// `PAGE_OFFSET` of a 32-bit kernel with the usual 3G/1G split.
-pub const I386_PAGE_OFFSET: u64 = 0xc000_0000;
+pub(super) const I386_PAGE_OFFSET: u64 = 0xc000_0000;
 
 /// The page-table root and paging mode of a kernel, and how its image is placed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

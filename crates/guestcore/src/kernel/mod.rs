@@ -4,9 +4,9 @@
 //! A guest caught while its kdump capture kernel runs holds two kernels: the capture kernel,
 //! whose tables the vCPUs run, and the crashed kernel the user wants to debug. A guest with
 //! paging off, or a raw image with no CPU state, holds a kernel but no usable CR3. So kernels
-//! are found from memory itself ([`scan`]): every VMCOREINFO note at a page start, and every
-//! kdump ELF core header ([`elfcorehdr`]). Each kernel's page-table root and mode come from its
-//! VMCOREINFO ([`layout`]); its role is
+//! are found from memory itself (`scan`): every VMCOREINFO note at a page start, and every
+//! kdump ELF core header (`elfcorehdr`). Each kernel's page-table root and mode come from its
+//! VMCOREINFO (`layout`); its role is
 //!
 //! * `crashed` — a kdump core header in RAM points at its VMCOREINFO note (the header also
 //!   holds the registers its CPUs saved at the crash);
@@ -16,16 +16,16 @@
 //!
 //! A crashed kernel whose CPU still sits in its stop loop is `crashed` and names that vCPU.
 
-pub mod dmesg;
-pub mod elfcorehdr;
-pub mod first_vmcoreinfo;
-pub mod layout;
-pub mod scan;
-pub mod vread;
+mod dmesg;
+mod elfcorehdr;
+mod first_vmcoreinfo;
+mod layout;
+pub(crate) mod scan;
+pub(crate) mod vread;
 
 pub use dmesg::kernel_log;
 pub use elfcorehdr::CrashHeader;
-pub use first_vmcoreinfo::find_vmcoreinfo;
+pub(crate) use first_vmcoreinfo::find_vmcoreinfo;
 pub use layout::{KernelLayout, LayoutError};
 
 use crate::cpu::X86CpuState;

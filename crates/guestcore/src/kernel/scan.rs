@@ -20,7 +20,7 @@ use crate::addr::PAGE_SIZE as PAGE;
 
 /// A VMCOREINFO note found in RAM.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FoundVmcoreinfo {
+pub(crate) struct FoundVmcoreinfo {
     /// Physical address of the note (its header).
     pub addr: u64,
     /// The text, trailing NULs removed.
@@ -29,7 +29,7 @@ pub struct FoundVmcoreinfo {
 
 /// What a scan found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     /// Every VMCOREINFO note found, with its physical address.
     pub vmcoreinfo: Vec<FoundVmcoreinfo>,
     /// Physical addresses of pages that start with an ELF64 ET_CORE header.
@@ -50,7 +50,7 @@ fn is_core_header(h: &[u8]) -> bool {
 
 /// Reads the VMCOREINFO note at `addr` (found at a page start) from guest RAM and returns its
 /// text, through the one reader ([`crate::format::vmcoreinfo::read_vmcoreinfo_note`]).
-pub fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<Vec<u8>> {
+pub(crate) fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<Vec<u8>> {
     crate::format::vmcoreinfo::read_vmcoreinfo_note(addr, None, |a, buf| {
         mem.is_ram(a, buf.len() as u64) && mem.read_at(a, buf).is_ok()
     })
@@ -70,7 +70,7 @@ pub(super) const PIECE: u64 = 32 << 20;
 /// Scans the start of every page of guest RAM, in parallel pieces. Each piece keeps at most
 /// [`MAX_FOUND`] of each kind (so memory stays bounded), and the pieces are joined in address
 /// order before the caps apply to the whole.
-pub fn scan(mem: &(impl PhysMemory + ?Sized)) -> Found {
+pub(crate) fn scan(mem: &(impl PhysMemory + ?Sized)) -> Found {
     use rayon::prelude::*;
     let pieces: Vec<(u64, u64)> = mem
         .ram()

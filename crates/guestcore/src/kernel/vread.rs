@@ -11,7 +11,7 @@ use crate::phys::PhysMemory;
 use crate::{Error, Result};
 
 /// Reads `buf.len()` bytes at virtual `va` of the address space `mode` describes.
-pub fn read_virt<M: PhysMemory + ?Sized>(
+pub(crate) fn read_virt<M: PhysMemory + ?Sized>(
     mem: &M,
     mode: &PagingMode,
     va: u64,
@@ -49,7 +49,7 @@ fn ram_leaf<M: PhysMemory + ?Sized>(mem: &M, mode: &PagingMode, va: u64) -> Resu
 /// translate, is I/O, or the source lends no slices), and the caller reads with
 /// [`read_virt`]. The page array behind 2 MiB pages of the direct map or vmemmap is read this
 /// way without a copy.
-pub fn virt_slice<'m, M: PhysMemory + ?Sized>(
+pub(crate) fn virt_slice<'m, M: PhysMemory + ?Sized>(
     mem: &'m M,
     mode: &PagingMode,
     va: u64,
@@ -65,7 +65,7 @@ pub fn virt_slice<'m, M: PhysMemory + ?Sized>(
 /// Tells `mem` that the physical pages behind `[va, va + len)` will not be read again soon
 /// ([`PhysMemory::release`]): a pass over a large virtual array (the page array) then stays
 /// O(window) resident. Pages that do not translate are skipped.
-pub fn release_virt<M: PhysMemory + ?Sized>(mem: &M, mode: &PagingMode, va: u64, len: u64) {
+pub(crate) fn release_virt<M: PhysMemory + ?Sized>(mem: &M, mode: &PagingMode, va: u64, len: u64) {
     let end = va.saturating_add(len);
     let mut at = va;
     while at < end {
@@ -80,7 +80,7 @@ pub fn release_virt<M: PhysMemory + ?Sized>(mem: &M, mode: &PagingMode, va: u64,
 }
 
 /// A little-endian unsigned integer of `width` (4 or 8) bytes at `va`.
-pub fn read_uint<M: PhysMemory + ?Sized>(
+pub(crate) fn read_uint<M: PhysMemory + ?Sized>(
     mem: &M,
     mode: &PagingMode,
     va: u64,
@@ -93,7 +93,7 @@ pub fn read_uint<M: PhysMemory + ?Sized>(
 
 /// A little-endian unsigned integer of `width` (at most 8) bytes at `off` in `bytes`, or `None`
 /// when it does not lie inside (an offset from hostile VMCOREINFO).
-pub fn uint_at(bytes: &[u8], off: usize, width: usize) -> Option<u64> {
+pub(crate) fn uint_at(bytes: &[u8], off: usize, width: usize) -> Option<u64> {
     let mut b = [0u8; 8];
     b.get_mut(..width)?
         .copy_from_slice(bytes.get(off..off.checked_add(width)?)?);

@@ -7,4 +7,4 @@ pub mod render;
 mod union;
 
 pub use list::{Mapping, MappingList};
-pub use union::{union_of_views, UnionConflict, ViewPart, ViewUnion};
+pub(crate) use union::{union_of_views, UnionConflict, ViewPart};

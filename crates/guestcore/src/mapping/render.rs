@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 /// One line per merged mapping, like HMP `info mem` (virtual range, size, `urwx` permissions)
 /// followed by the physical start, which `info mem` does not show; ` io` marks non-RAM.
-pub fn mem_line(out: &mut String, va: u64, size: u64, pa: u64, flags: PageFlags) {
+pub(crate) fn mem_line(out: &mut String, va: u64, size: u64, pa: u64, flags: PageFlags) {
     let _ = writeln!(
         out,
         "{va:016x}-{end:016x} {size:016x} {perm} {pa:016x}{io}",
@@ -22,15 +22,6 @@ pub fn mem_line(out: &mut String, va: u64, size: u64, pa: u64, flags: PageFlags)
             ""
         },
     );
-}
-
-/// The whole `mem` listing (for small lists; [`write_mem`] streams).
-pub fn mem_text(list: &MappingList) -> String {
-    let mut s = String::with_capacity(list.len() * 64);
-    for m in list {
-        mem_line(&mut s, m.va.0, m.size, m.pa.0, m.flags);
-    }
-    s
 }
 
 /// Writes the `mem` listing to `out` one line at a time (one line buffer, reused).

@@ -47,7 +47,7 @@ pub struct UnionConflict {
 
 /// The union of views and what each contributed.
 #[derive(Clone, Debug, Default)]
-pub struct ViewUnion {
+pub(crate) struct ViewUnion {
     /// Sorted, merged, one physical address per virtual address.
     pub list: MappingList,
     /// One entry per view, in the order given.
@@ -61,7 +61,9 @@ pub struct ViewUnion {
 }
 
 /// The union of `views` (label, list), the first view that maps a virtual page winning.
-pub fn union_of_views<'a>(views: impl IntoIterator<Item = (u32, &'a MappingList)>) -> ViewUnion {
+pub(crate) fn union_of_views<'a>(
+    views: impl IntoIterator<Item = (u32, &'a MappingList)>,
+) -> ViewUnion {
     let mut acc: Vec<(u32, Mapping)> = Vec::new();
     let mut out = ViewUnion::default();
     for (cpu, list) in views {

@@ -18,7 +18,7 @@ const XD: u64 = 1 << 63;
 
 /// What an entry means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Entry {
+pub(crate) enum Entry {
     /// P = 0.
     NotPresent,
     /// Present with a reserved bit set: the CPU would fault, so nothing is mapped through it.
@@ -35,7 +35,7 @@ pub enum Entry {
 }
 
 /// Decodes `raw`, read from a table of level `level` (index into `mode.levels()`).
-pub fn decode(mode: &PagingMode, level: usize, raw: u64) -> Entry {
+pub(crate) fn decode(mode: &PagingMode, level: usize, raw: u64) -> Entry {
     let levels = mode.levels();
     let Some(lvl) = levels.get(level) else {
         return Entry::NotPresent;
@@ -96,7 +96,7 @@ pub fn decode(mode: &PagingMode, level: usize, raw: u64) -> Entry {
 
 /// This entry's contribution to the effective permissions: `WRITE` and `USER` when its R/W and
 /// U/S bits are set (always, at levels without permission bits), `NX` when XD is set and defined.
-pub fn perms(mode: &PagingMode, level: usize, raw: u64) -> PageFlags {
+pub(crate) fn perms(mode: &PagingMode, level: usize, raw: u64) -> PageFlags {
     let has_perms = mode.levels().get(level).is_some_and(|l| l.has_perms);
     if !has_perms {
         return PageFlags::WRITE | PageFlags::USER;
@@ -112,7 +112,7 @@ pub fn perms(mode: &PagingMode, level: usize, raw: u64) -> PageFlags {
 }
 
 /// The leaf entry's own bits: accessed, dirty, global, PWT, PCD, and `LARGE` for a large page.
-pub fn leaf_bits(raw: u64, large: bool) -> PageFlags {
+pub(crate) fn leaf_bits(raw: u64, large: bool) -> PageFlags {
     let mut f = PageFlags::empty();
     f.set(PageFlags::ACCESSED, raw & A != 0);
     f.set(PageFlags::DIRTY, raw & D != 0);
@@ -125,7 +125,7 @@ pub fn leaf_bits(raw: u64, large: bool) -> PageFlags {
 
 /// Combines permissions of an upper level (`acc`) with the next entry's (`next`):
 /// W and U by AND, NX by OR.
-pub fn combine(acc: PageFlags, next: PageFlags) -> PageFlags {
+pub(crate) fn combine(acc: PageFlags, next: PageFlags) -> PageFlags {
     let and = (acc & next) & (PageFlags::WRITE | PageFlags::USER);
     let or = (acc | next) & PageFlags::NX;
     and | or

@@ -35,7 +35,7 @@ bitflags! {
 impl PageFlags {
     /// The flags that decide whether two adjacent pages merge into one mapping: permissions and
     /// RAM-ness. Accessed/dirty/global bits differ page by page and would only fragment the list.
-    pub const MERGE_KEY: PageFlags = PageFlags::WRITE
+    pub(crate) const MERGE_KEY: PageFlags = PageFlags::WRITE
         .union(PageFlags::USER)
         .union(PageFlags::NX)
         .union(PageFlags::IO);

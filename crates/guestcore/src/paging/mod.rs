@@ -1,11 +1,11 @@
 //! x86 paging: every mode is *data* ([`PagingMode`]: levels, index bits, leaf sizes, masks) and
 //! one engine serves them all — [`walk()`] enumerates every leaf in ascending canonical
 //! virtual-address order, [`translate()`] follows one address and records each entry it read.
-//! Both decode entries through the same [`entry`] function, so they cannot disagree.
+//! Both decode entries through the same `entry` function, so they cannot disagree.
 //!
 //! Facts (Intel SDM vol. 3A ch. 4) are in `shared/DESIGN.md` §3.
 
-pub mod entry;
+pub(crate) mod entry;
 mod flags;
 mod mode;
 mod translate;

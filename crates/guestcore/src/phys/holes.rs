@@ -14,7 +14,7 @@ use super::PhysMemory;
 /// address order: the data extents of the source's file where the range lies in one
 /// ([`PhysMemory::file_extent`]), else the whole range. Bytes outside the runs are zero.
 /// Stops early when `f` returns `false`; returns `false` then.
-pub fn for_each_data_run(
+pub(crate) fn for_each_data_run(
     mem: &(impl PhysMemory + ?Sized),
     start: u64,
     end: u64,

@@ -28,7 +28,7 @@ use std::path::Path;
 /// `copy_file_range` and the like) and the mapping, `None` for an empty file (mapping zero
 /// bytes is an error on most systems). See the module docs for what a file changed or
 /// truncated while mapped does.
-pub fn map_file(path: &Path) -> Result<(File, Option<Mmap>)> {
+pub(crate) fn map_file(path: &Path) -> Result<(File, Option<Mmap>)> {
     let file = File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
     let len = file
         .metadata()

@@ -4,7 +4,7 @@
 //! [`PhysMemory`]: read these bytes, which ranges are RAM, and is this whole range RAM. The walker
 //! and the writers depend on nothing else, so a new source is one new file here.
 
-pub mod holes;
+pub(crate) mod holes;
 mod mmap;
 mod ram_map;
 
@@ -16,7 +16,7 @@ pub mod live;
 pub mod migration;
 pub mod raw;
 
-pub use mmap::map_file;
+pub(crate) use mmap::map_file;
 pub use ram_map::{RamMap, RamPiece};
 
 pub(crate) use mmap::{map_shared_ram, release_mapped};
@@ -107,7 +107,7 @@ macro_rules! forward_phys_memory {
 forward_phys_memory!(Box<T>, &T);
 
 /// Guest memory held in this process, one buffer per RAM range: [`VecMemory`] (`Vec`s, for
-/// tests and small tools) and [`live::RamCopy`] (anonymous mappings).
+/// tests and small tools) and `live::RamCopy` (anonymous mappings).
 #[derive(Debug, Clone)]
 pub struct ChunkMemory<B> {
     ram: RamMap,
@@ -171,7 +171,11 @@ impl<B: AsRef<[u8]> + Send + Sync> PhysMemory for ChunkMemory<B> {
 
 /// `read_at` for sources that lend slices: one copy from [`PhysMemory::slice`] when the bytes
 /// lie in one RAM range, [`read_piecewise`] when they cross adjacent ranges.
-pub fn read_via_slice<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_via_slice<M: PhysMemory + ?Sized>(
+    mem: &M,
+    addr: u64,
+    buf: &mut [u8],
+) -> Result<()> {
     match mem.slice(addr, buf.len() as u64) {
         Some(s) => {
             buf.copy_from_slice(s);
@@ -183,7 +187,11 @@ pub fn read_via_slice<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]
 
 /// Reads `buf` range by range through [`PhysMemory::slice`], for reads that cross the boundary of
 /// two adjacent RAM ranges. Fails with [`Error::NotInMemory`] at the first byte not in RAM.
-pub fn read_piecewise<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_piecewise<M: PhysMemory + ?Sized>(
+    mem: &M,
+    addr: u64,
+    buf: &mut [u8],
+) -> Result<()> {
     if buf.is_empty() {
         return Ok(());
     }
@@ -205,7 +213,7 @@ const BULK_READ: usize = 64 << 10;
 /// which costs one kernel copy and leaves nothing mapped, where reading through the mapping
 /// costs page faults and, to keep memory bounded, unmapping afterwards. Smaller reads, and
 /// sources without a file, use `read_at`.
-pub fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
+pub(crate) fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> Result<()> {
     use std::os::unix::fs::FileExt;
     if buf.len() >= BULK_READ {
         if let Some((file, offset)) = mem.file_extent(addr, buf.len() as u64) {
@@ -219,7 +227,7 @@ pub fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u8]) -> 
 
 /// True when every byte is zero. ORs 32 words at a time without an early exit inside the
 /// block, which the compiler turns into vector code; stops at the first non-zero block.
-pub fn is_zero(bytes: &[u8]) -> bool {
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
     let mut blocks = bytes.chunks_exact(256);
     for block in &mut blocks {
         let mut acc = 0u64;

@@ -16,7 +16,7 @@ use serde::Serialize;
 /// BIOS image) that the machine maps at guest-physical ranges, a block possibly in several
 /// pieces (below and above the PCI hole). A running guest's pieces come from its flat view
 /// (`crate::qmp::mtree`), a migration stream's from its machine type's layout
-/// ([`super::migration::layout`]) or from the caller.
+/// (`phys::migration::layout`) or from the caller.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RamPiece {
     /// The RAM block's id (`pc.ram`, a memory-backend id).

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Default time allowed for one command's reply.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One QMP connection, capabilities negotiated.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 use crate::{Error, Result};
 
 /// Parses `Host virtual address for 0x100000 (pc.ram) is 0x7f1c000ff000`.
-pub fn parse_gpa2hva(text: &str) -> Result<u64> {
+pub(super) fn parse_gpa2hva(text: &str) -> Result<u64> {
     let t = text.trim();
     t.rsplit_once(" is ")
         .and_then(|(_, v)| v.trim().strip_prefix("0x"))

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 /// One line of a flat view.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlatRange {
+pub(super) struct FlatRange {
     /// The guest-physical range of the line.
     pub phys: PhysRange,
     /// `ram`, `rom`, `i/o`, `romd` …
@@ -26,7 +26,7 @@ pub struct FlatRange {
 }
 
 /// The flat view of address space `memory` in `info mtree -f` output.
-pub fn parse_memory_flat_view(text: &str) -> Result<Vec<FlatRange>> {
+pub(super) fn parse_memory_flat_view(text: &str) -> Result<Vec<FlatRange>> {
     let mut in_memory = false;
     let mut found = false;
     let mut out = Vec::new();
@@ -84,7 +84,7 @@ fn parse_flat_line(t: &str) -> Option<FlatRange> {
 
 /// The RAM/ROM ranges of `blocks` as pieces of guest RAM, with neighbours that continue each
 /// other (same block, adjacent physically and in the block) joined.
-pub fn ram_pieces(flat: &[FlatRange], blocks: &[String]) -> Vec<RamPiece> {
+pub(super) fn ram_pieces(flat: &[FlatRange], blocks: &[String]) -> Vec<RamPiece> {
     let mut v: Vec<&FlatRange> = flat
         .iter()
         .filter(|f| (f.kind == "ram" || f.kind == "rom") && blocks.contains(&f.block))

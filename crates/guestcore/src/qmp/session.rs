@@ -82,7 +82,7 @@ impl LiveSession {
     }
 
     /// Stops the guest if it was running when the session connected and is not stopped by
-    /// this session already. A [`Watchdog`] is armed first: when it cannot be started, the
+    /// this session already. A `Watchdog` is armed first: when it cannot be started, the
     /// guest is not stopped and this fails.
     pub fn pause(&mut self) -> Result<()> {
         if self.was_running && self.paused_at.is_none() {

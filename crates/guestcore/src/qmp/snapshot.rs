@@ -41,7 +41,7 @@ const PIPE_SIZE: usize = 1 << 20;
 
 /// The outcome of [`start`].
 #[derive(Debug)]
-pub enum Start {
+pub(crate) enum Start {
     /// QEMU is streaming: read it from [`Snapshot::stream`].
     Streaming(Snapshot),
     /// A background snapshot cannot be had here; the text says why (QEMU's words where it gave
@@ -51,7 +51,7 @@ pub enum Start {
 
 /// A background snapshot in progress.
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     stream: File,
     /// The capability's state before we set it, put back by [`Snapshot::finish`].
     was_on: bool,
@@ -121,7 +121,7 @@ fn wait_for_cleanup(client: &mut QmpClient) -> Result<()> {
 ///
 /// Errors are failures of the QMP connection itself; every reason QEMU has for not doing a
 /// background snapshot is [`Start::Unavailable`].
-pub fn start(client: &mut QmpClient) -> Result<Start> {
+pub(crate) fn start(client: &mut QmpClient) -> Result<Start> {
     let caps = capabilities(client)?;
     let Some(&(_, was_on)) = caps.iter().find(|(c, _)| c == CAPABILITY) else {
         return Ok(Start::Unavailable(
@@ -204,14 +204,14 @@ pub fn start(client: &mut QmpClient) -> Result<Start> {
 impl Snapshot {
     /// The stream QEMU writes (`QEVM`…): read it to its end, then call
     /// [`finish`](Self::finish).
-    pub fn stream(&mut self) -> &mut File {
+    pub(crate) fn stream(&mut self) -> &mut File {
         &mut self.stream
     }
 
     /// After the stream's end: waits for QEMU to report the migration's outcome, puts the
     /// capability back, and returns QEMU's figures. A failed migration is an error with QEMU's
     /// reason: the stream it wrote is not a complete snapshot.
-    pub fn finish(self, client: &mut QmpClient) -> Result<SnapshotReport> {
+    pub(crate) fn finish(self, client: &mut QmpClient) -> Result<SnapshotReport> {
         let total = self.started.elapsed();
         let deadline = Instant::now() + END_TIMEOUT;
         let outcome = loop {
@@ -249,7 +249,7 @@ impl Snapshot {
 
     /// Stops a snapshot whose stream is not wanted any more (an error while reading it):
     /// `migrate_cancel`, the stream closed, the capability put back. The guest runs on.
-    pub fn cancel(self, client: &mut QmpClient) {
+    pub(crate) fn cancel(self, client: &mut QmpClient) {
         let _ = client.execute("migrate_cancel", None);
         let was_on = self.was_on;
         drop(self);

@@ -4,14 +4,14 @@
 use crate::format::ElfNote;
 
 /// Name of the note that marks an image read from a running guest (`--no-pause`).
-pub const UNPAUSED_NOTE_NAME: &[u8] = b"GUESTCORE";
+pub(crate) const UNPAUSED_NOTE_NAME: &[u8] = b"GUESTCORE";
 /// Type of that note.
-pub const UNPAUSED_NOTE_TYPE: u32 = 1;
+pub(crate) const UNPAUSED_NOTE_TYPE: u32 = 1;
 /// Its text.
-pub const UNPAUSED_NOTE_TEXT: &str = "live-no-pause: registers and memory were read while the guest ran; pages may be inconsistent with each other and with the registers\n";
+pub(crate) const UNPAUSED_NOTE_TEXT: &str = "live-no-pause: registers and memory were read while the guest ran; pages may be inconsistent with each other and with the registers\n";
 
 /// The note that marks an image read without pausing the guest.
-pub fn unpaused_note() -> ElfNote {
+pub(crate) fn unpaused_note() -> ElfNote {
     ElfNote::new(
         UNPAUSED_NOTE_NAME,
         UNPAUSED_NOTE_TYPE,

@@ -64,7 +64,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// How long a fired watchdog keeps trying to reach QEMU.
-pub const FIRE_WINDOW: Duration = Duration::from_secs(5);
+pub(super) const FIRE_WINDOW: Duration = Duration::from_secs(5);
 
 /// The `id` of the watchdog's `cont`, which QEMU echoes in its reply.
 const CONT_ID: &str = "guestcore-watchdog";
@@ -72,14 +72,14 @@ const CONT_ID: &str = "guestcore-watchdog";
 /// An armed watchdog for one QMP socket. [`disarm`](Self::disarm) when the guest was resumed;
 /// [`fire`](Self::fire) or drop it to have the watchdog send `cont` itself.
 #[derive(Debug)]
-pub struct Watchdog {
+pub(super) struct Watchdog {
     pipe: Option<OwnedFd>,
 }
 
 impl Watchdog {
     /// Starts a watchdog that sends `cont` to the QEMU at `socket` once this process is gone
     /// (or [`fire`](Self::fire)s it) without having disarmed it.
-    pub fn arm(socket: &Path) -> Result<Watchdog> {
+    pub(super) fn arm(socket: &Path) -> Result<Watchdog> {
         let request = format!(
             "{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"cont\",\"id\":\"{CONT_ID}\"}}\n"
         )
@@ -102,7 +102,7 @@ impl Watchdog {
     }
 
     /// Stands the watchdog down: the guest was resumed (or must not be).
-    pub fn disarm(mut self) {
+    pub(super) fn disarm(mut self) {
         if let Some(fd) = self.pipe.take() {
             let mut f = std::fs::File::from(fd);
             // If this write fails the watchdog sees EOF and sends a `cont` of its own, which
@@ -112,7 +112,7 @@ impl Watchdog {
     }
 
     /// Has the watchdog send `cont` now (over its own connection, once QEMU serves it).
-    pub fn fire(mut self) {
+    pub(super) fn fire(mut self) {
         self.pipe.take();
     }
 }

@@ -11,7 +11,7 @@ use guestcore::paging::ModeKind;
 use guestcore::paging::PagingMode;
 use guestcore::phys::kdump::KdumpFile;
 use guestcore::phys::{PhysMemory, VecMemory};
-use guestcore::progress::NoProgress;
+use guestcore::NoProgress;
 use guestcore_testkit::builder::GuestBuilder;
 use guestcore_testkit::geometry::MapFlags;
 use std::time::Instant;

@@ -10,7 +10,7 @@ use guestcore::mapping::MappingList;
 use guestcore::paging::{ModeKind, PagingMode, WalkLimits};
 use guestcore::phys::elf::ElfCore;
 use guestcore::phys::PhysMemory;
-use guestcore::progress::NoProgress;
+use guestcore::NoProgress;
 use guestcore_testkit::{GuestBuilder, MapFlags, PageSize};
 
 fn guest(kind: ModeKind) -> GuestBuilder {

@@ -8,8 +8,8 @@ use guestcore::dump::kdump::{
 use guestcore::format::ElfNote;
 use guestcore::phys::kdump::KdumpFile;
 use guestcore::phys::{PhysMemory, VecMemory};
-use guestcore::progress::{NoProgress, Progress};
 use guestcore::Error;
+use guestcore::{NoProgress, Progress};
 use std::path::Path;
 
 const PAGE: usize = 4096;

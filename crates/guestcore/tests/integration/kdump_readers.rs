@@ -7,7 +7,7 @@ use guestcore::dump::kdump::{write_kdump, Compression, KdumpMachine, KdumpOption
 use guestcore::format::ElfNote;
 use guestcore::phys::kdump::KdumpFile;
 use guestcore::phys::{PhysMemory, VecMemory};
-use guestcore::progress::NoProgress;
+use guestcore::NoProgress;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -10,7 +10,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use zerocopy::IntoBytes;
 
 /// A destination that accepts writes at absolute offsets of the plain kdump file.
-pub trait PositionedSink {
+pub(crate) trait PositionedSink {
     /// Writes `data` at offset `off` of the (plain) file.
     fn write_at(&mut self, off: u64, data: &[u8]) -> io::Result<()>;
     /// Ends the output (flushes; the flattened form writes its end marker).
@@ -21,7 +21,7 @@ pub trait PositionedSink {
 
 /// Positioned writes on a seekable writer; seeks only when the position changes.
 #[derive(Debug)]
-pub struct SeekSink<W: Write + Seek> {
+pub(crate) struct SeekSink<W: Write + Seek> {
     inner: W,
     pos: Option<u64>,
     end: u64,
@@ -29,7 +29,7 @@ pub struct SeekSink<W: Write + Seek> {
 
 impl<W: Write + Seek> SeekSink<W> {
     /// Wraps `inner` (its current position is not trusted).
-    pub fn new(inner: W) -> Self {
+    pub(crate) fn new(inner: W) -> Self {
         SeekSink {
             inner,
             pos: None,
@@ -37,7 +37,7 @@ impl<W: Write + Seek> SeekSink<W> {
         }
     }
     /// The writer back.
-    pub fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.inner
     }
 }
@@ -63,14 +63,14 @@ impl<W: Write + Seek> PositionedSink for SeekSink<W> {
 
 /// makedumpfile's flattened stream on any writer (a pipe, stdout).
 #[derive(Debug)]
-pub struct FlatSink<W: Write> {
+pub(crate) struct FlatSink<W: Write> {
     inner: W,
     out: u64,
 }
 
 impl<W: Write> FlatSink<W> {
     /// Writes the 4096-byte flattened header.
-    pub fn new(mut inner: W) -> io::Result<Self> {
+    pub(crate) fn new(mut inner: W) -> io::Result<Self> {
         let mut sig = [0u8; 16];
         sig[..FLAT_SIGNATURE.len()].copy_from_slice(FLAT_SIGNATURE);
         let h = FlatHeader {
@@ -87,7 +87,7 @@ impl<W: Write> FlatSink<W> {
         })
     }
     /// The writer back.
-    pub fn into_inner(self) -> W {
+    pub(crate) fn into_inner(self) -> W {
         self.inner
     }
 }

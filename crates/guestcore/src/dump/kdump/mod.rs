@@ -40,7 +40,7 @@ mod writer;
 pub use crate::format::kdump::Compression;
 /// The architecture a kdump file names; the table of names is in [`crate::format::kdump`].
 pub use crate::format::kdump::KdumpMachine;
-pub use flatten::{FlatSink, PositionedSink, SeekSink};
+use flatten::SeekSink;
 pub use streamed::{StreamedKdump, StreamedKdumpSpec};
 pub use writer::{write_kdump, write_kdump_to};
 

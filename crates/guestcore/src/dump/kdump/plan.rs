@@ -98,19 +98,19 @@ pub(super) struct KdumpPlan {
 
 impl KdumpPlan {
     /// The end of the descriptors (the data starts at the next block).
-    pub fn desc_end(&self) -> u64 {
+    pub(super) fn desc_end(&self) -> u64 {
         self.desc_off + self.dumped_pages * size_of::<PageDesc>() as u64
     }
     /// Where the shared zero page is.
-    pub fn zero_off(&self) -> u64 {
+    pub(super) fn zero_off(&self) -> u64 {
         self.data_off
     }
     /// Where the first stored non-zero page goes.
-    pub fn pages_off(&self) -> u64 {
+    pub(super) fn pages_off(&self) -> u64 {
         self.data_off + PAGE_U64
     }
     /// Bytes of block 0 and the sub-header blocks.
-    pub fn head_len(&self) -> u64 {
+    pub(super) fn head_len(&self) -> u64 {
         PAGE_U64 * (1 + self.sub_hdr_blocks)
     }
 }

@@ -34,7 +34,7 @@ pub(super) struct Chunk {
 }
 
 impl Chunk {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Chunk {
             entries: Vec::with_capacity(CHUNK_PAGES),
             data: Vec::with_capacity(CHUNK_PAGES * PAGE),
@@ -42,7 +42,7 @@ impl Chunk {
     }
 
     /// The stored pages, back to back.
-    pub fn stored(&self) -> &[u8] {
+    pub(super) fn stored(&self) -> &[u8] {
         &self.data
     }
 
@@ -65,7 +65,7 @@ pub(super) struct PagePool<'a> {
 
 impl PagePool<'_> {
     /// Stores the pages `pfns` into `chunks` (one per [`CHUNK_PAGES`] pfns), in parallel.
-    pub fn store(&self, pfns: Vec<u64>, mut chunks: Vec<Chunk>) -> Done {
+    pub(super) fn store(&self, pfns: Vec<u64>, mut chunks: Vec<Chunk>) -> Done {
         let mut work = || -> Vec<Result<()>> {
             pfns.par_chunks(CHUNK_PAGES)
                 .zip(chunks.par_iter_mut())

@@ -18,7 +18,7 @@ pub(crate) struct Load {
 
 impl Load {
     /// A load whose memory is exactly its data, with `vaddr = paddr`.
-    pub fn at(paddr: u64, data: Vec<u8>) -> Self {
+    pub(crate) fn at(paddr: u64, data: Vec<u8>) -> Self {
         Load {
             vaddr: paddr,
             paddr,
@@ -42,7 +42,7 @@ pub(crate) struct CoreSpec {
 }
 
 impl CoreSpec {
-    pub fn new(class64: bool, machine: u16) -> Self {
+    pub(crate) fn new(class64: bool, machine: u16) -> Self {
         CoreSpec {
             class64,
             machine,

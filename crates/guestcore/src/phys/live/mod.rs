@@ -1,6 +1,6 @@
 //! The RAM of a running QEMU, read in place.
 //!
-//! Two ways in, chosen per RAM block by [`crate::qmp::session`]:
+//! Two ways in, chosen per RAM block by `qmp::session`:
 //!
 //! * **shared file** — a `memory-backend-file` with `share=on`: the file *is* guest RAM, so it
 //!   is mapped read-only as raw memory and copied out through raw pointers (`copy`, the one
@@ -14,7 +14,7 @@
 //! rust-vmm's vm-memory does.
 //!
 //! One memory source per file: [`LiveMemory`] (`memory.rs`) reads the running guest;
-//! [`RamCopy`] (`ram_copy.rs`) is the private copy [`copy_ram`] takes of it once (paused), which a
+//! `RamCopy` (`ram_copy.rs`) is the private copy `copy_ram` takes of it once (paused), which a
 //! dump writer can then borrow while the guest runs again.
 
 mod copy;
@@ -22,13 +22,13 @@ mod memory;
 mod ram_copy;
 
 pub use memory::LiveMemory;
-pub use ram_copy::{copy_ram, RamCopy};
+pub(crate) use ram_copy::copy_ram;
 
 use serde::Serialize;
 use std::path::PathBuf;
 
 /// The QEMU options that make guest RAM readable by another process.
-pub const SHARED_RAM_HINT: &str = "start QEMU with `-object memory-backend-file,id=mem,share=on,mem-path=FILE,size=SIZE -machine memory-backend=mem` (SIZE = -m), or run guestcore as a user allowed to ptrace QEMU";
+pub(crate) const SHARED_RAM_HINT: &str = "start QEMU with `-object memory-backend-file,id=mem,share=on,mem-path=FILE,size=SIZE -machine memory-backend=mem` (SIZE = -m), or run guestcore as a user allowed to ptrace QEMU";
 
 /// Where one piece of guest RAM lives on the host.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,14 +10,14 @@ use memmap2::MmapMut;
 /// A private copy of guest RAM taken at one moment: what a `--pause` dump writes after the
 /// guest runs again. Zero pages are not copied (anonymous memory reads back as zeros without
 /// costing RAM), so a mostly idle guest costs little host memory.
-pub type RamCopy = ChunkMemory<MmapMut>;
+pub(crate) type RamCopy = ChunkMemory<MmapMut>;
 
 /// Bytes copied per step of [`copy_ram`].
 const SNAP_CHUNK: usize = 2 << 20;
 
 /// Copies every RAM range of `mem` into private memory. Progress: `start("copy", bytes)`;
 /// cancellable ([`Error::Cancelled`]).
-pub fn copy_ram(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<RamCopy> {
+pub(crate) fn copy_ram(mem: &dyn PhysMemory, progress: &dyn Progress) -> Result<RamCopy> {
     let ram = mem.ram().clone();
     progress.start("copy", ram.total());
     let mut chunks = Vec::with_capacity(ram.ranges().len());

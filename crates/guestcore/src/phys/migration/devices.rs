@@ -26,32 +26,35 @@ pub struct CpuSection {
 
 /// Device sections kept for decoding, and the vmdesc JSON.
 #[derive(Debug, Default)]
-pub struct DeviceState {
+pub(crate) struct DeviceState {
     sections: Vec<(SectionHeader, Vec<u8>)>,
     vmdesc: Option<Vec<u8>>,
 }
 
 impl DeviceState {
     /// Keeps `data` when `header` is a section a dump needs (the parser bounds device sections).
-    pub fn add(&mut self, header: &SectionHeader, data: &[u8]) {
+    pub(crate) fn add(&mut self, header: &SectionHeader, data: &[u8]) {
         if header.name == "cpu" || header.name == VMCOREINFO_SECTION {
             self.sections.push((header.clone(), data.to_vec()));
         }
     }
 
     /// The stream's vmdesc JSON.
-    pub fn set_vmdesc(&mut self, json: &[u8]) {
+    pub(crate) fn set_vmdesc(&mut self, json: &[u8]) {
         self.vmdesc = Some(json.to_vec());
     }
 
     /// True when the stream had a vmdesc.
-    pub fn has_vmdesc(&self) -> bool {
+    pub(crate) fn has_vmdesc(&self) -> bool {
         self.vmdesc.is_some()
     }
 
     /// The `cpu` sections by instance (none without a vmdesc, which alone says where their
     /// fields are) and where the guest registered its VMCOREINFO note.
-    pub fn decode(self, path: &Path) -> Result<(Vec<CpuSection>, Option<VmcoreinfoPointer>)> {
+    pub(crate) fn decode(
+        self,
+        path: &Path,
+    ) -> Result<(Vec<CpuSection>, Option<VmcoreinfoPointer>)> {
         let vmdesc = self
             .vmdesc
             .as_deref()

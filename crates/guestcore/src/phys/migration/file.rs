@@ -219,7 +219,7 @@ pub fn stream_start(map: &[u8]) -> Option<u64> {
 
 impl MigrationFile {
     /// Opens `path`; `layout` places the RAM blocks (default: the machine type's known
-    /// layout, see [`super::layout`]).
+    /// layout, see `layout`).
     pub fn open(path: impl AsRef<Path>, layout: Option<&[RamPiece]>) -> Result<Self> {
         let path = path.as_ref();
         let (file, map) = map_file(path)?;

@@ -69,7 +69,11 @@ impl Machine {
 }
 
 /// The pieces of `blocks` for machine type `machine` (see the module docs).
-pub fn machine_layout(machine: &str, blocks: &[RamBlock], path: &Path) -> Result<Vec<RamPiece>> {
+pub(super) fn machine_layout(
+    machine: &str,
+    blocks: &[RamBlock],
+    path: &Path,
+) -> Result<Vec<RamPiece>> {
     let Some(kind) = Machine::of(machine) else {
         return Err(Error::format(
             path,

@@ -5,14 +5,14 @@
 //! * [`stream`] reads a stream in one forward pass from any `Read` (a pipe included) and
 //!   hands out [`stream::Event`]s: configuration, RAM blocks, pages, device sections, the
 //!   vmdesc. Live dumps stream through it; the offline reader is built on it.
-//! * [`ram`] decodes the `ram` section's records; [`vmcoreinfo`] the guest's VMCOREINFO
+//! * `ram` decodes the `ram` section's records; `vmcoreinfo` the guest's VMCOREINFO
 //!   pointer. The format itself (section types, RAM flags, the mapped-ram header, the
 //!   vmcoreinfo section, and a writer of streams for tests) is in [`crate::format::migration`],
 //!   libvirt's save-image header in [`crate::format::libvirt_save`]; the vmdesc JSON (the
 //!   closing description of every device section's fields) in [`crate::format::vmdesc`]; a
 //!   vCPU's registers from its `cpu` section are decoded by [`crate::cpu::vmstate`] (on top of
 //!   this layer, by `image`).
-//! * [`layout`] places RAM blocks in guest-physical memory for the machine types it knows
+//! * `layout` places RAM blocks in guest-physical memory for the machine types it knows
 //!   (`pc-i440fx-*`, `pc-q35-*`) as [`RamPiece`](super::RamPiece)s; [`file`](mod@file) is the
 //!   offline [`PhysMemory`](super::PhysMemory).
 //!
@@ -22,12 +22,12 @@
 
 mod input;
 
-pub mod devices;
+pub(crate) mod devices;
 pub mod file;
-pub mod layout;
-pub mod ram;
+mod layout;
+pub(crate) mod ram;
 pub mod stream;
-pub mod vmcoreinfo;
+pub(crate) mod vmcoreinfo;
 
 pub use file::MigrationFile;
 pub use stream::{Event, PageContent, Parser};

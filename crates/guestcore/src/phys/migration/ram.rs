@@ -20,12 +20,12 @@ use serde::Serialize;
 use std::io::Read;
 
 /// The page size of x86 migration streams (`TARGET_PAGE_SIZE`): the guest's page.
-pub use crate::addr::PAGE_SIZE;
+pub(crate) use crate::addr::PAGE_SIZE;
 
 /// At most this many RAM blocks (a PC guest has about ten; each hot-plugged DIMM adds one).
 pub const MAX_BLOCKS: usize = 1024;
 /// No block or RAM total above 64 TiB.
-pub const MAX_RAM: u64 = 1 << 46;
+pub(crate) const MAX_RAM: u64 = 1 << 46;
 
 /// One RAM block as the stream declares it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -22,7 +22,7 @@ pub struct VmcoreinfoPointer {
 }
 
 /// Decodes the section; `None` when the guest registered nothing (or not an ELF note).
-pub fn decode(
+pub(crate) fn decode(
     desc: Option<&DeviceDesc>,
     data: &[u8],
     path: &Path,
@@ -74,7 +74,7 @@ pub fn decode(
 
 /// Reads the note at `ptr` from `mem` and returns its text; `None` when it is not in RAM or
 /// is not a `VMCOREINFO` note ([`read_note_with`]).
-pub fn read_note(mem: &dyn PhysMemory, ptr: VmcoreinfoPointer) -> Option<Vec<u8>> {
+pub(crate) fn read_note(mem: &dyn PhysMemory, ptr: VmcoreinfoPointer) -> Option<Vec<u8>> {
     read_note_with(ptr, |addr, buf| {
         if mem.is_ram(addr, buf.len() as u64) {
             mem.read_at(addr, buf)
@@ -91,7 +91,7 @@ pub fn read_note(mem: &dyn PhysMemory, ptr: VmcoreinfoPointer) -> Option<Vec<u8>
 /// still being written from a stream: the one VMCOREINFO reader
 /// ([`crate::format::vmcoreinfo::read_vmcoreinfo_note`]), the note to end within the size the
 /// device gave.
-pub fn read_note_with(
+pub(crate) fn read_note_with(
     ptr: VmcoreinfoPointer,
     mut read: impl FnMut(u64, &mut [u8]) -> Result<()>,
 ) -> Option<Vec<u8>> {

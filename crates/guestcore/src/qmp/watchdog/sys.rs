@@ -19,10 +19,10 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The byte the parent writes to stand the watchdog down.
-pub const DISARM: u8 = b'D';
+pub(super) const DISARM: u8 = b'D';
 
 /// Everything the watchdog child touches, built before the fork.
-pub struct Prepared {
+pub(super) struct Prepared {
     addr: libc::sockaddr_un,
     addr_len: libc::socklen_t,
     /// `qmp_capabilities` then `cont`, newline-terminated.
@@ -35,7 +35,7 @@ pub struct Prepared {
 
 impl Prepared {
     /// The address of `socket`, or `None` when it does not fit a `sockaddr_un`.
-    pub fn new(
+    pub(super) fn new(
         socket: &Path,
         request: Vec<u8>,
         marker: &'static [u8],
@@ -71,7 +71,7 @@ const MARKER_MAX: usize = 64;
 /// Starts the watchdog for `p`; returns the write end of its pipe (close-on-exec), which only
 /// this process holds. Writing [`DISARM`] stands it down; EOF without it (this process died, or
 /// dropped the fd) makes it send `cont`.
-pub fn spawn(p: &Prepared) -> io::Result<OwnedFd> {
+pub(super) fn spawn(p: &Prepared) -> io::Result<OwnedFd> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is valid for two ints, as pipe2 requires.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
