@@ -67,7 +67,7 @@ impl HeaderAbi {
     /// `utsname.machine` when it names x86_64 or a 32-bit x86, else from whichever ABI puts a
     /// plausible block size (a power of two from 4 KiB to 64 KiB) in `block_size`, 64-bit
     /// when both or neither do.
-    pub fn detect(block0: &[u8]) -> Result<Self, String> {
+    pub fn detect(block0: &[u8]) -> Result<Self, BadHeader> {
         let h64 = decode_wire::<DiskDumpHeader64>(block0, "header")?;
         let h32 = decode_wire::<DiskDumpHeader32>(block0, "header")?;
         let machine = NewUtsname::text(&h64.utsname.machine);
@@ -174,19 +174,19 @@ impl DiskDumpHeader {
 
     /// The header in `abi`'s layout at the start of `bytes`; an error when `bytes` is too
     /// short or has no kdump signature.
-    pub fn decode(bytes: &[u8], abi: HeaderAbi) -> Result<Self, String> {
+    pub fn decode(bytes: &[u8], abi: HeaderAbi) -> Result<Self, BadHeader> {
         let h = match abi {
             HeaderAbi::Bits64 => decode_wire::<DiskDumpHeader64>(bytes, "header")?.to_neutral(),
             HeaderAbi::Bits32 => decode_wire::<DiskDumpHeader32>(bytes, "header")?.to_neutral(),
         };
         if &h.signature != KDUMP_SIGNATURE && &h.signature != DISKDUMP_SIGNATURE {
-            return Err("not a kdump file (no KDUMP signature)".into());
+            return Err(BadHeader("not a kdump file (no KDUMP signature)".into()));
         }
         Ok(h)
     }
 
     /// The header at the start of `bytes` (at least [`HEADER_PROBE`] bytes) and its ABI.
-    pub fn decode_any(bytes: &[u8]) -> Result<(HeaderAbi, Self), String> {
+    pub fn decode_any(bytes: &[u8]) -> Result<(HeaderAbi, Self), BadHeader> {
         // The signature first: garbage is "not a kdump file", whatever its block size says.
         Self::decode(bytes, HeaderAbi::Bits64)?;
         let abi = HeaderAbi::detect(bytes)?;
@@ -204,7 +204,7 @@ impl KdumpSubHeader {
     }
 
     /// The sub header in `abi`'s layout at the start of `bytes`.
-    pub fn decode(bytes: &[u8], abi: HeaderAbi) -> Result<Self, String> {
+    pub fn decode(bytes: &[u8], abi: HeaderAbi) -> Result<Self, BadHeader> {
         Ok(match abi {
             HeaderAbi::Bits64 => decode_wire::<KdumpSubHeader64>(bytes, "sub header")?.to_neutral(),
             HeaderAbi::Bits32 => decode_wire::<KdumpSubHeader32>(bytes, "sub header")?.to_neutral(),
@@ -226,27 +226,32 @@ impl KdumpHeaders {
     }
 
     /// Both headers from the start of a file (its first `block_size` + sub header bytes).
-    pub fn decode(bytes: &[u8]) -> Result<(HeaderAbi, Self), String> {
+    pub fn decode(bytes: &[u8]) -> Result<(HeaderAbi, Self), BadHeader> {
         let (abi, header) = DiskDumpHeader::decode_any(bytes)?;
         let at = usize::try_from(header.block_size)
             .ok()
             .filter(|&b| b >= abi.header_size())
-            .ok_or_else(|| format!("block size {}", header.block_size))?;
+            .ok_or_else(|| BadHeader(format!("block size {}", header.block_size)))?;
         let sub = KdumpSubHeader::decode(bytes.get(at..).unwrap_or_default(), abi)?;
         Ok((abi, KdumpHeaders { header, sub }))
     }
 }
 
+/// A kdump header that does not decode: too short, no signature, an impossible block size.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadHeader(pub String);
+
 fn decode_wire<T: FromBytes + KnownLayout + Immutable>(
     bytes: &[u8],
     what: &str,
-) -> Result<T, String> {
+) -> Result<T, BadHeader> {
     T::read_from_prefix(bytes).map(|(t, _)| t).map_err(|_| {
-        format!(
+        BadHeader(format!(
             "{what} needs {} bytes, found {}",
             size_of::<T>(),
             bytes.len()
-        )
+        ))
     })
 }
 
@@ -520,16 +525,16 @@ mod tests {
     #[test]
     fn truncated_or_garbage_headers_are_clear_errors() {
         let bytes = sample().encode(HeaderAbi::Bits64);
-        let e = DiskDumpHeader::decode_any(&bytes[..100]).unwrap_err();
+        let e = DiskDumpHeader::decode_any(&bytes[..100]).unwrap_err().0;
         assert!(e.contains("needs 464 bytes, found 100"), "{e}");
-        let e = KdumpHeaders::decode(&bytes[..4096 + 50]).unwrap_err();
+        let e = KdumpHeaders::decode(&bytes[..4096 + 50]).unwrap_err().0;
         assert!(e.contains("sub header needs 104 bytes, found 50"), "{e}");
         let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 3) as u8).collect();
-        let e = KdumpHeaders::decode(&garbage).unwrap_err();
+        let e = KdumpHeaders::decode(&garbage).unwrap_err().0;
         assert!(e.contains("no KDUMP signature"), "{e}");
         let mut bad = bytes.clone();
         bad[428..432].copy_from_slice(&12i32.to_le_bytes()); // block_size of the 64-bit ABI
-        let e = KdumpHeaders::decode(&bad).unwrap_err();
+        let e = KdumpHeaders::decode(&bad).unwrap_err().0;
         assert!(e.contains("block size"), "{e}");
     }
 }

@@ -255,7 +255,7 @@ fn read_headers(src: &Source) -> Result<(HeaderAbi, KdumpHeaders)> {
     let mut h = [0u8; HEADER_PROBE];
     src.read(0, &mut h)
         .map_err(|e| src.err(format!("not a kdump file: header: {e}")))?;
-    let (abi, header) = DiskDumpHeader::decode_any(&h).map_err(|e| src.err(e))?;
+    let (abi, header) = DiskDumpHeader::decode_any(&h).map_err(|e| src.err(e.0))?;
     let version = header.header_version;
     let (block_size, sub_hdr_size) = (header.block_size, header.sub_hdr_size);
     if block_size != PAGE as i32 {
@@ -271,7 +271,7 @@ fn read_headers(src: &Source) -> Result<(HeaderAbi, KdumpHeaders)> {
     let mut b = vec![0u8; abi.sub_header_size()];
     src.read(PAGE_U64, &mut b)
         .map_err(|e| src.err(format!("sub header: {e}")))?;
-    let sub = KdumpSubHeader::decode(&b, abi).map_err(|e| src.err(e))?;
+    let sub = KdumpSubHeader::decode(&b, abi).map_err(|e| src.err(e.0))?;
     if sub.split != 0 {
         return Err(Error::Unsupported(format!(
             "{}: one part of a split dump (reassemble it with makedumpfile --reassemble)",
