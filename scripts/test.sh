@@ -10,4 +10,5 @@ bash scripts/install-deps.sh
 if command -v qemu-system-x86_64 >/dev/null; then
   bash scripts/guest/fetch.sh amd64 i386 debug || echo "warning: guest packages could not be fetched; real-guest tests will say why they skip" >&2
 fi
-cargo test --workspace --all-targets
+# The real-guest and live tests run only when asked (plain `cargo test` leaves them out).
+GUESTCORE_REAL_GUESTS=1 cargo test --workspace --all-targets
