@@ -37,15 +37,14 @@ pub fn real_guests_wanted() -> bool {
         .name()
         .unwrap_or("this test")
         .to_string();
-    let how = format!(
-        "boots QEMU guests (real-guest tier, minutes): run it with {REAL_GUESTS_VAR}=1 cargo test, or bash scripts/test.sh"
+    eprintln!(
+        "not run: {test} boots QEMU guests (real-guest tier); set {REAL_GUESTS_VAR}=1 to run it (bash scripts/test.sh does)"
     );
-    eprintln!("not run: {test} {how}");
     TOLD.call_once(|| {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "note: real-guest and live tests not run; each {how}"
+            "note: the real-guest and live tests (QEMU guests, 20-30 min) are not run; set {REAL_GUESTS_VAR}=1 to run them (bash scripts/test.sh does)"
         );
     });
     false
