@@ -43,7 +43,10 @@ download() {
   file=$(ls "$cache/debs/${name}"_*_"$arch".deb 2>/dev/null | head -n1 || true)
   if [ -z "$file" ]; then
     size=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Size: //p' | head -n1)
-    log "downloading $pkg${size:+ ($((size / 1000000)) MB)} into $cache/debs"
+    if [ -n "$size" ]; then
+      if [ "$size" -ge 1000000 ]; then size="$((size / 1000000)) MB"; else size="$((size / 1000)) kB"; fi
+    fi
+    log "downloading $pkg${size:+ ($size)} into $cache/debs"
     # As root, apt's _apt sandbox user may not be able to write into the cache dir.
     [ "$(id -u)" -ne 0 ] || opts=(-o APT::Sandbox::User=root)
     # quiet=0: apt's progress line (done/total, rate) even when stderr is not a terminal.
