@@ -21,7 +21,7 @@
 # domain enables it. Exit status 77: skipped (no libvirt, not root, or no guest files).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${GUESTCORE_CACHE:-$here/../../.cache/guests}
+cache=${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}
 out=${1:-$cache/captures/x86_64-virsh}
 log() { echo "capture-virsh: $*" >&2; }
 skip() { log "SKIP: $*"; exit 77; }
