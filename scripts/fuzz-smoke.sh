@@ -2,7 +2,7 @@
 # CI smoke run of every cargo-fuzz target in fuzz/: builds them (AddressSanitizer, through
 # RUSTC_BOOTSTRAP on the stable toolchain), generates the seed corpora, runs each target for
 # FUZZ_SECONDS (default 20) and fails on the first crash, leak or timeout it finds.
-# Needs cargo-fuzz (`cargo install cargo-fuzz`).
+# Needs cargo-fuzz (`bash scripts/install-deps.sh fuzz`).
 set -eu
 cd "$(dirname "$0")/../fuzz"
 SECONDS_EACH="${FUZZ_SECONDS:-20}"

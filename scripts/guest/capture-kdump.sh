@@ -10,7 +10,9 @@
 #          GUESTCORE_SMP=N is not 2)   (GUESTCORE_CACHE default: ~/.cache/guestcore/guests)
 # Environment: GUESTCORE_SMP (vCPUs, default 2), GUESTCORE_BOOT_TIMEOUT (seconds per phase,
 #   default 180: boot to "loaded", then crash to capture kernel ready), GUESTCORE_KDUMP_MEM
-#   (default 768M), GUESTCORE_CRASHKERNEL (default 192M), QEMU (default qemu-system-x86_64),
+#   (default 768M), GUESTCORE_CRASHKERNEL (default 192M), GUESTCORE_CRASH_CPU (the vCPU that
+#   crashes, so the one the capture kernel runs on: `taskset -c N` in the guest; default: wherever
+#   the scheduler put /init, which differs from boot to boot), QEMU (default qemu-system-x86_64),
 #   CC (default gcc).
 #
 # Writes into OUTDIR:
@@ -36,6 +38,9 @@ boot_timeout=${GUESTCORE_BOOT_TIMEOUT:-180}
 smp=${GUESTCORE_SMP:-2}
 mem=${GUESTCORE_KDUMP_MEM:-768M}
 crashkernel=${GUESTCORE_CRASHKERNEL:-192M}
+crash_cpu=${GUESTCORE_CRASH_CPU:-}
+append="console=ttyS0 crashkernel=$crashkernel panic=-1 printk.time=1"
+[ -z "$crash_cpu" ] || append+=" guestcore_crash_cpu=$crash_cpu"
 
 guest=x86_64-kdump
 [ "$smp" = 2 ] || guest=x86_64-kdump-smp$smp
@@ -93,7 +98,7 @@ qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
 # reset; only a reset (e.g. the capture kernel panicking, panic=-1) makes QEMU exit.
 args=(-machine pc -accel tcg -cpu qemu64 -m "$mem" -smp "$smp" -nographic -no-reboot -nic none
       -kernel "$kdir/vmlinuz" -initrd "$initrd"
-      -append "console=ttyS0 crashkernel=$crashkernel panic=-1 printk.time=1"
+      -append "$append"
       -serial "file:$out/serial.log" -monitor none
       -qmp "unix:$sock,server=on,wait=off" -device vmcoreinfo
       -pidfile "$out/qemu.pid")
@@ -119,7 +124,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "booting $(cat "$kdir/release") with -m $mem -smp $smp crashkernel=$crashkernel"
+log "booting $(cat "$kdir/release") with -m $mem -smp $smp crashkernel=$crashkernel${crash_cpu:+, crashing on vCPU $crash_cpu}"
 "$qemu" "${args[@]}" </dev/null >"$out/qemu.log" 2>&1 &
 qemu_pid=$!
 

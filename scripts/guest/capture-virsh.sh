@@ -12,14 +12,16 @@
 # dump-guest-memory, phys.elf), then `virsh save`s it (virsh.save; libvirt ends the domain). Writes release.txt and timings.txt too.
 #
 # libvirt without systemd: when no libvirtd answers on /run/libvirt/libvirt-sock, this starts
-# libvirtd and virtlogd itself (root only), with QEMU run as root (user/group in
-# /etc/libvirt/qemu.conf, appended once, marked) and the `libvirt-qemu` account libvirt 9.0
-# insists on existing. libvirt 9.0 passes QEMU 10 the removed -no-acpi unless the domain
-# has ACPI, so the domain enables it. Exit status 77: skipped (no libvirt, not root, or no
-# guest files).
+# libvirtd and virtlogd itself (root only) for this capture and stops them again on every exit
+# path (by the PIDs in their pid files, which it chose: a daemon it did not start is never
+# touched). The configuration that needs (QEMU run as root: lines appended once, marked, to
+# /etc/libvirt/qemu.conf; the `libvirt-qemu` account libvirt 9.0 insists on) comes from
+# libvirt-setup.sh, which scripts/install-deps.sh runs too; each change is printed once, when
+# made. libvirt 9.0 passes QEMU 10 the removed -no-acpi unless the domain has ACPI, so the
+# domain enables it. Exit status 77: skipped (no libvirt, not root, or no guest files).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${GUESTCORE_CACHE:-$here/../../.cache/guests}
+cache=${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}
 out=${1:-$cache/captures/x86_64-virsh}
 log() { echo "capture-virsh: $*" >&2; }
 skip() { log "SKIP: $*"; exit 77; }
@@ -31,31 +33,56 @@ if [ ! -s "$kernel" ] || [ ! -s "$initrd" ]; then
   skip "no guest kernel or initramfs in $cache (run scripts/guest/capture.sh x86_64 first)"
 fi
 uri=qemu:///system
+name=guestcore-virsh-$$
+# Daemons this script started (pid files it chose), stopped by stop_daemons.
+daemon_dir=""
+stop_daemons() {
+  [ -n "$daemon_dir" ] || return 0
+  local d pid
+  for d in libvirtd virtlogd; do   # libvirtd first: it holds a connection to virtlogd
+    pid=$(cat "$daemon_dir/$d.pid" 2>/dev/null || true)
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$d (pid $pid) did not stop in 10 s; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+    else
+      log "stopped the $d it started (pid $pid)"
+    fi
+  done
+  rm -rf "$daemon_dir"
+  daemon_dir=""
+}
+cleanup() {
+  virsh -c "$uri" destroy "$name" >/dev/null 2>&1 || true
+  stop_daemons
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 if ! virsh -c "$uri" version >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || skip "no libvirtd running, and only root can start one here"
   [ -x /usr/sbin/libvirtd ] || skip "libvirtd is not installed (libvirt-daemon)"
-  id libvirt-qemu >/dev/null 2>&1 || useradd -r -U -M -s /usr/sbin/nologin libvirt-qemu
-  getent group kvm >/dev/null || groupadd -r kvm
-  conf=/etc/libvirt/qemu.conf
-  if ! grep -qs "guestcore capture-virsh" "$conf"; then
-    mkdir -p /etc/libvirt
-    printf '%s\n' "# guestcore capture-virsh: QEMU runs as root, files keep their owners" \
-      'user = "root"' 'group = "root"' 'dynamic_ownership = 0' 'remember_owner = 0' \
-      'security_driver = "none"' >>"$conf"
+  bash "$here/libvirt-setup.sh" | while IFS= read -r change; do log "system change: $change"; done
+  mkdir -p /run/libvirt
+  daemon_dir=$(mktemp -d /run/guestcore-libvirt.XXXXXX)
+  if ! pgrep -x virtlogd >/dev/null; then
+    /usr/sbin/virtlogd -d -p "$daemon_dir/virtlogd.pid"
+    for _ in $(seq 50); do [ -s "$daemon_dir/virtlogd.pid" ] && break; sleep 0.1; done
+    log "started virtlogd (pid $(cat "$daemon_dir/virtlogd.pid" 2>/dev/null); stopped when this capture ends)"
   fi
-  mkdir -p /var/log/libvirt /var/lib/libvirt /var/cache/libvirt /run/libvirt
-  pgrep -x virtlogd >/dev/null || /usr/sbin/virtlogd -d
-  pgrep -x libvirtd >/dev/null || /usr/sbin/libvirtd -d
+  if ! pgrep -x libvirtd >/dev/null; then
+    /usr/sbin/libvirtd -d -p "$daemon_dir/libvirtd.pid"
+    for _ in $(seq 50); do [ -s "$daemon_dir/libvirtd.pid" ] && break; sleep 0.1; done
+    log "started libvirtd (pid $(cat "$daemon_dir/libvirtd.pid" 2>/dev/null); stopped when this capture ends)"
+  fi
   for _ in $(seq 100); do virsh -c "$uri" version >/dev/null 2>&1 && break; sleep 0.1; done
   virsh -c "$uri" version >/dev/null 2>&1 || skip "libvirtd did not start"
 fi
 
 mkdir -p "$out"
 rm -f "$out"/{virsh.save,phys.elf,registers.txt,release.txt,serial.log,timings.txt}
-name=guestcore-virsh-$$
 serial=$out/serial.log
-cleanup() { virsh -c "$uri" destroy "$name" >/dev/null 2>&1 || true; }
-trap cleanup EXIT INT TERM
 cat >"$out/domain.xml" <<EOF
 <domain type='qemu'>
   <name>$name</name>

@@ -31,22 +31,12 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/../.." && pwd)
-cache=${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}
-qemu=${QEMU:-qemu-system-x86_64}
-boot_timeout=${GUESTCORE_BOOT_TIMEOUT:-120}
+# shellcheck source=boot.sh
+. "$here/boot.sh"   # guest_config, guest_files, guest_start, guest_wait_ready, guest_stop
+cache=$guest_cache
 
 guest=${1:-}
-mem=256M
-full=1   # 0: phys.elf and the HMP state only (no paging.elf, kdump-zlib.dump, tlb.txt, mem.txt)
-case "$guest" in
-  x86_64)      flavour=amd64;   bbarch=amd64; cpu=qemu64 ;;
-  x86_64-la57) flavour=amd64;   bbarch=amd64; cpu=qemu64,+la57 ;;
-  x86_64-4g)   flavour=amd64;   bbarch=amd64; cpu=qemu64; mem=4G; full=0 ;;
-  i386)        flavour=686;     bbarch=i386;  cpu=qemu32 ;;
-  i386-pae)    flavour=686-pae; bbarch=i386;  cpu=qemu32,+pae,+nx ;;
-  *) echo "usage: $0 x86_64|x86_64-la57|x86_64-4g|i386|i386-pae [OUTDIR]" >&2; exit 2 ;;
-esac
+guest_config "$guest" || { echo "usage: $0 x86_64|x86_64-la57|x86_64-4g|i386|i386-pae [OUTDIR]" >&2; exit 2; }
 out=${2:-$cache/captures/$guest}
 
 log() { echo "capture[$guest]: $*" >&2; }
@@ -57,74 +47,26 @@ timing() { log "$1: $2 s"; echo "$1 $2" >>"$out/timings.txt"; }
 command -v "$qemu" >/dev/null || { log "$qemu not found (run scripts/install-deps.sh)"; exit 1; }
 
 # Kernel + busybox (cached), then the initramfs for this kernel (rebuilt when the builder changed).
-fetch_arch=amd64; [ "$bbarch" = i386 ] && fetch_arch=i386
-"$here/fetch.sh" "$fetch_arch"
-kdir="$cache/kernels/$flavour"
-busybox="$cache/busybox/$bbarch/busybox"
-if [ ! -s "$kdir/vmlinuz" ] || [ ! -s "$kdir/release" ] || [ ! -x "$busybox" ]; then
-  log "SKIP: no $flavour kernel or $bbarch busybox in $cache (see fetch.sh's messages)"
-  exit 77
-fi
-initrd="$cache/initramfs/$flavour.cpio.gz"
-mkdir -p "$cache/initramfs"
-if [ ! -s "$initrd" ] || [ "$here/initramfs.py" -nt "$initrd" ] || [ "$kdir/release" -nt "$initrd" ]; then
-  python3 "$here/initramfs.py" --busybox "$busybox" --modules "$kdir/modules" --out "$initrd"
-fi
+rc=0; guest_files || rc=$?
+[ "$rc" = 0 ] || exit "$rc"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out"/{phys.elf,paging.elf,kdump-zlib.dump,registers.txt,registers-cpu0.txt,tlb.txt,mem.txt,mtree.txt} \
       "$out"/{symbols.txt,release.txt,vmcoreinfo.txt,workload.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
-sock="$out/qmp.sock"
 qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
 
-args=(-machine pc -accel tcg -cpu "$cpu" -m "$mem" -smp 2 -nographic -no-reboot -nic none
-      -kernel "$kdir/vmlinuz" -initrd "$initrd"
-      -append "console=ttyS0 panic=-1 printk.time=1"
-      -serial "file:$out/serial.log" -monitor none
-      -qmp "unix:$sock,server=on,wait=off" -device vmcoreinfo
-      -pidfile "$out/qemu.pid")
-printf '%q ' "$qemu" "${args[@]}" >"$out/cmdline.txt"; echo >>"$out/cmdline.txt"
-
-qemu_pid=""
 cleanup() {
   local rc=$?
-  if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-    [ -S "$sock" ] && timeout 10 python3 "$here/qmp.py" "$sock" quit >/dev/null 2>&1 || true
-    for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$qemu_pid" 2>/dev/null; then
-      log "QEMU (pid $qemu_pid) did not quit; killing it"
-      kill -TERM "$qemu_pid" 2>/dev/null || true
-      sleep 1
-      kill -KILL "$qemu_pid" 2>/dev/null || true
-    fi
-    wait "$qemu_pid" 2>/dev/null || true
-  fi
-  rm -f "$sock" "$out/qemu.pid"
+  guest_stop
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log "booting $(cat "$kdir/release") with -cpu $cpu -m $mem"
-"$qemu" "${args[@]}" </dev/null >"$out/qemu.log" 2>&1 &
-qemu_pid=$!
-
-# Wait for the ready marker.
-deadline=$((SECONDS + boot_timeout))
-until grep -q '^GUESTCORE-READY' "$out/serial.log" 2>/dev/null; do
-  if ! kill -0 "$qemu_pid" 2>/dev/null; then
-    log "QEMU exited before the guest was ready; qemu.log:"; cat "$out/qemu.log" >&2
-    log "serial.log tail:"; tail -n 40 "$out/serial.log" >&2 2>/dev/null || true
-    exit 1
-  fi
-  if [ $SECONDS -ge $deadline ]; then
-    log "timeout (${boot_timeout} s) waiting for GUESTCORE-READY; serial.log tail:"
-    tail -n 40 "$out/serial.log" >&2 2>/dev/null || true
-    exit 1
-  fi
-  sleep 0.2
-done
+guest_start "$out"
+guest_wait_ready || exit 1
 timing boot-to-ready "$(since "$t0")"
 
 t1=$(date +%s.%N)
@@ -200,5 +142,5 @@ qmp quit || true
 for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done
 timing total "$(since "$t0")"
 log "release $(cat "$out/release.txt"), vmcoreinfo $(cat "$out/vmcoreinfo.txt"), $(grep -c '^CPU#' "$out/registers.txt") CPUs; sizes:"
-(cd "$out" && ls -l phys.elf paging.elf kdump-zlib.dump registers.txt tlb.txt ./mem.txt 2>/dev/null >&2 || true)
+(cd "$out" && ls -l phys.elf paging.elf kdump-zlib.dump registers.txt tlb.txt ./mem.txt >&2 2>/dev/null || true)
 log "outputs in $out"

@@ -38,14 +38,19 @@ resolve_dep() {
 
 # download PKG ARCH: fetches PKG's .deb into debs/ (once) and prints its path.
 download() {
-  local pkg=$1 arch=$2 name file opts=()
+  local pkg=$1 arch=$2 name file size opts=()
   name=${pkg%%:*}
   file=$(ls "$cache/debs/${name}"_*_"$arch".deb 2>/dev/null | head -n1 || true)
   if [ -z "$file" ]; then
-    log "downloading $pkg"
+    size=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Size: //p' | head -n1)
+    if [ -n "$size" ]; then
+      if [ "$size" -ge 1000000 ]; then size="$((size / 1000000)) MB"; else size="$((size / 1000)) kB"; fi
+    fi
+    log "downloading $pkg${size:+ ($size)} into $cache/debs"
     # As root, apt's _apt sandbox user may not be able to write into the cache dir.
     [ "$(id -u)" -ne 0 ] || opts=(-o APT::Sandbox::User=root)
-    (cd "$cache/debs" && apt-get download -qq "${opts[@]}" "$pkg" >&2) || return 1
+    # quiet=0: apt's progress line (done/total, rate) even when stderr is not a terminal.
+    (cd "$cache/debs" && apt-get download -o quiet=0 "${opts[@]}" "$pkg" >&2) || return 1
     file=$(ls "$cache/debs/${name}"_*_"$arch".deb 2>/dev/null | head -n1 || true)
     [ -n "$file" ] || return 1
   fi
@@ -156,8 +161,8 @@ fetch_vmlinux() {
 
 i386_available() {
   if ! dpkg --print-foreign-architectures | grep -qx i386; then
-    log "adding the i386 architecture to dpkg (package lists only; nothing is installed)"
     $SUDO dpkg --add-architecture i386 || return 1
+    log "system change: added the i386 dpkg architecture (dpkg --add-architecture i386: apt fetches i386 package lists; no i386 package is installed)"
   fi
   if ! apt-cache show linux-image-686:i386 >/dev/null 2>&1; then
     log "apt-get update for i386 package lists"

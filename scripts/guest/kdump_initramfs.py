@@ -20,7 +20,11 @@ First kernel (prints to the console, ttyS0; the capture script parses these line
     GUESTCORE-CRASHKERNEL 0x<start> 0x<end>   ("Crash kernel" in /proc/iomem; end inclusive)
     GUESTCORE-CRASH-MARKER <text>         (also written to /dev/kmsg, i.e. the kernel log)
     GUESTCORE-LOADED | GUESTCORE-KEXEC-FAILED <why>
-    GUESTCORE-CRASHING                    (then `echo c > /proc/sysrq-trigger`)
+    GUESTCORE-CRASHING [on CPU N]         (then `echo c > /proc/sysrq-trigger`; with
+                                          `guestcore_crash_cpu=N` on the kernel command line
+                                          the writer is pinned there with `taskset -c N`, so
+                                          the capture kernel runs on vCPU N and the other vCPUs
+                                          stay parked in the crashed kernel)
 Capture kernel:
     GUESTCORE-CAPTURE-RELEASE <uname -r>
     GUESTCORE-CAPTURE-CMDLINE <its /proc/cmdline>
@@ -117,6 +121,12 @@ mark="GUESTCORE-MARK before crash $bootid"
 echo "$mark" > /dev/kmsg
 echo "GUESTCORE-CRASH-MARKER $mark"
 sleep 1
+crash_cpu=$(sed -n 's/.*guestcore_crash_cpu=\([0-9][0-9]*\).*/\1/p' /proc/cmdline)
+if [ -n "$crash_cpu" ]; then
+  echo "GUESTCORE-CRASHING on CPU $crash_cpu"
+  taskset -c "$crash_cpu" sh -c 'echo c > /proc/sysrq-trigger'
+  echo "GUESTCORE-WARN taskset -c $crash_cpu failed"
+fi
 echo "GUESTCORE-CRASHING"
 echo c > /proc/sysrq-trigger
 echo "GUESTCORE-WARN still alive after sysrq-c"

@@ -3,6 +3,10 @@
 //! (a running QEMU) and `real_guests` (captured Linux guests, checked against QEMU, crash,
 //! drgn, gdb, makedumpfile). Filter by module: `cargo test -p guestcore-cli --test integration
 //! cli::`.
+//!
+//! `live` and `real_guests` boot QEMU guests (and libvirt) for minutes: they run only with
+//! `GUESTCORE_REAL_GUESTS=1` (`scripts/test.sh` sets it) and otherwise return at once, saying
+//! so in one line (`guestcore_testkit::tools::real_guests_wanted`).
 
 mod cli;
 mod live;

@@ -352,13 +352,7 @@ fn one_instant(sweeps: &[Option<u64>]) -> Result<u64, String> {
 
 #[test]
 fn background_snapshot_holds_one_instant_of_a_guest_that_keeps_writing() {
-    let files = match pattern_guest_files() {
-        Ok(f) => f,
-        Err(why) => {
-            guestcore_testkit::tools::skip(why);
-            return;
-        }
-    };
+    let files = guest_or_skip!(pattern_guest_files());
     let g = Guest::boot(&files, "1G", Ram::Anonymous);
     let line = g.line("GUESTCORE-PATTERN pages ");
     let mut it = line.split_whitespace();

@@ -1,7 +1,7 @@
 //! Taking and caching the captures of `scripts/guest/capture.sh`: one guest at a time, reused
 //! while the cache's kernel is the one they were taken of.
 
-use guestcore_testkit::tools::{skip, which};
+use guestcore_testkit::tools::{real_guests_wanted, skip, which};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -47,8 +47,12 @@ fn capture_matches_kernel(guest: &str, dir: &Path) -> bool {
     }
 }
 
-/// The capture directory of `guest`, taking the capture when the cache lacks it.
+/// The capture directory of `guest`, taking the capture when the cache lacks it; `None` (the
+/// test returns) when the real-guest tier was not asked for or the guest cannot be had.
 pub fn capture(guest: &str) -> Option<PathBuf> {
+    if !real_guests_wanted() {
+        return None;
+    }
     let _one_at_a_time = CAPTURE.lock().unwrap_or_else(|e| e.into_inner());
     capture_unlocked(guest)
 }

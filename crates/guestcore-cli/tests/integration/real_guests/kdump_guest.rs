@@ -57,8 +57,26 @@ fn guestcore(args: &[&str]) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert!(out.status.success(), "guestcore {args:?}: {e}");
+    assert!(
+        out.status.success(),
+        "guestcore {args:?} failed ({}):\nstdout:\n{o:.3000}\nstderr:\n{e}",
+        out.status
+    );
     (o, e)
+}
+
+/// The first `n` and last `n` lines of a log, for failure messages.
+fn ends(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    if lines.len() <= 2 * n {
+        return log.to_string();
+    }
+    format!(
+        "{}\n[… {} lines …]\n{}",
+        lines[..n].join("\n"),
+        lines.len() - 2 * n,
+        lines[lines.len() - n..].join("\n")
+    )
 }
 
 /// The VMCOREINFO text and the number of NT_PRSTATUS notes of an ELF core.
@@ -99,11 +117,12 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
     let running: Vec<_> = list.iter().filter(|k| k["role"] == "running").collect();
     assert_eq!((crashed.len(), running.len()), (1, 1), "{guest}: {list:?}");
     let (c, r) = (crashed[0], running[0]);
-    assert_eq!(c["release"], release.as_str());
+    assert_eq!(c["release"], release.as_str(), "{guest}: {c}");
     assert_eq!(c["elfcorehdr"], f.get("elfcorehdr"), "{guest}: {c}");
     assert_eq!(
         c["crash_cpus"],
-        f.get("elfcorehdr-prstatus").parse::<u64>().unwrap()
+        f.get("elfcorehdr-prstatus").parse::<u64>().unwrap(),
+        "{guest}: {c}"
     );
     assert_eq!(
         c["vmcoreinfo_addr"],
@@ -111,29 +130,88 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
         "{guest}: {c}"
     );
     assert_eq!(c["kaslr_offset"], crashed_kaslr.as_str(), "{guest}: {c}");
-    assert_eq!(c["mode"], "4-level");
+    assert_eq!(c["mode"], "4-level", "{guest}: {c}");
     assert_eq!(r["kaslr_offset"], capture_kaslr.as_str(), "{guest}: {r}");
     let ecore = f.hex("elfcorehdr");
-    assert!((f.hex("crashkernel-start")..=f.hex("crashkernel-end")).contains(&ecore));
+    assert!(
+        (f.hex("crashkernel-start")..=f.hex("crashkernel-end")).contains(&ecore),
+        "{guest}: elfcorehdr {ecore:#x} outside the reservation {}-{}",
+        f.get("crashkernel-start"),
+        f.get("crashkernel-end")
+    );
     let root_of = |k: &serde_json::Value| {
         u64::from_str_radix(k["root"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
     };
+    // Each kernel's root is its init_top_pgt, where QEMU's gva2gpa (through a vCPU in that
+    // kernel) puts it: symbols.txt for the crashed kernel, capture-symbols.txt for the capture
+    // kernel. Without a vCPU in the crashed kernel (-smp 1) symbols.txt has no addresses.
+    let qemu_syms = |file: &str| -> Vec<(String, String, u64)> {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap()
+            .lines()
+            .filter_map(|l| {
+                let [name, va, pa] = l.split_whitespace().collect::<Vec<_>>()[..] else {
+                    return None;
+                };
+                let pa = u64::from_str_radix(pa.strip_prefix("0x")?, 16).ok()?;
+                Some((name.to_string(), va.to_string(), pa))
+            })
+            .collect()
+    };
+    let crashed_syms = qemu_syms("symbols.txt");
+    let capture_syms = qemu_syms("capture-symbols.txt");
+    for (k, syms, file) in [
+        (c, &crashed_syms, "symbols.txt"),
+        (r, &capture_syms, "capture-symbols.txt"),
+    ] {
+        if let Some((_, _, pa)) = syms.iter().find(|(n, _, _)| n == "init_top_pgt") {
+            assert_eq!(
+                root_of(k),
+                *pa,
+                "{guest}: kernel {} root vs init_top_pgt in {file}: {k}",
+                k["index"]
+            );
+        }
+    }
+    assert!(
+        f.cpus_running("crashed").is_empty() || !crashed_syms.is_empty(),
+        "{guest}: a vCPU sits in the crashed kernel, but symbols.txt has no addresses"
+    );
+    assert!(!capture_syms.is_empty(), "{guest}: capture-symbols.txt");
+    // A vCPU parked in the crashed kernel (its NMI stop loop) keeps the tables it had when the
+    // crash stopped it: init_top_pgt when it was idle, a process's tables (which share the
+    // kernel half) when not. Either way the listing names it, and its CR3 lies outside the
+    // reservation the capture kernel runs in.
+    let reserved = f.hex("crashkernel-start")..=f.hex("crashkernel-end");
     for cpu in f.cpus_running("crashed") {
-        assert_eq!(
-            root_of(c),
-            f.hex(&format!("cpu{cpu}-cr3")),
-            "{guest}: vCPU {cpu} sits in the crashed kernel's tables"
+        let cr3 = f.hex(&format!("cpu{cpu}-cr3"));
+        assert!(
+            !reserved.contains(&cr3),
+            "{guest}: vCPU {cpu} in the crashed kernel has CR3 {cr3:#x} in the reservation"
         );
         assert!(
             c["cpus"].as_array().unwrap().contains(&cpu.into()),
-            "{guest}: {c}"
+            "{guest}: vCPU {cpu} (CR3 {cr3:#x}, root {:#x}) sits in the crashed kernel: {c}",
+            root_of(c)
         );
     }
     for cpu in f.cpus_running("capture") {
         assert!(
             r["cpus"].as_array().unwrap().contains(&cpu.into()),
-            "{guest}: {r}"
+            "{guest}: vCPU {cpu} runs the capture kernel: {r}"
         );
+    }
+    // Every symbol QEMU translated, translated again through each kernel's own tables.
+    for (k, syms) in [(c, &crashed_syms), (r, &capture_syms)] {
+        let index = k["index"].to_string();
+        for (name, va, pa) in syms {
+            let (out, _) = guestcore(&["translate", "-q", "--kernel", &index, p, va]);
+            assert_eq!(
+                out.trim(),
+                format!("gpa: {pa:#x}"),
+                "{guest}: {name} ({va}) through kernel {index}'s tables, against QEMU's gva2gpa"
+            );
+        }
     }
     let (selected, _) = guestcore(&["info", "--kernel", "crashed", p]);
     assert!(
@@ -146,29 +224,96 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
     let (info, _) = guestcore(&["info", p]);
     assert!(
         info.contains("A crashed kernel is in memory") && info.contains("--kernel crashed"),
-        "{info}"
+        "{guest}: info says nothing of the crashed kernel:\n{info}"
     );
 
-    // 7. dmesg: the crashed kernel's ends with the crash; the capture kernel's is the default.
+    // 2. dmesg, whichever vCPU crashed. The crashed kernel's log ends with the crash; the
+    //    capture kernel's has its own marker and not the crashed kernel's. Both are reached by
+    //    role and by index. Which vCPU runs the capture kernel is the one that ran sysrq-c,
+    //    which differs from boot to boot (facts.txt's cpuN-kernel), and the default log and
+    //    `--kernel running` follow the first vCPU (vCPU 0): it may sit parked in the crashed
+    //    kernel's stop loop. So they must be one of the two logs, the same one, and the
+    //    crashed kernel's only when vCPU 0 is parked there.
     let (log, _) = guestcore(&["dmesg", "--kernel", "crashed", p]);
-    let crash_at = log
-        .find(f.line_text("crash-line"))
-        .unwrap_or_else(|| panic!("{guest}: no crash line in\n{log}"));
-    let marker_at = log
-        .find(f.get("crash-marker"))
-        .expect("the marker written before the crash");
+    let crash_at = log.find(f.line_text("crash-line")).unwrap_or_else(|| {
+        panic!(
+            "{guest}: no crash line {:?} in dmesg --kernel crashed:\n{}",
+            f.line_text("crash-line"),
+            ends(&log, 20)
+        )
+    });
+    let marker_at = log.find(f.get("crash-marker")).unwrap_or_else(|| {
+        panic!(
+            "{guest}: no marker {:?} (written before the crash) in dmesg --kernel crashed:\n{}",
+            f.get("crash-marker"),
+            ends(&log, 20)
+        )
+    });
     assert!(
-        marker_at < crash_at && log.contains(f.line_text("panic-line")),
-        "{guest}"
+        marker_at < crash_at
+            && log.contains(f.line_text("panic-line"))
+            && !log.contains(f.get("capture-marker")),
+        "{guest}: dmesg --kernel crashed should hold the marker, then the crash line and {:?}, and not {:?}:\n{}",
+        f.line_text("panic-line"),
+        f.get("capture-marker"),
+        ends(&log, 20)
     );
     assert!(
         log.contains(f.get("crash-line")),
-        "{guest}: same timestamp as the serial console"
+        "{guest}: the crash line should carry the serial console's timestamp, {:?}:\n{}",
+        f.get("crash-line"),
+        ends(&log, 20)
     );
-    let (capture_log, _) = guestcore(&["dmesg", p]);
+    let index = |k: &serde_json::Value| k["index"].as_u64().unwrap().to_string();
+    let (by_index, _) = guestcore(&["dmesg", "--kernel", &index(c), p]);
+    assert!(
+        by_index == log,
+        "{guest}: dmesg --kernel {} (the crashed kernel's index) differs from --kernel crashed:\n{}",
+        index(c),
+        ends(&by_index, 20)
+    );
+    let (capture_log, _) = guestcore(&["dmesg", "--kernel", &index(r), p]);
     assert!(
         capture_log.contains(f.get("capture-marker"))
-            && !capture_log.contains(f.get("crash-marker"))
+            && !capture_log.contains(f.get("crash-marker")),
+        "{guest}: dmesg --kernel {} (the capture kernel) should hold {:?} and not {:?}:\n{}",
+        index(r),
+        f.get("capture-marker"),
+        f.get("crash-marker"),
+        ends(&capture_log, 20)
+    );
+    let (default_log, default_err) = guestcore(&["dmesg", p]);
+    let (running_log, _) = guestcore(&["dmesg", "--kernel", "running", p]);
+    let which = |l: &str| {
+        if l == log {
+            "the crashed kernel's"
+        } else if l == capture_log {
+            "the capture kernel's"
+        } else {
+            "neither kernel's"
+        }
+    };
+    let vcpu0 = f.get("cpu0-kernel");
+    eprintln!(
+        "{guest}: vCPU 0 runs the {vcpu0} kernel; dmesg prints {} log, --kernel running {}",
+        which(&default_log),
+        which(&running_log)
+    );
+    assert!(
+        default_log == capture_log || default_log == log,
+        "{guest}: dmesg with no --kernel printed {} log (vCPU 0 runs the {vcpu0} kernel); stderr: {default_err}\n{}",
+        which(&default_log),
+        ends(&default_log, 20)
+    );
+    assert!(
+        running_log == default_log,
+        "{guest}: dmesg --kernel running printed {} log, dmesg with no --kernel {} (vCPU 0 runs the {vcpu0} kernel)",
+        which(&running_log),
+        which(&default_log)
+    );
+    assert!(
+        default_log == capture_log || vcpu0 == "crashed",
+        "{guest}: dmesg printed the crashed kernel's log, but vCPU 0 runs the {vcpu0} kernel"
     );
 
     // 3. Cores of the crashed kernel: its VMCOREINFO and its crash registers, never the capture
@@ -184,14 +329,19 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
         )),
         "{guest}: {vmci:.200}"
     );
-    assert_eq!(prstatus.to_string(), f.get("elfcorehdr-prstatus"));
+    assert_eq!(
+        prstatus.to_string(),
+        f.get("elfcorehdr-prstatus"),
+        "{guest}: NT_PRSTATUS notes of dump --paging --kernel crashed"
+    );
     let uts = f.hex("sym-init_uts_ns") + 130;
     gdb_reads_release(&paging, uts, &release, guest);
     let physical = tmp.path().join("crashed-phys.elf");
     dump(&["dump", "--kernel", "crashed", p], &physical);
     assert_eq!(
         elf_notes(&physical).1.to_string(),
-        f.get("elfcorehdr-prstatus")
+        f.get("elfcorehdr-prstatus"),
+        "{guest}: NT_PRSTATUS notes of dump --kernel crashed"
     );
     let kdump = tmp.path().join("crashed.kdump");
     dump(
@@ -213,10 +363,13 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
             )),
         "{guest}: the capture kernel's dump carries {vmci:.300}"
     );
-    assert!(!vmci.contains(&format!(
-        "KERNELOFFSET={}",
-        crashed_kaslr.trim_start_matches("0x")
-    )));
+    assert!(
+        !vmci.contains(&format!(
+            "KERNELOFFSET={}",
+            crashed_kaslr.trim_start_matches("0x")
+        )),
+        "{guest}: the capture kernel's dump (vCPU {cpu}) carries the crashed kernel's VMCOREINFO: {vmci:.300}"
+    );
 
     // crash with the debug vmlinux: the panic in sys, the sysrq handler in bt, the crash in log.
     if with_debuggers {
@@ -235,13 +388,14 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
             );
             assert!(
                 out.contains("sysrq_handle_crash"),
-                "{guest} {}: no sysrq handler in bt",
+                "{guest} {}: no sysrq handler in bt:\n{out:.4000}",
                 core.display()
             );
             assert!(
                 out.contains(f.line_text("crash-line")),
-                "{guest} {}: no crash line in log",
-                core.display()
+                "{guest} {}: no crash line {:?} in log:\n{out:.4000}",
+                core.display(),
+                f.line_text("crash-line")
             );
         }
     }
