@@ -24,8 +24,8 @@ t_all=$(now)
 
 cat <<EOF
 guestcore demo: dump a running Linux guest and read it with gdb.
-On a fresh machine this takes 5-10 minutes and about 1.5 GB of disk: ~100 MB of Debian
-packages to download (~600 MB installed: QEMU 10 from bookworm-backports, gdb, gcc, python3),
+On a fresh machine this takes 5-10 minutes and about 1.3 GB of disk: ~100 MB of Debian
+packages to download (~400 MB installed: QEMU 10 from bookworm-backports, gdb, gcc, python3),
 3-5 min and ~500 MB for the release build (target/release), 72 MB of guest kernel download
 (~80 MB kept in $GUESTCORE_CACHE) and ~200 MB of dumps in $OUT.
 Run again, with all of that in place, it takes under a minute.

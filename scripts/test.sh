@@ -5,8 +5,9 @@
 #     QEMU (TCG), a kdump guest and a libvirt domain, and open every dump with gdb, crash, drgn,
 #     makedumpfile and libkdumpfile. They skip, saying why, only where a tool cannot be
 #     installed, and under CI=true even that fails.
-# Installs what the tests need first (scripts/install-deps.sh test). Takes 20-30 min on a
-# 2-core machine with fresh captures, and ~10 GB in ~/.cache/guestcore (README, "Disk").
+# Installs what the tests need first (scripts/install-deps.sh test). Takes 12-13 min on a
+# 2-core machine after a build, with fresh captures (20-25 min from scratch), and ~9.5 GB in
+# ~/.cache/guestcore (README, "Disk").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS

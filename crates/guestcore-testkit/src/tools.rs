@@ -44,7 +44,7 @@ pub fn real_guests_wanted() -> bool {
         use std::io::Write;
         let _ = writeln!(
             std::io::stderr(),
-            "note: the real-guest and live tests (QEMU guests, 20-30 min) are not run; set {REAL_GUESTS_VAR}=1 to run them (bash scripts/test.sh does)"
+            "note: the real-guest and live tests (QEMU guests, 10-25 min) are not run; set {REAL_GUESTS_VAR}=1 to run them (bash scripts/test.sh does)"
         );
     });
     false

@@ -367,7 +367,11 @@ fn shared_file_guest_pause_dump_matches_qemu() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("guest paused for"), "{stderr}");
     assert!(g.running(), "the dump resumed the guest");
-    assert!(release_via_paging_dump(&dump, &g).starts_with(&release));
+    let got = release_via_paging_dump(&dump, &g);
+    assert!(
+        got.starts_with(&release),
+        "read of init_uts_ns.name.release from the --pause paging dump: {got:?}, the guest said {release:?}"
+    );
     let j = info_json(&dump);
     assert_eq!(
         j["osrelease"],
@@ -425,7 +429,12 @@ fn anonymous_ram_guest_and_faults() {
     let release = g.line("GUESTCORE-RELEASE");
 
     let out = succeed(guestcore().arg("info").arg(&g.input));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ProcessMemory"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ProcessMemory"),
+        "info of an anonymous-RAM guest:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let dump = g.path("paging.elf");
     succeed(
@@ -434,14 +443,23 @@ fn anonymous_ram_guest_and_faults() {
             .arg(&dump),
     );
     assert!(g.running());
-    assert!(release_via_paging_dump(&dump, &g).starts_with(&release));
+    let got = release_via_paging_dump(&dump, &g);
+    assert!(
+        got.starts_with(&release),
+        "read of init_uts_ns.name.release from the paging dump: {got:?}, the guest said {release:?}"
+    );
 
     // --no-pause: marked in info and in the dump's notes.
     let out = guestcore()
         .args(["info", "--no-pause", &g.input])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("read while running"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("read while running"),
+        "info --no-pause:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let nopause = g.path("nopause.elf");
     succeed(
         guestcore()
@@ -489,7 +507,11 @@ fn anonymous_ram_guest_and_faults() {
             .is_some_and(|l| l.contains(&format!("Linux version {release}"))),
         "{log:.300}"
     );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("paused"));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("paused"),
+        "dmesg of a running guest paused it: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(g.running());
 
     // Unwritable output: error naming it, no file, guest running.
@@ -499,8 +521,12 @@ fn anonymous_ram_guest_and_faults() {
         .arg(&bad)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("x.elf"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("x.elf"),
+        "dump to an unwritable path ({}) should fail naming it: {stderr}",
+        out.status
+    );
     assert!(g.running(), "resumed after the failed dump");
 
     // QEMU killed in the middle of a --no-pause dump: an error, and no output file.

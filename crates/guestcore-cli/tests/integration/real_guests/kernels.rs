@@ -89,7 +89,11 @@ pub fn check_kernels(guest: &str, phys: &Path, image: &GuestImage, release: &str
             .unwrap();
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         let want = std::fs::read_to_string(&md_out).unwrap();
-        assert!(want.lines().count() > 100);
+        assert!(
+            want.lines().count() > 100,
+            "{guest}: makedumpfile --dump-dmesg wrote {} lines:\n{want}",
+            want.lines().count()
+        );
         assert!(
             log == want,
             "{guest}: dmesg differs from makedumpfile --dump-dmesg"

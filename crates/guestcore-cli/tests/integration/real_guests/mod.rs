@@ -105,7 +105,8 @@ pub(crate) fn gdb_reads_release(core: &Path, addr: u64, release: &str, what: &st
     let text = String::from_utf8_lossy(&gdb.stdout);
     assert!(
         text.contains(&format!("\"{release}\"")),
-        "{what}: gdb printed {text:?}"
+        "{what}: gdb x/s {addr:#x} printed {text:?}, stderr {:?}; wanted {release:?}",
+        String::from_utf8_lossy(&gdb.stderr)
     );
 }
 
@@ -137,7 +138,7 @@ fn check_guest(guest: &str, va_bits: u32) {
     // 1. Every leaf of QEMU's `info tlb` (vCPU 0, the monitor's CPU), and nothing else.
     let ours = our_tlb(&guestcore(&["tlb", "-q", "--cpu", "0"], &phys, &[]));
     let qemu = qemu_tlb(&dir);
-    assert!(!qemu.is_empty());
+    assert!(!qemu.is_empty(), "{guest}: QEMU's tlb.txt lists no leaves");
     let missing: Vec<_> = qemu.difference(&ours).take(5).collect();
     let extra: Vec<_> = ours.difference(&qemu).take(5).collect();
     assert!(
@@ -279,7 +280,10 @@ fn check_guest(guest: &str, va_bits: u32) {
         image.cpus.len(),
         "{guest}: CPU notes in QEMU's kdump"
     );
-    assert_eq!(kdump.cpus[0].cr[3], image.cpus[0].cr[3]);
+    assert_eq!(
+        kdump.cpus[0].cr[3], image.cpus[0].cr[3],
+        "{guest}: vCPU 0's CR3 in QEMU's kdump and its ELF dump"
+    );
     let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     let mut kdump_bytes = 0u64;
     for r in kdump.memory.ram().ranges() {
