@@ -20,7 +20,7 @@
 //! file keeps in its bitmap, stored once, as makedumpfile does.
 
 use super::encode::{descriptors, head_blocks};
-use super::plan::{count, plan_reserving, KdumpPlan, Shape, PAGE_U64};
+use super::plan::{count, plan_reserving, KdumpPlan, PfnRanges, Shape, PAGE_U64};
 use super::pool::{store_pages, Chunk, CHUNK_PAGES};
 use super::writer::{now, write_bitmap};
 use super::{Compression, KdumpMachine, KdumpSummary, SeekSink};
@@ -165,11 +165,7 @@ impl StreamedKdump {
 
     /// The descriptor slot of `pfn`, when it is dumped.
     fn slot(&self, pfn: u64) -> Option<u64> {
-        let d = &self.plan.dumped;
-        let i = d.partition_point(|r| r.1 <= pfn);
-        d.get(i)
-            .filter(|r| r.0 <= pfn)
-            .map(|r| self.first_slot[i] + (pfn - r.0))
+        slot_of(&self.plan.dumped, &self.first_slot, pfn)
     }
 
     /// The page of guest-physical `gpa` (4 KiB aligned): `Some(bytes)` (4096 of them), or
@@ -301,17 +297,14 @@ impl StreamedKdump {
     pub fn memory(&mut self) -> Result<WrittenKdump> {
         self.flush()?;
         let file = self.output.reader()?;
-        let mut frames = Vec::new();
-        for (i, r) in self.plan.dumped.iter().enumerate() {
-            frames.push((r.0, r.1, self.first_slot[i]));
-        }
         Ok(WrittenKdump {
             file,
             name: self.name.clone(),
             ram: self.ram.clone(),
             desc_off: self.plan.desc_off,
             compression: self.spec.compression,
-            slots: frames,
+            dumped: self.plan.dumped.clone(),
+            first_slot: self.first_slot.clone(),
             seen: self.seen.clone(),
         })
     }
@@ -387,19 +380,27 @@ pub struct WrittenKdump {
     ram: RamMap,
     desc_off: u64,
     compression: Compression,
-    /// Dumped pfn ranges `[start, end)` and the descriptor slot of each one's first pfn.
-    slots: Vec<(u64, u64, u64)>,
+    /// Dumped pfn ranges `[start, end)`, as planned.
+    dumped: PfnRanges,
+    /// The descriptor slot of each range's first pfn.
+    first_slot: Vec<u64>,
     seen: FrameSet,
 }
 
 impl WrittenKdump {
     fn slot(&self, pfn: u64) -> Option<u64> {
-        let i = self.slots.partition_point(|r| r.1 <= pfn);
-        self.slots
-            .get(i)
-            .filter(|r| r.0 <= pfn && self.seen.contains(pfn))
-            .map(|r| r.2 + (pfn - r.0))
+        slot_of(&self.dumped, &self.first_slot, pfn).filter(|_| self.seen.contains(pfn))
     }
+}
+
+/// The descriptor slot of `pfn`: its rank among the dumped pfns, from the ranges and the slot
+/// of each range's first pfn; `None` for a pfn not dumped.
+fn slot_of(dumped: &[(u64, u64)], first_slot: &[u64], pfn: u64) -> Option<u64> {
+    let i = dumped.partition_point(|r| r.1 <= pfn);
+    dumped
+        .get(i)
+        .filter(|r| r.0 <= pfn)
+        .map(|r| first_slot[i] + (pfn - r.0))
 }
 
 impl PhysMemory for WrittenKdump {
