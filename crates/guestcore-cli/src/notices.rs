@@ -73,6 +73,15 @@ pub fn render(quiet: bool, n: &Notice) {
         Notice::NoFilterKernel { kernels } => warn(&format_args!(
             "{kernels} kernels are in memory and no vCPU runs one: name the one to filter by with --kernel N"
         )),
+        Notice::UnreadablePages(u) => warn(&format_args!(
+            "{} page{} of RAM could not be read while looking for kernels{}: a kernel whose VMCOREINFO is there is not found",
+            u.pages,
+            if u.pages == 1 { "" } else { "s" },
+            u.first
+                .as_ref()
+                .map(|(a, e)| format!(" (the first at {a:#x}: {e})"))
+                .unwrap_or_default()
+        )),
         Notice::NoSnapshot(why) => note(&format_args!(
             "no background snapshot: {}; pausing the guest instead (--pause)",
             no_snapshot(why)

@@ -56,6 +56,15 @@ pub enum Error {
     /// The request cannot be satisfied by this input or this output format.
     #[error("{0}")]
     Unsupported(String),
+    /// A structure the guest keeps in its memory (the printk ring, a kdump core header) whose
+    /// fields contradict each other: the guest's data is corrupt or not what VMCOREINFO says.
+    #[error("the {structure} is corrupt: {detail}")]
+    CorruptGuestData {
+        /// Which structure (`printk ring buffer`, …).
+        structure: &'static str,
+        /// What contradicts what, with the values read.
+        detail: String,
+    },
     /// QEMU answered a QMP command with an error reply.
     #[error("QMP command {command} failed: {class}: {desc}")]
     QmpCommand {

@@ -86,7 +86,7 @@ pub use guest::{
 pub use image::{GuestImage, ImageFormat};
 pub use input::Input;
 pub use kernel::{CrashHeader, KernelLayout, LayoutError};
-pub use kernel::{Kernel, KernelRole, KernelScan, KernelSelector};
+pub use kernel::{Kernel, KernelRole, KernelScan, KernelSelector, UnreadablePages};
 pub use mapping::render;
 pub use mapping::{Mapping, MappingList};
 pub use paging::{state_for_mode, StopReason};

@@ -713,3 +713,55 @@ fn all_cpus_share_one_walk_budget() {
         "{err:.500}"
     );
 }
+
+#[test]
+fn a_page_that_fails_to_decode_is_named_not_skipped() {
+    // The kernel's VMCOREINFO page (0x5000) in an AVML image whose first snappy chunk (RAM
+    // 0..64 KiB) fails its CRC: `kernels` finds none, and says which pages it could not read.
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, ..) = kernel_in_ram();
+    let ram = {
+        let mut v = vec![0u8; 1 << 20];
+        guestcore::phys::PhysMemory::read_at(&mem, 0, &mut v).unwrap();
+        v
+    };
+    let mut stream = guestcore::format::avml::frame(&ram);
+    let first_crc = guestcore::format::avml::STREAM_IDENTIFIER.len() + 4;
+    stream[first_crc] ^= 0xff;
+    let avml = dir.path().join("bad-chunk.avml");
+    std::fs::write(
+        &avml,
+        guestcore::format::avml::encode_range_framed(0, ram.len() as u64, &stream),
+    )
+    .unwrap();
+    let out = guestcore()
+        .args(["kernels", "-q"])
+        .arg(&avml)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "16 pages of RAM could not be read while looking for kernels (the first at 0x0:"
+        ),
+        "status {:?}, stdout {}, stderr {err}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The intact image lists the kernel and warns of nothing.
+    let good = dir.path().join("good.avml");
+    std::fs::write(&good, guestcore::format::avml::encode_range(0, &ram)).unwrap();
+    let out = guestcore()
+        .args(["kernels", "-q"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        o.contains("6.1.0-ram") && e.is_empty(),
+        "stdout {o}\nstderr {e}"
+    );
+}

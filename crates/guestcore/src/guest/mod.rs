@@ -173,13 +173,18 @@ impl Guest {
 
     /// The Linux kernels in guest memory (found once, from their VMCOREINFO; see
     /// [`find_kernels`]).
+    /// Pages the scan could not read are said once, as a [`Notice::UnreadablePages`].
     pub fn kernels(&self) -> &KernelScan {
         self.kernels.get_or_init(|| {
-            find_kernels(
+            let scan = find_kernels(
                 &*self.image.memory,
                 &self.cpus,
                 self.image.vmcoreinfo.as_deref(),
-            )
+            );
+            if scan.unreadable.pages > 0 {
+                self.notice(Notice::UnreadablePages(scan.unreadable.clone()));
+            }
+            scan
         })
     }
 

@@ -68,6 +68,9 @@ pub enum Notice {
         /// How many kernels with usable tables.
         kernels: usize,
     },
+    /// A warning: pages of RAM the source holds could not be read (they fail to decode, or an
+    /// I/O error) while looking for kernels, so a kernel whose VMCOREINFO is in one is missing.
+    UnreadablePages(crate::kernel::UnreadablePages),
     /// A running guest is paused for its dump instead of dumped from a background snapshot.
     NoSnapshot(NoSnapshot),
     /// A running guest was dumped from a background snapshot: QEMU's figures for it.

@@ -101,10 +101,10 @@ impl Layout {
 }
 
 fn corrupt(what: impl Into<String>) -> Error {
-    Error::Unsupported(format!(
-        "the printk ring buffer is corrupt: {}",
-        what.into()
-    ))
+    Error::CorruptGuestData {
+        structure: "printk ring buffer",
+        detail: what.into(),
+    }
 }
 
 /// Reads an array of `count × size` bytes at `va`, refusing sizes past [`MAX_RING_BYTES`].
@@ -175,14 +175,26 @@ pub fn kernel_log<M: PhysMemory + ?Sized>(
     } else {
         !(3u64 << 30) & 0xffff_ffff
     };
+    // The records live from the tail id to the head id, ids counting up (modulo the id bits),
+    // and the ring holds `count` descriptors: a head more than one lap past the tail — which
+    // is also what a tail *after* the head looks like, once the subtraction wraps — is not a
+    // ring the kernel wrote. Reading it anyway would print a lap of stale slots or nothing.
+    let (head, tail) = (head_id & id_mask, tail_id & id_mask);
+    let span = head.wrapping_sub(tail) & id_mask;
+    if span >= count {
+        return Err(corrupt(format!(
+            "tail id {tail:#x} and head id {head:#x} are {span} records apart, \
+             more than its {count} descriptors hold (a tail after the head?)"
+        )));
+    }
     let mut out = String::new();
-    let mut id = tail_id & id_mask;
+    let mut id = tail;
     // One lap of the descriptor ring at most, whatever head and tail say.
-    for _ in 0..=count {
+    for _ in 0..=span {
         dump_record(
             &l, &descs, &infos, &text, count, text_size, id, bits, &mut out,
         )?;
-        if id == head_id & id_mask {
+        if id == head {
             break;
         }
         id = (id + 1) & id_mask;

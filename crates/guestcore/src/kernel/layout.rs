@@ -40,6 +40,9 @@ pub enum LayoutError {
     /// An x86_64 kernel's VMCOREINFO without `NUMBER(phys_base)`.
     #[error("VMCOREINFO of an x86_64 kernel without NUMBER(phys_base)")]
     NoPhysBase,
+    /// `NUMBER(phys_base)` present but not a signed decimal that fits the kernel's `long`.
+    #[error("NUMBER(phys_base)={0} is not a signed decimal that fits 64 bits")]
+    BadPhysBase(String),
     /// The root the symbol and `phys_base` give is not a page-aligned physical address.
     #[error(
         "page-table root of {symbol:#x} + phys_base {phys_base:#x} is not a valid physical address"
@@ -68,8 +71,16 @@ impl KernelLayout {
             .or_else(|| vmcoreinfo_symbol(text, "swapper_pg_dir"))
             .ok_or(LayoutError::NoRootSymbol)?;
         if top >= START_KERNEL_MAP {
-            let phys_base =
-                vmcoreinfo_number(text, "phys_base").ok_or(LayoutError::NoPhysBase)? as u64;
+            let phys_base = match vmcoreinfo_number(text, "phys_base") {
+                Some(n) => n as u64,
+                None => {
+                    return Err(match vmcoreinfo_get(text, "NUMBER(phys_base)") {
+                        // The guest's text, shown bounded.
+                        Some(v) => LayoutError::BadPhysBase(v.chars().take(40).collect()),
+                        None => LayoutError::NoPhysBase,
+                    });
+                }
+            };
             // phys_base may be "negative" (two's complement): the sum wraps back into range.
             let root = Some((top - START_KERNEL_MAP).wrapping_add(phys_base))
                 .filter(|r| r % 4096 == 0 && *r < 1 << 52)
@@ -126,6 +137,22 @@ impl KernelLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phys_base_that_overflows_is_named_not_called_missing() {
+        let t = b"OSRELEASE=6.1\nSYMBOL(swapper_pg_dir)=ffffffffa4a10000\nNUMBER(phys_base)=99999999999999999999\n";
+        let e = KernelLayout::from_vmcoreinfo(t).unwrap_err();
+        assert_eq!(e, LayoutError::BadPhysBase("99999999999999999999".into()));
+        assert!(
+            e.to_string().contains("=99999999999999999999 is not"),
+            "{e}"
+        );
+        let t = b"OSRELEASE=6.1\nSYMBOL(swapper_pg_dir)=ffffffffa4a10000\n";
+        assert_eq!(
+            KernelLayout::from_vmcoreinfo(t),
+            Err(LayoutError::NoPhysBase)
+        );
+    }
 
     #[test]
     fn x86_64_root_from_symbol_and_signed_phys_base() {

@@ -27,6 +27,7 @@ pub use dmesg::kernel_log;
 pub use elfcorehdr::CrashHeader;
 pub(crate) use first_vmcoreinfo::find_vmcoreinfo;
 pub use layout::{KernelLayout, LayoutError};
+pub use scan::UnreadablePages;
 
 use crate::cpu::X86CpuState;
 use crate::format::note::ElfNote;
@@ -102,6 +103,8 @@ pub struct KernelScan {
     pub kernels: Vec<Kernel>,
     /// True when the scan met more candidates than it keeps ([`scan::MAX_FOUND`]).
     pub truncated: bool,
+    /// Pages the scan could not read: a kernel whose VMCOREINFO lies in one is not listed.
+    pub unreadable: scan::UnreadablePages,
 }
 
 /// Which of the kernels found a request means.
@@ -306,6 +309,7 @@ pub fn find_kernels(
     KernelScan {
         kernels,
         truncated: found.truncated,
+        unreadable: found.unreadable,
     }
 }
 

@@ -36,6 +36,41 @@ pub(crate) struct Found {
     pub core_headers: Vec<u64>,
     /// True when more than [`MAX_FOUND`] of either kind were seen (the rest are ignored).
     pub truncated: bool,
+    /// Pages of RAM the source could not give (a chunk or compressed page that fails to
+    /// decode, an I/O error): a kernel's VMCOREINFO may be in them.
+    pub unreadable: UnreadablePages,
+}
+
+/// Pages of RAM a pass could not read, other than those the source does not hold at all
+/// (a kdump file's filtered-out pages are absent by design, not unreadable).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnreadablePages {
+    /// How many pages.
+    pub pages: u64,
+    /// The first of them (by address) and why it could not be read.
+    pub first: Option<(u64, String)>,
+}
+
+impl UnreadablePages {
+    /// Counts `addr` when `e` says its page exists but could not be read.
+    fn add(&mut self, addr: u64, e: &crate::Error) {
+        if matches!(e, crate::Error::NotInMemory { .. }) {
+            return;
+        }
+        self.pages += 1;
+        if !self.first.as_ref().is_some_and(|(a, _)| *a <= addr) {
+            self.first = Some((addr, e.to_string()));
+        }
+    }
+
+    fn join(&mut self, other: UnreadablePages) {
+        self.pages += other.pages;
+        if let Some((a, e)) = other.first {
+            if !self.first.as_ref().is_some_and(|(b, _)| *b <= a) {
+                self.first = Some((a, e));
+            }
+        }
+    }
 }
 
 /// True when `h` starts an ELF64 little-endian ET_CORE header for x86.
@@ -51,8 +86,21 @@ fn is_core_header(h: &[u8]) -> bool {
 /// Reads the VMCOREINFO note at `addr` (found at a page start) from guest RAM and returns its
 /// text, through the one reader ([`crate::format::vmcoreinfo::read_vmcoreinfo_note`]).
 pub(crate) fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<Vec<u8>> {
+    read_note_counting(mem, addr, &mut UnreadablePages::default())
+}
+
+/// [`read_vmcoreinfo_note`], counting a page of the note that could not be read.
+fn read_note_counting(
+    mem: &(impl PhysMemory + ?Sized),
+    addr: u64,
+    unreadable: &mut UnreadablePages,
+) -> Option<Vec<u8>> {
     crate::format::vmcoreinfo::read_vmcoreinfo_note(addr, None, |a, buf| {
-        mem.is_ram(a, buf.len() as u64) && mem.read_at(a, buf).is_ok()
+        mem.is_ram(a, buf.len() as u64)
+            && mem
+                .read_at(a, buf)
+                .map_err(|e| unreadable.add(a / PAGE * PAGE, &e))
+                .is_ok()
     })
 }
 
@@ -61,6 +109,7 @@ pub(crate) fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) 
 struct Piece {
     notes: Vec<u64>,
     headers: Vec<u64>,
+    unreadable: UnreadablePages,
 }
 
 /// The pages of RAM scanned by one task: enough to keep both cores busy, few enough that the
@@ -95,12 +144,13 @@ pub(crate) fn scan(mem: &(impl PhysMemory + ?Sized)) -> Found {
         .collect();
     let mut out = Found::default();
     for p in found {
+        out.unreadable.join(p.unreadable);
         for a in p.notes {
             if out.vmcoreinfo.len() >= MAX_FOUND {
                 out.truncated = true;
                 break;
             }
-            if let Some(text) = read_vmcoreinfo_note(mem, a) {
+            if let Some(text) = read_note_counting(mem, a, &mut out.unreadable) {
                 out.vmcoreinfo.push(FoundVmcoreinfo { addr: a, text });
             }
         }
@@ -127,7 +177,8 @@ fn scan_piece(mem: &(impl PhysMemory + ?Sized), start: u64, end: u64) -> Piece {
             let h: &[u8] = match mem.slice(a, head.len() as u64) {
                 Some(s) => s,
                 None => {
-                    if mem.read_at(a, &mut head).is_err() {
+                    if let Err(e) = mem.read_at(a, &mut head) {
+                        piece.unreadable.add(a, &e);
                         a += PAGE;
                         continue;
                     }

@@ -102,11 +102,33 @@ fn hostile_rings_end_bounded() {
     r.count_bits = 31;
     let e = r.log().unwrap_err().to_string();
     assert!(e.contains("count_bits 31"), "{e}");
-    // Head and tail that never meet: at most one lap of the ring.
+    // A head more than one lap past the tail, or a tail after the head: a corrupt ring, said
+    // as such, not a lap of stale slots or an empty log.
+    for (tail, head) in [(0, 0x3fff_ffff_ffff_ffff), (2, 1), (0, 4)] {
+        let mut r = Ring::new(&[(0, 1, b"x"), (1, 2, b"y")]);
+        (r.tail, r.head) = (tail, head);
+        match r.log() {
+            Err(e @ guestcore::Error::CorruptGuestData { .. }) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("printk ring buffer is corrupt")
+                        && e.contains(&format!("tail id {tail:#x}")),
+                    "{e}"
+                );
+            }
+            other => panic!("tail {tail} head {head:#x}: {other:?}"),
+        }
+    }
+    // Head one lap minus one past the tail (a full ring) is fine, and ids that wrap too.
     let mut r = Ring::new(&[(0, 1, b"x"), (1, 2, b"y")]);
-    r.head = 0x3fff_ffff_ffff_ffff;
-    let log = r.log().unwrap();
-    assert_eq!(log.lines().count(), 2, "{log}");
+    r.head = 3;
+    assert_eq!(r.log().unwrap().lines().count(), 2);
+    let mut r = Ring::new(&[(0x3fff_ffff_ffff_ffff, 1, b"last"), (0, 2, b"first")]);
+    (r.tail, r.head) = (0x3fff_ffff_ffff_ffff, 0);
+    assert_eq!(
+        r.log().unwrap(),
+        "[    0.000000] last\n[    0.000000] first\n"
+    );
     // A text length past its block is cut to the block.
     let mut r = Ring::new(&[(0, 1, b"abcdefgh"), (1, 2, b"next")]);
     r.b.write_phys(0x1_3000 + 16, &u16::MAX.to_le_bytes());
