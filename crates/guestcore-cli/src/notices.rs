@@ -4,7 +4,7 @@
 
 use guestcore::FilterReport;
 use guestcore::WalkReport;
-use guestcore::{NoSnapshot, Notice, SnapshotBlocker};
+use guestcore::{NoSnapshot, Notice, SnapshotBlocker, VmcoreinfoFrom};
 
 /// Prints one notice.
 pub fn render(quiet: bool, n: &Notice) {
@@ -17,6 +17,14 @@ pub fn render(quiet: bool, n: &Notice) {
     match n {
         Notice::Note(s) => note(s),
         Notice::Warning(s) => warn(s),
+        Notice::ChoseCpu { cpu, parked, .. } if !parked.is_empty() => note(&format_args!(
+            "using vCPU {cpu}, the first with paging on that runs the running kernel ({}; --kernel crashed for that kernel, --cpu N or --all-cpus to choose)",
+            parked
+                .iter()
+                .map(|(c, k)| format!("vCPU {c} is parked in crashed kernel {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
         Notice::ChoseCpu { cpu, .. } => note(&format_args!(
             "using vCPU {cpu} (the first with paging on; --cpu N or --all-cpus to choose)"
         )),
@@ -82,6 +90,26 @@ pub fn render(quiet: bool, n: &Notice) {
                 .map(|(a, e)| format!(" (the first at {a:#x}: {e})"))
                 .unwrap_or_default()
         )),
+        Notice::DumpVmcoreinfo(from) => match from {
+            VmcoreinfoFrom::Input => note(&format_args!("VMCOREINFO: the input's own")),
+            VmcoreinfoFrom::Ram {
+                kernel,
+                release,
+                addr,
+                replaced_input,
+            } => note(&format_args!(
+                "VMCOREINFO: kernel {kernel}'s ({release}), found in RAM at {addr:#x}{}",
+                if *replaced_input {
+                    ", not the input's own (another kernel's)"
+                } else {
+                    " (the input carries none)"
+                }
+            )),
+            VmcoreinfoFrom::None => warn(&format_args!(
+                "no Linux kernel found in memory and the input carries no VMCOREINFO: the dump has none (drgn and libkdumpfile need it; --kernel N names one)"
+            )),
+            _ => {}
+        },
         Notice::NoSnapshot(why) => note(&format_args!(
             "no background snapshot: {}; pausing the guest instead (--pause)",
             no_snapshot(why)

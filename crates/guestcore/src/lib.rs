@@ -81,7 +81,7 @@ pub use error::{Error, Result};
 pub use guest::{
     CpuOverrides, DumpFormat, DumpLayoutSpec, DumpOutcome, DumpSpec, Guest, GuestOptions,
     KdumpOutcome, LiveCapture, NoSnapshot, Notice, NoticeSink, Selected, SnapshotBlocker, View,
-    ViewSpec,
+    ViewSpec, VmcoreinfoFrom,
 };
 pub use image::{GuestImage, ImageFormat};
 pub use input::Input;

@@ -216,10 +216,15 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
             k.index,
             k.release,
             k.role.name(),
-            if cpus.is_empty() {
-                String::new()
-            } else {
-                format!(", run by vCPU {}", cpus.join(", "))
+            match (cpus.is_empty(), k.role) {
+                (true, _) => String::new(),
+                // The CPUs a crash stopped keep the crashed kernel's tables; the capture
+                // kernel runs on the one that crashed.
+                (false, guestcore::KernelRole::Crashed) => format!(
+                    ", vCPU {} parked in it since the crash (not running it)",
+                    cpus.join(", ")
+                ),
+                (false, _) => format!(", run by vCPU {}", cpus.join(", ")),
             }
         )?;
     }

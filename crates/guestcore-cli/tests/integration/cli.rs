@@ -765,3 +765,65 @@ fn a_page_that_fails_to_decode_is_named_not_skipped() {
         "stdout {o}\nstderr {e}"
     );
 }
+
+#[test]
+fn every_dump_carries_the_vmcoreinfo_of_the_kernel_in_ram() {
+    // An input with no VMCOREINFO note (QEMU without -device vmcoreinfo): every output kind
+    // carries the note of the kernel found in RAM, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let (mem, cpu, _) = kernel_in_ram();
+    let elf = dir.path().join("no-note.elf");
+    write_qemu_like_core(&elf, &mem, &[cpu], None).unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("phys.elf", &[]),
+        ("elf32.elf", &["--elf-class", "32"]),
+        (
+            "window.elf",
+            &["--begin", "0x100000", "--length", "0x100000"],
+        ),
+        ("zstd.kdump", &["--format", "kdump-zstd"]),
+        (
+            "zlib.kdump",
+            &["--format", "kdump-zlib", "--dump-level", "1"],
+        ),
+        ("flat.kdump", &["--format", "kdump-lzo", "--flatten"]),
+    ];
+    for (name, args) in cases {
+        let out_file = dir.path().join(name);
+        let out = guestcore()
+            .arg("dump")
+            .args(*args)
+            .arg(&elf)
+            .arg("-o")
+            .arg(&out_file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {err}");
+        assert!(
+            err.contains("VMCOREINFO: kernel 0's (6.1.0-ram), found in RAM at 0x5000 (the input carries none)"),
+            "{name}: {err}"
+        );
+        let img = guestcore::GuestImage::open(&out_file, &Default::default()).unwrap();
+        let text = img.vmcoreinfo.as_deref().unwrap_or_default();
+        assert!(
+            text.starts_with(b"OSRELEASE=6.1.0-ram\n"),
+            "{name}: VMCOREINFO {:?}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    // Memory with no kernel in it: said once, as a warning that survives --quiet.
+    let (mem, cpu) = GuestBuilder::new(ModeKind::Level4, 1 << 20).build_vec();
+    let bare = dir.path().join("bare.elf");
+    write_qemu_like_core(&bare, &mem, &[cpu], None).unwrap();
+    let err = quiet_stderr(
+        &["dump", "-o"],
+        &dir.path().join("bare-out.elf"),
+        &[bare.to_str().unwrap()],
+    );
+    assert_eq!(
+        err.matches("no Linux kernel found in memory").count(),
+        1,
+        "{err}"
+    );
+}

@@ -19,6 +19,8 @@ use crate::Result;
 pub struct SinkEnd<'a> {
     /// The dump's notes (CPU registers, VMCOREINFO), within the room reserved for them.
     pub notes: &'a [ElfNote],
+    /// The described kernel's `uname` strings, for a kdump header.
+    pub utsname: Option<&'a crate::format::kdump::NewUtsname>,
     /// The CPU count a kdump header records.
     pub nr_cpus: usize,
     /// For a paging ELF core: its mappings (one PT_LOAD each), within the reserved room.

@@ -15,7 +15,7 @@
 //! * the **pages**: with a dump level, a page filter from that kernel's page array, which
 //!   never drops the VMCOREINFO note, the crash header and the crash notes.
 
-use super::{Guest, Notice, View};
+use super::{Guest, Notice, View, VmcoreinfoFrom};
 use crate::addr::PhysRange;
 use crate::dump::kdump::{
     write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
@@ -26,8 +26,9 @@ use crate::dump::{
     OutputOptions,
 };
 use crate::dump_level::{page_filter, DumpLevel, FilterReport, KernelPages, PageFilter};
+use crate::format::kdump::NewUtsname;
 use crate::format::ElfNote;
-use crate::kernel::{describe, Kernel, KernelRole};
+use crate::kernel::{describe, read_utsname, Kernel, KernelRole};
 use crate::mapping::{union_of_views, MappingList};
 use crate::paging::{ModeKind, PagingMode};
 use crate::progress::{NoProgress, Progress};
@@ -146,6 +147,8 @@ impl DumpSpec {
 /// pushed by a stream, before the file is completed).
 pub(super) struct Plan {
     pub(super) vmcoreinfo: Option<Vec<u8>>,
+    /// The described kernel's `uname` strings, read from its `init_uts_ns` (kdump headers).
+    pub(super) utsname: Option<NewUtsname>,
     pub(super) mappings: Option<MappingList>,
     pub(super) notes: Vec<ElfNote>,
     pub(super) nr_cpus: usize,
@@ -328,6 +331,7 @@ impl Guest {
             memory: &*self.image.memory,
             notes: &plan.notes,
             vmcoreinfo: plan.vmcoreinfo.as_deref(),
+            utsname: plan.utsname.as_ref(),
             machine: kdump_machine(plan.long_mode),
             nr_cpus: plan.nr_cpus.max(1) as u32,
             compression,
@@ -363,6 +367,7 @@ impl Guest {
             .filter(|s| s.mode.kind != ModeKind::Off)
             .map(|s| (s.cpu.index, s.mode.clone()))
             .collect();
+        let mut foreign = false;
         if paging_asked && kernel.is_none() {
             let scan = self.kernels();
             if walked.is_empty() {
@@ -396,11 +401,15 @@ impl Guest {
                         release: k.release.clone(),
                     });
                     vmcoreinfo = None;
+                    foreign = true;
                 }
             }
         }
         let level = spec.level;
         let paging = paging_asked && !walked.is_empty();
+        if kernel.is_none() && !paging {
+            kernel = self.described_kernel(&walked);
+        }
         let filtered = level.bits() > 0 && purpose != PlanFor::Stream;
         if filtered && kernel.is_none() && !paging {
             kernel = self.kernel_for_page_array(level);
@@ -434,6 +443,20 @@ impl Guest {
                 }
             )));
         }
+        if !dry_run && !foreign {
+            self.notice(Notice::DumpVmcoreinfo(match (&vmcoreinfo, &kernel) {
+                (None, _) => VmcoreinfoFrom::None,
+                (Some(_), Some(k)) if !k.in_input_notes && k.vmcoreinfo_addr.is_some() => {
+                    VmcoreinfoFrom::Ram {
+                        kernel: k.index,
+                        release: k.release.clone(),
+                        addr: k.vmcoreinfo_addr.unwrap_or_default(),
+                        replaced_input: self.image.vmcoreinfo.is_some(),
+                    }
+                }
+                (Some(_), _) => VmcoreinfoFrom::Input,
+            }));
+        }
         let long_mode = view.long_mode();
         let (notes, nr_cpus) =
             self.cpu_notes(view, kernel.as_ref(), vmcoreinfo.as_deref(), long_mode);
@@ -442,8 +465,13 @@ impl Guest {
         } else {
             None
         };
+        let utsname = match (&spec.format, &vmcoreinfo) {
+            (DumpFormat::Kdump(_), Some(text)) => read_utsname(&*self.image.memory, text),
+            _ => None,
+        };
         Ok(Plan {
             vmcoreinfo,
+            utsname,
             mappings,
             notes,
             nr_cpus,
@@ -543,6 +571,41 @@ impl Guest {
             kernel: kernel.map(|k| (k.index, k.release.clone())),
         });
         Ok(f)
+    }
+
+    /// The kernel a dump describes when no kernel view named one and no paging view chose
+    /// it, when that is not the input's own VMCOREINFO: `None` keeps the input's note.
+    ///
+    /// The input's note is kept, without a scan of RAM, when the walked vCPUs run its kernel,
+    /// or when no vCPU has paging on (nothing says another kernel is meant). Otherwise the
+    /// scan's kernel that a walked vCPU runs (the default view's vCPU runs the running kernel,
+    /// not one parked in a crashed kernel); else the only kernel with usable tables. When the
+    /// scan finds neither, the input's note (if any) stays: no kernel is known to be meant.
+    fn described_kernel(&self, walked: &[(u32, PagingMode)]) -> Option<Kernel> {
+        let image = &self.image;
+        if let Some(text) = image.vmcoreinfo.as_ref().filter(|t| !t.is_empty()) {
+            if walked.is_empty() {
+                return None;
+            }
+            let k = describe(&*image.memory, &self.cpus, text.clone(), None, None);
+            if walked.iter().any(|(i, _)| k.cpus.contains(i)) {
+                return None;
+            }
+        }
+        let scan = self.kernels();
+        let runs = |k: &&Kernel| walked.iter().any(|(i, _)| k.cpus.contains(i));
+        if let Some(k) = scan.kernels.iter().find(runs) {
+            return (!k.in_input_notes).then(|| k.clone());
+        }
+        match scan
+            .kernels
+            .iter()
+            .filter(|k| k.layout.is_ok())
+            .collect::<Vec<_>>()[..]
+        {
+            [k] if !k.in_input_notes && k.vmcoreinfo_addr.is_some() => Some(k.clone()),
+            _ => None,
+        }
     }
 
     /// The kernel whose page array filters a dump when none was named: the one whose

@@ -236,12 +236,8 @@ impl Guest {
             ));
         }
         let plan = snapshot.plan_dump(&view, spec, PlanFor::Stream, progress)?;
-        if plan.vmcoreinfo.is_none() {
-            snapshot.notice(Notice::Warning(
-                "the guest registered no VMCOREINFO (no `-device vmcoreinfo`, or a kernel without the fw_cfg driver): the dump carries none".into(),
-            ));
-        }
         sink.finish(&SinkEnd {
+            utsname: plan.utsname.as_ref(),
             notes: &plan.notes,
             nr_cpus: plan.nr_cpus,
             mappings: plan.mappings.as_ref(),

@@ -37,7 +37,7 @@ mod view;
 
 pub use crate::dump::{DumpFormat, DumpOutcome, KdumpOutcome};
 pub use dump::{DumpLayoutSpec, DumpSpec, LiveCapture, SnapshotBlocker};
-pub use notice::{NoSnapshot, Notice, NoticeSink};
+pub use notice::{NoSnapshot, Notice, NoticeSink, VmcoreinfoFrom};
 pub use options::{CpuOverrides, GuestOptions};
 pub use view::{Selected, View, ViewSpec};
 

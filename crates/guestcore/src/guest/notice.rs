@@ -22,12 +22,16 @@ pub enum Notice {
     Note(String),
     /// The result is not what was asked for (but is still valid).
     Warning(String),
-    /// No vCPU was named: the first with paging on was chosen among several.
+    /// No vCPU was named: the first with paging on that does not run a crashed kernel was
+    /// chosen among several.
     ChoseCpu {
         /// Its index.
         cpu: u32,
         /// How many vCPUs the input has.
         of: usize,
+        /// vCPUs passed over because they are parked in a crashed kernel, as
+        /// `(vCPU, kernel index)`.
+        parked: Vec<(u32, usize)>,
     },
     /// A page-table walk finished; its report says whether limits cut it short and what it
     /// skipped (render with the caller's names for the limits).
@@ -71,6 +75,8 @@ pub enum Notice {
     /// A warning: pages of RAM the source holds could not be read (they fail to decode, or an
     /// I/O error) while looking for kernels, so a kernel whose VMCOREINFO is in one is missing.
     UnreadablePages(crate::kernel::UnreadablePages),
+    /// Where a dump's VMCOREINFO comes from (or that it has none).
+    DumpVmcoreinfo(VmcoreinfoFrom),
     /// A running guest is paused for its dump instead of dumped from a background snapshot.
     NoSnapshot(NoSnapshot),
     /// A running guest was dumped from a background snapshot: QEMU's figures for it.
@@ -82,6 +88,31 @@ pub enum Notice {
         /// The kernel whose page array it read, as `(index, release)`.
         kernel: Option<(usize, String)>,
     },
+}
+
+/// Where a dump's VMCOREINFO comes from: the kernel it describes is the one a kernel view
+/// names, else the one the walked vCPU runs, else the only kernel in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VmcoreinfoFrom {
+    /// The input's own note (QEMU's `-device vmcoreinfo`, a kdump file's): it is the
+    /// described kernel's.
+    Input,
+    /// The note of a kernel found in guest RAM, because the input has none or its own is
+    /// another kernel's.
+    Ram {
+        /// The kernel's index in [`Guest::kernels`](super::Guest::kernels).
+        kernel: usize,
+        /// Its release.
+        release: String,
+        /// Where its note lies in guest-physical memory.
+        addr: u64,
+        /// True when the input had a note of its own (another kernel's).
+        replaced_input: bool,
+    },
+    /// No Linux kernel was found in memory and the input carries no VMCOREINFO: the dump has
+    /// none (drgn and libkdumpfile then cannot find the kernel).
+    None,
 }
 
 /// Why a running guest's dump does not come from a background snapshot.

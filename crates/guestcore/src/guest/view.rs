@@ -129,12 +129,13 @@ impl Guest {
                 };
                 vec![c.clone()]
             }
-            _ => match cpus.iter().find(|c| c.paging_enabled()) {
-                Some(c) => {
+            _ => match self.default_cpu() {
+                Some((c, parked)) => {
                     if cpus.len() > 1 {
                         self.notice(Notice::ChoseCpu {
                             cpu: c.index,
                             of: cpus.len(),
+                            parked,
                         });
                     }
                     vec![c.clone()]
@@ -160,5 +161,65 @@ impl Guest {
             selected,
             kernel: None,
         })
+    }
+
+    /// The vCPU the default view takes: the first with paging on that does not run a crashed
+    /// kernel, so every capture of the same situation gives the same view whichever vCPU the
+    /// crash happened on (a kdump capture kernel runs on the vCPU that crashed; the others stay
+    /// parked in the crashed kernel with its tables).
+    ///
+    /// Finding the crashed kernel takes a scan of RAM, so it is only done when the vCPUs with
+    /// paging on could run different kernels: when the top-level entries that map the upper
+    /// half of their address space (where the kernel lives, and which every process of one
+    /// kernel shares) are not all equal. Equal entries translate every kernel address alike,
+    /// so the first vCPU then runs the same kernel as the rest.
+    /// Returns it with the vCPUs passed over, as `(vCPU, crashed kernel)`.
+    fn default_cpu(&self) -> Option<(&X86CpuState, Vec<(u32, usize)>)> {
+        let paging: Vec<&X86CpuState> = self.cpus().iter().filter(|c| c.paging_enabled()).collect();
+        let first = *paging.first()?;
+        let parked = self.parked_in_crashed();
+        let is_parked = |c: &X86CpuState| parked.iter().any(|(cpu, _)| *cpu == c.index);
+        match paging.iter().find(|c| !is_parked(c)) {
+            Some(c) => {
+                let passed = parked.into_iter().filter(|(p, _)| *p < c.index).collect();
+                Some((c, passed))
+            }
+            // Every vCPU in a crashed kernel (no capture kernel runs): the first.
+            None => Some((first, Vec::new())),
+        }
+    }
+
+    /// True when every vCPU in `cpus` has the same paging mode and the same entries in the
+    /// upper half of its top-level table.
+    fn one_kernel_half(&self, cpus: &[&X86CpuState]) -> bool {
+        let mem = self.memory();
+        let half = |c: &X86CpuState| -> Option<(crate::paging::ModeKind, Vec<u8>)> {
+            let mode = PagingMode::from_cpu(c).ok()?;
+            let top = mode.levels().first()?;
+            let table = (top.entries() * mode.entry_bytes()) as u64;
+            let mut upper = vec![0u8; (table / 2) as usize];
+            mem.read_at(mode.root + table / 2, &mut upper).ok()?;
+            Some((mode.kind, upper))
+        };
+        let Some(first) = half(cpus[0]) else {
+            return false;
+        };
+        cpus[1..].iter().all(|c| half(c).as_ref() == Some(&first))
+    }
+
+    /// The vCPUs whose tables run a crashed kernel (a kdump capture kernel runs elsewhere), as
+    /// `(vCPU, kernel index)`. Costs a scan of RAM (once per guest) unless the vCPUs with
+    /// paging on share their kernel half, which no crashed and capture kernel pair does.
+    pub fn parked_in_crashed(&self) -> Vec<(u32, usize)> {
+        let paging: Vec<&X86CpuState> = self.cpus().iter().filter(|c| c.paging_enabled()).collect();
+        if paging.len() < 2 || self.one_kernel_half(&paging) {
+            return Vec::new();
+        }
+        self.kernels()
+            .kernels
+            .iter()
+            .filter(|k| k.role == crate::kernel::KernelRole::Crashed)
+            .flat_map(|k| k.cpus.iter().map(move |&c| (c, k.index)))
+            .collect()
     }
 }

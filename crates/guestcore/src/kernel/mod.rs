@@ -8,10 +8,13 @@
 //! kdump ELF core header (`elfcorehdr`). Each kernel's page-table root and mode come from its
 //! VMCOREINFO (`layout`); its role is
 //!
-//! * `crashed` — a kdump core header in RAM points at its VMCOREINFO note (the header also
-//!   holds the registers its CPUs saved at the crash);
-//! * `running` — a vCPU's page tables map the kernel's `init_uts_ns` to where this kernel's
-//!   image keeps it (the vCPUs are named);
+//! * `crashed` — a kdump core header in RAM points at its VMCOREINFO note and at the
+//!   registers its CPUs saved at the crash (a header whose CPU notes are still empty belongs to
+//!   a kernel armed for kdump that did not crash). A crashed kernel is never `running`, even
+//!   when vCPUs still run its tables: the CPUs a crash stops stay parked in it while the
+//!   capture kernel runs on the one that crashed;
+//! * `running` — not crashed, and a vCPU's page tables map the kernel's `init_uts_ns` to where
+//!   this kernel's image keeps it (the vCPUs are named);
 //! * `other` — found, role unknown.
 //!
 //! A crashed kernel whose CPU still sits in its stop loop is `crashed` and names that vCPU.
@@ -21,6 +24,7 @@ mod elfcorehdr;
 mod first_vmcoreinfo;
 mod layout;
 pub(crate) mod scan;
+mod utsname;
 pub(crate) mod vread;
 
 pub use dmesg::kernel_log;
@@ -28,6 +32,7 @@ pub use elfcorehdr::CrashHeader;
 pub(crate) use first_vmcoreinfo::find_vmcoreinfo;
 pub use layout::{KernelLayout, LayoutError};
 pub use scan::UnreadablePages;
+pub(crate) use utsname::read_utsname;
 
 use crate::cpu::X86CpuState;
 use crate::format::note::ElfNote;
@@ -112,7 +117,8 @@ pub struct KernelScan {
 pub enum KernelSelector {
     /// The kernel a kdump capture kernel was started for (its ELF core header is in RAM).
     Crashed,
-    /// The kernel the first vCPU with paging on runs, or the only kernel.
+    /// A kernel no kdump core header describes (it did not crash) and that a vCPU runs: the
+    /// one the first such vCPU runs; without one, the only kernel that did not crash.
     Running,
     /// The kernel at this index of [`KernelScan::kernels`].
     Index(usize),
@@ -179,20 +185,30 @@ impl KernelScan {
                 }
             }
             KernelSelector::Running => {
-                let first = cpus.iter().find(|c| c.paging_enabled()).map(|c| c.index);
-                if let Some(k) =
-                    first.and_then(|i| self.kernels.iter().find(|k| k.cpus.contains(&i)))
+                // A kernel no crash header describes, that a vCPU runs: the one the first such
+                // vCPU runs, whichever vCPUs stay parked in a crashed kernel.
+                let running = |i: u32| {
+                    self.kernels
+                        .iter()
+                        .find(|k| k.role == KernelRole::Running && k.cpus.contains(&i))
+                };
+                if let Some(k) = cpus
+                    .iter()
+                    .filter(|c| c.paging_enabled())
+                    .find_map(|c| running(c.index))
                 {
                     return Ok(k);
                 }
-                let run: Vec<_> = self
+                let not_crashed: Vec<_> = self
                     .kernels
                     .iter()
-                    .filter(|k| k.role == KernelRole::Running)
+                    .filter(|k| k.role != KernelRole::Crashed)
                     .collect();
-                match (&run[..], &self.kernels[..]) {
-                    ([k], _) => Ok(k),
-                    ([], [k]) => Ok(k),
+                match &not_crashed[..] {
+                    [k] => Ok(k),
+                    [] if !self.kernels.is_empty() => Err(missing(
+                        "every kernel found crashed (--kernel crashed reads it)".into(),
+                    )),
                     _ => Err(missing(
                         "no single running kernel; select one by index".into(),
                     )),
@@ -282,10 +298,13 @@ pub fn find_kernels(
     input_vmcoreinfo: Option<&[u8]>,
 ) -> KernelScan {
     let found = scan::scan(mem);
+    // A header is in RAM as soon as a crash kernel is loaded (`kexec -p`); only a crash fills
+    // its CPU notes. A kernel armed for kdump that did not crash is not `crashed`.
     let headers: Vec<CrashHeader> = found
         .core_headers
         .iter()
         .filter_map(|&a| elfcorehdr::read_crash_header(mem, a))
+        .filter(|h| !h.prstatus.is_empty())
         .collect();
     let make = |text: Vec<u8>, addr: Option<u64>| -> Kernel {
         let crash = addr.and_then(|a| headers.iter().find(|h| h.note_addrs.contains(&a)).cloned());

@@ -10,6 +10,7 @@ mod hostile_walk;
 mod kdump;
 mod kdump_readers;
 mod kernel_log;
+mod kernel_roles;
 mod layers;
 mod walk_fuzz;
 mod walk_modes;

@@ -61,10 +61,13 @@ pub fn capture(guest: &str) -> Option<PathBuf> {
 fn capture_unlocked(guest: &str) -> Option<PathBuf> {
     let dir = cache_dir().join("captures").join(guest);
     // The kdump guests (a first kernel crashed into its capture kernel) have their own script.
-    let kdump_smp = match guest {
-        "x86_64-kdump" => Some("2"),
-        "x86_64-kdump-smp1" => Some("1"),
-        _ => None,
+    // `(vCPUs, the vCPU that crashes)`: the crash is pinned so each capture is the same
+    // situation every time it is taken (which vCPU stays parked in the crashed kernel).
+    let (kdump_smp, crash_cpu) = match guest {
+        "x86_64-kdump" => (Some("2"), Some("0")),
+        "x86_64-kdump-cpu1" => (Some("2"), Some("1")),
+        "x86_64-kdump-smp1" => (Some("1"), None),
+        _ => (None, None),
     };
     // What the tests read; a capture missing any of it (e.g. one taken before /init had the
     // dump-level workload, so without workload.txt) is taken again.
@@ -92,7 +95,12 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
             "timings.txt",
         ],
     };
-    let complete = needed.iter().all(|f| dir.join(f).exists());
+    let pinned_as_asked = match crash_cpu {
+        None => true,
+        Some(n) => std::fs::read_to_string(dir.join("cmdline.txt"))
+            .is_ok_and(|c| c.contains(&format!("guestcore_crash_cpu={n}"))),
+    };
+    let complete = needed.iter().all(|f| dir.join(f).exists()) && pinned_as_asked;
     if complete && capture_matches_kernel(guest, &dir) {
         return Some(dir);
     }
@@ -109,10 +117,15 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
             .arg(&dir);
     } else {
         match kdump_smp {
-            Some(smp) => cmd
-                .arg(repo_root().join("scripts/guest/capture-kdump.sh"))
-                .arg(&dir)
-                .env("GUESTCORE_SMP", smp),
+            Some(smp) => {
+                cmd.arg(repo_root().join("scripts/guest/capture-kdump.sh"))
+                    .arg(&dir)
+                    .env("GUESTCORE_SMP", smp);
+                if let Some(n) = crash_cpu {
+                    cmd.env("GUESTCORE_CRASH_CPU", n);
+                }
+                &mut cmd
+            }
             None => cmd
                 .arg(repo_root().join("scripts/guest/capture.sh"))
                 .arg(guest),

@@ -7,7 +7,9 @@ use super::plan::{KdumpPlan, PfnRanges, PAGE_U64};
 use super::KdumpSummary;
 use crate::codec::PAGE;
 use crate::dump_level::FrameSet;
-use crate::format::kdump::{NewUtsname, PageDesc, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE};
+use crate::format::kdump::{
+    NewUtsname, PageDesc, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE, UTS_FIELD_LEN,
+};
 use crate::format::kdump_header::{DiskDumpHeader, KdumpHeaders, KdumpSubHeader};
 use crate::{Error, Result};
 use zerocopy::IntoBytes;
@@ -32,14 +34,22 @@ fn headers(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHea
         })?;
     // libkdumpfile ignores a utsname whose release, version or machine is empty (and some
     // versions also an empty nodename), and then cannot tell the architecture. VMCOREINFO has
-    // only the release: the rest are the kernel's defaults ("(none)") or "unknown".
+    // only the release: the rest come from the kernel's own `init_uts_ns` when it was found,
+    // else are the kernel's defaults ("(none)") or "unknown". The machine is always the one
+    // the header's ABI follows.
+    let or = |f: Option<&[u8; UTS_FIELD_LEN]>, default: &str| {
+        f.filter(|f| f[0] != 0)
+            .copied()
+            .unwrap_or_else(|| NewUtsname::field(default))
+    };
+    let k = req.utsname;
     let utsname = NewUtsname {
         sysname: NewUtsname::field("Linux"),
-        nodename: NewUtsname::field("(none)"),
+        nodename: or(k.map(|u| &u.nodename), "(none)"),
         release: NewUtsname::field(&plan.release),
-        version: NewUtsname::field("unknown"),
+        version: or(k.map(|u| &u.version), "unknown"),
         machine: NewUtsname::field(req.machine.as_str()),
-        domainname: NewUtsname::field("(none)"),
+        domainname: or(k.map(|u| &u.domainname), "(none)"),
     };
     let header = DiskDumpHeader {
         signature: *KDUMP_SIGNATURE,

@@ -46,6 +46,7 @@ pub use writer::{write_kdump, write_kdump_to};
 
 use crate::addr::PhysRange;
 use crate::dump_level::FrameSet;
+use crate::format::kdump::NewUtsname;
 use crate::format::ElfNote;
 use crate::phys::PhysMemory;
 use serde::Serialize;
@@ -61,6 +62,9 @@ pub struct KdumpRequest<'a> {
     pub notes: &'a [ElfNote],
     /// The guest's VMCOREINFO text; appended as a `VMCOREINFO` note (unless `notes` has one).
     pub vmcoreinfo: Option<&'a [u8]>,
+    /// The described kernel's `uname` strings (from its `init_uts_ns`), for the header's
+    /// utsname; `None` writes the release from VMCOREINFO and defaults for the rest.
+    pub utsname: Option<&'a NewUtsname>,
     /// The architecture written in the utsname; it picks the header ABI (32- or 64-bit).
     pub machine: KdumpMachine,
     /// The header's `nr_cpus`: how many CPUs the guest has.
@@ -88,6 +92,7 @@ impl<'a> KdumpRequest<'a> {
             memory,
             notes: &[],
             vmcoreinfo: None,
+            utsname: None,
             machine: KdumpMachine::X86_64,
             nr_cpus: 1,
             compression,

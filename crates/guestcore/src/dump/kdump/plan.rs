@@ -12,7 +12,7 @@ use super::{Compression, KdumpMachine, KdumpRequest};
 use crate::addr::PhysRange;
 use crate::codec::PAGE;
 use crate::dump_level::FrameSet;
-use crate::format::kdump::PageDesc;
+use crate::format::kdump::{NewUtsname, PageDesc};
 use crate::format::kdump_header::HeaderAbi;
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_phys_base};
@@ -28,6 +28,7 @@ pub(super) struct Shape<'a> {
     pub(super) ram: &'a RamMap,
     pub(super) notes: &'a [ElfNote],
     pub(super) vmcoreinfo: Option<&'a [u8]>,
+    pub(super) utsname: Option<&'a NewUtsname>,
     pub(super) machine: KdumpMachine,
     pub(super) nr_cpus: u32,
     pub(super) compression: Compression,
@@ -43,6 +44,7 @@ impl KdumpRequest<'_> {
             ram: self.memory.ram(),
             notes: self.notes,
             vmcoreinfo: self.vmcoreinfo,
+            utsname: self.utsname,
             machine: self.machine,
             nr_cpus: self.nr_cpus,
             compression: self.compression,

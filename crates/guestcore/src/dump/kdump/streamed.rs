@@ -30,7 +30,7 @@ use crate::dump::sink::{PageSink, SinkEnd};
 use crate::dump::writeback::WritebackRuns;
 use crate::dump::{DumpOutcome, KdumpOutcome};
 use crate::dump_level::FrameSet;
-use crate::format::kdump::PageDesc;
+use crate::format::kdump::{NewUtsname, PageDesc};
 use crate::format::ElfNote;
 use crate::phys::{PhysMemory, RamMap};
 use crate::progress::NoProgress;
@@ -111,7 +111,7 @@ impl StreamedKdump {
                 spec.dump_level
             )));
         }
-        let req = shape(ram, &spec, &[], 1);
+        let req = shape(ram, &spec, &[], None, 1);
         super::plan::check_bitmaps(&req)?;
         let plan = plan_reserving(&req, spec.notes_reserve)?;
         let output = AtomicOutput::create(out, opts)?;
@@ -312,7 +312,12 @@ impl StreamedKdump {
     /// Completes the file with `notes` (VMCOREINFO among them, which names the release and
     /// `phys_base` in the headers) for `nr_cpus` vCPUs, and renames it into place. Fails,
     /// leaving nothing, when a RAM page never arrived or the notes exceed the reserve.
-    pub fn finish(mut self, notes: &[ElfNote], nr_cpus: u32) -> Result<KdumpSummary> {
+    pub fn finish(
+        mut self,
+        notes: &[ElfNote],
+        utsname: Option<&NewUtsname>,
+        nr_cpus: u32,
+    ) -> Result<KdumpSummary> {
         self.flush()?;
         let missing = self.missing();
         if missing > 0 {
@@ -322,7 +327,7 @@ impl StreamedKdump {
                 "the stream ended with {missing} pages of the guest's RAM never sent: no dump written"
             )));
         }
-        let req = shape(&self.ram, &self.spec, notes, nr_cpus);
+        let req = shape(&self.ram, &self.spec, notes, utsname, nr_cpus);
         let last = plan_reserving(&req, self.spec.notes_reserve)?;
         if last.sub_hdr_blocks != self.plan.sub_hdr_blocks {
             return Err(Error::Limit {
@@ -450,7 +455,7 @@ impl PageSink for StreamedKdump {
         }
         let compression = self.compression();
         Ok(DumpOutcome::Kdump(KdumpOutcome {
-            summary: (*self).finish(end.notes, end.nr_cpus.max(1) as u32)?,
+            summary: (*self).finish(end.notes, end.utsname, end.nr_cpus.max(1) as u32)?,
             compression,
         }))
     }
@@ -461,12 +466,14 @@ fn shape<'a>(
     ram: &'a RamMap,
     spec: &StreamedKdumpSpec,
     notes: &'a [ElfNote],
+    utsname: Option<&'a NewUtsname>,
     nr_cpus: u32,
 ) -> Shape<'a> {
     Shape {
         ram,
         notes,
         vmcoreinfo: None,
+        utsname,
         machine: spec.machine,
         nr_cpus,
         compression: spec.compression,
@@ -563,7 +570,7 @@ mod tests {
                 0,
                 b"OSRELEASE=6.1.0-test\nNUMBER(phys_base)=16777216\n".to_vec(),
             );
-            let summary = s.finish(std::slice::from_ref(&note), 2).unwrap();
+            let summary = s.finish(std::slice::from_ref(&note), None, 2).unwrap();
             assert_eq!(summary.dumped_pages, ram.total() / PAGE_U64);
 
             let k = KdumpFile::open(&out).unwrap();
@@ -597,7 +604,7 @@ mod tests {
         };
         let mut s = StreamedKdump::create(&out, &OutputOptions::default(), &ram, small).unwrap();
         s.page(0, Some(&page_of(0))).unwrap();
-        let e = s.finish(&[], 1).unwrap_err().to_string();
+        let e = s.finish(&[], None, 1).unwrap_err().to_string();
         assert!(e.contains("never sent"), "{e}");
         let mut s = StreamedKdump::create(&out, &OutputOptions::default(), &ram, small).unwrap();
         for r in ram.ranges() {
@@ -606,7 +613,7 @@ mod tests {
             }
         }
         let big = ElfNote::new(b"VMCOREINFO", 0, vec![b'x'; 8192]);
-        let e = s.finish(&[big], 1).unwrap_err().to_string();
+        let e = s.finish(&[big], None, 1).unwrap_err().to_string();
         assert!(e.contains("reserved"), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let two = StreamedKdumpSpec {
