@@ -52,7 +52,7 @@ fn kernels_seed(kind: ModeKind) -> Vec<u8> {
     let root = b.root();
     let (mem, _) = b.build_vec();
     let mut text = format!(
-        "OSRELEASE=6.1.0-fuzz\nSYMBOL({top_name})={:x}\nNUMBER(phys_base)=0\nSYMBOL(prb)={:x}\n{}",
+        "OSRELEASE=6.1.0-fuzz\nPAGESIZE=4096\nSYMBOL({top_name})={:x}\nNUMBER(phys_base)=0\nSYMBOL(prb)={:x}\n{}",
         base + root,
         base + 0x3000,
         guestcore_testkit::vmcoreinfo::PRINTK_RING_LAYOUT
@@ -114,6 +114,25 @@ fn main() {
     ] {
         put(&dir, "kernels", &format!("{kind:?}"), &kernels_seed(kind));
     }
+    // Notes injected at page starts of RAM that look like a kernel's but lie: a size past the
+    // page, text that is not VMCOREINFO after `OSRELEASE=`, no PAGESIZE.
+    let mut injected = kernels_seed(ModeKind::Level4);
+    let page = |n: usize| injected.iter().position(|&b| b == 0).unwrap() + 1 + (n - 1) * 4096;
+    for (n, desc, size) in [
+        (0x30usize, &b"OSRELEASE=6.6.6\nPAGESIZE=4096\n"[..], u32::MAX),
+        (0x31, b"OSRELEASE=\xff\xfe\x00garbage", 40),
+        (0x32, b"OSRELEASE=6.6.6\nSYMBOL(init_top_pgt)=ffffffff80001000\n", 60),
+    ] {
+        let mut note = Vec::new();
+        note.extend_from_slice(&11u32.to_le_bytes());
+        note.extend_from_slice(&size.to_le_bytes());
+        note.extend_from_slice(&0u32.to_le_bytes());
+        note.extend_from_slice(b"VMCOREINFO\0\0");
+        note.extend_from_slice(desc);
+        let at = page(n);
+        injected[at..at + note.len()].copy_from_slice(&note);
+    }
+    put(&dir, "kernels", "injected-notes", &injected);
     for (i, kind) in [
         ModeKind::Level4,
         ModeKind::Pae,

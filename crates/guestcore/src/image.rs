@@ -275,16 +275,19 @@ impl GuestImage {
                     migration: None,
                 })
             }
-            Magic::None => Ok(GuestImage {
-                path: path.to_path_buf(),
-                format: ImageFormat::Raw,
-                memory: Box::new(RawImage::open(path, opts.layout.as_ref())?),
-                cpus: Vec::new(),
-                notes: Vec::new(),
-                vmcoreinfo: None,
-                live: None,
-                migration: None,
-            }),
+            Magic::None => {
+                no_memory_if_tiny(path)?;
+                Ok(GuestImage {
+                    path: path.to_path_buf(),
+                    format: ImageFormat::Raw,
+                    memory: Box::new(RawImage::open(path, opts.layout.as_ref())?),
+                    cpus: Vec::new(),
+                    notes: Vec::new(),
+                    vmcoreinfo: None,
+                    live: None,
+                    migration: None,
+                })
+            }
         }
     }
 
@@ -434,6 +437,26 @@ impl GuestImage {
 }
 
 /// The first 16 bytes of `path` (fewer for a shorter file).
+/// Refuses a file with no known header that cannot hold one page of memory: an empty file
+/// (what QEMU leaves after a failed `dump-guest-memory`) or a few bytes are not a raw image of
+/// a guest, and describing them as one (0 bytes of RAM, exit status 0) hides the failure.
+fn no_memory_if_tiny(path: &Path) -> Result<()> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(format!("{}: stat", path.display()), e))?
+        .len();
+    let what = match len {
+        0 => "empty file: no guest memory".to_string(),
+        n if n < crate::addr::PAGE_SIZE => format!(
+            "{n} bytes, no known format's header and less than one page of memory: no guest memory"
+        ),
+        _ => return Ok(()),
+    };
+    Err(Error::Format {
+        path: path.to_path_buf(),
+        what,
+    })
+}
+
 fn read_head(path: &Path) -> Result<Vec<u8>> {
     let file =
         std::fs::File::open(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;

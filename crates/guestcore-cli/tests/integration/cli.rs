@@ -614,7 +614,7 @@ fn kernel_in_ram() -> (guestcore::phys::VecMemory, guestcore::cpu::X86CpuState, 
     let root = b.root();
     b.write_phys(0x20_0000, b"Linux\0kernel in RAM\0");
     let text = format!(
-        "OSRELEASE=6.1.0-ram\nSYMBOL(init_top_pgt)={:x}\nSYMBOL(init_uts_ns)={:x}\nNUMBER(phys_base)=0\n",
+        "OSRELEASE=6.1.0-ram\nPAGESIZE=4096\nSYMBOL(init_top_pgt)={:x}\nSYMBOL(init_uts_ns)={:x}\nNUMBER(phys_base)=0\n",
         k + root,
         k + 0x20_0000
     );
@@ -807,7 +807,7 @@ fn every_dump_carries_the_vmcoreinfo_of_the_kernel_in_ram() {
         let img = guestcore::GuestImage::open(&out_file, &Default::default()).unwrap();
         let text = img.vmcoreinfo.as_deref().unwrap_or_default();
         assert!(
-            text.starts_with(b"OSRELEASE=6.1.0-ram\n"),
+            text.starts_with(b"OSRELEASE=6.1.0-ram\nPAGESIZE=4096\n"),
             "{name}: VMCOREINFO {:?}",
             String::from_utf8_lossy(text)
         );
@@ -826,4 +826,27 @@ fn every_dump_carries_the_vmcoreinfo_of_the_kernel_in_ram() {
         1,
         "{err}"
     );
+}
+
+#[test]
+fn empty_and_tiny_inputs_are_errors_not_empty_guests() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, want) in [
+        (
+            "empty.dmp",
+            &b""[..],
+            "empty.dmp: empty file: no guest memory",
+        ),
+        (
+            "tiny.bin",
+            &[0u8; 100][..],
+            "tiny.bin: 100 bytes, no known format's header and less than one page of memory",
+        ),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        for cmd in ["info", "kernels", "mem"] {
+            fails(guestcore().arg(cmd).arg(&p), want);
+        }
+    }
 }

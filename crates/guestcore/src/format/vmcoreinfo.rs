@@ -81,7 +81,23 @@ pub fn read_vmcoreinfo_note(
     }
     let len = vmcoreinfo_text(&desc)?.len();
     desc.truncate(len);
-    Some(desc)
+    is_kernel_vmcoreinfo(&desc).then_some(desc)
+}
+
+/// True when `text` is what a kernel writes as VMCOREINFO: printable ASCII lines, the first
+/// `OSRELEASE=`, a `PAGESIZE=` line with a power of two, at most [`MAX_VMCOREINFO`] bytes.
+/// Text read out of guest RAM is only believed (and put into a dump) when it passes: a page
+/// that starts like the note but lies about its size or holds garbage after `OSRELEASE=` is
+/// not a kernel's.
+pub fn is_kernel_vmcoreinfo(text: &[u8]) -> bool {
+    text.len() as u64 <= MAX_VMCOREINFO
+        && text.starts_with(b"OSRELEASE=")
+        && text
+            .iter()
+            .all(|&b| b == b'\n' || (0x20..0x7f).contains(&b))
+        && vmcoreinfo_get(text, "PAGESIZE")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|p| p.is_power_of_two() && (1 << 12..=1 << 16).contains(&p))
 }
 
 /// The `KEY=VALUE` pairs in order. Reading stops at the first NUL (the kernel's buffer is
@@ -137,7 +153,7 @@ mod tests {
 
     const TEXT: &[u8] = b"OSRELEASE=6.1.0-28-amd64\nPAGESIZE=4096\n\
         SYMBOL(swapper_pg_dir)=ffffffff9a20a000\nNUMBER(phys_base)=-1073741824\n\
-        NUMBER(pgtable_l5_enabled)=0\ngarbage line\nKERNELOFFSET=18a00000\n\0\0\0OSRELEASE=x\n";
+        NUMBER(pgtable_l5_enabled)=0\ngarbage line\nKERNELOFFSET=18a00000\n\0\0\0OSRELEASE=x\nPAGESIZE=4096\n";
 
     #[test]
     fn lookups() {
@@ -201,7 +217,8 @@ mod tests {
         let mut huge = n.clone();
         huge[4..8].copy_from_slice(&(MAX_VMCOREINFO as u32 + 1).to_le_bytes());
         assert_eq!(read_back(&huge, None), None);
-        let big = vec![b'x'; MAX_VMCOREINFO as usize];
+        let mut big = b"OSRELEASE=6.1.0\nPAGESIZE=4096\n".to_vec();
+        big.resize(MAX_VMCOREINFO as usize, b'x');
         assert_eq!(
             read_back(&note(11, b"VMCOREINFO\0", &big), None).unwrap(),
             big
@@ -213,6 +230,22 @@ mod tests {
             b"VMCOREINFO\0",
             b"PAGESIZE=4096\n"
         )));
+        // A page that starts like the note but is not a kernel's text: never believed.
+        for bad in [
+            &b"OSRELEASE=6.1.0\n"[..],
+            b"OSRELEASE=6.1.0\nPAGESIZE=4000\n",
+            b"OSRELEASE=6.1.0\nPAGESIZE=4096\n\xff\xfe garbage",
+            b"OSRELEASE=6.1\tx\nPAGESIZE=4096\n",
+            b"PAGESIZE=4096\nOSRELEASE=6.1.0\n",
+        ] {
+            let n = note(11, b"VMCOREINFO\0", bad);
+            assert_eq!(
+                read_back(&n, None),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
@@ -227,7 +260,9 @@ mod tests {
         assert_eq!(vmcoreinfo_phys_base(b"NUMBER(phys_base)=0x10\n"), None);
         assert_eq!(vmcoreinfo_phys_base(b"NUMBER(phys_base)=1000000x\n"), None);
         assert_eq!(
-            vmcoreinfo_phys_base(b"OSRELEASE=6.1.0\nNUMBER(phys_base)=-2147483648\n"),
+            vmcoreinfo_phys_base(
+                b"OSRELEASE=6.1.0\nPAGESIZE=4096\nNUMBER(phys_base)=-2147483648\n"
+            ),
             Some((-2147483648i64) as u64)
         );
         assert_eq!(vmcoreinfo_get(TEXT, "PAGESIZ"), None, "whole keys only");

@@ -347,8 +347,8 @@ mod tests {
     fn finds_notes_at_page_starts_and_dedups_the_input_note() {
         let mut ram = vec![0u8; 64 << 12];
         let a =
-            b"OSRELEASE=6.1.0-a\nSYMBOL(swapper_pg_dir)=ffffffff81010000\nNUMBER(phys_base)=0\n";
-        let b = b"OSRELEASE=6.1.0-b\n";
+            b"OSRELEASE=6.1.0-a\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff81010000\nNUMBER(phys_base)=0\n";
+        let b = b"OSRELEASE=6.1.0-b\nPAGESIZE=4096\n";
         ram[3 << 12..][..note(a).len()].copy_from_slice(&note(a));
         ram[9 << 12..][..note(b).len()].copy_from_slice(&note(b));
         // Not at a page start: not a note the kernel wrote.
@@ -380,7 +380,7 @@ mod tests {
 
     #[test]
     fn thousands_of_fake_notes_are_bounded() {
-        let n = note(b"OSRELEASE=fake\n");
+        let n = note(b"OSRELEASE=fake\nPAGESIZE=4096\n");
         let mut ram = vec![0u8; 2000 << 12];
         for p in 0..2000 {
             ram[p << 12..][..n.len()].copy_from_slice(&n);

@@ -18,7 +18,7 @@ const CRASH_NOTES: u64 = 0x31_0000;
 
 fn vmcoreinfo(release: &str, phys_base: u64) -> Vec<u8> {
     format!(
-        "OSRELEASE={release}\nSYMBOL(init_top_pgt)={:x}\nSYMBOL(init_uts_ns)={:x}\nNUMBER(phys_base)={phys_base}\n",
+        "OSRELEASE={release}\nPAGESIZE=4096\nSYMBOL(init_top_pgt)={:x}\nSYMBOL(init_uts_ns)={:x}\nNUMBER(phys_base)={phys_base}\n",
         K + 0x60_0000,
         K + 0x20_0000
     )

@@ -637,7 +637,11 @@ mod tests {
             b.page(None, p * PAGE_SIZE, &page_bytes(p));
         }
         b.zero(None, 5 * PAGE_SIZE, 0xaa);
-        b.page(None, 0x10 * PAGE_SIZE, &note(b"OSRELEASE=6.1.0-test\n"));
+        b.page(
+            None,
+            0x10 * PAGE_SIZE,
+            &note(b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\n"),
+        );
         b.part_end();
         b.part();
         b.page(Some("pc.ram"), PAGE_SIZE, &page_bytes(100));
@@ -700,7 +704,10 @@ mod tests {
             .map(|c| decode_cpu(&c.desc, &c.data, f.path()).unwrap())
             .collect();
         assert_eq!(cpus, [sample_state(0), sample_state(1)]);
-        assert_eq!(m.vmcoreinfo().unwrap(), b"OSRELEASE=6.1.0-test\n");
+        assert_eq!(
+            m.vmcoreinfo().unwrap(),
+            b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\n"
+        );
         assert_eq!(m.stats().data_pages, 7);
         assert_eq!(m.stats().zero_pages, 1);
     }
@@ -739,7 +746,10 @@ mod tests {
         let m = MigrationFile::open(f.path(), None).unwrap();
         assert!(m.libvirt());
         assert_eq!(m.read_u8_test(0x2000), page_bytes(2)[0]);
-        assert_eq!(m.vmcoreinfo().unwrap(), b"OSRELEASE=6.1.0-test\n");
+        assert_eq!(
+            m.vmcoreinfo().unwrap(),
+            b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\n"
+        );
         // Compressed images are refused by name; a header whose XML length misses the stream.
         let mut zstd = image.clone();
         zstd[..libvirt_save::HEADER_LEN as usize].copy_from_slice(

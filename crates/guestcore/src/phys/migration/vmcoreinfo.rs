@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(decode(None, &data, Path::new("t")).unwrap(), None);
         assert!(decode(None, &data[1..], Path::new("t")).is_err());
 
-        let text = b"OSRELEASE=6.1.0\n";
+        let text = b"OSRELEASE=6.1.0\nPAGESIZE=4096\n";
         let mut ram = vec![0u8; 0x2000];
         ElfNote::new(VMCOREINFO_NAME, 0, text.to_vec()).encode_into(&mut ram);
         ram.resize(0x4000, 0);
