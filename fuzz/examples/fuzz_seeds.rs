@@ -117,7 +117,8 @@ fn main() {
     // Notes injected at page starts of RAM that look like a kernel's but lie: a size past the
     // page, text that is not VMCOREINFO after `OSRELEASE=`, no PAGESIZE.
     let mut injected = kernels_seed(ModeKind::Level4);
-    let page = |n: usize| injected.iter().position(|&b| b == 0).unwrap() + 1 + (n - 1) * 4096;
+    let ram_at = injected.iter().position(|&b| b == 0).unwrap() + 1;
+    let page = |n: usize| ram_at + (n - 1) * 4096;
     for (n, desc, size) in [
         (0x30usize, &b"OSRELEASE=6.6.6\nPAGESIZE=4096\n"[..], u32::MAX),
         (0x31, b"OSRELEASE=\xff\xfe\x00garbage", 40),

@@ -9,6 +9,7 @@
 //! ([`crate::dump::from_stream`]) instead of pulled from an opened input.
 
 use super::dump::{elf_machine, kdump_machine, PlanFor};
+use super::page_heads::WatchHeads;
 use super::{DumpLayoutSpec, DumpSpec, Guest, GuestOptions, LiveCapture, Notice, ViewSpec};
 use super::{NoSnapshot, SnapshotBlocker};
 use crate::addr::PAGE_SIZE;
@@ -162,7 +163,7 @@ impl Guest {
         // space left over stays outside every header; finish refuses notes that do not fit).
         let reserve = per_cpu * running.cpus().len().max(1) as u64 * 2 + VMCOREINFO_RESERVE;
         let output = OutputOptions { force: spec.force };
-        let mut sink: Box<dyn PageSink> = match spec.format {
+        let sink: Box<dyn PageSink> = match spec.format {
             DumpFormat::Elf(class) => {
                 let paging = view.selected.first().filter(|s| {
                     spec.layout == DumpLayoutSpec::Paging && s.mode.kind != ModeKind::Off
@@ -197,8 +198,9 @@ impl Guest {
             )?),
         };
         drop(running);
+        let mut sink = WatchHeads::new(sink);
         let (report, cpus, pointer) =
-            match stream_snapshot(&mut session, &pieces, &mut *sink, ram.total(), progress)? {
+            match stream_snapshot(&mut session, &pieces, &mut sink, ram.total(), progress)? {
                 Streamed::Unavailable(why) => {
                     opts.notify(Notice::NoSnapshot(NoSnapshot::Refused(why)));
                     return Ok(None);
@@ -228,6 +230,9 @@ impl Guest {
             },
             opts,
         );
+        // The kernels are those whose traces the pages showed as they streamed past: no
+        // second pass over the file.
+        snapshot.find_kernels_among(&sink.heads);
         let view = snapshot.select(&ViewSpec::FirstPaging, None)?;
         if view.long_mode() != long_mode {
             return Err(Error::Unsupported(
@@ -236,12 +241,13 @@ impl Guest {
             ));
         }
         let plan = snapshot.plan_dump(&view, spec, PlanFor::Stream, progress)?;
-        sink.finish(&SinkEnd {
-            utsname: plan.utsname.as_ref(),
-            notes: &plan.notes,
-            nr_cpus: plan.nr_cpus,
-            mappings: plan.mappings.as_ref(),
-        })
-        .map(Some)
+        Box::new(sink)
+            .finish(&SinkEnd {
+                utsname: plan.utsname.as_ref(),
+                notes: &plan.notes,
+                nr_cpus: plan.nr_cpus,
+                mappings: plan.mappings.as_ref(),
+            })
+            .map(Some)
     }
 }

@@ -32,6 +32,7 @@ mod live;
 mod log;
 mod notice;
 mod options;
+mod page_heads;
 mod read;
 mod view;
 
@@ -44,7 +45,8 @@ pub use view::{Selected, View, ViewSpec};
 use crate::cpu::X86CpuState;
 use crate::image::{GuestImage, ImageFormat, OpenOptions};
 use crate::input::Input;
-use crate::kernel::{find_kernels, KernelScan};
+use crate::kernel::scan::PageHeads;
+use crate::kernel::{find_kernels, find_kernels_among, KernelScan};
 use crate::mapping::MappingList;
 use crate::paging::{translate, walk, Leaf, PagingMode, Translation, WalkReport};
 use crate::phys::PhysMemory;
@@ -176,16 +178,32 @@ impl Guest {
     /// Pages the scan could not read are said once, as a [`Notice::UnreadablePages`].
     pub fn kernels(&self) -> &KernelScan {
         self.kernels.get_or_init(|| {
-            let scan = find_kernels(
+            self.scanned(find_kernels(
                 &*self.image.memory,
                 &self.cpus,
                 self.image.vmcoreinfo.as_deref(),
-            );
-            if scan.unreadable.pages > 0 {
-                self.notice(Notice::UnreadablePages(scan.unreadable.clone()));
-            }
-            scan
+            ))
         })
+    }
+
+    /// Finds the kernels among the page starts `heads` saw while a stream pushed the pages
+    /// (instead of a pass over all of them), for every later [`kernels`](Self::kernels).
+    pub(super) fn find_kernels_among(&self, heads: &PageHeads) {
+        self.kernels.get_or_init(|| {
+            self.scanned(find_kernels_among(
+                &*self.image.memory,
+                &self.cpus,
+                self.image.vmcoreinfo.as_deref(),
+                heads,
+            ))
+        });
+    }
+
+    fn scanned(&self, scan: KernelScan) -> KernelScan {
+        if scan.unreadable.pages > 0 {
+            self.notice(Notice::UnreadablePages(scan.unreadable.clone()));
+        }
+        scan
     }
 
     /// Walks `sel`'s page tables, sending every leaf to `sink`, within what is left of the

@@ -297,7 +297,26 @@ pub fn find_kernels(
     cpus: &[X86CpuState],
     input_vmcoreinfo: Option<&[u8]>,
 ) -> KernelScan {
-    let found = scan::scan(mem);
+    kernels_from(mem, cpus, input_vmcoreinfo, scan::scan(mem))
+}
+
+/// [`find_kernels`] over only the page starts `heads` saw as a stream pushed the pages:
+/// the same kernels, without a second pass over RAM.
+pub(crate) fn find_kernels_among(
+    mem: &(impl PhysMemory + ?Sized),
+    cpus: &[X86CpuState],
+    input_vmcoreinfo: Option<&[u8]>,
+    heads: &scan::PageHeads,
+) -> KernelScan {
+    kernels_from(mem, cpus, input_vmcoreinfo, scan::scan_heads(mem, heads))
+}
+
+fn kernels_from(
+    mem: &(impl PhysMemory + ?Sized),
+    cpus: &[X86CpuState],
+    input_vmcoreinfo: Option<&[u8]>,
+    found: scan::Found,
+) -> KernelScan {
     // A header is in RAM as soon as a crash kernel is loaded (`kexec -p`); only a crash fills
     // its CPU notes. A kernel armed for kdump that did not crash is not `crashed`.
     let headers: Vec<CrashHeader> = found

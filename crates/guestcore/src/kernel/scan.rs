@@ -112,6 +112,63 @@ struct Piece {
     unreadable: UnreadablePages,
 }
 
+/// The page starts that may hold a kernel's traces, seen as pages pass by (a dump whose pages
+/// a stream pushes): the scan then reads only these instead of every page again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PageHeads {
+    notes: Vec<u64>,
+    headers: Vec<u64>,
+    truncated: bool,
+}
+
+impl PageHeads {
+    /// Notes `h`, the first bytes (at least 64) of the page at `addr`, when it starts a
+    /// VMCOREINFO note or a kdump core header. At most [`MAX_FOUND`] of each are kept.
+    pub(crate) fn see(&mut self, addr: u64, h: &[u8]) {
+        let list = if is_vmcoreinfo_note(h) {
+            &mut self.notes
+        } else if is_core_header(h) {
+            &mut self.headers
+        } else {
+            return;
+        };
+        if list.contains(&addr) {
+            return;
+        }
+        if list.len() >= MAX_FOUND {
+            self.truncated = true;
+            return;
+        }
+        list.push(addr);
+    }
+}
+
+/// What the pages `heads` saw hold now: the notes read (and validated) from `mem`, in address
+/// order, as [`scan`] would find them without reading any other page.
+pub(crate) fn scan_heads(mem: &(impl PhysMemory + ?Sized), heads: &PageHeads) -> Found {
+    let mut piece = Piece {
+        notes: heads.notes.clone(),
+        headers: heads.headers.clone(),
+        unreadable: UnreadablePages::default(),
+    };
+    piece.notes.sort_unstable();
+    piece.headers.sort_unstable();
+    let mut head = [0u8; 64];
+    // A page seen once may have been sent again since: keep what still starts a trace.
+    let still = |a: &u64, is: fn(&[u8]) -> bool, head: &mut [u8; 64]| {
+        mem.read_at(*a, head).is_ok() && is(&head[..])
+    };
+    piece
+        .notes
+        .retain(|a| still(a, is_vmcoreinfo_note, &mut head));
+    piece
+        .headers
+        .retain(|a| still(a, is_core_header, &mut head));
+    let mut out = join(mem, vec![piece]);
+    out.truncated |= heads.truncated;
+    out
+}
+
 /// The pages of RAM scanned by one task: enough to keep both cores busy, few enough that the
 /// per-task cost does not show.
 pub(super) const PIECE: u64 = 32 << 20;
@@ -142,6 +199,11 @@ pub(crate) fn scan(mem: &(impl PhysMemory + ?Sized)) -> Found {
         .par_iter()
         .map(|&(start, end)| scan_piece(mem, start, end))
         .collect();
+    join(mem, found)
+}
+
+/// The pieces' traces in order, the notes read, the caps applied to the whole.
+fn join(mem: &(impl PhysMemory + ?Sized), found: Vec<Piece>) -> Found {
     let mut out = Found::default();
     for p in found {
         out.unreadable.join(p.unreadable);
