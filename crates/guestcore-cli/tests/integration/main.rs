@@ -9,6 +9,7 @@
 //! so in one line (`guestcore_testkit::tools::real_guests_wanted`).
 
 mod cli;
+mod hostile_inputs;
 mod live;
 mod real_guests;
 mod signals;
