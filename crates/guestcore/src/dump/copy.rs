@@ -142,10 +142,23 @@ pub(crate) fn copy_run(
             runs.push((s - addr) as usize..(e - addr) as usize);
             true
         });
-        let data: &[u8] = match (runs.is_empty(), mem.slice(addr, n as u64)) {
-            (true, _) => &[],
-            (false, Some(s)) => s,
-            (false, None) => {
+        if runs.is_empty() {
+            // Nothing to read up to the next data run: go there at once (a declared but
+            // unfilled terabyte costs one question, not one per chunk).
+            let limit = run.phys.end.min(range.end);
+            let mut next = limit;
+            crate::phys::holes::for_each_data_run(mem, addr + n as u64, limit, |s, _| {
+                next = s;
+                false
+            });
+            stats.skipped_zero += next - addr;
+            progress.advance(next - addr);
+            addr = next;
+            continue;
+        }
+        let data: &[u8] = match mem.slice(addr, n as u64) {
+            Some(s) => s,
+            None => {
                 // Bytes outside the runs are stale: nothing below looks at them.
                 buf.resize(n, 0);
                 for r in &runs {

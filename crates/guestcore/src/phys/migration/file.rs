@@ -678,9 +678,16 @@ fn set_bit_runs(
     };
     let mut p = first;
     while p < last {
-        if p % 64 == 0 && bitmap.get((p / 64) as usize).map_or(true, |&w| w == 0) {
-            p += 64;
-            continue;
+        if p % 64 == 0 {
+            // Jump over zero words to the next word with a bit set (or the end).
+            let w = (p / 64) as usize;
+            let to = (last.div_ceil(64) as usize).min(bitmap.len());
+            let rest = bitmap.get(w..to).unwrap_or(&[]);
+            let skip = rest.iter().position(|&x| x != 0).unwrap_or(rest.len()) as u64;
+            if skip > 0 || rest.is_empty() {
+                p = if rest.is_empty() { last } else { p + skip * 64 };
+                continue;
+            }
         }
         if !bit(p) {
             p += 1;
