@@ -103,6 +103,70 @@ fn migration_seed(mapped: bool) -> Vec<u8> {
     w.out
 }
 
+/// Hostile `migrate file:` streams (issue 29; the CLI's `hostile_inputs::migration` tests
+/// bound what they cost): `pc.ram` declared at the 64 TiB cap holding one page, two records
+/// spanning all of it (refused), one zero record resent 5000 times, and `cpu` sections that
+/// the vmdesc does not describe.
+fn hostile_migration_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use guestcore::format::migration::StreamWriter;
+    const CAP: u64 = 1 << 46;
+    let stream = |records: &dyn Fn(&mut StreamWriter), tail: &dyn Fn(&mut StreamWriter)| {
+        let mut w = StreamWriter::new("pc-i440fx-10.0", &[]);
+        w.ram_start(&[("pc.ram", CAP)]);
+        w.part();
+        records(&mut w);
+        w.part_end();
+        tail(&mut w);
+        w.eof();
+        w.out
+    };
+    let page = [0x5au8; 4096];
+    vec![
+        (
+            "declared-cap",
+            stream(&|w| w.page(Some("pc.ram"), 0, &page), &|_| {}),
+        ),
+        (
+            "span-cap",
+            stream(
+                &|w| {
+                    w.page(Some("pc.ram"), 0, &page);
+                    w.zero(None, CAP - 4096, 0);
+                },
+                &|_| {},
+            ),
+        ),
+        (
+            "resent",
+            stream(
+                &|w| {
+                    for k in 0..5000 {
+                        w.zero((k == 0).then_some("pc.ram"), 0x1000, (k % 2) as u8);
+                    }
+                },
+                &|_| {},
+            ),
+        ),
+        (
+            "cpus-undescribed",
+            {
+                let mut out = stream(
+                    &|w| w.page(Some("pc.ram"), 0, &page),
+                    &|w| {
+                        w.device("cpu", 0, &[0u8; 64]);
+                        w.device("cpu", 1, &[0u8; 64]);
+                    },
+                );
+                let mut w = StreamWriter::new("", &[]);
+                w.out.clear();
+                w.vmdesc(r#"{"page_size": 4096, "devices": []}"#);
+                out.extend_from_slice(&w.out);
+                out
+            },
+        ),
+    ]
+}
+
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).unwrap_or("corpus".into()));
     let tmp = tempfile::tempdir().unwrap();
@@ -241,4 +305,7 @@ EFER=0000000000000d01\n",
     put(&dir, "layout", "one", b"0x100000@0x1000:64K");
     put(&dir, "migration_stream", "plain", &migration_seed(false));
     put(&dir, "migration_stream", "mapped-ram", &migration_seed(true));
+    for (name, bytes) in hostile_migration_seeds() {
+        put(&dir, "migration_stream", name, &bytes);
+    }
 }

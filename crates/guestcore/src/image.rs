@@ -216,6 +216,55 @@ pub struct MigrationInfo {
     pub vmdesc: bool,
 }
 
+impl MigrationInfo {
+    /// What the stream lacks that a reader would otherwise take for granted, given the `cpus`
+    /// vCPUs decoded from it: blocks clipped at their last held page (see
+    /// [`BlockInfo::held`]), and `cpu` sections that the vmdesc does not describe (or no
+    /// `cpu` sections at all). The facade reports each as a warning.
+    pub fn shortfalls(&self, cpus: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        for b in &self.blocks {
+            match b.held.filter(|&h| h < b.block.length) {
+                Some(0) => out.push(format!(
+                    "RAM block {:?} is declared as {:#x} bytes, but the stream holds none of \
+                     its pages: it is left out of guest RAM",
+                    b.block.name, b.block.length
+                )),
+                Some(held) => out.push(format!(
+                    "RAM block {:?} is declared as {:#x} bytes, but the stream holds pages only \
+                     in its first {held:#x}: the rest is left out of guest RAM",
+                    b.block.name, b.block.length
+                )),
+                None => {}
+            }
+        }
+        let sections = self.stats.cpu_sections;
+        if cpus == 0 {
+            out.push(if sections == 0 {
+                "the stream has no `cpu` device sections: no vCPU state (no registers, no \
+                 CPU notes in a dump)"
+                    .to_string()
+            } else if !self.vmdesc {
+                format!(
+                    "the stream has {sections} `cpu` sections but no vmdesc, which alone says \
+                     where their registers are: no vCPU state"
+                )
+            } else {
+                format!(
+                    "the stream's vmdesc describes none of its {sections} `cpu` sections: no \
+                     vCPU state"
+                )
+            });
+        } else if (cpus as u64) < sections {
+            out.push(format!(
+                "the stream's vmdesc describes {cpus} of its {sections} `cpu` sections: the \
+                 other vCPUs' registers are left out"
+            ));
+        }
+        out
+    }
+}
+
 impl fmt::Debug for GuestImage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GuestImage")

@@ -1,5 +1,6 @@
 //! The CLI's integration tests, one binary (one link) with a module per subject: `cli` (every
-//! listing and error on generated guests, insta snapshots in `snapshots/`), `signals`, `live`
+//! listing and error on generated guests, insta snapshots in `snapshots/`), `hostile_inputs`
+//! (small generated files that claim far more than they hold: time, RSS, output size), `signals`, `live`
 //! (a running QEMU) and `real_guests` (captured Linux guests, checked against QEMU, crash,
 //! drgn, gdb, makedumpfile). Filter by module: `cargo test -p guestcore-cli --test integration
 //! cli::`.
@@ -9,6 +10,7 @@
 //! so in one line (`guestcore_testkit::tools::real_guests_wanted`).
 
 mod cli;
+mod hostile_inputs;
 mod live;
 mod real_guests;
 mod signals;

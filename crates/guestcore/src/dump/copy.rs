@@ -134,29 +134,50 @@ pub(crate) fn copy_run(
                 len: run.phys.end - addr,
             })?;
         let n = (run.phys.end.min(range.end) - addr).min(CHUNK as u64) as usize;
+        // Only the data runs of the source can be non-zero: the holes of a sparse source's
+        // file, the pages a migration stream never sent, are not read at all (reading them
+        // would materialise zero pages, or fill them one by one).
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        crate::phys::holes::for_each_data_run(mem, addr, addr + n as u64, |s, e| {
+            runs.push((s - addr) as usize..(e - addr) as usize);
+            true
+        });
+        if runs.is_empty() {
+            // Nothing to read up to the next data run: go there at once (a declared but
+            // unfilled terabyte costs one question, not one per chunk).
+            let limit = run.phys.end.min(range.end);
+            let mut next = limit;
+            crate::phys::holes::for_each_data_run(mem, addr + n as u64, limit, |s, _| {
+                next = s;
+                false
+            });
+            stats.skipped_zero += next - addr;
+            progress.advance(next - addr);
+            addr = next;
+            continue;
+        }
         let data: &[u8] = match mem.slice(addr, n as u64) {
             Some(s) => s,
             None => {
+                // Bytes outside the runs are stale: nothing below looks at them.
                 buf.resize(n, 0);
-                mem.read_at(addr, &mut buf[..n])?;
+                for r in &runs {
+                    mem.read_at(addr + r.start as u64, &mut buf[r.clone()])?;
+                }
                 &buf[..n]
             }
         };
         let offset = run.offset + (addr - run.phys.start);
         let mut written = 0;
         let io_err = |e| Error::io(format!("writing {file_name}"), e);
-        // Only the data extents of a sparse source's file can be non-zero: its holes are
-        // not read at all (reading them through the mapping would materialise zero pages).
-        let mut extents: Vec<Range<usize>> = Vec::new();
-        crate::phys::holes::for_each_data_run(mem, addr, addr + n as u64, |s, e| {
-            let (s, e) = ((s - addr) as usize, (e - addr) as usize);
-            extents.extend(
-                nonzero_extents(&data[s..e])
+        let extents: Vec<Range<usize>> = runs
+            .iter()
+            .flat_map(|r| {
+                nonzero_extents(&data[r.clone()])
                     .into_iter()
-                    .map(|r| r.start + s..r.end + s),
-            );
-            true
-        });
+                    .map(|x| x.start + r.start..x.end + r.start)
+            })
+            .collect();
         for r in extents {
             written += r.len() as u64;
             let mut done = 0;

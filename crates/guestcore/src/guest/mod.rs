@@ -114,6 +114,14 @@ impl Guest {
             },
         )?;
         let guest = Self::from_image(image, opts);
+        if let Some(m) = &guest.image.migration {
+            for w in m.shortfalls(guest.image.cpus.len()) {
+                guest.notice(Notice::Warning(format!(
+                    "{}: {w}",
+                    guest.image.path.display()
+                )));
+            }
+        }
         if let (ImageFormat::Raw, Input::File(path)) = (guest.image.format, &input) {
             if let Some(what) = crate::phys::raw::doubt(path) {
                 guest.notice(Notice::Warning(format!(

@@ -7,18 +7,35 @@
 //! a page-start scan of a 16 GiB sparse file then costs seconds and, until released, 16 GiB
 //! of resident pages. Asking the file system (`SEEK_DATA`/`SEEK_HOLE`) where its data lies
 //! skips all of that for passes that only look for non-zero content.
+//!
+//! A source whose file is not a flat image of RAM answers the same question from its own index
+//! ([`PhysMemory::data_runs`]): a QEMU migration file names the pages its records hold, so a
+//! block it declares but never fills is skipped the same way as a hole of a raw file.
 
 use super::PhysMemory;
 
 /// Calls `f` with each `[start, end)` of `[start, end)` that may hold non-zero bytes, in
-/// address order: the data extents of the source's file where the range lies in one
-/// ([`PhysMemory::file_extent`]), else the whole range. Bytes outside the runs are zero.
-/// Stops early when `f` returns `false`; returns `false` then.
+/// address order, as the source says ([`PhysMemory::data_runs`]). Bytes outside the runs are
+/// zero. Stops early when `f` returns `false`; returns `false` then.
 pub(crate) fn for_each_data_run(
     mem: &(impl PhysMemory + ?Sized),
     start: u64,
     end: u64,
     mut f: impl FnMut(u64, u64) -> bool,
+) -> bool {
+    if start >= end {
+        return true;
+    }
+    mem.data_runs(start, end, &mut f)
+}
+
+/// [`PhysMemory::data_runs`] by default: the data extents of the source's file where the range
+/// lies in one ([`PhysMemory::file_extent`]), else the whole range.
+pub(crate) fn file_data_runs(
+    mem: &(impl PhysMemory + ?Sized),
+    start: u64,
+    end: u64,
+    f: &mut dyn FnMut(u64, u64) -> bool,
 ) -> bool {
     if start >= end {
         return true;

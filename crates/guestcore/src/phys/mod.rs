@@ -62,6 +62,17 @@ pub trait PhysMemory: Send + Sync {
         None
     }
 
+    /// Calls `f` with each `[s, e)` of `[start, end)` that may hold non-zero bytes, in address
+    /// order; bytes outside them read as zero, or are not RAM. Stops when `f` returns `false`
+    /// and returns `false` then. Passes over all RAM (dumps, kernel scans, the page array) go
+    /// through [`holes::for_each_data_run`], which calls this, so they cost what the source
+    /// holds, not what its RAM map spans. Default: the data extents of the source's file
+    /// ([`file_extent`](Self::file_extent), `SEEK_DATA`), else the whole range. A source that
+    /// knows better (a migration file's page index) says so here.
+    fn data_runs(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, u64) -> bool) -> bool {
+        holes::file_data_runs(self, start, end, f)
+    }
+
     /// Reads a little-endian `u64`.
     fn read_u64(&self, addr: u64) -> Result<u64> {
         let mut b = [0u8; 8];
@@ -99,6 +110,9 @@ macro_rules! forward_phys_memory {
             }
             fn file_extent(&self, addr: u64, len: u64) -> Option<(&std::fs::File, u64)> {
                 (**self).file_extent(addr, len)
+            }
+            fn data_runs(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, u64) -> bool) -> bool {
+                (**self).data_runs(start, end, f)
             }
         }
     )+};

@@ -8,6 +8,27 @@
 //!   pages): its size grows with the discontinuities of the stream, not with the RAM. A page
 //!   sent twice (a precopy round after the guest wrote it) keeps its last copy. A page the
 //!   stream never sent reads as zero, as the destination's fresh RAM would.
+//!
+//!   The index is bounded by the distinct pages the records name, not by how often they name
+//!   them: a record that resends the page of the record before it replaces that run, and the
+//!   runs are resolved (later sends win, zero pages dropped, as they read like unsent ones)
+//!   whenever they have doubled since the last resolution ([`RunLog`]), so a stream that
+//!   resends a few pages in any order, millions of times, keeps a few runs.
+//! * **Bounded by the file, not by what it declares.** A block's length is a claim: the
+//!   stream says `pc.ram` is 64 TiB in a 100-byte file. Only the pages its records hold are
+//!   data ([`PhysMemory::data_runs`] names them, so every pass over RAM skips the rest as it
+//!   skips the holes of a sparse raw file), and a plain stream's block is **clipped** at the
+//!   end of the last page any record names: QEMU's precopy sends every page of a block at
+//!   least once (a zero page as a 9-byte record), so a tail no record names is a claim the
+//!   file cannot back. Clipping rather than refusing keeps what the stream does hold
+//!   readable, and the clip is reported ([`BlockInfo::held`]; the facade warns) because the
+//!   RAM map then differs from the declared one. What remains — the span from a block's
+//!   start to its last record — is still a claim when the records are few and far apart (a
+//!   page at 0 and one at 64 TiB): a plain stream whose placed RAM exceeds
+//!   [`BACKED_PER_BYTE`] times its length is **refused** (there is no part of it worth
+//!   keeping that a clip could choose). A `mapped-ram` block is neither clipped nor refused:
+//!   its file must be as long as the block (checked at open), and its bitmap says which
+//!   pages are present.
 //! * A `mapped-ram` file stores page `i` of a block at `pages_offset + i * 4096`, with a bitmap
 //!   of the pages written; pages whose bit is clear read as zero (QEMU does not rewrite a slot
 //!   whose page became zero, so the file bytes there may be stale). Ranges of present pages
@@ -114,6 +135,63 @@ fn push_page(runs: &mut Vec<Run>, page: u64, src: Src) {
     });
 }
 
+/// RAM bytes a plain stream's byte may stand for. QEMU's precopy sends each page of a
+/// block at least once, a zero page as a 9-byte record (455 bytes of RAM per byte); the
+/// bound leaves room for pages it legitimately skips (free-page hinting: up to ~8 in 9
+/// unsent). Past it the records' span is a claim the file cannot back, refused at open:
+/// every pass over RAM, and a kdump file's descriptors, then stay linear in the file.
+const BACKED_PER_BYTE: u64 = 4096;
+
+/// Bytes of the stream parsed between two releases of the mapping while opening.
+const RELEASE_STEP: u64 = 16 << 20;
+
+/// Runs resolved once the log has this many and twice as many as at the last resolution.
+const COMPACT_AT: usize = 1 << 16;
+
+/// One block's page runs while the stream is read: stream order since the last resolution,
+/// sorted before it, and how far into the block any record reached.
+#[derive(Debug, Default)]
+struct RunLog {
+    runs: Vec<Run>,
+    /// Runs at the last resolution.
+    resolved: usize,
+    /// One past the highest page any record named.
+    end: u64,
+}
+
+impl RunLog {
+    /// Page `page` sent with `src`: a later send wins.
+    fn push(&mut self, page: u64, src: Src) {
+        self.end = self.end.max(page + 1);
+        if let Some(last) = self.runs.last_mut() {
+            // The same page again: this copy replaces the last (a run of one page covers
+            // nothing else, so no other send is lost).
+            if last.count == 1 && last.page == page {
+                last.src = src;
+                return;
+            }
+        }
+        push_page(&mut self.runs, page, src);
+        if self.runs.len() >= COMPACT_AT.max(2 * self.resolved) {
+            self.compact();
+        }
+    }
+
+    /// Resolves the runs so far; zero-fill runs are dropped (a page outside every run reads
+    /// as zero, and later sends still win over the gap they leave).
+    fn compact(&mut self) {
+        let runs = std::mem::take(&mut self.runs);
+        self.runs = resolve(runs);
+        self.runs.retain(|r| r.src != Src::Fill(0));
+        self.resolved = self.runs.len();
+    }
+
+    fn finish(mut self) -> Vec<Run> {
+        self.compact();
+        self.runs
+    }
+}
+
 /// Runs in stream order → sorted, non-overlapping runs where a later send of a page wins.
 /// O(n log n) in the number of runs.
 fn resolve(runs: Vec<Run>) -> Vec<Run> {
@@ -160,8 +238,13 @@ pub struct BlockInfo {
     /// The block as the stream declared it (id and length).
     #[serde(flatten)]
     pub block: RamBlock,
-    /// Its guest-physical ranges (empty when the layout does not place it).
+    /// Its guest-physical ranges (empty when the layout does not place it), clipped at
+    /// [`held`](Self::held).
     pub phys: Vec<PhysRange>,
+    /// For a plain stream's block: bytes from its start to the end of the last page any
+    /// record names. Less than the declared length when the stream never reached the rest;
+    /// the block's ranges stop there (see the module doc). `None` for `mapped-ram`.
+    pub held: Option<u64>,
 }
 
 /// Counts of what the stream held.
@@ -173,6 +256,8 @@ pub struct StreamStats {
     pub zero_pages: u64,
     /// Runs in the page index.
     pub runs: u64,
+    /// `cpu` device sections in the stream (with or without a vmdesc entry).
+    pub cpu_sections: u64,
 }
 
 /// An opened migration file.
@@ -249,13 +334,15 @@ impl MigrationFile {
         })?;
         let mut parser = Parser::seekable(Cursor::new(&map[base as usize..]), path, 512);
         parser.set_page_bytes(false);
-        let mut runs: Vec<Vec<Run>> = Vec::new();
+        let mut runs: Vec<RunLog> = Vec::new();
         let mut devices = DeviceState::default();
         let mut stats = StreamStats::default();
         let mut eof = false;
+        // Stream bytes already parsed and dropped from this process (see below).
+        let mut released = 0u64;
         while let Some(ev) = parser.next()? {
             match ev {
-                Event::RamBlocks(b) => runs = vec![Vec::new(); b.len()],
+                Event::RamBlocks(b) => runs = b.iter().map(|_| RunLog::default()).collect(),
                 Event::Page {
                     block,
                     offset,
@@ -275,14 +362,26 @@ impl MigrationFile {
                             }
                         }
                     };
-                    push_page(&mut runs[block], offset / PAGE_SIZE, src);
+                    runs[block].push(offset / PAGE_SIZE, src);
                 }
-                Event::Device { header, data, .. } => devices.add(header, data),
+                Event::Device { header, data, .. } => {
+                    stats.cpu_sections += u64::from(header.name == "cpu");
+                    devices.add(header, data)
+                }
                 Event::Eof => eof = true,
                 Event::Vmdesc(j) => devices.set_vmdesc(j),
                 Event::Configuration(_) | Event::Command { .. } => {}
             }
+            // The parse reads every record header through the mapping: drop what it has
+            // passed, so opening a stream of millions of records stays O(this step)
+            // resident, not O(file).
+            let pos = parser.position();
+            if pos - released >= RELEASE_STEP {
+                release_mapped(&map, base + released, pos - released);
+                released = pos;
+            }
         }
+        release_mapped(&map, base + released, parser.position() - released);
         if !eof {
             return Err(Error::format(
                 path,
@@ -294,14 +393,19 @@ impl MigrationFile {
         drop(parser);
 
         let mut pages = Vec::with_capacity(blocks.len());
+        let mut held = Vec::with_capacity(blocks.len());
         for (b, r) in blocks.iter().zip(runs) {
+            held.push(match b.mapped {
+                Some(_) => None,
+                None => Some((r.end * PAGE_SIZE).min(b.length)),
+            });
             pages.push(match b.mapped {
                 Some(m) => Pages::Mapped {
                     pages_offset: base + m.pages_offset,
                     bitmap: read_bitmap(&map, base, b, m, path)?,
                 },
                 None => {
-                    let r = resolve(r);
+                    let r = r.finish();
                     stats.runs += r.len() as u64;
                     Pages::Runs(r)
                 }
@@ -340,11 +444,36 @@ impl MigrationFile {
                     format!("the layout places {:#x} bytes from offset {:#x} of block {:?}, which has {:#x}", p.phys.len(), p.offset, p.block, blocks[i].length),
                 ));
             }
-            placed.push((p.phys, i, p.offset));
+            // A plain stream's block ends where its records do (see the module doc).
+            let phys = match held[i] {
+                Some(h) => {
+                    PhysRange::new(p.phys.start, h.saturating_sub(p.offset).min(p.phys.len()))
+                }
+                None => p.phys,
+            };
+            placed.push((phys, i, p.offset));
         }
         // RamMap drops empty ranges: drop them here too, so `pieces` stays in step.
         placed.retain(|p| !p.0.is_empty());
         placed.sort_by_key(|p| p.0.start);
+        let plain: u64 = placed
+            .iter()
+            .filter(|p| held[p.1].is_some())
+            .map(|p| p.0.len())
+            .sum();
+        let stream_len = map.len() as u64 - base;
+        if plain > stream_len.saturating_mul(BACKED_PER_BYTE) {
+            return Err(Error::Limit {
+                bound: "migration stream RAM",
+                detail: format!(
+                    "{}: its records span {plain:#x} bytes of RAM, but the stream is only \
+                     {stream_len} bytes: QEMU sends every page it migrates, a zero page as a \
+                     9-byte record, so a stream backs at most {BACKED_PER_BYTE} bytes of RAM \
+                     per byte",
+                    path.display()
+                ),
+            });
+        }
         let ram = RamMap::new(placed.iter().map(|p| p.0).collect())?;
         let pieces = placed.iter().map(|p| (p.1, p.2)).collect();
         let blocks = blocks
@@ -352,6 +481,7 @@ impl MigrationFile {
             .enumerate()
             .map(|(i, block)| BlockInfo {
                 phys: placed.iter().filter(|p| p.1 == i).map(|p| p.0).collect(),
+                held: held[i],
                 block,
             })
             .collect();
@@ -503,6 +633,77 @@ enum Loc {
     Fill(u8),
 }
 
+/// Joins touching `[start, end)` runs before handing them on, so a pass gets one call per
+/// extent, not one per page run of the index.
+#[derive(Default)]
+struct Coalesce {
+    cur: Option<(u64, u64)>,
+}
+
+impl Coalesce {
+    fn add(&mut self, s: u64, e: u64, f: &mut dyn FnMut(u64, u64) -> bool) -> bool {
+        match &mut self.cur {
+            Some((_, end)) if *end == s => {
+                *end = e;
+                true
+            }
+            _ => {
+                let go_on = self.flush(f);
+                self.cur = Some((s, e));
+                go_on
+            }
+        }
+    }
+
+    fn flush(&mut self, f: &mut dyn FnMut(u64, u64) -> bool) -> bool {
+        match self.cur.take() {
+            Some((s, e)) => f(s, e),
+            None => true,
+        }
+    }
+}
+
+/// Calls `f` with each run `[a, z)` of set bits of `bitmap` (bit `i` of word `i / 64`) within
+/// pages `[first, last)`; whole zero words are skipped at once. Stops when `f` returns `false`.
+fn set_bit_runs(
+    bitmap: &[u64],
+    first: u64,
+    last: u64,
+    mut f: impl FnMut(u64, u64) -> bool,
+) -> bool {
+    let bit = |p: u64| {
+        bitmap
+            .get((p / 64) as usize)
+            .is_some_and(|w| w & (1 << (p % 64)) != 0)
+    };
+    let mut p = first;
+    while p < last {
+        if p % 64 == 0 {
+            // Jump over zero words to the next word with a bit set (or the end).
+            let w = (p / 64) as usize;
+            let to = (last.div_ceil(64) as usize).min(bitmap.len());
+            let rest = bitmap.get(w..to).unwrap_or(&[]);
+            let skip = rest.iter().position(|&x| x != 0).unwrap_or(rest.len()) as u64;
+            if skip > 0 || rest.is_empty() {
+                p = if rest.is_empty() { last } else { p + skip * 64 };
+                continue;
+            }
+        }
+        if !bit(p) {
+            p += 1;
+            continue;
+        }
+        let a = p;
+        while p < last && bit(p) {
+            p += 1;
+        }
+        if !f(a, p) {
+            return false;
+        }
+    }
+    true
+}
+
 fn read_bitmap(map: &[u8], base: u64, b: &RamBlock, m: MappedRam, path: &Path) -> Result<Vec<u64>> {
     let len = mapped_ram_bitmap_len(b.pages());
     let start = base + m.bitmap_offset;
@@ -569,6 +770,46 @@ impl PhysMemory for MigrationFile {
         Some((&self.file, self.contiguous(addr, len)?))
     }
 
+    /// The pages the records hold (data, or a non-zero fill) of a plain stream, the present
+    /// pages of a `mapped-ram` one: never-sent pages, zero pages and clear bits are skipped.
+    fn data_runs(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, u64) -> bool) -> bool {
+        let mut out = Coalesce::default();
+        let ranges = self.ram.ranges();
+        let first = ranges.partition_point(|r| r.end <= start);
+        for (i, r) in ranges.iter().enumerate().skip(first) {
+            if r.start >= end {
+                break;
+            }
+            let (s, e) = (start.max(r.start), end.min(r.end));
+            let (b, base) = self.pieces[i];
+            let off = base + (s - r.start);
+            let (lo, hi) = (off, off + (e - s));
+            // Block bytes [x, y) of a held page run → guest-physical, clipped to [s, e).
+            let mut emit = |x: u64, y: u64| {
+                let (x, y) = (x.max(lo), y.min(hi));
+                x >= y || out.add(s + (x - lo), s + (y - lo), f)
+            };
+            let (p0, p1) = (lo / PAGE_SIZE, hi.div_ceil(PAGE_SIZE));
+            let go_on = match &self.pages[b] {
+                Pages::Runs(runs) => {
+                    let k = runs.partition_point(|r| r.end() <= p0);
+                    runs[k..]
+                        .iter()
+                        .take_while(|r| r.page < p1)
+                        .filter(|r| r.src != Src::Fill(0))
+                        .all(|r| emit(r.page * PAGE_SIZE, r.end() * PAGE_SIZE))
+                }
+                Pages::Mapped { bitmap, .. } => {
+                    set_bit_runs(bitmap, p0, p1, |a, z| emit(a * PAGE_SIZE, z * PAGE_SIZE))
+                }
+            };
+            if !go_on {
+                return false;
+            }
+        }
+        out.flush(f)
+    }
+
     fn release(&self, addr: u64, len: u64) {
         let Some((b, off, room)) = self.block_of(addr) else {
             return;
@@ -627,7 +868,8 @@ mod tests {
     }
 
     /// Pages 0..4 (page 1 sent again later), page 5 a zero page with fill 0xaa, the
-    /// VMCOREINFO note at page 0x10, the rest never sent; two vCPUs; vmdesc with `cpu_json`.
+    /// VMCOREINFO note at page 0x10, the block's last page as a zero page (so the block is
+    /// held to its end), the rest never sent; two vCPUs; vmdesc with `cpu_json`.
     fn stream(lie: bool) -> Vec<u8> {
         let mut b = StreamWriter::new("pc-i440fx-10.0", &[]);
         b.ram_start(&[("pc.ram", RAM), ("pc.bios", PAGE_SIZE)]);
@@ -642,6 +884,7 @@ mod tests {
             0x10 * PAGE_SIZE,
             &note(b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\n"),
         );
+        b.zero(None, RAM - PAGE_SIZE, 0);
         b.part_end();
         b.part();
         b.page(Some("pc.ram"), PAGE_SIZE, &page_bytes(100));
@@ -709,7 +952,112 @@ mod tests {
             b"OSRELEASE=6.1.0-test\nPAGESIZE=4096\n"
         );
         assert_eq!(m.stats().data_pages, 7);
-        assert_eq!(m.stats().zero_pages, 1);
+        assert_eq!(m.stats().zero_pages, 2);
+        assert_eq!(m.stats().cpu_sections, 2);
+        assert_eq!(m.blocks()[0].held, Some(RAM));
+        // The data runs are the pages the records hold: 0..4, 5 (a non-zero fill) and the
+        // note; not the never-sent pages, not the zero page at the end.
+        assert_eq!(
+            runs_of(&m, 0, RAM),
+            [
+                (0, 4 * PAGE_SIZE),
+                (5 * PAGE_SIZE, 6 * PAGE_SIZE),
+                (0x10 * PAGE_SIZE, 0x11 * PAGE_SIZE)
+            ]
+        );
+        assert_eq!(runs_of(&m, 0x2800, 0x3800), [(0x2800, 0x3800)]);
+        assert_eq!(runs_of(&m, 0x7000, 0x10000), []);
+        // Across two RAM ranges, and stopping early.
+        assert_eq!(
+            runs_of(&m, 0x10000, 1 << 32),
+            [(0x10000, 0x11000), (0xffff_f000, 1 << 32)]
+        );
+        let mut calls = 0;
+        assert!(!m.data_runs(0, 1 << 32, &mut |_, _| {
+            calls += 1;
+            false
+        }));
+        assert_eq!(calls, 1);
+    }
+
+    fn runs_of(m: &MigrationFile, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut v = Vec::new();
+        crate::phys::holes::for_each_data_run(m, start, end, |s, e| {
+            v.push((s, e));
+            true
+        });
+        v
+    }
+
+    /// A block declared at the 64 TiB cap and filled with one page is clipped to that page,
+    /// and says so; records spread over more RAM than the stream's bytes can back are
+    /// refused.
+    #[test]
+    fn declared_ram_is_bounded_by_the_records() {
+        let mut b = StreamWriter::new("pc-i440fx-10.0", &[]);
+        b.ram_start(&[("pc.ram", 1 << 46)]);
+        b.part();
+        b.page(Some("pc.ram"), PAGE_SIZE, &page_bytes(1));
+        b.part_end();
+        b.eof();
+        let m = MigrationFile::open(temp(&b.out).path(), None).unwrap();
+        assert_eq!(m.ram().ranges(), &[PhysRange::new(0, 2 * PAGE_SIZE)]);
+        assert_eq!(m.blocks()[0].held, Some(2 * PAGE_SIZE));
+        assert_eq!(m.blocks()[0].block.length, 1 << 46);
+        assert_eq!(runs_of(&m, 0, 1 << 46), [(PAGE_SIZE, 2 * PAGE_SIZE)]);
+
+        // A page at 0 and a zero page at 64 TiB - 4 KiB: 4 KiB of stream for 64 TiB.
+        let mut b = StreamWriter::new("pc-i440fx-10.0", &[]);
+        b.ram_start(&[("pc.ram", 1 << 46)]);
+        b.part();
+        b.page(Some("pc.ram"), 0, &page_bytes(0));
+        b.zero(None, (1 << 46) - PAGE_SIZE, 0);
+        b.part_end();
+        b.eof();
+        let e = MigrationFile::open(temp(&b.out).path(), None).unwrap_err();
+        assert!(
+            matches!(&e, Error::Limit { bound, .. } if *bound == "migration stream RAM"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("span 0x400000000000 bytes"), "{e}");
+    }
+
+    /// One page resent millions of times, or two pages in turn, keeps the index at a few
+    /// runs (it grew by one run per record before).
+    #[test]
+    fn repeated_records_keep_the_index_small() {
+        let mut log = RunLog::default();
+        for k in 0..1_000_000u64 {
+            log.push(7, Src::Data { file: k, stride: 0 });
+        }
+        assert_eq!(log.runs.len(), 1);
+        let mut max = 0;
+        for k in 0..1_000_000u64 {
+            log.push(3 + (k % 2) * 6, Src::Fill((k % 3) as u8));
+            max = max.max(log.runs.len());
+        }
+        assert!(max <= COMPACT_AT, "{max} runs");
+        let runs = log.finish();
+        // Page 3 last sent with k = 999_998 (fill 2), page 9 with k = 999_999 (fill 0:
+        // dropped, reads as zero), page 7 untouched.
+        assert_eq!(
+            runs,
+            [
+                Run {
+                    page: 3,
+                    count: 1,
+                    src: Src::Fill(2)
+                },
+                Run {
+                    page: 7,
+                    count: 1,
+                    src: Src::Data {
+                        file: 999_999,
+                        stride: 0
+                    }
+                },
+            ]
+        );
     }
 
     #[test]
@@ -800,6 +1148,13 @@ mod tests {
         let (_, off) = m.file_extent(PAGE_SIZE, PAGE_SIZE).unwrap();
         assert_eq!(off, pages_offset + PAGE_SIZE);
         assert!(m.cpu_sections().is_empty() && !m.has_vmdesc());
+        // Present pages are the data runs; a mapped-ram block is not clipped.
+        assert_eq!(
+            runs_of(&m, 0, RAM),
+            [(0, 2 * PAGE_SIZE), (3 * PAGE_SIZE, 4 * PAGE_SIZE)]
+        );
+        assert_eq!(m.blocks()[0].held, None);
+        assert_eq!(m.ram().total(), RAM);
         // Cut inside the pages region.
         let e = MigrationFile::open(
             temp(&bytes[..(pages_offset + 0x3000) as usize]).path(),
