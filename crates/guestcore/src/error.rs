@@ -120,6 +120,20 @@ pub enum Error {
     /// registers, a paging mode and root, or a kernel found in RAM would do.
     #[error("no CPU state in this input")]
     NoCpuState,
+    /// An input file that was cut while it was read through its mapping: truncated (or,
+    /// rarely, its storage failed) after it was opened. The bytes read from it since are not
+    /// the file's, so the command fails rather than use them (see `phys::mmap`).
+    #[error("{}", input_cut_message(path, *len, *now, *offset))]
+    InputCut {
+        /// The input file.
+        path: PathBuf,
+        /// Its size when it was opened (what was mapped).
+        len: u64,
+        /// Its size when the cut was noticed; `None` when it could not be read.
+        now: Option<u64>,
+        /// The first offset in it whose read faulted.
+        offset: u64,
+    },
     /// Another error, with what was being done when it happened (the input, the vCPU): its
     /// text is the context only, the error is its [`source`](std::error::Error::source).
     #[error("{context}")]
@@ -130,6 +144,20 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+}
+
+fn input_cut_message(path: &std::path::Path, len: u64, now: Option<u64>, offset: u64) -> String {
+    let path = path.display();
+    match now {
+        Some(now) if now < len => format!(
+            "{path}: the file shrank from {len} to {now} bytes while it was read \
+             (offset {offset:#x} was gone)"
+        ),
+        _ => format!(
+            "{path}: offset {offset:#x} could not be read through its mapping \
+             (the file was cut and grown again, or its storage failed)"
+        ),
+    }
 }
 
 /// `Result` with [`Error`].

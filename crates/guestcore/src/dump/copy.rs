@@ -181,6 +181,8 @@ pub(crate) fn copy_run(
         // Done with these pages: a mapped source drops them from our RSS (peak memory stays
         // O(chunk), not O(guest RAM)).
         mem.release(addr, n as u64);
+        // A file cut while this chunk was read gave zeros that are not the guest's.
+        mem.intact()?;
         progress.advance(n as u64);
         addr += n as u64;
     }
