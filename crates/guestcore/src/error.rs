@@ -131,8 +131,9 @@ pub enum Error {
         len: u64,
         /// Its size when the cut was noticed; `None` when it could not be read.
         now: Option<u64>,
-        /// The first offset in it whose read faulted.
-        offset: u64,
+        /// The first offset in it whose read faulted, when one did (a parser that failed on
+        /// the zeros of a cut file, or a `pread` that read short, saw no fault).
+        offset: Option<u64>,
     },
     /// Another error, with what was being done when it happened (the input, the vCPU): its
     /// text is the context only, the error is its [`source`](std::error::Error::source).
@@ -146,16 +147,21 @@ pub enum Error {
     },
 }
 
-fn input_cut_message(path: &std::path::Path, len: u64, now: Option<u64>, offset: u64) -> String {
+fn input_cut_message(
+    path: &std::path::Path,
+    len: u64,
+    now: Option<u64>,
+    offset: Option<u64>,
+) -> String {
     let path = path.display();
+    let at = offset.map_or(String::new(), |o| format!(" (offset {o:#x} was gone)"));
     match now {
-        Some(now) if now < len => format!(
-            "{path}: the file shrank from {len} to {now} bytes while it was read \
-             (offset {offset:#x} was gone)"
-        ),
+        Some(now) if now < len => {
+            format!("{path}: the file shrank from {len} to {now} bytes while it was read{at}")
+        }
         _ => format!(
-            "{path}: offset {offset:#x} could not be read through its mapping \
-             (the file was cut and grown again, or its storage failed)"
+            "{path}: a read through its mapping failed{at}: the file was cut and grown again, \
+             or its storage failed"
         ),
     }
 }

@@ -50,6 +50,8 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
         src.guest
             .read_virt(&src.view.selected[0], args.addr, &mut buf)?;
     }
+    // The page tables and bytes came from the input as it was opened, or this is an error.
+    src.guest.intact()?;
     if let Some(path) = &args.output {
         let opts = guestcore::OutputOptions { force: args.force };
         let mut out = guestcore::create_output(path, &opts)

@@ -11,4 +11,5 @@
 mod cli;
 mod live;
 mod real_guests;
+mod shrinking;
 mod signals;

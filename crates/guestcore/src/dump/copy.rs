@@ -144,7 +144,13 @@ pub(crate) fn copy_run(
         };
         let offset = run.offset + (addr - run.phys.start);
         let mut written = 0;
-        let io_err = |e| Error::io(format!("writing {file_name}"), e);
+        // A write from a mapped input cut under it fails with EFAULT (a system call is not
+        // sent SIGBUS): that is the cut, named, not an error of the output.
+        let io_err = |e| {
+            mem.intact()
+                .err()
+                .unwrap_or_else(|| Error::io(format!("writing {file_name}"), e))
+        };
         // Only the data extents of a sparse source's file can be non-zero: its holes are
         // not read at all (reading them through the mapping would materialise zero pages).
         let mut extents: Vec<Range<usize>> = Vec::new();

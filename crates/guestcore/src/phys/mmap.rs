@@ -127,7 +127,7 @@ impl InputMap {
             return Ok(());
         }
         let now = self.file.metadata().ok().map(|m| m.len());
-        Err(self.cut_error(now, s.cut_at.load(SeqCst).saturating_sub(1)))
+        Err(self.cut_error(now, s.cut_at.load(SeqCst).checked_sub(1)))
     }
 
     /// [`intact`](Self::intact), and the file still as long as what was mapped (one `fstat`):
@@ -136,13 +136,13 @@ impl InputMap {
     pub(crate) fn whole(&self) -> Result<()> {
         self.intact()?;
         match self.file.metadata() {
-            Ok(m) if m.len() < self.map.len() as u64 => Err(self.cut_error(Some(m.len()), m.len())),
+            Ok(m) if m.len() < self.map.len() as u64 => Err(self.cut_error(Some(m.len()), None)),
             Ok(_) => Ok(()),
             Err(e) => Err(Error::io(format!("{}: stat", self.path.display()), e)),
         }
     }
 
-    fn cut_error(&self, now: Option<u64>, offset: u64) -> Error {
+    fn cut_error(&self, now: Option<u64>, offset: Option<u64>) -> Error {
         Error::InputCut {
             path: self.path.clone(),
             len: self.map.len() as u64,
@@ -448,7 +448,7 @@ mod tests {
                 Error::InputCut {
                     len: 65536,
                     now: Some(8192),
-                    offset: 40960,
+                    offset: Some(40960),
                     ..
                 }
             ),
