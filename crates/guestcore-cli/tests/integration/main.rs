@@ -13,3 +13,4 @@ mod live;
 mod real_guests;
 mod shrinking;
 mod signals;
+mod special_outputs;
