@@ -277,16 +277,18 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
 
 /// Hands a fault that is not guestcore's to the handler [`on_sigbus`] replaced.
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let previous = PREVIOUS.get();
-    match previous {
-        Some(p) if p.sa_flags & libc::SA_SIGINFO != 0 && p.sa_sigaction != 0 => {
+    let handler = PREVIOUS
+        .get()
+        .filter(|p| p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN);
+    match handler {
+        Some(p) if p.sa_flags & libc::SA_SIGINFO != 0 => {
             // SAFETY: an SA_SIGINFO disposition's `sa_sigaction` is a handler with this
             // signature, installed by whoever set it; called with what the kernel gave us.
             let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
                 unsafe { std::mem::transmute(p.sa_sigaction) };
             f(sig, info, ctx);
         }
-        Some(p) if p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN => {
+        Some(p) => {
             // SAFETY: a plain disposition's `sa_sigaction` is an `sa_handler`.
             let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(p.sa_sigaction) };
             f(sig);
