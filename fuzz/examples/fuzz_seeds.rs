@@ -308,4 +308,22 @@ EFER=0000000000000d01\n",
     for (name, bytes) in hostile_migration_seeds() {
         put(&dir, "migration_stream", name, &bytes);
     }
+    // An input cut while it is read: a cut length, then a file of each kind that is mapped
+    // (and a kdump file, read with pread), cut in its middle, at a page and inside a header.
+    for (target, name) in [
+        ("elf_open", "qemu-0"),
+        ("lime_open", "lime"),
+        ("lime_open", "avml"),
+        ("migration_stream", "plain"),
+        ("migration_stream", "mapped-ram"),
+        ("kernels", "Level4"),
+        ("kdump_open", "zlib"),
+    ] {
+        let file = std::fs::read(dir.join(target).join(name)).unwrap();
+        for cut in [file.len() / 2, 4096, 40] {
+            let mut seed = (cut as u32).to_le_bytes().to_vec();
+            seed.extend_from_slice(&file);
+            put(&dir, "shrinking_file", &format!("{target}-{name}-{cut}"), &seed);
+        }
+    }
 }

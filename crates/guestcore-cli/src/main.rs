@@ -9,6 +9,7 @@ mod notices;
 mod output;
 mod progress;
 mod source;
+mod stream_target;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -129,6 +129,21 @@ pub enum Error {
     /// registers, a paging mode and root, or a kernel found in RAM would do.
     #[error("no CPU state in this input")]
     NoCpuState,
+    /// An input file that was cut while it was read through its mapping: truncated (or,
+    /// rarely, its storage failed) after it was opened. The bytes read from it since are not
+    /// the file's, so the command fails rather than use them (see `phys::mmap`).
+    #[error("{}", input_cut_message(path, *len, *now, *offset))]
+    InputCut {
+        /// The input file.
+        path: PathBuf,
+        /// Its size when it was opened (what was mapped).
+        len: u64,
+        /// Its size when the cut was noticed; `None` when it could not be read.
+        now: Option<u64>,
+        /// The first offset in it whose read faulted, when one did (a parser that failed on
+        /// the zeros of a cut file, or a `pread` that read short, saw no fault).
+        offset: Option<u64>,
+    },
     /// Another error, with what was being done when it happened (the input, the vCPU): its
     /// text is the context only, the error is its [`source`](std::error::Error::source).
     #[error("{context}")]
@@ -139,6 +154,25 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+}
+
+fn input_cut_message(
+    path: &std::path::Path,
+    len: u64,
+    now: Option<u64>,
+    offset: Option<u64>,
+) -> String {
+    let path = path.display();
+    let at = offset.map_or(String::new(), |o| format!(" (offset {o:#x} was gone)"));
+    match now {
+        Some(now) if now < len => {
+            format!("{path}: the file shrank from {len} to {now} bytes while it was read{at}")
+        }
+        _ => format!(
+            "{path}: a read through its mapping failed{at}: the file was cut and grown again, \
+             or its storage failed"
+        ),
+    }
 }
 
 /// `Result` with [`Error`].

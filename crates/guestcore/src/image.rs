@@ -298,6 +298,25 @@ impl GuestImage {
             }
         };
         let path = path.as_path();
+        let len = std::fs::metadata(path).map(|m| m.len()).ok();
+        Self::open_file(path, opts).map_err(|e| match e {
+            // A parser that failed on the zeros a file cut under its mapping reads as: the cut
+            // is the error (see `phys::mmap`).
+            Error::InputCut { .. } => e,
+            e => match (len, std::fs::metadata(path).map(|m| m.len())) {
+                (Some(len), Ok(now)) if now < len => Error::InputCut {
+                    path: path.to_path_buf(),
+                    len,
+                    now: Some(now),
+                    offset: None,
+                },
+                _ => e,
+            },
+        })
+    }
+
+    /// [`open`](Self::open) of a file.
+    fn open_file(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let magic = Magic::of(&read_head(path)?);
         if magic != Magic::None && opts.layout.is_some() {
             return Err(Error::Unsupported(format!(

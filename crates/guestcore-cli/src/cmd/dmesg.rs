@@ -21,6 +21,7 @@ pub fn run(ctx: &Context, mut args: DmesgArgs) -> Result<()> {
     }
     let src = args.source.open_with(ctx, false)?;
     let log = src.guest.kernel_log(&src.view)?;
+    src.guest.intact()?;
     let mut out = std::io::stdout().lock();
     out.write_all(log.as_bytes())?;
     out.flush()?;

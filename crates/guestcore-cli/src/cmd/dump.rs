@@ -46,7 +46,8 @@ pub struct DumpArgs {
     #[command(flatten)]
     source: SourceArgs,
     /// The core file to write (written to a temporary file beside it, renamed at the end);
-    /// `-` writes a flattened kdump stream to stdout.
+    /// `-` writes a flattened kdump stream to stdout, and an existing FIFO or character
+    /// device is written into the same way (never replaced by a file).
     #[arg(short, long, value_name = "FILE", required_unless_present = "dry_run")]
     output: Option<PathBuf>,
     /// Output format. kdump files hold physical memory only (crash translates through the
@@ -138,10 +139,23 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
     let started = Instant::now();
     let spec = args.spec()?;
     let output = spec.output.clone();
-    let to_stdout = output.as_os_str() == "-";
+    // `-`, a FIFO or a character device: written into, as a flattened kdump stream.
+    let stream = if args.dry_run {
+        None
+    } else {
+        crate::stream_target::kind(&output)?
+    };
+    let to_stdout = stream.is_some();
     let kdump = matches!(spec.format, DumpFormat::Kdump(_));
-    if !kdump && (to_stdout || args.flatten) {
-        bail!("--flatten and -o - are for kdump formats (--format kdump-zlib …); ELF cores need a seekable file");
+    match stream {
+        Some(kind) if !kdump && kind != "stdout" => bail!(
+            "{}: is {kind}: only a kdump format can be written into it (--format kdump-zlib …, as a flattened stream); an ELF core needs a seekable file",
+            output.display()
+        ),
+        _ if !kdump && (to_stdout || args.flatten) => {
+            bail!("--flatten and -o - are for kdump formats (--format kdump-zlib …); ELF cores need a seekable file")
+        }
+        _ => {}
     }
     if kdump && args.paging {
         bail!("kdump files hold physical memory only: drop --paging (crash and libkdumpfile translate through the guest's own page tables)");
@@ -166,7 +180,8 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
         return print_filter(&report?, kdump, args.json);
     }
     let outcome = if to_stdout {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+        let mut out =
+            std::io::BufWriter::with_capacity(1 << 20, crate::stream_target::open(&output)?);
         let o =
             Guest::dump_input_stream(input, &opts, &view, args.source.cr3, &spec, &mut out, &bar)
                 .map_err(|e| naming(e, input))?;

@@ -65,7 +65,7 @@ impl Serialize for RangesJson<'_> {
 
 pub fn run(ctx: &Context, args: InfoArgs) -> Result<()> {
     let mut guest = args.input.open(ctx)?;
-    let r = print_info(&args, &guest);
+    let r = print_info(&args, &guest).and_then(|()| guest.intact().map_err(Into::into));
     crate::source::finish_live(ctx.quiet, &mut guest);
     r
 }

@@ -25,6 +25,8 @@ pub fn run(ctx: &Context, args: KernelsArgs) -> Result<()> {
     guest.kernels();
     crate::source::finish_live(ctx.quiet, &mut guest);
     let scan = guest.kernels();
+    // A scan of a file cut meanwhile read zeros: no listing from it.
+    guest.intact()?;
     if scan.truncated {
         ctx.warn(format_args!(
             "more than {} VMCOREINFO notes or core headers in RAM: only the first are listed",

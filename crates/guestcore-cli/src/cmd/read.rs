@@ -50,7 +50,17 @@ pub fn run(ctx: &Context, args: ReadArgs) -> Result<()> {
         src.guest
             .read_virt(&src.view.selected[0], args.addr, &mut buf)?;
     }
+    // The page tables and bytes came from the input as it was opened, or this is an error.
+    src.guest.intact()?;
     if let Some(path) = &args.output {
+        if path.as_os_str() != "-" && crate::stream_target::kind(path)?.is_some() {
+            // A FIFO or a character device: the bytes go into it (it is never replaced).
+            let mut out = crate::stream_target::open(path)?;
+            out.write_all(&buf)
+                .and_then(|()| out.flush())
+                .with_context(|| path.display().to_string())?;
+            return Ok(());
+        }
         let opts = guestcore::OutputOptions { force: args.force };
         let mut out = guestcore::create_output(path, &opts)
             .map_err(|e| crate::source::naming(e, &path.display()))?;

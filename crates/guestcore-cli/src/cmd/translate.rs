@@ -26,6 +26,7 @@ pub fn run(ctx: &Context, args: TranslateArgs) -> Result<()> {
     let src = args.source.open(ctx)?;
     for sel in &src.view.selected {
         let t = src.guest.translate(sel, args.vaddr)?;
+        src.guest.intact()?;
         if args.json {
             let v = json!({
                 "cpu": sel.cpu.index, "vaddr": hex(t.vaddr), "paddr": hex(t.paddr),

@@ -13,4 +13,6 @@ mod cli;
 mod hostile_inputs;
 mod live;
 mod real_guests;
+mod shrinking;
 mod signals;
+mod special_outputs;

@@ -115,6 +115,8 @@ pub fn write_elf_core(
     write_sections(&plan, file, &name)?;
     file.set_len(plan.file_size())
         .map_err(|e| Error::io(format!("writing {name}"), e))?;
+    // Notes and headers were read from the input too: nothing from a cut file is kept.
+    req.memory.intact()?;
     output.commit()?;
 
     Ok(DumpSummary {

@@ -6,6 +6,12 @@
 //! Every file writer goes through here (ELF, streamed ELF, kdump), and so can any other
 //! command that writes a file ([`create_output`]: write into it, then
 //! [`commit`](AtomicOutput::commit)).
+//!
+//! Only a regular file (or nothing) is ever replaced, `force` or not: a FIFO, a device or a
+//! socket at the target (or at the end of a symbolic link there) is refused, since renaming a
+//! file over it would silently send the dump somewhere its reader never looks. A caller that
+//! means to write *into* one streams a flattened kdump into it instead
+//! ([`crate::dump::kdump::write_kdump_to`], `Guest::dump_input_stream`).
 
 use crate::{Error, Result};
 use std::fs::File;
@@ -41,8 +47,42 @@ fn already_exists(path: &Path) -> Error {
     }
 }
 
-/// Fails when `path` cannot be an output: it exists and `force` is off, or it is a directory.
+/// What a file that is not a regular file is, for messages; `None` for a regular file.
+pub(crate) fn special_kind(file_type: std::fs::FileType) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = file_type;
+    Some(if t.is_file() || t.is_symlink() {
+        return None;
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    })
+}
+
+/// Fails when `path` cannot be an output: it exists and `force` is off, or it is (or links to)
+/// a directory, a FIFO, a device or a socket, which a file renamed over it would replace.
 pub(crate) fn check_target(path: &Path, opts: &OutputOptions) -> Result<()> {
+    if let Some(kind) = std::fs::metadata(path)
+        .ok()
+        .and_then(|m| special_kind(m.file_type()))
+    {
+        return Err(Error::io(
+            format!(
+                "{}: is {kind}, not a regular file: it is never replaced",
+                path.display()
+            ),
+            io::Error::from(io::ErrorKind::InvalidInput),
+        ));
+    }
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => Err(Error::io(
             format!("{}: is a directory", path.display()),
@@ -123,6 +163,8 @@ impl AtomicOutput {
     /// Flushes the data to disk and renames the file to its final name.
     pub fn commit(self) -> Result<()> {
         let path = self.path;
+        // A FIFO or device made at the target while the dump ran is not replaced either.
+        check_target(&path, &OutputOptions { force: true })?;
         self.tmp
             .as_file()
             .sync_all()
@@ -237,5 +279,33 @@ mod tests {
     fn directory_target_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         assert!(AtomicOutput::create(dir.path(), &OutputOptions { force: true }).is_err());
+    }
+
+    /// A FIFO, a device, or a link to one is never replaced by a file, `force` or not (a
+    /// reader of the FIFO would wait forever while the dump went to a new file).
+    #[test]
+    fn special_files_are_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.as_ref().is_ok_and(|s| s.success()), "mkfifo: {made:?}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/dev/null", &link).unwrap();
+        for (path, kind) in [
+            (fifo.as_path(), "a FIFO"),
+            (Path::new("/dev/null"), "a character device"),
+            (link.as_path(), "a character device"),
+        ] {
+            let e = AtomicOutput::create(path, &OutputOptions { force: true }).unwrap_err();
+            assert!(e.to_string().contains(kind), "{}: {e}", path.display());
+        }
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(
+            entries(dir.path()),
+            vec!["link", "pipe"],
+            "no temporary file left"
+        );
     }
 }

@@ -347,6 +347,8 @@ pub(crate) fn mark_zero_frames<M: PhysMemory + ?Sized>(
                 }
             }
             mem.release(a * FRAME, (b - a) * FRAME);
+            // A file cut while this piece was read gave zeros: not zero pages of the guest.
+            mem.intact()?;
             progress.advance((b - a) * FRAME);
             Ok(zero)
         })

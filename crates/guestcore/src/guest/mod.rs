@@ -181,6 +181,15 @@ impl Guest {
         &self.cpus
     }
 
+    /// `Ok` while everything read from the input came from it as it was opened; an
+    /// [`Error::InputCut`](crate::Error::InputCut) naming the file once it was cut (truncated)
+    /// while it was read (see [`PhysMemory::intact`](crate::phys::PhysMemory::intact)). What
+    /// was read since then is zeros that are not the input's: a caller that lists or prints
+    /// what it read asks this before it does.
+    pub fn intact(&self) -> Result<()> {
+        self.image.memory.intact()
+    }
+
     /// The Linux kernels in guest memory (found once, from their VMCOREINFO; see
     /// [`find_kernels`]).
     /// Pages the scan could not read are said once, as a [`Notice::UnreadablePages`].

@@ -18,11 +18,10 @@
 //!
 //! The file is mapped read-only, so [`PhysMemory::slice`] borrows file bytes without copying.
 
-use super::{map_file, PhysMemory, RamMap};
+use super::{map_file, InputMap, PhysMemory, RamMap};
 use crate::addr::PhysRange;
 use crate::format::ElfNote;
 use crate::{Error, Result};
-use memmap2::Mmap;
 use object::elf::{ET_CORE, PT_LOAD, PT_NOTE};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::LittleEndian;
@@ -67,7 +66,7 @@ struct Chunk {
 #[derive(Debug)]
 pub struct ElfCore {
     path: PathBuf,
-    map: Mmap,
+    map: InputMap,
     /// The open file behind `map`, for [`PhysMemory::file_extent`].
     file: File,
     class: u8,
@@ -140,6 +139,9 @@ impl ElfCore {
             ));
         }
         check_amplification(&chunks, file_len).map_err(bad)?;
+        // The headers and notes were read through the mapping: a file cut meanwhile read as
+        // zeros.
+        map.intact()?;
         let ram = RamMap::new(chunks.iter().map(|c| c.range).collect())
             .map_err(|e| bad(format!("inconsistent physical segments: {e}")))?;
         Ok(ElfCore {
@@ -355,7 +357,7 @@ impl PhysMemory for ElfCore {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         if let Some(s) = self.slice(addr, buf.len() as u64) {
             buf.copy_from_slice(s);
-            return Ok(());
+            return self.map.intact();
         }
         let total = buf.len() as u64;
         let not_in = || Error::NotInMemory { addr, len: total };
@@ -383,7 +385,11 @@ impl PhysMemory for ElfCore {
             out[from_file..].fill(0);
             done += n;
         }
-        Ok(())
+        self.map.intact()
+    }
+
+    fn intact(&self) -> Result<()> {
+        self.map.whole()
     }
 
     fn ram(&self) -> &RamMap {

@@ -14,7 +14,7 @@
 //! the last chunk per thread. Every count comes from the file and is bounded by its length or by
 //! [`MAX_RANGES`]; no malformed input panics.
 
-use super::{map_file, PhysMemory, RamMap};
+use super::{map_file, InputMap, PhysMemory, RamMap};
 use crate::addr::PhysRange;
 use crate::format::avml::{
     AVML_MAGIC, AVML_VERSION, CHUNK_COMPRESSED, CHUNK_HEADER_LEN, CHUNK_STREAM_IDENTIFIER,
@@ -22,7 +22,6 @@ use crate::format::avml::{
 };
 use crate::format::lime::{RangeHeader, HEADER_LEN, LIME_MAGIC, LIME_VERSION};
 use crate::{Error, Result};
-use memmap2::Mmap;
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::Read;
@@ -83,7 +82,7 @@ thread_local! {
 #[derive(Debug)]
 pub struct LimeImage {
     path: PathBuf,
-    map: Mmap,
+    map: InputMap,
     /// The open file behind `map`, for [`PhysMemory::file_extent`].
     file: File,
     ram: RamMap,
@@ -125,6 +124,8 @@ impl LimeImage {
                 ));
             }
         }
+        // The headers were read through the mapping: a file cut meanwhile read as zeros.
+        map.intact()?;
         let ram = RamMap::new(pieces.iter().map(|p| p.range).collect())?;
         let compressed = pieces
             .iter()
@@ -276,7 +277,11 @@ impl PhysMemory for LimeImage {
             }
             done += n;
         }
-        Ok(())
+        self.map.intact()
+    }
+
+    fn intact(&self) -> Result<()> {
+        self.map.whole()
     }
 
     fn ram(&self) -> &RamMap {

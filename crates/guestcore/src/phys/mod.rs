@@ -19,7 +19,7 @@ pub mod raw;
 pub(crate) use mmap::map_file;
 pub use ram_map::{RamMap, RamPiece};
 
-pub(crate) use mmap::{map_shared_ram, release_mapped};
+pub(crate) use mmap::{map_shared_ram, release_mapped, InputMap};
 
 use crate::addr::PhysRange;
 use crate::{Error, Result};
@@ -52,6 +52,15 @@ pub trait PhysMemory: Send + Sync {
     /// (they stay in the page cache), so dumping a 16 GiB guest does not grow RSS to 16 GiB.
     /// Reads afterwards still work. Default: nothing.
     fn release(&self, _addr: u64, _len: u64) {}
+
+    /// `Ok` while everything read from this source came from its input as it was opened; an
+    /// [`Error::InputCut`] naming the file once the file was cut under its mapping (see
+    /// `phys::mmap`) or is now shorter than what was opened. Passes over many pieces call it
+    /// after each piece and writers before a dump is kept: bytes read since a cut are zeros
+    /// that are not the file's. Costs an atomic load and an `fstat`. Default: `Ok`.
+    fn intact(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// The file that holds `[addr, addr + len)` contiguously, and the offset of `addr` in it,
     /// when the source is a plain file on disk (a raw image, an ELF core). Writers use it to let
@@ -113,6 +122,9 @@ macro_rules! forward_phys_memory {
             }
             fn data_runs(&self, start: u64, end: u64, f: &mut dyn FnMut(u64, u64) -> bool) -> bool {
                 (**self).data_runs(start, end, f)
+            }
+            fn intact(&self) -> Result<()> {
+                (**self).intact()
             }
         }
     )+};
@@ -231,9 +243,12 @@ pub(crate) fn read_bulk<M: PhysMemory + ?Sized>(mem: &M, addr: u64, buf: &mut [u
     use std::os::unix::fs::FileExt;
     if buf.len() >= BULK_READ {
         if let Some((file, offset)) = mem.file_extent(addr, buf.len() as u64) {
-            return file
-                .read_exact_at(buf, offset)
-                .map_err(|e| Error::io(format!("reading {:#x} of the source's file", addr), e));
+            return file.read_exact_at(buf, offset).map_err(|e| {
+                // A file cut under us reads short: say so, naming it.
+                mem.intact().err().unwrap_or_else(|| {
+                    Error::io(format!("reading {:#x} of the source's file", addr), e)
+                })
+            });
         }
     }
     mem.read_at(addr, buf)

@@ -7,10 +7,9 @@
 //! ([`Error::NotInMemory`](crate::Error::NotInMemory)).
 
 use super::layout::Layout;
-use super::{map_file, read_via_slice, PhysMemory, RamMap};
+use super::{map_file, read_via_slice, InputMap, PhysMemory, RamMap};
 use crate::addr::PhysRange;
 use crate::Result;
-use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub struct RawImage {
     path: PathBuf,
     /// `None` for an empty file: mapping zero bytes is an error on most systems.
-    map: Option<Mmap>,
+    map: Option<InputMap>,
     /// The open file behind `map`, for [`PhysMemory::file_extent`].
     file: File,
     ram: RamMap,
@@ -69,7 +68,12 @@ impl RawImage {
 
 impl PhysMemory for RawImage {
     fn read_at(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        read_via_slice(self, addr, buf)
+        read_via_slice(self, addr, buf)?;
+        self.map.as_ref().map_or(Ok(()), |m| m.intact())
+    }
+
+    fn intact(&self) -> Result<()> {
+        self.map.as_ref().map_or(Ok(()), |m| m.whole())
     }
 
     fn ram(&self) -> &RamMap {

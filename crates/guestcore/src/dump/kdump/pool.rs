@@ -210,7 +210,11 @@ fn store_file_run(
             }
             w.run.resize(n, 0);
             if let Err(e) = file.read_exact_at(&mut w.run[..n], offset + (next - addr)) {
-                failed = Some(Error::io(format!("reading {next:#x} of the source"), e));
+                // A file cut under us reads short: say so, naming it.
+                failed =
+                    Some(mem.intact().err().unwrap_or_else(|| {
+                        Error::io(format!("reading {next:#x} of the source"), e)
+                    }));
                 return false;
             }
             for page in w.run[..n].chunks_exact(PAGE) {

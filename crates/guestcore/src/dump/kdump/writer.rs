@@ -127,7 +127,11 @@ fn generate(
         ),
         None => None,
     };
-    generate_in_pool(req, opts, progress, sink, name, pool.as_ref())
+    let summary = generate_in_pool(req, opts, progress, sink, name, pool.as_ref())?;
+    // Headers, notes and the page array were read from the input too: nothing read from a
+    // file cut meanwhile is kept (a file output is then removed, a stream ends in an error).
+    req.memory.intact()?;
+    Ok(summary)
 }
 
 fn generate_in_pool(
@@ -264,6 +268,8 @@ fn write_pages(
             out.write_window(sink, &chunks, summary)
                 .map_err(|e| Error::io(name.to_string(), e))?;
             release_pfns(req.memory, &pfns);
+            // A file cut while this window was read gave zeros that are not the guest's.
+            req.memory.intact()?;
             progress.advance(pfns.len() as u64);
             spare.extend(chunks);
         }

@@ -47,9 +47,8 @@ use super::vmcoreinfo::{self, VmcoreinfoPointer};
 use crate::addr::PhysRange;
 use crate::format::libvirt_save::{SaveHeader, LIBVIRT_MAGIC};
 use crate::format::migration::{mapped_ram_bitmap_len, MAGIC};
-use crate::phys::{map_file, release_mapped, PhysMemory, RamMap, RamPiece};
+use crate::phys::{map_file, release_mapped, InputMap, PhysMemory, RamMap, RamPiece};
 use crate::{Error, Result};
-use memmap2::Mmap;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Cursor;
@@ -264,7 +263,7 @@ pub struct StreamStats {
 pub struct MigrationFile {
     path: PathBuf,
     file: File,
-    map: Mmap,
+    map: InputMap,
     config: Configuration,
     blocks: Vec<BlockInfo>,
     pages: Vec<Pages>,
@@ -503,6 +502,9 @@ impl MigrationFile {
             stats,
         };
         me.vmcoreinfo = vmcoreinfo_ptr.and_then(|p| vmcoreinfo::read_note(&me, p));
+        // The stream's records were parsed through the mapping: a file cut meanwhile read as
+        // zeros.
+        me.map.intact()?;
         Ok(me)
     }
 
@@ -753,7 +755,11 @@ impl PhysMemory for MigrationFile {
             }
             done += n;
         }
-        Ok(())
+        self.map.intact()
+    }
+
+    fn intact(&self) -> Result<()> {
+        self.map.whole()
     }
 
     fn ram(&self) -> &RamMap {
