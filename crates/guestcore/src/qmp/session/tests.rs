@@ -97,6 +97,7 @@ fn pause_then_resume_on_drop_and_on_error() {
         [
             "qmp_capabilities",
             "query-status",
+            "query-migrate",
             "stop",
             "human-monitor-command info registers -a",
             "cont"
