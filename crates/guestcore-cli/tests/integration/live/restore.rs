@@ -190,7 +190,7 @@ fn sigkilled_snapshot_is_undone_and_a_second_guestcore_is_told_at_once(g: &Guest
         "background-snapshot off {:.1} ms after SIGKILL; migration {:?}; left beside the output: {:?}",
         took.as_secs_f64() * 1e3,
         migration_status(&mut b),
-        leftovers(&g, a_out.file_name().unwrap().to_str().unwrap())
+        leftovers(g, a_out.file_name().unwrap().to_str().unwrap())
     );
     assert!(killed.elapsed() < Duration::from_secs(5));
     assert!(running_via(&mut b), "the guest runs");
@@ -232,7 +232,7 @@ fn sigkilled_snapshot_is_undone_and_a_second_guestcore_is_told_at_once(g: &Guest
         .unwrap();
     }
     assert_eq!(pipes_of(qemu_pid), pipes + 1, "the leftover descriptor");
-    let stderr = snapshot_dump_quiet(&g, &g.path("after.elf"));
+    let stderr = snapshot_dump_quiet(g, &g.path("after.elf"));
     assert!(
         stderr
             .contains("background-snapshot migration capability was on with no migration running")
@@ -291,7 +291,7 @@ fn stopped_or_dead_qemu_ends_the_command_with_an_error_naming_it(g: &mut Guest) 
             "{stderr}"
         );
         assert!(!out.exists(), "no output");
-        assert!(leftovers(&g, &format!("stopped{attempt}")).is_empty());
+        assert!(leftovers(g, &format!("stopped{attempt}")).is_empty());
         let back = until(&mut b, Duration::from_secs(10), "capability off", |q| {
             !background_snapshot_on(q)
                 && !matches!(
@@ -378,7 +378,7 @@ fn stopped_or_dead_qemu_ends_the_command_with_an_error_naming_it(g: &mut Guest) 
         assert!(took < Duration::from_secs(5), "{took:?}");
         assert!(stderr.contains("QEMU went away"), "{stderr}");
         assert!(!out.exists());
-        assert!(leftovers(&g, &format!("dead{attempt}")).is_empty());
+        assert!(leftovers(g, &format!("dead{attempt}")).is_empty());
         return;
     }
     panic!("never killed QEMU mid-snapshot");
