@@ -239,10 +239,19 @@ impl QmpClient {
     /// Runs an HMP command through `human-monitor-command` and returns its text (with `\n`
     /// line ends; QEMU sends `\r\n`).
     pub fn hmp(&mut self, command_line: &str) -> Result<String> {
-        let r = self.execute(
-            "human-monitor-command",
-            Some(json!({ "command-line": command_line })),
-        )?;
+        let r = self
+            .execute(
+                "human-monitor-command",
+                Some(json!({ "command-line": command_line })),
+            )
+            .map_err(|e| match e {
+                // Name the HMP command, not its QMP wrapper.
+                Error::Qmp { socket, what } => Error::Qmp {
+                    socket,
+                    what: what.replace("human-monitor-command", &format!("HMP `{command_line}`")),
+                },
+                e => e,
+            })?;
         match r.as_str() {
             Some(s) => Ok(s.replace("\r\n", "\n")),
             None => Err(self.protocol(format!("HMP {command_line:?}: the reply is not text: {r}"))),

@@ -200,7 +200,18 @@ impl LiveSession {
 
     /// Every vCPU's registers, from HMP `info registers -a`.
     pub fn registers(&mut self) -> Result<Vec<X86CpuState>> {
-        let text = self.client.hmp("info registers -a")?;
+        let text = self.client.hmp("info registers -a").map_err(|e| match e {
+            Error::Qmp { socket, what } if self.paused_at.is_some() && self.client.lost() => {
+                Error::Qmp {
+                    socket,
+                    what: format!(
+                        "{what}; the guest stays paused until QEMU answers again, then guestcore's watchdog resumes it (it tries for {} s)",
+                        FIRE_WINDOW.as_secs()
+                    ),
+                }
+            }
+            e => e,
+        })?;
         let cpus = parse_info_registers(&text)?;
         if cpus.is_empty() {
             return Err(Error::CpuState(format!(

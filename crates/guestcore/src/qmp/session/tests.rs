@@ -280,7 +280,13 @@ fn a_stopped_qemu_costs_one_timeout_and_the_watchdog_resumes() {
     {
         let mut s = LiveSession::connect(&path, &opts).unwrap();
         let e = s.registers().unwrap_err();
-        assert!(e.to_string().contains("did not answer within 0.3 s"), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("did not answer within 0.3 s")
+                && e.contains("HMP `info registers -a`")
+                && e.contains("watchdog resumes it"),
+            "{e}"
+        );
     }
     assert!(
         t0.elapsed() < Duration::from_millis(550),
