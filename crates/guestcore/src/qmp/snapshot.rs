@@ -337,6 +337,8 @@ pub(crate) struct Watched<'a> {
     socket: &'a Path,
     cause: &'a mut Option<Error>,
     last_data: Instant,
+    /// [`STALL_LIMIT`] (shorter in tests).
+    stall_limit: Duration,
 }
 
 impl Watched<'_> {
@@ -366,11 +368,11 @@ impl Watched<'_> {
                         .unwrap_or("the migration failed, no reason given")
                 ),
             }),
-            _ if idle >= STALL_LIMIT => Err(Error::Qmp {
+            _ if idle >= self.stall_limit => Err(Error::Qmp {
                 socket,
                 what: format!(
                     "QEMU sent no background-snapshot data for {} s (migration status {s}): giving up",
-                    STALL_LIMIT.as_secs()
+                    self.stall_limit.as_secs_f64()
                 ),
             }),
             _ => Ok(()),
@@ -430,6 +432,7 @@ impl Snapshot {
             socket,
             cause,
             last_data: Instant::now(),
+            stall_limit: STALL_LIMIT,
         }
     }
 
@@ -511,3 +514,6 @@ fn put_back(client: &mut QmpClient, was_on: bool, watchdog: Option<Watchdog>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
