@@ -70,6 +70,10 @@
 //!   its own work is not; any signal or SIGKILL then resumes the guest;
 //! * a host program that forks (without exec) while paused: its child holds the write end too,
 //!   and the watchdog fires only when both are gone;
+//! * a migration someone else started on another monitor in the milliseconds between
+//!   guestcore's death (its snapshot's migration fails at QEMU's next write into the closed
+//!   pipe) and the watchdog's `migrate_cancel`: that one is cancelled too. QEMU runs one
+//!   migration at a time, so none can start while guestcore's still runs;
 //! * a QEMU that stays stopped for longer than [`FIRE_WINDOW`] after guestcore died: the
 //!   watchdog gives up, and the next background snapshot repairs what it finds
 //!   (`snapshot::start`).
