@@ -70,83 +70,63 @@ fn placement(blocks: &[RamBlock], pieces: &[RamPiece]) -> Vec<Vec<(u64, u64, u64
         .collect()
 }
 
+/// Why pushing the stream's pages stopped early.
+enum Stop {
+    /// The stream broke (ended early, malformed, or its bounded wait gave up).
+    Stream(Error),
+    /// Anything else: the sink, a cancel.
+    Other(Error),
+}
+
 /// Takes a background snapshot of the guest behind `session` and pushes every RAM page of it
 /// into `sink`, placed by `pieces` (the guest's RAM layout, read before). The guest is never
 /// stopped by guestcore here; QEMU stops it for its device state. On error the migration is
-/// cancelled and QEMU's capabilities put back.
+/// cancelled and QEMU's capabilities put back. What `start` repaired (left by a killed
+/// guestcore) goes to `repaired`, one sentence each, before the first page.
+///
+/// Waits on QEMU are bounded (`qmp::snapshot::STALL_LIMIT`), and a stream that ends early
+/// says why when QEMU knows: QEMU gone, or its migration failed.
 pub(crate) fn stream_snapshot(
     session: &mut LiveSession,
     pieces: &[RamPiece],
     sink: &mut dyn PageSink,
     total: u64,
     progress: &dyn Progress,
+    repaired: &dyn Fn(&str),
 ) -> Result<Streamed> {
-    let mut snap = match snapshot::start(session.client())? {
+    let socket = session.socket().to_path_buf();
+    let snap = match snapshot::start(session.client(), &socket)? {
         Start::Streaming(s) => s,
         Start::Unavailable(why) => return Ok(Streamed::Unavailable(why)),
     };
-    let name = format!("background snapshot of {}", session.socket().display());
-    let streamed = (|| -> Result<DeviceState> {
+    for r in snap.repairs() {
+        repaired(r);
+    }
+    let name = format!("background snapshot of {}", socket.display());
+    let mut cause = None;
+    let (streamed, read) = {
+        let watched = snap.watched(session.client(), &socket, &mut cause);
         let mut parser = Parser::new(
-            BufReader::with_capacity(STREAM_BUFFER, snap.stream()),
+            BufReader::with_capacity(STREAM_BUFFER, watched),
             name.clone(),
         );
-        let mut places = Vec::new();
-        let mut devices = DeviceState::default();
-        let mut fill = vec![0u8; PAGE_SIZE as usize];
-        let mut eof = false;
         progress.start("snapshot", total);
-        while let Some(ev) = parser.next()? {
-            match ev {
-                Event::RamBlocks(b) => places = placement(b, pieces),
-                Event::Page {
-                    block,
-                    offset,
-                    content,
-                    ..
-                } => {
-                    let Some(place) = places.get(block) else {
-                        continue;
-                    };
-                    let bytes = match content {
-                        PageContent::Bytes(b) => Some(b),
-                        PageContent::Fill(0) => None,
-                        PageContent::Fill(f) => {
-                            fill.fill(f);
-                            Some(&fill[..])
-                        }
-                        PageContent::Skipped => {
-                            return Err(Error::Unsupported(format!("{name}: page bytes skipped")))
-                        }
-                    };
-                    for &(start, len, gpa) in place {
-                        if offset >= start && offset - start < len {
-                            sink.page(gpa + (offset - start), bytes)?;
-                            progress.advance(PAGE_SIZE);
-                        }
-                    }
-                }
-                Event::Device { header, data, .. } => devices.add(header, data),
-                Event::Vmdesc(json) => devices.set_vmdesc(json),
-                Event::Eof => eof = true,
-                Event::Configuration(_) | Event::Command { .. } => {}
-            }
-            if progress.cancelled() {
-                return Err(Error::Cancelled);
-            }
-        }
-        if !eof {
-            return Err(Error::format(
-                &name,
-                "the stream ends before its EOF section",
-            ));
-        }
-        Ok(devices)
-    })();
-    progress.finish();
+        let r = push_pages(&mut parser, pieces, sink, progress, &name);
+        progress.finish();
+        (r, parser.position())
+    };
     let devices = match streamed {
         Ok(d) => d,
-        Err(e) => {
+        Err(stop) => {
+            let e = match stop {
+                // The bounded wait gave up: its reason, not the parser's "stream ends".
+                Stop::Stream(e) => match cause.take() {
+                    Some(c) => c,
+                    None => snapshot::explain_early_end(session.client(), &socket, read, &e)
+                        .unwrap_or(e),
+                },
+                Stop::Other(e) => e,
+            };
             snap.cancel(session.client());
             return Err(e);
         }
@@ -165,4 +145,67 @@ pub(crate) fn stream_snapshot(
         cpus,
         vmcoreinfo: pointer,
     })
+}
+
+/// Pushes every page the stream holds into `sink`; the device state for the end.
+fn push_pages<R: std::io::Read>(
+    parser: &mut Parser<R>,
+    pieces: &[RamPiece],
+    sink: &mut dyn PageSink,
+    progress: &dyn Progress,
+    name: &str,
+) -> std::result::Result<DeviceState, Stop> {
+    let mut places = Vec::new();
+    let mut devices = DeviceState::default();
+    let mut fill = vec![0u8; PAGE_SIZE as usize];
+    let mut eof = false;
+    while let Some(ev) = parser.next().map_err(Stop::Stream)? {
+        match ev {
+            Event::RamBlocks(b) => places = placement(b, pieces),
+            Event::Page {
+                block,
+                offset,
+                content,
+                ..
+            } => {
+                let Some(place) = places.get(block) else {
+                    continue;
+                };
+                let bytes = match content {
+                    PageContent::Bytes(b) => Some(b),
+                    PageContent::Fill(0) => None,
+                    PageContent::Fill(f) => {
+                        fill.fill(f);
+                        Some(&fill[..])
+                    }
+                    PageContent::Skipped => {
+                        return Err(Stop::Other(Error::Unsupported(format!(
+                            "{name}: page bytes skipped"
+                        ))))
+                    }
+                };
+                for &(start, len, gpa) in place {
+                    if offset >= start && offset - start < len {
+                        sink.page(gpa + (offset - start), bytes)
+                            .map_err(Stop::Other)?;
+                        progress.advance(PAGE_SIZE);
+                    }
+                }
+            }
+            Event::Device { header, data, .. } => devices.add(header, data),
+            Event::Vmdesc(json) => devices.set_vmdesc(json),
+            Event::Eof => eof = true,
+            Event::Configuration(_) | Event::Command { .. } => {}
+        }
+        if progress.cancelled() {
+            return Err(Stop::Other(Error::Cancelled));
+        }
+    }
+    if !eof {
+        return Err(Stop::Stream(Error::format(
+            name,
+            "the stream ends before its EOF section",
+        )));
+    }
+    Ok(devices)
 }

@@ -199,18 +199,24 @@ impl Guest {
         };
         drop(running);
         let mut sink = WatchHeads::new(sink);
-        let (report, cpus, pointer) =
-            match stream_snapshot(&mut session, &pieces, &mut sink, ram.total(), progress)? {
-                Streamed::Unavailable(why) => {
-                    opts.notify(Notice::NoSnapshot(NoSnapshot::Refused(why)));
-                    return Ok(None);
-                }
-                Streamed::Done {
-                    report,
-                    cpus,
-                    vmcoreinfo,
-                } => (report, cpus, vmcoreinfo),
-            };
+        let (report, cpus, pointer) = match stream_snapshot(
+            &mut session,
+            &pieces,
+            &mut sink,
+            ram.total(),
+            progress,
+            &|repair| opts.notify(Notice::Warning(repair.to_string())),
+        )? {
+            Streamed::Unavailable(why) => {
+                opts.notify(Notice::NoSnapshot(NoSnapshot::Refused(why)));
+                return Ok(None);
+            }
+            Streamed::Done {
+                report,
+                cpus,
+                vmcoreinfo,
+            } => (report, cpus, vmcoreinfo),
+        };
         opts.notify(Notice::Snapshot(report));
         let memory = sink.memory()?;
         let vmcoreinfo = pointer.and_then(|p| read_note_with(p, |a, buf| memory.read_at(a, buf)));

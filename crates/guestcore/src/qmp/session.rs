@@ -9,13 +9,20 @@
 //! while the guest runs, which is fast but possibly inconsistent — such images carry
 //! [`super::unpaused`]'s note so the output says so.
 //!
+//! Every wait on QEMU is bounded by the client's timeout ([`DEFAULT_TIMEOUT`], 10 s, per
+//! reply): a QEMU that stops answering mid-pause (SIGSTOP, wedged) ends the command with an
+//! error naming it after one such wait, and the watchdog resumes the guest once QEMU answers
+//! again. A guest under a running migration is never paused: QEMU's `stop` would wait on the
+//! migration (on a background snapshot's stalled reader, for as long as it stalls).
+//!
 //! Where guest RAM is comes from [`super::mtree`]; how its host side is found (a shared
 //! backend file, or `gpa2hva` and the QEMU process) is [`LiveSession::open_memory`].
 
 use super::client::{QmpClient, DEFAULT_TIMEOUT};
 use super::gpa2hva::parse_gpa2hva;
 use super::mtree::{parse_memory_flat_view, ram_pieces};
-use super::watchdog::Watchdog;
+use super::snapshot::migration_running;
+use super::watchdog::{Restore, Watchdog, FIRE_WINDOW};
 use crate::cpu::hmp::parse_info_registers;
 use crate::cpu::X86CpuState;
 use crate::phys::live::{LiveMemory, LiveSource};
@@ -83,10 +90,19 @@ impl LiveSession {
 
     /// Stops the guest if it was running when the session connected and is not stopped by
     /// this session already. A `Watchdog` is armed first: when it cannot be started, the
-    /// guest is not stopped and this fails.
+    /// guest is not stopped and this fails. A running migration (another guestcore's
+    /// background snapshot, say) is an error, at once: `stop` would wait on it.
     pub fn pause(&mut self) -> Result<()> {
         if self.was_running && self.paused_at.is_none() {
-            self.watchdog = Some(Watchdog::arm(&self.socket)?);
+            if let Some(status) = migration_running(&mut self.client)? {
+                return Err(Error::Qmp {
+                    socket: self.socket.display().to_string(),
+                    what: format!(
+                        "QEMU is migrating (status {status}; a background snapshot of another guestcore?): not pausing the guest, since `stop` would wait on the migration; try again when it has ended, or read without pausing"
+                    ),
+                });
+            }
+            self.watchdog = Some(Watchdog::arm(&self.socket, &[Restore::Cont])?);
             let t = Instant::now();
             // Set before sending: if the reply is lost, Drop still sends `cont`.
             self.paused_at = Some(t);
@@ -125,15 +141,27 @@ impl LiveSession {
     /// Resumes the guest if this session stopped it; returns how long it was stopped (from
     /// sending `stop` to the reply to `cont`). Later calls (and `Drop`) do nothing.
     ///
-    /// When `cont` fails because the connection is lost (closed, timed out), this session's
-    /// connection is shut down (so QEMU can serve another client) and the watchdog is fired: it
-    /// sends `cont` over a fresh connection. When QEMU answers `cont` with an error, the
-    /// watchdog is disarmed (it would get the same answer).
+    /// When `cont` fails because the connection is lost (closed, timed out), or was lost
+    /// before (then `cont` is not even sent: a second wait would only double the bound), this
+    /// session's connection is shut down (so QEMU can serve another client) and the watchdog
+    /// is fired: it sends `cont` over a fresh connection, for [`FIRE_WINDOW`]. When QEMU
+    /// answers `cont` with an error, the watchdog is disarmed (it would get the same answer).
     pub fn resume(&mut self) -> Result<Option<Duration>> {
         let Some(t) = self.paused_at.take() else {
             return Ok(None);
         };
-        match self.client.execute("cont", None) {
+        let sent = if self.client.lost() {
+            Err(Error::Qmp {
+                socket: self.socket.display().to_string(),
+                what: format!(
+                    "QEMU stopped answering while the guest was paused (no reply within {} s)",
+                    self.client.timeout().as_secs_f64()
+                ),
+            })
+        } else {
+            self.client.execute("cont", None)
+        };
+        match sent {
             Ok(_) => {
                 if let Some(w) = self.watchdog.take() {
                     w.disarm();
@@ -151,7 +179,16 @@ impl LiveSession {
                 if let Some(w) = self.watchdog.take() {
                     w.fire();
                 }
-                Err(e)
+                Err(match e {
+                    Error::Qmp { socket, what } => Error::Qmp {
+                        socket,
+                        what: format!(
+                            "{what}; the guest is resumed by guestcore's watchdog as soon as QEMU answers again (it tries for {} s)",
+                            FIRE_WINDOW.as_secs()
+                        ),
+                    },
+                    e => e,
+                })
             }
         }
     }
@@ -163,7 +200,18 @@ impl LiveSession {
 
     /// Every vCPU's registers, from HMP `info registers -a`.
     pub fn registers(&mut self) -> Result<Vec<X86CpuState>> {
-        let text = self.client.hmp("info registers -a")?;
+        let text = self.client.hmp("info registers -a").map_err(|e| match e {
+            Error::Qmp { socket, what } if self.paused_at.is_some() && self.client.lost() => {
+                Error::Qmp {
+                    socket,
+                    what: format!(
+                        "{what}; the guest stays paused until QEMU answers again, then guestcore's watchdog resumes it (it tries for {} s)",
+                        FIRE_WINDOW.as_secs()
+                    ),
+                }
+            }
+            e => e,
+        })?;
         let cpus = parse_info_registers(&text)?;
         if cpus.is_empty() {
             return Err(Error::CpuState(format!(

@@ -14,6 +14,15 @@ struct FakeQemu {
 }
 
 fn fake_qemu(running: bool, fail_registers: bool) -> FakeQemu {
+    fake_qemu_migrating(running, fail_registers, None)
+}
+
+/// [`fake_qemu`] whose `query-migrate` reports `migrating` as the migration's status.
+fn fake_qemu_migrating(
+    running: bool,
+    fail_registers: bool,
+    migrating: Option<&'static str>,
+) -> FakeQemu {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qmp.sock");
     let listener = UnixListener::bind(&path).unwrap();
@@ -46,6 +55,10 @@ fn fake_qemu(running: bool, fail_registers: bool) -> FakeQemu {
                     "query-status" => {
                         json!({"running": running, "status": if running {"running"} else {"paused"}})
                     }
+                    "query-migrate" => match migrating {
+                        Some(st) => json!({"status": st}),
+                        None => json!({}),
+                    },
                     "stop" => {
                         running = false;
                         json!({})
@@ -97,6 +110,7 @@ fn pause_then_resume_on_drop_and_on_error() {
         [
             "qmp_capabilities",
             "query-status",
+            "query-migrate",
             "stop",
             "human-monitor-command info registers -a",
             "cont"
@@ -198,4 +212,91 @@ fn lost_connection_fires_the_watchdog() {
         log[log.len() - 2..],
         [(1, "qmp_capabilities".to_string()), (1, "cont".to_string())]
     );
+}
+
+/// A guest under a running migration (a background snapshot whose reader stalls, where `stop`
+/// would wait on it): `pause` refuses at once, sends no `stop`, and arms no watchdog.
+#[test]
+fn no_pause_under_a_running_migration() {
+    let q = fake_qemu_migrating(true, false, Some("active"));
+    let t0 = Instant::now();
+    let e = LiveSession::connect(&q.path, &LiveOptions::default()).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert!(
+        e.to_string().contains("QEMU is migrating (status active"),
+        "{e}"
+    );
+    assert!(
+        !q.log().iter().any(|c| c == "stop" || c == "cont"),
+        "{:?}",
+        q.log()
+    );
+    // A finished migration does not stand in the way.
+    let q = fake_qemu_migrating(true, false, Some("completed"));
+    let s = LiveSession::connect(&q.path, &LiveOptions::default()).unwrap();
+    assert!(s.holds_pause());
+}
+
+/// A reply that never comes while paused: the command fails after one timeout, `cont` is not
+/// waited for a second time on the lost connection, and the watchdog resumes the guest.
+#[test]
+fn a_stopped_qemu_costs_one_timeout_and_the_watchdog_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qmp.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let log = Arc::new(Mutex::new(Vec::<(usize, String)>::new()));
+    let log2 = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(conn) = conn else { return };
+            let mut w = conn.try_clone().unwrap();
+            w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
+                .unwrap();
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                line.clear();
+                let cmd = v["execute"].as_str().unwrap().to_string();
+                log2.lock().unwrap().push((n, cmd.clone()));
+                if n == 0 && cmd == "human-monitor-command" {
+                    continue; // QEMU stopped from here on, for this client
+                }
+                let ret = if cmd == "query-status" {
+                    json!({"running": true, "status": "running"})
+                } else {
+                    json!({})
+                };
+                let reply = json!({"return": ret, "id": v["id"]});
+                w.write_all(format!("{reply}\n").as_bytes()).unwrap();
+            }
+        }
+    });
+    let opts = LiveOptions {
+        timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let t0 = Instant::now();
+    {
+        let mut s = LiveSession::connect(&path, &opts).unwrap();
+        let e = s.registers().unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("did not answer within 0.3 s")
+                && e.contains("HMP `info registers -a`")
+                && e.contains("watchdog resumes it"),
+            "{e}"
+        );
+    }
+    assert!(
+        t0.elapsed() < Duration::from_millis(550),
+        "{:?}",
+        t0.elapsed()
+    );
+    while !log.lock().unwrap().contains(&(1, "cont".to_string())) {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", log.lock());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let log = log.lock().unwrap().clone();
+    assert!(!log.contains(&(0, "cont".to_string())), "{log:?}");
 }

@@ -2,11 +2,11 @@
 //!
 //! [`spawn`] forks from a process that may run many threads. POSIX allows the child of such a
 //! fork only async-signal-safe calls until it exits or execs: no allocation, no locks, no std
-//! I/O, no panics. So everything the child needs — the socket address, the QMP text, the reply
-//! marker — is built by the parent beforehand ([`Prepared`]), and the child's code below uses
-//! only raw system calls (`sigaction`, `sigprocmask`, `close_range`/`close`, `setsid`,
-//! `fork`, `poll`, `read`, `socket`, `connect`, `send`, `recv`, `clock_gettime`, `_exit`) on
-//! stack buffers.
+//! I/O, no panics. So everything the child needs — the socket address, the QMP commands, their
+//! reply markers — is built by the parent beforehand ([`Prepared`]), and the child's code below
+//! uses only raw system calls (`sigaction`, `sigprocmask`, `close_range`/`close`, `setsid`,
+//! `fork`, `poll`, `read`, `socket`, `connect`, `send`, `recv`, `clock_gettime`, `nanosleep`,
+//! `_exit`) on stack buffers and on that memory, which it only reads.
 //!
 //! Double fork: the parent forks an intermediate child that forks the watchdog and exits at
 //! once; the parent reaps the intermediate. The watchdog is then nobody's child in the host
@@ -21,26 +21,32 @@ use std::time::Duration;
 /// The byte the parent writes to stand the watchdog down.
 pub(super) const DISARM: u8 = b'D';
 
+/// One QMP command the watchdog sends when it fires, built before the fork.
+pub(super) struct Step {
+    /// The command, one newline-terminated line, with `"id": marker`.
+    pub(super) line: Vec<u8>,
+    /// The command's id as it appears in QEMU's reply (quoted, so that no other id contains
+    /// it): the reply line holding it is this command's, success or error.
+    pub(super) marker: Vec<u8>,
+    /// Send the command again (every 50 ms, until the window closes) while QEMU answers it
+    /// with an error: for a command QEMU refuses only for a moment (the migration capability
+    /// while a cancelled migration is still ending).
+    pub(super) retry_on_error: bool,
+}
+
 /// Everything the watchdog child touches, built before the fork.
 pub(super) struct Prepared {
     addr: libc::sockaddr_un,
     addr_len: libc::socklen_t,
-    /// `qmp_capabilities` then `cont`, newline-terminated.
-    request: Vec<u8>,
-    /// Appears in QEMU's reply to our `cont` (its `id`), success or error.
-    marker: &'static [u8],
+    /// The commands, sent one at a time, each after the reply to the one before.
+    steps: Vec<Step>,
     /// How long the watchdog keeps trying once it fires.
     window: Duration,
 }
 
 impl Prepared {
     /// The address of `socket`, or `None` when it does not fit a `sockaddr_un`.
-    pub(super) fn new(
-        socket: &Path,
-        request: Vec<u8>,
-        marker: &'static [u8],
-        window: Duration,
-    ) -> Option<Self> {
+    pub(super) fn new(socket: &Path, steps: Vec<Step>, window: Duration) -> Option<Self> {
         use std::os::unix::ffi::OsStrExt;
         let path = socket.as_os_str().as_bytes();
         // SAFETY: sockaddr_un is plain old data; all zeroes is a valid value.
@@ -54,23 +60,24 @@ impl Prepared {
             *d = *s as libc::c_char;
         }
         let addr_len = (std::mem::size_of::<libc::sa_family_t>() + path.len() + 1) as u32;
-        assert!(marker.len() <= MARKER_MAX && !marker.is_empty());
+        assert!(steps.iter().all(|s| !s.marker.is_empty()
+            && s.marker.len() <= MARKER_MAX
+            && s.line.ends_with(b"\n")));
         Some(Prepared {
             addr,
             addr_len,
-            request,
-            marker,
+            steps,
             window,
         })
     }
 }
 
-/// The longest reply marker the child can look for.
+/// The longest reply marker a step may have.
 const MARKER_MAX: usize = 64;
 
 /// Starts the watchdog for `p`; returns the write end of its pipe (close-on-exec), which only
 /// this process holds. Writing [`DISARM`] stands it down; EOF without it (this process died, or
-/// dropped the fd) makes it send `cont`.
+/// dropped the fd) makes it send its steps.
 pub(super) fn spawn(p: &Prepared) -> io::Result<OwnedFd> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is valid for two ints, as pipe2 requires.
@@ -146,7 +153,7 @@ unsafe fn intermediate(p: &Prepared, r: RawFd) -> ! {
     }
 }
 
-/// The watchdog: waits for the disarm byte or EOF on `r`; on EOF sends `cont`.
+/// The watchdog: waits for the disarm byte or EOF on `r`; on EOF sends its steps.
 ///
 /// # Safety
 /// Only in a forked child, with every signal blocked; makes async-signal-safe calls only.
@@ -204,27 +211,35 @@ unsafe fn watchdog(p: &Prepared, r: RawFd) -> ! {
         libc::close(r);
 
         // 5. Fire: connect (queued behind guestcore's dying connection until QEMU notices it
-        //    closed), send `qmp_capabilities` + `cont`, and wait for the reply to `cont`.
+        //    closed), negotiate capabilities and send each step, waiting for its reply. A
+        //    connection lost midway starts over on a new one: every step is harmless twice.
         let deadline = now_ms() + p.window.as_millis() as i64;
         while now_ms() < deadline {
-            if try_cont(p, deadline) {
-                libc::_exit(0);
+            match try_restore(p, deadline) {
+                Attempt::Done => libc::_exit(0),
+                Attempt::NoQemu => libc::_exit(4),
+                Attempt::Again => sleep_ms(20),
             }
-            let pause = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 20_000_000,
-            };
-            libc::nanosleep(&pause, std::ptr::null_mut());
         }
         libc::_exit(3)
     }
 }
 
-/// One attempt: true when QEMU replied to our `cont`.
+/// How one attempt ended.
+enum Attempt {
+    /// QEMU replied to every step.
+    Done,
+    /// Nothing listens on the socket (QEMU exited): nothing left to restore.
+    NoQemu,
+    /// Try again on a new connection.
+    Again,
+}
+
+/// One attempt over one connection.
 ///
 /// # Safety
 /// As [`watchdog`].
-unsafe fn try_cont(p: &Prepared, deadline: i64) -> bool {
+unsafe fn try_restore(p: &Prepared, deadline: i64) -> Attempt {
     // SAFETY: as `watchdog`; `p.addr` is a complete sockaddr_un of `p.addr_len` bytes.
     unsafe {
         let s = libc::socket(
@@ -233,35 +248,88 @@ unsafe fn try_cont(p: &Prepared, deadline: i64) -> bool {
             0,
         );
         if s < 0 {
-            return false;
+            return Attempt::Again;
         }
-        let ok = talk(p, s, deadline);
+        let rc = libc::connect(s, (&p.addr as *const libc::sockaddr_un).cast(), p.addr_len);
+        // A Unix stream connect either completes or fails at once: EAGAIN means QEMU's listen
+        // backlog is full (other clients queued), retry later; no socket file, or no listener
+        // on it, means QEMU is gone. A stopped QEMU still listens: the connection queues and
+        // is served when it runs again, within the window.
+        let out = if rc != 0 {
+            match errno() {
+                libc::ENOENT | libc::ECONNREFUSED => Attempt::NoQemu,
+                _ => Attempt::Again,
+            }
+        } else if talk(p, s, deadline) {
+            Attempt::Done
+        } else {
+            Attempt::Again
+        };
         libc::close(s);
-        ok
+        out
     }
 }
 
+/// The longest line the reply reader holds; a longer one (no reply of ours is) is skipped.
+const LINE_MAX: usize = 4096;
+
+/// QEMU's replies, one line at a time, on stack memory.
+struct Lines {
+    buf: [u8; LINE_MAX],
+    len: usize,
+    /// Inside a line longer than `buf`: skip to its end.
+    skipping: bool,
+}
+
+/// Sends `qmp_capabilities` and every step over the connected socket `s`; true when every
+/// step got its reply (a step that retries on error: a success, or the window's end).
+///
 /// # Safety
 /// As [`watchdog`]; `s` is a non-blocking stream socket this process owns.
 unsafe fn talk(p: &Prepared, s: RawFd, deadline: i64) -> bool {
     // SAFETY: as `watchdog`.
     unsafe {
-        let rc = libc::connect(s, (&p.addr as *const libc::sockaddr_un).cast(), p.addr_len);
-        // A Unix stream connect either completes or fails at once; EAGAIN means QEMU's listen
-        // backlog is full (other clients queued): retry later.
-        if rc != 0 {
+        // QEMU buffers it until it serves this connection; its reply carries no id of ours.
+        if !send_all(s, b"{\"execute\":\"qmp_capabilities\"}\n", deadline) {
             return false;
         }
-        // Send the whole request (QEMU buffers it until it serves this connection).
+        let mut lines = Lines {
+            buf: [0; LINE_MAX],
+            len: 0,
+            skipping: false,
+        };
+        for step in &p.steps {
+            loop {
+                if !send_all(s, &step.line, deadline) {
+                    return false;
+                }
+                match reply(s, &mut lines, &step.marker, deadline) {
+                    None => return false,
+                    Some(true) if step.retry_on_error && now_ms() + 50 < deadline => sleep_ms(50),
+                    Some(_) => break,
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Writes all of `data` to `s` before `deadline`.
+///
+/// # Safety
+/// As [`talk`].
+unsafe fn send_all(s: RawFd, data: &[u8], deadline: i64) -> bool {
+    // SAFETY: as `watchdog`; `data` is valid for reads of its length.
+    unsafe {
         let mut sent = 0;
-        while sent < p.request.len() {
+        while sent < data.len() {
             if !wait(s, libc::POLLOUT, deadline) {
                 return false;
             }
             let n = libc::send(
                 s,
-                p.request[sent..].as_ptr().cast(),
-                p.request.len() - sent,
+                data[sent..].as_ptr().cast(),
+                data.len() - sent,
                 libc::MSG_NOSIGNAL,
             );
             if n < 0 {
@@ -272,33 +340,71 @@ unsafe fn talk(p: &Prepared, s: RawFd, deadline: i64) -> bool {
             }
             sent += n as usize;
         }
-        // Read until the marker (our `cont`'s id) appears; keep the tail of each read so a
-        // marker split across two reads is still found.
-        let m = p.marker;
-        let mut buf = [0u8; 4096 + MARKER_MAX];
-        let mut kept = 0usize;
+        true
+    }
+}
+
+/// Reads QEMU's lines until the one holding `marker` (the reply to the step sent last):
+/// `Some(true)` when it is an error reply, `Some(false)` for a success, `None` when the
+/// connection closed or the deadline passed first. Events and other lines are skipped.
+///
+/// # Safety
+/// As [`talk`].
+unsafe fn reply(s: RawFd, lines: &mut Lines, marker: &[u8], deadline: i64) -> Option<bool> {
+    // SAFETY: as `watchdog`; `lines.buf[lines.len..]` is valid for writes.
+    unsafe {
         loop {
-            if !wait(s, libc::POLLIN, deadline) {
-                return false;
+            while let Some(nl) = lines.buf[..lines.len].iter().position(|&b| b == b'\n') {
+                let line = &lines.buf[..nl];
+                let ours = !lines.skipping && contains(line, marker);
+                let error = ours && contains(line, b"\"error\"");
+                lines.skipping = false;
+                lines.buf.copy_within(nl + 1..lines.len, 0);
+                lines.len -= nl + 1;
+                if ours {
+                    return Some(error);
+                }
             }
-            let n = libc::recv(s, buf[kept..].as_mut_ptr().cast(), buf.len() - kept, 0);
+            if lines.len == LINE_MAX {
+                lines.len = 0;
+                lines.skipping = true;
+            }
+            if !wait(s, libc::POLLIN, deadline) {
+                return None;
+            }
+            let n = libc::recv(
+                s,
+                lines.buf[lines.len..].as_mut_ptr().cast(),
+                LINE_MAX - lines.len,
+                0,
+            );
             if n == 0 {
-                return false; // QEMU closed this connection: try a new one
+                return None; // QEMU closed this connection: try a new one
             }
             if n < 0 {
                 if errno() == libc::EAGAIN || errno() == libc::EINTR {
                     continue;
                 }
-                return false;
+                return None;
             }
-            let end = kept + n as usize;
-            if buf[..end].windows(m.len()).any(|w| w == m) {
-                return true;
-            }
-            kept = (m.len() - 1).min(end);
-            buf.copy_within(end - kept..end, 0);
+            lines.len += n as usize;
         }
     }
+}
+
+/// Whether `hay` holds `needle`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Sleeps `ms` milliseconds (less than a second).
+fn sleep_ms(ms: i64) {
+    let pause = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: (ms * 1_000_000) as libc::c_long,
+    };
+    // SAFETY: `pause` is a valid timespec; nanosleep is async-signal-safe.
+    unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
 }
 
 /// Polls `s` for `events` until `deadline`; true when ready.

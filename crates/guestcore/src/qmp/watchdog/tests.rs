@@ -30,6 +30,11 @@ fn accept(l: &UnixListener, within: Duration) -> Option<UnixStream> {
 
 /// Plays QEMU for one connection: greets, answers every command, returns the commands.
 fn serve(s: UnixStream) -> Vec<String> {
+    serve_refusing(s, "", 0)
+}
+
+/// [`serve`], answering the first `refusals` `refused` commands with an error.
+fn serve_refusing(s: UnixStream, refused: &str, mut refusals: usize) -> Vec<String> {
     let mut w = s.try_clone().unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     w.write_all(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n")
@@ -42,6 +47,11 @@ fn serve(s: UnixStream) -> Vec<String> {
         line.clear();
         got.push(v["execute"].as_str().unwrap().to_string());
         let mut reply = serde_json::json!({"return": {}});
+        if v["execute"] == refused && refusals > 0 {
+            refusals -= 1;
+            reply = serde_json::json!({"error": {"class": "GenericError",
+                "desc": "There's a migration process in progress"}});
+        }
         if let Some(id) = v.get("id") {
             reply["id"] = id.clone();
         }
@@ -63,7 +73,7 @@ fn serve(s: UnixStream) -> Vec<String> {
 #[test]
 fn watchdog_disarmed_never_connects() {
     let (_d, path, l) = listener();
-    let w = Watchdog::arm(&path).unwrap();
+    let w = Watchdog::arm(&path, &[Restore::Cont]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     w.disarm();
     assert!(accept(&l, Duration::from_millis(500)).is_none());
@@ -72,7 +82,7 @@ fn watchdog_disarmed_never_connects() {
 #[test]
 fn watchdog_fired_sends_cont() {
     let (_d, path, l) = listener();
-    let w = Watchdog::arm(&path).unwrap();
+    let w = Watchdog::arm(&path, &[Restore::Cont]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert!(
         accept(&l, Duration::from_millis(100)).is_none(),
@@ -90,7 +100,7 @@ fn watchdog_fired_sends_cont() {
 #[test]
 fn watchdog_dropped_fires_and_waits_for_a_busy_monitor() {
     let (_d, path, l) = listener();
-    drop(Watchdog::arm(&path).unwrap());
+    drop(Watchdog::arm(&path, &[Restore::Cont]).unwrap());
     // A monitor busy with another client: the connection queues in the backlog; serve it
     // only after a while, as QEMU does once the previous client is gone.
     std::thread::sleep(Duration::from_millis(700));
@@ -104,7 +114,7 @@ fn watchdog_holds_no_inherited_descriptor() {
     // A connection of ours, as guestcore's QMP session would be: the watchdog must not keep
     // it open, or QEMU would never serve the next client.
     let (mine, mut peer) = UnixStream::pair().unwrap();
-    let w = Watchdog::arm(&path).unwrap();
+    let w = Watchdog::arm(&path, &[Restore::Cont]).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     drop(mine);
     peer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -116,6 +126,54 @@ fn watchdog_holds_no_inherited_descriptor() {
 #[test]
 fn watchdog_refuses_an_overlong_path() {
     let p = std::path::PathBuf::from(format!("/tmp/{}", "x".repeat(200)));
-    let e = Watchdog::arm(&p).unwrap_err().to_string();
+    let e = Watchdog::arm(&p, &[Restore::Cont]).unwrap_err().to_string();
     assert!(e.contains("too long"), "{e}");
+}
+
+#[test]
+fn watchdog_restores_in_order_and_retries_a_refused_capability() {
+    let (_d, path, l) = listener();
+    let restore = [
+        Restore::MigrateCancel,
+        Restore::Capability {
+            name: "background-snapshot",
+            state: false,
+        },
+        Restore::CloseFd("guestcore-snapshot"),
+    ];
+    let w = Watchdog::arm(&path, &restore).unwrap();
+    w.fire();
+    let s = accept(&l, Duration::from_secs(2)).expect("the watchdog connects");
+    // QEMU refuses the capability while the cancelled migration is still ending.
+    let got = serve_refusing(s, "migrate-set-capabilities", 2);
+    assert_eq!(
+        got,
+        [
+            "qmp_capabilities",
+            "migrate_cancel",
+            "migrate-set-capabilities",
+            "migrate-set-capabilities",
+            "migrate-set-capabilities",
+            "closefd"
+        ]
+    );
+    assert!(accept(&l, Duration::from_millis(200)).is_none(), "done");
+}
+
+#[test]
+fn watchdog_commands_carry_their_arguments() {
+    let (cmd, retry) = Restore::Capability {
+        name: "background-snapshot",
+        state: false,
+    }
+    .command("x-1");
+    assert!(retry);
+    assert_eq!(
+        cmd,
+        serde_json::json!({"execute": "migrate-set-capabilities", "id": "x-1", "arguments":
+            {"capabilities": [{"capability": "background-snapshot", "state": false}]}})
+    );
+    let (cmd, retry) = Restore::CloseFd("n").command("x-2");
+    assert!(!retry);
+    assert_eq!(cmd["arguments"]["fdname"], "n");
 }
