@@ -260,8 +260,24 @@ impl ElfPlan<'_> {
                 "the mapping list is empty: nothing to dump".into(),
             ));
         }
+        // Adjacent runs are adjacent in the file too (a run starts at its address's offset
+        // in a page, so nothing pads between them): one run here, as touching RAM is one run
+        // in a paging plan, so a mapping over both has all its bytes, and the PT_LOADs are
+        // those a paging plan of the same memory has.
+        let mut runs: Vec<DataRun> = Vec::with_capacity(self.runs.len());
+        for r in &self.runs {
+            match runs.last_mut() {
+                Some(last)
+                    if last.phys.end == r.phys.start
+                        && last.offset + last.phys.len() == r.offset =>
+                {
+                    last.phys.end = r.phys.end;
+                    last.mem_end = r.mem_end;
+                }
+                _ => runs.push(*r),
+            }
+        }
         // A joined mapping must lie in one data run, or its bytes would not be found.
-        let runs = &self.runs;
         let list = joined(Cow::Borrowed(list), |pa, size| {
             let i = runs.partition_point(|r| r.phys.end <= pa);
             runs.get(i).is_some_and(|r| {
@@ -281,7 +297,7 @@ impl ElfPlan<'_> {
             machine: self.machine,
             note: self.note,
             loads: Loads::Paging(list),
-            runs: self.runs.clone(),
+            runs,
             data_start: self.data_start,
             filtered: false,
             excluded_written: 0,
@@ -857,16 +873,24 @@ mod tests {
         d.offset + (pa - d.paddr)
     }
 
-    /// A streamed core's PT_LOADs join too, but never across two data runs: a mapping over
-    /// adjacent RAM ranges (stored as separate runs) would have no file bytes.
+    /// A streamed core's PT_LOADs (a physical plan given the mapping list) are those of a
+    /// paging plan of the same memory: mappings join across adjacent RAM ranges (adjacent in
+    /// the file too) with all their bytes, and never across memory that is not RAM.
     #[test]
-    fn with_paging_joins_within_a_run_only() {
+    fn with_paging_joins_like_a_paging_plan() {
         let ram = RamMap::new(vec![
             PhysRange::new(0, 0xa0000),
             PhysRange::new(0x100000, 0x100000),
             PhysRange::new(0x200000, 0x100000),
+            PhysRange::new(0x400000, 0x100000),
         ])
         .unwrap();
+        let mut l = MappingList::new();
+        l.push(0xc010_0000, 0x10_0000, 0x8_0000, PageFlags::WRITE);
+        l.push(0xc018_0000, 0x18_0000, 0x8_0000, PageFlags::empty());
+        l.push(0xc020_0000, 0x20_0000, 0x10_0000, PageFlags::WRITE);
+        l.push(0xc030_0000, 0x30_0000, 0x10_0000, PageFlags::IO);
+        l.push(0xc040_0000, 0x40_0000, 0x10_0000, PageFlags::WRITE);
         let phys = plan_reserving(
             ElfClass::Elf64,
             ElfMachine::I386,
@@ -878,22 +902,44 @@ mod tests {
             16,
         )
         .unwrap();
-        let mut l = MappingList::new();
-        l.push(0xc010_0000, 0x10_0000, 0x8_0000, PageFlags::WRITE);
-        l.push(0xc018_0000, 0x18_0000, 0x8_0000, PageFlags::empty());
-        l.push(0xc020_0000, 0x20_0000, 0x10_0000, PageFlags::WRITE);
-        let p = phys.with_paging(&l).unwrap();
-        let loads: Vec<_> = segs(&p)[1..]
-            .iter()
-            .map(|s| (s.vaddr, s.memsz, s.filesz))
-            .collect();
+        let streamed = phys.with_paging(&l).unwrap();
+        let shape = |p: &ElfPlan<'_>| -> Vec<_> {
+            segs(p)[1..]
+                .iter()
+                .map(|s| (s.vaddr, s.paddr, s.memsz, s.filesz, s.flags))
+                .collect()
+        };
+        let rwx = elf::PF_R | elf::PF_W | elf::PF_X;
         assert_eq!(
-            loads,
+            shape(&streamed),
             vec![
-                (0xc010_0000, 0x10_0000, 0x10_0000),
-                (0xc020_0000, 0x10_0000, 0x10_0000)
+                (0xc010_0000, 0x10_0000, 0x20_0000, 0x20_0000, rwx),
+                (0xc030_0000, 0x30_0000, 0x10_0000, 0, elf::PF_R | elf::PF_X),
+                (0xc040_0000, 0x40_0000, 0x10_0000, 0x10_0000, rwx),
             ]
         );
+        let pulled = plan(
+            ElfClass::Elf64,
+            ElfMachine::I386,
+            &ram,
+            0,
+            DumpLayout::Paging(&l),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(shape(&streamed), shape(&pulled));
+        // The bytes are where the physical plan wrote them.
+        for s in segs(&streamed)[1..].iter().filter(|s| s.filesz > 0) {
+            let r = phys
+                .runs
+                .iter()
+                .find(|r| r.phys.start <= s.paddr && s.paddr < r.phys.end);
+            assert_eq!(
+                Some(s.offset),
+                r.map(|r| r.offset + (s.paddr - r.phys.start))
+            );
+        }
     }
 
     #[test]
