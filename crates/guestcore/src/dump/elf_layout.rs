@@ -15,6 +15,31 @@
 //!   RAM in the window; aliases (ESPFIX64 maps one page 65,536 times) cost one program header
 //!   each and no data.
 //!
+//! A paging core has one PT_LOAD per *run* of memory, not per permission: mappings that continue
+//! each other both virtually and physically are one PT_LOAD whatever their flags (`p_flags`
+//! says what any part allows), as in QEMU's own paging dump. libkdumpfile (0.5.1, and its
+//! code to this day) needs that to open a 32-bit guest's core:
+//!
+//! * before it can translate anything it reads the kernel's root page table at the virtual
+//!   address VMCOREINFO gives for `swapper_pg_dir` (to learn whether the direct map at
+//!   `0xc0000000` is PAE), and that read can only be served by the PT_LOADs;
+//! * it looks a virtual address up in its PT_LOADs sorted by `p_paddr` (its by-virtual-address
+//!   list is sorted with a comparison of `p_paddr`), and the first one whose virtual end reaches
+//!   the address decides: when that one starts more than a page above the address, the lookup
+//!   fails and it falls back to the page tables it is still setting up ("Infinite read
+//!   recursion"), and no kernel address translates.
+//!
+//! So the direct-map PT_LOAD holding a kernel address must come, in `p_paddr` order, before
+//! every mapping at a higher virtual address (vmalloc, fixmap, kmap) of physical memory below
+//! it. One PT_LOAD for each contiguous stretch of the direct map starts at the bottom of its RAM
+//! and comes first; cut at every permission change (the kernel's read-only text, one NX page),
+//! the piece holding `swapper_pg_dir` starts above such aliases and the guest cannot be read.
+//! Between equal `p_paddr`s it keeps file order (glibc's `qsort` is a stable merge sort), and
+//! the file is in virtual order, so the direct map's PT_LOAD comes before the kernel's
+//! higher aliases of its first page. gdb, crash, drgn and makedumpfile read no `p_flags`.
+//! (A dump level cuts the direct map again where kept data starts; a filtered 32-bit paging
+//! core can still fail there.)
+//!
 //! Each run starts at a file offset congruent to its physical address modulo 4 KiB, so page
 //! mappings keep `p_offset ≡ p_vaddr (mod 4 KiB)` (gdb can mmap them), while `p_align` is 0 in
 //! every program header (`elf_headers::P_ALIGN` says why: crash).
@@ -235,6 +260,30 @@ impl ElfPlan<'_> {
                 "the mapping list is empty: nothing to dump".into(),
             ));
         }
+        // Adjacent runs are adjacent in the file too (a run starts at its address's offset
+        // in a page, so nothing pads between them): one run here, as touching RAM is one run
+        // in a paging plan, so a mapping over both has all its bytes, and the PT_LOADs are
+        // those a paging plan of the same memory has.
+        let mut runs: Vec<DataRun> = Vec::with_capacity(self.runs.len());
+        for r in &self.runs {
+            match runs.last_mut() {
+                Some(last)
+                    if last.phys.end == r.phys.start
+                        && last.offset + last.phys.len() == r.offset =>
+                {
+                    last.phys.end = r.phys.end;
+                    last.mem_end = r.mem_end;
+                }
+                _ => runs.push(*r),
+            }
+        }
+        // A joined mapping must lie in one data run, or its bytes would not be found.
+        let list = joined(Cow::Borrowed(list), |pa, size| {
+            let i = runs.partition_point(|r| r.phys.end <= pa);
+            runs.get(i).is_some_and(|r| {
+                r.phys.start <= pa && pa.checked_add(size).is_some_and(|end| end <= r.phys.end)
+            })
+        });
         let room = self.program_header_room();
         let phnum = list.len() as u64 + 1;
         if phnum > room {
@@ -247,8 +296,8 @@ impl ElfPlan<'_> {
             class: self.class,
             machine: self.machine,
             note: self.note,
-            loads: Loads::Paging(Cow::Borrowed(list)),
-            runs: self.runs.clone(),
+            loads: Loads::Paging(list),
+            runs,
             data_start: self.data_start,
             filtered: false,
             excluded_written: 0,
@@ -434,6 +483,8 @@ fn paging_runs<'a>(
         Some(w) => Cow::Owned(list.clip_phys(w)),
         None => Cow::Borrowed(list),
     };
+    // Touching RAM is one data run below, so a mapping joined within RAM stays readable.
+    let list = joined(list, |pa, size| ram.contains(pa, size));
     if list.is_empty() {
         return Err(Error::Unsupported(match filter {
             Some(w) => format!("no mapping has physical memory in {w}: nothing to dump"),
@@ -457,6 +508,48 @@ fn paging_runs<'a>(
         }
     }
     Ok((Loads::Paging(list), runs))
+}
+
+/// `list` with every mapping that continues the one before it both virtually and physically
+/// joined into it, whatever their permissions (`p_flags` then says what any of them allows:
+/// writable if one is, executable if one is). RAM joins RAM only where `same_run` says the
+/// joined physical range is in one data run; memory that is not RAM joins memory that is not
+/// RAM. The module doc says why (libkdumpfile). Borrowed as it was when nothing joins.
+fn joined<'a>(
+    list: Cow<'a, MappingList>,
+    same_run: impl Fn(u64, u64) -> bool,
+) -> Cow<'a, MappingList> {
+    let joins = |a: &Mapping, b: &Mapping| {
+        a.va.0.checked_add(a.size) == Some(b.va.0)
+            && a.pa.0.checked_add(a.size) == Some(b.pa.0)
+            && match (a.is_ram(), b.is_ram()) {
+                (true, true) => a
+                    .size
+                    .checked_add(b.size)
+                    .is_some_and(|n| same_run(a.pa.0, n)),
+                (false, false) => true,
+                _ => false,
+            }
+    };
+    if !list.as_slice().windows(2).any(|w| joins(&w[0], &w[1])) {
+        return list;
+    }
+    let mut out: Vec<Mapping> = Vec::with_capacity(list.len());
+    for m in list.iter() {
+        match out.last_mut() {
+            Some(last) if joins(last, m) => {
+                let nx = last.flags & m.flags & PageFlags::NX;
+                last.flags = ((last.flags | m.flags) - PageFlags::NX) | nx;
+                last.size += m.size;
+            }
+            _ => out.push(*m),
+        }
+    }
+    let mut joined = MappingList::new();
+    for m in out {
+        joined.push_unmerged(m.va.0, m.pa.0, m.size, m.flags);
+    }
+    Cow::Owned(joined)
 }
 
 /// The most data runs a filtered dump is cut into. Every run is a PT_LOAD (physical) or splits
@@ -688,6 +781,164 @@ mod tests {
             // No data: the offset is where data starts, never 0 (crash needs that).
             assert_eq!((io.offset, io.filesz, io.memsz), (p.data_start, 0, 0x1000));
             assert_ne!(io.offset, 0);
+        }
+    }
+
+    /// The PT_LOAD libkdumpfile (0.5.1) reads virtual `va` from before it knows the page
+    /// tables, as its `find_closest_file_vload` finds it: the PT_LOADs with file bytes sorted
+    /// by `p_paddr` (stably), the first whose virtual end reaches `va`, if it holds `va`.
+    fn libkdumpfile_lookup(segs: &[ProgramHeader], va: u64) -> Option<ProgramHeader> {
+        let mut loads: Vec<ProgramHeader> = segs
+            .iter()
+            .filter(|s| s.p_type == elf::PT_LOAD && s.filesz > 0)
+            .copied()
+            .collect();
+        loads.sort_by_key(|s| s.paddr);
+        let s = loads.into_iter().find(|s| va < s.vaddr + s.filesz)?;
+        (s.vaddr <= va).then_some(s)
+    }
+
+    /// A 32-bit Linux guest as the i386 captures have it: a direct map at 0xc0000000 cut by
+    /// permissions (read-only pages, the kernel's text), a user page, and a vmalloc alias at a
+    /// high virtual address of physical memory below the kernel's data. libkdumpfile finds
+    /// every direct-map page (swapper_pg_dir among them) only when each contiguous stretch of
+    /// the direct map is one PT_LOAD: cut, the alias comes first in `p_paddr` order.
+    #[test]
+    fn direct_map_is_one_load_per_run_for_libkdumpfile() {
+        let ram = RamMap::new(vec![
+            PhysRange::new(0, 0xa0000),
+            PhysRange::new(0x100000, 0x700000),
+        ])
+        .unwrap();
+        let (w, nx, u) = (PageFlags::WRITE, PageFlags::NX, PageFlags::USER);
+        let mut l = MappingList::new();
+        l.push(0x0804_8000, 0x30_0000, 0x1000, u | w | nx);
+        l.push(0xc000_0000, 0, 0x9b000, w | nx);
+        l.push(0xc009_b000, 0x9b000, 0x5000, nx);
+        l.push(0xc00a_0000, 0xa0000, 0x60000, w | nx | PageFlags::IO);
+        l.push(0xc010_0000, 0x10_0000, 0x10_0000, w | nx);
+        l.push(0xc020_0000, 0x20_0000, 0x10_0000, PageFlags::empty()); // text
+        l.push(0xc030_0000, 0x30_0000, 0x50_0000, w | nx); // data, swapper_pg_dir
+        l.push(0xd07e_c000, 0x15_0000, 0x1000, w | nx); // vmalloc alias
+        l.push(0xff40_0000, 0x40_0000, 0x1000, w | nx); // fixmap alias of the root
+        for layout in [None, Some(PhysRange::new(0, 0x80_0000))] {
+            let p = plan(
+                ElfClass::Elf64,
+                ElfMachine::I386,
+                &ram,
+                0,
+                DumpLayout::Paging(&l),
+                layout,
+                None,
+            )
+            .unwrap();
+            let s = segs(&p);
+            for va in (0xc000_0000..0xc080_0000u64).step_by(0x1000) {
+                if (0xc00a_0000..0xc010_0000).contains(&va) {
+                    continue; // not RAM
+                }
+                let got = libkdumpfile_lookup(&s, va);
+                assert!(
+                    got.is_some_and(|g| g.vaddr <= va && va < g.vaddr + g.filesz),
+                    "libkdumpfile cannot find {va:#x}: it reads {got:x?}"
+                );
+            }
+            let direct: Vec<_> = s[1..]
+                .iter()
+                .filter(|s| s.vaddr >= 0xc000_0000 && s.vaddr < 0xd000_0000)
+                .map(|s| (s.vaddr, s.paddr, s.memsz, s.filesz, s.flags))
+                .collect();
+            let rwx = elf::PF_R | elf::PF_W | elf::PF_X;
+            assert_eq!(
+                direct,
+                vec![
+                    (0xc000_0000, 0, 0xa0000, 0xa0000, elf::PF_R | elf::PF_W),
+                    (0xc00a_0000, 0xa0000, 0x60000, 0, elf::PF_R | elf::PF_W),
+                    (0xc010_0000, 0x10_0000, 0x70_0000, 0x70_0000, rwx),
+                ],
+                "one PT_LOAD per run of RAM, the permissions of all its parts"
+            );
+            // The aliases are still there, with the same bytes as the direct map.
+            let alias = s.iter().find(|s| s.vaddr == 0xd07e_c000).unwrap();
+            assert_eq!(alias.offset, direct_offset(&s, 0x15_0000));
+        }
+    }
+
+    /// The file offset of physical `pa` in the direct map's PT_LOAD holding it.
+    fn direct_offset(segs: &[ProgramHeader], pa: u64) -> u64 {
+        let d = segs
+            .iter()
+            .find(|s| s.vaddr >= 0xc000_0000 && s.paddr <= pa && pa < s.paddr + s.filesz)
+            .unwrap();
+        d.offset + (pa - d.paddr)
+    }
+
+    /// A streamed core's PT_LOADs (a physical plan given the mapping list) are those of a
+    /// paging plan of the same memory: mappings join across adjacent RAM ranges (adjacent in
+    /// the file too) with all their bytes, and never across memory that is not RAM.
+    #[test]
+    fn with_paging_joins_like_a_paging_plan() {
+        let ram = RamMap::new(vec![
+            PhysRange::new(0, 0xa0000),
+            PhysRange::new(0x100000, 0x100000),
+            PhysRange::new(0x200000, 0x100000),
+            PhysRange::new(0x400000, 0x100000),
+        ])
+        .unwrap();
+        let mut l = MappingList::new();
+        l.push(0xc010_0000, 0x10_0000, 0x8_0000, PageFlags::WRITE);
+        l.push(0xc018_0000, 0x18_0000, 0x8_0000, PageFlags::empty());
+        l.push(0xc020_0000, 0x20_0000, 0x10_0000, PageFlags::WRITE);
+        l.push(0xc030_0000, 0x30_0000, 0x10_0000, PageFlags::IO);
+        l.push(0xc040_0000, 0x40_0000, 0x10_0000, PageFlags::WRITE);
+        let phys = plan_reserving(
+            ElfClass::Elf64,
+            ElfMachine::I386,
+            &ram,
+            0,
+            DumpLayout::Physical,
+            None,
+            None,
+            16,
+        )
+        .unwrap();
+        let streamed = phys.with_paging(&l).unwrap();
+        let shape = |p: &ElfPlan<'_>| -> Vec<_> {
+            segs(p)[1..]
+                .iter()
+                .map(|s| (s.vaddr, s.paddr, s.memsz, s.filesz, s.flags))
+                .collect()
+        };
+        let rwx = elf::PF_R | elf::PF_W | elf::PF_X;
+        assert_eq!(
+            shape(&streamed),
+            vec![
+                (0xc010_0000, 0x10_0000, 0x20_0000, 0x20_0000, rwx),
+                (0xc030_0000, 0x30_0000, 0x10_0000, 0, elf::PF_R | elf::PF_X),
+                (0xc040_0000, 0x40_0000, 0x10_0000, 0x10_0000, rwx),
+            ]
+        );
+        let pulled = plan(
+            ElfClass::Elf64,
+            ElfMachine::I386,
+            &ram,
+            0,
+            DumpLayout::Paging(&l),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(shape(&streamed), shape(&pulled));
+        // The bytes are where the physical plan wrote them.
+        for s in segs(&streamed)[1..].iter().filter(|s| s.filesz > 0) {
+            let r = phys
+                .runs
+                .iter()
+                .find(|r| r.phys.start <= s.paddr && s.paddr < r.phys.end);
+            assert_eq!(
+                Some(s.offset),
+                r.map(|r| r.offset + (s.paddr - r.phys.start))
+            );
         }
     }
 

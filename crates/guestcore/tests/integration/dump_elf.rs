@@ -264,28 +264,58 @@ fn check_bytes(mem: &dyn PhysMemory, data: &[u8], core: &Core) {
     }
 }
 
-/// The PT_LOADs are the mapping list, in order, with R/W/X from the flags; memory not in RAM
-/// has no file bytes; aliases share file bytes.
+/// What a paging core's PT_LOADs are for `list`: its mappings, except that one continuing the
+/// one before it both virtually and physically joins it whatever its flags (RAM with RAM while
+/// the whole is RAM, memory marked `IO` with memory marked `IO`), writable when a part is,
+/// executable when a part is (`dump::elf_layout`'s rule, which libkdumpfile needs). Each entry:
+/// (va, pa, size, flags, bytes in the file).
+fn pt_loads_of(mem: &dyn PhysMemory, list: &MappingList) -> Vec<(u64, u64, u64, PageFlags, bool)> {
+    let mut out: Vec<(u64, u64, u64, PageFlags, bool)> = Vec::new();
+    for m in list.iter() {
+        let in_file = m.is_ram() && mem.is_ram(m.pa.0, m.size);
+        if let Some(last) = out.last_mut() {
+            let continues = last.0 + last.2 == m.va.0 && last.1 + last.2 == m.pa.0;
+            let alike = if in_file {
+                last.4 && mem.is_ram(last.1, last.2 + m.size)
+            } else {
+                !m.is_ram() && last.3.contains(PageFlags::IO)
+            };
+            if continues && alike {
+                let nx = last.3 & m.flags & PageFlags::NX;
+                last.3 = ((last.3 | m.flags) - PageFlags::NX) | nx;
+                last.2 += m.size;
+                continue;
+            }
+        }
+        out.push((m.va.0, m.pa.0, m.size, m.flags, in_file));
+    }
+    out
+}
+
+/// The PT_LOADs are [`pt_loads_of`] the mapping list, in order, with R/W/X from the flags;
+/// memory not in RAM has no file bytes; aliases share file bytes.
 fn check_mappings(mem: &dyn PhysMemory, core: &Core, list: &MappingList) {
     let l = loads(core);
-    assert_eq!(l.len(), list.len());
-    for (p, m) in l.iter().zip(list.iter()) {
-        assert_eq!((p.vaddr, p.paddr, p.memsz), (m.va.0, m.pa.0, m.size));
+    let want = pt_loads_of(mem, list);
+    assert_eq!(l.len(), want.len());
+    for (p, &(va, pa, size, flags, in_file)) in l.iter().zip(&want) {
+        let m = (va, pa, size, flags);
+        assert_eq!((p.vaddr, p.paddr, p.memsz), (va, pa, size));
         let mut want = elf::PF_R;
-        if m.flags.contains(PageFlags::WRITE) {
+        if flags.contains(PageFlags::WRITE) {
             want |= elf::PF_W;
         }
-        if !m.flags.contains(PageFlags::NX) {
+        if !flags.contains(PageFlags::NX) {
             want |= elf::PF_X;
         }
-        assert_eq!(p.flags, want, "{m:?}");
-        if m.is_ram() && mem.is_ram(m.pa.0, m.size) {
-            assert_eq!(p.filesz, m.size);
+        assert_eq!(p.flags, want, "{m:x?}");
+        if in_file {
+            assert_eq!(p.filesz, size);
         } else {
             // No bytes in the file; the offset is not 0 (crash reads the first PT_LOAD's
             // p_offset as where the headers end).
-            assert_eq!(p.filesz, 0, "{m:?} has no bytes in the file");
-            assert_ne!(p.offset, 0, "{m:?}");
+            assert_eq!(p.filesz, 0, "{m:x?} has no bytes in the file");
+            assert_ne!(p.offset, 0, "{m:x?}");
         }
     }
     // Sweep in physical order: every load overlapping the group before it must have the same
@@ -378,7 +408,7 @@ fn paging_round_trip_elf64_and_elf32() {
         let core = parse(&data);
         check_mappings(&mem, &core, &list);
         check_bytes(&mem, &data, &core);
-        assert_eq!(s.segments, list.len());
+        assert_eq!(s.segments, pt_loads_of(&mem, &list).len());
         // Physical memory once: all of RAM is referenced, nothing twice.
         assert_eq!(s.data_bytes, 0x3a0000);
         assert!(
@@ -387,6 +417,46 @@ fn paging_round_trip_elf64_and_elf32() {
             s.file_size
         );
     }
+}
+
+/// A 32-bit direct map cut by permissions (a read-only page, the kernel's text) is one
+/// PT_LOAD per stretch of RAM, so libkdumpfile finds the kernel's data in it before the
+/// vmalloc alias of a page below it (`dump::elf_layout`); the alias keeps its own PT_LOAD.
+#[test]
+fn paging_joins_a_direct_map_cut_by_permissions() {
+    let mem = memory();
+    let mut l = MappingList::new();
+    l.push(0xc000_0000, 0, 0x9b000, RW_NX);
+    l.push(0xc009_b000, 0x9b000, 0x5000, PageFlags::NX);
+    l.push(0xc010_0000, 0x10_0000, 0x10_0000, RW_NX);
+    l.push(0xc020_0000, 0x20_0000, 0x10_0000, PageFlags::empty());
+    l.push(0xc030_0000, 0x30_0000, 0x10_0000, RW_NX);
+    l.push(0xd07e_c000, 0x15_0000, 0x1000, RW_NX);
+    assert_eq!(l.len(), 6);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("core");
+    let s = write(
+        &request(&mem, &[], ElfClass::Elf32, DumpLayout::Paging(&l)),
+        &out,
+    );
+    let data = std::fs::read(&out).unwrap();
+    let core = parse(&data);
+    let got: Vec<_> = loads(&core)
+        .iter()
+        .map(|p| (p.vaddr, p.paddr, p.memsz, p.flags))
+        .collect();
+    let (rw, rwx) = (elf::PF_R | elf::PF_W, elf::PF_R | elf::PF_W | elf::PF_X);
+    assert_eq!(
+        got,
+        vec![
+            (0xc000_0000, 0, 0xa0000, rw),
+            (0xc010_0000, 0x10_0000, 0x30_0000, rwx),
+            (0xd07e_c000, 0x15_0000, 0x1000, rw),
+        ]
+    );
+    assert_eq!(s.segments, 3);
+    check_mappings(&mem, &core, &l);
+    check_bytes(&mem, &data, &core);
 }
 
 #[test]

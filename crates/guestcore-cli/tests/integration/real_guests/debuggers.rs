@@ -5,7 +5,8 @@
 //! crash's `sys` (less its DUMPFILE line), `bt -a`, `log`, `ps` and `kmem -i`, and drgn's
 //! `init_uts_ns.name.release` and task list, must come out identical. A header field a reader
 //! depends on (crash and `p_align`, libkdumpfile and `utsname.machine`) then cannot break one
-//! of our formats unnoticed. drgn comes from PyPI into a virtualenv made here
+//! of our formats unnoticed. libkdumpfile's own address translation is checked on every guest's
+//! paging ELF, the 32-bit ones included ([`libkdumpfile_reads_release`], from `check_guest`). drgn comes from PyPI into a virtualenv made here
 //! (`~/.cache/guestcore/drgn-venv`, reused).
 
 use super::capture::{cache_dir, repo_root};
@@ -23,6 +24,16 @@ from drgn.helpers.linux.pid import for_each_task
 print("release", prog["init_uts_ns"].name.release.string_().decode())
 for t in sorted(for_each_task(prog), key=lambda t: int(t.pid)):
     print("task", int(t.pid), t.comm.string_().decode())
+"#;
+
+/// libkdumpfile's script (`python3 -c SCRIPT CORE ADDR`): the string at kernel virtual ADDR,
+/// translated as libkdumpfile sets translation up from the core alone (VMCOREINFO, PT_LOADs,
+/// the kernel's page tables), with the OS type drgn's libkdumpfile backend also sets.
+const LIBKDUMPFILE_SCRIPT: &str = r#"
+import sys, kdumpfile
+k = kdumpfile.kdumpfile(sys.argv[1])
+k.attr["addrxlat.ostype"] = "linux"
+print(k.read(kdumpfile.KDUMP_KVADDR, int(sys.argv[2], 0), 65).split(b"\0")[0].decode())
 "#;
 
 /// drgn's version, pinned so a new release cannot change the test under us.
@@ -203,6 +214,38 @@ fn drgn_run(drgn: &Path, vmlinux: &Path, core: &Path, script: &Path) -> Result<S
         ));
     }
     Ok(out)
+}
+
+/// Asserts that libkdumpfile (Debian's `python3-libkdumpfile`, the system Python's), opening
+/// `core`, reads the kernel release string `release` at kernel virtual `addr`
+/// (`init_uts_ns.name.release`). On a 32-bit guest that needs the PT_LOADs in the shape the
+/// ELF layout's module doc describes (`dump/elf_layout.rs`). `what` names the case.
+pub(crate) fn libkdumpfile_reads_release(core: &Path, addr: u64, release: &str, what: &str) {
+    let python = Path::new("/usr/bin/python3");
+    let importable = std::process::Command::new(python)
+        .args(["-c", "import kdumpfile"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        skip("libkdumpfile's Python module (python3-libkdumpfile) is not installed");
+        return;
+    }
+    let r = std::process::Command::new(python)
+        .arg("-c")
+        .arg(LIBKDUMPFILE_SCRIPT)
+        .arg(core)
+        .arg(format!("{addr:#x}"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success() && out.trim_end() == release,
+        "{what}: libkdumpfile read {out:?} at {addr:#x} of {} ({}), stderr {:?}; wanted {release:?}",
+        core.display(),
+        r.status,
+        String::from_utf8_lossy(&r.stderr).trim_end()
+    );
 }
 
 /// Runs `job` on every item, two at a time (crash sessions are CPU-bound; the machine has two

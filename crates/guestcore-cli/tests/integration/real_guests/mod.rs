@@ -1,5 +1,5 @@
 //! Real Linux guests under QEMU (TCG), checked against QEMU's own answers taken in the same
-//! stopped state: `info tlb`, `gva2gpa`, `dump-guest-memory` with paging, and gdb reading the
+//! stopped state: `info tlb`, `gva2gpa`, `dump-guest-memory` with paging, and gdb and libkdumpfile reading the
 //! kernel's release string from guestcore's paging dump; ([`debuggers`]) crash and drgn
 //! on every kind of file guestcore writes, against the same debuggers on QEMU's dump;
 //! ([`dump_levels`]) `--dump-level` against makedumpfile's `-d` on the same memory; and
@@ -270,8 +270,20 @@ fn check_guest(guest: &str, va_bits: u32) {
         "{guest}: release at init_uts_ns"
     );
 
-    // 5. gdb reads the same string from guestcore's paging dump.
-    gdb_reads_release(&ours_path, uts + sysname as u64 + 130, &release, guest);
+    // 5. gdb reads the same string from guestcore's paging dump, and so does libkdumpfile,
+    //    through its own translation, from that dump and from vCPU 0's (as from QEMU's own
+    //    paging dump, whose PT_LOADs a 32-bit guest's translation depends on).
+    let rel_va = uts + sysname as u64 + 130;
+    gdb_reads_release(&ours_path, rel_va, &release, guest);
+    let cpu0_path = tmp.path().join("paging-cpu0.elf");
+    dump(&["dump", "--paging", "--cpu", "0", phys_arg], &cpu0_path);
+    for (core, what) in [
+        (dir.join("paging.elf"), "QEMU's paging ELF"),
+        (ours_path.clone(), "guestcore's paging ELF (--all-cpus)"),
+        (cpu0_path, "guestcore's paging ELF (--cpu 0)"),
+    ] {
+        debuggers::libkdumpfile_reads_release(&core, rel_va, &release, &format!("{guest}: {what}"));
+    }
     // 6. QEMU's own kdump-compressed file (flattened, zlib) of the same stopped guest reads
     //    back equal to QEMU's physical ELF dump, page for page.
     let kdump = GuestImage::open(dir.join("kdump-zlib.dump"), &OpenOptions::default()).unwrap();
