@@ -8,6 +8,10 @@
 //! few bytes per page, on pages already in hand — and the scan afterwards reads only the
 //! pages that started a VMCOREINFO note or a kdump core header. The note then comes from the
 //! snapshot's own copy of its page: the same instant as every other page.
+//!
+//! Cost, measured (`cargo test --release -p guestcore --lib watching_a_gib -- --ignored
+//! --nocapture`, this 2-core machine under load): 0.65 ms per GiB of pages watched, against
+//! the seconds a GiB takes to stream; afterwards a handful of page reads (the candidates).
 
 use crate::dump::{DumpOutcome, PageSink, SinkEnd};
 use crate::kernel::scan::PageHeads;
