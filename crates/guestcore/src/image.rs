@@ -17,7 +17,6 @@ use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
 use crate::format::ElfNote;
 use crate::input::Input;
-use crate::kernel::find_vmcoreinfo;
 use crate::phys::elf::{ElfCore, EM_386, EM_X86_64};
 use crate::phys::kdump::KdumpFile;
 use crate::phys::layout::Layout;
@@ -409,17 +408,16 @@ impl GuestImage {
     }
 
     /// Wraps an opened migration file: CPUs from its `cpu` sections, VMCOREINFO from where its
-    /// `vmcoreinfo` device points (or, when it points nowhere, found in RAM).
+    /// `vmcoreinfo` device points (none when it points nowhere).
     pub fn from_migration(file: MigrationFile) -> Result<Self> {
         let cpus = file
             .cpu_sections()
             .iter()
             .map(|c| decode_cpu(&c.desc, &c.data, file.path()))
             .collect::<Result<Vec<_>>>()?;
-        let vmcoreinfo = match file.vmcoreinfo() {
-            Some(v) => Some(v.to_vec()),
-            None => find_vmcoreinfo(&file),
-        };
+        // Only the note the `vmcoreinfo` device points at is the input's own: a kernel found in
+        // RAM is found by the kernel scan, and a dump says it came from there.
+        let vmcoreinfo = file.vmcoreinfo().map(<[u8]>::to_vec);
         let info = MigrationInfo {
             machine: file.configuration().machine.clone(),
             capabilities: file.configuration().capabilities.clone(),
@@ -447,7 +445,8 @@ impl GuestImage {
     /// `opts.pause`), reads every vCPU's registers and the RAM layout, and opens RAM for
     /// in-place reads. The guest stays stopped until [`detach_live`](Self::detach_live), an
     /// explicit [`LiveSession::resume`] on [`live`](Self::live), or the image is dropped.
-    /// VMCOREINFO is looked up by [`detach_live`](Self::detach_live), not here (it scans RAM).
+    /// Its VMCOREINFO is not the input's own (QEMU does not hand the `vmcoreinfo` device's
+    /// note out over QMP): the kernel scan finds it in RAM.
     pub fn open_live(socket: &Path, opts: &LiveOptions) -> Result<Self> {
         // The RAM layout and its host side do not change while the guest runs: set them up
         // first, so the pause covers only the registers (and, for a dump, the RAM copy).
@@ -480,7 +479,7 @@ impl GuestImage {
 
     /// Before a long read of a live input (a dump): when this image holds the guest stopped,
     /// copies its RAM into private memory (`phys::live::copy_ram`) and resumes it,
-    /// returning how long it was stopped; then looks up the guest's VMCOREINFO. Does nothing
+    /// returning how long it was stopped. Does nothing
     /// for other inputs. On error the guest is still resumed (when the image is dropped).
     pub fn detach_live(&mut self, progress: &dyn Progress) -> Result<Option<std::time::Duration>> {
         let Some(live) = self.live.as_mut() else {
@@ -491,9 +490,6 @@ impl GuestImage {
             let snap = crate::phys::live::copy_ram(&*self.memory, progress)?;
             paused = live.resume()?;
             self.memory = Box::new(snap);
-        }
-        if self.vmcoreinfo.is_none() {
-            self.vmcoreinfo = find_vmcoreinfo(&*self.memory);
         }
         Ok(paused)
     }

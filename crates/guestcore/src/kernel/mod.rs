@@ -21,7 +21,6 @@
 
 mod dmesg;
 mod elfcorehdr;
-mod first_vmcoreinfo;
 mod layout;
 pub(crate) mod scan;
 mod utsname;
@@ -29,7 +28,6 @@ pub(crate) mod vread;
 
 pub use dmesg::kernel_log;
 pub use elfcorehdr::CrashHeader;
-pub(crate) use first_vmcoreinfo::find_vmcoreinfo;
 pub use layout::{KernelLayout, LayoutError};
 pub use scan::UnreadablePages;
 pub(crate) use utsname::read_utsname;

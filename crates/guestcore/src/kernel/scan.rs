@@ -83,13 +83,9 @@ fn is_core_header(h: &[u8]) -> bool {
         && (h[18..20] == 62u16.to_le_bytes() || h[18..20] == 3u16.to_le_bytes())
 }
 
-/// Reads the VMCOREINFO note at `addr` (found at a page start) from guest RAM and returns its
-/// text, through the one reader ([`crate::format::vmcoreinfo::read_vmcoreinfo_note`]).
-pub(crate) fn read_vmcoreinfo_note(mem: &(impl PhysMemory + ?Sized), addr: u64) -> Option<Vec<u8>> {
-    read_note_counting(mem, addr, &mut UnreadablePages::default())
-}
-
-/// [`read_vmcoreinfo_note`], counting a page of the note that could not be read.
+/// Reads the VMCOREINFO note at `addr` (found at a page start) through the one reader
+/// ([`crate::format::vmcoreinfo::read_vmcoreinfo_note`]), counting a page of the note that
+/// could not be read.
 fn read_note_counting(
     mem: &(impl PhysMemory + ?Sized),
     addr: u64,
