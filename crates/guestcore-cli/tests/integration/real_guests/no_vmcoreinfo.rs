@@ -76,9 +76,21 @@ enum Source {
     Input,
 }
 
+/// How to make one file guestcore writes.
+struct Recipe {
+    what: &'static str,
+    name: &'static str,
+    args: Vec<String>,
+    from: Source,
+    /// Written as a flattened stream, then reassembled by `makedumpfile -R` for the readers.
+    flatten: bool,
+    /// Kept to the end: a later recipe converts it.
+    keep: bool,
+}
+
 /// One file guestcore wrote, and what reads it.
 struct Output {
-    what: String,
+    what: &'static str,
     path: PathBuf,
     /// A kdump file (libkdumpfile reads it).
     kdump: bool,
@@ -89,6 +101,138 @@ struct Output {
     /// crash reads it too: one file of each kind (crash takes ~15 s a file, and the kdump
     /// compressions differ only in their page codec, which `debuggers` already covers).
     crash: bool,
+    keep: bool,
+}
+
+/// Every kind of file guestcore writes, from QEMU's physical ELF dump `phys` and its
+/// kdump-zlib file `qemu_kdump` of a guest without the device (neither carries VMCOREINFO).
+fn recipes(phys: &Path, qemu_kdump: &Path, dir: &Path, bits32: bool) -> Vec<Recipe> {
+    let p = phys.to_str().unwrap();
+    let q = qemu_kdump.to_str().unwrap();
+    let zlib = dir.join("zlib.kdump");
+    let recipe = |what, name, args: &[&str], from| Recipe {
+        what,
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        from,
+        flatten: false,
+        keep: false,
+    };
+    let mut r = vec![
+        recipe("physical ELF", "phys.elf", &["dump", p], Source::Ram),
+        recipe(
+            "paging ELF",
+            "paging.elf",
+            &["dump", "--paging", p],
+            Source::Ram,
+        ),
+    ];
+    if bits32 {
+        // ELF32 is for 32-bit guests: crash refuses an x86_64 one, drgn takes it for x32.
+        r.push(recipe(
+            "physical ELF32",
+            "phys32.elf",
+            &["dump", "--elf-class", "32", p],
+            Source::Ram,
+        ));
+        r.push(recipe(
+            "paging ELF32",
+            "paging32.elf",
+            &["dump", "--paging", "--elf-class", "32", p],
+            Source::Ram,
+        ));
+    }
+    for (what, name) in [
+        ("kdump-zlib", "zlib.kdump"),
+        ("kdump-lzo", "lzo.kdump"),
+        ("kdump-snappy", "snappy.kdump"),
+        ("kdump-zstd", "zstd.kdump"),
+        ("kdump-raw", "raw.kdump"),
+    ] {
+        r.push(recipe(
+            what,
+            name,
+            &["dump", "--format", what, p],
+            Source::Ram,
+        ));
+    }
+    r.iter_mut().find(|r| r.name == "zlib.kdump").unwrap().keep = true;
+    let mut flat = recipe(
+        "flattened kdump-zstd after makedumpfile -R",
+        "flat.kdump",
+        &["dump", "--format", "kdump-zstd", "--flatten", p],
+        Source::Ram,
+    );
+    flat.flatten = true;
+    r.push(flat);
+    // All of RAM (256 MiB from 0), without QEMU's VGA RAM and BIOS ROM below 4 GiB.
+    r.push(recipe(
+        "window --begin 0 --length 256M",
+        "window.elf",
+        &["dump", "--begin", "0", "--length", "256M", p],
+        Source::Ram,
+    ));
+    r.push(recipe(
+        "QEMU's kdump-zlib converted to ELF",
+        "qemu-kdump.elf",
+        &["dump", q],
+        Source::Ram,
+    ));
+    r.push(recipe(
+        "QEMU's kdump-zlib converted to kdump-zstd",
+        "qemu-kdump.zstd.kdump",
+        &["dump", "--format", "kdump-zstd", q],
+        Source::Ram,
+    ));
+    r.push(recipe(
+        "guestcore's kdump-zlib converted to ELF",
+        "from-kdump.elf",
+        &["dump", zlib.to_str().unwrap()],
+        Source::Input,
+    ));
+    r
+}
+
+/// Writes `r`'s file into `dir` (checking its notice) and says what reads it; `None` when
+/// makedumpfile, needed to reassemble a flattened stream, is not installed.
+fn make(r: &Recipe, dir: &Path, release: &str) -> Option<Output> {
+    let path = dir.join(r.name);
+    let args: Vec<&str> = r.args.iter().map(String::as_str).collect();
+    if r.flatten {
+        let flat = dir.join("flat.bin");
+        dump_says(r.what, &args, &flat, r.from, release);
+        if which("makedumpfile").is_none() {
+            skip("makedumpfile is not installed");
+            return None;
+        }
+        let m = std::process::Command::new("makedumpfile")
+            .arg("-R")
+            .arg(&path)
+            .stdin(std::fs::File::open(&flat).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            m.status.success(),
+            "makedumpfile -R: {}",
+            String::from_utf8_lossy(&m.stderr)
+        );
+        std::fs::remove_file(&flat).unwrap();
+    } else {
+        dump_says(r.what, &args, &path, r.from, release);
+    }
+    let kdump = args.contains(&"--format");
+    let elf64_or_kdump = !args.contains(&"32");
+    Some(Output {
+        what: r.what,
+        path,
+        kdump,
+        paging: args.contains(&"--paging"),
+        crash: elf64_or_kdump
+            && (!kdump || r.what == "kdump-zstd" || r.flatten)
+            && r.from == Source::Ram,
+        elf64_or_kdump,
+        keep: r.keep,
+    })
 }
 
 /// Runs `guestcore dump ARGS… -o OUT` (not quiet: the VMCOREINFO notice is a note) and
@@ -135,122 +279,6 @@ fn try_dump_says(
     } else {
         Err(format!("{what}: guestcore {args:?} said {notice:?}"))
     }
-}
-
-/// Every kind of file guestcore writes, from QEMU's physical ELF dump `phys` and its
-/// kdump-zlib file `qemu_kdump` of a guest without the device (neither carries VMCOREINFO).
-fn outputs(phys: &Path, qemu_kdump: &Path, dir: &Path, bits32: bool, release: &str) -> Vec<Output> {
-    let p = phys.to_str().unwrap();
-    let q = qemu_kdump.to_str().unwrap();
-    let mut out = Vec::new();
-    let mut make = |what: &str, name: &str, args: &[&str], from: Source| {
-        let path = dir.join(name);
-        dump_says(what, args, &path, from, release);
-        let kdump = args.contains(&"--format");
-        let elf64_or_kdump = !args.contains(&"32");
-        out.push(Output {
-            what: what.to_string(),
-            paging: args.contains(&"--paging"),
-            crash: elf64_or_kdump
-                && !(kdump && what != "kdump-zstd")
-                && what != "guestcore's kdump-zlib converted to ELF",
-            elf64_or_kdump,
-            kdump,
-            path,
-        });
-    };
-    make("physical ELF", "phys.elf", &["dump", p], Source::Ram);
-    make(
-        "paging ELF",
-        "paging.elf",
-        &["dump", "--paging", p],
-        Source::Ram,
-    );
-    if bits32 {
-        // ELF32 is for 32-bit guests: crash refuses an x86_64 one, drgn takes it for x32.
-        let e32 = ["--elf-class", "32"];
-        make(
-            "physical ELF32",
-            "phys32.elf",
-            &["dump", e32[0], e32[1], p],
-            Source::Ram,
-        );
-        make(
-            "paging ELF32",
-            "paging32.elf",
-            &["dump", "--paging", e32[0], e32[1], p],
-            Source::Ram,
-        );
-    }
-    for c in ["zlib", "lzo", "snappy", "zstd", "raw"] {
-        let format = format!("kdump-{c}");
-        make(
-            &format,
-            &format!("{c}.kdump"),
-            &["dump", "--format", &format, p],
-            Source::Ram,
-        );
-    }
-    // All of RAM (256 MiB from 0), without QEMU's VGA RAM and BIOS ROM below 4 GiB.
-    make(
-        "window --begin 0 --length 256M",
-        "window.elf",
-        &["dump", "--begin", "0", "--length", "256M", p],
-        Source::Ram,
-    );
-    make(
-        "QEMU's kdump-zlib converted to ELF",
-        "qemu-kdump.elf",
-        &["dump", q],
-        Source::Ram,
-    );
-    make(
-        "QEMU's kdump-zlib converted to kdump-zstd",
-        "qemu-kdump.zstd.kdump",
-        &["dump", "--format", "kdump-zstd", q],
-        Source::Ram,
-    );
-    let zlib = dir.join("zlib.kdump");
-    make(
-        "guestcore's kdump-zlib converted to ELF",
-        "from-kdump.elf",
-        &["dump", zlib.to_str().unwrap()],
-        Source::Input,
-    );
-    // The flattened stream, reassembled by makedumpfile -R.
-    let flat = dir.join("flat.bin");
-    dump_says(
-        "flattened kdump-zstd",
-        &["dump", "--format", "kdump-zstd", "--flatten", p],
-        &flat,
-        Source::Ram,
-        release,
-    );
-    if which("makedumpfile").is_none() {
-        skip("makedumpfile is not installed");
-    } else {
-        let plain = dir.join("flat.kdump");
-        let r = std::process::Command::new("makedumpfile")
-            .arg("-R")
-            .arg(&plain)
-            .stdin(std::fs::File::open(&flat).unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            r.status.success(),
-            "makedumpfile -R: {}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        out.push(Output {
-            what: "flattened kdump-zstd after makedumpfile -R".into(),
-            path: plain,
-            kdump: true,
-            paging: false,
-            elf64_or_kdump: true,
-            crash: true,
-        });
-    }
-    out
 }
 
 /// `(name, virtual, physical)` of the kernel symbols the guest printed (QEMU's gva2gpa).
@@ -314,79 +342,47 @@ fn novmci_capture(guest: &str) -> Option<(PathBuf, String)> {
     Some((dir, release))
 }
 
-/// What every output of a guest without the device must hold, whatever the guest's width:
-/// the notice (checked while writing), its own VMCOREINFO of the release, gdb reading the
-/// release in the paging ELF files, libkdumpfile reading every kdump file.
-fn check_outputs(guest: &str, dir: &Path, release: &str, bits32: bool, tmp: &Path) -> Vec<Output> {
-    let files = outputs(
-        &dir.join("phys.elf"),
-        &dir.join("kdump-zlib.dump"),
-        tmp,
-        bits32,
-        release,
-    );
-    let mut uts = None;
-    for o in &files {
-        let image = GuestImage::open(&o.path, &OpenOptions::default())
-            .unwrap_or_else(|e| panic!("{guest}: guestcore opening its {}: {e}", o.what));
-        assert_eq!(
-            image.vmcoreinfo_get("OSRELEASE"),
-            Some(release),
-            "{guest}: VMCOREINFO of guestcore's {}",
-            o.what
-        );
-        let sym = image
-            .vmcoreinfo_get("SYMBOL(init_uts_ns)")
-            .and_then(|s| u64::from_str_radix(s, 16).ok())
-            .unwrap_or_else(|| panic!("{guest}: no SYMBOL(init_uts_ns) in {}", o.what));
-        assert!(
-            *uts.get_or_insert(sym) == sym,
-            "{guest}: {} names another init_uts_ns",
-            o.what
-        );
-    }
-    let uts = uts.expect("outputs");
+/// What libkdumpfile must read in every kdump file of one capture.
+struct KdumpfileCheck {
+    py: String,
+    script: PathBuf,
+    /// A kernel text symbol: name, virtual address, and its 64 bytes (hex) in QEMU's dump at
+    /// the physical address QEMU's gva2gpa gave it.
+    symbol: (String, u64, String),
+    banner: String,
+}
 
-    // gdb: the release at init_uts_ns, through the paging ELF files' PT_LOADs.
-    for o in files.iter().filter(|o| o.paging) {
-        let image = GuestImage::open(&o.path, &OpenOptions::default()).unwrap();
-        let mut head = [0u8; 512];
-        // The page tables are the kernel's: read the utsname's layout from the physical dump.
-        let pa = uts_phys(&image, uts);
-        image.memory.read_at(pa, &mut head).unwrap();
-        let sysname = head
-            .windows(6)
-            .position(|w| w == b"Linux\0")
-            .unwrap_or_else(|| panic!("{guest}: no utsname at init_uts_ns {uts:#x}"));
-        gdb_reads_release(
-            &o.path,
-            uts + sysname as u64 + 130,
-            release,
-            &format!("{guest}: {}", o.what),
-        );
+impl KdumpfileCheck {
+    fn new(guest: &str, dir: &Path, tmp: &Path) -> Option<KdumpfileCheck> {
+        let Some(py) = python_with_kdumpfile() else {
+            skip("python3-libkdumpfile is not installed");
+            return None;
+        };
+        let script = tmp.join("kdump.py");
+        std::fs::write(&script, KDUMPFILE_SCRIPT).unwrap();
+        let (name, va, pa) = symbols(dir)
+            .into_iter()
+            // Not start_kernel: init text is freed (and cleared) once the kernel has booted.
+            .find(|(n, ..)| n == "schedule")
+            .unwrap_or_else(|| panic!("{guest}: no schedule in symbols.txt"));
+        let qemu = GuestImage::open(dir.join("phys.elf"), &OpenOptions::default()).unwrap();
+        let mut want = [0u8; 64];
+        qemu.memory.read_at(pa, &mut want).unwrap();
+        let hex = want.iter().map(|b| format!("{b:02x}")).collect();
+        Some(KdumpfileCheck {
+            py,
+            script,
+            symbol: (name, va, hex),
+            banner: banner(dir),
+        })
     }
 
-    // libkdumpfile: header utsname, init_uts_ns through the tables, a text symbol's bytes.
-    let Some(py) = python_with_kdumpfile() else {
-        skip("python3-libkdumpfile is not installed");
-        return files;
-    };
-    let script = tmp.join("kdump.py");
-    std::fs::write(&script, KDUMPFILE_SCRIPT).unwrap();
-    let (name, va, pa) = symbols(dir)
-        .into_iter()
-        // Not start_kernel: init text is freed (and cleared) once the kernel has booted.
-        .find(|(n, ..)| n == "schedule")
-        .unwrap_or_else(|| panic!("{guest}: no schedule in symbols.txt"));
-    let qemu = GuestImage::open(dir.join("phys.elf"), &OpenOptions::default()).unwrap();
-    let mut want = [0u8; 64];
-    qemu.memory.read_at(pa, &mut want).unwrap();
-    let want_hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
-    let banner = banner(dir);
-    let mut failures = Vec::new();
-    for o in files.iter().filter(|o| o.kdump) {
-        let r = std::process::Command::new(&py)
-            .arg(&script)
+    /// The header's utsname, init_uts_ns's release through the kernel's tables, and the
+    /// symbol's bytes, as libkdumpfile reads them in `o`.
+    fn check(&self, o: &Output, release: &str, failures: &mut Vec<String>) {
+        let (name, va, want) = &self.symbol;
+        let r = std::process::Command::new(&self.py)
+            .arg(&self.script)
             .arg(&o.path)
             .arg(format!("{va:#x}"))
             .output()
@@ -394,7 +390,7 @@ fn check_outputs(guest: &str, dir: &Path, release: &str, bits32: bool, tmp: &Pat
         let text = String::from_utf8_lossy(&r.stdout);
         let got: BTreeMap<String, String> = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
             panic!(
-                "{guest}: libkdumpfile on {}: {e}: {text}{}",
+                "libkdumpfile on {}: {e}: {text}{}",
                 o.what,
                 String::from_utf8_lossy(&r.stderr)
             )
@@ -409,23 +405,70 @@ fn check_outputs(guest: &str, dir: &Path, release: &str, bits32: bool, tmp: &Pat
             ));
         }
         // The banner ends with utsname.version (the kernel prints "... VERSION" last).
-        if !banner.ends_with(field("version")) || !field("version").starts_with('#') {
+        if !field("version").starts_with('#') || !self.banner.ends_with(field("version")) {
             failures.push(format!(
-                "libkdumpfile on {}: header version {:?}, not the end of the banner {banner:?}",
+                "libkdumpfile on {}: header version {:?}, not the end of the banner {:?}",
                 o.what,
-                field("version")
+                field("version"),
+                self.banner
             ));
         }
-        if field("text") != want_hex {
+        if field("text") != want {
             failures.push(format!(
-                "libkdumpfile on {}: {name} at {va:#x} read {}, QEMU's dump at {pa:#x} has {want_hex}",
+                "libkdumpfile on {}: {name} at {va:#x} read {}, QEMU's dump has {want}",
                 o.what,
                 field("text")
             ));
         }
     }
-    assert!(failures.is_empty(), "{guest}:\n{}", failures.join("\n"));
-    files
+}
+
+/// What every output must hold, whatever reads it: its own VMCOREINFO, of the release, naming
+/// the same init_uts_ns as the others (`uts`); gdb reading the release there in a paging ELF;
+/// libkdumpfile reading a kdump file.
+fn check_output(
+    guest: &str,
+    o: &Output,
+    release: &str,
+    uts: &mut Option<u64>,
+    kdumpfile: Option<&KdumpfileCheck>,
+    failures: &mut Vec<String>,
+) {
+    let image = GuestImage::open(&o.path, &OpenOptions::default())
+        .unwrap_or_else(|e| panic!("{guest}: guestcore opening its {}: {e}", o.what));
+    let got = image.vmcoreinfo_get("OSRELEASE");
+    if got != Some(release) {
+        failures.push(format!("VMCOREINFO of {}: OSRELEASE {got:?}", o.what));
+        return;
+    }
+    let sym = image
+        .vmcoreinfo_get("SYMBOL(init_uts_ns)")
+        .and_then(|s| u64::from_str_radix(s, 16).ok())
+        .unwrap_or_else(|| panic!("{guest}: no SYMBOL(init_uts_ns) in {}", o.what));
+    if *uts.get_or_insert(sym) != sym {
+        failures.push(format!("{}: init_uts_ns at {sym:#x}, not {uts:x?}", o.what));
+    }
+    if o.paging {
+        // The utsname's layout from the page its PT_LOADs map init_uts_ns to.
+        let mut head = [0u8; 512];
+        image
+            .memory
+            .read_at(uts_phys(&image, sym), &mut head)
+            .unwrap();
+        let sysname = head
+            .windows(6)
+            .position(|w| w == b"Linux\0")
+            .unwrap_or_else(|| panic!("{guest}: no utsname at init_uts_ns {sym:#x}"));
+        gdb_reads_release(
+            &o.path,
+            sym + sysname as u64 + 130,
+            release,
+            &format!("{guest}: {}", o.what),
+        );
+    }
+    if let (true, Some(k)) = (o.kdump, kdumpfile) {
+        k.check(o, release, failures);
+    }
 }
 
 /// The physical address of kernel virtual `va` in `image`'s PT_LOADs (a paging ELF: p_vaddr
@@ -492,96 +535,107 @@ fn stable_tasks(drgn_out: &str) -> BTreeMap<String, usize> {
     names
 }
 
-/// x86_64 without the device: notices, VMCOREINFO, gdb, libkdumpfile, crash and drgn.
-#[test]
-fn x86_64_without_vmcoreinfo_device() {
-    let started = std::time::Instant::now();
-    let guest = "x86_64-novmci";
-    let Some((dir, release)) = novmci_capture(guest) else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let files = check_outputs(guest, &dir, &release, false, tmp.path());
+/// crash and drgn, with what they must print.
+struct Debuggers {
+    vmlinux: PathBuf,
+    drgn: PathBuf,
+    crash_cmds: PathBuf,
+    drgn_script: PathBuf,
+    /// crash on QEMU's dump of this guest.
+    crash_want: String,
+    /// drgn's stable tasks on QEMU's dump of the same kernel booted with the device (drgn
+    /// refuses QEMU's dump without it).
+    device_tasks: BTreeMap<String, usize>,
+}
 
-    if which("crash").is_none() {
-        skip("crash is not installed");
-        return;
+impl Debuggers {
+    fn new(guest: &str, dir: &Path, release: &str, tmp: &Path) -> Option<Debuggers> {
+        if which("crash").is_none() {
+            skip("crash is not installed");
+            return None;
+        }
+        let vmlinux = vmlinux(release)?;
+        let drgn = drgn_bin()?;
+        let crash_cmds = tmp.join("crash.cmds");
+        std::fs::write(&crash_cmds, CRASH_COMMANDS).unwrap();
+        let drgn_script = tmp.join("check.py");
+        std::fs::write(&drgn_script, DRGN_SCRIPT).unwrap();
+        let with_device = capture("x86_64").expect("the x86_64 capture");
+        let refs = [dir.join("phys.elf"), with_device.join("phys.elf")];
+        let [crash_want, drgn_device]: [String; 2] = two_at_a_time(&[0, 1], |&i| match i {
+            0 => crash(&vmlinux, &refs[0], &crash_cmds)
+                .unwrap_or_else(|e| panic!("{guest}: crash on QEMU's dump: {e}")),
+            _ => drgn_run(&drgn, &vmlinux, &refs[1], &drgn_script)
+                .unwrap_or_else(|e| panic!("x86_64: drgn on QEMU's dump: {e}")),
+        })
+        .try_into()
+        .unwrap();
+        assert!(
+            crash_want.contains(&format!("RELEASE: {release}"))
+                && crash_want.contains("Linux version")
+                && crash_want.contains("PID: 0 "),
+            "{guest}: crash on QEMU's dump printed too little:\n{crash_want}"
+        );
+        let device_tasks = stable_tasks(&drgn_device);
+        assert!(
+            device_tasks.len() > 10,
+            "x86_64: drgn on QEMU's dump: {drgn_device}"
+        );
+        Some(Debuggers {
+            vmlinux,
+            drgn,
+            crash_cmds,
+            drgn_script,
+            crash_want,
+            device_tasks,
+        })
     }
-    let Some(vmlinux) = vmlinux(&release) else {
-        return;
-    };
-    let Some(drgn) = drgn_bin() else { return };
-    let commands = tmp.path().join("crash.cmds");
-    std::fs::write(&commands, CRASH_COMMANDS).unwrap();
-    let script = tmp.path().join("check.py");
-    std::fs::write(&script, DRGN_SCRIPT).unwrap();
 
-    // The references: crash on QEMU's dump of this guest; drgn on QEMU's dump of the same
-    // kernel booted with the device (drgn refuses QEMU's dump without it).
-    let with_device = capture("x86_64").expect("the x86_64 capture");
-    let refs = [dir.join("phys.elf"), with_device.join("phys.elf")];
-    let [crash_want, drgn_device] = two_at_a_time(&[0, 1], |&i| match i {
-        0 => crash(&vmlinux, &refs[0], &commands)
-            .unwrap_or_else(|e| panic!("{guest}: crash on QEMU's dump: {e}")),
-        _ => drgn_run(&drgn, &vmlinux, &refs[1], &script)
-            .unwrap_or_else(|e| panic!("x86_64: drgn on QEMU's dump: {e}")),
-    })
-    .try_into()
-    .unwrap();
-    assert!(
-        crash_want.contains(&format!("RELEASE: {release}"))
-            && crash_want.contains("Linux version")
-            && crash_want.contains("PID: 0 "),
-        "{guest}: crash on QEMU's dump printed too little:\n{crash_want}"
-    );
-    let device_tasks = stable_tasks(&drgn_device);
-    assert!(
-        device_tasks.len() > 10,
-        "x86_64: drgn on QEMU's dump: {drgn_device}"
-    );
-
-    let readable: Vec<_> = files.iter().filter(|o| o.elf64_or_kdump).collect();
-    let t_readers = std::time::Instant::now();
-    let results = two_at_a_time(&readable, |o| {
+    /// crash (where `o.crash`) and drgn on `o`: `(crash's output, drgn's)`.
+    fn run(&self, o: &Output) -> (Option<Result<String, String>>, Result<String, String>) {
         (
-            o.crash.then(|| crash(&vmlinux, &o.path, &commands)),
-            drgn_run(&drgn, &vmlinux, &o.path, &script),
+            o.crash
+                .then(|| crash(&self.vmlinux, &o.path, &self.crash_cmds)),
+            drgn_run(&self.drgn, &self.vmlinux, &o.path, &self.drgn_script),
         )
-    });
-    let readers_s = t_readers.elapsed().as_secs_f64();
-    let mut failures = Vec::new();
-    let mut drgn_first: Option<(String, String)> = None;
-    for (o, (c, d)) in readable.iter().zip(results) {
+    }
+
+    /// Compares one output's answers; `drgn_first` is the first output's drgn answer, which
+    /// every other output of the same memory must repeat exactly.
+    fn compare(
+        &self,
+        o: &Output,
+        (c, d): (Option<Result<String, String>>, Result<String, String>),
+        release: &str,
+        drgn_first: &mut Option<(&'static str, String)>,
+        failures: &mut Vec<String>,
+    ) {
         match c {
             None => {}
             Some(Err(e)) => failures.push(format!("crash on {}: {e}", o.what)),
-            Some(Ok(text)) if text != crash_want => failures.push(format!(
+            Some(Ok(text)) if text != self.crash_want => failures.push(format!(
                 "crash on {} differs from QEMU's dump:\n{}",
                 o.what,
-                first_difference(&crash_want, &text)
+                first_difference(&self.crash_want, &text)
             )),
             Some(Ok(_)) => {}
         }
         let text = match d {
-            Err(e) => {
-                failures.push(format!("drgn on {}: {e}", o.what));
-                continue;
-            }
+            Err(e) => return failures.push(format!("drgn on {}: {e}", o.what)),
             Ok(text) => text,
         };
         if text.lines().next() != Some(&format!("release {release}")) {
             failures.push(format!("drgn on {}: {:?}", o.what, text.lines().next()));
         }
         let tasks = stable_tasks(&text);
-        if tasks != device_tasks {
+        if tasks != self.device_tasks {
             failures.push(format!(
-                "drgn on {}: tasks (less kworkers) {tasks:?}; on the guest with the device {device_tasks:?}",
-                o.what
+                "drgn on {}: tasks (less kworkers) {tasks:?}; on the guest with the device {:?}",
+                o.what, self.device_tasks
             ));
         }
-        // Every output of the same memory lists exactly the same tasks.
-        match &drgn_first {
-            None => drgn_first = Some((o.what.clone(), text)),
+        match drgn_first {
+            None => *drgn_first = Some((o.what, text)),
             Some((first, want)) if *want != text => failures.push(format!(
                 "drgn on {} differs from drgn on {first}:\n{}",
                 o.what,
@@ -590,11 +644,72 @@ fn x86_64_without_vmcoreinfo_device() {
             Some(_) => {}
         }
     }
+}
+
+/// Every output of `guest`'s capture, two at a time (each is written, checked, read by the
+/// debuggers in parallel, then deleted: at most two ELF files of all RAM on disk at once).
+/// `debuggers`: crash and drgn, for the x86_64 guest. Returns how many outputs were checked.
+fn check_guest(guest: &str, dir: &Path, release: &str, bits32: bool, debuggers: bool) -> usize {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipes = recipes(
+        &dir.join("phys.elf"),
+        &dir.join("kdump-zlib.dump"),
+        tmp.path(),
+        bits32,
+    );
+    let kdumpfile = KdumpfileCheck::new(guest, dir, tmp.path());
+    let dbg = if debuggers {
+        Debuggers::new(guest, dir, release, tmp.path())
+    } else {
+        None
+    };
+    let mut failures = Vec::new();
+    let mut uts = None;
+    let mut drgn_first = None;
+    let mut checked = 0;
+    for pair in recipes.chunks(2) {
+        let outs: Vec<Output> = pair
+            .iter()
+            .filter_map(|r| make(r, tmp.path(), release))
+            .collect();
+        for o in &outs {
+            check_output(
+                guest,
+                o,
+                release,
+                &mut uts,
+                kdumpfile.as_ref(),
+                &mut failures,
+            );
+        }
+        if let Some(d) = &dbg {
+            let readable: Vec<&Output> = outs.iter().filter(|o| o.elf64_or_kdump).collect();
+            let answers = two_at_a_time(&readable, |o| d.run(o));
+            for (o, a) in readable.iter().zip(answers) {
+                d.compare(o, a, release, &mut drgn_first, &mut failures);
+            }
+        }
+        for o in outs.iter().filter(|o| !o.keep) {
+            std::fs::remove_file(&o.path).unwrap();
+        }
+        checked += outs.len();
+    }
     assert!(failures.is_empty(), "{guest}:\n{}", failures.join("\n\n"));
+    checked
+}
+
+/// x86_64 without the device: notices, VMCOREINFO, gdb, libkdumpfile, crash and drgn.
+#[test]
+fn x86_64_without_vmcoreinfo_device() {
+    let started = std::time::Instant::now();
+    let guest = "x86_64-novmci";
+    let Some((dir, release)) = novmci_capture(guest) else {
+        return;
+    };
+    let captured_s = started.elapsed().as_secs_f64();
+    let n = check_guest(guest, &dir, &release, false, true);
     eprintln!(
-        "{guest}: crash on {} and drgn on {} outputs read them as QEMU's dump / the guest with the device ({readers_s:.0} s); {:.0} s in all",
-        readable.iter().filter(|o| o.crash).count(),
-        readable.len(),
+        "{guest}: {n} outputs carry {release}'s VMCOREINFO and read in gdb, libkdumpfile, crash and drgn; capture {captured_s:.0} s, {:.0} s in all",
         started.elapsed().as_secs_f64()
     );
 }
@@ -608,11 +723,10 @@ fn i386_pae_without_vmcoreinfo_device() {
     let Some((dir, release)) = novmci_capture(guest) else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let files = check_outputs(guest, &dir, &release, true, tmp.path());
+    let captured_s = started.elapsed().as_secs_f64();
+    let n = check_guest(guest, &dir, &release, true, false);
     eprintln!(
-        "{guest}: {} outputs carry {release}'s VMCOREINFO, read by gdb and libkdumpfile, in {:.0} s",
-        files.len(),
+        "{guest}: {n} outputs carry {release}'s VMCOREINFO and read in gdb and libkdumpfile; capture {captured_s:.0} s, {:.0} s in all",
         started.elapsed().as_secs_f64()
     );
 }
@@ -685,9 +799,10 @@ impl Drop for RunningGuest {
 }
 
 /// Live dumps of a running guest without the device: a background snapshot (ELF and
-/// kdump-zstd) and a `--pause` dump carry the VMCOREINFO of the kernel found in the dumped
-/// memory, drgn reads the release and the stable tasks of the guest with the device, and
-/// libkdumpfile translates init_uts_ns in the kdump file.
+/// kdump-zstd) and a `--pause` dump (kdump-zstd: one ELF of all RAM on disk is enough) carry
+/// the VMCOREINFO of the kernel found in the dumped memory, drgn reads the release and the
+/// stable tasks of the guest with the device, and libkdumpfile translates init_uts_ns in the
+/// kdump files.
 #[test]
 fn x86_64_live_without_vmcoreinfo_device() {
     use guestcore_testkit::tools::real_guests_wanted;
@@ -709,7 +824,7 @@ fn x86_64_live_without_vmcoreinfo_device() {
     let input = g.input();
     let snap = tmp.path().join("snapshot.elf");
     let snap_kdump = tmp.path().join("snapshot.kdump");
-    let paused = tmp.path().join("pause.elf");
+    let paused = tmp.path().join("pause.kdump");
     // Each dump must say where its VMCOREINFO came from; a wrong notice is reported with the
     // readers' findings below.
     let mut failures: Vec<String> = [
@@ -719,7 +834,11 @@ fn x86_64_live_without_vmcoreinfo_device() {
             vec!["dump", "--format", "kdump-zstd", &input],
             &snap_kdump,
         ),
-        ("--pause ELF", vec!["dump", "--pause", &input], &paused),
+        (
+            "--pause kdump-zstd",
+            vec!["dump", "--pause", "--format", "kdump-zstd", &input],
+            &paused,
+        ),
     ]
     .into_iter()
     .filter_map(|(what, args, out)| try_dump_says(what, &args, out, Source::Ram, &release).err())
@@ -735,12 +854,16 @@ fn x86_64_live_without_vmcoreinfo_device() {
     }
 
     // libkdumpfile: the release at init_uts_ns through the kernel's tables.
-    if let Some(py) = python_with_kdumpfile() {
+    let py = python_with_kdumpfile();
+    if py.is_none() {
+        skip("python3-libkdumpfile is not installed");
+    }
+    for (py, kdump) in py.iter().flat_map(|py| [(py, &snap_kdump), (py, &paused)]) {
         let script = tmp.path().join("kdump.py");
         std::fs::write(&script, KDUMPFILE_SCRIPT).unwrap();
-        let r = std::process::Command::new(&py)
+        let r = std::process::Command::new(py)
             .arg(&script)
-            .arg(&snap_kdump)
+            .arg(kdump)
             .arg("0")
             .output()
             .unwrap();
@@ -752,12 +875,8 @@ fn x86_64_live_without_vmcoreinfo_device() {
             )
         });
         if got.get("release") != Some(&release) || got.get("init_uts_ns") != Some(&release) {
-            failures.push(format!(
-                "libkdumpfile on the snapshot's kdump-zstd: {got:?}"
-            ));
+            failures.push(format!("libkdumpfile on {}: {got:?}", kdump.display()));
         }
-    } else {
-        skip("python3-libkdumpfile is not installed");
     }
 
     // drgn: the release and the tasks of the guest with the device.
