@@ -18,7 +18,7 @@
 //! debug vmlinux, and crash is an x86_64 build.
 
 use super::capture::{cache_dir, capture};
-use super::debuggers::{crash, first_difference, two_at_a_time, vmlinux};
+use super::debuggers::{crash, drgn, first_difference, two_at_a_time, vmlinux};
 use super::gdb_reads_release;
 use assert_cmd::Command;
 use guestcore::image::{GuestImage, OpenOptions};
@@ -483,19 +483,6 @@ fn uts_phys(image: &GuestImage, va: u64) -> u64 {
     s.paddr + (va - s.vaddr)
 }
 
-/// drgn, from the virtualenv `debuggers` makes (`~/.cache/guestcore/drgn-venv`).
-fn drgn_bin() -> Option<PathBuf> {
-    let bin = cache_dir().parent()?.join("drgn-venv/bin/drgn");
-    if bin.exists() {
-        return Some(bin);
-    }
-    skip(format_args!(
-        "no drgn at {} (the real_guests::debuggers tests install it)",
-        bin.display()
-    ));
-    None
-}
-
 fn drgn_run(drgn: &Path, vmlinux: &Path, core: &Path, script: &Path) -> Result<String, String> {
     let r = std::process::Command::new(drgn)
         .arg("-q")
@@ -555,7 +542,7 @@ impl Debuggers {
             return None;
         }
         let vmlinux = vmlinux(release)?;
-        let drgn = drgn_bin()?;
+        let drgn = drgn()?;
         let crash_cmds = tmp.join("crash.cmds");
         std::fs::write(&crash_cmds, CRASH_COMMANDS).unwrap();
         let drgn_script = tmp.join("check.py");
@@ -880,7 +867,7 @@ fn x86_64_live_without_vmcoreinfo_device() {
     }
 
     // drgn: the release and the tasks of the guest with the device.
-    let (Some(vmlinux), Some(drgn)) = (vmlinux(&release), drgn_bin()) else {
+    let (Some(vmlinux), Some(drgn)) = (vmlinux(&release), drgn()) else {
         assert!(
             failures.is_empty(),
             "{guest} live:\n{}",
