@@ -6,12 +6,13 @@
 #   . scripts/guest/boot.sh
 #   log() { echo "me: $*" >&2; }        # the caller's log function (used for messages)
 #   guest_config GUEST                  # x86_64 | x86_64-la57 | x86_64-4g | i386 | i386-pae
+#                                       # | x86_64-novmci | i386-pae-novmci
 #   guest_files || exit $?              # fetch.sh + initramfs; status 77: no kernel for GUEST
 #   guest_start OUTDIR                  # starts QEMU in the background (qemu_pid, sock)
 #   trap guest_stop EXIT                # QMP quit, then kill by PID: on every exit path
 #   guest_wait_ready || exit 1
 #
-# Sets: flavour bbarch cpu mem full (guest_config); kdir busybox initrd (guest_files);
+# Sets: flavour bbarch cpu mem full vmci (guest_config); kdir busybox initrd (guest_files);
 # qemu_args qemu_pid sock serial (guest_start). Reads: GUESTCORE_CACHE (default
 # ~/.cache/guestcore/guests), QEMU (default qemu-system-x86_64), GUESTCORE_BOOT_TIMEOUT
 # (seconds, default 120). Writes into OUTDIR: serial.log, qemu.log, cmdline.txt, qemu.pid,
@@ -24,16 +25,21 @@ boot_timeout=${GUESTCORE_BOOT_TIMEOUT:-120}
 qemu_pid=""
 
 # guest_config GUEST: the kernel flavour, busybox arch, CPU model and RAM of GUEST; full=0 for
-# the 4 GiB guest, whose capture keeps only phys.elf and the HMP state.
+# the 4 GiB guest, whose capture keeps only phys.elf and the HMP state; vmci=0 for the
+# *-novmci guests, started without -device vmcoreinfo (QEMU's default, and many libvirt and
+# cloud guests'), so QEMU's own dumps of them carry no VMCOREINFO.
 guest_config() {
   mem=256M
   full=1
+  vmci=1
   case "$1" in
     x86_64)      flavour=amd64;   bbarch=amd64; cpu=qemu64 ;;
     x86_64-la57) flavour=amd64;   bbarch=amd64; cpu=qemu64,+la57 ;;
     x86_64-4g)   flavour=amd64;   bbarch=amd64; cpu=qemu64; mem=4G; full=0 ;;
     i386)        flavour=686;     bbarch=i386;  cpu=qemu32 ;;
     i386-pae)    flavour=686-pae; bbarch=i386;  cpu=qemu32,+pae,+nx ;;
+    x86_64-novmci)   flavour=amd64;   bbarch=amd64; cpu=qemu64;          full=0; vmci=0 ;;
+    i386-pae-novmci) flavour=686-pae; bbarch=i386;  cpu=qemu32,+pae,+nx; full=0; vmci=0 ;;
     *) return 2 ;;
   esac
 }
@@ -58,10 +64,11 @@ guest_files() {
 }
 
 # guest_start OUTDIR: starts QEMU in the background with the guest's console in
-# OUTDIR/serial.log and QMP on OUTDIR/qmp.sock (-device vmcoreinfo: the guest registers its
-# VMCOREINFO with QEMU, so dumps carry it).
+# OUTDIR/serial.log and QMP on OUTDIR/qmp.sock (-device vmcoreinfo unless vmci=0: the guest
+# registers its VMCOREINFO with QEMU, so dumps carry it).
 guest_start() {
-  local out=$1
+  local out=$1 device=()
+  [ "${vmci:-1}" = 0 ] || device=(-device vmcoreinfo)
   sock="$out/qmp.sock"
   serial="$out/serial.log"
   rm -f "$sock" "$serial" "$out/qemu.pid"
@@ -69,7 +76,7 @@ guest_start() {
         -kernel "$kdir/vmlinuz" -initrd "$initrd"
         -append "console=ttyS0 panic=-1 printk.time=1"
         -serial "file:$serial" -monitor none
-        -qmp "unix:$sock,server=on,wait=off" -device vmcoreinfo
+        -qmp "unix:$sock,server=on,wait=off" "${device[@]}"
         -pidfile "$out/qemu.pid")
   printf '%q ' "$qemu" "${qemu_args[@]}" >"$out/cmdline.txt"; echo >>"$out/cmdline.txt"
   "$qemu" "${qemu_args[@]}" </dev/null >"$out/qemu.log" 2>&1 &

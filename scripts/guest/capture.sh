@@ -7,6 +7,9 @@
 #          (x86_64-4g: the x86_64 guest with -m 4G, so RAM also lies above 4 GiB past the PCI
 #          hole; only phys.elf, registers, mtree, symbols: no paging.elf, kdump-zlib.dump,
 #          tlb.txt or mem.txt, which its tests do not use and which would cost minutes and GiBs)
+#          x86_64-novmci | i386-pae-novmci: x86_64 / i386-pae started without -device vmcoreinfo,
+#          so QEMU's dumps carry no VMCOREINFO; only phys.elf, kdump-zlib.dump and the state
+#          (their tests read no paging.elf, tlb.txt or mem.txt)
 #   OUTDIR default: $GUESTCORE_CACHE/captures/GUEST (GUESTCORE_CACHE default: ~/.cache/guestcore/guests)
 # Environment: GUESTCORE_BOOT_TIMEOUT (seconds, default 120), QEMU (default qemu-system-x86_64).
 #
@@ -36,7 +39,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=$guest_cache
 
 guest=${1:-}
-guest_config "$guest" || { echo "usage: $0 x86_64|x86_64-la57|x86_64-4g|i386|i386-pae [OUTDIR]" >&2; exit 2; }
+guest_config "$guest" || { echo "usage: $0 x86_64|x86_64-la57|x86_64-4g|i386|i386-pae|x86_64-novmci|i386-pae-novmci [OUTDIR]" >&2; exit 2; }
 out=${2:-$cache/captures/$guest}
 
 log() { echo "capture[$guest]: $*" >&2; }
@@ -131,6 +134,8 @@ if [ "$full" = 1 ]; then
   t2=$(date +%s.%N)
   qmp dump "$out/paging.elf" --paging
   timing dump-paging "$(since "$t2")"
+fi
+if [ "$full" = 1 ] || [ "$vmci" = 0 ]; then
   t2=$(date +%s.%N)
   qmp dump "$out/kdump-zlib.dump" --format kdump-zlib
   timing dump-kdump-zlib "$(since "$t2")"

@@ -23,7 +23,7 @@ pub fn cache_dir() -> PathBuf {
 fn flavour(guest: &str) -> &'static str {
     match guest {
         "i386" => "686",
-        "i386-pae" => "686-pae",
+        "i386-pae" | "i386-pae-novmci" => "686-pae",
         _ => "amd64",
     }
 }
@@ -82,6 +82,17 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
             "symbols.txt",
             "release.txt",
             "workload.txt",
+            "timings.txt",
+        ],
+        // The guests without -device vmcoreinfo: only what `no_vmcoreinfo` reads (capture.sh
+        // takes no paging.elf, tlb.txt or mem.txt of them).
+        "x86_64-novmci" | "i386-pae-novmci" => &[
+            "phys.elf",
+            "kdump-zlib.dump",
+            "symbols.txt",
+            "release.txt",
+            "vmcoreinfo.txt",
+            "serial.log",
             "timings.txt",
         ],
         _ => &[

@@ -161,7 +161,7 @@ pub fn crash(vmlinux: &Path, core: &Path, commands: &Path) -> Result<String, Str
 }
 
 /// The virtualenv's drgn, made on first use.
-fn drgn() -> Option<PathBuf> {
+pub(super) fn drgn() -> Option<PathBuf> {
     let venv = cache_dir()
         .parent()
         .map(|p| p.join("drgn-venv"))

@@ -3,7 +3,9 @@
 //! kernel's release string from guestcore's paging dump; ([`debuggers`]) crash and drgn
 //! on every kind of file guestcore writes, against the same debuggers on QEMU's dump;
 //! ([`dump_levels`]) `--dump-level` against makedumpfile's `-d` on the same memory; and
-//! ([`lime`]) LiME and AVML images of the same memory, made with AVML's own converter.
+//! ([`lime`]) LiME and AVML images of the same memory, made with AVML's own converter; and
+//! ([`no_vmcoreinfo`]) guests started without `-device vmcoreinfo`, whose dumps by guestcore
+//! carry the VMCOREINFO of the kernel found in RAM.
 //!
 //! The guests come from `scripts/guest/capture.sh` (boots, stops, captures; kernels and busybox
 //! from Debian packages, cached under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`). A
@@ -27,6 +29,7 @@ mod kdump_guest;
 mod kernels;
 mod lime;
 mod migration;
+mod no_vmcoreinfo;
 
 use capture::capture;
 
