@@ -64,6 +64,10 @@ try:
     out["text"] = k.read(kdumpfile.KDUMP_KVADDR, int(sys.argv[2], 0), 64).hex()
 except Exception as e:
     out["text"] = "error: %s" % e
+try:
+    out["ptext"] = k.read(kdumpfile.KDUMP_KPHYSADDR, int(sys.argv[3], 0), 64).hex()
+except Exception as e:
+    out["ptext"] = "error: %s" % e
 print(json.dumps(out))
 "#;
 
@@ -346,10 +350,17 @@ fn novmci_capture(guest: &str) -> Option<(PathBuf, String)> {
 struct KdumpfileCheck {
     py: String,
     script: PathBuf,
-    /// A kernel text symbol: name, virtual address, and its 64 bytes (hex) in QEMU's dump at
-    /// the physical address QEMU's gva2gpa gave it.
-    symbol: (String, u64, String),
+    /// A kernel text symbol: name, virtual address, physical address (QEMU's gva2gpa), and
+    /// its 64 bytes (hex) in QEMU's dump there.
+    symbol: (String, u64, u64, String),
     banner: String,
+    /// libkdumpfile 0.5.1 cannot translate kernel addresses of an ia32 kdump file, whoever
+    /// wrote it (QEMU's own included): with no CR3 in i386 register notes it starts from
+    /// `swapper_pg_dir` as a kernel address, and setting up the direct map for that reads
+    /// `vmap_area_list` through the same map ("Infinite recursion loop"). For such a guest the
+    /// check wants exactly that error for virtual reads, and the symbol's bytes by physical
+    /// address.
+    ia32: bool,
 }
 
 impl KdumpfileCheck {
@@ -372,19 +383,21 @@ impl KdumpfileCheck {
         Some(KdumpfileCheck {
             py,
             script,
-            symbol: (name, va, hex),
+            symbol: (name, va, pa, hex),
             banner: banner(dir),
+            ia32: guest.starts_with("i386"),
         })
     }
 
     /// The header's utsname, init_uts_ns's release through the kernel's tables, and the
     /// symbol's bytes, as libkdumpfile reads them in `o`.
     fn check(&self, o: &Output, release: &str, failures: &mut Vec<String>) {
-        let (name, va, want) = &self.symbol;
+        let (name, va, pa, want) = &self.symbol;
         let r = std::process::Command::new(&self.py)
             .arg(&self.script)
             .arg(&o.path)
             .arg(format!("{va:#x}"))
+            .arg(format!("{pa:#x}"))
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&r.stdout);
@@ -396,7 +409,35 @@ impl KdumpfileCheck {
             )
         });
         let field = |k: &str| got.get(k).map(String::as_str).unwrap_or("<none>");
-        if field("release") != release || field("init_uts_ns") != release {
+        if field("ptext") != want {
+            failures.push(format!(
+                "libkdumpfile on {}: {name} at physical {pa:#x} read {}, QEMU's dump has {want}",
+                o.what,
+                field("ptext")
+            ));
+        }
+        if self.ia32 {
+            let known = |k: &str| field(k).contains("Infinite recursion loop");
+            if !(known("init_uts_ns") && known("text")) {
+                failures.push(format!(
+                    "libkdumpfile on {}: virtual reads of an ia32 kdump file did not fail as libkdumpfile 0.5.1 does (if they work now, make this check translate): init_uts_ns {:?}, {name} {:?}",
+                    o.what,
+                    field("init_uts_ns"),
+                    field("text")
+                ));
+            }
+            eprintln!(
+                "libkdumpfile on {}: header and physical reads checked; virtual reads fail as on QEMU's own ia32 kdump (libkdumpfile 0.5.1)",
+                o.what
+            );
+            if field("release") != release {
+                failures.push(format!(
+                    "libkdumpfile on {}: header release {:?}; wanted {release:?}",
+                    o.what,
+                    field("release")
+                ));
+            }
+        } else if field("release") != release || field("init_uts_ns") != release {
             failures.push(format!(
                 "libkdumpfile on {}: header release {:?}, at init_uts_ns {:?}; wanted {release:?}",
                 o.what,
@@ -413,7 +454,7 @@ impl KdumpfileCheck {
                 self.banner
             ));
         }
-        if field("text") != want {
+        if !self.ia32 && field("text") != want {
             failures.push(format!(
                 "libkdumpfile on {}: {name} at {va:#x} read {}, QEMU's dump has {want}",
                 o.what,
