@@ -10,6 +10,7 @@
 //! so in one line (`guestcore_testkit::tools::real_guests_wanted`).
 
 mod cli;
+mod dump_output;
 mod hostile_inputs;
 mod live;
 mod real_guests;

@@ -127,7 +127,7 @@ fn cut_and_check(mut child: Child, input: &Path, what: &str) {
     );
 }
 
-/// `guestcore dump` of a `kind` input, cut once the dump's temporary file exists.
+/// `guestcore dump` of a `kind` input, cut once the dump writes its output file.
 fn dump_cut(kind: Kind, format: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("guest.in");
@@ -142,8 +142,9 @@ fn dump_cut(kind: Kind, format: &[&str]) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until(&mut child, "its temporary file", || {
-        names(dir.path()).iter().any(|n| n.contains("guestcore-"))
+    let pid = child.id();
+    wait_until(&mut child, "its output file", || {
+        crate::dump_output::writing_into(pid, dir.path())
     });
     cut_and_check(child, &input, &format!("dump {kind:?} {format:?}"));
     assert_eq!(

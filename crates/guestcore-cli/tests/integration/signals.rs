@@ -58,7 +58,7 @@ enum Input {
     Repeated,
 }
 
-/// Starts the dump, waits for its temporary file, sends `signal`, and checks what is left.
+/// Starts the dump, waits until it writes its (unnamed) output file, sends `signal`, and checks what is left.
 fn interrupted(signal: &str, input_len: usize, kind: Input, format: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("guest.raw");
@@ -77,7 +77,7 @@ fn interrupted(signal: &str, input_len: usize, kind: Input, format: &[&str]) {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while !names(dir.path()).iter().any(|n| n.contains("guestcore-")) {
+    while !crate::dump_output::writing_into(child.id(), dir.path()) {
         assert!(child.try_wait().unwrap().is_none(), "the dump ended first");
         assert!(started.elapsed() < Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(2));

@@ -13,6 +13,17 @@ use std::os::unix::process::ExitStatusExt;
 /// 10 s for QEMU's reply (`qmp::snapshot`, `qmp::client`), plus slack for a loaded host.
 const STOPPED_QEMU_BOUND: Duration = Duration::from_secs(16);
 
+/// Every name in the guest's directory, sorted.
+fn dir_names(g: &Guest) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(g.dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 /// `query-migrate`'s status (`None` before any migration).
 fn migration_status(q: &mut QmpClient) -> Option<String> {
     q.execute("query-migrate", None).unwrap()["status"]
@@ -122,6 +133,7 @@ fn sigkilled_snapshot_is_undone_and_a_second_guestcore_is_told_at_once(g: &Guest
     let mut caught = None;
     for attempt in 1..=5 {
         let out = g.path(&format!("a{attempt}.elf"));
+        let before = dir_names(g);
         let mut a = spawn_guestcore(&g.input, &[], &out);
         if !until_migrating(&mut b, &mut a) {
             eprintln!("attempt {attempt}: the snapshot ended before it was seen");
@@ -134,10 +146,10 @@ fn sigkilled_snapshot_is_undone_and_a_second_guestcore_is_told_at_once(g: &Guest
             eprintln!("attempt {attempt}: the snapshot ended before SIGSTOP");
             continue;
         }
-        caught = Some((a, out));
+        caught = Some((a, out, before));
         break;
     }
-    let (a, a_out) = caught.expect("never caught guestcore A mid-snapshot");
+    let (a, a_out, before) = caught.expect("never caught guestcore A mid-snapshot");
     assert!(background_snapshot_on(&mut b), "A's snapshot set it");
 
     // A second guestcore on the other monitor (which this test lets go meanwhile: QEMU serves
@@ -200,6 +212,12 @@ fn sigkilled_snapshot_is_undone_and_a_second_guestcore_is_told_at_once(g: &Guest
         "QEMU holds no pipe of guestcore's"
     );
     assert!(!a_out.exists());
+    // The output had no name while it was written (O_TMPFILE), so the SIGKILL left none.
+    assert_eq!(
+        dir_names(g),
+        before,
+        "a SIGKILLed snapshot leaves no file of any name"
+    );
     // Postcopy can be enabled again (QEMU refuses it alongside background-snapshot).
     for on in [true, false] {
         b.execute(
