@@ -85,6 +85,13 @@ impl Guest {
                 }
             }
         }
+        if let Input::Libvirt(_) = input {
+            if spec.live == LiveCapture::Auto {
+                opts.notify(Notice::NoSnapshot(NoSnapshot::Refused(
+                    "background snapshots of libvirt domains are not supported yet".into(),
+                )));
+            }
+        }
         let mut guest = Self::open_for_dump(input, opts, spec)?;
         let view = guest.select(view, root)?;
         guest.dump(&view, spec, progress)
