@@ -421,6 +421,26 @@ mod tests {
         assert_eq!(resolve_uri(Some("qemu:///x")), "qemu:///x");
     }
 
+    /// libvirt's `test:///default` driver runs inside virsh (no daemon): a domain `test` that
+    /// runs, under a driver that is not QEMU's.
+    #[test]
+    fn a_non_qemu_driver_and_a_missing_domain_are_clear_errors() {
+        if guestcore_testkit::tools::require("virsh").is_none() {
+            return;
+        }
+        let e = lookup("test", "test:///default").unwrap_err().to_string();
+        assert!(e.contains("not a QEMU system URI"), "{e}");
+        assert!(e.contains("libvirt:test"), "{e}");
+        let e = lookup("guestcore-no-such", "test:///default")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("looking the domain up on test:///default"),
+            "{e}"
+        );
+        assert!(e.contains("guestcore-no-such"), "{e}");
+    }
+
     #[test]
     fn a_reply_keeps_qemus_answer_with_the_clients_id() {
         let r = reply_of(

@@ -285,6 +285,7 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
         got.trim_end_matches('\0').starts_with(&release),
         "read from the dump: {got:?}"
     );
+    let _ = std::fs::remove_file(&elf);
     assert_eq!(domstate(&name), "running");
 
     // A domain paused before guestcore came stays paused.
@@ -304,6 +305,7 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
     let paused = wait_state(&name, "paused", Duration::from_secs(30));
     child.kill().unwrap();
     let _ = child.wait();
+    let _ = std::fs::remove_file(dir.path().join("k.elf"));
     assert!(paused, "the --pause dump never paused the domain");
     assert!(
         wait_state(&name, "running", Duration::from_secs(10)),
@@ -317,9 +319,18 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
     ]);
     let status = String::from_utf8_lossy(&q.stdout);
     assert!(status.contains("\"running\":true"), "QEMU says {status}");
-    // libvirt takes the next suspend/resume normally.
+    // libvirt takes the next suspend/resume/dump normally.
     assert!(virsh(&["suspend", &name]).status.success());
     assert!(virsh(&["resume", &name]).status.success());
+    let theirs = dir.path().join("virsh.elf");
+    let dumped = virsh(&["dump", "--memory-only", &name, theirs.to_str().unwrap()]);
+    assert!(
+        dumped.status.success(),
+        "virsh dump --memory-only after guestcore: {}",
+        String::from_utf8_lossy(&dumped.stderr)
+    );
+    let _ = std::fs::remove_file(&theirs);
+    assert_eq!(domstate(&name), "running");
 
     // Bad input: clear errors, the guest running.
     fails_saying(
@@ -337,6 +348,11 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
             &input,
         ],
         &["looking the domain up", "/nonexistent/libvirt-sock"],
+    );
+    // A driver that is not QEMU's (libvirt's test driver, inside virsh).
+    fails_saying(
+        &["kernels", "--connect", "test:///default", "libvirt:test"],
+        &["not a QEMU system URI"],
     );
     let off = format!("{name}-off");
     let off_xml = dir.path().join("off.xml");
