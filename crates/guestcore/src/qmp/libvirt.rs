@@ -26,11 +26,13 @@
 //! issued", `virsh dominfo`'s Messages) by the first such command; the pid file of a
 //! `qemu:///system` domain is `/run/libvirt/qemu/NAME.pid`.
 //!
-//! What happens when guestcore dies with the guest paused: [`ResumeWatchdog`] is a `sh` child
-//! in its own process group that waits on a pipe only this process holds the write end of,
-//! and runs `virsh resume` when it reads end-of-file without the disarm line — the same
-//! trigger as the QMP watchdog, without a fork of this (threaded) process. Relayed sessions
-//! deliver no QMP events.
+//! What happens when guestcore dies: [`ResumeWatchdog`] is a `sh` child in its own process
+//! group that waits on a pipe only this process holds the write end of, and on end-of-file
+//! without the disarm line puts the domain back through libvirt — `virsh resume` after a
+//! pause; `migrate_cancel`, `background-snapshot` off and `closefd` after a background
+//! snapshot (the QMP watchdog armed by `snapshot::start` has no socket to reach, and ends) —
+//! the same trigger as the QMP watchdog, without a fork of this (threaded) process. Relayed
+//! sessions deliver no QMP events.
 
 use super::client::QmpClient;
 use crate::{Error, Result};
@@ -350,22 +352,55 @@ fn reply_of(out: Result<String>, id: Value) -> Value {
     }
 }
 
-/// Resumes the domain through libvirt when this process dies with it paused (see the module
-/// docs).
+/// Puts the domain back through libvirt when this process dies without disarming it: resumes
+/// a guest it paused, or ends a background snapshot it started (see the module docs).
 #[derive(Debug)]
-pub(super) struct ResumeWatchdog {
+pub(crate) struct ResumeWatchdog {
     child: Child,
 }
 
+/// The watcher: waits for the disarm line; on end-of-file without it, runs each step (`resume`,
+/// or a QMP command through `qemu-monitor-command`), retrying a QMP step for about 5 s until
+/// QEMU takes it (a capability cannot change while a cancelled migration is still ending).
+const WATCHER: &str = r#"read -r line; [ "$line" = disarm ] && exit 0
+uri=$1; dom=$2; shift 2
+for step in "$@"; do
+  if [ "$step" = resume ]; then virsh -q -c "$uri" resume "$dom"; continue; fi
+  n=0
+  while [ $n -lt 25 ]; do
+    case "$(virsh -q -c "$uri" qemu-monitor-command "$dom" "$step" 2>&1)" in
+      *'"return"'*) break ;;
+    esac
+    n=$((n+1)); sleep 0.2
+  done
+done >/dev/null 2>&1"#;
+
 impl ResumeWatchdog {
-    /// Starts the watcher; the guest must not be stopped when this fails.
+    /// Starts the watcher for a pause; the guest must not be stopped when this fails.
     pub(super) fn arm(domain: &Domain) -> Result<ResumeWatchdog> {
+        Self::arm_steps(domain, &["resume".to_string()])
+    }
+
+    /// Starts the watcher for a background snapshot: cancels the migration, turns the
+    /// capability off and closes the stream's descriptor in QEMU.
+    pub(super) fn arm_snapshot(domain: &Domain) -> Result<ResumeWatchdog> {
+        use super::snapshot::{CAPABILITY, FD_NAME};
+        let steps = [
+            json!({"execute": "migrate_cancel"}),
+            json!({"execute": "migrate-set-capabilities", "arguments": {"capabilities": [{"capability": CAPABILITY, "state": false}]}}),
+            json!({"execute": "closefd", "arguments": {"fdname": FD_NAME}}),
+        ];
+        Self::arm_steps(domain, &steps.map(|s| s.to_string()))
+    }
+
+    fn arm_steps(domain: &Domain, steps: &[String]) -> Result<ResumeWatchdog> {
         let child = Command::new("sh")
             .arg("-c")
-            .arg(r#"read -r line; [ "$line" = disarm ] || exec virsh -q -c "$1" resume "$2" >/dev/null 2>&1"#)
+            .arg(WATCHER)
             .arg("guestcore-libvirt-watchdog")
             .arg(&domain.uri)
             .arg(&domain.name)
+            .args(steps)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -374,24 +409,23 @@ impl ResumeWatchdog {
             .map_err(|e| {
                 fail(
                     &domain.name,
-                    format!("cannot start the watchdog (sh): {e}; not pausing the guest"),
+                    format!("cannot start the watchdog (sh): {e}; not changing the guest"),
                 )
             })?;
         Ok(ResumeWatchdog { child })
     }
 
     /// Everything is back: the watcher ends without doing anything.
-    pub(super) fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         if let Some(mut w) = self.child.stdin.take() {
             let _ = w.write_all(b"disarm\n");
         }
         let _ = self.child.wait();
     }
 
-    /// Resumes the domain now, through the watcher. (Dropped armed, it fires too: its pipe
-    /// closes.)
-    /// Does not wait for `virsh resume`: a wedged libvirtd must not hang the caller.
-    pub(super) fn fire(mut self) {
+    /// Puts the domain back now, through the watcher. (Dropped armed, it fires too: its pipe
+    /// closes.) Does not wait for virsh: a wedged libvirtd must not hang the caller.
+    pub(crate) fn fire(mut self) {
         drop(self.child.stdin.take());
         let mut child = self.child;
         let _ = std::thread::Builder::new()

@@ -148,6 +148,16 @@ impl LiveSession {
         self.libvirt.is_some()
     }
 
+    /// For a libvirt domain, a watchdog that ends a background snapshot through libvirt if
+    /// this process dies (the QMP watchdog has no socket to reach it by); disarm it once the
+    /// snapshot is over and put back. `None` for a QMP socket.
+    pub(crate) fn libvirt_snapshot_guard(&self) -> Result<Option<ResumeWatchdog>> {
+        self.libvirt
+            .as_ref()
+            .map(ResumeWatchdog::arm_snapshot)
+            .transpose()
+    }
+
     /// Stops the guest if it was running when the session connected and is not stopped by
     /// this session already. A `Watchdog` is armed first: when it cannot be started, the
     /// guest is not stopped and this fails. A running migration (another guestcore's

@@ -276,16 +276,72 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
     );
     assert_eq!(domstate(&name), "running");
 
-    // `dump`: the release read back from the file; the domain runs after.
-    let elf = dir.path().join("d.elf");
-    ok(&["dump", &input, "-o", elf.to_str().unwrap()]);
-    let out = ok(&["read", elf.to_str().unwrap(), &addr, "65"]);
-    let got = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        got.trim_end_matches('\0').starts_with(&release),
-        "read from the dump: {got:?}"
-    );
-    let _ = std::fs::remove_file(&elf);
+    // `dump` (a background snapshot through libvirt's monitor) in ELF and kdump-zstd: the
+    // release read back from each file, QEMU's stop at most 50 ms, the domain running after.
+    for (file, format) in [("d.elf", "elf"), ("d.kdump", "kdump-zstd")] {
+        let out_path = dir.path().join(file);
+        let out = ok(&[
+            "dump",
+            &input,
+            "--format",
+            format,
+            "-o",
+            out_path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stop_ms: u64 = stderr
+            .split("background snapshot: guest stopped ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{format}: no background snapshot: {stderr}"));
+        assert!(
+            stop_ms <= 50,
+            "{format}: QEMU stopped the guest {stop_ms} ms"
+        );
+        let out = ok(&["read", out_path.to_str().unwrap(), &addr, "65"]);
+        let got = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            got.trim_end_matches('\0').starts_with(&release),
+            "read from the {format} dump: {got:?}"
+        );
+        let _ = std::fs::remove_file(&out_path);
+        assert_eq!(domstate(&name), "running");
+    }
+
+    // SIGKILL mid-snapshot: libvirt's watchdog cancels the migration and turns the capability
+    // off; the domain runs.
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("guestcore"))
+        .args(["dump", &input, "-o"])
+        .arg(dir.path().join("s.elf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let qmp = |cmd: &str| {
+        String::from_utf8_lossy(&virsh(&["qemu-monitor-command", &name, cmd]).stdout).into_owned()
+    };
+    let t0 = Instant::now();
+    let mut active = false;
+    while t0.elapsed() < Duration::from_secs(30) && !active {
+        active = qmp(r#"{"execute":"query-migrate"}"#).contains(r#""status":"active""#);
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(active, "the snapshot never started");
+    let t0 = Instant::now();
+    loop {
+        let caps = qmp(r#"{"execute":"query-migrate-capabilities"}"#);
+        let migrating = qmp(r#"{"execute":"query-migrate"}"#).contains(r#""status":"active""#);
+        if caps.contains(r#"{"state":false,"capability":"background-snapshot"}"#) && !migrating {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "after SIGKILL mid-snapshot: {caps}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(domstate(&name), "running");
 
     // A domain paused before guestcore came stays paused.
