@@ -23,7 +23,9 @@ use std::process::ExitCode;
 ///   `virsh save` image around one;
 ///   a LiME or AVML (snappy) memory image;
 ///   a raw guest-physical memory image (`--layout` places it);
-///   `qmp:SOCKET`, a running QEMU reached through its QMP socket (see --pause/--no-pause).
+///   `qmp:SOCKET`, a running QEMU reached through its QMP socket (see --pause/--no-pause);
+///   `libvirt:DOMAIN`, a running QEMU started by libvirt, through libvirt's own monitor
+///   (a name, UUID or id; --connect URI, default LIBVIRT_DEFAULT_URI, else qemu:///system).
 /// LiME, AVML and raw images carry no CPU state: give it with --registers or --mode/--cr3,
 /// or use a kernel found in RAM (--kernel).
 /// Addresses and sizes accept decimal, 0x hex and K/M/G/T suffixes (powers of 1024).

@@ -122,6 +122,9 @@ pub fn render(quiet: bool, n: &Notice) {
                 ));
             }
         }
+        Notice::LibvirtTainted { domain } => note(&format_args!(
+            "libvirt marks domain {domain} tainted (\"custom monitor control commands issued\", see `virsh dominfo`): guestcore reads it through libvirt's own QEMU monitor; nothing else about the domain changes"
+        )),
         other => note(&format_args!("{other:?}")),
     }
 }

@@ -51,6 +51,10 @@ pub struct LiveArgs {
     /// GUESTCORE note say so.
     #[arg(long, overrides_with = "pause")]
     pub no_pause: bool,
+    /// `libvirt:` input: libvirt's connection URI (default: `LIBVIRT_DEFAULT_URI`, else
+    /// qemu:///system).
+    #[arg(long, value_name = "URI")]
+    pub connect: Option<String>,
 }
 
 impl LiveArgs {
@@ -67,6 +71,7 @@ impl LiveArgs {
     pub fn options(&self) -> guestcore::LiveOptions {
         guestcore::LiveOptions {
             pause: !self.no_pause,
+            connect: self.connect.clone(),
             ..Default::default()
         }
     }
@@ -117,8 +122,9 @@ pub fn finish_live(quiet: bool, guest: &mut Guest) {
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
     /// Guest memory: ELF core (QEMU dump-guest-memory, kdump /proc/vmcore), kdump file, QEMU
-    /// migration stream, LiME/AVML image, raw image, or `qmp:SOCKET` — a running QEMU's QMP
-    /// socket (see --pause/--no-pause).
+    /// migration stream, LiME/AVML image, raw image, `qmp:SOCKET` — a running QEMU's QMP
+    /// socket (see --pause/--no-pause) — or `libvirt:DOMAIN` — a running QEMU started by
+    /// libvirt (a domain's name, UUID or id; see --connect), through libvirt's own monitor.
     #[arg(value_name = "INPUT")]
     pub input: Input,
     #[command(flatten)]

@@ -295,6 +295,14 @@ impl GuestImage {
                 }
                 return Self::open_live(&socket, &opts.live);
             }
+            Input::Libvirt(domain) => {
+                if opts.layout.is_some() {
+                    return Err(Error::Unsupported(
+                        "a layout applies to raw memory images only, not to live guests".into(),
+                    ));
+                }
+                return Self::open_libvirt(&domain, &opts.live);
+            }
         };
         let path = path.as_path();
         let len = std::fs::metadata(path).map(|m| m.len()).ok();
@@ -450,7 +458,19 @@ impl GuestImage {
     pub fn open_live(socket: &Path, opts: &LiveOptions) -> Result<Self> {
         // The RAM layout and its host side do not change while the guest runs: set them up
         // first, so the pause covers only the registers (and, for a dump, the RAM copy).
-        let mut session = LiveSession::connect_running(socket, opts)?;
+        let session = LiveSession::connect_running(socket, opts)?;
+        Self::from_session(session, opts)
+    }
+
+    /// [`open_live`](Self::open_live) for a QEMU started by libvirt: `domain` (a name, UUID
+    /// or id) on `opts.connect`'s URI, through libvirt's own monitor; pauses go through
+    /// libvirt. Nothing about the domain is changed.
+    pub fn open_libvirt(domain: &str, opts: &LiveOptions) -> Result<Self> {
+        let session = LiveSession::connect_libvirt_running(domain, opts)?;
+        Self::from_session(session, opts)
+    }
+
+    fn from_session(mut session: LiveSession, opts: &LiveOptions) -> Result<Self> {
         let layout = session.ram_layout()?;
         let memory = session.open_memory(&layout)?;
         if opts.pause {
@@ -459,7 +479,11 @@ impl GuestImage {
         let cpus = session.registers()?;
         let consistent = session.consistent();
         Ok(GuestImage {
-            path: PathBuf::from(Input::Qmp(socket.to_path_buf()).to_string()),
+            path: if session.is_libvirt() {
+                session.socket().to_path_buf()
+            } else {
+                PathBuf::from(Input::Qmp(session.socket().to_path_buf()).to_string())
+            },
             format: ImageFormat::Live {
                 access: memory.access(),
                 consistent,

@@ -1,6 +1,6 @@
 //! What a guest is read from, as one typed value: a file, or a live endpoint.
 //!
-//! Command lines name both kinds in one string (`guest.elf`, `qmp:/run/vm1.qmp`). That string
+//! Command lines name every kind in one string (`guest.elf`, `qmp:/run/vm1.qmp`, `libvirt:vm1`). That string
 //! is turned into an [`Input`] here and only here, so no other module tests prefixes, and a new
 //! kind of live endpoint is one more variant that every command then takes.
 
@@ -18,40 +18,53 @@ pub enum Input {
     File(PathBuf),
     /// A running QEMU, through its QMP socket (`qmp:SOCKET` on a command line).
     Qmp(PathBuf),
+    /// A running QEMU started by libvirt, through libvirt's own monitor (`libvirt:DOMAIN` on a
+    /// command line: a domain's name, UUID or id; the connection URI is
+    /// [`LiveOptions::connect`](crate::LiveOptions::connect)).
+    Libvirt(String),
 }
 
 impl Input {
     /// The prefix that names a QMP socket on a command line.
     pub const QMP_PREFIX: &'static str = "qmp:";
+    /// The prefix that names a libvirt domain on a command line.
+    pub const LIBVIRT_PREFIX: &'static str = "libvirt:";
 
-    /// Parses a command-line input: `qmp:SOCKET` is a live QEMU, anything else a file.
+    /// Parses a command-line input: `qmp:SOCKET` is a live QEMU, `libvirt:DOMAIN` a live QEMU
+    /// behind libvirt, anything else a file.
     pub fn parse(arg: impl AsRef<OsStr>) -> Input {
         let arg = arg.as_ref();
-        match arg.to_str().and_then(|s| s.strip_prefix(Self::QMP_PREFIX)) {
-            Some(socket) => Input::Qmp(PathBuf::from(socket)),
-            None => Input::File(PathBuf::from(arg)),
+        let text = arg.to_str();
+        if let Some(socket) = text.and_then(|s| s.strip_prefix(Self::QMP_PREFIX)) {
+            return Input::Qmp(PathBuf::from(socket));
         }
+        if let Some(domain) = text.and_then(|s| s.strip_prefix(Self::LIBVIRT_PREFIX)) {
+            return Input::Libvirt(domain.to_string());
+        }
+        Input::File(PathBuf::from(arg))
     }
 
     /// True for a running guest (reading it may pause it).
     pub fn is_live(&self) -> bool {
-        matches!(self, Input::Qmp(_))
+        matches!(self, Input::Qmp(_) | Input::Libvirt(_))
     }
 
-    /// The file, or the live endpoint's socket.
+    /// The file, the live endpoint's socket, or a libvirt domain's name as a path.
     pub fn path(&self) -> &Path {
         match self {
             Input::File(p) | Input::Qmp(p) => p,
+            Input::Libvirt(d) => Path::new(d),
         }
     }
 }
 
-/// As a user typed it: the path, or `qmp:SOCKET`.
+/// As a user typed it: the path, `qmp:SOCKET` or `libvirt:DOMAIN`.
 impl fmt::Display for Input {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Input::File(p) => write!(f, "{}", p.display()),
             Input::Qmp(p) => write!(f, "{}{}", Self::QMP_PREFIX, p.display()),
+            Input::Libvirt(d) => write!(f, "{}{d}", Self::LIBVIRT_PREFIX),
         }
     }
 }
@@ -121,5 +134,16 @@ mod tests {
         assert_eq!(Input::parse("qmp:/s").to_string(), "qmp:/s");
         assert!(Input::parse("qmp:/s").is_live());
         assert!(!Input::parse("/s").is_live());
+    }
+
+    #[test]
+    fn libvirt_prefix_names_a_domain() {
+        assert_eq!(Input::parse("libvirt:vm1"), Input::Libvirt("vm1".into()));
+        assert_eq!(Input::parse("libvirt:vm1").to_string(), "libvirt:vm1");
+        assert!(Input::parse("libvirt:vm1").is_live());
+        assert_eq!(
+            Input::parse("./libvirt:x"),
+            Input::File("./libvirt:x".into())
+        );
     }
 }

@@ -95,6 +95,10 @@ pub(crate) fn stream_snapshot(
     repaired: &dyn Fn(&str),
 ) -> Result<Streamed> {
     let socket = session.socket().to_path_buf();
+    // A libvirt domain's snapshot is put back through libvirt if this process dies; dropped
+    // on any way out but success, it does so at once (each of its steps is harmless on a
+    // QEMU already put back).
+    let guard = session.libvirt_snapshot_guard()?;
     let snap = match snapshot::start(session.client(), &socket)? {
         Start::Streaming(s) => s,
         Start::Unavailable(why) => return Ok(Streamed::Unavailable(why)),
@@ -132,6 +136,9 @@ pub(crate) fn stream_snapshot(
         }
     };
     let report = snap.finish(session.client())?;
+    if let Some(g) = guard {
+        g.disarm();
+    }
     let (sections, pointer) = devices.decode(Path::new(&name))?;
     let cpus = sections
         .iter()

@@ -27,7 +27,7 @@ use crate::phys::{PhysMemory, RamMap};
 use crate::progress::Progress;
 use crate::qmp::LiveSession;
 use crate::{Error, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The largest VMCOREINFO note a Linux kernel registers (one page), with its note header.
 const VMCOREINFO_RESERVE: u64 = PAGE_SIZE + 64;
@@ -67,20 +67,18 @@ impl Guest {
         spec: &DumpSpec,
         progress: &dyn Progress,
     ) -> Result<DumpOutcome> {
-        if let Input::Qmp(socket) = input {
-            if spec.live == LiveCapture::Auto {
-                let named = opts.cpus.any() || *view != ViewSpec::FirstPaging || root.is_some();
-                let blocker = spec
-                    .snapshot_blocker()
-                    .or(named.then_some(SnapshotBlocker::Registers));
-                match blocker {
-                    Some(b) => opts.notify(Notice::NoSnapshot(NoSnapshot::Blocked(b))),
-                    None => {
-                        if let Some(outcome) = Self::dump_snapshot(socket, opts, spec, progress)
-                            .map_err(|e| e.context("dumping a background snapshot"))?
-                        {
-                            return Ok(outcome);
-                        }
+        if input.is_live() && spec.live == LiveCapture::Auto {
+            let named = opts.cpus.any() || *view != ViewSpec::FirstPaging || root.is_some();
+            let blocker = spec
+                .snapshot_blocker()
+                .or(named.then_some(SnapshotBlocker::Registers));
+            match blocker {
+                Some(b) => opts.notify(Notice::NoSnapshot(NoSnapshot::Blocked(b))),
+                None => {
+                    if let Some(outcome) = Self::dump_snapshot(input, opts, spec, progress)
+                        .map_err(|e| e.context("dumping a background snapshot"))?
+                    {
+                        return Ok(outcome);
                     }
                 }
             }
@@ -111,7 +109,7 @@ impl Guest {
         guest.dump_kdump_stream(&view, spec, out, progress)
     }
 
-    /// `spec`'s dump of the guest behind the QMP socket `socket` from a background snapshot;
+    /// `spec`'s dump of the live guest `input` (`qmp:` or `libvirt:`) from a background snapshot;
     /// `None` (with a notice, nothing written, the guest untouched) when QEMU or the host
     /// cannot take one.
     ///
@@ -122,14 +120,26 @@ impl Guest {
     /// is planned at the end, over the pages received, from the snapshot's own vCPUs and
     /// VMCOREINFO.
     fn dump_snapshot(
-        socket: &Path,
+        input: &Input,
         opts: &GuestOptions,
         spec: &DumpSpec,
         progress: &dyn Progress,
     ) -> Result<Option<DumpOutcome>> {
-        let name = PathBuf::from(Input::Qmp(socket.to_path_buf()).to_string());
-        let mut session = LiveSession::connect_running(socket, &opts.live)
-            .map_err(|e| e.context(format!("connecting to {}", socket.display())))?;
+        let name = PathBuf::from(input.to_string());
+        let mut session = match input {
+            Input::Libvirt(domain) => LiveSession::connect_libvirt_running(domain, &opts.live),
+            _ => LiveSession::connect_running(input.path(), &opts.live),
+        }
+        .map_err(|e| e.context(format!("connecting to {input}")))?;
+        if let Input::Libvirt(_) = input {
+            let socket = session.socket().display().to_string();
+            let domain = socket
+                .strip_prefix(Input::LIBVIRT_PREFIX)
+                .unwrap_or(&socket);
+            opts.notify(Notice::LibvirtTainted {
+                domain: domain.to_string(),
+            });
+        }
         let pieces = session.ram_layout()?;
         let ram = RamMap::new(pieces.iter().map(|p| p.phys).collect())?;
         let memory = session.open_memory(&pieces)?;

@@ -122,6 +122,13 @@ impl Guest {
                 )));
             }
         }
+        if let Input::Libvirt(_) = &input {
+            let name = guest.image.path.display().to_string();
+            let domain = name.strip_prefix(Input::LIBVIRT_PREFIX).unwrap_or(&name);
+            guest.notice(Notice::LibvirtTainted {
+                domain: domain.to_string(),
+            });
+        }
         if let (ImageFormat::Raw, Input::File(path)) = (guest.image.format, &input) {
             if let Some(what) = crate::phys::raw::doubt(path) {
                 guest.notice(Notice::Warning(format!(

@@ -79,6 +79,12 @@ pub enum Notice {
     DumpVmcoreinfo(VmcoreinfoFrom),
     /// A running guest is paused for its dump instead of dumped from a background snapshot.
     NoSnapshot(NoSnapshot),
+    /// A libvirt domain was read through libvirt's own monitor (`libvirt:`), which marks it
+    /// tainted ("custom monitor control commands issued", in `virsh dominfo`'s messages).
+    LibvirtTainted {
+        /// The domain's name.
+        domain: String,
+    },
     /// A running guest was dumped from a background snapshot: QEMU's figures for it.
     Snapshot(SnapshotReport),
     /// A dump level's page filter was computed.

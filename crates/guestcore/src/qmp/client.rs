@@ -48,6 +48,8 @@ pub struct QmpClient {
     timeout: Duration,
     /// Set once a reply timed out or QEMU closed the connection.
     lost: bool,
+    /// QEMU's process id when the peer is not QEMU itself (libvirt's monitor, relayed).
+    qemu_pid: Option<u32>,
 }
 
 impl QmpClient {
@@ -84,6 +86,7 @@ impl QmpClient {
             greeting: Value::Null,
             timeout,
             lost: false,
+            qemu_pid: None,
         };
         c.set_timeout(timeout)?;
         let greeting = c.read_message("the QMP greeting").map_err(|e| match e {
@@ -269,8 +272,17 @@ impl QmpClient {
         self.events.drain(..).collect()
     }
 
-    /// The process id of the peer (QEMU), from the socket's `SO_PEERCRED`.
+    /// Names QEMU's process when the peer of this connection is not QEMU (a relay).
+    pub(super) fn set_qemu_pid(&mut self, pid: u32) {
+        self.qemu_pid = Some(pid);
+    }
+
+    /// The process id of QEMU: the peer's, from the socket's `SO_PEERCRED`, unless the
+    /// connection is relayed (then the one the relay named).
     pub fn peer_pid(&self) -> Result<u32> {
+        if let Some(pid) = self.qemu_pid {
+            return Ok(pid);
+        }
         peer_pid(&self.writer).map_err(|e| Error::io(format!("{}: SO_PEERCRED", self.name), e))
     }
 

@@ -20,6 +20,7 @@
 
 use super::client::{QmpClient, DEFAULT_TIMEOUT};
 use super::gpa2hva::parse_gpa2hva;
+use super::libvirt::{lookup, resolve_uri, Domain, ResumeWatchdog};
 use super::mtree::{parse_memory_flat_view, ram_pieces};
 use super::snapshot::migration_running;
 use super::watchdog::{Restore, Watchdog, FIRE_WINDOW};
@@ -39,6 +40,9 @@ pub struct LiveOptions {
     pub pause: bool,
     /// Time allowed for each QMP reply.
     pub timeout: Duration,
+    /// The libvirt connection URI for `libvirt:` inputs (`None`: `LIBVIRT_DEFAULT_URI`, else
+    /// `qemu:///system`).
+    pub connect: Option<String>,
 }
 
 impl Default for LiveOptions {
@@ -46,6 +50,7 @@ impl Default for LiveOptions {
         LiveOptions {
             pause: true,
             timeout: DEFAULT_TIMEOUT,
+            connect: None,
         }
     }
 }
@@ -59,7 +64,32 @@ pub struct LiveSession {
     /// Set while this session holds the guest stopped.
     paused_at: Option<Instant>,
     /// Armed while `paused_at` is set: resumes the guest if this process dies.
-    watchdog: Option<Watchdog>,
+    watchdog: Option<Guard>,
+    /// The libvirt domain, when QEMU is reached through libvirt's monitor.
+    libvirt: Option<Domain>,
+}
+
+/// The watchdog of a pause: QMP's own, or libvirt's `virsh resume`.
+#[derive(Debug)]
+enum Guard {
+    Qmp(Watchdog),
+    Libvirt(ResumeWatchdog),
+}
+
+impl Guard {
+    fn disarm(self) {
+        match self {
+            Guard::Qmp(w) => w.disarm(),
+            Guard::Libvirt(w) => w.disarm(),
+        }
+    }
+
+    fn fire(self) {
+        match self {
+            Guard::Qmp(w) => w.fire(),
+            Guard::Libvirt(w) => w.fire(),
+        }
+    }
 }
 
 impl LiveSession {
@@ -77,15 +107,55 @@ impl LiveSession {
     pub fn connect_running(socket: impl AsRef<Path>, opts: &LiveOptions) -> Result<Self> {
         let socket = socket.as_ref().to_path_buf();
         let client = QmpClient::connect(&socket, opts.timeout)?;
+        Self::start(client, socket, None)
+    }
+
+    /// Connects to the libvirt domain `domain` (a name, UUID or id) on `opts.connect`'s URI
+    /// through libvirt's own monitor, and with `opts.pause` stops the guest if it runs (through
+    /// libvirt: `virsh suspend`). See [`super::libvirt`].
+    pub fn connect_libvirt(domain: &str, opts: &LiveOptions) -> Result<Self> {
+        let mut s = Self::connect_libvirt_running(domain, opts)?;
+        if opts.pause {
+            s.pause()?;
+        }
+        Ok(s)
+    }
+
+    /// [`connect_libvirt`](Self::connect_libvirt) without stopping anything.
+    pub fn connect_libvirt_running(domain: &str, opts: &LiveOptions) -> Result<Self> {
+        let uri = resolve_uri(opts.connect.as_deref());
+        let domain = lookup(domain, &uri)?;
+        let client = super::libvirt::connect(&domain, opts.timeout)?;
+        let name = PathBuf::from(format!("libvirt:{}", domain.name));
+        Self::start(client, name, Some(domain))
+    }
+
+    fn start(client: QmpClient, socket: PathBuf, libvirt: Option<Domain>) -> Result<Self> {
         let mut s = LiveSession {
             client,
             socket,
             was_running: false,
             paused_at: None,
             watchdog: None,
+            libvirt,
         };
         s.was_running = s.is_running()?;
         Ok(s)
+    }
+
+    /// True when QEMU is reached through libvirt's monitor.
+    pub fn is_libvirt(&self) -> bool {
+        self.libvirt.is_some()
+    }
+
+    /// For a libvirt domain, a watchdog that ends a background snapshot through libvirt if
+    /// this process dies (the QMP watchdog has no socket to reach it by); disarm it once the
+    /// snapshot is over and put back. `None` for a QMP socket.
+    pub(crate) fn libvirt_snapshot_guard(&self) -> Result<Option<ResumeWatchdog>> {
+        self.libvirt
+            .as_ref()
+            .map(ResumeWatchdog::arm_snapshot)
+            .transpose()
     }
 
     /// Stops the guest if it was running when the session connected and is not stopped by
@@ -102,7 +172,10 @@ impl LiveSession {
                     ),
                 });
             }
-            self.watchdog = Some(Watchdog::arm(&self.socket, &[Restore::Cont])?);
+            self.watchdog = Some(match &self.libvirt {
+                Some(d) => Guard::Libvirt(ResumeWatchdog::arm(d)?),
+                None => Guard::Qmp(Watchdog::arm(&self.socket, &[Restore::Cont])?),
+            });
             let t = Instant::now();
             // Set before sending: if the reply is lost, Drop still sends `cont`.
             self.paused_at = Some(t);
@@ -111,7 +184,7 @@ impl LiveSession {
         Ok(())
     }
 
-    /// The QMP socket.
+    /// The QMP socket (`libvirt:NAME` for a libvirt domain).
     pub fn socket(&self) -> &Path {
         &self.socket
     }

@@ -52,8 +52,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The name the pipe's write end gets in QEMU's monitor.
-const FD_NAME: &str = "guestcore-snapshot";
-const CAPABILITY: &str = "background-snapshot";
+pub(super) const FD_NAME: &str = "guestcore-snapshot";
+pub(super) const CAPABILITY: &str = "background-snapshot";
 /// The longest guestcore waits on QEMU during a snapshot: for the stream's next bytes, and
 /// for QEMU to report the migration's end once the stream has ended. A QEMU streams a
 /// running guest's RAM without pause (hundreds of MiB/s on TCG), so this much silence means

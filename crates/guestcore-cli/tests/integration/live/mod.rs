@@ -750,5 +750,6 @@ fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
     assert!(t0.elapsed() < Duration::from_secs(1));
 }
 
+mod libvirt;
 mod restore;
 mod snapshot;
