@@ -692,10 +692,11 @@ fn watchdog_leaves_an_already_paused_guest_paused_after_sigkill() {
         let name = format!("paused{attempt}.elf");
         let out = g.path(&name);
         let mut child = spawn_dump(&g, &out);
-        // Mid-dump: its temporary output file exists.
+        // Mid-dump: it holds its (unnamed) output file open.
         let t0 = Instant::now();
         let mut finished = false;
-        while !leftovers(&g, &name).iter().any(|n| n.starts_with('.')) {
+        let dir = out.parent().unwrap().to_path_buf();
+        while !crate::dump_output::writing_into(child.id(), &dir) {
             if child.try_wait().unwrap().is_some() {
                 finished = true;
                 break;
