@@ -175,7 +175,7 @@ impl Guest {
     /// so the first vCPU then runs the same kernel as the rest.
     /// Returns it with the vCPUs passed over, as `(vCPU, crashed kernel)`.
     fn default_cpu(&self) -> Option<(&X86CpuState, Vec<(u32, usize)>)> {
-        let paging: Vec<&X86CpuState> = self.cpus().iter().filter(|c| c.paging_enabled()).collect();
+        let paging = self.paging_cpus();
         let first = *paging.first()?;
         let parked = self.parked_in_crashed();
         let is_parked = |c: &X86CpuState| parked.iter().any(|(cpu, _)| *cpu == c.index);
@@ -211,7 +211,7 @@ impl Guest {
     /// `(vCPU, kernel index)`. Costs a scan of RAM (once per guest) unless the vCPUs with
     /// paging on share their kernel half, which no crashed and capture kernel pair does.
     pub fn parked_in_crashed(&self) -> Vec<(u32, usize)> {
-        let paging: Vec<&X86CpuState> = self.cpus().iter().filter(|c| c.paging_enabled()).collect();
+        let paging = self.paging_cpus();
         if paging.len() < 2 || self.one_kernel_half(&paging) {
             return Vec::new();
         }
@@ -221,5 +221,10 @@ impl Guest {
             .filter(|k| k.role == crate::kernel::KernelRole::Crashed)
             .flat_map(|k| k.cpus.iter().map(move |&c| (c, k.index)))
             .collect()
+    }
+
+    /// The vCPUs with paging on, in order.
+    fn paging_cpus(&self) -> Vec<&X86CpuState> {
+        self.cpus().iter().filter(|c| c.paging_enabled()).collect()
     }
 }

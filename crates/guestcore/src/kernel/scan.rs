@@ -58,17 +58,20 @@ impl UnreadablePages {
             return;
         }
         self.pages += 1;
-        if !self.first.as_ref().is_some_and(|(a, _)| *a <= addr) {
-            self.first = Some((addr, e.to_string()));
-        }
+        self.keep_first(addr, || e.to_string());
     }
 
     fn join(&mut self, other: UnreadablePages) {
         self.pages += other.pages;
         if let Some((a, e)) = other.first {
-            if !self.first.as_ref().is_some_and(|(b, _)| *b <= a) {
-                self.first = Some((a, e));
-            }
+            self.keep_first(a, || e);
+        }
+    }
+
+    /// Makes `addr` the first unreadable page when it lies below the one kept.
+    fn keep_first(&mut self, addr: u64, why: impl FnOnce() -> String) {
+        if !self.first.as_ref().is_some_and(|(a, _)| *a <= addr) {
+            self.first = Some((addr, why()));
         }
     }
 }
