@@ -753,13 +753,7 @@ fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
 
 /// Every name in the guest's directory, sorted.
 fn dir_names(g: &Guest) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(g.dir.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    crate::dump_output::names_in(g.dir.path())
 }
 
 /// `query-migrate`'s status (`None` before any migration).
