@@ -12,6 +12,7 @@
 //! [`crate::kernel`], the writers in [`crate::dump`]. This is the bottom layer: it imports
 //! nothing of the crate but the error type.
 
+pub mod arm64_layout;
 pub mod arm64_sysreg;
 pub mod avml;
 pub mod elf;
