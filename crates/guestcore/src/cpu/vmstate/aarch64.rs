@@ -22,8 +22,11 @@ use crate::format::vmdesc::{DeviceDesc, FieldAt};
 use crate::{Error, Result};
 use std::path::Path;
 
+/// Where in [`Aarch64CpuState`] a system register goes.
+type Slot = fn(&mut Aarch64CpuState) -> &mut Option<u64>;
+
 /// The system registers taken from the cpreg arrays, and where each goes.
-const SYSREGS: [(SysReg, fn(&mut Aarch64CpuState) -> &mut Option<u64>); 5] = [
+const SYSREGS: [(SysReg, Slot); 5] = [
     (TTBR0_EL1, |s| &mut s.ttbr0_el1),
     (TTBR1_EL1, |s| &mut s.ttbr1_el1),
     (TCR_EL1, |s| &mut s.tcr_el1),
