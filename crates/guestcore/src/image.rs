@@ -8,10 +8,11 @@
 //! no CPU state.
 //! `qmp:SOCKET` is a running QEMU (`qmp::session`): registers over QMP, RAM read in place.
 
-use crate::cpu::notes::cpus_from_notes;
-use crate::cpu::vmstate::decode_cpu;
+use crate::cpu::notes::cpus_of_machine;
+use crate::cpu::vmstate::decode_any;
 use crate::cpu::{CpuState, X86CpuState};
-use crate::format::kdump::{Compression, DUMP_DH_COMPRESSED_INCOMPLETE};
+use crate::format::elf::ElfMachine;
+use crate::format::kdump::{Compression, KdumpMachine, DUMP_DH_COMPRESSED_INCOMPLETE};
 use crate::format::libvirt_save::LIBVIRT_MAGIC;
 use crate::format::note::VMCOREINFO_NAME;
 use crate::format::vmcoreinfo::vmcoreinfo_get;
@@ -87,6 +88,8 @@ impl std::fmt::Display for ImageFormat {
                 match machine {
                     EM_X86_64 => "x86_64".to_string(),
                     EM_386 => "i386".to_string(),
+                    m if ElfMachine::from_e_machine(m) == Some(ElfMachine::Aarch64) =>
+                        "aarch64".to_string(),
                     m => format!("machine {m}"),
                 }
             ),
@@ -374,7 +377,7 @@ impl GuestImage {
     /// Wraps an opened ELF core.
     pub fn from_elf(core: ElfCore) -> Result<Self> {
         let notes = core.notes().to_vec();
-        let cpus = x86(cpus_from_notes(&notes, core.machine()));
+        let cpus = cpus_of_machine(&notes, core.machine())?.into_states();
         let vmcoreinfo = notes
             .iter()
             .find(|n| n.name == VMCOREINFO_NAME)
@@ -397,12 +400,11 @@ impl GuestImage {
     /// Wraps an opened kdump-compressed file; CPU state comes from its notes.
     pub fn from_kdump(file: KdumpFile) -> Result<Self> {
         let notes = file.notes().to_vec();
-        let machine = if file.machine() == "x86_64" {
-            EM_X86_64
-        } else {
-            EM_386
-        };
-        let cpus = x86(cpus_from_notes(&notes, machine));
+        // The machine the header names (i386 for an unknown one, as 32-bit x86 cores did
+        // before the table had other machines).
+        let machine = KdumpMachine::from_utsname(file.machine())
+            .map_or(ElfMachine::I386, KdumpMachine::elf_machine);
+        let cpus = cpus_of_machine(&notes, machine.e_machine())?.into_states();
         // The reader already falls back to a VMCOREINFO note when the sub header has none.
         let vmcoreinfo = file.vmcoreinfo().map(<[u8]>::to_vec);
         Ok(GuestImage {
@@ -426,7 +428,7 @@ impl GuestImage {
         let cpus = file
             .cpu_sections()
             .iter()
-            .map(|c| decode_cpu(&c.desc, &c.data, file.path()).map(CpuState::from))
+            .map(|c| decode_any(&c.desc, &c.data, file.path()))
             .collect::<Result<Vec<_>>>()?;
         // Only the note the `vmcoreinfo` device points at is the input's own: a kernel found in
         // RAM is found by the kernel scan, and a dump says it came from there.

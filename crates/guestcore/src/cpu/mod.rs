@@ -10,21 +10,11 @@ pub mod notes;
 mod state;
 pub mod vmstate;
 
+pub use crate::format::elf::Arch;
 pub use aarch64::{Aarch64CpuState, SCTLR_M};
-// (CpuState and Arch are defined below.)
 pub use state::{
     Segment, X86CpuState, CR0_PG, CR0_WP, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
 };
-
-/// The architecture a vCPU (and so a guest) is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    /// x86: 32-bit or long mode ([`X86CpuState`]).
-    X86,
-    /// AArch64 ([`Aarch64CpuState`]).
-    Aarch64,
-}
 
 /// One vCPU of either architecture: what the facade, the views and the dumps carry, so that
 /// one pipeline serves both. Code that needs an architecture's registers matches on it;

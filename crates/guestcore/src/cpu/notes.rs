@@ -353,6 +353,14 @@ pub enum NoteCpus {
 }
 
 impl NoteCpus {
+    /// The vCPUs, as the facade carries them.
+    pub fn into_states(self) -> Vec<super::CpuState> {
+        match self {
+            NoteCpus::X86(v) => v.into_iter().map(Into::into).collect(),
+            NoteCpus::Aarch64(v) => v.into_iter().map(Into::into).collect(),
+        }
+    }
+
     /// The architecture the notes were read as.
     pub fn arch(&self) -> Arch {
         match self {

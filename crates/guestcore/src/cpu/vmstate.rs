@@ -39,6 +39,15 @@ pub fn section_arch(desc: &DeviceDesc) -> Option<Arch> {
     }
 }
 
+/// Decodes one `cpu` section of either architecture ([`section_arch`]); a section of neither is
+/// read as x86's, whose decoder names the field it lacks.
+pub fn decode_any(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<crate::cpu::CpuState> {
+    match section_arch(desc) {
+        Some(Arch::Aarch64) => decode_cpu_aarch64(desc, data, path).map(Into::into),
+        _ => decode_cpu(desc, data, path).map(Into::into),
+    }
+}
+
 /// Decodes one x86 `cpu` section (`data`, described by `desc`) into vCPU `index`'s state.
 pub fn decode_cpu(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<X86CpuState> {
     desc.check_section(data, path)?;

@@ -20,7 +20,7 @@
 
 use super::sink::PageSink;
 use crate::addr::PAGE_SIZE;
-use crate::cpu::vmstate::decode_cpu;
+use crate::cpu::vmstate::decode_any;
 use crate::cpu::CpuState;
 use crate::phys::migration::devices::DeviceState;
 use crate::phys::migration::ram::RamBlock;
@@ -142,7 +142,7 @@ pub(crate) fn stream_snapshot(
     let (sections, pointer) = devices.decode(Path::new(&name))?;
     let cpus = sections
         .iter()
-        .map(|c| decode_cpu(&c.desc, &c.data, Path::new(&name)).map(CpuState::from))
+        .map(|c| decode_any(&c.desc, &c.data, Path::new(&name)))
         .collect::<Result<Vec<_>>>()?;
     if cpus.is_empty() {
         return Err(Error::format(&name, "the snapshot holds no vCPU state"));
