@@ -183,7 +183,7 @@ fetch_vmlinux() {
 }
 
 i386_available() {
-  if ! dpkg --print-foreign-architectures | grep -qx i386; then
+  if ! dpkg --print-foreign-architectures | grep -x i386 >/dev/null; then
     $SUDO dpkg --add-architecture i386 || return 1
     log "system change: added the i386 dpkg architecture (dpkg --add-architecture i386: apt fetches i386 package lists; no i386 package is installed)"
   fi
@@ -200,7 +200,7 @@ i386_available() {
 # (e.g. bookworm-security's arm64 list) is not fatal: bookworm main has the kernel too, and
 # apt's candidate is then the newest version the lists it has offer.
 arm64_available() {
-  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  if ! dpkg --print-foreign-architectures | grep -x arm64 >/dev/null; then
     $SUDO dpkg --add-architecture arm64 || return 1
     log "system change: added the arm64 dpkg architecture (dpkg --add-architecture arm64: apt fetches arm64 package lists; no arm64 package is installed)"
   fi
