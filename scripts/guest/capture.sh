@@ -40,8 +40,9 @@
 #   migration.bin     `migrate file:` of the stopped guest (plain stream), taken last
 #   sysregs.txt translations.txt vmcoreinfo-note.txt facts.txt symbols.txt: aarch64_truth.py
 #                     (system registers from QEMU's gdbstub with gdb-multiarch, gva2gpa per vCPU)
-#   They also need gdb-multiarch and nm; the debug vmlinux (fetch.sh debug-FLAVOUR, ~0.8-1 GB
-#   download; GUESTCORE_ARM64_VMLINUX=0 skips it) adds data symbols kallsyms lacks.
+#   They also need gdb-multiarch and nm; for a kernel without CONFIG_KALLSYMS_ALL (the 4k one)
+#   the debug vmlinux (fetch.sh debug-FLAVOUR, 804 MB download, 314 MB kept;
+#   GUESTCORE_ARM64_VMLINUX=0 skips it) adds the data symbols kallsyms lacks.
 # QEMU is stopped with QMP `quit` and then killed by PID on every exit path.
 set -euo pipefail
 
@@ -68,8 +69,10 @@ fi
 # Kernel + busybox (cached), then the initramfs for this kernel (rebuilt when the builder changed).
 rc=0; guest_files || rc=$?
 [ "$rc" = 0 ] || exit "$rc"
-# aarch64: the debug vmlinux gives the data symbols the 6.1 kernel's kallsyms lacks.
-if [ "$arch" = aarch64 ] && [ "${GUESTCORE_ARM64_VMLINUX:-1}" != 0 ]; then
+# aarch64: the debug vmlinux gives the data symbols a kernel without CONFIG_KALLSYMS_ALL (Debian's
+# 6.1 arm64) lacks in kallsyms; the 6.12 arm64-16k kernel has them there.
+if [ "$arch" = aarch64 ] && [ "${GUESTCORE_ARM64_VMLINUX:-1}" != 0 ] \
+   && ! grep -qx 'CONFIG_KALLSYMS_ALL=y' "$kdir/config" 2>/dev/null; then
   "$here/fetch.sh" "debug-$flavour" || log "warning: no debug vmlinux for $flavour: symbols from kallsyms and VMCOREINFO only"
 fi
 
