@@ -85,7 +85,11 @@ def read_sysregs(q, out, cpus, gdb):
     for line in p.stdout.splitlines():
         parts = line.split()
         if len(parts) == 4 and parts[0] == "GUESTCORE-REG":
-            regs.setdefault(int(parts[1]), {})[parts[2]] = int(parts[3], 16)
+            value = int(parts[3], 16)
+            if parts[2] == "CPSR":
+                # gdb's cpsr is 32 bits; printf sign-extends it when N (bit 31) is set.
+                value &= 0xFFFF_FFFF
+            regs.setdefault(int(parts[1]), {})[parts[2]] = value
     threads = re.findall(r"Thread 1\.(\d+) \(CPU#(\d+)", p.stdout)
     if [(int(t), int(c)) for t, c in threads] != [(c + 1, c) for c in range(cpus)]:
         die(f"gdb threads are not CPU#0..{cpus - 1} in order: {threads}\n{p.stdout}{p.stderr}")
