@@ -107,6 +107,21 @@ fn coherent(guest: &str, granule: u64, va_bits: u64) {
             .unwrap_or_else(|| panic!("{guest}: no {name} on vCPU {cpu} in translations.txt"))
             .3
     };
+    // gdb's thread N+1 is CPU#N: its PC is the one HMP `info registers -a` prints for CPU#N.
+    let hmp = std::fs::read_to_string(dir.join("registers.txt")).unwrap();
+    let hmp_pcs: Vec<u64> = hmp
+        .split("CPU#")
+        .skip(1)
+        .map(|cpu| {
+            let pc = cpu.split_once("PC=").expect("PC= in registers.txt").1;
+            u64::from_str_radix(&pc[..16], 16).unwrap()
+        })
+        .collect();
+    let gdb_pcs: Vec<u64> = (0..cpus).map(|c| regs[&(c, "PC".to_string())]).collect();
+    assert_eq!(
+        gdb_pcs, hmp_pcs,
+        "{guest}: PCs of sysregs.txt (gdb) and registers.txt (HMP)"
+    );
     for cpu in 0..cpus {
         let tcr = regs[&(cpu, "TCR_EL1".to_string())];
         // T1SZ (bits 21..16): the kernel half's VA size, also in the guest's VMCOREINFO.
