@@ -120,7 +120,7 @@ fn coherent(guest: &str, granule: u64, va_bits: u64) {
     let gdb_pcs: Vec<u64> = (0..cpus).map(|c| regs[&(c, "PC".to_string())]).collect();
     assert_eq!(
         gdb_pcs, hmp_pcs,
-        "{guest}: PCs of sysregs.txt (gdb) and registers.txt (HMP)"
+        "{guest}: PCs of sysregs.txt (gdb) {gdb_pcs:#x?} and registers.txt (HMP) {hmp_pcs:#x?}"
     );
     for cpu in 0..cpus {
         let tcr = regs[&(cpu, "TCR_EL1".to_string())];
