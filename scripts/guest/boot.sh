@@ -7,6 +7,7 @@
 #   log() { echo "me: $*" >&2; }        # the caller's log function (used for messages)
 #   guest_config GUEST                  # x86_64 | x86_64-la57 | x86_64-4g | i386 | i386-pae
 #                                       # | x86_64-novmci | i386-pae-novmci | aarch64 | aarch64-16k
+#                                       # | aarch64-16k-47
 #   guest_files || exit $?              # fetch.sh + initramfs; status 77: no kernel for GUEST
 #   guest_start OUTDIR                  # starts QEMU in the background (qemu_pid, sock)
 #   trap guest_stop EXIT                # QMP quit, then kill by PID: on every exit path
@@ -46,6 +47,8 @@ guest_config() {
     i386-pae-novmci) flavour=686-pae; bbarch=i386;  cpu=qemu32,+pae,+nx; full=0; vmci=0 ;;
     aarch64)     flavour=arm64;     bbarch=arm64; cpu=max; arch=aarch64 ;;
     aarch64-16k) flavour=arm64-16k; bbarch=arm64; cpu=max; arch=aarch64 ;;
+    # The same 52-bit kernel on a CPU without FEAT_LPA2: it falls back to 47-bit VAs.
+    aarch64-16k-47) flavour=arm64-16k; bbarch=arm64; cpu=max,lpa2=off; arch=aarch64 ;;
     *) return 2 ;;
   esac
   qemu=${QEMU:-qemu-system-$arch}

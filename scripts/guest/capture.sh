@@ -13,6 +13,7 @@
 #          aarch64 | aarch64-16k: Debian 12's arm64 kernel (4 KiB granule, 48-bit VA) and
 #          bookworm-backports' arm64-16k kernel (16 KiB granule, 52-bit VA with LPA2) under
 #          qemu-system-aarch64 -machine virt -cpu max; see "aarch64 captures" below
+#          aarch64-16k-47: the 16k kernel with -cpu max,lpa2=off (no FEAT_LPA2: 47-bit VA)
 #   OUTDIR default: $GUESTCORE_CACHE/captures/GUEST (GUESTCORE_CACHE default: ~/.cache/guestcore/guests)
 # Environment: GUESTCORE_BOOT_TIMEOUT (seconds, default 120), QEMU (default qemu-system-x86_64).
 #
@@ -52,7 +53,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=$guest_cache
 
 guest=${1:-}
-guest_config "$guest" || { echo "usage: $0 x86_64|x86_64-la57|x86_64-4g|i386|i386-pae|x86_64-novmci|i386-pae-novmci|aarch64|aarch64-16k [OUTDIR]" >&2; exit 2; }
+guest_config "$guest" || { echo "usage: $0 x86_64|x86_64-la57|x86_64-4g|i386|i386-pae|x86_64-novmci|i386-pae-novmci|aarch64|aarch64-16k|aarch64-16k-47 [OUTDIR]" >&2; exit 2; }
 out=${2:-$cache/captures/$guest}
 
 log() { echo "capture[$guest]: $*" >&2; }

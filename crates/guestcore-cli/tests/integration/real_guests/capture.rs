@@ -25,13 +25,14 @@ fn flavour(guest: &str) -> &'static str {
         "i386" => "686",
         "i386-pae" | "i386-pae-novmci" => "686-pae",
         "aarch64" => "arm64",
-        "aarch64-16k" => "arm64-16k",
+        "aarch64-16k" | "aarch64-16k-47" => "arm64-16k",
         _ => "amd64",
     }
 }
 
 /// True for the aarch64 guests (`aarch64`: 4 KiB granule, 48-bit VA; `aarch64-16k`: 16 KiB
-/// granule, 52-bit VA with LPA2), which boot under qemu-system-aarch64.
+/// granule, 52-bit VA with LPA2; `aarch64-16k-47`: the same kernel on a CPU without LPA2, so
+/// 47-bit VA), which boot under qemu-system-aarch64.
 pub fn is_aarch64(guest: &str) -> bool {
     guest.starts_with("aarch64")
 }
