@@ -9,7 +9,10 @@
 #   test  demo's, plus binutils (readelf), makedumpfile, crash, python3-libkdumpfile and
 #         python3-venv (drgn, from PyPI, at test time) to open every dump kind; libvirt (daemon,
 #         QEMU driver, virsh) for a real `virsh save` image; avml (cargo) for AVML images; the
-#         i386 dpkg architecture for the 32-bit guest kernels       used by scripts/test.sh
+#         i386 dpkg architecture for the 32-bit guest kernels; qemu-system-arm (QEMU 10 from
+#         bookworm-backports: qemu-system-aarch64), gdb-multiarch (reads the aarch64 guests'
+#         system registers from QEMU's gdbstub) and the arm64 dpkg architecture for the
+#         aarch64 guests                                            used by scripts/test.sh
 #   fuzz  cargo-fuzz                                               used by scripts/fuzz-smoke.sh
 #
 # Order: Debian packages first (gcc included: a machine with only a Rust toolchain has no
@@ -44,7 +47,7 @@ cargo_bin() { command -v "$1" >/dev/null || [ -x "${CARGO_HOME:-$HOME/.cargo}/bi
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 # --- what each group lacks --------------------------------------------------------------------
-apt_need=() backports=0 i386=0 cargo_need=()
+apt_need=() backports=0 i386=0 arm64=0 cargo_need=()
 need() { apt_need+=("$@"); }
 if [ $want_demo = 1 ]; then
   d=()
@@ -72,16 +75,20 @@ if [ $want_test = 1 ]; then
   command -v virsh >/dev/null || t+=(libvirt-clients)
   [ -x /usr/sbin/libvirtd ] || t+=(libvirt-daemon)
   have_pkg libvirt-daemon-driver-qemu || t+=(libvirt-daemon-driver-qemu)
-  dpkg --print-foreign-architectures | grep -qx i386 || i386=1
+  command -v qemu-system-aarch64 >/dev/null || { t+=(qemu-system-arm); backports=1; }
+  command -v gdb-multiarch >/dev/null || t+=(gdb-multiarch)
+  dpkg --print-foreign-architectures | grep -x i386 >/dev/null || i386=1
+  dpkg --print-foreign-architectures | grep -x arm64 >/dev/null || arm64=1
   cargo_bin avml || cargo_need+=(avml)
   what=("${t[@]}")
   [ $i386 = 0 ] || what+=("the i386 dpkg architecture")
+  [ $arm64 = 0 ] || what+=("the arm64 dpkg architecture")
   [ ${#cargo_need[@]} = 0 ] || what+=("avml (cargo)")
   if [ ${#what[@]} -gt 0 ]; then
-    say "test: ${what[*]} — readelf, makedumpfile, crash, libkdumpfile and drgn's venv open every dump kind; libvirt makes a real virsh save image; avml converts LiME to AVML; i386 package lists give the 32-bit guest kernels"
+    say "test: ${what[*]} — readelf, makedumpfile, crash, libkdumpfile and drgn's venv open every dump kind; libvirt makes a real virsh save image; avml converts LiME to AVML; i386 package lists give the 32-bit guest kernels; qemu-system-aarch64, gdb-multiarch and arm64 package lists give the aarch64 guests and their system registers"
     need "${t[@]}"
   else
-    say "test: all present (readelf, makedumpfile, crash, libkdumpfile, python3-venv, libvirt, avml, i386 lists)"
+    say "test: all present (readelf, makedumpfile, crash, libkdumpfile, python3-venv, libvirt, avml, i386 lists, qemu-system-aarch64, gdb-multiarch, arm64 lists)"
   fi
 fi
 if [ $want_fuzz = 1 ]; then
@@ -95,7 +102,7 @@ fi
 
 changed() { say "system change: $*"; }
 # --- Debian packages ----------------------------------------------------------------------------
-if [ ${#apt_need[@]} -gt 0 ] || [ $i386 = 1 ]; then
+if [ ${#apt_need[@]} -gt 0 ] || [ $i386 = 1 ] || [ $arm64 = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   . /etc/os-release 2>/dev/null || true
   codename=${VERSION_CODENAME:-bookworm}
@@ -113,6 +120,10 @@ if [ ${#apt_need[@]} -gt 0 ] || [ $i386 = 1 ]; then
     $SUDO dpkg --add-architecture i386
     changed "added the i386 dpkg architecture (dpkg --add-architecture i386: apt fetches i386 package lists; no i386 package is installed)"
   fi
+  if [ $arm64 = 1 ]; then
+    $SUDO dpkg --add-architecture arm64
+    changed "added the arm64 dpkg architecture (dpkg --add-architecture arm64: apt fetches arm64 package lists; no arm64 package is installed)"
+  fi
   say "apt-get update"
   if ! $SUDO apt-get update -q 2>&1 | sed -n '/^\(Err\|W\|E\):/s/^/  /p'; then
     say "warning: apt-get update reported a failed index (above); going on with the lists it has"
@@ -121,12 +132,15 @@ if [ ${#apt_need[@]} -gt 0 ] || [ $i386 = 1 ]; then
     say "apt-get install ${apt_need[*]}"
     plain=() bpo=()
     for p in "${apt_need[@]}"; do
-      if [ "$p" = qemu-system-x86 ] && [ "$codename" = bookworm ]; then bpo+=("$p"); else plain+=("$p"); fi
+      case "$p" in
+        qemu-system-x86 | qemu-system-arm) [ "$codename" = bookworm ] && bpo+=("$p") || plain+=("$p") ;;
+        *) plain+=("$p") ;;
+      esac
     done
     # Download progress one package a line ("Get:"), then apt's errors; -qq alone is silent.
     apt_install() {
       $SUDO apt-get install -y -q --no-install-recommends "$@" 2>&1 \
-        | sed -n -e '/^Need to get/p' -e '/^Get:/s/ \[/  [/p' -e '/^\(E\|W\):/p' -e '/^Setting up qemu-system-x86/p'
+        | sed -n -e '/^Need to get/p' -e '/^Get:/s/ \[/  [/p' -e '/^\(E\|W\):/p' -e '/^Setting up qemu-system-\(x86\|arm\) /p'
     }
     if [ ${#plain[@]} -gt 0 ] && ! apt_install "${plain[@]}"; then
       say "FAILED: apt-get install ${plain[*]} (see apt's messages above)"; exit 1

@@ -5,18 +5,27 @@
 #
 # Layout of the cache:
 #   debs/                         the downloaded .deb files
-#   kernels/ARCH/vmlinuz          ARCH = amd64 | 686 | 686-pae
-#   kernels/ARCH/release          the kernel release (uname -r)
-#   kernels/ARCH/modules/*.ko     qemu_fw_cfg and its dependencies, load order in modules/order
+#   kernels/FLAVOUR/vmlinuz       FLAVOUR = amd64 | 686 | 686-pae | arm64 | arm64-16k (the
+#                                 package's file as is: for arm64 a gzip'd Image, which QEMU's
+#                                 -kernel unpacks itself)
+#   kernels/FLAVOUR/release       the kernel release (uname -r)
+#   kernels/FLAVOUR/System.map    the package's System.map and config (link-time symbol addresses,
+#   kernels/FLAVOUR/config        build options); always kept for arm64, for x86 when fetched anew
+#   kernels/FLAVOUR/modules/*.ko  qemu_fw_cfg and its dependencies, load order in modules/order
 #                                 (empty order file when qemu_fw_cfg is built in)
-#   busybox/ARCH/busybox          ARCH = amd64 | i386
-#   kernels/amd64/vmlinux         the amd64 kernel's debug vmlinux (from linux-image-RELEASE-dbg,
-#                                 ~850 MB download, 630 MB kept) for crash and drgn; its .deb is
-#                                 deleted once vmlinux is out (`debug` argument, or GUESTCORE_DEBUG=1)
+#   busybox/ARCH/busybox          ARCH = amd64 | i386 | arm64
+#   kernels/FLAVOUR/vmlinux       the kernel's debug vmlinux (from linux-image-RELEASE-dbg,
+#                                 ~850 MB download, 630 MB kept for amd64; 804 MB / ~600 MB for
+#                                 arm64) for crash and drgn; its .deb is deleted once vmlinux is
+#                                 out (`debug` / `debug-arm64` / `debug-arm64-16k`, or
+#                                 GUESTCORE_DEBUG=1 for amd64)
 #
-# Usage: fetch.sh [amd64] [i386] [debug]    (default: amd64 i386; the i386 guests are skipped
-#                                    with a message when i386 packages cannot be had; `debug`
-#                                    adds the amd64 debug vmlinux)
+# Usage: fetch.sh [amd64] [i386] [arm64] [arm64-16k] [debug] [debug-arm64] [debug-arm64-16k]
+#   default: amd64 i386. The i386 and arm64 guests are skipped with a `SKIP:` message when their
+#   packages cannot be had (exit 0, so the caller finds no kernel and skips). `debug` adds the
+#   amd64 debug vmlinux, `debug-FLAVOUR` that of an arm64 flavour. arm64 is Debian 12's default
+#   arm64 kernel (4 KiB pages), arm64-16k the 16 KiB-page kernel of bookworm-backports (Debian
+#   12 itself has no 16k or 64k flavour; backports has 16k, no 64k).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -88,10 +97,12 @@ add_module() {
   echo "$name.ko" >>"$dest/order"
 }
 
-# fetch_kernel FLAVOUR ARCH: FLAVOUR = amd64 | 686 | 686-pae; ARCH = amd64 | i386.
+# fetch_kernel FLAVOUR ARCH: FLAVOUR = amd64 | 686 | 686-pae | arm64 | arm64-16k;
+# ARCH = amd64 | i386 | arm64.
 fetch_kernel() {
   local flavour=$1 arch=$2 dest="$cache/kernels/$1" suffix=""
-  if [ -s "$dest/vmlinuz" ] && [ -s "$dest/release" ] && [ -f "$dest/modules/order" ]; then
+  if [ -s "$dest/vmlinuz" ] && [ -s "$dest/release" ] && [ -f "$dest/modules/order" ] \
+     && { [ "$arch" != arm64 ] || [ -s "$dest/System.map" ]; }; then
     return 0
   fi
   [ "$arch" = amd64 ] || suffix=":$arch"
@@ -107,9 +118,19 @@ fetch_kernel() {
   if [ -z "$release" ] || [ ! -s "$tmp/boot/vmlinuz-$release" ]; then
     log "$deb holds no kernel"; rm -rf "$tmp"; return 1
   fi
-  rm -rf "$dest"
+  # A debug vmlinux of this very release (fetched before System.map was kept) stays.
+  if [ "$(cat "$dest/vmlinux.release" 2>/dev/null)" = "$release" ]; then
+    rm -rf "$dest/modules" "$dest/release"
+  else
+    rm -rf "$dest"
+  fi
   mkdir -p "$dest/modules"
   cp "$tmp/boot/vmlinuz-$release" "$dest/vmlinuz"
+  # System.map and config: the arm64 kernels have no data symbols in kallsyms (no
+  # CONFIG_KALLSYMS_ALL in 6.1), so capture.sh takes them from System.map plus the KASLR offset;
+  # config says the page size and VA bits.
+  cp "$tmp/boot/System.map-$release" "$dest/System.map" 2>/dev/null || true
+  cp "$tmp/boot/config-$release" "$dest/config" 2>/dev/null || true
   : >"$dest/modules/order"
   # qemu_fw_cfg (for -device vmcoreinfo): built in, or a module plus its dependencies.
   if grep -q '/qemu_fw_cfg\.ko' "$moddir/modules.builtin" 2>/dev/null; then
@@ -124,7 +145,7 @@ fetch_kernel() {
   log "$flavour: $release ready in $dest"
 }
 
-# fetch_busybox ARCH: ARCH = amd64 | i386.
+# fetch_busybox ARCH: ARCH = amd64 | i386 | arm64.
 fetch_busybox() {
   local arch=$1 dest="$cache/busybox/$1" suffix="" deb tmp
   [ -x "$dest/busybox" ] && return 0
@@ -138,16 +159,18 @@ fetch_busybox() {
   log "busybox $arch ready in $dest"
 }
 
-# fetch_vmlinux: the debug vmlinux matching kernels/amd64/release, for crash and drgn. Only the
-# one file is taken out of the package (dpkg-deb | tar), and the 850 MB .deb is removed after.
+# fetch_vmlinux FLAVOUR ARCH: the debug vmlinux matching kernels/FLAVOUR/release, for crash and
+# drgn. Only the one file is taken out of the package (dpkg-deb | tar), and the .deb (~800 MB -
+# 1 GB) is removed after.
 fetch_vmlinux() {
-  local dest="$cache/kernels/amd64" release pkg deb tmp
-  release=$(cat "$dest/release" 2>/dev/null) || { log "fetch the amd64 kernel first"; return 1; }
+  local flavour=$1 arch=$2 dest="$cache/kernels/$1" release pkg deb tmp suffix=""
+  [ "$arch" = amd64 ] || suffix=":$arch"
+  release=$(cat "$dest/release" 2>/dev/null) || { log "fetch the $flavour kernel first"; return 1; }
   if [ -s "$dest/vmlinux" ] && [ "$(cat "$dest/vmlinux.release" 2>/dev/null)" = "$release" ]; then
     return 0
   fi
   pkg="linux-image-$release-dbg"
-  deb=$(download "$pkg" amd64) || { log "cannot download $pkg"; return 1; }
+  deb=$(download "$pkg$suffix" "$arch") || { log "cannot download $pkg$suffix"; return 1; }
   tmp=$(mktemp "$cache/vmlinux.XXXXXX")
   if ! dpkg-deb --fsys-tarfile "$deb" | tar -x --wildcards -O "./usr/lib/debug/boot/vmlinux-$release" >"$tmp" \
      || [ ! -s "$tmp" ]; then
@@ -160,7 +183,7 @@ fetch_vmlinux() {
 }
 
 i386_available() {
-  if ! dpkg --print-foreign-architectures | grep -qx i386; then
+  if ! dpkg --print-foreign-architectures | grep -x i386 >/dev/null; then
     $SUDO dpkg --add-architecture i386 || return 1
     log "system change: added the i386 dpkg architecture (dpkg --add-architecture i386: apt fetches i386 package lists; no i386 package is installed)"
   fi
@@ -170,6 +193,38 @@ i386_available() {
     $SUDO apt-get update -qq >&2 || true
   fi
   apt-cache show linux-image-686:i386 >/dev/null 2>&1 && apt-cache show busybox-static:i386 >/dev/null 2>&1
+}
+
+# arm64_available META: adds the arm64 dpkg architecture and its package lists when needed;
+# true when META (a kernel metapackage) and busybox-static exist for arm64. A failing index
+# (e.g. bookworm-security's arm64 list) is not fatal: bookworm main has the kernel too, and
+# apt's candidate is then the newest version the lists it has offer.
+arm64_available() {
+  if ! dpkg --print-foreign-architectures | grep -x arm64 >/dev/null; then
+    $SUDO dpkg --add-architecture arm64 || return 1
+    log "system change: added the arm64 dpkg architecture (dpkg --add-architecture arm64: apt fetches arm64 package lists; no arm64 package is installed)"
+  fi
+  if ! apt-cache show "$1:arm64" >/dev/null 2>&1 || ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
+    log "apt-get update for arm64 package lists"
+    $SUDO apt-get update -qq >&2 || log "apt-get update reported a failed index; going on with the lists it has"
+  fi
+  apt-cache show "$1:arm64" >/dev/null 2>&1 && apt-cache show busybox-static:arm64 >/dev/null 2>&1
+}
+
+# arm64_guest FLAVOUR: the arm64 kernel FLAVOUR (arm64 | arm64-16k) and arm64 busybox, or a
+# SKIP message (status 0) when they cannot be had.
+arm64_guest() {
+  local flavour=$1
+  if [ -s "$cache/kernels/$flavour/release" ] && [ -s "$cache/kernels/$flavour/System.map" ] \
+     && [ -x "$cache/busybox/arm64/busybox" ]; then
+    return 0
+  fi
+  if ! arm64_available "linux-image-$flavour"; then
+    log "SKIP: linux-image-$flavour:arm64 or busybox-static:arm64 is not available from the configured apt sources; no $flavour guest"
+    return 0
+  fi
+  fetch_kernel "$flavour" arm64 || { log "SKIP: linux-image-$flavour:arm64 could not be fetched; no $flavour guest"; return 0; }
+  fetch_busybox arm64 || log "SKIP: busybox-static:arm64 could not be fetched; no arm64 guests"
 }
 
 want=("$@")
@@ -194,11 +249,20 @@ for w in "${want[@]}"; do
         log "SKIP: i386 packages are not available from the configured apt sources; 32-bit guests (i386, i386-pae) are skipped"
       fi
       ;;
+    arm64 | arm64-16k)
+      arm64_guest "$w"
+      ;;
     debug)
       fetch_kernel amd64 amd64 || { log "cannot fetch the amd64 kernel"; exit 1; }
-      fetch_vmlinux || { log "cannot fetch the amd64 debug vmlinux"; exit 1; }
+      fetch_vmlinux amd64 amd64 || { log "cannot fetch the amd64 debug vmlinux"; exit 1; }
       ;;
-    *) log "unknown argument $w (amd64 | i386 | debug)"; exit 2 ;;
+    debug-arm64 | debug-arm64-16k)
+      f=${w#debug-}
+      arm64_guest "$f"
+      [ -s "$cache/kernels/$f/release" ] || { log "SKIP: no $f kernel, so no $f debug vmlinux"; continue; }
+      fetch_vmlinux "$f" arm64 || { log "cannot fetch the $f debug vmlinux"; exit 1; }
+      ;;
+    *) log "unknown argument $w (amd64 | i386 | arm64 | arm64-16k | debug | debug-arm64 | debug-arm64-16k)"; exit 2 ;;
   esac
 done
 log "done in $((SECONDS - start)) s; cache: $cache"

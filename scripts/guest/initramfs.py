@@ -7,7 +7,7 @@ The archive holds busybox (static, of the guest's architecture) as /bin/busybox,
 modules listed in DIR/order (e.g. qemu_fw_cfg.ko, so `-device vmcoreinfo` receives the
 guest's VMCOREINFO) under /lib/modules, a /dev/console node, and /init: a shell script that
 mounts proc/sys/devtmpfs, loads the modules, sets kptr_restrict=0, prints facts to the
-console (ttyS0), makes the dump-level workload (page cache in a tmpfs file, 16 MiB of
+console (whatever console= names: ttyS0 on x86, ttyAMA0 on aarch64), makes the dump-level workload (page cache in a tmpfs file, 16 MiB of
 anonymous memory in a sleeping dd, free memory), starts the pattern writer when the archive
 has one (--pattern-writer: a static build of pattern_writer.c, for the live tests), prints
 the ready marker, then idles.
@@ -32,6 +32,9 @@ SYMBOLS = [
     "_stext", "_text", "start_kernel", "_printk", "schedule", "do_idle",  # text: always in kallsyms
     # data: only with CONFIG_KALLSYMS_ALL (Debian amd64 has it, 686 and 686-pae do not)
     "init_uts_ns", "linux_banner", "init_task", "jiffies", "init_mm", "init_top_pgt", "swapper_pg_dir",
+    # aarch64 only (absent from x86 kallsyms, so x86 output is unchanged): the other kernel page
+    # tables and the variables behind the kernel's virtual-to-physical arithmetic
+    "idmap_pg_dir", "tramp_pg_dir", "kimage_voffset", "memstart_addr", "vabits_actual",
 ]
 
 INIT = r"""#!/bin/busybox sh
@@ -143,6 +146,7 @@ def main():
         c.dir(d)
     c.chardev("dev/console", 5, 1)
     c.chardev("dev/ttyS0", 4, 64)
+    c.chardev("dev/ttyAMA0", 204, 64)
     c.chardev("dev/null", 1, 3, 0o666)
     with open(args.busybox, "rb") as f:
         c.file("bin/busybox", f.read(), 0o755)

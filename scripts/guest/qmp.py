@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """A tiny synchronous QMP client (QEMU Machine Protocol over a unix socket).
 
-Library: QMP(path).execute(cmd, **args), .hmp(text), .dump(path, paging, fmt), .close().
+Library: QMP(path).execute(cmd, **args), .hmp(text), .dump(path, paging, fmt),
+.migrate_file(path), .close().
 CLI:
     qmp.py SOCK stop | cont | quit | status
     qmp.py SOCK hmp 'info registers -a'
     qmp.py SOCK dump PATH [--paging] [--format elf|kdump-zlib|kdump-lzo|kdump-snappy|...]
     qmp.py SOCK exec COMMAND ['JSON-ARGS']
+    qmp.py SOCK migrate-file PATH     (`migrate file:PATH`, waits until completed)
 Output of `hmp` goes to stdout verbatim; errors go to stderr with exit status 1.
 Python 3 standard library only.
 """
@@ -95,6 +97,22 @@ class QMP:
                 raise QMPError(f"dump-guest-memory to {path}: timeout ({st})")
             time.sleep(0.1)
 
+    def migrate_file(self, path, timeout=120.0):
+        """`migrate file:PATH` (absolute), then polls query-migrate until completed; the guest
+        is in `postmigrate` after."""
+        self.execute("migrate", uri="file:" + os.path.abspath(path))
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.execute("query-migrate")
+            status = st.get("status")
+            if status == "completed":
+                return st
+            if status in ("failed", "cancelled"):
+                raise QMPError(f"migrate to {path}: {status} ({st.get('error-desc', '')})")
+            if time.monotonic() > deadline:
+                raise QMPError(f"migrate to {path}: timeout ({st})")
+            time.sleep(0.1)
+
     def close(self):
         try:
             self.sock.close()
@@ -115,6 +133,9 @@ def main(argv=None):
     p.add_argument("--paging", action="store_true")
     p.add_argument("--format", default="elf")
     p.add_argument("--timeout", type=float, default=300.0)
+    p = sub.add_parser("migrate-file")
+    p.add_argument("path")
+    p.add_argument("--timeout", type=float, default=120.0)
     p = sub.add_parser("exec")
     p.add_argument("command")
     p.add_argument("args", nargs="?", default="{}")
@@ -137,6 +158,8 @@ def main(argv=None):
             sys.stdout.write(q.hmp(a.line))
         elif a.cmd == "dump":
             q.dump(a.path, a.paging, a.format, a.timeout)
+        elif a.cmd == "migrate-file":
+            q.migrate_file(a.path, a.timeout)
         elif a.cmd == "exec":
             print(json.dumps(q.execute(a.command, **json.loads(a.args)), indent=1))
         q.close()

@@ -24,8 +24,17 @@ fn flavour(guest: &str) -> &'static str {
     match guest {
         "i386" => "686",
         "i386-pae" | "i386-pae-novmci" => "686-pae",
+        "aarch64" => "arm64",
+        "aarch64-16k" | "aarch64-16k-47" => "arm64-16k",
         _ => "amd64",
     }
+}
+
+/// True for the aarch64 guests (`aarch64`: 4 KiB granule, 48-bit VA; `aarch64-16k`: 16 KiB
+/// granule, 52-bit VA with LPA2; `aarch64-16k-47`: the same kernel on a CPU without LPA2, so
+/// 47-bit VA), which boot under qemu-system-aarch64.
+pub fn is_aarch64(guest: &str) -> bool {
+    guest.starts_with("aarch64")
 }
 
 /// True when the capture in `dir` was taken of the kernel the cache holds now (a new Debian
@@ -73,6 +82,23 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
     // dump-level workload, so without workload.txt) is taken again.
     let needed: &[&str] = match guest {
         _ if kdump_smp.is_some() => &["phys.elf", "facts.txt", "registers.txt", "timings.txt"],
+        // The aarch64 guests: no paging.elf (QEMU's arm target writes the same file with
+        // paging), no tlb.txt (no `info tlb` for arm); the system registers come from QEMU's
+        // gdbstub and the translations from gva2gpa on every vCPU.
+        _ if is_aarch64(guest) => &[
+            "phys.elf",
+            "kdump-zlib.dump",
+            "migration.bin",
+            "registers.txt",
+            "sysregs.txt",
+            "translations.txt",
+            "symbols.txt",
+            "vmcoreinfo-note.txt",
+            "facts.txt",
+            "release.txt",
+            "workload.txt",
+            "timings.txt",
+        ],
         "x86_64-virsh" => &["virsh.save", "phys.elf", "registers.txt", "release.txt"],
         // The 4 GiB guest: only the dump-level tests, which read phys.elf (capture.sh writes
         // no paging.elf, kdump-zlib.dump, tlb.txt or mem.txt for it).
@@ -115,8 +141,13 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
     if complete && capture_matches_kernel(guest, &dir) {
         return Some(dir);
     }
-    if which("qemu-system-x86_64").is_none() {
-        skip(format_args!("{guest}: qemu-system-x86_64 is not installed"));
+    let tools: &[&str] = if is_aarch64(guest) {
+        &["qemu-system-aarch64", "gdb-multiarch", "nm"]
+    } else {
+        &["qemu-system-x86_64"]
+    };
+    if let Some(missing) = tools.iter().find(|t| which(t).is_none()) {
+        skip(format_args!("{guest}: {missing} is not installed"));
         return None;
     }
     let mut cmd = std::process::Command::new("bash");
