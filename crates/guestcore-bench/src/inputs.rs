@@ -141,7 +141,7 @@ pub fn write_core(
     let notes = dump_notes(
         CpuNotes::Build {
             cpus: &[cpu.clone().into()],
-            long_mode: true,
+            machine: guestcore::dump::ElfMachine::X86_64,
         },
         &[],
         None,

@@ -19,12 +19,16 @@ pub fn write_qemu_like_core(
     cpus: &[X86CpuState],
     vmcoreinfo: Option<&[u8]>,
 ) -> guestcore::Result<()> {
-    let long_mode = cpus.iter().any(|c| c.long_mode());
+    let machine = if cpus.iter().any(|c| c.long_mode()) {
+        ElfMachine::X86_64
+    } else {
+        ElfMachine::I386
+    };
     let cpus: Vec<CpuState> = cpus.iter().cloned().map(CpuState::from).collect();
     let notes = dump_notes(
         CpuNotes::Build {
             cpus: &cpus,
-            long_mode,
+            machine,
         },
         &[],
         vmcoreinfo,
@@ -32,11 +36,7 @@ pub fn write_qemu_like_core(
     let req = ElfDumpRequest {
         memory: mem,
         notes: &notes,
-        machine: if long_mode {
-            ElfMachine::X86_64
-        } else {
-            ElfMachine::I386
-        },
+        machine,
         class: ElfClass::Elf64,
         layout: DumpLayout::Physical,
         filter: None,

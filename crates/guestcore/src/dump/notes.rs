@@ -5,8 +5,11 @@
 //! PRSTATUS notes hold pids and signal info no other source has); when it came from elsewhere
 //! (HMP text, command-line registers, a raw image) both notes are built from that state.
 
-use crate::cpu::notes::{encode_prstatus_i386, encode_prstatus_x86_64, encode_qemu_note};
+use crate::cpu::notes::{
+    encode_prstatus_aarch64, encode_prstatus_i386, encode_prstatus_x86_64, encode_qemu_note,
+};
 use crate::cpu::CpuState;
+use crate::format::elf::ElfMachine;
 use crate::format::note::{NT_PRSTATUS, NT_QEMU_CPUSTATE, VMCOREINFO_NAME};
 use crate::format::ElfNote;
 
@@ -15,12 +18,13 @@ use crate::format::ElfNote;
 pub enum CpuNotes<'a> {
     /// Keep these source notes (the CPU state was decoded from them).
     FromSource(&'a [ElfNote]),
-    /// Build notes from the given states; `long_mode` picks the x86_64 or i386 PRSTATUS layout.
+    /// Build notes from the given states, in the layouts of `machine`.
     Build {
         /// The vCPUs: a `CORE` NT_PRSTATUS each (pid: position + 1), then a `QEMU` note each.
         cpus: &'a [CpuState],
-        /// True for the x86_64 layouts, false for i386.
-        long_mode: bool,
+        /// The core's machine: x86_64 and i386 get their PRSTATUS layouts and a `QEMU` note
+        /// each, AArch64 its PRSTATUS (QEMU writes no CPU-state note for it).
+        machine: ElfMachine,
     },
 }
 
@@ -41,19 +45,26 @@ pub fn dump_notes(
             out.extend(notes.iter().filter(|n| is_prstatus(n)).cloned());
             out.extend(notes.iter().filter(|n| is_qemu(n)).cloned());
         }
-        CpuNotes::Build { cpus, long_mode } => {
-            // Only x86 vCPUs reach here until the AArch64 PRSTATUS encoder is wired in
-            // (issue 28): the views refuse AArch64 vCPUs before a dump is planned.
-            let x86: Vec<_> = cpus.iter().filter_map(CpuState::as_x86).collect();
-            for (i, c) in x86.iter().enumerate() {
-                let pid = i as u32 + 1;
-                out.push(if long_mode {
-                    encode_prstatus_x86_64(c, pid)
-                } else {
-                    encode_prstatus_i386(c, pid)
-                });
+        CpuNotes::Build { cpus, machine } => {
+            // The pid of each PRSTATUS is its position + 1, as QEMU numbers them.
+            let pids = (1u32..).zip(cpus);
+            match machine {
+                ElfMachine::Aarch64 => out.extend(pids.filter_map(|(pid, c)| {
+                    c.as_aarch64().map(|c| encode_prstatus_aarch64(c, pid))
+                })),
+                ElfMachine::X86_64 | ElfMachine::I386 => {
+                    let x86 = pids.filter_map(|(pid, c)| c.as_x86().map(|c| (pid, c)));
+                    let x86: Vec<_> = x86.collect();
+                    out.extend(x86.iter().map(|&(pid, c)| {
+                        if machine == ElfMachine::X86_64 {
+                            encode_prstatus_x86_64(c, pid)
+                        } else {
+                            encode_prstatus_i386(c, pid)
+                        }
+                    }));
+                    out.extend(x86.iter().map(|&(_, c)| encode_qemu_note(c)));
+                }
             }
-            out.extend(x86.iter().map(|c| encode_qemu_note(c)));
         }
     }
     // The VMCOREINFO of the kernel the dump describes: the source's own note byte for byte
@@ -94,7 +105,7 @@ mod tests {
         let notes = dump_notes(
             CpuNotes::Build {
                 cpus: &[a.clone().into(), b.clone().into()],
-                long_mode: true,
+                machine: ElfMachine::X86_64,
             },
             &[],
             Some(b"OSRELEASE=6.1.0\n"),

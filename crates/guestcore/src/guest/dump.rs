@@ -152,7 +152,7 @@ pub(super) struct Plan {
     pub(super) mappings: Option<MappingList>,
     pub(super) notes: Vec<ElfNote>,
     pub(super) nr_cpus: usize,
-    pub(super) long_mode: bool,
+    pub(super) machine: ElfMachine,
     filter: Option<PageFilter>,
 }
 
@@ -169,21 +169,12 @@ pub(super) enum PlanFor {
     Stream,
 }
 
-/// The ELF machine of a core for a guest in long mode or not (as QEMU writes it).
-pub(super) fn elf_machine(long_mode: bool) -> ElfMachine {
-    if long_mode {
-        ElfMachine::X86_64
-    } else {
-        ElfMachine::I386
-    }
-}
-
-/// The kdump machine of a dump for a guest in long mode or not.
-pub(super) fn kdump_machine(long_mode: bool) -> KdumpMachine {
-    if long_mode {
-        KdumpMachine::X86_64
-    } else {
-        KdumpMachine::I686
+/// The kdump machine of a dump whose ELF machine is `machine`.
+pub(super) fn kdump_machine(machine: ElfMachine) -> KdumpMachine {
+    match machine {
+        ElfMachine::X86_64 => KdumpMachine::X86_64,
+        ElfMachine::I386 => KdumpMachine::I686,
+        ElfMachine::Aarch64 => KdumpMachine::Aarch64,
     }
 }
 
@@ -234,7 +225,7 @@ impl Guest {
                 let req = ElfDumpRequest {
                     memory,
                     notes: &plan.notes,
-                    machine: elf_machine(plan.long_mode),
+                    machine: plan.machine,
                     class,
                     layout: match &plan.mappings {
                         Some(m) => DumpLayout::Paging(m),
@@ -332,7 +323,7 @@ impl Guest {
             notes: &plan.notes,
             vmcoreinfo: plan.vmcoreinfo.as_deref(),
             utsname: plan.utsname.as_ref(),
-            machine: kdump_machine(plan.long_mode),
+            machine: kdump_machine(plan.machine),
             nr_cpus: plan.nr_cpus.max(1) as u32,
             compression,
             filter: self.range(spec),
@@ -457,9 +448,9 @@ impl Guest {
                 (Some(_), _) => VmcoreinfoFrom::Input,
             }));
         }
-        let long_mode = view.long_mode();
+        let machine = view.machine();
         let (notes, nr_cpus) =
-            self.cpu_notes(view, kernel.as_ref(), vmcoreinfo.as_deref(), long_mode);
+            self.cpu_notes(view, kernel.as_ref(), vmcoreinfo.as_deref(), machine);
         let filter = if filtered {
             Some(self.filter(level, kernel.as_ref(), spec, dry_run, progress)?)
         } else {
@@ -475,7 +466,7 @@ impl Guest {
             mappings,
             notes,
             nr_cpus,
-            long_mode,
+            machine,
             filter,
         })
     }
@@ -515,7 +506,7 @@ impl Guest {
         view: &View,
         kernel: Option<&Kernel>,
         vmcoreinfo: Option<&[u8]>,
-        long_mode: bool,
+        machine: ElfMachine,
     ) -> (Vec<ElfNote>, usize) {
         let image = &self.image;
         let cpus: Vec<_> = if self.cpus_overridden {
@@ -535,7 +526,7 @@ impl Guest {
         } else {
             CpuNotes::Build {
                 cpus: &cpus,
-                long_mode,
+                machine,
             }
         };
         let nr_cpus = crash_notes.map_or(cpus.len(), <[_]>::len);

@@ -8,7 +8,7 @@
 //! it only differs in how pages arrive: pushed by the stream into a [`PageSink`]
 //! ([`crate::dump::from_stream`]) instead of pulled from an opened input.
 
-use super::dump::{elf_machine, kdump_machine, PlanFor};
+use super::dump::{kdump_machine, PlanFor};
 use super::page_heads::WatchHeads;
 use super::{DumpLayoutSpec, DumpSpec, Guest, GuestOptions, LiveCapture, Notice, ViewSpec};
 use super::{NoSnapshot, SnapshotBlocker};
@@ -167,7 +167,8 @@ impl Guest {
             },
         );
         let view = running.select(&ViewSpec::FirstPaging, None)?;
-        let long_mode = view.long_mode();
+        let machine = view.machine();
+        // Room for each vCPU's notes: x86's PRSTATUS and QEMU note, the largest of any machine.
         let per_cpu = {
             let c = X86CpuState::default();
             (encode_prstatus_x86_64(&c, 1).encoded_len() + encode_qemu_note(&c).encoded_len())
@@ -194,7 +195,7 @@ impl Guest {
                     &output,
                     &ram,
                     class,
-                    elf_machine(long_mode),
+                    machine,
                     reserve,
                     phnum,
                 )?)
@@ -204,7 +205,7 @@ impl Guest {
                 &output,
                 &ram,
                 StreamedKdumpSpec {
-                    machine: kdump_machine(long_mode),
+                    machine: kdump_machine(machine),
                     compression,
                     dump_level: spec.level.bits(),
                     notes_reserve: reserve,
@@ -254,7 +255,7 @@ impl Guest {
         // second pass over the file.
         snapshot.find_kernels_among(&sink.heads);
         let view = snapshot.select(&ViewSpec::FirstPaging, None)?;
-        if view.long_mode() != long_mode {
+        if view.machine() != machine {
             return Err(Error::Unsupported(
                 "the guest entered or left long mode while the snapshot was taken: run the dump again"
                     .into(),

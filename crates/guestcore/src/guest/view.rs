@@ -3,7 +3,8 @@
 //! behind a kdump capture kernel).
 
 use super::{Guest, Notice};
-use crate::cpu::CpuState;
+use crate::cpu::{Arch, CpuState};
+use crate::format::elf::ElfMachine;
 use crate::kernel::{Kernel, KernelSelector};
 use crate::paging::PagingMode;
 use crate::{Error, Result};
@@ -51,6 +52,18 @@ impl View {
     /// True when any selected vCPU is in long mode (64-bit output).
     pub fn long_mode(&self) -> bool {
         self.selected.iter().any(|s| s.cpu.is_64bit())
+    }
+
+    /// The ELF machine of a core of this view, as QEMU writes it: AArch64 when a selected
+    /// vCPU is one, else x86_64 when one is in long mode, else i386.
+    pub fn machine(&self) -> ElfMachine {
+        if self.selected.iter().any(|s| s.cpu.arch() == Arch::Aarch64) {
+            ElfMachine::Aarch64
+        } else if self.long_mode() {
+            ElfMachine::X86_64
+        } else {
+            ElfMachine::I386
+        }
     }
 }
 

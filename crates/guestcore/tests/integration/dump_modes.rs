@@ -76,7 +76,11 @@ fn every_mode_round_trips() {
         let notes = dump_notes(
             CpuNotes::Build {
                 cpus: &[cpu.clone().into()],
-                long_mode: long,
+                machine: if long {
+                    ElfMachine::X86_64
+                } else {
+                    ElfMachine::I386
+                },
             },
             &[],
             None,
