@@ -865,6 +865,7 @@ fn old_libvirt_pauses_instead(c: &Ctx) {
     );
     assert!(stderr.contains("guest paused for"), "{stderr}");
     assert!(!stderr.contains("guest stopped"), "{stderr}");
+    assert_eq!(stderr.matches("tainted").count(), 1, "said once: {stderr}");
     let read = ok(&[
         "read",
         target.to_str().unwrap(),
