@@ -88,9 +88,11 @@ pub(crate) fn resolve_uri(connect: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_URI.to_string())
 }
 
+/// `virsh -q -c URI`, in the C locale: its version lines and messages are read here, and
+/// libvirt translates them.
 fn virsh(uri: &str) -> Command {
     let mut c = Command::new("virsh");
-    c.arg("-q").arg("-c").arg(uri);
+    c.arg("-q").arg("-c").arg(uri).env("LC_ALL", "C");
     c.stdin(Stdio::null());
     c
 }
