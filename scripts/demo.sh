@@ -72,9 +72,10 @@ t=$(now)
 "$GC" dump "qmp:$sock" -o "$OUT/running.elf" 2>&1 | tee "$OUT/dump.log" | sed 's/^/   /'
 took "$t"
 stopped=$(sed -n 's/.*guest stopped \([0-9.]*\) ms.*/\1/p' "$OUT/dump.log" | head -n1)
+waited=$(sed -n 's/.*at most \([0-9]*\) ms; streamed.*/\1/p' "$OUT/dump.log" | head -n1)
 state=$(python3 scripts/guest/qmp.py "$sock" status)
 if [ -n "$stopped" ]; then
-  echo "   => the guest was stopped for $stopped ms (QEMU's count) while its memory was dumped; now: $state"
+  echo "   => the guest was stopped for $stopped ms (QEMU's count), and its writes waited on guestcore at most ${waited:-?} ms, while its memory was dumped; now: $state"
 else
   echo "   => no background snapshot was possible here (the line above says why); the guest was paused instead; now: $state"
 fi

@@ -103,6 +103,49 @@ fn migration_seed(mapped: bool) -> Vec<u8> {
     w.out
 }
 
+/// An aarch64 `virt` stream: `mach-virt.ram` with one page, an Arm `cpu` section (x0–x30 and
+/// sp, pc, cpsr, and TTBR0/TTBR1/TCR/SCTLR/ID_AA64MMFR0_EL1 in the cpreg arrays after an
+/// AArch32 one, by their KVM ids), EOF and its vmdesc.
+fn aarch64_migration_seed() -> Vec<u8> {
+    use guestcore::format::arm64_sysreg::{
+        ID_AA64MMFR0_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1,
+    };
+    use guestcore::format::migration::StreamWriter;
+    let mut w = StreamWriter::new("virt-10.0", &[]);
+    w.ram_start(&[("mach-virt.ram", 1 << 20)]);
+    w.part();
+    w.page(Some("mach-virt.ram"), 0, &[0x14u8; 4096]);
+    w.part_end();
+    let cpregs = [
+        (0x4020_0000_000f_6800, 7),
+        (TTBR0_EL1.kvm_id(), 0x4020_0000),
+        (TTBR1_EL1.kvm_id(), 0x4030_0000),
+        (TCR_EL1.kvm_id(), 0x32_b519_3510),
+        (SCTLR_EL1.kvm_id(), 0x30d0_199d),
+        (ID_AA64MMFR0_EL1.kvm_id(), 0x1125),
+    ];
+    let mut cpu = Vec::new();
+    for i in 0..32u64 {
+        cpu.extend_from_slice(&(0x1000 + i).to_be_bytes());
+    }
+    cpu.extend_from_slice(&0x4010_0000u64.to_be_bytes());
+    cpu.extend_from_slice(&0x3c5u32.to_be_bytes());
+    cpu.extend_from_slice(&(cpregs.len() as u32).to_be_bytes());
+    for (id, _) in cpregs {
+        cpu.extend_from_slice(&id.to_be_bytes());
+    }
+    for (_, v) in cpregs {
+        cpu.extend_from_slice(&u64::to_be_bytes(v));
+    }
+    w.device("cpu", 0, &cpu);
+    w.eof();
+    w.vmdesc(&format!(
+        r#"{{"page_size": 4096, "devices": [{{"name": "cpu", "instance_id": 0, "fields": [{{"name": "env.xregs", "array_len": 32, "type": "uint64", "size": 8}}, {{"name": "env.pc", "type": "uint64", "size": 8}}, {{"name": "cpsr", "type": "cpsr", "size": 4}}, {{"name": "cpreg_vmstate_array_len", "type": "int32 le", "size": 4}}, {{"name": "cpreg_vmstate_indexes", "array_len": {n}, "type": "uint64", "size": 8}}, {{"name": "cpreg_vmstate_values", "array_len": {n}, "type": "uint64", "size": 8}}]}}]}}"#,
+        n = cpregs.len()
+    ));
+    w.out
+}
+
 /// Hostile `migrate file:` streams (issue 29; the CLI's `hostile_inputs::migration` tests
 /// bound what they cost): `pc.ram` declared at the 64 TiB cap holding one page, two records
 /// spanning all of it (refused), one zero record resent 5000 times, and `cpu` sections that
@@ -301,10 +344,34 @@ EFER=0000000000000d01\n",
         put(&dir, "lime_open", name, &bytes);
     }
     put(&dir, "vmcoreinfo", "linux", VMCOREINFO);
+    put(
+        &dir,
+        "vmcoreinfo",
+        "linux-arm64",
+        b"OSRELEASE=6.1.0-28-arm64\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffa8b0c3a8e000\n\
+NUMBER(MAX_PHYSMEM_BITS)=48\nNUMBER(VA_BITS)=48\nNUMBER(kimage_voffset)=0xffffa8b07ea00000\n\
+NUMBER(PHYS_OFFSET)=0x40000000\nNUMBER(TCR_EL1_T1SZ)=0x10\nKERNELOFFSET=28b03aa00000\n",
+    );
+    // An aarch64 vCPU's notes as QEMU writes them: NT_PRSTATUS, NT_PRFPREG, NT_ARM_SVE.
+    let mut arm = guestcore::cpu::Aarch64CpuState::new(0);
+    arm.x = std::array::from_fn(|i| 0xa0a0_0000_0000_1000 + i as u64);
+    arm.pc = 0x4010_0124;
+    arm.pstate = 0x4000_03c5;
+    put(
+        &dir,
+        "notes",
+        "notes-aarch64",
+        &ElfNote::encode_all(&[
+            guestcore::cpu::notes::encode_prstatus_aarch64(&arm, 1),
+            ElfNote::new(b"CORE", guestcore::format::note::NT_PRFPREG, vec![0; 528]),
+            ElfNote::new(b"LINUX", guestcore::format::note::NT_ARM_SVE, vec![0; 592]),
+        ]),
+    );
     put(&dir, "layout", "two", b"0:1G,4G:1G");
     put(&dir, "layout", "one", b"0x100000@0x1000:64K");
     put(&dir, "migration_stream", "plain", &migration_seed(false));
     put(&dir, "migration_stream", "mapped-ram", &migration_seed(true));
+    put(&dir, "migration_stream", "aarch64-virt", &aarch64_migration_seed());
     for (name, bytes) in hostile_migration_seeds() {
         put(&dir, "migration_stream", name, &bytes);
     }

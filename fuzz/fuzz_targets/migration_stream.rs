@@ -1,7 +1,7 @@
 #![no_main]
 //! QEMU migration streams: the one-pass parser over a pipe-like reader (every event, small
 //! caps), then the offline reader on the same bytes as a file (layout, CPU sections decoded
-//! by the vmdesc, VMCOREINFO, reads).
+//! by the vmdesc as x86 and as aarch64, VMCOREINFO, reads).
 use guestcore::phys::migration::stream::{Limits, Parser};
 use guestcore::phys::migration::MigrationFile;
 use libfuzzer_sys::fuzz_target;
@@ -18,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(m) = MigrationFile::open(path, None) {
             guestcore_fuzz::exercise(&m);
             for c in m.cpu_sections() {
+                let _ = guestcore::cpu::vmstate::section_arch(&c.desc);
                 let _ = guestcore::cpu::vmstate::decode_cpu(&c.desc, &c.data, path);
+                let _ = guestcore::cpu::vmstate::decode_cpu_aarch64(&c.desc, &c.data, path);
             }
         }
     });

@@ -140,7 +140,7 @@ pub fn write_core(
 ) -> guestcore::Result<DumpSummary> {
     let notes = dump_notes(
         CpuNotes::Build {
-            cpus: std::slice::from_ref(cpu),
+            cpus: &[cpu.clone().into()],
             long_mode: true,
         },
         &[],

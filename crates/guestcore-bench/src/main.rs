@@ -258,7 +258,7 @@ fn open_capture(capture: &Path) -> Res<(GuestImage, PagingMode)> {
         .iter()
         .find(|c| c.paging_enabled())
         .ok_or("no vCPU with paging on in the capture")?;
-    let mode = PagingMode::from_cpu(cpu)?;
+    let mode = PagingMode::from_state(cpu)?;
     Ok((img, mode))
 }
 

@@ -7,6 +7,10 @@ use guestcore::WalkReport;
 use guestcore::{NoSnapshot, Notice, SnapshotBlocker, VmcoreinfoFrom};
 
 /// Prints one notice.
+/// A background snapshot whose stream waited this long on guestcore is reported as a warning:
+/// the guest may have been held up that long, which QEMU's count of its stop does not show.
+const SNAPSHOT_WAIT_WARNED: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub fn render(quiet: bool, n: &Notice) {
     let note = |msg: &dyn std::fmt::Display| {
         if !quiet {
@@ -115,11 +119,20 @@ pub fn render(quiet: bool, n: &Notice) {
             no_snapshot(why)
         )),
         Notice::Snapshot(report) => {
-            if let Some(ms) = report.downtime_ms {
-                note(&format_args!(
-                    "background snapshot: guest stopped {ms} ms (QEMU's count), streamed in {:.2} s",
-                    report.total.as_secs_f64()
-                ));
+            // QEMU's count is only its stop: the guest also waits whenever guestcore is away
+            // from the stream, so both are said, and a long wait is a warning.
+            let away = report.longest_away.as_millis();
+            let stop = report
+                .downtime_ms
+                .map_or("an unreported time".to_string(), |ms| format!("{ms} ms"));
+            let line = format_args!(
+                "background snapshot: guest stopped {stop} (QEMU's count), and its writes waited on guestcore's reading at most {away} ms; streamed in {:.2} s",
+                report.total.as_secs_f64()
+            );
+            if report.longest_away >= SNAPSHOT_WAIT_WARNED {
+                warn(&line);
+            } else {
+                note(&line);
             }
         }
         Notice::LibvirtTainted { domain } => note(&format_args!(

@@ -2,7 +2,7 @@
 //! `dump-guest-memory` (physical PT_LOADs, PRSTATUS + QEMU notes, VMCOREINFO) or a raw image.
 //! Tests of the CLI and of readers use these, so fixtures are generated, never committed.
 
-use guestcore::cpu::X86CpuState;
+use guestcore::cpu::{CpuState, X86CpuState};
 use guestcore::dump::notes::{dump_notes, CpuNotes};
 use guestcore::dump::{
     write_elf_core, DumpLayout, ElfClass, ElfDumpRequest, ElfMachine, OutputOptions,
@@ -20,7 +20,15 @@ pub fn write_qemu_like_core(
     vmcoreinfo: Option<&[u8]>,
 ) -> guestcore::Result<()> {
     let long_mode = cpus.iter().any(|c| c.long_mode());
-    let notes = dump_notes(CpuNotes::Build { cpus, long_mode }, &[], vmcoreinfo);
+    let cpus: Vec<CpuState> = cpus.iter().cloned().map(CpuState::from).collect();
+    let notes = dump_notes(
+        CpuNotes::Build {
+            cpus: &cpus,
+            long_mode,
+        },
+        &[],
+        vmcoreinfo,
+    );
     let req = ElfDumpRequest {
         memory: mem,
         notes: &notes,

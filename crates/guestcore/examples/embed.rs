@@ -23,9 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("RAM: {} bytes", guest.memory().ram().total());
     for cpu in guest.cpus() {
         println!(
-            "vCPU {}: CR3 {:#x}, paging {}",
-            cpu.index,
-            cpu.cr[3],
+            "vCPU {} ({:?}): paging {}",
+            cpu.index(),
+            cpu.arch(),
             cpu.paging_enabled()
         );
     }
@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mappings, report) = guest.mappings(sel)?;
         println!(
             "vCPU {}: {} mappings from {} page-table entries",
-            sel.cpu.index,
+            sel.cpu.index(),
             mappings.len(),
             report.entries_visited
         );

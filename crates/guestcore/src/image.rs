@@ -10,7 +10,7 @@
 
 use crate::cpu::notes::cpus_from_notes;
 use crate::cpu::vmstate::decode_cpu;
-use crate::cpu::X86CpuState;
+use crate::cpu::{CpuState, X86CpuState};
 use crate::format::kdump::{Compression, DUMP_DH_COMPRESSED_INCOMPLETE};
 use crate::format::libvirt_save::LIBVIRT_MAGIC;
 use crate::format::note::VMCOREINFO_NAME;
@@ -178,6 +178,11 @@ pub struct OpenOptions {
     pub live: LiveOptions,
 }
 
+/// x86 vCPUs, as the facade carries vCPUs of any architecture.
+fn x86(cpus: Vec<X86CpuState>) -> Vec<CpuState> {
+    cpus.into_iter().map(CpuState::from).collect()
+}
+
 /// An opened input: guest memory plus whatever CPU state and metadata it carries.
 pub struct GuestImage {
     /// The path it was opened from (`qmp:SOCKET` for a live guest), as error messages name it.
@@ -187,7 +192,7 @@ pub struct GuestImage {
     /// Its guest-physical memory.
     pub memory: Box<dyn PhysMemory>,
     /// vCPUs described by the input (empty for raw, LiME and AVML images).
-    pub cpus: Vec<X86CpuState>,
+    pub cpus: Vec<CpuState>,
     /// All ELF notes (empty for raw, LiME and AVML images).
     pub notes: Vec<ElfNote>,
     /// The guest's VMCOREINFO text, when the input has it.
@@ -369,7 +374,7 @@ impl GuestImage {
     /// Wraps an opened ELF core.
     pub fn from_elf(core: ElfCore) -> Result<Self> {
         let notes = core.notes().to_vec();
-        let cpus = cpus_from_notes(&notes, core.machine());
+        let cpus = x86(cpus_from_notes(&notes, core.machine()));
         let vmcoreinfo = notes
             .iter()
             .find(|n| n.name == VMCOREINFO_NAME)
@@ -397,7 +402,7 @@ impl GuestImage {
         } else {
             EM_386
         };
-        let cpus = cpus_from_notes(&notes, machine);
+        let cpus = x86(cpus_from_notes(&notes, machine));
         // The reader already falls back to a VMCOREINFO note when the sub header has none.
         let vmcoreinfo = file.vmcoreinfo().map(<[u8]>::to_vec);
         Ok(GuestImage {
@@ -421,7 +426,7 @@ impl GuestImage {
         let cpus = file
             .cpu_sections()
             .iter()
-            .map(|c| decode_cpu(&c.desc, &c.data, file.path()))
+            .map(|c| decode_cpu(&c.desc, &c.data, file.path()).map(CpuState::from))
             .collect::<Result<Vec<_>>>()?;
         // Only the note the `vmcoreinfo` device points at is the input's own: a kernel found in
         // RAM is found by the kernel scan, and a dump says it came from there.
@@ -476,7 +481,7 @@ impl GuestImage {
         if opts.pause {
             session.pause()?;
         }
-        let cpus = session.registers()?;
+        let cpus = x86(session.registers()?);
         let consistent = session.consistent();
         Ok(GuestImage {
             path: if session.is_libvirt() {
@@ -611,8 +616,9 @@ mod tests {
             }
         );
         assert_eq!(img.cpus.len(), 1);
-        assert_eq!(img.cpus[0].cr3(), 0x9000);
-        assert!(img.cpus[0].long_mode() && img.cpus[0].efer_inferred);
+        let c = img.cpus[0].as_x86().unwrap();
+        assert_eq!(c.cr3(), 0x9000);
+        assert!(c.long_mode() && c.efer_inferred);
         assert_eq!(img.notes.len(), 3);
         assert_eq!(img.vmcoreinfo_get("OSRELEASE"), Some("6.1.0"));
         assert_eq!(img.vmcoreinfo_get("NUMBER(phys_base)"), Some("-2"));

@@ -72,7 +72,7 @@ mod units;
 // (the CLI included) imports. The modules above are the building blocks for tool authors.
 pub use addr::{PhysAddr, PhysRange, VirtAddr};
 pub use cpu::hmp::parse_info_registers;
-pub use cpu::{X86CpuState, CR4_PSE};
+pub use cpu::{Aarch64CpuState, CpuState, X86CpuState, CR4_PSE};
 pub use dump::kdump::{Compression, KdumpSummary};
 pub use dump::{create_output, AtomicOutput, OutputOptions};
 pub use dump::{DumpSummary, ElfClass};

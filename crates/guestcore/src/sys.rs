@@ -104,3 +104,19 @@ fn seek(file: &File, offset: u64, whence: libc::c_int) -> io::Result<Option<u64>
         Err(e)
     }
 }
+
+/// Makes `file`'s descriptor refer to `/dev/null` instead of what it was open on, in place
+/// (`dup3`): the old open file loses this reference — for the only read end of a pipe, the
+/// pipe's writer then gets `EPIPE` — while `file` keeps owning a valid descriptor, so a read
+/// on it (from any thread) gives end of file and its eventual close is as before.
+pub(crate) fn detach_to_dev_null(file: &File) -> io::Result<()> {
+    let null = File::open("/dev/null")?;
+    // SAFETY: both descriptors are open and owned by live `File`s for the whole call; dup3
+    // atomically closes what `file`'s number referred to and makes the number refer to
+    // /dev/null (close-on-exec kept), so `file` still owns exactly one valid descriptor.
+    let rc = unsafe { libc::dup3(null.as_raw_fd(), file.as_raw_fd(), libc::O_CLOEXEC) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -3,9 +3,9 @@
 use crate::output::{hex, Context};
 use anyhow::Result;
 use clap::Args;
-use guestcore::Guest;
 use guestcore::PagingMode;
 use guestcore::RamMap;
+use guestcore::{CpuState, Guest};
 use serde::{Serialize, Serializer};
 use serde_json::json;
 use std::io::Write;
@@ -70,6 +70,65 @@ pub fn run(ctx: &Context, args: InfoArgs) -> Result<()> {
     r
 }
 
+/// One vCPU's registers that decide translation, and its paging mode (or why it has none).
+fn cpu_json(c: &CpuState, m: &guestcore::Result<PagingMode>) -> serde_json::Value {
+    let paging = match m {
+        Ok(m) => json!(m.kind.name()),
+        Err(e) => json!(format!("invalid: {e}")),
+    };
+    match c {
+        CpuState::X86(c) => json!({
+            "index": c.index,
+            "cr0": hex(c.cr[0]), "cr2": hex(c.cr[2]), "cr3": hex(c.cr[3]), "cr4": hex(c.cr[4]),
+            "efer": hex(c.efer), "efer_inferred": c.efer_inferred, "a20": c.a20_enabled,
+            "rip": hex(c.rip), "rsp": hex(c.gpr[7]),
+            "paging": paging,
+        }),
+        CpuState::Aarch64(c) => json!({
+            "index": c.index, "arch": "aarch64",
+            "pc": hex(c.pc), "sp": hex(c.sp), "pstate": hex(c.pstate),
+            "ttbr0_el1": c.ttbr0_el1.map(hex), "ttbr1_el1": c.ttbr1_el1.map(hex),
+            "tcr_el1": c.tcr_el1.map(hex), "sctlr_el1": c.sctlr_el1.map(hex),
+            "id_aa64mmfr0_el1": c.id_aa64mmfr0_el1.map(hex),
+            "paging": paging,
+        }),
+    }
+}
+
+/// [`cpu_json`] as one line of `info`'s text.
+fn cpu_line(c: &CpuState, m: &guestcore::Result<PagingMode>) -> String {
+    let mode = match m {
+        Ok(m) => m.kind.name().to_string(),
+        Err(e) => format!("invalid ({e})"),
+    };
+    match c {
+        CpuState::X86(c) => format!(
+            "CPU#{} CR0={:08x} CR3={:016x} CR4={:08x} EFER={:016x}{} A20={} RIP={:016x} paging={mode}",
+            c.index,
+            c.cr[0],
+            c.cr[3],
+            c.cr[4],
+            c.efer,
+            if c.efer_inferred { " (inferred)" } else { "" },
+            u8::from(c.a20_enabled),
+            c.rip,
+        ),
+        CpuState::Aarch64(c) => {
+            let reg = |v: Option<u64>| v.map_or("?".to_string(), |v| format!("{v:016x}"));
+            format!(
+                "CPU#{} PC={:016x} SP={:016x} TTBR0_EL1={} TTBR1_EL1={} TCR_EL1={} SCTLR_EL1={} paging={mode}",
+                c.index,
+                c.pc,
+                c.sp,
+                reg(c.ttbr0_el1),
+                reg(c.ttbr1_el1),
+                reg(c.tcr_el1),
+                reg(c.sctlr_el1),
+            )
+        }
+    }
+}
+
 fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
     let image = guest.image();
     let ram = image.memory.ram();
@@ -77,7 +136,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
         .cpus
         .iter()
         .map(|c| {
-            let mode = PagingMode::from_cpu(c);
+            let mode = PagingMode::from_state(c);
             (c, mode)
         })
         .collect();
@@ -108,13 +167,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
                 ranges: RangesJson(ram),
                 total: ram.total(),
             },
-            cpus: json!(cpus.iter().map(|(c, m)| json!({
-                "index": c.index,
-                "cr0": hex(c.cr[0]), "cr2": hex(c.cr[2]), "cr3": hex(c.cr[3]), "cr4": hex(c.cr[4]),
-                "efer": hex(c.efer), "efer_inferred": c.efer_inferred, "a20": c.a20_enabled,
-                "rip": hex(c.rip), "rsp": hex(c.gpr[7]),
-                "paging": match m { Ok(m) => json!(m.kind.name()), Err(e) => json!(format!("invalid: {e}")) },
-            })).collect::<Vec<_>>()),
+            cpus: json!(cpus.iter().map(|(c, m)| cpu_json(c, m)).collect::<Vec<_>>()),
             notes: json!(image.notes.iter().map(|n| json!({"name": n.name_str(), "type": n.n_type, "size": n.desc.len()})).collect::<Vec<_>>()),
             osrelease,
             kernels: json!(kernels.iter().map(|k| json!({
@@ -173,22 +226,7 @@ fn print_info(args: &InfoArgs, guest: &Guest) -> Result<()> {
     }
     writeln!(out, "vCPUs:    {}", cpus.len())?;
     for (c, m) in &cpus {
-        let mode = match m {
-            Ok(m) => m.kind.name().to_string(),
-            Err(e) => format!("invalid ({e})"),
-        };
-        writeln!(
-            out,
-            "  CPU#{} CR0={:08x} CR3={:016x} CR4={:08x} EFER={:016x}{} A20={} RIP={:016x} paging={mode}",
-            c.index,
-            c.cr[0],
-            c.cr[3],
-            c.cr[4],
-            c.efer,
-            if c.efer_inferred { " (inferred)" } else { "" },
-            u8::from(c.a20_enabled),
-            c.rip,
-        )?;
+        writeln!(out, "  {}", cpu_line(c, m))?;
     }
     writeln!(out, "notes:    {}", image.notes.len())?;
     for n in &image.notes {

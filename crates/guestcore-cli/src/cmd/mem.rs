@@ -34,7 +34,7 @@ pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
         Format::Text => {
             for sel in &src.view.selected {
                 if many {
-                    output::write_cpu_heading(&mut out, sel.cpu.index, &sel.mode)?;
+                    output::write_cpu_heading(&mut out, sel.cpu.index(), &sel.mode)?;
                 }
                 render::write_mem(&mut out, &src.mappings(ctx, sel)?.0)?;
             }
@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
         Format::JsonLines => {
             for sel in &src.view.selected {
                 for m in &src.mappings(ctx, sel)?.0 {
-                    json::write_line(&mut out, &MappingJson::new(Some(sel.cpu.index), m))?;
+                    json::write_line(&mut out, &MappingJson::new(Some(sel.cpu.index()), m))?;
                 }
             }
         }
@@ -65,7 +65,7 @@ pub fn run(ctx: &Context, args: MemArgs) -> Result<()> {
 fn cpu_json(ctx: &Context, src: &Source, sel: &Selected) -> Result<CpuMappingsJson> {
     let (list, report) = src.mappings(ctx, sel)?;
     Ok(CpuMappingsJson {
-        cpu: sel.cpu.index,
+        cpu: sel.cpu.index(),
         mode: sel.mode.kind.name(),
         root: sel.mode.root,
         list,

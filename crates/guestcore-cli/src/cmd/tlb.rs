@@ -27,7 +27,7 @@ pub fn run(ctx: &Context, args: TlbArgs) -> Result<()> {
     let many = src.view.selected.len() > 1;
     for sel in &src.view.selected {
         if many && text {
-            output::write_cpu_heading(&mut out, sel.cpu.index, &sel.mode)?;
+            output::write_cpu_heading(&mut out, sel.cpu.index(), &sel.mode)?;
         }
         let mut line = String::with_capacity(64);
         let mut io_err = None;
@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: TlbArgs) -> Result<()> {
                 render::tlb_line(&mut line, leaf);
                 out.write_all(line.as_bytes())
             } else {
-                json::write_line(&mut out, &LeafJson::new(sel.cpu.index, leaf))
+                json::write_line(&mut out, &LeafJson::new(sel.cpu.index(), leaf))
             };
             if let Err(e) = written {
                 io_err = Some(e);

@@ -29,7 +29,7 @@ pub fn run(ctx: &Context, args: TranslateArgs) -> Result<()> {
         src.guest.intact()?;
         if args.json {
             let v = json!({
-                "cpu": sel.cpu.index, "vaddr": hex(t.vaddr), "paddr": hex(t.paddr),
+                "cpu": sel.cpu.index(), "vaddr": hex(t.vaddr), "paddr": hex(t.paddr),
                 "page_size": t.page_size, "flags": t.flags.tlb_string(),
                 "ram": !t.flags.contains(guestcore::PageFlags::IO),
                 "steps": t.steps.iter().map(|s| json!({

@@ -441,16 +441,6 @@ fn all_cpus_union_keeps_one_view_per_page_and_warns() {
     );
 }
 
-/// Files in `dir` (temporary files left behind would show here).
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn dump_bad_requests_leave_no_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -495,7 +485,7 @@ fn dump_bad_requests_leave_no_file() {
         .unwrap();
     assert!(!out2.status.success());
     assert!(String::from_utf8_lossy(&out2.stderr).contains("0-31"));
-    assert_eq!(files_in(&out_dir), Vec::<String>::new());
+    assert_eq!(crate::dump_output::names_in(&out_dir), Vec::<String>::new());
     // Level 1 needs no kernel: --dry-run counts the zero pages and writes nothing.
     let dry = stdout(
         guestcore()
@@ -511,7 +501,7 @@ fn dump_bad_requests_leave_no_file() {
         v["kept"].as_u64().unwrap() + v["excluded"]["zero"].as_u64().unwrap(),
         v["ram_frames"].as_u64().unwrap()
     );
-    assert_eq!(files_in(&out_dir), Vec::<String>::new());
+    assert_eq!(crate::dump_output::names_in(&out_dir), Vec::<String>::new());
     // An existing file is kept without --force.
     std::fs::write(&out, b"precious").unwrap();
     fails(
@@ -541,7 +531,10 @@ fn dump_bad_requests_leave_no_file() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert_eq!(files_in(&out_dir), vec!["x.elf".to_string()]);
+    assert_eq!(
+        crate::dump_output::names_in(&out_dir),
+        vec!["x.elf".to_string()]
+    );
     // It opens again: the notes came through (its page tables are not in it — a paging dump
     // holds only memory some mapping reaches, and this guest does not map its tables).
     let text = stdout(guestcore().args(["info"]).arg(&out));

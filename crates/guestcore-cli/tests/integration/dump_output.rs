@@ -1,5 +1,7 @@
-//! Seeing a running dump's output file from outside: it has no name while it is written
-//! (`O_TMPFILE`), so tests that act "once the dump writes" look at the process's descriptors.
+//! Seeing a dump's output from outside: it has no name while it is written (`O_TMPFILE`), so
+//! tests that act "once the dump writes" look at the process's descriptors
+//! ([`writing_into`]), and tests that check nothing was left list the directory
+//! ([`names_in`]).
 
 use std::path::Path;
 
@@ -22,4 +24,15 @@ pub fn writing_into(pid: u32, dir: &Path) -> bool {
         target.parent() == Some(dir.as_path())
             && (name.starts_with('#') || name.contains(".guestcore-"))
     })
+}
+
+/// Every name in `dir`, sorted: what a test compares before and after a dump to see that it
+/// left nothing behind (or exactly its output).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }

@@ -30,15 +30,6 @@ fn busy(len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// The input kinds that are mapped.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
@@ -148,7 +139,7 @@ fn dump_cut(kind: Kind, format: &[&str]) {
     });
     cut_and_check(child, &input, &format!("dump {kind:?} {format:?}"));
     assert_eq!(
-        names(dir.path()),
+        crate::dump_output::names_in(dir.path()),
         vec!["guest.in".to_string()],
         "dump {kind:?} {format:?}: no output and no temporary file may be left"
     );

@@ -24,15 +24,6 @@ fn busy_input(path: &Path, len: usize) {
     std::fs::write(path, data).unwrap();
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// A dense input quick to make: one 1 MiB block of [`busy_input`] bytes, repeated. No page is
 /// zero, so an ELF dump copies every byte (a sparse file would be done at once: its holes are
 /// skipped unread).
@@ -91,7 +82,11 @@ fn interrupted(signal: &str, input_len: usize, kind: Input, format: &[&str]) {
     assert!(!out.status.success(), "a cancelled dump fails");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cancelled"), "{err}");
-    assert_eq!(names(dir.path()), vec!["guest.raw".to_string()], "{signal}");
+    assert_eq!(
+        crate::dump_output::names_in(dir.path()),
+        vec!["guest.raw".to_string()],
+        "{signal}"
+    );
 }
 
 #[test]

@@ -15,15 +15,6 @@ fn mkfifo(path: &Path) {
     assert!(made.as_ref().is_ok_and(|s| s.success()), "mkfifo: {made:?}");
 }
 
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// 1 MiB of guest RAM, every page different.
 fn input(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("guest.raw");
@@ -66,7 +57,7 @@ fn a_kdump_streams_into_a_fifo_and_the_fifo_stays() {
     );
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     assert_eq!(
-        names(dir.path()),
+        crate::dump_output::names_in(dir.path()),
         ["guest.raw", "pipe"],
         "no file beside the FIFO"
     );
@@ -113,7 +104,11 @@ fn an_elf_core_into_a_fifo_is_refused_and_the_fifo_stays() {
             "force {force}: {err}"
         );
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
-        assert_eq!(names(dir.path()), ["guest.raw", "pipe"], "force {force}");
+        assert_eq!(
+            crate::dump_output::names_in(dir.path()),
+            ["guest.raw", "pipe"],
+            "force {force}"
+        );
     }
 }
 
@@ -171,5 +166,8 @@ fn read_writes_into_a_fifo() {
         .collect();
     assert_eq!(reader.join().unwrap(), want);
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
-    assert_eq!(names(dir.path()), ["guest.raw", "pipe"]);
+    assert_eq!(
+        crate::dump_output::names_in(dir.path()),
+        ["guest.raw", "pipe"]
+    );
 }

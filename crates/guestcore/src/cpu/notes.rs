@@ -1,5 +1,10 @@
 //! CPU state ⇄ ELF notes: QEMU's `QEMU` CPU-state note and the `CORE` NT_PRSTATUS note.
 //!
+//! Which vCPUs a core's notes describe depends on its architecture, told by its `e_machine`:
+//! [`cpus_of_machine`] reads them as [`NoteCpus`], x86 (this module) or aarch64
+//! ([`aarch64`](mod@aarch64): NT_PRSTATUS in the arm64 layout). Both read the same `CORE`
+//! NT_PRSTATUS notes ([`prstatus_descs`]); the layouts are data in [`crate::format::prstatus`].
+//!
 //! The QEMU note is the one that describes address translation (CR0, CR3, CR4, segment
 //! descriptors); NT_PRSTATUS only has general registers, which is all gdb needs. So readers prefer
 //! QEMU notes and fall back to NT_PRSTATUS (then CR3 is unknown, 0, and must come from the user).
@@ -11,8 +16,8 @@
 //! only maps fields, minding that the three register orders differ (ours: rax rbx rcx rdx rsi rdi
 //! rbp rsp; QEMU note: … rsp rbp; prstatus: r15 r14 … in kernel `pt_regs` order).
 
-use super::{Segment, X86CpuState, CR4_PAE, EFER_LMA, EFER_LME, EFER_NXE};
-use crate::format::elf::EM_X86_64;
+use super::{Aarch64CpuState, Segment, X86CpuState, CR4_PAE, EFER_LMA, EFER_LME, EFER_NXE};
+use crate::format::elf::{Arch, ElfMachine, EM_X86_64};
 use crate::format::note::{ElfNote, NT_PRSTATUS, NT_QEMU_CPUSTATE};
 use crate::format::prstatus::{
     i386, x86_64, PrStatusI386, PrStatusX86_64, CORE_NOTE_NAME, PRSTATUS_I386_SIZE,
@@ -329,6 +334,64 @@ fn is_note(n: &ElfNote, name: &[u8], n_type: u32) -> bool {
     n.name == name && n.n_type == n_type
 }
 
+/// The descriptors of the `CORE` NT_PRSTATUS notes, in note order: one per vCPU (or thread),
+/// whatever the architecture.
+pub(crate) fn prstatus_descs(notes: &[ElfNote]) -> impl Iterator<Item = &[u8]> {
+    notes
+        .iter()
+        .filter(|n| is_note(n, CORE_NOTE_NAME, NT_PRSTATUS))
+        .map(|n| n.desc.as_slice())
+}
+
+/// The vCPUs a core's notes describe, of the architecture its `e_machine` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoteCpus {
+    /// An x86 core's (`EM_X86_64`, `EM_386`): see [`cpus_from_notes`].
+    X86(Vec<X86CpuState>),
+    /// An aarch64 core's (`EM_AARCH64`): see [`aarch64_cpus_from_notes`].
+    Aarch64(Vec<Aarch64CpuState>),
+}
+
+impl NoteCpus {
+    /// The architecture the notes were read as.
+    pub fn arch(&self) -> Arch {
+        match self {
+            NoteCpus::X86(_) => Arch::X86,
+            NoteCpus::Aarch64(_) => Arch::Aarch64,
+        }
+    }
+
+    /// How many vCPUs were read.
+    pub fn len(&self) -> usize {
+        match self {
+            NoteCpus::X86(c) => c.len(),
+            NoteCpus::Aarch64(c) => c.len(),
+        }
+    }
+
+    /// True when no note decoded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The vCPUs of a core's `notes`, read as the architecture `e_machine` names: x86
+/// ([`cpus_from_notes`], EFER inferred from the machine) or aarch64
+/// ([`aarch64_cpus_from_notes`]). An `e_machine` guestcore does not read is an error naming it,
+/// not x86 registers read out of another architecture's notes.
+pub fn cpus_of_machine(notes: &[ElfNote], e_machine: u16) -> Result<NoteCpus> {
+    let machine = ElfMachine::from_e_machine(e_machine).ok_or_else(|| {
+        Error::CpuState(format!(
+            "ELF machine {e_machine} is not one guestcore reads CPU notes of (x86_64 62, i386 3, \
+             aarch64 183)"
+        ))
+    })?;
+    Ok(match machine.arch() {
+        Arch::X86 => NoteCpus::X86(cpus_from_notes(notes, e_machine)),
+        Arch::Aarch64 => NoteCpus::Aarch64(aarch64_cpus_from_notes(notes)),
+    })
+}
+
 /// The vCPUs a core's notes describe, numbered 0, 1, … in note order: one per QEMU note that
 /// decodes; when there is none, one per NT_PRSTATUS (general registers only, CR3 = 0). EFER is
 /// inferred for each (`infer_efer`). Notes that do not decode are skipped.
@@ -340,10 +403,8 @@ pub fn cpus_from_notes(notes: &[ElfNote], machine: u16) -> Vec<X86CpuState> {
         .collect();
     let have_crs = !cpus.is_empty();
     if !have_crs {
-        cpus = notes
-            .iter()
-            .filter(|n| is_note(n, CORE_NOTE_NAME, NT_PRSTATUS))
-            .filter_map(|n| decode_prstatus(&n.desc).ok())
+        cpus = prstatus_descs(notes)
+            .filter_map(|d| decode_prstatus(d).ok())
             .map(|p| p.state)
             .collect();
     }
@@ -353,6 +414,11 @@ pub fn cpus_from_notes(notes: &[ElfNote], machine: u16) -> Vec<X86CpuState> {
     }
     cpus
 }
+
+mod aarch64;
+pub use aarch64::{
+    aarch64_cpus_from_notes, decode_prstatus_aarch64, encode_prstatus_aarch64, Aarch64PrStatus,
+};
 
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,13 @@
 //! `limit`, `flags`), `env.ldt`, `env.tr`, `env.gdt`, `env.idt`, `env.cr[0]`, `env.cr[2]`,
 //! `env.cr[3]`, `env.cr[4]`, `env.efer`, `env.a20_mask`, `env.kernelgsbase`. Integers are
 //! big-endian, as every vmstate integer.
+//!
+//! An aarch64 vCPU's section (`target/arm/machine.c`) is decoded beside it by
+//! [`decode_cpu_aarch64`]; [`section_arch`] says which of the two a section is, from the
+//! fields its vmdesc entry names.
 
 use crate::cpu::{Segment, X86CpuState};
+use crate::format::elf::Arch;
 use crate::format::vmdesc::{be_uint, DeviceDesc, FieldAt};
 use crate::{Error, Result};
 use std::path::Path;
@@ -17,7 +22,24 @@ use std::path::Path;
 /// rsp r8–r15).
 const GPR_FROM_ENV: [u64; 16] = [0, 3, 1, 2, 6, 7, 5, 4, 8, 9, 10, 11, 12, 13, 14, 15];
 
-/// Decodes one `cpu` section (`data`, described by `desc`) into vCPU `index`'s state.
+pub mod aarch64;
+pub use aarch64::decode_cpu_aarch64;
+
+/// The architecture of the vCPU a `cpu` section saved, from its vmdesc entry's fields: x86's
+/// `vmstate_x86_cpu` has `env.eip`, Arm's `vmstate_arm_cpu` `env.xregs` and `env.pc`. `None`
+/// for neither (another target, or a vmdesc that describes no such fields).
+pub fn section_arch(desc: &DeviceDesc) -> Option<Arch> {
+    let has = |name: &str| desc.fields.iter().any(|f| f.name == name);
+    if has("env.xregs") && has("env.pc") {
+        Some(Arch::Aarch64)
+    } else if has("env.eip") && has("env.regs") {
+        Some(Arch::X86)
+    } else {
+        None
+    }
+}
+
+/// Decodes one x86 `cpu` section (`data`, described by `desc`) into vCPU `index`'s state.
 pub fn decode_cpu(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<X86CpuState> {
     desc.check_section(data, path)?;
     let bad = |what: String| {
@@ -205,6 +227,26 @@ pub(crate) mod tests {
         s.efer = 0xd01;
         s.kernel_gs_base = 0x55;
         s
+    }
+
+    #[test]
+    fn sections_say_their_architecture() {
+        let parse = |json: String| {
+            Vmdesc::parse(
+                format!(r#"{{"devices": [{json}]}}"#).as_bytes(),
+                Path::new("t"),
+            )
+            .unwrap()
+        };
+        let x86 = parse(cpu_section(0, &sample_state(0)).0);
+        assert_eq!(section_arch(x86.device("cpu", 0).unwrap()), Some(Arch::X86));
+        let arm = parse(aarch64::tests::cpu_section(0, &aarch64::tests::sample_state(0)).0);
+        assert_eq!(
+            section_arch(arm.device("cpu", 0).unwrap()),
+            Some(Arch::Aarch64)
+        );
+        let none = parse(r#"{"name": "cpu", "instance_id": 0, "fields": []}"#.into());
+        assert_eq!(section_arch(none.device("cpu", 0).unwrap()), None);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 use super::sink::PageSink;
 use crate::addr::PAGE_SIZE;
 use crate::cpu::vmstate::decode_cpu;
-use crate::cpu::X86CpuState;
+use crate::cpu::CpuState;
 use crate::phys::migration::devices::DeviceState;
 use crate::phys::migration::ram::RamBlock;
 use crate::phys::migration::vmcoreinfo::VmcoreinfoPointer;
@@ -46,7 +46,7 @@ pub(crate) enum Streamed {
         /// QEMU's figures for the snapshot (its downtime).
         report: SnapshotReport,
         /// The vCPUs at the snapshot's instant.
-        cpus: Vec<X86CpuState>,
+        cpus: Vec<CpuState>,
         /// Where the guest registered its VMCOREINFO note, if it did.
         vmcoreinfo: Option<VmcoreinfoPointer>,
     },
@@ -145,7 +145,7 @@ pub(crate) fn stream_snapshot(
     let (sections, pointer) = devices.decode(Path::new(&name))?;
     let cpus = sections
         .iter()
-        .map(|c| decode_cpu(&c.desc, &c.data, Path::new(&name)))
+        .map(|c| decode_cpu(&c.desc, &c.data, Path::new(&name)).map(CpuState::from))
         .collect::<Result<Vec<_>>>()?;
     if cpus.is_empty() {
         return Err(Error::format(&name, "the snapshot holds no vCPU state"));

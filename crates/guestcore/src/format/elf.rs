@@ -10,6 +10,9 @@ use object::elf;
 pub const EM_X86_64: u16 = elf::EM_X86_64;
 /// `e_machine` of i386 cores.
 pub const EM_386: u16 = elf::EM_386;
+/// `e_machine` of aarch64 cores (183; ELF64 only: the AArch64 ELF ABI has no ELF32 cores of
+/// a 64-bit guest, and QEMU's `dump-guest-memory` writes ELFCLASS64 for every aarch64 vCPU).
+pub const EM_AARCH64: u16 = elf::EM_AARCH64;
 
 /// ELF class of the output file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,13 +55,26 @@ impl ElfClass {
     }
 }
 
-/// `e_machine` of the output file.
+/// The guest architecture a core describes: what decides which CPU notes, which registers and
+/// which page-table walker belong to it. One architecture may have several ELF machines
+/// (x86: `EM_X86_64` and `EM_386`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// x86 (i386 and x86_64): [`crate::cpu::X86CpuState`].
+    X86,
+    /// AArch64: [`crate::cpu::Aarch64CpuState`].
+    Aarch64,
+}
+
+/// `e_machine` of a core, the input's or the output's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ElfMachine {
     /// EM_X86_64 (62): long-mode guests.
     X86_64,
     /// EM_386 (3): guests in 32-bit or PAE paging, or with paging off.
     I386,
+    /// EM_AARCH64 (183): aarch64 guests; ELF64 only.
+    Aarch64,
 }
 
 impl ElfMachine {
@@ -67,7 +83,32 @@ impl ElfMachine {
         match self {
             ElfMachine::X86_64 => elf::EM_X86_64,
             ElfMachine::I386 => elf::EM_386,
+            ElfMachine::Aarch64 => elf::EM_AARCH64,
         }
+    }
+
+    /// The machine an `e_machine` value names, `None` for one guestcore does not read.
+    pub const fn from_e_machine(e_machine: u16) -> Option<Self> {
+        match e_machine {
+            elf::EM_X86_64 => Some(ElfMachine::X86_64),
+            elf::EM_386 => Some(ElfMachine::I386),
+            elf::EM_AARCH64 => Some(ElfMachine::Aarch64),
+            _ => None,
+        }
+    }
+
+    /// The architecture of the guest.
+    pub const fn arch(self) -> Arch {
+        match self {
+            ElfMachine::X86_64 | ElfMachine::I386 => Arch::X86,
+            ElfMachine::Aarch64 => Arch::Aarch64,
+        }
+    }
+
+    /// True when a core of this machine may have `class`: x86 either class (an i386 core is
+    /// ELF64 whenever RAM ends above 4 GiB), aarch64 only ELF64.
+    pub const fn allows(self, class: ElfClass) -> bool {
+        !matches!((self, class), (ElfMachine::Aarch64, ElfClass::Elf32))
     }
 }
 
@@ -78,5 +119,25 @@ pub(crate) fn e_phnum(phnum: u64) -> u16 {
         elf::PN_XNUM
     } else {
         phnum as u16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machines_round_trip_through_e_machine() {
+        for m in [ElfMachine::X86_64, ElfMachine::I386, ElfMachine::Aarch64] {
+            assert_eq!(ElfMachine::from_e_machine(m.e_machine()), Some(m));
+        }
+        assert_eq!(ElfMachine::Aarch64.e_machine(), 183);
+        assert_eq!(EM_AARCH64, 183);
+        assert_eq!(ElfMachine::from_e_machine(40), None, "EM_ARM is not read");
+        assert_eq!(ElfMachine::I386.arch(), Arch::X86);
+        assert_eq!(ElfMachine::Aarch64.arch(), Arch::Aarch64);
+        assert!(ElfMachine::Aarch64.allows(ElfClass::Elf64));
+        assert!(!ElfMachine::Aarch64.allows(ElfClass::Elf32));
+        assert!(ElfMachine::I386.allows(ElfClass::Elf32));
     }
 }

@@ -11,8 +11,10 @@
 //! * `page_desc` is 24 bytes everywhere (`off_t` is 64-bit in makedumpfile builds).
 //! * The flattened header and record headers are **big-endian**.
 //!
-//! All multi-byte fields of the plain format are little-endian (x86 guests only).
+//! All multi-byte fields of the plain format are little-endian (x86 and little-endian aarch64
+//! guests; aarch64 is LP64, so its headers take the same 64-bit ABI as x86_64).
 
+use super::elf::ElfMachine;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -134,6 +136,8 @@ pub enum KdumpMachine {
     X86_64,
     /// `i686`: 32-bit header ABI.
     I686,
+    /// `aarch64`: 64-bit header ABI (makedumpfile and the kernel write it for arm64).
+    Aarch64,
 }
 
 impl KdumpMachine {
@@ -142,6 +146,7 @@ impl KdumpMachine {
         match self {
             KdumpMachine::X86_64 => "x86_64",
             KdumpMachine::I686 => "i686",
+            KdumpMachine::Aarch64 => "aarch64",
         }
     }
 
@@ -151,13 +156,23 @@ impl KdumpMachine {
         match machine {
             "x86_64" => Some(KdumpMachine::X86_64),
             "i386" | "i486" | "i586" | "i686" => Some(KdumpMachine::I686),
+            "aarch64" => Some(KdumpMachine::Aarch64),
             _ => None,
         }
     }
 
     /// True for the 64-bit header ABI.
     pub fn is_64bit(self) -> bool {
-        self == KdumpMachine::X86_64
+        matches!(self, KdumpMachine::X86_64 | KdumpMachine::Aarch64)
+    }
+
+    /// The ELF machine of a core of the same guest (what its CPU notes are decoded as).
+    pub fn elf_machine(self) -> ElfMachine {
+        match self {
+            KdumpMachine::X86_64 => ElfMachine::X86_64,
+            KdumpMachine::I686 => ElfMachine::I386,
+            KdumpMachine::Aarch64 => ElfMachine::Aarch64,
+        }
     }
 }
 
@@ -286,11 +301,19 @@ mod tests {
 
     #[test]
     fn machine_names() {
-        for m in [KdumpMachine::X86_64, KdumpMachine::I686] {
+        for m in [
+            KdumpMachine::X86_64,
+            KdumpMachine::I686,
+            KdumpMachine::Aarch64,
+        ] {
             assert_eq!(KdumpMachine::from_utsname(m.as_str()), Some(m));
         }
         assert_eq!(KdumpMachine::from_utsname("i386"), Some(KdumpMachine::I686));
-        assert_eq!(KdumpMachine::from_utsname("aarch64"), None);
+        assert_eq!(KdumpMachine::from_utsname("armv7l"), None);
+        assert!(KdumpMachine::Aarch64.is_64bit());
+        assert!(!KdumpMachine::I686.is_64bit());
+        assert_eq!(KdumpMachine::Aarch64.elf_machine(), ElfMachine::Aarch64);
+        assert_eq!(KdumpMachine::I686.elf_machine(), ElfMachine::I386);
     }
 
     #[test]

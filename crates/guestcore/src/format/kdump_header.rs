@@ -483,6 +483,8 @@ mod tests {
         for (abi, machine, head, sub) in [
             (HeaderAbi::Bits64, "x86_64", 464, 104),
             (HeaderAbi::Bits32, "i686", 452, 80),
+            // aarch64 is LP64: the x86_64 layout, told by its machine name.
+            (HeaderAbi::Bits64, "aarch64", 464, 104),
         ] {
             let mut h = sample();
             h.header.utsname.machine = NewUtsname::field(machine);

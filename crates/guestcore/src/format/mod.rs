@@ -1,7 +1,9 @@
 //! Raw on-disk structures shared by readers and writers: ELF class, machine and header
-//! constants, ELF notes, the QEMU CPU note, NT_PRSTATUS, VMCOREINFO text (and its one reader
-//! from guest memory), kdump headers, flags and machine names, the QEMU migration stream and
-//! its vmdesc JSON, libvirt's save-image header, LiME and AVML range headers.
+//! constants, ELF notes, the QEMU CPU note, NT_PRSTATUS, AArch64 system-register ids
+//! (`arm64_sysreg`), VMCOREINFO text (and its one reader from guest memory, and an arm64
+//! kernel's layout in it, `arm64_layout`), kdump headers, flags and machine names, the QEMU
+//! migration stream and its vmdesc JSON, libvirt's save-image header, LiME and AVML range
+//! headers.
 //!
 //! One home for each format, so that the reader, the writer, the tests that make inputs and
 //! the fuzz seeds all say the same thing once: every file here has the format's read side
@@ -10,6 +12,8 @@
 //! [`crate::kernel`], the writers in [`crate::dump`]. This is the bottom layer: it imports
 //! nothing of the crate but the error type.
 
+pub mod arm64_layout;
+pub mod arm64_sysreg;
 pub mod avml;
 pub mod elf;
 pub mod kdump;

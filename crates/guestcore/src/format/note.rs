@@ -5,6 +5,10 @@ use serde::Serialize;
 
 /// `NT_PRSTATUS` (name `CORE`).
 pub const NT_PRSTATUS: u32 = 1;
+/// `NT_PRFPREG` (name `CORE`): the FP/SIMD registers (aarch64: V0–V31, FPSR, FPCR, 528 bytes).
+pub const NT_PRFPREG: u32 = 2;
+/// `NT_ARM_SVE` (name `LINUX`): an aarch64 vCPU's SVE registers.
+pub const NT_ARM_SVE: u32 = 0x405;
 /// The QEMU CPU-state note type (name `QEMU`).
 pub const NT_QEMU_CPUSTATE: u32 = 0;
 /// Note name of the guest's VMCOREINFO.

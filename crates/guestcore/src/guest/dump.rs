@@ -365,7 +365,7 @@ impl Guest {
             .selected
             .iter()
             .filter(|s| s.mode.kind != ModeKind::Off)
-            .map(|s| (s.cpu.index, s.mode.clone()))
+            .map(|s| (s.cpu.index(), s.mode.clone()))
             .collect();
         let mut foreign = false;
         if paging_asked && kernel.is_none() {
@@ -382,9 +382,9 @@ impl Guest {
                 {
                     self.notice(Notice::Warning(format!(
                         "vCPU {} has paging off: using the page tables of kernel {} ({}) at {:#x} from its VMCOREINFO",
-                        first.cpu.index, k.index, k.release, mode.root
+                        first.cpu.index(), k.index, k.release, mode.root
                     )));
-                    walked.push((first.cpu.index, mode));
+                    walked.push((first.cpu.index(), mode));
                     kernel = Some((*k).clone());
                 }
             } else {
@@ -419,7 +419,7 @@ impl Guest {
         }
         if paging_asked && !paging {
             self.notice(Notice::PagingOff {
-                cpu: first.cpu.index,
+                cpu: first.cpu.index(),
             });
         }
         let mappings = if paging && !dry_run {

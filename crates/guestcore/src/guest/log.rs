@@ -22,9 +22,11 @@ impl Guest {
                 (Some(s), Some(v)) if tables_run(mem, &s.mode, v) => (v.to_vec(), s.mode.clone()),
                 _ => {
                     let scan = self.kernels();
-                    let k = match sel
-                        .and_then(|s| scan.kernels.iter().find(|k| k.cpus.contains(&s.cpu.index)))
-                    {
+                    let k = match sel.and_then(|s| {
+                        scan.kernels
+                            .iter()
+                            .find(|k| k.cpus.contains(&s.cpu.index()))
+                    }) {
                         Some(k) => k,
                         None => scan
                             .select(KernelSelector::Running, self.cpus())

@@ -42,7 +42,7 @@ pub use notice::{NoSnapshot, Notice, NoticeSink, VmcoreinfoFrom};
 pub use options::{CpuOverrides, GuestOptions};
 pub use view::{Selected, View, ViewSpec};
 
-use crate::cpu::X86CpuState;
+use crate::cpu::CpuState;
 use crate::image::{GuestImage, ImageFormat, OpenOptions};
 use crate::input::Input;
 use crate::kernel::scan::PageHeads;
@@ -59,7 +59,7 @@ use std::sync::OnceLock;
 /// every walk shares, and where notices go.
 pub struct Guest {
     image: GuestImage,
-    cpus: Vec<X86CpuState>,
+    cpus: Vec<CpuState>,
     cpus_overridden: bool,
     budget: WalkBudget,
     kernels: OnceLock<KernelScan>,
@@ -184,7 +184,7 @@ impl Guest {
     }
 
     /// Every vCPU, after the caller's overrides.
-    pub fn cpus(&self) -> &[X86CpuState] {
+    pub fn cpus(&self) -> &[CpuState] {
         &self.cpus
     }
 
@@ -237,7 +237,7 @@ impl Guest {
             .map_err(|e| e.context(self.tables_of(sel)))?;
         self.budget.spend(&report, 0);
         self.notice(Notice::Walk {
-            cpu: sel.cpu.index,
+            cpu: sel.cpu.index(),
             report: report.clone(),
         });
         Ok(report)
@@ -246,7 +246,7 @@ impl Guest {
     /// The merged mapping list of `sel`'s tables, with the same budget and notice as
     /// [`walk`](Self::walk).
     pub fn mappings(&self, sel: &Selected) -> Result<(MappingList, WalkReport)> {
-        self.mappings_of(sel.cpu.index, &sel.mode, || self.tables_of(sel))
+        self.mappings_of(sel.cpu.index(), &sel.mode, || self.tables_of(sel))
     }
 
     /// The merged mapping list of the tables `mode` describes, labelled `cpu` in its notice;
@@ -286,7 +286,7 @@ impl Guest {
         format!(
             "{}: vCPU {} page tables at {:#x}",
             self.image.path.display(),
-            sel.cpu.index,
+            sel.cpu.index(),
             sel.mode.root
         )
     }

@@ -5,7 +5,7 @@
 //! user fills them in code.
 
 use super::{Notice, NoticeSink};
-use crate::cpu::X86CpuState;
+use crate::cpu::{CpuState, X86CpuState};
 use crate::paging::WalkLimits;
 use crate::phys::layout::Layout;
 use crate::qmp::LiveOptions;
@@ -77,10 +77,17 @@ impl CpuOverrides {
         self.registers.is_some() || self.cr0.is_some() || self.cr4.is_some() || self.efer.is_some()
     }
 
-    /// `cpus` with the overrides applied.
-    pub(crate) fn apply(&self, cpus: &[X86CpuState]) -> Vec<X86CpuState> {
-        let mut cpus = self.registers.clone().unwrap_or_else(|| cpus.to_vec());
-        for c in &mut cpus {
+    /// `cpus` with the overrides applied (the control registers are x86's: other vCPUs keep
+    /// theirs).
+    pub(crate) fn apply(&self, cpus: &[CpuState]) -> Vec<CpuState> {
+        let mut cpus = match &self.registers {
+            Some(r) => r.iter().cloned().map(CpuState::from).collect(),
+            None => cpus.to_vec(),
+        };
+        for c in cpus.iter_mut().filter_map(|c| match c {
+            CpuState::X86(c) => Some(c),
+            CpuState::Aarch64(_) => None,
+        }) {
             if let Some(v) = self.cr0 {
                 c.cr[0] = v;
             }

@@ -3,7 +3,7 @@
 //! behind a kdump capture kernel).
 
 use super::{Guest, Notice};
-use crate::cpu::X86CpuState;
+use crate::cpu::CpuState;
 use crate::kernel::{Kernel, KernelSelector};
 use crate::paging::PagingMode;
 use crate::{Error, Result};
@@ -27,7 +27,7 @@ pub enum ViewSpec {
 #[derive(Clone, Debug)]
 pub struct Selected {
     /// Its registers (for a kernel view: built from the kernel's layout).
-    pub cpu: X86CpuState,
+    pub cpu: CpuState,
     /// Its paging mode and root.
     pub mode: PagingMode,
 }
@@ -50,7 +50,7 @@ impl View {
 
     /// True when any selected vCPU is in long mode (64-bit output).
     pub fn long_mode(&self) -> bool {
-        self.selected.iter().any(|s| s.cpu.long_mode())
+        self.selected.iter().any(|s| s.cpu.is_64bit())
     }
 }
 
@@ -102,7 +102,10 @@ impl Guest {
                 mode.kind.name()
             )));
             return Ok(View {
-                selected: vec![Selected { cpu, mode }],
+                selected: vec![Selected {
+                    cpu: cpu.into(),
+                    mode,
+                }],
                 kernel: Some(k),
             });
         }
@@ -114,12 +117,12 @@ impl Guest {
                 ))),
             };
         }
-        let chosen: Vec<X86CpuState> = match spec {
+        let chosen: Vec<CpuState> = match spec {
             ViewSpec::AllCpus => cpus.to_vec(),
             ViewSpec::Cpu(n) => {
                 let found = cpus
                     .iter()
-                    .find(|c| c.index as usize == *n)
+                    .find(|c| c.index() as usize == *n)
                     .or(cpus.get(*n));
                 let Some(c) = found else {
                     return Err(Error::Unsupported(format!(
@@ -133,7 +136,7 @@ impl Guest {
                 Some((c, parked)) => {
                     if cpus.len() > 1 {
                         self.notice(Notice::ChoseCpu {
-                            cpu: c.index,
+                            cpu: c.index(),
                             of: cpus.len(),
                             parked,
                         });
@@ -150,8 +153,8 @@ impl Guest {
         };
         let mut selected = Vec::with_capacity(chosen.len());
         for cpu in chosen {
-            let mut mode = PagingMode::from_cpu(&cpu)
-                .map_err(|e| e.context(format!("{input}: vCPU {}", cpu.index)))?;
+            let mut mode = PagingMode::from_state(&cpu)
+                .map_err(|e| e.context(format!("{input}: vCPU {}", cpu.index())))?;
             if let Some(cr3) = cr3 {
                 mode = mode.with_cr3(cr3);
             }
@@ -174,14 +177,14 @@ impl Guest {
     /// kernel shares) are not all equal. Equal entries translate every kernel address alike,
     /// so the first vCPU then runs the same kernel as the rest.
     /// Returns it with the vCPUs passed over, as `(vCPU, crashed kernel)`.
-    fn default_cpu(&self) -> Option<(&X86CpuState, Vec<(u32, usize)>)> {
+    fn default_cpu(&self) -> Option<(&CpuState, Vec<(u32, usize)>)> {
         let paging = self.paging_cpus();
         let first = *paging.first()?;
         let parked = self.parked_in_crashed();
-        let is_parked = |c: &X86CpuState| parked.iter().any(|(cpu, _)| *cpu == c.index);
+        let is_parked = |c: &CpuState| parked.iter().any(|(cpu, _)| *cpu == c.index());
         match paging.iter().find(|c| !is_parked(c)) {
             Some(c) => {
-                let passed = parked.into_iter().filter(|(p, _)| *p < c.index).collect();
+                let passed = parked.into_iter().filter(|(p, _)| *p < c.index()).collect();
                 Some((c, passed))
             }
             // Every vCPU in a crashed kernel (no capture kernel runs): the first.
@@ -191,10 +194,10 @@ impl Guest {
 
     /// True when every vCPU in `cpus` has the same paging mode and the same entries in the
     /// upper half of its top-level table.
-    fn one_kernel_half(&self, cpus: &[&X86CpuState]) -> bool {
+    fn one_kernel_half(&self, cpus: &[&CpuState]) -> bool {
         let mem = self.memory();
-        let half = |c: &X86CpuState| -> Option<(crate::paging::ModeKind, Vec<u8>)> {
-            let mode = PagingMode::from_cpu(c).ok()?;
+        let half = |c: &CpuState| -> Option<(crate::paging::ModeKind, Vec<u8>)> {
+            let mode = PagingMode::from_state(c).ok()?;
             let top = mode.levels().first()?;
             let table = (top.entries() * mode.entry_bytes()) as u64;
             let mut upper = vec![0u8; (table / 2) as usize];
@@ -224,7 +227,7 @@ impl Guest {
     }
 
     /// The vCPUs with paging on, in order.
-    fn paging_cpus(&self) -> Vec<&X86CpuState> {
+    fn paging_cpus(&self) -> Vec<&CpuState> {
         self.cpus().iter().filter(|c| c.paging_enabled()).collect()
     }
 }

@@ -32,7 +32,7 @@ pub use layout::{KernelLayout, LayoutError};
 pub use scan::UnreadablePages;
 pub(crate) use utsname::read_utsname;
 
-use crate::cpu::X86CpuState;
+use crate::cpu::CpuState;
 use crate::format::note::ElfNote;
 use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_symbol};
 use crate::paging::{translate, PagingMode};
@@ -154,7 +154,7 @@ impl std::fmt::Display for KernelSelector {
 impl KernelScan {
     /// The kernel `selector` names; [`Error::NoKernel`](crate::Error::NoKernel) says why none
     /// and lists the kernels found.
-    pub fn select(&self, selector: KernelSelector, cpus: &[X86CpuState]) -> crate::Result<&Kernel> {
+    pub fn select(&self, selector: KernelSelector, cpus: &[CpuState]) -> crate::Result<&Kernel> {
         let missing = |why: String| crate::Error::NoKernel {
             selector: selector.to_string(),
             why,
@@ -193,7 +193,7 @@ impl KernelScan {
                 if let Some(k) = cpus
                     .iter()
                     .filter(|c| c.paging_enabled())
-                    .find_map(|c| running(c.index))
+                    .find_map(|c| running(c.index()))
                 {
                     return Ok(k);
                 }
@@ -250,7 +250,7 @@ pub fn tables_run(mem: &(impl PhysMemory + ?Sized), mode: &PagingMode, vmcoreinf
 /// `in_input_notes` false; [`find_kernels`] sets them.
 pub fn describe(
     mem: &(impl PhysMemory + ?Sized),
-    cpus: &[X86CpuState],
+    cpus: &[CpuState],
     vmcoreinfo: Vec<u8>,
     addr: Option<u64>,
     crash: Option<CrashHeader>,
@@ -264,8 +264,8 @@ pub fn describe(
         cpu_list = cpus
             .iter()
             .filter(|c| c.paging_enabled())
-            .filter(|c| PagingMode::from_cpu(c).is_ok_and(|m| maps_image(mem, &m, l, sym)))
-            .map(|c| c.index)
+            .filter(|c| PagingMode::from_state(c).is_ok_and(|m| maps_image(mem, &m, l, sym)))
+            .map(|c| c.index())
             .collect();
     }
     let role = if crash.is_some() {
@@ -292,7 +292,7 @@ pub fn describe(
 /// input's own VMCOREINFO; `cpus` name the running ones.
 pub fn find_kernels(
     mem: &(impl PhysMemory + ?Sized),
-    cpus: &[X86CpuState],
+    cpus: &[CpuState],
     input_vmcoreinfo: Option<&[u8]>,
 ) -> KernelScan {
     kernels_from(mem, cpus, input_vmcoreinfo, scan::scan(mem))
@@ -302,7 +302,7 @@ pub fn find_kernels(
 /// the same kernels, without a second pass over RAM.
 pub(crate) fn find_kernels_among(
     mem: &(impl PhysMemory + ?Sized),
-    cpus: &[X86CpuState],
+    cpus: &[CpuState],
     input_vmcoreinfo: Option<&[u8]>,
     heads: &scan::PageHeads,
 ) -> KernelScan {
@@ -311,7 +311,7 @@ pub(crate) fn find_kernels_among(
 
 fn kernels_from(
     mem: &(impl PhysMemory + ?Sized),
-    cpus: &[X86CpuState],
+    cpus: &[CpuState],
     input_vmcoreinfo: Option<&[u8]>,
     found: scan::Found,
 ) -> KernelScan {

@@ -1,7 +1,9 @@
 //! Paging modes as data. A mode is a list of [`Level`]s from the root down plus a few masks;
 //! the walker and the translator read only this description.
 
-use crate::cpu::{X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE};
+use crate::cpu::{
+    CpuState, X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
+};
 use crate::{Error, Result};
 use serde::Serialize;
 
@@ -146,6 +148,16 @@ pub struct PagingMode {
 }
 
 impl PagingMode {
+    /// The mode the given vCPU of any architecture is in.
+    pub fn from_state(cpu: &CpuState) -> Result<Self> {
+        match cpu {
+            CpuState::X86(c) => Self::from_cpu(c),
+            CpuState::Aarch64(_) => Err(Error::Unsupported(
+                "AArch64 translation is not wired into the views yet (issue 28)".into(),
+            )),
+        }
+    }
+
     /// The mode the given vCPU is in. Fails on register combinations no x86 CPU can be in.
     pub fn from_cpu(cpu: &X86CpuState) -> Result<Self> {
         let cr4 = cpu.cr4();

@@ -33,6 +33,10 @@
 //!   on with no migration running, the descriptor name still held — and says so
 //!   ([`Snapshot::repairs`]).
 //!
+//! The guest never waits on guestcore for long: a stream guestcore does not take for
+//! [`STREAM_STALL_LIMIT`] is cut, by guestcore or, when it cannot run, by its watchdog
+//! (`stall`), and the report says the longest the stream waited on guestcore.
+//!
 //! Every wait on QEMU is bounded ([`STALL_LIMIT`]): QMP replies by the client's timeout, and
 //! the stream by [`Watched`], which asks QEMU what is going on after [`IDLE_CHECK`] without
 //! data and gives up with an error naming QEMU when it does not answer, reports the
@@ -41,14 +45,19 @@
 //! migration failed with QEMU's reason. A migration already running (another guestcore's
 //! snapshot) is an error at once, not a fallback to a pause (`stop` would wait on it).
 
+mod stall;
+
 use super::client::QmpClient;
 use super::watchdog::{Restore, Watchdog};
 use crate::{Error, Result};
 use serde_json::{json, Value};
+use stall::StallGuard;
+pub(crate) use stall::STREAM_STALL_LIMIT;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The name the pipe's write end gets in QEMU's monitor.
@@ -92,7 +101,11 @@ pub(crate) enum Start {
 /// [`cancel`](Self::cancel), its watchdog fires and puts QEMU back.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    stream: File,
+    /// The pipe's read end, shared with the stall guard, which can cut it.
+    stream: Arc<File>,
+    /// Cuts the stream when guestcore stops taking it; beats the watchdog's heartbeat. Before
+    /// `watchdog`, so that it (and its handle on the watchdog's pipe) drops first.
+    guard: StallGuard,
     /// The capability's state to put back by [`Snapshot::finish`].
     was_on: bool,
     started: Instant,
@@ -109,6 +122,10 @@ pub struct SnapshotReport {
     pub downtime_ms: Option<u64>,
     /// From `migrate` to the end of the stream, as seen here.
     pub total: Duration,
+    /// The longest guestcore was away from the stream (between taking one piece and asking
+    /// for the next): the longest the guest can have waited on guestcore for a page write,
+    /// besides QEMU's stop. A stream left for `STREAM_STALL_LIMIT` is cut instead.
+    pub longest_away: Duration,
 }
 
 fn capabilities(client: &mut QmpClient) -> Result<Vec<(String, bool)>> {
@@ -282,8 +299,23 @@ pub(crate) fn start(client: &mut QmpClient, socket: &Path) -> Result<Start> {
         }
         Err(e) => return Err(e),
     }
+    let stream = Arc::new(File::from(read));
+    let guard = watchdog
+        .heartbeat()
+        .and_then(|h| StallGuard::start(Arc::clone(&stream), Some(h), STREAM_STALL_LIMIT));
+    let guard = match guard {
+        Ok(g) => g,
+        Err(e) => {
+            // No guard, no bound on how long the guest may wait on us: not streaming.
+            let _ = client.execute("migrate_cancel", None);
+            drop(stream);
+            put_back(client, was_on, Some(watchdog));
+            return Err(e);
+        }
+    };
     Ok(Start::Streaming(Snapshot {
-        stream: File::from(read),
+        stream,
+        guard,
         was_on,
         started,
         watchdog: Some(watchdog),
@@ -333,6 +365,8 @@ pub(crate) fn explain_early_end(
 /// failed, or has sent nothing for [`STALL_LIMIT`].
 pub(crate) struct Watched<'a> {
     stream: &'a File,
+    /// Told when the reader asks for data and when it takes some; cuts a stream left alone.
+    guard: &'a StallGuard,
     client: &'a mut QmpClient,
     socket: &'a Path,
     cause: &'a mut Option<Error>,
@@ -387,7 +421,13 @@ impl Read for Watched<'_> {
             tv_sec: IDLE_CHECK.as_secs() as _,
             tv_nsec: IDLE_CHECK.subsec_nanos() as _,
         };
+        self.guard.reading();
         loop {
+            if let Some(e) = self.guard.cut_error(&self.socket.display().to_string()) {
+                let text = e.to_string();
+                *self.cause = Some(e);
+                return Err(std::io::Error::other(text));
+            }
             let mut fds = [PollFd::new(self.stream, PollFlags::IN)];
             match poll(&mut fds, Some(&tick)) {
                 Ok(0) => {
@@ -398,8 +438,13 @@ impl Read for Watched<'_> {
                     }
                 }
                 Ok(_) => match (&*self.stream).read(buf) {
+                    // End of file from a stream the guard cut: its error, at the loop's top.
+                    Ok(0) if self.guard.cut_error("").is_some() => {}
                     Ok(n) => {
                         self.last_data = Instant::now();
+                        if n > 0 {
+                            self.guard.took();
+                        }
                         return Ok(n);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -428,6 +473,7 @@ impl Snapshot {
     ) -> Watched<'a> {
         Watched {
             stream: &self.stream,
+            guard: &self.guard,
             client,
             socket,
             cause,
@@ -442,6 +488,9 @@ impl Snapshot {
     /// snapshot.
     pub(crate) fn finish(mut self, client: &mut QmpClient) -> Result<SnapshotReport> {
         let total = self.started.elapsed();
+        // Nothing waits on the stream any more.
+        self.guard.stop();
+        let longest_away = self.guard.longest_away();
         let deadline = Instant::now() + STALL_LIMIT;
         let outcome = loop {
             let s = migration_status(client)?;
@@ -471,6 +520,7 @@ impl Snapshot {
         Ok(SnapshotReport {
             downtime_ms: s.get("downtime").and_then(Value::as_u64),
             total,
+            longest_away,
         })
     }
 
@@ -481,10 +531,14 @@ impl Snapshot {
     pub(crate) fn cancel(self, client: &mut QmpClient) {
         let Snapshot {
             stream,
+            mut guard,
             was_on,
             watchdog,
             ..
         } = self;
+        // Its thread holds the stream and a handle on the watchdog's pipe: both go first.
+        guard.stop();
+        drop(guard);
         if client.lost() {
             return; // the stream closes, and the watchdog fires as it drops
         }

@@ -21,9 +21,15 @@
 //! the connection waits and is served when it runs again; a socket nobody listens on means
 //! QEMU exited, and the watchdog ends at once).
 //!
-//! The trigger and the actions are separate: what fires it today is the death of every holder
-//! of the write end (or [`Watchdog::fire`]); a stall bound on a snapshot's stream can fire the
-//! same list.
+//! The trigger and the actions are separate: what fires it is the death of every holder of
+//! the write end (or [`Watchdog::fire`]), or a stopped heartbeat. While a background
+//! snapshot streams, the guest's writes to pages not yet sent wait on the stream, so a
+//! guestcore that stops reading it stalls the guest. guestcore cuts a stream it cannot take
+//! itself (`snapshot::stall`), but not when it cannot run at all (SIGSTOP, a debugger): so
+//! while the guest waits on it, a thread of it sends a [`Heartbeat`], and when none comes for
+//! [`HEARTBEAT_LIMIT`] the watchdog SIGKILLs it — its QMP connection and the stream's read
+//! end close, QEMU's next write fails and the migration with it, the guest runs on — and
+//! fires. (It cannot talk to QEMU instead: guestcore holds the one QMP connection.)
 //!
 //! Facts this relies on (checked with QEMU 10.0.2):
 //!
@@ -90,6 +96,13 @@ use std::time::Duration;
 /// a while (SIGSTOP, a debugger) to run again and be put back.
 pub(crate) const FIRE_WINDOW: Duration = Duration::from_secs(60);
 
+/// How long the watchdog waits for the next heartbeat of a process whose stream the guest
+/// waits on ([`Heartbeat`]) before it SIGKILLs that process and fires. The process itself
+/// cuts a stream it cannot take within `snapshot::stall::STREAM_STALL_LIMIT` (1 s); this is
+/// the backstop for when it cannot act at all (stopped by SIGSTOP or a debugger, starved of
+/// CPU), so it is longer, and it bounds how long such a process stalls the guest.
+pub(crate) const HEARTBEAT_LIMIT: Duration = Duration::from_secs(2);
+
 /// The prefix of the `id` of each watchdog command, which QEMU echoes in its reply.
 const ID_PREFIX: &str = "guestcore-watchdog";
 
@@ -143,7 +156,27 @@ impl Watchdog {
     /// Starts a watchdog that sends `restore`'s commands, in order, to the QEMU at `socket`
     /// once this process is gone (or [`fire`](Self::fire)s it) without having disarmed it.
     pub(super) fn arm(socket: &Path, restore: &[Restore]) -> Result<Watchdog> {
-        let steps = restore
+        let prepared =
+            sys::Prepared::new(socket, Self::steps(restore), FIRE_WINDOW, HEARTBEAT_LIMIT)
+                .ok_or_else(|| Error::Qmp {
+                    socket: socket.display().to_string(),
+                    what: "the socket path is too long for a Unix socket address; no watchdog, so not changing the guest".into(),
+                })?;
+        let pipe = sys::spawn(&prepared).map_err(|e| {
+            Error::io(
+                format!(
+                    "{}: cannot start the watchdog that puts QEMU back if guestcore dies; not changing the guest",
+                    socket.display()
+                ),
+                e,
+            )
+        })?;
+        Ok(Watchdog { pipe: Some(pipe) })
+    }
+
+    /// The QMP commands for `restore`, each with its own `id` to find its reply by.
+    fn steps(restore: &[Restore]) -> Vec<sys::Step> {
+        restore
             .iter()
             .enumerate()
             .map(|(i, r)| {
@@ -157,22 +190,7 @@ impl Watchdog {
                     retry_on_error,
                 }
             })
-            .collect();
-        let prepared = sys::Prepared::new(socket, steps, FIRE_WINDOW)
-            .ok_or_else(|| Error::Qmp {
-                socket: socket.display().to_string(),
-                what: "the socket path is too long for a Unix socket address; no watchdog, so not changing the guest".into(),
-            })?;
-        let pipe = sys::spawn(&prepared).map_err(|e| {
-            Error::io(
-                format!(
-                    "{}: cannot start the watchdog that puts QEMU back if guestcore dies; not changing the guest",
-                    socket.display()
-                ),
-                e,
-            )
-        })?;
-        Ok(Watchdog { pipe: Some(pipe) })
+            .collect()
     }
 
     /// Stands the watchdog down: the guest was resumed (or must not be).
@@ -185,9 +203,50 @@ impl Watchdog {
         }
     }
 
+    /// A second handle on the pipe for a thread that reports this process alive while the
+    /// guest waits on it ([`Heartbeat`]). It holds the write end too: drop it before
+    /// [`fire`](Self::fire), or the watchdog sees no end of file.
+    pub(super) fn heartbeat(&self) -> Result<Heartbeat> {
+        let fd = self
+            .pipe
+            .as_ref()
+            .map(|fd| fd.try_clone())
+            .transpose()
+            .map_err(|e| Error::io("the watchdog's pipe", e))?;
+        Ok(Heartbeat { pipe: fd })
+    }
+
     /// Has the watchdog put QEMU back now (over its own connection, once QEMU serves it).
     pub(super) fn fire(mut self) {
         self.pipe.take();
+    }
+}
+
+/// Reports to the [`Watchdog`] that this process is alive and reading a stream the guest waits
+/// on: after a [`beat`](Self::beat), the next one (or a [`rest`](Self::rest)) is due within
+/// [`HEARTBEAT_LIMIT`], or the watchdog SIGKILLs this process and fires.
+#[derive(Debug)]
+pub(super) struct Heartbeat {
+    pipe: Option<OwnedFd>,
+}
+
+impl Heartbeat {
+    /// Alive, and the guest waits on this process's stream.
+    pub(super) fn beat(&self) {
+        self.send(sys::HEARTBEAT);
+    }
+
+    /// Nothing waits on this process any more: no heartbeat is due.
+    pub(super) fn rest(&self) {
+        self.send(sys::REST);
+    }
+
+    fn send(&self, byte: u8) {
+        if let Some(fd) = &self.pipe {
+            // The watchdog reads each byte at once, so the pipe never fills; a failed write
+            // (the watchdog gone) changes nothing it would do.
+            let _ = rustix::io::write(fd, &[byte]);
+        }
     }
 }
 

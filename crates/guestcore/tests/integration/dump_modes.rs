@@ -75,7 +75,7 @@ fn every_mode_round_trips() {
         let long = cpu.long_mode();
         let notes = dump_notes(
             CpuNotes::Build {
-                cpus: std::slice::from_ref(&cpu),
+                cpus: &[cpu.clone().into()],
                 long_mode: long,
             },
             &[],

@@ -139,7 +139,7 @@ fn roles_and_the_default_view_are_the_same_whichever_vcpu_crashed() {
         assert_eq!(guest.parked_in_crashed(), [(parked, 0)]);
         let view = guest.select(&ViewSpec::FirstPaging, None).unwrap();
         assert_eq!(
-            view.first().unwrap().cpu.index,
+            view.first().unwrap().cpu.index(),
             crashed_cpu,
             "the default view is the capture kernel's vCPU; notices {:?}",
             notices.lock().unwrap()

@@ -2,6 +2,7 @@
 //! holds the walker tests' shared helpers. Filter by module: `cargo test -p guestcore --test
 //! integration walk_props::`.
 
+mod aarch64_qemu;
 mod common;
 mod dump_elf;
 mod dump_levels;

@@ -147,16 +147,6 @@ fn args(list: &[&str], input: &Path) -> Vec<OsString> {
     v
 }
 
-/// Names in `dir` (a temporary file left behind would show here).
-fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// A debug build on a loaded machine: generous, and still far below what a pass over the
 /// declared RAM costs (minutes per TiB before the fix).
 const FAST: Duration = Duration::from_secs(8);
@@ -228,7 +218,7 @@ fn ram_declared_at_the_cap_costs_what_the_file_holds() {
         }
     }
     // Each dump holds the 64 pages (256 KiB) and little else.
-    let mut names = files_in(&out_dir);
+    let mut names = crate::dump_output::names_in(&out_dir);
     for n in &names {
         let m = std::fs::metadata(out_dir.join(n)).unwrap();
         assert!(m.len() < 1 << 20, "{n}: {} bytes", m.len());
@@ -274,7 +264,11 @@ fn records_spread_past_what_the_stream_backs_are_refused() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
-    assert!(files_in(&out_dir).is_empty(), "{:?}", files_in(&out_dir));
+    assert!(
+        crate::dump_output::names_in(&out_dir).is_empty(),
+        "{:?}",
+        crate::dump_output::names_in(&out_dir)
+    );
 }
 
 /// One page record resent 3 million times (27 MB) against a 1 TiB block: the page index stays
@@ -413,5 +407,5 @@ fn sparse_mapped_ram_costs_its_present_pages() {
         "{} blocks allocated",
         m.blocks()
     );
-    assert_eq!(files_in(&out_dir), ["x.elf"]);
+    assert_eq!(crate::dump_output::names_in(&out_dir), ["x.elf"]);
 }

@@ -751,6 +751,99 @@ fn watchdog_disarmed_by_a_normal_dump_sends_no_second_cont() {
     assert!(t0.elapsed() < Duration::from_secs(1));
 }
 
+/// Every name in the guest's directory, sorted.
+fn dir_names(g: &Guest) -> Vec<String> {
+    crate::dump_output::names_in(g.dir.path())
+}
+
+/// `query-migrate`'s status (`None` before any migration).
+fn migration_status(q: &mut QmpClient) -> Option<String> {
+    q.execute("query-migrate", None).unwrap()["status"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The state of the `background-snapshot` capability.
+fn background_snapshot_on(q: &mut QmpClient) -> bool {
+    let caps = q.execute("query-migrate-capabilities", None).unwrap();
+    caps.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["capability"] == "background-snapshot")
+        .unwrap_or_else(|| panic!("no background-snapshot capability: {caps}"))["state"]
+        .as_bool()
+        .unwrap()
+}
+
+/// The pipes QEMU (process `pid`) holds open.
+fn pipes_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:"))
+        })
+        .count()
+}
+
+/// `guestcore dump ARGS qmp:SOCKET -o OUT` as a child process, its stderr piped.
+fn spawn_guestcore(input: &str, args: &[&str], out: &Path) -> Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("guestcore"))
+        .arg("dump")
+        .args(args)
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most 60 s) until `q` sees a migration active, or `child` ended first (`false`).
+fn until_migrating(q: &mut QmpClient, child: &mut Child) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if migration_status(q).as_deref() == Some("active") {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no migration began");
+    }
+}
+
+/// Polls `cond` through `q` every 10 ms until it holds; how long that took, at most `within`.
+fn until(
+    q: &mut QmpClient,
+    within: Duration,
+    what: &str,
+    mut cond: impl FnMut(&mut QmpClient) -> bool,
+) -> Duration {
+    let t0 = Instant::now();
+    while !cond(q) {
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    t0.elapsed()
+}
+
+/// Whether `stderr` says QEMU stopped answering (mid-stream, or a QMP reply that never came).
+fn names_stopped_qemu(stderr: &str) -> bool {
+    stderr.contains("QEMU stopped answering") || stderr.contains("did not answer within 10 s")
+}
+
+/// A child's stderr once it ended, and how it ended.
+fn finish(child: Child) -> (std::process::ExitStatus, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 mod libvirt;
 mod restore;
 mod snapshot;
+mod stall;

@@ -195,6 +195,9 @@ fn check_cpus(s: &Stream, img: &GuestImage) {
     assert_eq!(img.cpus.len(), want.len(), "{}", s.name);
     for (got, want) in img.cpus.iter().zip(&want) {
         let ctx = format!("{} vCPU {}", s.name, want.index);
+        let got = got
+            .as_x86()
+            .unwrap_or_else(|| panic!("{ctx}: not an x86 vCPU: {got:?}"));
         assert_eq!(got.index, want.index, "{ctx}");
         assert_eq!(got.gpr, want.gpr, "{ctx}");
         assert_eq!((got.rip, got.rflags), (want.rip, want.rflags), "{ctx}");

@@ -296,7 +296,8 @@ fn check_guest(guest: &str, va_bits: u32) {
         "{guest}: CPU notes in QEMU's kdump"
     );
     assert_eq!(
-        kdump.cpus[0].cr[3], image.cpus[0].cr[3],
+        kdump.cpus[0].as_x86().unwrap().cr[3],
+        image.cpus[0].as_x86().unwrap().cr[3],
         "{guest}: vCPU 0's CR3 in QEMU's kdump and its ELF dump"
     );
     let (mut a, mut b) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);

@@ -214,3 +214,24 @@ fn cpus_fall_back_to_prstatus() {
     assert!(!cpus[0].long_mode());
     assert!(cpus_from_notes(&[], EM_X86_64).is_empty());
 }
+
+#[test]
+fn the_machine_chooses_the_architecture() {
+    use crate::format::elf::{Arch, EM_AARCH64};
+    let mut arm = Aarch64CpuState::new(0);
+    arm.pc = 0xffff_8000_0801_0000;
+    arm.x[30] = 0x77;
+    let notes = vec![encode_prstatus_aarch64(&arm, 1)];
+    let cpus = cpus_of_machine(&notes, EM_AARCH64).unwrap();
+    assert_eq!(cpus.arch(), Arch::Aarch64);
+    assert_eq!(cpus, NoteCpus::Aarch64(vec![arm]));
+    // Read as x86, the arm64 layout is no NT_PRSTATUS it knows: no vCPU, not wrong registers.
+    let x86 = cpus_of_machine(&notes, EM_X86_64).unwrap();
+    assert_eq!((x86.arch(), x86.len()), (Arch::X86, 0));
+    let x86_notes = vec![encode_prstatus_x86_64(&sample(), 1)];
+    let cpus = cpus_of_machine(&x86_notes, EM_X86_64).unwrap();
+    assert_eq!((cpus.arch(), cpus.len()), (Arch::X86, 1));
+    assert!(cpus_of_machine(&x86_notes, EM_AARCH64).unwrap().is_empty());
+    let e = cpus_of_machine(&notes, 40).unwrap_err();
+    assert!(e.to_string().contains("ELF machine 40"), "{e}");
+}

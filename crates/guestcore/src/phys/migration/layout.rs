@@ -16,6 +16,12 @@
 //!   `<video>`) `pc.ram` shows through it, as QEMU's own dump shows. `0xc0000..0x100000` is RAM
 //!   either way (the BIOS shadow). `pc.bios` ends at 4 GiB.
 //!
+//! * **`virt-*`** (`virt`, aarch64): the RAM block `mach-virt.ram` lies whole from
+//!   guest-physical 1 GiB (`hw/arm/virt.c`: `base_memmap[VIRT_MEM]` starts at `GiB`; RAM is one
+//!   contiguous region whatever its size, the high MMIO regions being placed after it). The
+//!   flash blocks (`virt.flash0`, `virt.flash1`, at 0 and 64 MiB) are ROM devices, not RAM, and
+//!   QEMU's own dump leaves them out: not placed either.
+//!
 //! Blocks without a known place (video RAM at a PCI BAR, option ROMs, ACPI tables in
 //! fw_cfg) are not placed. A layout that differs from these defaults (`max-ram-below-4g`,
 //! `-machine memory-backend=` with another block name, `-numa` memory devices, an AMD host's
@@ -33,7 +39,7 @@ const FOUR_GIB: u64 = 4 * GIB;
 const VGA_START: u64 = 0xa0000;
 const VGA_END: u64 = 0xc0000;
 
-/// The PC machine families with a known layout.
+/// The machine families with a known layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Machine {
     /// `pc-i440fx-*` (and `pc`): up to 3.5 GiB of RAM below 4 GiB, only 3 GiB once there is
@@ -42,7 +48,16 @@ pub(crate) enum Machine {
     /// `pc-q35-*` (and `q35`): up to 2.75 GiB of RAM below 4 GiB, only 2 GiB once there is
     /// at least 2.75 GiB; the rest above 4 GiB.
     Q35,
+    /// `virt-*` (and `virt`), aarch64: all RAM from 1 GiB.
+    Virt,
 }
+
+/// The RAM block of a PC machine.
+const PC_RAM: &str = "pc.ram";
+/// The RAM block of an aarch64 `virt` machine.
+pub(crate) const VIRT_RAM: &str = "mach-virt.ram";
+/// Where an aarch64 `virt` machine's RAM starts (`VIRT_MEM`).
+pub(crate) const VIRT_RAM_BASE: u64 = GIB;
 
 impl Machine {
     /// The family of a machine type name (`pc-i440fx-10.0`, `pc-q35-9.2`, …).
@@ -51,18 +66,30 @@ impl Machine {
             Some(Machine::I440fx)
         } else if name.starts_with("pc-q35-") || name == "q35" {
             Some(Machine::Q35)
+        } else if name.starts_with("virt-") || name == "virt" {
+            Some(Machine::Virt)
         } else {
             None
         }
     }
 
-    /// Bytes of RAM below 4 GiB for `ram` bytes of RAM, with the default `max-ram-below-4g`.
+    /// The RAM block this family's layout places.
+    pub(crate) fn ram_block(self) -> &'static str {
+        match self {
+            Machine::I440fx | Machine::Q35 => PC_RAM,
+            Machine::Virt => VIRT_RAM,
+        }
+    }
+
+    /// Bytes of RAM below 4 GiB for `ram` bytes of RAM, with the default `max-ram-below-4g`
+    /// (a PC's; `virt` has no hole below 4 GiB: all of its RAM is "below" the split).
     pub(crate) fn below_4g(self, ram: u64) -> u64 {
         let lowmem = match self {
             Machine::I440fx if ram >= 0xe000_0000 => 3 * GIB,
             Machine::I440fx => 0xe000_0000,
             Machine::Q35 if ram >= 0xb000_0000 => 2 * GIB,
             Machine::Q35 => 0xb000_0000,
+            Machine::Virt => u64::MAX,
         };
         ram.min(lowmem)
     }
@@ -79,15 +106,16 @@ pub(super) fn machine_layout(
             path,
             format!(
                 "machine type {machine:?} has no known RAM layout (known: pc-i440fx-*, \
-                 pc-q35-*); supply the layout"
+                 pc-q35-*, virt-*); supply the layout"
             ),
         ));
     };
-    let Some(ram) = blocks.iter().find(|b| b.name == "pc.ram") else {
+    let ram_name = kind.ram_block();
+    let Some(ram) = blocks.iter().find(|b| b.name == ram_name) else {
         return Err(Error::format(
             path,
             format!(
-                "no pc.ram block (blocks: {}): the guest's RAM came from a memory backend; \
+                "no {ram_name} block (blocks: {}): the guest's RAM came from a memory backend; \
                  supply the layout",
                 blocks
                     .iter()
@@ -97,10 +125,17 @@ pub(super) fn machine_layout(
             ),
         ));
     };
+    if kind == Machine::Virt {
+        return Ok(vec![RamPiece {
+            block: VIRT_RAM.into(),
+            offset: 0,
+            phys: PhysRange::new(VIRT_RAM_BASE, ram.length),
+        }]);
+    }
     let below = kind.below_4g(ram.length);
     let mut out = Vec::new();
     let piece = |offset: u64, start: u64, end: u64| RamPiece {
-        block: "pc.ram".into(),
+        block: PC_RAM.into(),
         offset,
         phys: PhysRange::new(start, end - start),
     };
@@ -196,6 +231,42 @@ mod tests {
             ranges("pc-q35-10.0", 3 * GIB)[1..],
             [(0xc0000, 2 * GIB, 0xc0000), (4 * GIB, 5 * GIB, 2 * GIB)]
         );
+    }
+
+    #[test]
+    fn virt_ram_from_one_gib() {
+        // The blocks of a QEMU 10 `-M virt -cpu max -m 16` stream.
+        let b: Vec<RamBlock> = [
+            ("virt.flash0", 64 << 20),
+            ("virt.flash1", 64 << 20),
+            ("mach-virt.ram", 16 << 20),
+            ("/rom@etc/acpi/tables", 0x20000),
+        ]
+        .into_iter()
+        .map(|(n, l)| RamBlock {
+            name: n.into(),
+            length: l,
+            mapped: None,
+        })
+        .collect();
+        for machine in ["virt-10.0", "virt", "virt-9.2"] {
+            let pieces = machine_layout(machine, &b, Path::new("t")).unwrap();
+            assert_eq!(pieces.len(), 1, "{machine}: {pieces:?}");
+            assert_eq!(pieces[0].block, "mach-virt.ram");
+            assert_eq!(pieces[0].offset, 0);
+            assert_eq!(pieces[0].phys, PhysRange::new(0x4000_0000, 16 << 20));
+        }
+        // 300 GiB: still one region from 1 GiB (no PC-style hole).
+        let mut big = b.clone();
+        big[2].length = 300 << 30;
+        let pieces = machine_layout("virt-10.0", &big, Path::new("t")).unwrap();
+        assert_eq!(pieces[0].phys, PhysRange::new(1 << 30, 300 << 30));
+        // A PC block name does not make a virt machine, nor the other way.
+        let e = machine_layout("virt-10.0", &blocks(1 << 30), Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("no mach-virt.ram block"), "{e}");
+        let e = machine_layout("pc-q35-10.0", &b, Path::new("t")).unwrap_err();
+        assert!(e.to_string().contains("no pc.ram block"), "{e}");
+        assert_eq!(Machine::of("virtual"), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!   vCPU's registers from its `cpu` section are decoded by [`crate::cpu::vmstate`] (on top of
 //!   this layer, by `image`).
 //! * `layout` places RAM blocks in guest-physical memory for the machine types it knows
-//!   (`pc-i440fx-*`, `pc-q35-*`) as [`RamPiece`](super::RamPiece)s; [`file`](mod@file) is the
+//!   (`pc-i440fx-*`, `pc-q35-*`, aarch64 `virt-*`) as [`RamPiece`](super::RamPiece)s; [`file`](mod@file) is the
 //!   offline [`PhysMemory`](super::PhysMemory).
 //!
 //! The stream is untrusted input: every count and length it declares is capped before use

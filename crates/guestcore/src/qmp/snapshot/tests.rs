@@ -44,12 +44,15 @@ fn read_once(
 ) -> (std::io::Result<usize>, Option<Error>, Duration) {
     let (r, w) = rustix::pipe::pipe().unwrap();
     rustix::io::write(&w, data).unwrap();
-    let stream = File::from(r);
+    let stream = Arc::new(File::from(r));
+    // A guard that never cuts within these tests' waits (its own tests are in `stall`).
+    let guard = StallGuard::start(Arc::clone(&stream), None, Duration::from_secs(3600)).unwrap();
     let mut cause = None;
     let t0 = Instant::now();
     let got = {
         let mut watched = Watched {
             stream: &stream,
+            guard: &guard,
             client,
             socket: Path::new("fake.sock"),
             cause: &mut cause,

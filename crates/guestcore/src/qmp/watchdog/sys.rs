@@ -20,6 +20,13 @@ use std::time::Duration;
 
 /// The byte the parent writes to stand the watchdog down.
 pub(super) const DISARM: u8 = b'D';
+/// The byte the parent writes while it reads a snapshot stream the guest waits on: from now on
+/// the next byte (this or [`REST`]) is due within the heartbeat limit, or the watchdog
+/// SIGKILLs the parent and fires.
+pub(super) const HEARTBEAT: u8 = b'H';
+/// The byte the parent writes when nothing waits on it any more (the stream ended, or was
+/// cut): no heartbeat is due until the next [`HEARTBEAT`].
+pub(super) const REST: u8 = b'R';
 
 /// One QMP command the watchdog sends when it fires, built before the fork.
 pub(super) struct Step {
@@ -42,11 +49,20 @@ pub(super) struct Prepared {
     steps: Vec<Step>,
     /// How long the watchdog keeps trying once it fires.
     window: Duration,
+    /// The process that arms it, SIGKILLed when its heartbeat stops (see [`HEARTBEAT`]).
+    owner: libc::pid_t,
+    /// How long after a [`HEARTBEAT`] the next byte must come.
+    heartbeat_limit: Duration,
 }
 
 impl Prepared {
     /// The address of `socket`, or `None` when it does not fit a `sockaddr_un`.
-    pub(super) fn new(socket: &Path, steps: Vec<Step>, window: Duration) -> Option<Self> {
+    pub(super) fn new(
+        socket: &Path,
+        steps: Vec<Step>,
+        window: Duration,
+        heartbeat_limit: Duration,
+    ) -> Option<Self> {
         use std::os::unix::ffi::OsStrExt;
         let path = socket.as_os_str().as_bytes();
         // SAFETY: sockaddr_un is plain old data; all zeroes is a valid value.
@@ -68,7 +84,16 @@ impl Prepared {
             addr_len,
             steps,
             window,
+            owner: std::process::id() as libc::pid_t,
+            heartbeat_limit,
         })
+    }
+
+    /// The same, watching process `owner` instead of this one (tests: a child to stall).
+    #[cfg(test)]
+    pub(super) fn with_owner(mut self, owner: u32) -> Self {
+        self.owner = owner as libc::pid_t;
+        self
     }
 }
 
@@ -183,29 +208,44 @@ unsafe fn watchdog(p: &Prepared, r: RawFd) -> ! {
         //    client. And the pipe's write end, or EOF would never come.
         close_all_but(r);
 
-        // 4. Wait.
+        // 4. Wait: for the disarm byte, EOF, or (after a heartbeat) the heartbeat limit.
+        let limit = p.heartbeat_limit.as_millis() as i64;
+        let mut due: Option<i64> = None;
         loop {
             let mut pfd = libc::pollfd {
                 fd: r,
                 events: libc::POLLIN,
                 revents: 0,
             };
-            if libc::poll(&mut pfd, 1, -1) < 0 {
+            let timeout = match due {
+                Some(t) => (t - now_ms()).clamp(0, i32::MAX as i64) as libc::c_int,
+                None => -1,
+            };
+            let n = libc::poll(&mut pfd, 1, timeout);
+            if n < 0 {
                 if errno() == libc::EINTR {
                     continue;
                 }
                 libc::_exit(2);
             }
+            if n == 0 {
+                // The owner's heartbeat stopped while the guest waits on its stream: it is
+                // stopped (SIGSTOP, a debugger) or starved. Kill it (which closes its QMP
+                // connection and the stream's read end, so QEMU's next write fails and the
+                // guest runs on), then fire. The owner still holds the write end (no EOF), so
+                // the pid is still the owner's, not a recycled one.
+                libc::kill(p.owner, libc::SIGKILL);
+                break;
+            }
             let mut b = 0u8;
             let n = libc::read(r, (&mut b as *mut u8).cast(), 1);
-            if n == 1 && b == DISARM {
-                libc::_exit(0);
-            }
-            if n == 0 || n == 1 {
-                break; // EOF (or any other byte): fire
-            }
-            if errno() != libc::EINTR {
-                break;
+            match (n, b) {
+                (1, DISARM) => libc::_exit(0),
+                (1, HEARTBEAT) => due = Some(now_ms() + limit),
+                (1, REST) => due = None,
+                (0 | 1, _) => break, // EOF (or any other byte): fire
+                _ if errno() == libc::EINTR => {}
+                _ => break,
             }
         }
         libc::close(r);

@@ -177,3 +177,56 @@ fn watchdog_commands_carry_their_arguments() {
     assert!(!retry);
     assert_eq!(cmd["arguments"]["fdname"], "n");
 }
+
+/// A watchdog for `owner` (a process this test can let be killed) with a short heartbeat limit.
+fn armed_for(path: &std::path::Path, restore: &[Restore], owner: u32, limit: Duration) -> Watchdog {
+    let p = sys::Prepared::new(path, Watchdog::steps(restore), FIRE_WINDOW, limit)
+        .unwrap()
+        .with_owner(owner);
+    Watchdog {
+        pipe: Some(sys::spawn(&p).unwrap()),
+    }
+}
+
+#[test]
+fn a_stopped_heartbeat_kills_the_owner_and_fires_and_a_resting_one_does_not() {
+    use std::os::unix::process::ExitStatusExt;
+    let (_d, path, l) = listener();
+    let mut owner = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_millis(300);
+    let w = armed_for(&path, &[Restore::MigrateCancel], owner.id(), limit);
+    let h = w.heartbeat().unwrap();
+    // Beating, or resting after a beat: nothing happens.
+    for _ in 0..6 {
+        h.beat();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h.rest();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        owner.try_wait().unwrap().is_none(),
+        "killed while beating or resting"
+    );
+    assert!(
+        accept(&l, Duration::from_millis(10)).is_none(),
+        "fired while beating"
+    );
+    // A beat, then silence: the owner is SIGKILLed after the limit, and the watchdog fires
+    // although this process still holds the pipe.
+    h.beat();
+    let t0 = Instant::now();
+    let status = owner.wait().unwrap();
+    let took = t0.elapsed();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    let s = accept(&l, Duration::from_secs(5)).expect("the watchdog fired");
+    assert_eq!(serve(s), ["qmp_capabilities", "migrate_cancel"]);
+    drop(h);
+    drop(w);
+}
