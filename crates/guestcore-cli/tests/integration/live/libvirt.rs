@@ -7,7 +7,8 @@
 //! read that dump, with the stop measured by libvirt's lifecycle events and QEMU's own count;
 //! the domain running, no migration left running, `background-snapshot` off and nothing in
 //! the output directory after every way a dump can end (SIGKILL, SIGTERM, SIGINT, libvirtd
-//! killed under it); a libvirt too old to pass descriptors (a `virsh` reporting 8.1.0)
+//! killed under it); a SIGSTOPped guestcore not stalling the guest (its watchdog kills it,
+//! the guest's jiffies advance); a libvirt too old to pass descriptors (a `virsh` reporting 8.1.0)
 //! refusing the snapshot with the version it needs and pausing instead.
 //!
 //! Needs what the other live tests need, plus `virsh`, crash, drgn and the guest kernel's debug
@@ -410,6 +411,8 @@ struct Ctx<'a> {
     release: &'a str,
     /// `init_uts_ns`, a kernel virtual address.
     uts: u64,
+    /// `jiffies`, a kernel virtual address.
+    jiffies: u64,
 }
 
 /// `kernels`, `mem`, `translate` and `read` of init_uts_ns on the suspended domain give what
@@ -1031,6 +1034,7 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
     eprintln!("domain booted in {:.1} s", t0.elapsed().as_secs_f64());
     let release = dom.line("GUESTCORE-RELEASE");
     let uts = u64::from_str_radix(&dom.line("GUESTCORE-SYM init_uts_ns"), 16).unwrap();
+    let jiffies = u64::from_str_radix(&dom.line("GUESTCORE-SYM jiffies "), 16).unwrap();
     let input = format!("libvirt:{name}");
     let c = Ctx {
         name: &name,
@@ -1039,6 +1043,7 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
         out: out_dir.path(),
         release: &release,
         uts,
+        jiffies,
     };
     let events = Events::start(&name, dir.path().join("events.log"));
 
@@ -1187,9 +1192,110 @@ fn the_rest(
     assert!(err.contains("shut off"), "{err}");
     assert_eq!(domstate(&name), "running");
 
+    stopped_guestcore_does_not_stall_it(c);
     capability_left_on_is_repaired(c);
     old_libvirt_pauses_instead(c);
     libvirtd_killed_mid_dump(c, daemons, qemu_alive);
+}
+
+/// The guest's jiffies, read through `guestcore read --no-pause libvirt:NAME`.
+fn jiffies(c: &Ctx) -> u64 {
+    let out = ok(&[
+        "read",
+        "--no-pause",
+        c.input,
+        &format!("{:#x}", c.jiffies),
+        "8",
+    ]);
+    let bytes: [u8; 8] = out.stdout[..8]
+        .try_into()
+        .unwrap_or_else(|_| panic!("read jiffies: {:?}", out.stdout));
+    u64::from_le_bytes(bytes)
+}
+
+/// All of guestcore stopped (SIGSTOP) mid-snapshot: its watchdog, whose heartbeat stopped,
+/// SIGKILLs it within 2 s (`qmp::watchdog::HEARTBEAT_LIMIT`) and libvirt's watchdog puts QEMU
+/// back; the guest's clock never stands still longer than that (plus 1.5 s for a loaded host
+/// and the samples' own time, each one a `guestcore read` and a `virsh` call), and nothing is
+/// left.
+fn stopped_guestcore_does_not_stall_it(c: &Ctx) {
+    let bound = Duration::from_millis(2000 + 1500);
+    for attempt in 1..=3 {
+        let target = c.out.join("stopped.kdump");
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("guestcore"))
+            .args(["dump", c.input, "--format", "kdump-zstd", "-o"])
+            .arg(&target)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        let mut active = false;
+        while !active && t0.elapsed() < Duration::from_secs(30) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            active = migration_status(c.name) == "active";
+        }
+        if !active {
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&target);
+            eprintln!("SIGSTOP: attempt {attempt}: the snapshot ended before it was seen");
+            continue;
+        }
+        // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGSTOP) };
+        let stopped = Instant::now();
+        // (at, jiffies, migration running)
+        let mut samples: Vec<(Duration, u64, bool)> = Vec::new();
+        let mut died = None;
+        while stopped.elapsed() < bound + Duration::from_secs(1) {
+            let j = jiffies(c);
+            let running = matches!(
+                migration_status(c.name).as_str(),
+                "setup" | "active" | "cancelling"
+            );
+            samples.push((stopped.elapsed(), j, running));
+            if died.is_none() && child.try_wait().unwrap().is_some() {
+                died = Some(stopped.elapsed());
+            }
+        }
+        // SAFETY: as above (a child killed by its watchdog is reaped below, not yet).
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+        let status = child.wait().unwrap();
+        let ended = samples.iter().find(|s| !s.2).map(|s| s.0);
+        let mut frozen = Duration::ZERO;
+        let mut since = 0;
+        for (i, s) in samples.iter().enumerate() {
+            if s.1 > samples[since].1 || i + 1 == samples.len() {
+                frozen = frozen.max(s.0 - samples[since].0);
+                since = i;
+            }
+        }
+        eprintln!(
+            "SIGSTOP mid-snapshot: guestcore ended {died:?} after ({status}), the migration {ended:?}, the guest's jiffies stood still at most {:.0} ms ({} samples)",
+            frozen.as_secs_f64() * 1e3,
+            samples.len()
+        );
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+        assert!(
+            died.is_some_and(|t| t <= bound),
+            "guestcore killed {died:?}"
+        );
+        assert!(
+            ended.is_some_and(|t| t <= bound),
+            "the migration did not end within {bound:?}: {samples:?}"
+        );
+        assert!(frozen <= bound, "{samples:?}");
+        assert!(
+            samples.last().unwrap().1 > samples[0].1,
+            "the guest's clock did not advance: {samples:?}"
+        );
+        assert_put_back(c.name, "a SIGSTOPped guestcore mid-snapshot");
+        assert_empty(c.out, "a SIGSTOPped guestcore mid-snapshot");
+        return;
+    }
+    panic!("SIGSTOP: never caught guestcore mid-snapshot");
 }
 
 /// `background-snapshot` left on with no migration (what a guestcore killed while libvirtd
