@@ -98,6 +98,9 @@ pub(crate) fn stream_snapshot(
     // A libvirt domain's snapshot is put back through libvirt if this process dies; dropped
     // on any way out but success, it does so at once (each of its steps is harmless on a
     // QEMU already put back).
+    if let Some(why) = session.snapshot_refusal()? {
+        return Ok(Streamed::Unavailable(why));
+    }
     let guard = session.libvirt_snapshot_guard()?;
     let snap = match snapshot::start(session.client(), &socket)? {
         Start::Streaming(s) => s,

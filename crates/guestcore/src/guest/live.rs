@@ -32,6 +32,21 @@ use std::path::PathBuf;
 /// The largest VMCOREINFO note a Linux kernel registers (one page), with its note header.
 const VMCOREINFO_RESERVE: u64 = PAGE_SIZE + 64;
 
+/// `opts` whose notices leave out [`Notice::LibvirtTainted`] (already said).
+fn untainted(opts: &GuestOptions) -> GuestOptions {
+    let notices = opts.notices.clone().map(|sink| {
+        std::sync::Arc::new(move |n: &Notice| {
+            if !matches!(n, Notice::LibvirtTainted { .. }) {
+                sink(n);
+            }
+        }) as super::NoticeSink
+    });
+    GuestOptions {
+        notices,
+        ..opts.clone()
+    }
+}
+
 impl Guest {
     /// Opens `input` for `spec`'s dump: a running guest is paused while its RAM is copied
     /// unless `spec.live` says [`LiveCapture::NoPause`] (whatever `opts.live.pause` says).
@@ -67,6 +82,7 @@ impl Guest {
         spec: &DumpSpec,
         progress: &dyn Progress,
     ) -> Result<DumpOutcome> {
+        let mut quieter = None;
         if input.is_live() && spec.live == LiveCapture::Auto {
             let named = opts.cpus.any() || *view != ViewSpec::FirstPaging || root.is_some();
             let blocker = spec
@@ -80,10 +96,14 @@ impl Guest {
                     {
                         return Ok(outcome);
                     }
+                    // The snapshot's attempt said the domain is tainted: once is enough.
+                    if let Input::Libvirt(_) = input {
+                        quieter = Some(untainted(opts));
+                    }
                 }
             }
         }
-        let mut guest = Self::open_for_dump(input, opts, spec)?;
+        let mut guest = Self::open_for_dump(input, quieter.as_ref().unwrap_or(opts), spec)?;
         let view = guest.select(view, root)?;
         guest.dump(&view, spec, progress)
     }

@@ -17,8 +17,14 @@
 //!   the domain (`virsh domstate`) stays true, and its lifecycle bookkeeping runs as for an
 //!   operator's pause;
 //! * every other command goes through `virsh qemu-monitor-command DOMAIN '{json}'` (with
-//!   `--pass-fds 3` when the client passed a descriptor, libvirt ≥ 8.2), whose stdout is QEMU's
-//!   reply line, errors included; only its `id` is replaced by the client's.
+//!   `--pass-fds 3` when the client passed a descriptor), whose stdout is QEMU's reply line,
+//!   errors included; only its `id` is replaced by the client's.
+//!
+//! Passing a descriptor needs libvirt 8.2 ([`FD_PASSING_SINCE`]) in virsh's library and in the
+//! daemon. Before a background snapshot changes anything in QEMU, `virsh version --daemon`
+//! says whether both are new enough ([`fd_passing_refusal`]); an older one refuses the
+//! snapshot with the version it needs, and the dump pauses the guest instead, as for a QEMU
+//! that cannot take a snapshot (a pause needs no descriptor).
 //!
 //! Facts this relies on (checked with libvirt 9.0 and QEMU 10.0.2): `qemu-monitor-command`
 //! prints QEMU's reply (`{"return":…,"id":"libvirt-N"}` or `{"id":…,"error":…}`) and exits 0
@@ -82,9 +88,11 @@ pub(crate) fn resolve_uri(connect: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_URI.to_string())
 }
 
+/// `virsh -q -c URI`, in the C locale: its version lines and messages are read here, and
+/// libvirt translates them.
 fn virsh(uri: &str) -> Command {
     let mut c = Command::new("virsh");
-    c.arg("-q").arg("-c").arg(uri);
+    c.arg("-q").arg("-c").arg(uri).env("LC_ALL", "C");
     c.stdin(Stdio::null());
     c
 }
@@ -117,7 +125,13 @@ fn run(domain: &str, cmd: &mut Command, doing: &str) -> Result<String> {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(fail(domain, format!("{doing}: {msg}")));
+        // virsh's own words name neither the daemon nor what it means for the guest.
+        let hint = if msg.contains("failed to connect to the hypervisor") {
+            " (libvirtd does not answer: is it running?)"
+        } else {
+            ""
+        };
+        return Err(fail(domain, format!("{doing}: {msg}{hint}")));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -179,6 +193,104 @@ fn pid_file(uri: &str, name: &str) -> Option<PathBuf> {
             (transport.is_empty() || transport == "+unix") && path.starts_with("system")
         });
     system.then(|| PathBuf::from(format!("/run/libvirt/qemu/{name}.pid")))
+}
+
+/// The first libvirt whose `virsh qemu-monitor-command` passes a descriptor to QEMU
+/// (`--pass-fds`, `virDomainQemuMonitorCommandWithFiles`, whose symbol version in
+/// libvirt-qemu.so is `LIBVIRT_QEMU_8.2.0`): a background snapshot's pipe needs it, a pause
+/// does not.
+pub(crate) const FD_PASSING_SINCE: Version = Version(8, 2, 0);
+
+/// A libvirt version, `major.minor.micro`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Version(pub(crate) u32, pub(crate) u32, pub(crate) u32);
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+impl Version {
+    /// `9.0.0` (a missing micro is 0); `None` for anything else.
+    fn parse(text: &str) -> Option<Version> {
+        let mut parts = text.trim().split('.').map(|p| p.parse::<u32>().ok());
+        let major = parts.next()??;
+        let minor = parts.next()??;
+        let micro = parts.next().unwrap_or(Some(0))?;
+        parts
+            .next()
+            .is_none()
+            .then_some(Version(major, minor, micro))
+    }
+}
+
+/// The libvirt versions `virsh version --daemon` reports that take part in passing a
+/// descriptor: the library virsh was built against and the one it runs with (its client
+/// side), and the daemon's (which hands the descriptor to QEMU). Each is `None` where the
+/// output does not name it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Versions {
+    pub(crate) compiled: Option<Version>,
+    pub(crate) library: Option<Version>,
+    pub(crate) daemon: Option<Version>,
+}
+
+impl Versions {
+    /// Reads `virsh version --daemon`'s lines (`Compiled against library: libvirt 9.0.0`,
+    /// `Using library: libvirt 9.0.0`, `Running against daemon: 9.0.0`).
+    pub(crate) fn parse(text: &str) -> Versions {
+        let mut v = Versions::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            let value = value.strip_prefix("libvirt ").unwrap_or(value);
+            let slot = match key.trim() {
+                "Compiled against library" => &mut v.compiled,
+                "Using library" => &mut v.library,
+                "Running against daemon" => &mut v.daemon,
+                _ => continue,
+            };
+            *slot = Version::parse(value);
+        }
+        v
+    }
+
+    /// Why these versions cannot pass a descriptor to QEMU, naming the oldest part and
+    /// [`FD_PASSING_SINCE`]; `None` when every part named is new enough. A part the output
+    /// does not name is not held against it: `virsh` itself then refuses `--pass-fds`, and
+    /// that refusal is reported the same way.
+    pub(crate) fn fd_passing_refusal(&self) -> Option<String> {
+        let parts = [
+            ("virsh is built against libvirt", self.compiled),
+            ("virsh runs with libvirt", self.library),
+            ("the libvirt daemon is", self.daemon),
+        ];
+        let (who, oldest) = parts
+            .iter()
+            .filter_map(|(who, v)| v.map(|v| (*who, v)))
+            .min_by_key(|(_, v)| *v)?;
+        (oldest < FD_PASSING_SINCE).then(|| {
+            format!(
+                "{who} {oldest}: a background snapshot through libvirt passes QEMU a pipe with `virsh qemu-monitor-command --pass-fds`, which needs libvirt {}.{} or later",
+                FD_PASSING_SINCE.0, FD_PASSING_SINCE.1
+            )
+        })
+    }
+}
+
+/// Why a background snapshot of `domain` cannot be had through this libvirt (too old to pass
+/// QEMU a descriptor), asked before anything in QEMU changes; `None` when it can. A pause
+/// needs no descriptor, so the caller falls back to one.
+pub(crate) fn fd_passing_refusal(domain: &Domain) -> Result<Option<String>> {
+    let text = run(
+        &domain.name,
+        domain.virsh().arg("version").arg("--daemon"),
+        "asking libvirt's version (virsh version --daemon)",
+    )?;
+    Ok(Versions::parse(&text).fd_passing_refusal())
 }
 
 /// A QMP client on `domain` through libvirt's monitor (see the module docs).
@@ -360,8 +472,11 @@ pub(crate) struct ResumeWatchdog {
 }
 
 /// The watcher: waits for the disarm line; on end-of-file without it, runs each step (`resume`,
-/// or a QMP command through `qemu-monitor-command`), retrying a QMP step for about 5 s until
-/// QEMU takes it (a capability cannot change while a cancelled migration is still ending).
+/// or a QMP command through `qemu-monitor-command`), retrying a QMP step for about 5 s while
+/// libvirt does not answer (a libvirtd restarting) or, for the capability, while QEMU refuses
+/// it (a capability cannot change while a cancelled migration is still ending). Any other
+/// answer from QEMU ends the step: `closefd` of a descriptor `migrate` already consumed says
+/// "not found", and retrying it would only keep the watcher alive past its use.
 const WATCHER: &str = r#"read -r line; [ "$line" = disarm ] && exit 0
 uri=$1; dom=$2; shift 2
 for step in "$@"; do
@@ -370,6 +485,7 @@ for step in "$@"; do
   while [ $n -lt 25 ]; do
     case "$(virsh -q -c "$uri" qemu-monitor-command "$dom" "$step" 2>&1)" in
       *'"return"'*) break ;;
+      *'"error"'*) case "$step" in *migrate-set-capabilities*) ;; *) break ;; esac ;;
     esac
     n=$((n+1)); sleep 0.2
   done
@@ -448,6 +564,45 @@ mod tests {
         assert_eq!(pid_file("qemu:///session", "vm1"), None);
         assert_eq!(pid_file("xen:///system", "vm1"), None);
         assert_eq!(pid_file("qemu+ssh://host/system", "vm1"), None);
+    }
+
+    #[test]
+    fn versions_come_from_virsh_version_daemon() {
+        let v = Versions::parse(
+            "Compiled against library: libvirt 9.0.0\nUsing library: libvirt 9.0.0\n\
+             Using API: QEMU 9.0.0\nRunning hypervisor: QEMU 10.0.2\n\
+             Running against daemon: 9.0.0\n",
+        );
+        assert_eq!(
+            v,
+            Versions {
+                compiled: Some(Version(9, 0, 0)),
+                library: Some(Version(9, 0, 0)),
+                daemon: Some(Version(9, 0, 0)),
+            }
+        );
+        assert_eq!(v.fd_passing_refusal(), None);
+        // Exactly 8.2 passes descriptors; the oldest part decides, and is named.
+        let v = Versions::parse(
+            "Compiled against library: libvirt 8.2.0\nUsing library: libvirt 8.2.0\n\
+             Running against daemon: 8.1.0\n",
+        );
+        assert_eq!(v.daemon, Some(Version(8, 1, 0)));
+        let why = v.fd_passing_refusal().unwrap();
+        assert!(why.contains("the libvirt daemon is 8.1.0"), "{why}");
+        assert!(why.contains("libvirt 8.2 or later"), "{why}");
+        let v = Versions::parse("Using library: libvirt 7.0.0\nRunning against daemon: 9.0.0\n");
+        let why = v.fd_passing_refusal().unwrap();
+        assert!(why.contains("virsh runs with libvirt 7.0.0"), "{why}");
+        // Nothing named (another output, or `virsh` without a daemon): not held against it.
+        assert_eq!(Versions::parse("").fd_passing_refusal(), None);
+        assert_eq!(
+            Versions::parse("Running against daemon: nine\n"),
+            Versions::default()
+        );
+        assert_eq!(Version::parse("10.1"), Some(Version(10, 1, 0)));
+        assert_eq!(Version::parse("1.2.3.4"), None);
+        assert!(Version(8, 10, 0) > FD_PASSING_SINCE);
     }
 
     #[test]

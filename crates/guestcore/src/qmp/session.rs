@@ -148,6 +148,16 @@ impl LiveSession {
         self.libvirt.is_some()
     }
 
+    /// Why a background snapshot cannot be had on this session before QEMU is asked for one:
+    /// a libvirt too old to pass QEMU the stream's descriptor (see
+    /// [`super::libvirt::FD_PASSING_SINCE`]). `None` for a QMP socket.
+    pub(crate) fn snapshot_refusal(&self) -> Result<Option<String>> {
+        match &self.libvirt {
+            Some(d) => super::libvirt::fd_passing_refusal(d),
+            None => Ok(None),
+        }
+    }
+
     /// For a libvirt domain, a watchdog that ends a background snapshot through libvirt if
     /// this process dies (the QMP watchdog has no socket to reach it by); disarm it once the
     /// snapshot is over and put back. `None` for a QMP socket.

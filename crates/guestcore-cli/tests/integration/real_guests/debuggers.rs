@@ -19,7 +19,7 @@ use std::sync::Mutex;
 pub(crate) const CRASH_COMMANDS: &str = "sys\nbt -a\nlog\nps\nkmem -i\nquit\n";
 
 /// drgn's script: the release through the kernel's page tables, then every task.
-const DRGN_SCRIPT: &str = r#"
+pub(crate) const DRGN_SCRIPT: &str = r#"
 from drgn.helpers.linux.pid import for_each_task
 print("release", prog["init_uts_ns"].name.release.string_().decode())
 for t in sorted(for_each_task(prog), key=lambda t: int(t.pid)):
@@ -161,7 +161,7 @@ pub fn crash(vmlinux: &Path, core: &Path, commands: &Path) -> Result<String, Str
 }
 
 /// The virtualenv's drgn, made on first use.
-pub(super) fn drgn() -> Option<PathBuf> {
+pub(crate) fn drgn() -> Option<PathBuf> {
     let venv = cache_dir()
         .parent()
         .map(|p| p.join("drgn-venv"))
@@ -194,7 +194,12 @@ pub(super) fn drgn() -> Option<PathBuf> {
     Some(bin)
 }
 
-fn drgn_run(drgn: &Path, vmlinux: &Path, core: &Path, script: &Path) -> Result<String, String> {
+pub(crate) fn drgn_run(
+    drgn: &Path,
+    vmlinux: &Path,
+    core: &Path,
+    script: &Path,
+) -> Result<String, String> {
     let r = std::process::Command::new(drgn)
         .arg("-q")
         .arg("-c")
