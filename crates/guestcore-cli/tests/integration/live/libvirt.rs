@@ -1086,6 +1086,23 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
         log.contains(&format!("Linux version {release}")),
         "no banner in {log}"
     );
+    // The last kernel line the guest printed on its console is in the log, and the log goes
+    // at least that far (lines below the console's level are only in the log).
+    let stamp = |l: &str| -> Option<(f64, String)> {
+        let (t, text) = l.trim_end().strip_prefix('[')?.split_once("] ")?;
+        Some((t.trim().parse().ok()?, text.to_string()))
+    };
+    let console = dom.serial();
+    let (at, last) = console
+        .lines()
+        .filter_map(stamp)
+        .last()
+        .expect("no kernel line on the console");
+    let ends = log.lines().filter_map(stamp).last().map_or(0.0, |(t, _)| t);
+    assert!(
+        log.contains(&last) && ends >= at,
+        "the console's last kernel line [{at}] {last:?} is not in the log, which ends at [{ends}]"
+    );
     assert_eq!(domstate(&name), "running");
 
     listings_leave_it_running(&c);

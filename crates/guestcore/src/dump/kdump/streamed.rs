@@ -40,8 +40,12 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use zerocopy::{FromBytes, IntoBytes};
 
-/// Pages gathered before they are compressed and written (4 MiB).
-const BATCH_PAGES: usize = 1024;
+/// Pages gathered before they are compressed and written (1 MiB: two pool chunks, so both
+/// cores of a small host work). Small because the stream waits while a batch is compressed:
+/// QEMU stops writing, and the guest's writes to pages not yet sent wait with it. A batch of
+/// 4 MiB in zlib on a loaded 2-core host kept the stream waiting over a second, past the
+/// stall bound (`qmp::snapshot::STREAM_STALL_LIMIT`); 1 MiB is tens of milliseconds.
+const BATCH_PAGES: usize = 256;
 const DESC: u64 = size_of::<PageDesc>() as u64;
 
 /// What the file describes, fixed when it is created.
