@@ -1095,10 +1095,10 @@ fn libvirt_domain_reads_like_qmp_and_libvirt_keeps_its_state() {
     let console = dom.serial();
     let (at, last) = console
         .lines()
-        .filter_map(stamp)
-        .last()
+        .rev()
+        .find_map(stamp)
         .expect("no kernel line on the console");
-    let ends = log.lines().filter_map(stamp).last().map_or(0.0, |(t, _)| t);
+    let ends = log.lines().rev().find_map(stamp).map_or(0.0, |(t, _)| t);
     assert!(
         log.contains(&last) && ends >= at,
         "the console's last kernel line [{at}] {last:?} is not in the log, which ends at [{ends}]"
