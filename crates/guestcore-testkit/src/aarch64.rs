@@ -32,9 +32,9 @@ pub mod desc {
     pub const VALID: u64 = 1;
     /// Table (above level 3) or page (level 3).
     pub const TABLE: u64 = 2;
-    /// AP[1]: EL0 access.
+    /// `AP[1]`: EL0 access.
     pub const AP_EL0: u64 = 1 << 6;
-    /// AP[2]: read-only.
+    /// `AP[2]`: read-only.
     pub const AP_RO: u64 = 1 << 7;
     /// AF.
     pub const AF: u64 = 1 << 10;
@@ -52,9 +52,9 @@ pub mod desc {
     pub const PXN_TABLE: u64 = 1 << 59;
     /// UXNTable.
     pub const UXN_TABLE: u64 = 1 << 60;
-    /// APTable[0]: no EL0 access below.
+    /// `APTable[0]`: no EL0 access below.
     pub const AP_TABLE_EL0: u64 = 1 << 61;
-    /// APTable[1]: no write below.
+    /// `APTable[1]`: no write below.
     pub const AP_TABLE_RO: u64 = 1 << 62;
 }
 
@@ -65,9 +65,9 @@ pub struct ArmRefTranslation {
     pub pa: u64,
     /// Size of the page or block that maps it.
     pub page_size: u64,
-    /// Writable: AP[2] clear and no APTable[1] above.
+    /// Writable: `AP[2]` clear and no `APTable[1]` above.
     pub write: bool,
-    /// EL0-accessible: AP[1] set and no APTable[0] above.
+    /// EL0-accessible: `AP[1]` set and no `APTable[0]` above.
     pub user: bool,
     /// PXN or PXNTable above.
     pub pxn: bool,
@@ -456,7 +456,7 @@ impl Aarch64Builder {
         txsz | tg0 << 14 | txsz << 16 | tg1 << 30 | ips << 32 | ds | self.tcr_extra
     }
 
-    /// A TTBR value naming `table` (BADDR[51:48] in bits 5:2 in the 52-bit formats).
+    /// A TTBR value naming `table` (`BADDR[51:48]` in bits 5:2 in the 52-bit formats).
     pub fn ttbr(&self, table: u64) -> u64 {
         if self.ds || self.granule == 65536 {
             (table & 0x0000_ffff_ffff_ffc0) | ((table >> 48) & 0xf) << 2

@@ -22,7 +22,7 @@
 //! * Output size: TCR_EL1.IPS (bits 34:32), limited to ID_AA64MMFR0_EL1.PARange (bits 3:0),
 //!   both encoded 0 = 32, 1 = 36, 2 = 40, 3 = 42, 4 = 44, 5 = 48, 6 = 52 bits; 52 only with the
 //!   64 KiB granule (FEAT_LPA) or DS, 48 otherwise. With a 52-bit format, TTBR bits 5:2 are
-//!   BADDR[51:48].
+//!   `BADDR[51:48]`.
 //! * TCR_EL1.HPD0/HPD1 (bits 41, 42) disable the hierarchical attributes (APTable, XNTable) of
 //!   a half; DS is bit 59.
 //!
@@ -128,7 +128,7 @@ pub struct Aarch64Half {
     /// Output-address size in bits: what descriptor addresses are masked to.
     pub oa_bits: u32,
     /// TCR_EL1.DS (FEAT_LPA2) is in effect: 52-bit addresses in 4 KiB / 16 KiB descriptors,
-    /// OA[51:50] in bits 9:8.
+    /// `OA[51:50]` in bits 9:8.
     pub ds: bool,
     /// TCR_EL1.HPDn: APTable and the XN table bits are ignored.
     pub hpd: bool,

@@ -104,9 +104,9 @@ pub(crate) fn decode(mode: &PagingMode, t: &Tables, level: usize, raw: u64) -> E
 const ARM_VALID: u64 = 1 << 0;
 /// Table (levels above 3) or page (level 3); clear: block.
 const ARM_TABLE: u64 = 1 << 1;
-/// AP[1]: EL0 may access.
+/// `AP[1]`: EL0 may access.
 const ARM_AP_EL0: u64 = 1 << 6;
-/// AP[2]: read-only.
+/// `AP[2]`: read-only.
 const ARM_AP_RO: u64 = 1 << 7;
 /// AF: accessed.
 const ARM_AF: u64 = 1 << 10;
@@ -118,7 +118,7 @@ const ARM_DBM: u64 = 1 << 51;
 const ARM_PXN: u64 = 1 << 53;
 /// UXN (XN): EL0 may not execute.
 const ARM_UXN: u64 = 1 << 54;
-/// Table descriptors: PXNTable, UXNTable, APTable[0] (no EL0 access below), APTable[1] (no
+/// Table descriptors: PXNTable, UXNTable, `APTable[0]` (no EL0 access below), `APTable[1]` (no
 /// write below).
 const ARM_PXN_TABLE: u64 = 1 << 59;
 const ARM_UXN_TABLE: u64 = 1 << 60;
@@ -161,7 +161,7 @@ fn decode_arm(half: &Aarch64Half, levels: &[super::mode::Level], level: usize, r
 }
 
 /// The output address of a descriptor whose address field starts at bit `low`: bits 47:low,
-/// plus OA[51:48] from bits 15:12 (64 KiB granule, FEAT_LPA) or bits 49:48 and OA[51:50] from
+/// plus `OA[51:48]` from bits 15:12 (64 KiB granule, FEAT_LPA) or bits 49:48 and `OA[51:50]` from
 /// bits 9:8 (TCR_EL1.DS, FEAT_LPA2), masked to the half's output size.
 fn arm_address(half: &Aarch64Half, raw: u64, low: u32) -> u64 {
     let field = |hi: u32| raw & ((1u64 << (hi + 1)) - 1) & !((1u64 << low) - 1);
@@ -177,7 +177,7 @@ fn arm_address(half: &Aarch64Half, raw: u64, low: u32) -> u64 {
 
 /// This entry's contribution to the effective permissions: `WRITE` and `USER` when its R/W and
 /// U/S bits are set (always, at levels without permission bits), `NX` when XD is set and defined.
-/// On aarch64: a leaf's AP[2:1], PXN and UXN; a table's APTable, PXNTable and UXNTable (none
+/// On aarch64: a leaf's `AP[2:1]`, PXN and UXN; a table's APTable, PXNTable and UXNTable (none
 /// when TCR_EL1.HPDn disables them).
 pub(crate) fn perms(mode: &PagingMode, t: &Tables, level: usize, raw: u64) -> PageFlags {
     if let Some(half) = t.half {
@@ -213,7 +213,7 @@ pub(crate) fn perms(mode: &PagingMode, t: &Tables, level: usize, raw: u64) -> Pa
 }
 
 /// The leaf entry's own bits: accessed, dirty, global, PWT, PCD, and `LARGE` for a large page
-/// (a leaf above the last level). On aarch64: AF, nG, DBM with AP[2] clear, and `LARGE` for a
+/// (a leaf above the last level). On aarch64: AF, nG, DBM with `AP[2]` clear, and `LARGE` for a
 /// block.
 pub(crate) fn leaf_bits(t: &Tables, level: usize, raw: u64) -> PageFlags {
     let large = level + 1 < t.levels.len();

@@ -8,10 +8,10 @@ bitflags! {
     /// every level (W and U: AND; NX: OR, only with EFER.NXE). The others are the leaf entry's
     /// own bits. `IO` marks a range that is not guest RAM (MMIO, holes).
     ///
-    /// aarch64 descriptors map onto the same meanings: `WRITE` = AP[2] clear (and no APTable
-    /// write-protection above), `USER` = AP[1] (EL0 access, and no APTable EL0 block above),
+    /// aarch64 descriptors map onto the same meanings: `WRITE` = `AP[2]` clear (and no APTable
+    /// write-protection above), `USER` = `AP[1]` (EL0 access, and no APTable EL0 block above),
     /// `NX` = PXN or PXNTable, `UXN` = UXN or UXNTable, `ACCESSED` = AF, `GLOBAL` = nG clear,
-    /// `DIRTY` = DBM with AP[2] clear (hardware dirty state), `LARGE` = a block descriptor.
+    /// `DIRTY` = DBM with `AP[2]` clear (hardware dirty state), `LARGE` = a block descriptor.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
     pub struct PageFlags: u16 {
         /// Writable (R/W set at every level).
@@ -98,5 +98,27 @@ impl PageFlags {
             s.push('E');
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageFlags;
+
+    #[test]
+    fn uxn_shows_only_where_set() {
+        let x86 = PageFlags::WRITE | PageFlags::NX | PageFlags::GLOBAL;
+        assert_eq!(
+            x86.tlb_string(),
+            "XG------W",
+            "x86 keeps QEMU's nine columns"
+        );
+        assert_eq!(x86.mem_string(), "-rw-");
+        let kernel_text = PageFlags::UXN | PageFlags::GLOBAL;
+        assert_eq!(kernel_text.tlb_string(), "E-G-------");
+        assert_eq!(kernel_text.mem_string(), "-r-xE");
+        let user_text = PageFlags::USER | PageFlags::NX;
+        assert_eq!(user_text.mem_string(), "ur--", "PXN only: EL0 may execute");
+        assert!(PageFlags::MERGE_KEY.contains(PageFlags::UXN));
     }
 }

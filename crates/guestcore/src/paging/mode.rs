@@ -155,6 +155,7 @@ pub struct PagingMode {
     /// aarch64 only: the halves and their tables (`None` on x86). An aarch64 mode with the MMU
     /// off is `Off` with a regime that has no halves; its `phys_bits` is the PA size, which
     /// bounds the identity view.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub aarch64: Option<Box<Aarch64Regime>>,
 }
 
