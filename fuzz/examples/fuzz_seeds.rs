@@ -417,7 +417,8 @@ fn aarch64_walker_seeds(dir: &Path) {
         b.map(high | (4 * g), 0, g, desc::UXN);
         b.map(high | (5 * g), g, g, desc::AP_RO | desc::PXN | desc::UXN);
         b.map(16 * g, 2 * g, g, desc::AP_EL0 | desc::PXN | desc::CONT);
-        let block = if g == 4096 { 1 << 21 } else if g == 16384 { 1 << 25 } else { 1 << 29 };
+        // The smallest block: a level-2 one, 2 MiB / 32 MiB / 512 MiB.
+        let block = 1u64 << (2 * g.trailing_zeros() - 3);
         b.map(high | (2 * block), 0, block, desc::UXN);
         let cpu = b.cpu();
         let mut w = Vec::new();

@@ -51,7 +51,8 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(report.entries_visited <= limits.max_entries);
     assert!(report.leaves <= limits.max_leaves && report.leaves == n);
-    let key = PageFlags::WRITE | PageFlags::USER | PageFlags::NX | PageFlags::UXN | PageFlags::LARGE;
+    let key =
+        PageFlags::WRITE | PageFlags::USER | PageFlags::NX | PageFlags::UXN | PageFlags::LARGE;
     for l in &checked {
         for off in [0, l.size / 2, l.size - 1] {
             let t = translate(&mem, &mode, l.va + off)

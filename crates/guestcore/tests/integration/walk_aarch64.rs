@@ -543,3 +543,51 @@ fn random_sets_exercise_every_case() {
         );
     }
 }
+
+#[test]
+fn halves_may_differ_in_granule_and_size() {
+    // TTBR1: 4 KiB granule, 48 bits (the builder's). TTBR0: 64 KiB granule, T0SZ=22 (42 bits:
+    // an 8192-entry level-2 root and level-3 tables), written by hand.
+    let mut b = Aarch64Builder::new(4096, 48, 48, &RAM, 0x4000_0000);
+    b.map(high(48, 0x2000), 0x4100_0000, 4096, desc::UXN);
+    let mut frames: Vec<u64> = (0..48).map(|_| b.alloc()).collect();
+    frames.retain(|f| f % 0x1_0000 == 0);
+    let (l2, l3) = (frames[0], frames[1]);
+    // VA 0x2_4001_0000: L2 index 0x2_4001_0000 >> 29 = 18, L3 index (va >> 16) & 0x1fff = 1.
+    let va = 0x2_4001_0000u64;
+    b.write_u64(l2 + 18 * 8, l3 | 3);
+    b.write_u64(
+        l3 + 8,
+        0x4120_0000 | desc::AF | desc::AP_EL0 | desc::PXN | 3,
+    );
+    // A 512 MiB block at L2 index 1.
+    b.write_u64(l2 + 8, 0x6000_0000 | desc::AF | 1);
+    let mut cpu = b.cpu();
+    let t = cpu.tcr_el1.unwrap() & !0xc03f; // clear T0SZ and TG0
+    cpu.tcr_el1 = Some(t | 22 | 1 << 14);
+    cpu.ttbr0_el1 = Some(l2);
+    let mode = PagingMode::aarch64(&cpu).unwrap();
+    let mem = b.memory();
+    let (leaves, report) = leaves_of(mem, &mode, LIMITS);
+    assert_eq!(report.reserved_entries, 0);
+    let got: Vec<(u64, u64, u64)> = leaves.iter().map(|l| (l.va, l.pa, l.size)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1 << 29, 0x6000_0000, 1 << 29),
+            (va, 0x4120_0000, 0x1_0000),
+            (high(48, 0x2000), 0x4100_0000, 4096)
+        ]
+    );
+    for l in &leaves {
+        agrees(mem, &cpu, l, l.va + (l.size - 1));
+    }
+    let tr = translate(mem, &mode, va + 0x1234).unwrap();
+    let names: Vec<&str> = tr.steps.iter().map(|s| s.level).collect();
+    assert_eq!((tr.paddr, names), (0x4120_1234, vec!["L2", "L3"]));
+    assert!(
+        translate(mem, &mode, 1 << 42).is_err(),
+        "beyond TTBR0's 42 bits"
+    );
+    assert_eq!(arm::translate(mem, &cpu, 1 << 42), None);
+}
