@@ -541,7 +541,7 @@ impl RandomArmTables {
             0x1_0000_0000_0000 | 0x8_0000_0000,
         ];
         for &f in &frames {
-            for _ in 0..2 + rng.below(5) {
+            for _ in 0..3 + rng.below(8) {
                 let idx = rng.pick(&index_pool);
                 let d = random_desc(&mut rng, &b, &frames, &targets);
                 b.write_u64(f + idx * 8, d);

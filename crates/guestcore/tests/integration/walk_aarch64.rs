@@ -148,7 +148,7 @@ fn check(granule: u64, va_bits: u32, seed: u64, sample_seed: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
     fn granule_4k_matches_reference(seed: u64, sample: u64, v in 0usize..5) {
