@@ -169,6 +169,10 @@ where
     let root_len =
         |t: &Tables| t.levels.first().map_or(0, Level::entries) as u64 * mode.entry_bytes() as u64;
     let in_ram = |t: &Tables| mem.is_ram(t.root, root_len(t));
+    if mode.tables().next().is_none() {
+        // An aarch64 regime with both halves disabled (EPD0 and EPD1): nothing is mapped.
+        return Ok(w.report);
+    }
     if !mode.tables().any(|t| in_ram(&t)) {
         let first = mode.tables().next();
         return Err(Error::NotInMemory {

@@ -417,6 +417,12 @@ fn epd_disables_a_half() {
         assert!(e.contains("EPD"), "{e}");
         assert_eq!(arm::translate(mem, &cpu, gone), None);
     }
+    // Both halves disabled: an empty walk, not an error.
+    let mut b = Aarch64Builder::new(4096, 48, 48, &RAM, 0x4000_0000);
+    b.tcr_extra = tcr::EPD0 | tcr::EPD1;
+    let (mem, _, mode) = built(&b);
+    let (leaves, report) = leaves_of(&mem, &mode, LIMITS);
+    assert_eq!((leaves.len(), report.entries_visited), (0, 0));
 }
 
 #[test]
