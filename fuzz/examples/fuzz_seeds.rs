@@ -279,6 +279,9 @@ fn main() {
         mem.read_at(0, &mut ram).unwrap();
         w.extend_from_slice(&ram);
         put(&dir, "walker", &format!("{kind:?}"), &w);
+        if i == 0 {
+            aarch64_walker_seeds(&dir);
+        }
         // Notes.
         let notes = vec![
             guestcore::cpu::notes::encode_prstatus_x86_64(&cpu, 1),
@@ -392,5 +395,45 @@ NUMBER(PHYS_OFFSET)=0x40000000\nNUMBER(TCR_EL1_T1SZ)=0x10\nKERNELOFFSET=28b03aa0
             seed.extend_from_slice(&file);
             put(&dir, "shrinking_file", &format!("{target}-{name}-{cut}"), &seed);
         }
+    }
+}
+
+/// The `walker_aarch64` target's input: TCR_EL1, TTBR0_EL1, TTBR1_EL1, SCTLR_EL1,
+/// ID_AA64MMFR0_EL1, then RAM from physical 0 holding tables of each granule (48-bit and
+/// 52-bit formats) that map pages and blocks in both halves.
+fn aarch64_walker_seeds(dir: &Path) {
+    use guestcore_testkit::aarch64::{desc, Aarch64Builder};
+    for (g, va_bits, pa_bits) in [
+        (4096u64, 48u32, 48u32),
+        (4096, 39, 40),
+        (4096, 52, 52),
+        (16384, 47, 48),
+        (65536, 42, 48),
+        (65536, 52, 52),
+    ] {
+        let ram = 0x8_0000u64;
+        let mut b = Aarch64Builder::new(g, va_bits, pa_bits, &[(0, ram)], g);
+        let high = !((1u64 << va_bits) - 1);
+        b.map(high | (4 * g), 0, g, desc::UXN);
+        b.map(high | (5 * g), g, g, desc::AP_RO | desc::PXN | desc::UXN);
+        b.map(16 * g, 2 * g, g, desc::AP_EL0 | desc::PXN | desc::CONT);
+        // The smallest block: a level-2 one, 2 MiB / 32 MiB / 512 MiB.
+        let block = 1u64 << (2 * g.trailing_zeros() - 3);
+        b.map(high | (2 * block), 0, block, desc::UXN);
+        let cpu = b.cpu();
+        let mut w = Vec::new();
+        for v in [
+            cpu.tcr_el1.unwrap_or(0),
+            cpu.ttbr0_el1.unwrap_or(0),
+            cpu.ttbr1_el1.unwrap_or(0),
+            cpu.sctlr_el1.unwrap_or(0),
+            cpu.id_aa64mmfr0_el1.unwrap_or(0),
+        ] {
+            w.extend_from_slice(&v.to_le_bytes());
+        }
+        let mut bytes = vec![0u8; ram as usize];
+        b.memory().read_at(0, &mut bytes).unwrap();
+        w.extend_from_slice(&bytes);
+        put(dir, "walker_aarch64", &format!("{g}-{va_bits}"), &w);
     }
 }

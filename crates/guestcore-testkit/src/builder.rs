@@ -299,6 +299,7 @@ impl GuestBuilder {
         let pse = if self.pse { CR4_PSE } else { 0 };
         let (cr4, efer, cs_flags) = match self.kind {
             ModeKind::Off => unreachable!("handled above"),
+            ModeKind::Aarch64 => panic!("aarch64 guests are built by crate::aarch64"),
             ModeKind::Bits32 => (pse, 0, 0x00c0_9b00),
             ModeKind::Pae => (pse | CR4_PAE, nxe, 0x00c0_9b00),
             ModeKind::Level4 => (pse | CR4_PAE, nxe | EFER_LME | EFER_LMA, 0x00a0_9b00),

@@ -93,10 +93,12 @@ impl Geometry {
     /// The geometry of `kind`.
     ///
     /// # Panics
-    /// For [`ModeKind::Off`], which has no tables.
+    /// For [`ModeKind::Off`], which has no tables, and [`ModeKind::Aarch64`], whose shape
+    /// depends on its registers (see [`crate::aarch64`]).
     pub fn of(kind: ModeKind) -> Geometry {
         let (levels, entry_bytes): (&'static [(u32, u32)], u64) = match kind {
             ModeKind::Off => panic!("paging off has no tables"),
+            ModeKind::Aarch64 => panic!("aarch64 tables are built by crate::aarch64"),
             ModeKind::Bits32 => (&[(22, 10), (12, 10)], 4),
             ModeKind::Pae => (&[(30, 2), (21, 9), (12, 9)], 8),
             ModeKind::Level4 => (&[(39, 9), (30, 9), (21, 9), (12, 9)], 8),

@@ -1,6 +1,8 @@
 //! Test support for guestcore: synthetic guests whose page tables are known exactly.
 //!
-//! * [`builder`] — [`GuestBuilder`] writes page tables of any mode into a RAM image.
+//! * [`builder`] — [`GuestBuilder`] writes page tables of any x86 mode into a RAM image.
+//! * [`aarch64`] — aarch64 tables for every granule, their own reference translator (from the
+//!   Arm ARM) and random hostile table sets.
 //! * [`allocator`] — the bump allocator of table frames it uses.
 //! * [`memory`] — [`SparseMemory`], RAM that only costs the pages written (big guests).
 //! * [`reference`] — an independent translator written from the Intel SDM: the oracle.
@@ -12,6 +14,7 @@
 //!
 //! Nothing here calls guestcore's paging code, so a bug there cannot hide in both.
 
+pub mod aarch64;
 pub mod allocator;
 pub mod builder;
 pub mod fixture;

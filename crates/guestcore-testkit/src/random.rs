@@ -224,7 +224,7 @@ pub fn cpu_for(kind: ModeKind, cr3: u64, nxe: bool, pse: bool, a20: bool) -> X86
     let nxe = if nxe { EFER_NXE } else { 0 };
     let pse = if pse { CR4_PSE } else { 0 };
     (cpu.cr[4], cpu.efer) = match kind {
-        ModeKind::Off => {
+        ModeKind::Off | ModeKind::Aarch64 => {
             cpu.cr[0] = 1;
             (0, 0)
         }

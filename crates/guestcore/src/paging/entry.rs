@@ -1,9 +1,11 @@
 //! Decoding one page-table entry at one level of one mode. Both the walker and the translator
-//! call [`decode`], so every rule (present bit, reserved bits, PS, PSE-36, XD, A20, address mask)
-//! lives here once.
+//! call [`decode`], so every rule (present bit, reserved bits, PS, PSE-36, XD, A20, address mask;
+//! on aarch64 the descriptor type, where blocks are allowed, the 52-bit address formats and the
+//! table attributes) lives here once.
 
+use super::aarch64::{Aarch64Half, Granule};
 use super::flags::PageFlags;
-use super::mode::{ModeKind, PagingMode};
+use super::mode::{ModeKind, PagingMode, Tables};
 
 const P: u64 = 1 << 0;
 const RW: u64 = 1 << 1;
@@ -34,12 +36,15 @@ pub(crate) enum Entry {
     },
 }
 
-/// Decodes `raw`, read from a table of level `level` (index into `mode.levels()`).
-pub(crate) fn decode(mode: &PagingMode, level: usize, raw: u64) -> Entry {
-    let levels = mode.levels();
+/// Decodes `raw`, read from a table of level `level` (index into `t.levels`).
+pub(crate) fn decode(mode: &PagingMode, t: &Tables, level: usize, raw: u64) -> Entry {
+    let levels = t.levels;
     let Some(lvl) = levels.get(level) else {
         return Entry::NotPresent;
     };
+    if let Some(half) = t.half {
+        return decode_arm(half, levels, level, raw);
+    }
     if raw & P == 0 {
         return Entry::NotPresent;
     }
@@ -94,10 +99,106 @@ pub(crate) fn decode(mode: &PagingMode, level: usize, raw: u64) -> Entry {
     Entry::Table((raw & addr_mask) & mode.a20_mask)
 }
 
+// aarch64 VMSAv8-64 stage-1 descriptor bits (Arm ARM D8.3).
+/// Valid.
+const ARM_VALID: u64 = 1 << 0;
+/// Table (levels above 3) or page (level 3); clear: block.
+const ARM_TABLE: u64 = 1 << 1;
+/// `AP[1]`: EL0 may access.
+const ARM_AP_EL0: u64 = 1 << 6;
+/// `AP[2]`: read-only.
+const ARM_AP_RO: u64 = 1 << 7;
+/// AF: accessed.
+const ARM_AF: u64 = 1 << 10;
+/// nG: not global.
+const ARM_NG: u64 = 1 << 11;
+/// DBM: dirty-bit modifier (hardware dirty state).
+const ARM_DBM: u64 = 1 << 51;
+/// PXN: EL1 may not execute.
+const ARM_PXN: u64 = 1 << 53;
+/// UXN (XN): EL0 may not execute.
+const ARM_UXN: u64 = 1 << 54;
+/// Table descriptors: PXNTable, UXNTable, `APTable[0]` (no EL0 access below), `APTable[1]` (no
+/// write below).
+const ARM_PXN_TABLE: u64 = 1 << 59;
+const ARM_UXN_TABLE: u64 = 1 << 60;
+const ARM_AP_TABLE_EL0: u64 = 1 << 61;
+const ARM_AP_TABLE_RO: u64 = 1 << 62;
+
+/// An aarch64 descriptor. Bits 1:0 = 01 is a block where `lvl.large_leaf` allows one and
+/// invalid elsewhere (at level 3 it is the reserved type): counted as `Reserved`, like an x86
+/// entry the CPU would fault on. The contiguous hint (bit 52) changes nothing here: each page
+/// translates to its own output address.
+fn decode_arm(half: &Aarch64Half, levels: &[super::mode::Level], level: usize, raw: u64) -> Entry {
+    if raw & ARM_VALID == 0 {
+        return Entry::NotPresent;
+    }
+    let lvl = levels[level];
+    let last = level + 1 == levels.len();
+    if raw & ARM_TABLE != 0 {
+        let low = if last {
+            lvl.shift
+        } else {
+            half.granule.shift()
+        };
+        let addr = arm_address(half, raw, low);
+        return if last {
+            Entry::Leaf {
+                pa: addr,
+                size: lvl.span(),
+            }
+        } else {
+            Entry::Table(addr)
+        };
+    }
+    if last || !lvl.large_leaf {
+        return Entry::Reserved;
+    }
+    Entry::Leaf {
+        pa: arm_address(half, raw, lvl.shift),
+        size: lvl.span(),
+    }
+}
+
+/// The output address of a descriptor whose address field starts at bit `low`: bits 47:low,
+/// plus `OA[51:48]` from bits 15:12 (64 KiB granule, FEAT_LPA) or bits 49:48 and `OA[51:50]` from
+/// bits 9:8 (TCR_EL1.DS, FEAT_LPA2), masked to the half's output size.
+fn arm_address(half: &Aarch64Half, raw: u64, low: u32) -> u64 {
+    let field = |hi: u32| raw & ((1u64 << (hi + 1)) - 1) & !((1u64 << low) - 1);
+    let pa = if half.ds {
+        field(49) | ((raw >> 8) & 3) << 50
+    } else if half.granule == Granule::K64 {
+        field(47) | ((raw >> 12) & 0xf) << 48
+    } else {
+        field(47)
+    };
+    pa & ((1u64 << half.oa_bits) - 1)
+}
+
 /// This entry's contribution to the effective permissions: `WRITE` and `USER` when its R/W and
 /// U/S bits are set (always, at levels without permission bits), `NX` when XD is set and defined.
-pub(crate) fn perms(mode: &PagingMode, level: usize, raw: u64) -> PageFlags {
-    let has_perms = mode.levels().get(level).is_some_and(|l| l.has_perms);
+/// On aarch64: a leaf's `AP[2:1]`, PXN and UXN; a table's APTable, PXNTable and UXNTable (none
+/// when TCR_EL1.HPDn disables them).
+pub(crate) fn perms(mode: &PagingMode, t: &Tables, level: usize, raw: u64) -> PageFlags {
+    if let Some(half) = t.half {
+        let table = raw & ARM_TABLE != 0 && level + 1 < t.levels.len();
+        let mut f = PageFlags::WRITE | PageFlags::USER;
+        if table {
+            if !half.hpd {
+                f.set(PageFlags::WRITE, raw & ARM_AP_TABLE_RO == 0);
+                f.set(PageFlags::USER, raw & ARM_AP_TABLE_EL0 == 0);
+                f.set(PageFlags::NX, raw & ARM_PXN_TABLE != 0);
+                f.set(PageFlags::UXN, raw & ARM_UXN_TABLE != 0);
+            }
+        } else {
+            f.set(PageFlags::WRITE, raw & ARM_AP_RO == 0);
+            f.set(PageFlags::USER, raw & ARM_AP_EL0 != 0);
+            f.set(PageFlags::NX, raw & ARM_PXN != 0);
+            f.set(PageFlags::UXN, raw & ARM_UXN != 0);
+        }
+        return f;
+    }
+    let has_perms = t.levels.get(level).is_some_and(|l| l.has_perms);
     if !has_perms {
         return PageFlags::WRITE | PageFlags::USER;
     }
@@ -111,9 +212,19 @@ pub(crate) fn perms(mode: &PagingMode, level: usize, raw: u64) -> PageFlags {
     f
 }
 
-/// The leaf entry's own bits: accessed, dirty, global, PWT, PCD, and `LARGE` for a large page.
-pub(crate) fn leaf_bits(raw: u64, large: bool) -> PageFlags {
+/// The leaf entry's own bits: accessed, dirty, global, PWT, PCD, and `LARGE` for a large page
+/// (a leaf above the last level). On aarch64: AF, nG, DBM with `AP[2]` clear, and `LARGE` for a
+/// block.
+pub(crate) fn leaf_bits(t: &Tables, level: usize, raw: u64) -> PageFlags {
+    let large = level + 1 < t.levels.len();
     let mut f = PageFlags::empty();
+    if t.half.is_some() {
+        f.set(PageFlags::ACCESSED, raw & ARM_AF != 0);
+        f.set(PageFlags::GLOBAL, raw & ARM_NG == 0);
+        f.set(PageFlags::DIRTY, raw & ARM_DBM != 0 && raw & ARM_AP_RO == 0);
+        f.set(PageFlags::LARGE, large);
+        return f;
+    }
     f.set(PageFlags::ACCESSED, raw & A != 0);
     f.set(PageFlags::DIRTY, raw & D != 0);
     f.set(PageFlags::GLOBAL, raw & G != 0);
@@ -124,10 +235,10 @@ pub(crate) fn leaf_bits(raw: u64, large: bool) -> PageFlags {
 }
 
 /// Combines permissions of an upper level (`acc`) with the next entry's (`next`):
-/// W and U by AND, NX by OR.
+/// W and U by AND, NX and UXN by OR.
 pub(crate) fn combine(acc: PageFlags, next: PageFlags) -> PageFlags {
     let and = (acc & next) & (PageFlags::WRITE | PageFlags::USER);
-    let or = (acc | next) & PageFlags::NX;
+    let or = (acc | next) & (PageFlags::NX | PageFlags::UXN);
     and | or
 }
 
@@ -135,19 +246,27 @@ pub(crate) fn combine(acc: PageFlags, next: PageFlags) -> PageFlags {
 mod tests {
     use super::*;
 
+    fn dec(m: &PagingMode, level: usize, raw: u64) -> Entry {
+        decode(m, &m.tables().next().unwrap(), level, raw)
+    }
+
+    fn prm(m: &PagingMode, level: usize, raw: u64) -> PageFlags {
+        perms(m, &m.tables().next().unwrap(), level, raw)
+    }
+
     #[test]
     fn pse36_uses_64_bit_arithmetic() {
         let m = PagingMode::new(ModeKind::Bits32, 0);
         // PDE: base bits 31:22 = 0x3ff, PSE-36 bits 20:13 = 0x12, PS, P.
         let raw = 0xffc0_0000 | (0x12 << 13) | PS | P;
         assert_eq!(
-            decode(&m, 0, raw),
+            dec(&m, 0, raw),
             Entry::Leaf {
                 pa: 0x12_ffc0_0000,
                 size: 1 << 22
             }
         );
-        assert_eq!(decode(&m, 0, raw | (1 << 21)), Entry::Reserved);
+        assert_eq!(dec(&m, 0, raw | (1 << 21)), Entry::Reserved);
     }
 
     #[test]
@@ -156,24 +275,24 @@ mod tests {
         // 2 MiB leaf with PAT (bit 12), protection key bits 62:59, XD.
         let raw = 0x7800_0000_4020_0000 | (1 << 12) | XD | PS | P | RW;
         assert_eq!(
-            decode(&m, 2, raw),
+            dec(&m, 2, raw),
             Entry::Leaf {
                 pa: 0x4020_0000,
                 size: 1 << 21
             }
         );
         assert_eq!(
-            decode(&m, 2, raw | (1 << 13)),
+            dec(&m, 2, raw | (1 << 13)),
             Entry::Reserved,
             "bits 20:13 reserved"
         );
         assert_eq!(
-            decode(&m, 0, 0x1000 | PS | P),
+            dec(&m, 0, 0x1000 | PS | P),
             Entry::Reserved,
             "PS reserved in PML4E"
         );
         assert_eq!(
-            decode(&m, 1, 0x4000_0000 | PS | P),
+            dec(&m, 1, 0x4000_0000 | PS | P),
             Entry::Leaf {
                 pa: 0x4000_0000,
                 size: 1 << 30
@@ -185,18 +304,18 @@ mod tests {
     fn xd_reserved_without_nxe() {
         let mut m = PagingMode::new(ModeKind::Pae, 0);
         m.nxe = false;
-        assert_eq!(decode(&m, 2, 0x5000 | XD | P), Entry::Reserved);
+        assert_eq!(dec(&m, 2, 0x5000 | XD | P), Entry::Reserved);
         m.nxe = true;
         assert_eq!(
-            decode(&m, 2, 0x5000 | XD | P),
+            dec(&m, 2, 0x5000 | XD | P),
             Entry::Leaf {
                 pa: 0x5000,
                 size: 4096
             }
         );
-        assert!(perms(&m, 2, 0x5000 | XD | P).contains(PageFlags::NX));
+        assert!(prm(&m, 2, 0x5000 | XD | P).contains(PageFlags::NX));
         assert_eq!(
-            decode(&m, 0, 0x5000 | RW | P),
+            dec(&m, 0, 0x5000 | RW | P),
             Entry::Reserved,
             "R/W reserved in PAE PDPTE"
         );
@@ -207,13 +326,13 @@ mod tests {
         let mut m = PagingMode::new(ModeKind::Level4, 0);
         m.a20_mask = !(1 << 20);
         assert_eq!(
-            decode(&m, 3, 0x0013_0000 | P),
+            dec(&m, 3, 0x0013_0000 | P),
             Entry::Leaf {
                 pa: 0x0003_0000,
                 size: 4096
             }
         );
-        assert_eq!(decode(&m, 0, 0x0013_0000 | P), Entry::Table(0x0003_0000));
+        assert_eq!(dec(&m, 0, 0x0013_0000 | P), Entry::Table(0x0003_0000));
     }
 
     #[test]

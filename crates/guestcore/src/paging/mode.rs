@@ -1,13 +1,15 @@
 //! Paging modes as data. A mode is a list of [`Level`]s from the root down plus a few masks;
 //! the walker and the translator read only this description.
 
+use super::aarch64::{regime_of, Aarch64Half, Aarch64Regime, Granule, Ttbr};
 use crate::cpu::{
-    CpuState, X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME, EFER_NXE,
+    Aarch64CpuState, CpuState, X86CpuState, CR0_PG, CR4_LA57, CR4_PAE, CR4_PSE, EFER_LMA, EFER_LME,
+    EFER_NXE,
 };
 use crate::{Error, Result};
 use serde::Serialize;
 
-/// The x86 paging modes.
+/// The paging modes: x86's, and aarch64's EL1&0 stage-1 regime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModeKind {
@@ -21,6 +23,9 @@ pub enum ModeKind {
     Level4,
     /// IA-32e 5-level, CR4.LA57 (57-bit linear).
     Level5,
+    /// aarch64 EL1&0 stage 1 with the MMU on: TTBR0's and TTBR1's halves, each with its own
+    /// granule and size ([`PagingMode::aarch64`]). With the MMU off an aarch64 mode is `Off`.
+    Aarch64,
 }
 
 impl ModeKind {
@@ -32,6 +37,7 @@ impl ModeKind {
             ModeKind::Pae => "pae",
             ModeKind::Level4 => "4-level",
             ModeKind::Level5 => "5-level",
+            ModeKind::Aarch64 => "aarch64",
         }
     }
 }
@@ -39,13 +45,14 @@ impl ModeKind {
 /// One level of a page-table hierarchy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Level {
-    /// The SDM's name of this level's table: `PML5`, `PML4`, `PDPT`, `PD`, `PT`.
+    /// The SDM's name of this level's table: `PML5`, `PML4`, `PDPT`, `PD`, `PT`; on aarch64 the
+    /// Arm ARM's level number: `L-1`, `L0`, `L1`, `L2`, `L3`.
     pub name: &'static str,
     /// Linear-address bit where this level's index starts.
     pub shift: u32,
     /// Width of the index (10, 9, or 2 for PAE's PDPT).
     pub index_bits: u32,
-    /// An entry with PS=1 here is a leaf of `1 << shift` bytes.
+    /// An entry with PS=1 here (on aarch64: a block descriptor) is a leaf of `1 << shift` bytes.
     pub large_leaf: bool,
     /// R/W, U/S and XD are defined here (false for PAE PDPTEs, which only have P).
     pub has_perms: bool,
@@ -145,6 +152,35 @@ pub struct PagingMode {
     pub phys_bits: u32,
     /// CR4.PSE: 4 MiB leaves in 32-bit paging (always on in PAE and IA-32e).
     pub pse: bool,
+    /// aarch64 only: the halves and their tables (`None` on x86). An aarch64 mode with the MMU
+    /// off is `Off` with a regime that has no halves; its `phys_bits` is the PA size, which
+    /// bounds the identity view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aarch64: Option<Box<Aarch64Regime>>,
+}
+
+/// One hierarchy of tables a mode walks: x86 has one, aarch64 one per enabled half.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tables<'a> {
+    /// Physical address of the root table.
+    pub root: u64,
+    /// The levels from the root down.
+    pub levels: &'a [Level],
+    /// The aarch64 half (`None` on x86).
+    pub half: Option<&'a Aarch64Half>,
+    /// Sign-extend leaf addresses from this many bits (IA-32e), or 0.
+    canonical_bits: u32,
+}
+
+impl Tables<'_> {
+    /// The full virtual address of the walk offset `va` (the index bits only).
+    pub(crate) fn place(&self, va: u64) -> u64 {
+        match self.half {
+            Some(h) => h.va_start() | va,
+            None if self.canonical_bits != 0 => crate::addr::canonical(va, self.canonical_bits),
+            None => va,
+        }
+    }
 }
 
 impl PagingMode {
@@ -195,6 +231,7 @@ impl PagingMode {
             a20_mask: if cpu.a20_enabled { !0 } else { !(1 << 20) },
             phys_bits: 52,
             pse: cr4 & CR4_PSE != 0,
+            aarch64: None,
         };
         Ok(mode.with_cr3(cpu.cr3()))
     }
@@ -208,13 +245,118 @@ impl PagingMode {
             a20_mask: !0,
             phys_bits: 52,
             pse: true,
+            aarch64: None,
         }
         .with_cr3(cr3)
     }
 
+    /// The mode an aarch64 vCPU is in: `Off` (the physical view, up to the PA size) when
+    /// SCTLR_EL1.M is clear, else the EL1&0 stage-1 regime its TCR_EL1, TTBR0_EL1 and TTBR1_EL1
+    /// describe, with output addresses masked to min(TCR_EL1.IPS, ID_AA64MMFR0_EL1.PARange)
+    /// (IPS alone when PARange is unknown). Fails naming the registers the source lacks (a
+    /// half disabled by EPD0/EPD1 needs no TTBR), or on a reserved granule or a TxSZ out of
+    /// range.
+    pub fn aarch64(cpu: &Aarch64CpuState) -> Result<Self> {
+        let (regime, pa_bits) = regime_of(cpu)?;
+        Ok(Self::from_regime(regime, pa_bits))
+    }
+
+    /// The kernel's half from VMCOREINFO's facts alone: TTBR1 = `root_pa` (swapper_pg_dir's
+    /// physical address), `va_bits` = 64 - T1SZ (`TCR_EL1_T1SZ`, else `VA_BITS`), the granule
+    /// of `page_size` (`PAGESIZE`, 4096 when unknown), `pa_bits` the PA size (48 when
+    /// unknown). No TTBR0: user space is not translated. A VA above 48 bits with 4 KiB or 16 KiB
+    /// pages is LPA2's (TCR_EL1.DS=1), as Linux runs it.
+    pub fn aarch64_kernel(
+        root_pa: u64,
+        va_bits: u32,
+        page_size: u64,
+        pa_bits: u32,
+    ) -> Result<Self> {
+        let granule = Granule::from_page_size(page_size).ok_or_else(|| {
+            Error::CpuState(format!(
+                "aarch64 page size {page_size} is not a granule (4096, 16384 or 65536)"
+            ))
+        })?;
+        let txsz = 64u32
+            .checked_sub(va_bits)
+            .ok_or_else(|| Error::CpuState(format!("aarch64 VA_BITS={va_bits} is above 64")))?;
+        let pa = pa_bits.clamp(32, 52);
+        let ds = va_bits > 48 && granule != Granule::K64;
+        let high = Aarch64Half::new(Ttbr::Ttbr1, 0, granule, txsz, ds, false, pa, pa)?;
+        let mut high = high;
+        high.root = root_pa & ((1u64 << high.oa_bits) - 1) & !63;
+        let regime = Aarch64Regime {
+            low: None,
+            high: Some(high),
+            pa_bits: pa,
+        };
+        Ok(Self::from_regime(Some(regime), pa))
+    }
+
+    fn from_regime(regime: Option<Aarch64Regime>, pa_bits: u32) -> Self {
+        let (kind, regime) = match regime {
+            Some(r) => (ModeKind::Aarch64, r),
+            None => (
+                ModeKind::Off,
+                Aarch64Regime {
+                    low: None,
+                    high: None,
+                    pa_bits,
+                },
+            ),
+        };
+        let root = regime
+            .high
+            .as_ref()
+            .or(regime.low.as_ref())
+            .map_or(0, |h| h.root);
+        PagingMode {
+            kind,
+            root,
+            nxe: true,
+            a20_mask: !0,
+            phys_bits: pa_bits,
+            pse: false,
+            aarch64: Some(Box::new(regime)),
+        }
+    }
+
+    /// The tables this mode walks, in ascending virtual-address order (none when paging is
+    /// off).
+    pub(crate) fn tables(&self) -> impl Iterator<Item = Tables<'_>> {
+        let x86 = (self.aarch64.is_none() && self.kind != ModeKind::Off).then(|| Tables {
+            root: self.root,
+            levels: self.levels(),
+            half: None,
+            canonical_bits: if self.is_long() { self.va_bits() } else { 0 },
+        });
+        let halves = self
+            .aarch64
+            .iter()
+            .flat_map(|r| r.halves())
+            .map(|h| Tables {
+                root: h.root,
+                levels: h.levels(),
+                half: Some(h),
+                canonical_bits: 0,
+            });
+        x86.into_iter().chain(halves)
+    }
+
+    /// True for an aarch64 mode (MMU on or off).
+    pub fn is_aarch64(&self) -> bool {
+        self.aarch64.is_some()
+    }
+
     /// The same mode rooted at another CR3 (e.g. the crashed kernel's tables in a kdump dump).
+    /// On aarch64 `cr3` is taken as a TTBR0_EL1 value (a process's tables, as CR3 is): it
+    /// replaces the low half's root; see [`with_ttbr`](Self::with_ttbr) for either half.
     pub fn with_cr3(mut self, cr3: u64) -> Self {
+        if self.aarch64.is_some() {
+            return self.with_ttbr(Ttbr::Ttbr0, cr3);
+        }
         self.root = match self.kind {
+            ModeKind::Aarch64 => 0,
             ModeKind::Off => 0,
             ModeKind::Bits32 => cr3 & 0xffff_f000,
             ModeKind::Pae => cr3 & 0xffff_ffe0,
@@ -223,9 +365,35 @@ impl PagingMode {
         self
     }
 
-    /// The levels from the root down; empty when paging is off.
-    pub fn levels(&self) -> &'static [Level] {
+    /// The same aarch64 mode with the half of `ttbr` rooted at the table a TTBR value of
+    /// `value` names (ASID and CnP dropped). A half that is disabled stays disabled; x86 modes
+    /// are returned unchanged.
+    pub fn with_ttbr(mut self, ttbr: Ttbr, value: u64) -> Self {
+        if let Some(r) = self.aarch64.as_mut() {
+            let half = match ttbr {
+                Ttbr::Ttbr0 => &mut r.low,
+                Ttbr::Ttbr1 => &mut r.high,
+            };
+            if let Some(h) = half.take() {
+                *half = Some(h.with_ttbr(value));
+            }
+            self.root = r.high.as_ref().or(r.low.as_ref()).map_or(0, |h| h.root);
+        }
+        self
+    }
+
+    /// The levels from the root down; empty when paging is off. On aarch64, the levels of the
+    /// TTBR1 half when it is enabled, else TTBR0's (each half has its own: see `aarch64`).
+    pub fn levels(&self) -> &[Level] {
+        if let Some(r) = &self.aarch64 {
+            return r
+                .high
+                .as_ref()
+                .or(r.low.as_ref())
+                .map_or(&[], |h| h.levels());
+        }
         match self.kind {
+            ModeKind::Aarch64 => &[],
             ModeKind::Off => &[],
             ModeKind::Bits32 if self.pse => &LEVELS_32,
             ModeKind::Bits32 => &LEVELS_32_NOPSE,
@@ -235,9 +403,14 @@ impl PagingMode {
         }
     }
 
-    /// Width of a linear address: 32, 48 or 57 bits.
+    /// Width of a linear address: 32, 48 or 57 bits. On aarch64 the widest half's (with the
+    /// MMU off: the PA size, the extent of the identity view).
     pub fn va_bits(&self) -> u32 {
+        if let Some(r) = &self.aarch64 {
+            return r.halves().map(|h| h.va_bits).max().unwrap_or(r.pa_bits);
+        }
         match self.kind {
+            ModeKind::Aarch64 => 0,
             ModeKind::Off | ModeKind::Bits32 | ModeKind::Pae => 32,
             ModeKind::Level4 => 48,
             ModeKind::Level5 => 57,
@@ -271,14 +444,15 @@ impl PagingMode {
 pub fn state_for_mode(kind: ModeKind, root: u64, index: u32) -> X86CpuState {
     let mut c = X86CpuState::new(index);
     c.cr[3] = root;
-    c.cr[0] = if kind == ModeKind::Off {
+    c.cr[0] = if matches!(kind, ModeKind::Off | ModeKind::Aarch64) {
         0x11
     } else {
         CR0_PG | 0x11
     };
     let long = EFER_LMA | EFER_LME | EFER_NXE;
     (c.cr[4], c.efer) = match kind {
-        ModeKind::Off => (0, 0),
+        // aarch64 has no x86 state: its vCPUs are `Aarch64CpuState`s (`PagingMode::aarch64`).
+        ModeKind::Off | ModeKind::Aarch64 => (0, 0),
         ModeKind::Bits32 => (CR4_PSE, 0),
         ModeKind::Pae => (CR4_PAE | CR4_PSE, EFER_NXE),
         ModeKind::Level4 => (CR4_PAE | CR4_PSE, long),

@@ -1,5 +1,6 @@
 //! The walker: enumerates every leaf of a page-table hierarchy in ascending canonical
-//! virtual-address order.
+//! virtual-address order. An aarch64 mode has two hierarchies, TTBR0's half and then TTBR1's,
+//! walked by the same code one after the other (see `mode::Tables`).
 //!
 //! Guests control their own page tables, so the walk is bounded: recursion depth is the mode's
 //! level count (never data-driven), and [`WalkLimits`] caps the entries visited and leaves
@@ -8,8 +9,7 @@
 
 use super::entry::{self, Entry};
 use super::flags::PageFlags;
-use super::mode::{ModeKind, PagingMode};
-use crate::addr::canonical;
+use super::mode::{Level, ModeKind, PagingMode, Tables};
 use crate::phys::PhysMemory;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -68,7 +68,7 @@ pub struct WalkReport {
     /// Present entries with reserved bits set (skipped: the CPU would fault).
     pub reserved_entries: u64,
     /// Table pointers to the root or to a table above them on the same path (a self-map, as
-    /// Windows builds on purpose, or a loop). They are walked like any table (the CPU would),
+    /// Windows builds on purpose, or a loop; on aarch64 also to the other half's root). They are walked like any table (the CPU would),
     /// so their leaves map page tables; [`loop_leaves`](Self::loop_leaves) counts those.
     pub self_references: u64,
     /// Leaves reached through a self-reference.
@@ -85,7 +85,8 @@ pub const LOOP_FRAMES_COUNTED: u64 = 1 << 16;
 /// One leaf: `size` bytes at canonical `va` map to physical `pa`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Leaf {
-    /// First virtual address (canonical: sign-extended).
+    /// First virtual address (canonical: sign-extended; on aarch64 the full 64-bit address,
+    /// the TTBR1 half's with its upper bits all ones).
     pub va: u64,
     /// First physical address.
     pub pa: u64,
@@ -98,9 +99,11 @@ pub struct Leaf {
 }
 
 /// Walks `mode`'s tables over `mem`, calling `sink` for every leaf in ascending canonical
-/// virtual-address order. Fails only when the root table itself is not in guest memory.
+/// virtual-address order. Fails only when the root table itself is not in guest memory (on
+/// aarch64: when no enabled half's root is; one that is not counts in `tables_outside_ram`).
 ///
-/// With paging off the "leaves" are the RAM ranges below 4 GiB, identity-mapped.
+/// With paging off the "leaves" are the RAM ranges below 4 GiB (on aarch64, below the PA
+/// size), identity-mapped.
 /// With the A20 line masked, large leaves are split into 1 MiB pieces (bit 20 of every
 /// physical address is forced to 0, so a large page is no longer physically contiguous).
 pub fn walk<M, F>(mem: &M, mode: &PagingMode, limits: WalkLimits, mut sink: F) -> Result<WalkReport>
@@ -147,6 +150,8 @@ where
     let mut w = Walker {
         mem,
         mode,
+        tables: None,
+        roots: [u64::MAX; 2],
         limits,
         report: WalkReport::default(),
         sink,
@@ -161,26 +166,52 @@ where
         w.walk_identity();
         return Ok(w.report);
     }
-    let levels = mode.levels();
-    let root_len = (levels[0].entries() * mode.entry_bytes()) as u64;
-    if !mem.is_ram(mode.root, root_len) {
+    let root_len =
+        |t: &Tables| t.levels.first().map_or(0, Level::entries) as u64 * mode.entry_bytes() as u64;
+    let in_ram = |t: &Tables| mem.is_ram(t.root, root_len(t));
+    if mode.tables().next().is_none() {
+        // An aarch64 regime with both halves disabled (EPD0 and EPD1): nothing is mapped.
+        return Ok(w.report);
+    }
+    if !mode.tables().any(|t| in_ram(&t)) {
+        let first = mode.tables().next();
         return Err(Error::NotInMemory {
-            addr: mode.root,
-            len: root_len,
+            addr: first.map_or(mode.root, |t| t.root),
+            len: first.map_or(0, |t| root_len(&t)),
         });
     }
-    w.bufs = vec![Vec::with_capacity(1024); levels.len()];
-    let _ = w.visit(0, mode.root, 0, PageFlags::WRITE | PageFlags::USER);
+    for (slot, t) in w.roots.iter_mut().zip(mode.tables()) {
+        *slot = t.root;
+    }
+    for t in mode.tables() {
+        if !in_ram(&t) {
+            w.report.tables_outside_ram += 1;
+            continue;
+        }
+        w.tables = Some(t);
+        w.bufs
+            .resize_with(t.levels.len(), || Vec::with_capacity(1024));
+        w.path = [u64::MAX; MAX_LEVELS];
+        if w.visit(0, t.root, 0, PageFlags::WRITE | PageFlags::USER)
+            .is_err()
+        {
+            break;
+        }
+    }
     w.report.loop_frames = w.loop_frames.len() as u64;
     Ok(w.report)
 }
 
-/// The most levels any mode has (5-level paging).
+/// The most levels any mode has (5-level paging; aarch64's levels -1 to 3).
 const MAX_LEVELS: usize = 5;
 
 struct Walker<'a, M: ?Sized, T, F> {
     mem: &'a M,
     mode: &'a PagingMode,
+    /// The hierarchy being walked.
+    tables: Option<Tables<'a>>,
+    /// Every hierarchy's root: a pointer to one is a self-reference from either half.
+    roots: [u64; 2],
     limits: WalkLimits,
     report: WalkReport,
     sink: F,
@@ -208,7 +239,10 @@ where
     F: FnMut(&Leaf) -> std::result::Result<(), StopReason>,
 {
     fn visit(&mut self, level: usize, table: u64, va_base: u64, acc: PageFlags) -> Flow {
-        let lvl = self.mode.levels()[level];
+        let Some(t) = self.tables else {
+            return Ok(());
+        };
+        let lvl = t.levels[level];
         self.path[level] = table;
         let mut entries = std::mem::take(&mut self.bufs[level]);
         let ok = self.load_table(table, lvl.entries(), &mut entries);
@@ -229,7 +263,10 @@ where
         va_base: u64,
         acc: PageFlags,
     ) -> Flow {
-        let lvl = self.mode.levels()[level];
+        let Some(t) = self.tables else {
+            return Ok(());
+        };
+        let lvl = t.levels[level];
         for (i, &raw) in entries.iter().enumerate() {
             self.report.entries_visited += 1;
             if self.report.entries_visited > self.limits.max_entries {
@@ -238,12 +275,12 @@ where
                 return Err(());
             }
             let va = va_base | ((i as u64) << lvl.shift);
-            match entry::decode(self.mode, level, raw) {
+            match entry::decode(self.mode, &t, level, raw) {
                 Entry::NotPresent => {}
                 Entry::Reserved => self.report.reserved_entries += 1,
                 Entry::Table(next) => {
-                    let acc = entry::combine(acc, entry::perms(self.mode, level, raw));
-                    let looped = self.path[..=level].contains(&next);
+                    let acc = entry::combine(acc, entry::perms(self.mode, &t, level, raw));
+                    let looped = self.path[..=level].contains(&next) || self.roots.contains(&next);
                     if looped {
                         self.report.self_references += 1;
                         self.in_loop += 1;
@@ -255,9 +292,9 @@ where
                     flow?;
                 }
                 Entry::Leaf { pa, size } => {
-                    let mut flags = entry::combine(acc, entry::perms(self.mode, level, raw));
-                    flags |= entry::leaf_bits(raw, size > 4096);
-                    self.emit(va, pa, size, flags, raw)?;
+                    let mut flags = entry::combine(acc, entry::perms(self.mode, &t, level, raw));
+                    flags |= entry::leaf_bits(&t, level, raw);
+                    self.emit(t.place(va), pa, size, flags, raw)?;
                 }
             }
         }
@@ -297,11 +334,6 @@ where
     }
 
     fn emit(&mut self, va: u64, pa: u64, size: u64, flags: PageFlags, raw: u64) -> Flow {
-        let va = if self.mode.is_long() {
-            canonical(va, self.mode.va_bits())
-        } else {
-            va
-        };
         let a20_off = self.mode.a20_mask != !0;
         if a20_off && size > (1 << 20) {
             for k in 0..size >> 20 {
@@ -345,15 +377,16 @@ where
         .map_err(|reason| self.report.stopped = Some(reason))
     }
 
-    /// Paging off: linear = physical for the RAM below 4 GiB.
+    /// Paging off: linear = physical for the RAM below 4 GiB (aarch64: below the PA size).
     fn walk_identity(&mut self) {
         let ranges: Vec<_> = self.mem.ram().ranges().to_vec();
         let flags = PageFlags::WRITE | PageFlags::USER;
+        let limit = 1u64 << self.mode.va_bits().min(63);
         for r in ranges {
-            if r.start >= 1 << 32 {
+            if r.start >= limit {
                 break;
             }
-            let end = r.end.min(1 << 32);
+            let end = r.end.min(limit);
             let a20_off = self.mode.a20_mask != !0;
             let mut start = r.start;
             while start < end {

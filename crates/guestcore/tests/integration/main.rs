@@ -13,6 +13,7 @@ mod kdump_readers;
 mod kernel_log;
 mod kernel_roles;
 mod layers;
+mod walk_aarch64;
 mod walk_fuzz;
 mod walk_modes;
 mod walk_props;
