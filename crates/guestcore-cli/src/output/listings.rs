@@ -300,6 +300,7 @@ mod tests {
                 mode: ModeKind::Level4,
                 phys_base: 0xffff_ffff_f400_0000,
                 kaslr_offset: 0x2f00_0000,
+                arm64: None,
             }),
             cpus: vec![0, 1],
             crash: None,

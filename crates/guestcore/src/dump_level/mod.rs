@@ -199,6 +199,11 @@ fn prepare(
     k: KernelPages<'_>,
     level: DumpLevel,
 ) -> std::result::Result<(KernelPages<'_>, PageLayout, SectionTable), String> {
+    if k.mode.is_aarch64() {
+        // arm64's struct pages sit in its vmemmap (`Arm64Layout::vmemmap_start`), which the
+        // section table below does not model yet.
+        return Err("the AArch64 page array (vmemmap) is not read yet".into());
+    }
     let long = k.mode.is_long();
     let word = if long { 8 } else { 4 };
     let layout = PageLayout::from_vmcoreinfo(k.vmcoreinfo, word)?;

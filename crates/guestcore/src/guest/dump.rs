@@ -408,6 +408,19 @@ impl Guest {
         if let Some(k) = &kernel {
             vmcoreinfo = Some(k.vmcoreinfo.clone());
         }
+        // A kdump file's blocks are its kernel's pages: readers (libkdumpfile, drgn, crash)
+        // number the bitmap's bits by PAGESIZE. guestcore writes 4 KiB blocks only, so the
+        // kdump file of a kernel with larger pages (arm64's 16 and 64 KiB) would be misread.
+        if let (DumpFormat::Kdump(_), Some(text)) = (&spec.format, &vmcoreinfo) {
+            let page = crate::format::vmcoreinfo::vmcoreinfo_get(text, "PAGESIZE")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(page) = page.filter(|&p| p != 4096) {
+                return Err(Error::Unsupported(format!(
+                    "the kernel's pages are {} KiB, and guestcore writes kdump files of 4 KiB blocks only (readers number a kdump file's blocks by the kernel's page size): write an ELF core instead",
+                    page / 1024
+                )));
+            }
+        }
         if paging_asked && !paging {
             self.notice(Notice::PagingOff {
                 cpu: first.cpu.index(),

@@ -103,8 +103,9 @@ impl Guest {
                     k.index, k.release
                 ))
             })?;
-            let cpu = layout.cpu_state(k.cpus.first().copied().unwrap_or(0));
-            let mode = PagingMode::from_cpu(&cpu)
+            let cpu = layout.cpu(k.cpus.first().copied().unwrap_or(0));
+            let mode = layout
+                .paging_mode()
                 .map_err(|e| e.context(format!("{input}: kernel {}", k.index)))?;
             self.notice(Notice::Note(format!(
                 "kernel {} ({}, {}): its page tables at {:#x}, {}",
@@ -115,10 +116,7 @@ impl Guest {
                 mode.kind.name()
             )));
             return Ok(View {
-                selected: vec![Selected {
-                    cpu: cpu.into(),
-                    mode,
-                }],
+                selected: vec![Selected { cpu, mode }],
                 kernel: Some(k),
             });
         }
@@ -157,6 +155,24 @@ impl Guest {
                     vec![c.clone()]
                 }
                 None => {
+                    // An AArch64 source without translation registers (QEMU's aarch64 dump
+                    // notes carry none) says nothing about paging: the kernel found in RAM
+                    // has its own tables.
+                    let lacking = cpus
+                        .iter()
+                        .filter_map(CpuState::as_aarch64)
+                        .map(|c| c.missing_translation_registers())
+                        .find(|m| m.contains(&"TTBR1_EL1"));
+                    if let Some(missing) = lacking {
+                        let kernel = ViewSpec::Kernel(KernelSelector::Running);
+                        if let Ok(view) = self.select(&kernel, None) {
+                            self.notice(Notice::Note(format!(
+                                "the vCPUs' translation registers are not in this input ({} missing): using the kernel's own tables",
+                                missing.join(", ")
+                            )));
+                            return Ok(view);
+                        }
+                    }
                     self.notice(Notice::Note(
                         "no vCPU has paging on: virtual = physical".into(),
                     ));

@@ -132,7 +132,7 @@ pub fn kernel_log<M: PhysMemory + ?Sized>(
     mode: &PagingMode,
     vmcoreinfo: &[u8],
 ) -> Result<String> {
-    let word = if mode.is_long() { 8 } else { 4 };
+    let word = if mode.is_64bit() { 8 } else { 4 };
     let l = Layout::from_vmcoreinfo(vmcoreinfo, word)?;
     let prb_addr = read_uint(mem, mode, l.prb, word)?;
     let mut prb = vec![0u8; l.size_prb];

@@ -5,11 +5,16 @@
 //! `__START_KERNEL_map = 0xffffffff80000000` and `NUMBER(phys_base)` signed decimal; 5-level when
 //! `NUMBER(pgtable_l5_enabled)=1`. i386: `SYMBOL(swapper_pg_dir) − PAGE_OFFSET` (0xc0000000, the
 //! 3G/1G split every distribution kernel uses); PAE when the text has `CONFIG_X86_PAE=y`. The
-//! KASLR offset is `KERNELOFFSET` (hex). Every value comes from the guest, so each is checked:
-//! a root must be page-table aligned, and arithmetic that would wrap is refused.
+//! KASLR offset is `KERNELOFFSET` (hex). arm64 (a VMCOREINFO with `NUMBER(kimage_voffset)`):
+//! the root is `swapper_pg_dir − kimage_voffset`, walked as TTBR1's half with the VA size
+//! `64 − TCR_EL1_T1SZ` (else `VA_BITS`) and the granule of `PAGESIZE` (the arithmetic is
+//! `format::arm64_layout`'s). Every value comes from the guest, so each is checked: a root
+//! must be page-table aligned, and arithmetic that would wrap is refused.
 
+use crate::cpu::{Aarch64CpuState, CpuState};
+use crate::format::arm64_layout::Arm64Layout;
 use crate::format::vmcoreinfo::{vmcoreinfo_get, vmcoreinfo_number, vmcoreinfo_symbol};
-use crate::paging::ModeKind;
+use crate::paging::{ModeKind, PagingMode};
 use serde::Serialize;
 
 /// `__START_KERNEL_map` on x86_64: the kernel image's virtual base before KASLR.
@@ -28,6 +33,24 @@ pub struct KernelLayout {
     pub phys_base: u64,
     /// `KERNELOFFSET` (0 when absent).
     pub kaslr_offset: u64,
+    /// What an arm64 kernel's tables need besides the root (`None` on x86).
+    pub arm64: Option<Arm64Facts>,
+}
+
+/// An arm64 kernel's translation facts from its VMCOREINFO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Arm64Facts {
+    /// The VA size its TTBR1 tables cover: `64 − NUMBER(TCR_EL1_T1SZ)`, else `NUMBER(VA_BITS)`
+    /// (they differ where a 52-bit kernel runs on a CPU without LPA2).
+    pub va_bits: u32,
+    /// `PAGESIZE`: the translation granule (4096 when absent).
+    pub page_size: u64,
+    /// `NUMBER(MAX_PHYSMEM_BITS)`: the output-address size (48 when absent).
+    pub pa_bits: u32,
+    /// `NUMBER(kimage_voffset)`: kernel-image virtual minus physical.
+    pub kimage_voffset: u64,
+    /// `NUMBER(PHYS_OFFSET)`: where the linear map's physical addresses start.
+    pub phys_offset: u64,
 }
 
 /// Why a kernel's VMCOREINFO gives no usable page-table root.
@@ -59,11 +82,17 @@ pub enum LayoutError {
     /// A page-table symbol in neither the x86_64 kernel image nor above i386's `PAGE_OFFSET`.
     #[error("page-table symbol {0:#x} is neither an x86_64 kernel-image address nor above a 32-bit PAGE_OFFSET")]
     UnknownSymbol(u64),
+    /// An arm64 kernel's VMCOREINFO whose layout does not add up (the reason).
+    #[error("arm64 kernel layout: {0}")]
+    Arm64(String),
 }
 
 impl KernelLayout {
     /// Reads the layout from VMCOREINFO text, or says what is missing.
     pub fn from_vmcoreinfo(text: &[u8]) -> Result<Self, LayoutError> {
+        if vmcoreinfo_get(text, "NUMBER(kimage_voffset)").is_some() {
+            return Self::arm64(text);
+        }
         let kaslr_offset = vmcoreinfo_get(text, "KERNELOFFSET")
             .and_then(|v| u64::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok())
             .unwrap_or(0);
@@ -97,6 +126,7 @@ impl KernelLayout {
                 mode,
                 phys_base,
                 kaslr_offset,
+                arm64: None,
             });
         }
         if (I386_PAGE_OFFSET..1 << 32).contains(&top) {
@@ -110,13 +140,64 @@ impl KernelLayout {
                 mode: if pae { ModeKind::Pae } else { ModeKind::Bits32 },
                 phys_base: 0,
                 kaslr_offset,
+                arm64: None,
             });
         }
         Err(LayoutError::UnknownSymbol(top))
     }
 
-    /// The physical address of a kernel-image (x86_64) or direct-map (i386) symbol.
+    /// An arm64 kernel's layout (see the module docs).
+    fn arm64(text: &[u8]) -> Result<Self, LayoutError> {
+        let l =
+            Arm64Layout::from_vmcoreinfo(text).map_err(|e| LayoutError::Arm64(e.to_string()))?;
+        let symbol = l.swapper_pg_dir.ok_or(LayoutError::NoRootSymbol)?;
+        let root = l.kimage_to_phys(symbol);
+        if root % 64 != 0 || root >= 1 << 52 {
+            return Err(LayoutError::Arm64(format!(
+                "swapper_pg_dir {symbol:#x} − kimage_voffset {:#x} = {root:#x} is not a page-table address",
+                l.kimage_voffset
+            )));
+        }
+        Ok(KernelLayout {
+            root,
+            mode: ModeKind::Aarch64,
+            phys_base: 0,
+            kaslr_offset: l.kaslr_offset.unwrap_or(0),
+            arm64: Some(Arm64Facts {
+                va_bits: l.va_bits_actual(),
+                page_size: l.page_size.unwrap_or(4096),
+                pa_bits: l.max_physmem_bits.unwrap_or(48),
+                kimage_voffset: l.kimage_voffset,
+                phys_offset: l.phys_offset,
+            }),
+        })
+    }
+
+    /// The paging mode that walks this kernel's own tables.
+    pub fn paging_mode(&self) -> crate::Result<PagingMode> {
+        match &self.arm64 {
+            Some(a) => PagingMode::aarch64_kernel(self.root, a.va_bits, a.page_size, a.pa_bits),
+            None => PagingMode::from_cpu(&crate::paging::state_for_mode(self.mode, self.root, 0)),
+        }
+    }
+
+    /// A vCPU state that walks this kernel's tables, numbered `index`: an x86 one in its mode,
+    /// or an arm64 one whose TTBR1 is the kernel's root.
+    pub fn cpu(&self, index: u32) -> CpuState {
+        match self.arm64 {
+            Some(_) => CpuState::Aarch64(Aarch64CpuState {
+                ttbr1_el1: Some(self.root),
+                ..Aarch64CpuState::new(index)
+            }),
+            None => crate::paging::state_for_mode(self.mode, self.root, index).into(),
+        }
+    }
+
+    /// The physical address of a kernel-image (x86_64, arm64) or direct-map (i386) symbol.
     pub fn image_phys(&self, vaddr: u64) -> Option<u64> {
+        if let Some(a) = &self.arm64 {
+            return Some(vaddr.wrapping_sub(a.kimage_voffset)).filter(|p| *p < 1 << 52);
+        }
         match self.mode {
             ModeKind::Level4 | ModeKind::Level5 => Some(
                 vaddr
@@ -126,11 +207,6 @@ impl KernelLayout {
             .filter(|p| *p < 1 << 52),
             _ => vaddr.checked_sub(I386_PAGE_OFFSET).filter(|p| *p < 1 << 32),
         }
-    }
-
-    /// A vCPU state that walks this kernel's tables in its mode.
-    pub fn cpu_state(&self, index: u32) -> crate::cpu::X86CpuState {
-        crate::paging::state_for_mode(self.mode, self.root, index)
     }
 }
 

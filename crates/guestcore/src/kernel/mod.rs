@@ -93,8 +93,7 @@ impl Kernel {
 
     /// The paging mode that walks this kernel's own tables.
     pub fn paging_mode(&self) -> Option<PagingMode> {
-        let l = self.layout.as_ref().ok()?;
-        PagingMode::from_cpu(&l.cpu_state(0)).ok()
+        self.layout.as_ref().ok()?.paging_mode().ok()
     }
 }
 

@@ -188,9 +188,7 @@ impl PagingMode {
     pub fn from_state(cpu: &CpuState) -> Result<Self> {
         match cpu {
             CpuState::X86(c) => Self::from_cpu(c),
-            CpuState::Aarch64(_) => Err(Error::Unsupported(
-                "AArch64 translation is not wired into the views yet (issue 28)".into(),
-            )),
+            CpuState::Aarch64(c) => Self::aarch64(c),
         }
     }
 
@@ -435,6 +433,12 @@ impl PagingMode {
     /// True for modes whose linear addresses are sign-extended (IA-32e).
     pub fn is_long(&self) -> bool {
         matches!(self.kind, ModeKind::Level4 | ModeKind::Level5)
+    }
+
+    /// True when the kernel that uses these tables is 64-bit (its pointers are 8 bytes):
+    /// x86 long mode and AArch64.
+    pub fn is_64bit(&self) -> bool {
+        self.is_long() || self.is_aarch64()
     }
 }
 

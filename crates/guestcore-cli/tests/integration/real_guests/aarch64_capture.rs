@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// `CPU NAME 0xVALUE` lines of sysregs.txt, by (vCPU, register name).
-fn sysregs(dir: &Path) -> HashMap<(usize, String), u64> {
+pub(super) fn sysregs(dir: &Path) -> HashMap<(usize, String), u64> {
     let text = std::fs::read_to_string(dir.join("sysregs.txt")).unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -22,7 +22,7 @@ fn sysregs(dir: &Path) -> HashMap<(usize, String), u64> {
 }
 
 /// `CPU NAME VADDR PADDR SOURCE` lines of translations.txt (PADDR `None` when unmapped).
-fn translations(dir: &Path) -> Vec<(usize, String, u64, Option<u64>)> {
+pub(super) fn translations(dir: &Path) -> Vec<(usize, String, u64, Option<u64>)> {
     let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
     let text = std::fs::read_to_string(dir.join("translations.txt")).unwrap();
     text.lines()
@@ -37,7 +37,7 @@ fn translations(dir: &Path) -> Vec<(usize, String, u64, Option<u64>)> {
 }
 
 /// `KEY VALUE` lines of facts.txt.
-fn facts(dir: &Path) -> HashMap<String, String> {
+pub(super) fn facts(dir: &Path) -> HashMap<String, String> {
     std::fs::read_to_string(dir.join("facts.txt"))
         .unwrap()
         .lines()

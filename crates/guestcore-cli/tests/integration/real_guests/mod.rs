@@ -22,6 +22,7 @@ use guestcore_testkit::tools::which;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
+mod aarch64;
 mod aarch64_capture;
 mod capture;
 pub(crate) mod debuggers;
