@@ -23,6 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 mod aarch64_capture;
+mod aarch64_kdump;
 mod capture;
 pub(crate) mod debuggers;
 mod dump_levels;
