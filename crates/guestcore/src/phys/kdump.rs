@@ -742,6 +742,214 @@ mod tests {
         );
     }
 
+    /// The bytes of block `pfn` of `block` bytes: zeros, random, text or sparse by `pfn % 4`.
+    fn block_bytes(pfn: u64, block: usize) -> Vec<u8> {
+        let mut x = pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        match pfn % 4 {
+            0 => vec![0; block],
+            1 => (0..block)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect(),
+            2 => format!("block {pfn} of {block} bytes, text that compresses. ")
+                .into_bytes()
+                .into_iter()
+                .cycle()
+                .take(block)
+                .collect(),
+            _ => {
+                let mut p = vec![0u8; block];
+                p[..8].copy_from_slice(&pfn.to_le_bytes());
+                p[block - 1] = 0xaa;
+                p
+            }
+        }
+    }
+
+    /// Dumped frames of the generated files: RAM at frames 0–2 and 5–6 of 9, a hole between.
+    const FRAMES: [u64; 5] = [0, 1, 2, 5, 6];
+
+    /// A kdump file of `block`-byte blocks holding [`FRAMES`] compressed with `kind` (raw where
+    /// that does not shrink them), utsname machine `Unknown` and one aarch64-sized PRSTATUS
+    /// note, as QEMU writes for aarch64; and its bytes.
+    fn blocks_file(dir: &Path, block: usize, kind: Compression) -> (PathBuf, Vec<u8>) {
+        use crate::codec::PageCompressor;
+        use crate::format::kdump_blocks::{KdumpBlocksFile, StoredBlock};
+        use crate::format::prstatus::PRSTATUS_AARCH64_SIZE;
+        let mut c = PageCompressor::for_block(kind, block);
+        let stored: Vec<(u64, u32, Vec<u8>)> = FRAMES
+            .iter()
+            .map(|&pfn| {
+                let raw = block_bytes(pfn, block);
+                match c.compress(&raw) {
+                    Some(z) => (pfn, kind.flag(), z.to_vec()),
+                    None => (pfn, 0, raw),
+                }
+            })
+            .collect();
+        let blocks: Vec<StoredBlock<'_>> = stored
+            .iter()
+            .map(|(pfn, flags, data)| StoredBlock {
+                pfn: *pfn,
+                flags: *flags,
+                data,
+            })
+            .collect();
+        let notes = ElfNote::encode_all(&[
+            ElfNote::new(CORE_NOTE_NAME, NT_PRSTATUS, vec![0; PRSTATUS_AARCH64_SIZE]),
+            ElfNote::new(VMCOREINFO_NAME, 0, b"OSRELEASE=6.1.0-arm64\n".to_vec()),
+        ]);
+        let bytes = KdumpBlocksFile {
+            block_size: block as u32,
+            machine: "Unknown",
+            release: "",
+            status: kind.flag(),
+            nr_cpus: 1,
+            max_mapnr: 9,
+            notes: &notes,
+            blocks: &blocks,
+        }
+        .encode();
+        let path = dir.join(format!("k-{block}-{kind}"));
+        std::fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    /// 16 KiB and 64 KiB blocks (arm64 kernels' pages; QEMU's aarch64 dumps) in every
+    /// compression: the RAM map is in blocks, every block reads back, reads straddle blocks,
+    /// the hole is not RAM, and the machine comes from the PRSTATUS size.
+    #[test]
+    fn larger_blocks_in_every_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        for block in [16usize << 10, 64 << 10] {
+            let b = block as u64;
+            for kind in Compression::ALL {
+                let what = format!("{block}-byte blocks, {kind}");
+                let (path, _) = blocks_file(dir.path(), block, kind);
+                let k = KdumpFile::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(k.info().block_size, b, "{what}");
+                assert_eq!(
+                    k.ram().ranges(),
+                    &[PhysRange::new(0, 3 * b), PhysRange::new(5 * b, 2 * b)],
+                    "{what}"
+                );
+                assert_eq!((k.present_pages(), k.dumped_pages()), (5, 5), "{what}");
+                assert_eq!(k.guest_machine(), Some(KdumpMachine::Aarch64), "{what}");
+                assert_eq!(
+                    k.vmcoreinfo(),
+                    Some(&b"OSRELEASE=6.1.0-arm64\n"[..]),
+                    "{what}"
+                );
+                let mut got = vec![0u8; block];
+                for pfn in FRAMES {
+                    k.read_at(pfn * b, &mut got).unwrap();
+                    assert!(
+                        got == block_bytes(pfn, block),
+                        "{what}: block {pfn} differs"
+                    );
+                }
+                // All of frames 0-2 in one read, and a read straddling 5 and 6 at odd offsets.
+                let mut all = vec![0u8; 3 * block];
+                k.read_at(0, &mut all).unwrap();
+                let want: Vec<u8> = (0..3).flat_map(|p| block_bytes(p, block)).collect();
+                assert!(all == want, "{what}: frames 0-2 in one read");
+                let mut mid = vec![0u8; 1000];
+                k.read_at(6 * b - 333, &mut mid).unwrap();
+                assert_eq!(&mid[..333], &block_bytes(5, block)[block - 333..], "{what}");
+                assert_eq!(&mid[333..], &block_bytes(6, block)[..667], "{what}");
+                // The hole, and a read running into it.
+                for at in [3 * b, 3 * b - 10, 7 * b - 1] {
+                    let r = k.read_at(at, &mut mid[..20]);
+                    assert!(
+                        matches!(r, Err(Error::NotInMemory { .. })),
+                        "{what}: read at {at:#x}: {r:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The header's offset of `block_size` (64-bit ABI) and of `max_mapnr_64` in the sub header.
+    const BLOCK_SIZE_AT: usize = 428;
+
+    /// Hostile headers of a 64 KiB-block file: a block size that is not a power of two from
+    /// 4 KiB to 64 KiB is refused by name; bitmaps and frames past the 64-bit address space,
+    /// a stored block larger than a block, and a raw block of the wrong size are clear errors.
+    #[test]
+    fn hostile_block_sizes_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bytes) = blocks_file(dir.path(), 64 << 10, Compression::Zlib);
+        let bad = dir.path().join("bad");
+        let open = |m: &[u8]| {
+            std::fs::write(&bad, m).unwrap();
+            KdumpFile::open(&bad)
+        };
+        fn format_err<T: std::fmt::Debug>(r: Result<T>) -> String {
+            match r {
+                Err(Error::Format { what, .. }) => what,
+                other => panic!("want a format error, got {other:?}"),
+            }
+        }
+        for bs in [
+            0i32,
+            -65536,
+            2048,
+            12288,
+            65537,
+            1 << 17,
+            i32::MIN,
+            i32::MAX,
+        ] {
+            let mut m = bytes.clone();
+            m[BLOCK_SIZE_AT..BLOCK_SIZE_AT + 4].copy_from_slice(&bs.to_le_bytes());
+            let e = format_err(open(&m));
+            assert!(
+                e.contains(&format!("block size {bs}")) && e.contains("power of two"),
+                "block size {bs}: {e}"
+            );
+        }
+        // A 4 KiB block size in a file laid out in 64 KiB blocks: the sub header read at 4 KiB
+        // is block 0's zero padding, so the file covers no frames (an empty result, bounded).
+        let mut m = bytes.clone();
+        m[BLOCK_SIZE_AT..BLOCK_SIZE_AT + 4].copy_from_slice(&4096i32.to_le_bytes());
+        if let Ok(k) = open(&m) {
+            assert_eq!(k.info().max_mapnr, 0, "{:?}", k.info());
+            assert!(k.ram().ranges().is_empty(), "{:?}", k.ram());
+        }
+        // 2^49 frames of 64 KiB (2^65 bytes), with bitmap blocks enough to cover them.
+        let sub = 64 << 10;
+        let mut m = bytes.clone();
+        m[sub + 96..sub + 104].copy_from_slice(&(1u64 << 49).to_le_bytes());
+        m[436..440].copy_from_slice(&(u32::MAX - 1).to_le_bytes()); // bitmap_blocks
+        let e = format_err(open(&m));
+        assert!(e.contains("64-bit address space"), "{e}");
+        // Bitmaps far past the end of the file.
+        let mut m = bytes.clone();
+        m[432..436].copy_from_slice(&i32::MAX.to_le_bytes()); // sub_hdr_size
+        let e = format_err(open(&m));
+        assert!(e.contains("bitmap 1"), "{e}");
+        // Descriptors: frame 1's stored size one more than a block; frame 0's raw block short.
+        let (_, h) = DiskDumpHeader::decode_any(&bytes).unwrap();
+        let desc = (1 + h.sub_hdr_size as usize + h.bitmap_blocks as usize) * sub;
+        let mut m = bytes.clone();
+        m[desc + 24 + 8..desc + 24 + 12].copy_from_slice(&(sub as u32 + 1).to_le_bytes());
+        let k = open(&m).unwrap();
+        let mut b = vec![0u8; 10];
+        let e = format_err(k.read_at(sub as u64, &mut b));
+        assert!(e.contains("pfn 0x1:") && e.contains("65537"), "{e}");
+        let mut m = bytes.clone();
+        m[desc + 12..desc + 16].copy_from_slice(&0u32.to_le_bytes()); // frame 0 raw
+        m[desc + 8..desc + 12].copy_from_slice(&4096u32.to_le_bytes());
+        let k = open(&m).unwrap();
+        let e = format_err(k.read_at(0, &mut b));
+        assert!(e.contains("pfn 0x0:") && e.contains("4096"), "{e}");
+        drop(path);
+    }
+
     #[test]
     fn runs_of_whole_and_partial_words() {
         let words = [u64::MAX, u64::MAX, 0, 0b1011 << 60, 1];
