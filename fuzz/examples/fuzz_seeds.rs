@@ -33,6 +33,59 @@ fn lime_seeds() -> Vec<(&'static str, Vec<u8>)> {
     vec![("lime", plain), ("avml", compressed), ("mixed", mixed)]
 }
 
+/// kdump files of 16 KiB and 64 KiB blocks (arm64 kernels' pages; QEMU's aarch64 dumps, with
+/// their `Unknown` machine and aarch64 PRSTATUS notes) in every compression, from the test-side
+/// encoder (guestcore's writer writes 4 KiB blocks only).
+fn kdump_block_seeds() -> Vec<(String, Vec<u8>)> {
+    use guestcore::format::kdump_blocks::{KdumpBlocksFile, StoredBlock};
+    use guestcore::format::prstatus::{CORE_NOTE_NAME, PRSTATUS_AARCH64_SIZE};
+    let notes = ElfNote::encode_all(&[
+        ElfNote::new(CORE_NOTE_NAME, 1, vec![0; PRSTATUS_AARCH64_SIZE]),
+        ElfNote::new(
+            b"VMCOREINFO",
+            0,
+            b"OSRELEASE=6.1.0-arm64\nPAGESIZE=65536\n".to_vec(),
+        ),
+    ]);
+    let mut out = Vec::new();
+    for block in [16usize << 10, 64 << 10] {
+        let text: Vec<u8> = (0..block).map(|j| b"guestcore "[j % 10]).collect();
+        let mut sparse = vec![0u8; block];
+        sparse[..8].copy_from_slice(&0x1234_5678u64.to_le_bytes());
+        let frames: [(u64, &[u8]); 3] = [(0, &vec![0u8; block]), (1, &text), (4, &sparse)];
+        for c in Compression::ALL {
+            let mut comp = PageCompressor::for_block(c, block);
+            let stored: Vec<(u64, u32, Vec<u8>)> = frames
+                .iter()
+                .map(|&(pfn, raw)| match comp.compress(raw) {
+                    Some(z) => (pfn, c.flag(), z.to_vec()),
+                    None => (pfn, 0, raw.to_vec()),
+                })
+                .collect();
+            let blocks: Vec<StoredBlock<'_>> = stored
+                .iter()
+                .map(|(pfn, flags, data)| StoredBlock {
+                    pfn: *pfn,
+                    flags: *flags,
+                    data,
+                })
+                .collect();
+            let file = KdumpBlocksFile {
+                block_size: block as u32,
+                machine: "Unknown",
+                release: "",
+                status: c.flag(),
+                nr_cpus: 1,
+                max_mapnr: 5,
+                notes: &notes,
+                blocks: &blocks,
+            };
+            out.push((format!("{}k-{}", block >> 10, c.name()), file.encode()));
+        }
+    }
+    out
+}
+
 fn put(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
     std::fs::create_dir_all(&d).unwrap();
@@ -296,6 +349,9 @@ fn main() {
         );
         // kdump, every compression, plain and flattened.
         if i == 0 {
+            for (name, bytes) in kdump_block_seeds() {
+                put(&dir, "kdump_open", &name, &bytes);
+            }
             for c in [
                 Compression::None,
                 Compression::Zlib,

@@ -400,9 +400,11 @@ impl GuestImage {
     /// Wraps an opened kdump-compressed file; CPU state comes from its notes.
     pub fn from_kdump(file: KdumpFile) -> Result<Self> {
         let notes = file.notes().to_vec();
-        // The machine the header names (i386 for an unknown one, as 32-bit x86 cores did
-        // before the table had other machines).
-        let machine = KdumpMachine::from_utsname(file.machine())
+        // The machine the header names, else the one its PRSTATUS notes are laid out for
+        // (QEMU's aarch64 files name none); i386 when neither tells, as 32-bit x86 cores did
+        // before the table had other machines.
+        let machine = file
+            .guest_machine()
             .map_or(ElfMachine::I386, KdumpMachine::elf_machine);
         let cpus = cpus_of_machine(&notes, machine.e_machine())?.into_states();
         // The reader already falls back to a VMCOREINFO note when the sub header has none.

@@ -8,4 +8,4 @@
 mod lzo1x;
 mod page;
 
-pub use page::{decompress_page, Compression, PageCompressor, PAGE};
+pub use page::{decompress_page, Compression, PageCompressor, MAX_BLOCK, PAGE};

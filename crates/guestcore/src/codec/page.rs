@@ -1,6 +1,9 @@
 //! Per-page compression for kdump files, and the matching decompression used by the reader.
 //!
-//! Every page is compressed on its own (readers decompress one page at a time). A compressor
+//! Every page is compressed on its own (readers decompress one page at a time). A "page" here
+//! is one kdump block: 4 KiB in what guestcore writes, up to [`MAX_BLOCK`] (64 KiB) in files of
+//! arm64 kernels with larger pages and in QEMU's aarch64 dumps; [`decompress_page`] takes any
+//! length, and [`PageCompressor::for_block`] makes a compressor for larger blocks. A compressor
 //! keeps its state (zlib stream, LZO hash table, zstd context) and is reused for every page a
 //! thread handles. Levels: zstd 1 (as makedumpfile); zlib 2, because zlib-rs (like zlib-ng)
 //! runs level 1 as "deflate_quick" (static Huffman codes only: 10% bigger than makedumpfile's
@@ -19,13 +22,22 @@ pub use crate::format::kdump::Compression;
 /// The kdump page size this crate writes and reads: [`crate::addr::PAGE_SIZE`], as a length.
 pub const PAGE: usize = crate::addr::PAGE_SIZE as usize;
 
+/// The largest kdump block the codecs take (64 KiB pages; LZO1X's 16-bit positions).
+pub const MAX_BLOCK: usize = super::lzo1x::MAX_INPUT;
+
 impl Compression {
     /// The most bytes one page takes as stored: its compressed form's bound, or the raw page.
     pub fn page_bound(self) -> usize {
+        self.block_bound(PAGE)
+    }
+
+    /// The most bytes one block of `len` bytes takes as stored: its compressed form's bound,
+    /// or the raw block.
+    pub fn block_bound(self, len: usize) -> usize {
         match self {
-            Compression::None | Compression::Zlib | Compression::Zstd => PAGE,
-            Compression::Lzo => super::lzo1x::worst_case(PAGE),
-            Compression::Snappy => snap::raw::max_compress_len(PAGE),
+            Compression::None | Compression::Zlib | Compression::Zstd => len,
+            Compression::Lzo => super::lzo1x::worst_case(len),
+            Compression::Snappy => snap::raw::max_compress_len(len),
         }
     }
 }
@@ -59,8 +71,21 @@ impl std::fmt::Debug for PageCompressor {
 }
 
 impl PageCompressor {
-    /// A compressor for `kind`.
+    /// A compressor for `kind`, of pages of at most [`PAGE`] bytes.
     pub fn new(kind: Compression) -> Self {
+        Self::for_block(kind, PAGE)
+    }
+
+    /// A compressor for `kind`, of blocks of at most `block` bytes (16 KiB and 64 KiB pages:
+    /// what tests and fuzz seeds write for the reader; guestcore writes 4 KiB blocks).
+    ///
+    /// # Panics
+    /// When `block` is over [`MAX_BLOCK`].
+    pub fn for_block(kind: Compression, block: usize) -> Self {
+        assert!(
+            block <= MAX_BLOCK,
+            "kdump block of {block} bytes (max {MAX_BLOCK})"
+        );
         let engine = match kind {
             Compression::None => Engine::None,
             Compression::Zlib => Engine::Zlib(flate2::Compress::new(ZLIB_LEVEL, true)),
@@ -72,7 +97,7 @@ impl PageCompressor {
         let cap = if kind == Compression::None {
             0
         } else {
-            kind.page_bound()
+            kind.block_bound(block)
         };
         PageCompressor {
             kind,
@@ -86,8 +111,9 @@ impl PageCompressor {
         self.kind
     }
 
-    /// Compresses one page; `None` when the method does not make it strictly smaller (the page
-    /// is then stored raw, as makedumpfile does).
+    /// Compresses one page (at most the block this compressor was made for); `None` when the
+    /// method does not make it strictly smaller (the page is then stored raw, as makedumpfile
+    /// does).
     pub fn compress(&mut self, page: &[u8]) -> Option<&[u8]> {
         let n = compress_with(&mut self.engine, page, &mut self.out)?;
         Some(&self.out[..n])
@@ -130,7 +156,8 @@ pub struct BadPage {
     pub detail: String,
 }
 
-/// Decompresses one stored page into `out` (one page).
+/// Decompresses one stored page into `out`, which is one page (one block of the file: 4 KiB to
+/// 64 KiB) long: anything that does not decompress to exactly `out.len()` bytes is an error.
 pub fn decompress_page(kind: Compression, src: &[u8], out: &mut [u8]) -> Result<(), BadPage> {
     let bad = |detail: String| BadPage {
         method: kind,
@@ -225,6 +252,31 @@ mod tests {
                 decompress_page(kind, &random[..100], &mut out).is_err(),
                 "{kind}"
             );
+        }
+    }
+
+    /// 16 KiB and 64 KiB blocks round trip in every method; a block decompressed into a
+    /// buffer of another size is an error.
+    #[test]
+    fn larger_blocks_round_trip() {
+        for block in [16 << 10, MAX_BLOCK] {
+            let text: Vec<u8> = (0..block).map(|i| b"kdump blocks "[i % 13]).collect();
+            for kind in Compression::ALL {
+                let mut c = PageCompressor::for_block(kind, block);
+                if kind == Compression::None {
+                    assert!(c.compress(&text).is_none());
+                    continue;
+                }
+                let z = c.compress(&text).expect("text compresses").to_vec();
+                assert!(z.len() < block / 8, "{kind} {block}: {}", z.len());
+                assert!(z.len() <= kind.block_bound(block));
+                let mut out = vec![0u8; block];
+                decompress_page(kind, &z, &mut out).unwrap();
+                assert!(out == text, "{kind} {block}: bytes differ");
+                let mut small = vec![0u8; block / 2];
+                let e = decompress_page(kind, &z, &mut small);
+                assert!(e.is_err(), "{kind} {block}: into half a block: {e:?}");
+            }
         }
     }
 }

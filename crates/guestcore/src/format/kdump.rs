@@ -161,6 +161,19 @@ impl KdumpMachine {
         }
     }
 
+    /// The machine whose `NT_PRSTATUS` descriptor is `size` bytes long (x86_64 336, i686 144,
+    /// aarch64 392): how a file whose utsname names no machine (QEMU's aarch64 kdump files
+    /// say `Unknown`) still tells which CPU notes it holds. `None` for another size.
+    pub fn from_prstatus_size(size: usize) -> Option<Self> {
+        use super::prstatus::{PRSTATUS_AARCH64_SIZE, PRSTATUS_I386_SIZE, PRSTATUS_X86_64_SIZE};
+        match size {
+            PRSTATUS_X86_64_SIZE => Some(KdumpMachine::X86_64),
+            PRSTATUS_I386_SIZE => Some(KdumpMachine::I686),
+            PRSTATUS_AARCH64_SIZE => Some(KdumpMachine::Aarch64),
+            _ => None,
+        }
+    }
+
     /// True for the 64-bit header ABI.
     pub fn is_64bit(self) -> bool {
         matches!(self, KdumpMachine::X86_64 | KdumpMachine::Aarch64)
@@ -314,6 +327,19 @@ mod tests {
         assert!(!KdumpMachine::I686.is_64bit());
         assert_eq!(KdumpMachine::Aarch64.elf_machine(), ElfMachine::Aarch64);
         assert_eq!(KdumpMachine::I686.elf_machine(), ElfMachine::I386);
+        assert_eq!(
+            KdumpMachine::from_prstatus_size(392),
+            Some(KdumpMachine::Aarch64)
+        );
+        assert_eq!(
+            KdumpMachine::from_prstatus_size(336),
+            Some(KdumpMachine::X86_64)
+        );
+        assert_eq!(
+            KdumpMachine::from_prstatus_size(144),
+            Some(KdumpMachine::I686)
+        );
+        assert_eq!(KdumpMachine::from_prstatus_size(100), None);
     }
 
     #[test]

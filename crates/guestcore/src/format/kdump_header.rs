@@ -100,7 +100,8 @@ pub struct DiskDumpHeader {
     pub timestamp_usec: u64,
     /// Compression flag of the file (`DUMP_DH_COMPRESSED_*`).
     pub status: u32,
-    /// `block_size`: bytes per block, the file's unit (the page size, 4096).
+    /// `block_size`: bytes per block, the file's unit: the kernel's page size where makedumpfile
+    /// wrote it (4096 on x86, 16 or 64 KiB on some arm64 kernels), 64 KiB from QEMU on aarch64.
     pub block_size: i32,
     /// Blocks of the sub header and the notes after it.
     pub sub_hdr_size: i32,

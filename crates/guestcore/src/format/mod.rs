@@ -1,7 +1,8 @@
 //! Raw on-disk structures shared by readers and writers: ELF class, machine and header
 //! constants, ELF notes, the QEMU CPU note, NT_PRSTATUS, AArch64 system-register ids
 //! (`arm64_sysreg`), VMCOREINFO text (and its one reader from guest memory, and an arm64
-//! kernel's layout in it, `arm64_layout`), kdump headers, flags and machine names, the QEMU
+//! kernel's layout in it, `arm64_layout`), kdump headers, flags and machine names, a whole kdump file of any block size for tests and
+//! fuzz seeds (`kdump_blocks`), the QEMU
 //! migration stream and its vmdesc JSON, libvirt's save-image header, LiME and AVML range
 //! headers.
 //!
@@ -17,6 +18,7 @@ pub mod arm64_sysreg;
 pub mod avml;
 pub mod elf;
 pub mod kdump;
+pub mod kdump_blocks;
 pub mod kdump_header;
 pub mod libvirt_save;
 pub mod lime;

@@ -18,17 +18,28 @@
 //! 24-byte page descriptor in the file (checked at open, so alternating bits cannot ask for
 //! more ranges than the file could describe), and bitmap 1 — which nothing in the file backs — is never turned into a
 //! range list; [`KdumpFile::present_ranges`] walks it lazily.
+//!
+//! Blocks: the file's unit is the header's `block_size`, a power of two from 4 KiB to 64 KiB
+//! (anything else is refused at open). It is the kernel's page size when makedumpfile wrote the
+//! file (16 KiB or 64 KiB on arm64 kernels built so), and 64 KiB in every aarch64 file QEMU's
+//! `dump-guest-memory` writes, whatever the guest's page size. Everything the file counts is in
+//! blocks: the sub header starts at block 1, the bitmaps after `1 + sub_hdr_size` blocks, one
+//! bitmap bit and one page descriptor per block, a frame number is an address divided by the
+//! block size, and a stored block decompresses to one block. The one block buffer that holds
+//! the last block read is allocated at open, so a read allocates nothing, whatever the size.
 
 use super::{PhysMemory, RamMap};
 use crate::addr::PhysRange;
-use crate::codec::{decompress_page, Compression, PAGE};
+use crate::codec::{decompress_page, Compression};
+use crate::format::kdump::KdumpMachine;
 use crate::format::kdump::{
     FlatHeader, FlatRecordHeader, NewUtsname, PageDesc, FLAT_END, FLAT_HEADER_SIZE, FLAT_SIGNATURE,
 };
 use crate::format::kdump_header::{
     DiskDumpHeader, HeaderAbi, KdumpHeaders, KdumpSubHeader, HEADER_PROBE,
 };
-use crate::format::note::VMCOREINFO_NAME;
+use crate::format::note::{NT_PRSTATUS, VMCOREINFO_NAME};
+use crate::format::prstatus::CORE_NOTE_NAME;
 use crate::format::ElfNote;
 use crate::{Error, Result};
 use serde::Serialize;
@@ -39,7 +50,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use zerocopy::FromBytes;
 
-const PAGE_U64: u64 = PAGE as u64;
+/// The smallest `block_size` read: x86 and 4 KiB-page kernels.
+pub const MIN_BLOCK_SIZE: u64 = 4096;
+/// The largest `block_size` read: 64 KiB-page kernels, and QEMU's aarch64 dumps.
+pub const MAX_BLOCK_SIZE: u64 = 65536;
 
 /// Header facts of an opened kdump file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,7 +68,10 @@ pub struct KdumpInfo {
     pub status: u32,
     /// True for the 64-bit header ABI.
     pub abi_64bit: bool,
-    /// Number of page frames the bitmaps cover (`max_mapnr_64` when set, else `max_mapnr`).
+    /// `block_size`: bytes per block, the unit of the bitmaps, descriptors and frame numbers
+    /// (4096 on x86; a 16 KiB or 64 KiB page kernel's page size; 64 KiB from QEMU on aarch64).
+    pub block_size: u64,
+    /// Number of blocks the bitmaps cover (`max_mapnr_64` when set, else `max_mapnr`).
     pub max_mapnr: u64,
     /// `nr_cpus` of the header: CPUs of the dumped system.
     pub nr_cpus: i32,
@@ -160,9 +177,10 @@ impl Source {
     }
 }
 
+/// The last block read, decompressed: one block's buffer, allocated at open.
 struct PageCache {
     pfn: Option<u64>,
-    page: Box<[u8; PAGE]>,
+    page: Box<[u8]>,
     scratch: Vec<u8>,
 }
 
@@ -170,6 +188,8 @@ struct PageCache {
 pub struct KdumpFile {
     src: Source,
     info: KdumpInfo,
+    /// `log2(info.block_size)`: a frame number is an address shifted right by this.
+    shift: u32,
     /// Bitmap 2 (dumped pfns), `max_mapnr` bits.
     dumped: Vec<u64>,
     /// Set bits of `dumped` before each word.
@@ -242,34 +262,47 @@ fn runs_of(words: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
     })
 }
 
-fn ranges_of(words: &[u64]) -> Result<RamMap> {
+/// The runs of set bits of `words` as byte ranges of blocks of `1 << shift` bytes.
+fn ranges_of(words: &[u64], shift: u32) -> Result<RamMap> {
     RamMap::new(
         runs_of(words)
-            .map(|(s, e)| PhysRange::new(s * PAGE_U64, (e - s) * PAGE_U64))
+            .map(|(s, e)| PhysRange::new(s << shift, (e - s) << shift))
             .collect(),
     )
 }
 
-/// The header and sub header, checked for what this reader supports.
-fn read_headers(src: &Source) -> Result<(HeaderAbi, KdumpHeaders)> {
+/// The block size a header names, as a shift: a power of two from [`MIN_BLOCK_SIZE`] to
+/// [`MAX_BLOCK_SIZE`], or what is wrong with it.
+fn block_shift(block_size: i32) -> std::result::Result<u32, String> {
+    u64::try_from(block_size)
+        .ok()
+        .filter(|b| (MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(b) && b.is_power_of_two())
+        .map(u64::trailing_zeros)
+        .ok_or_else(|| {
+            format!(
+                "block size {block_size} (want a power of two from {MIN_BLOCK_SIZE} to \
+                 {MAX_BLOCK_SIZE})"
+            )
+        })
+}
+
+/// The header and sub header, checked for what this reader supports, and the block size as a
+/// shift.
+fn read_headers(src: &Source) -> Result<(HeaderAbi, KdumpHeaders, u32)> {
     let mut h = [0u8; HEADER_PROBE];
     src.read(0, &mut h)
         .map_err(|e| src.err(format!("not a kdump file: header: {e}")))?;
     let (abi, header) = DiskDumpHeader::decode_any(&h).map_err(|e| src.err(e.0))?;
     let version = header.header_version;
     let (block_size, sub_hdr_size) = (header.block_size, header.sub_hdr_size);
-    if block_size != PAGE as i32 {
-        return Err(src.err(format!(
-            "block size {block_size} (only {PAGE}-byte pages are supported)"
-        )));
-    }
+    let shift = block_shift(block_size).map_err(|e| src.err(e))?;
     if version < 1 || sub_hdr_size < 0 {
         return Err(src.err(format!(
             "header version {version} / sub header size {sub_hdr_size} not supported"
         )));
     }
     let mut b = vec![0u8; abi.sub_header_size()];
-    src.read(PAGE_U64, &mut b)
+    src.read(1 << shift, &mut b)
         .map_err(|e| src.err(format!("sub header: {e}")))?;
     let sub = KdumpSubHeader::decode(&b, abi).map_err(|e| src.err(e.0))?;
     if sub.split != 0 {
@@ -278,7 +311,7 @@ fn read_headers(src: &Source) -> Result<(HeaderAbi, KdumpHeaders)> {
             src.path.display()
         )));
     }
-    Ok((abi, KdumpHeaders { header, sub }))
+    Ok((abi, KdumpHeaders { header, sub }, shift))
 }
 
 /// The two bitmaps as words, what they make of the file, and where the descriptors start.
@@ -291,15 +324,25 @@ struct Bitmaps {
 }
 
 impl Bitmaps {
-    fn read(src: &Source, header: &DiskDumpHeader, max_mapnr: u64) -> Result<Self> {
+    /// The bitmaps of a file of blocks of `1 << shift` bytes.
+    fn read(src: &Source, header: &DiskDumpHeader, max_mapnr: u64, shift: u32) -> Result<Self> {
         let bitmap_blocks = header.bitmap_blocks;
-        let half_bytes = (bitmap_blocks / 2) as u64 * PAGE_U64;
+        // At most 2^31 blocks of 2^16 bytes: no overflow.
+        let half_bytes = u64::from(bitmap_blocks / 2) << shift;
         if bitmap_blocks < 2 || half_bytes * 8 < max_mapnr {
             return Err(src.err(format!(
                 "bitmap of {bitmap_blocks} blocks is shorter than max_mapnr {max_mapnr} needs"
             )));
         }
-        let bitmap1_off = (1 + header.sub_hdr_size as u64) * PAGE_U64;
+        // Every block's address must fit in 64 bits (2^47 bitmap bits of 64 KiB would not).
+        if max_mapnr > u64::MAX >> shift {
+            return Err(src.err(format!(
+                "max_mapnr {max_mapnr} blocks of {} bytes lie past the 64-bit address space",
+                1u64 << shift
+            )));
+        }
+        // sub_hdr_size was checked not negative: at most 2^31 blocks.
+        let bitmap1_off = (1 + header.sub_hdr_size as u64) << shift;
         let bitmap2_off = bitmap1_off + half_bytes;
         let used = max_mapnr.div_ceil(8);
         let b1 = src.read_vec(bitmap1_off, used, "bitmap 1")?;
@@ -327,7 +370,7 @@ impl Bitmaps {
                 size_of::<PageDesc>()
             )));
         }
-        let ram = ranges_of(&dumped)?;
+        let ram = ranges_of(&dumped, shift)?;
         Ok(Bitmaps {
             present,
             dumped,
@@ -437,14 +480,14 @@ impl KdumpFile {
     }
 
     fn open_plain(src: Source) -> Result<Self> {
-        let (abi, KdumpHeaders { header, sub }) = read_headers(&src)?;
+        let (abi, KdumpHeaders { header, sub }, shift) = read_headers(&src)?;
         let version = header.header_version;
         let max_mapnr = if version >= 6 {
             sub.max_mapnr_64
         } else {
             u64::from(header.max_mapnr)
         };
-        let bitmaps = Bitmaps::read(&src, &header, max_mapnr)?;
+        let bitmaps = Bitmaps::read(&src, &header, max_mapnr, shift)?;
         let (notes, vmcoreinfo) = read_notes(&src, version, &sub)?;
         let flattened = src.flat.is_some();
         Ok(KdumpFile {
@@ -454,6 +497,7 @@ impl KdumpFile {
                 header_version: version,
                 status: header.status,
                 abi_64bit: abi.is_64bit(),
+                block_size: 1 << shift,
                 max_mapnr,
                 nr_cpus: header.nr_cpus,
                 dump_level: sub.dump_level,
@@ -461,6 +505,7 @@ impl KdumpFile {
                 flattened,
             },
             src,
+            shift,
             dumped: bitmaps.dumped,
             rank: bitmaps.rank,
             desc_off: bitmaps.desc_off,
@@ -470,7 +515,7 @@ impl KdumpFile {
             vmcoreinfo,
             cache: Mutex::new(PageCache {
                 pfn: None,
-                page: Box::new([0u8; PAGE]),
+                page: vec![0u8; 1 << shift].into_boxed_slice(),
                 scratch: Vec::new(),
             }),
         })
@@ -496,6 +541,17 @@ impl KdumpFile {
     pub fn machine(&self) -> &str {
         &self.info.machine
     }
+    /// The guest's architecture: the one `utsname.machine` names, else the one whose
+    /// `NT_PRSTATUS` size the first such note has (QEMU writes `Unknown` in the utsname of its
+    /// aarch64 kdump files); `None` when neither tells.
+    pub fn guest_machine(&self) -> Option<KdumpMachine> {
+        KdumpMachine::from_utsname(&self.info.machine).or_else(|| {
+            self.notes
+                .iter()
+                .find(|n| n.name == CORE_NOTE_NAME && n.n_type == NT_PRSTATUS)
+                .and_then(|n| KdumpMachine::from_prstatus_size(n.desc.len()))
+        })
+    }
     /// The kernel's `phys_base` from the sub header (two's complement when negative).
     pub fn phys_base(&self) -> u64 {
         self.info.phys_base
@@ -503,10 +559,12 @@ impl KdumpFile {
     /// The physical ranges the guest had (bitmap 1), dumped or not, computed as they are
     /// iterated (bitmap 1 can hold millions of runs that no data in the file backs).
     pub fn present_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
-        runs_of(&self.present).map(|(s, e)| PhysRange::new(s * PAGE_U64, (e - s) * PAGE_U64))
+        let shift = self.shift;
+        runs_of(&self.present).map(move |(s, e)| PhysRange::new(s << shift, (e - s) << shift))
     }
 
-    /// Number of pages the guest had (set bits of bitmap 1).
+    /// Number of blocks ([`KdumpInfo::block_size`] bytes each: pages, where the file's blocks
+    /// are the kernel's pages) the guest had (set bits of bitmap 1).
     pub fn present_pages(&self) -> u64 {
         self.present.iter().map(|w| u64::from(w.count_ones())).sum()
     }
@@ -514,10 +572,11 @@ impl KdumpFile {
     /// The physical ranges whose pages the file holds (bitmap 2): RAM less what a window or a
     /// dump level excluded.
     pub fn dumped_ranges(&self) -> impl Iterator<Item = PhysRange> + '_ {
-        runs_of(&self.dumped).map(|(s, e)| PhysRange::new(s * PAGE_U64, (e - s) * PAGE_U64))
+        let shift = self.shift;
+        runs_of(&self.dumped).map(move |(s, e)| PhysRange::new(s << shift, (e - s) << shift))
     }
 
-    /// Number of pages the file holds (set bits of bitmap 2).
+    /// Number of blocks the file holds (set bits of bitmap 2).
     pub fn dumped_pages(&self) -> u64 {
         self.dumped.iter().map(|w| u64::from(w.count_ones())).sum()
     }
@@ -526,8 +585,8 @@ impl KdumpFile {
         pfn < self.info.max_mapnr && self.dumped[(pfn / 64) as usize] >> (pfn % 64) & 1 != 0
     }
 
-    /// Loads one dumped page into `out`.
-    fn load_page(&self, pfn: u64, out: &mut [u8; PAGE], scratch: &mut Vec<u8>) -> Result<()> {
+    /// Loads one dumped block into `out` (one block long).
+    fn load_page(&self, pfn: u64, out: &mut [u8], scratch: &mut Vec<u8>) -> Result<()> {
         let err = |what: String| self.src.err(format!("pfn {pfn:#x}: {what}"));
         let w = (pfn / 64) as usize;
         let below = self.dumped[w] & ((1u64 << (pfn % 64)) - 1);
@@ -540,8 +599,11 @@ impl KdumpFile {
         let d = PageDesc::read_from_bytes(&d).expect("size matches");
         let (off, size, flags) = (d.offset.get(), d.size.get(), d.flags.get());
         let kind = Compression::from_page_flags(flags).map_err(err)?;
-        if size == 0 || size as usize > PAGE {
-            return Err(err(format!("stored page size {size} (at most {PAGE})")));
+        if size == 0 || u64::from(size) > self.info.block_size {
+            return Err(err(format!(
+                "stored page size {size} (at most the block size, {})",
+                self.info.block_size
+            )));
         }
         scratch.resize(size as usize, 0);
         self.src
@@ -565,11 +627,12 @@ impl PhysMemory for KdumpFile {
             page,
             scratch,
         } = &mut *cache;
+        let block = self.info.block_size;
         let mut a = addr;
         while a < end {
-            let pfn = a / PAGE_U64;
-            let o = (a % PAGE_U64) as usize;
-            let n = (PAGE - o).min((end - a) as usize);
+            let pfn = a >> self.shift;
+            let o = (a & (block - 1)) as usize;
+            let n = (block as usize - o).min((end - a) as usize);
             if !self.is_dumped(pfn) {
                 return Err(not_in());
             }
@@ -593,6 +656,7 @@ impl PhysMemory for KdumpFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::PAGE;
 
     #[test]
     fn flat_index_last_record_wins() {
@@ -674,8 +738,216 @@ mod tests {
         assert_eq!(k.present_ranges().count() as u64, n.div_ceil(2));
         assert_eq!(
             k.present_ranges().nth(1),
-            Some(PhysRange::new(2 * PAGE_U64, PAGE_U64))
+            Some(PhysRange::new(2 * PAGE as u64, PAGE as u64))
         );
+    }
+
+    /// The bytes of block `pfn` of `block` bytes: zeros, random, text or sparse by `pfn % 4`.
+    fn block_bytes(pfn: u64, block: usize) -> Vec<u8> {
+        let mut x = pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        match pfn % 4 {
+            0 => vec![0; block],
+            1 => (0..block)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect(),
+            2 => format!("block {pfn} of {block} bytes, text that compresses. ")
+                .into_bytes()
+                .into_iter()
+                .cycle()
+                .take(block)
+                .collect(),
+            _ => {
+                let mut p = vec![0u8; block];
+                p[..8].copy_from_slice(&pfn.to_le_bytes());
+                p[block - 1] = 0xaa;
+                p
+            }
+        }
+    }
+
+    /// Dumped frames of the generated files: RAM at frames 0–2 and 5–6 of 9, a hole between.
+    const FRAMES: [u64; 5] = [0, 1, 2, 5, 6];
+
+    /// A kdump file of `block`-byte blocks holding [`FRAMES`] compressed with `kind` (raw where
+    /// that does not shrink them), utsname machine `Unknown` and one aarch64-sized PRSTATUS
+    /// note, as QEMU writes for aarch64; and its bytes.
+    fn blocks_file(dir: &Path, block: usize, kind: Compression) -> (PathBuf, Vec<u8>) {
+        use crate::codec::PageCompressor;
+        use crate::format::kdump_blocks::{KdumpBlocksFile, StoredBlock};
+        use crate::format::prstatus::PRSTATUS_AARCH64_SIZE;
+        let mut c = PageCompressor::for_block(kind, block);
+        let stored: Vec<(u64, u32, Vec<u8>)> = FRAMES
+            .iter()
+            .map(|&pfn| {
+                let raw = block_bytes(pfn, block);
+                match c.compress(&raw) {
+                    Some(z) => (pfn, kind.flag(), z.to_vec()),
+                    None => (pfn, 0, raw),
+                }
+            })
+            .collect();
+        let blocks: Vec<StoredBlock<'_>> = stored
+            .iter()
+            .map(|(pfn, flags, data)| StoredBlock {
+                pfn: *pfn,
+                flags: *flags,
+                data,
+            })
+            .collect();
+        let notes = ElfNote::encode_all(&[
+            ElfNote::new(CORE_NOTE_NAME, NT_PRSTATUS, vec![0; PRSTATUS_AARCH64_SIZE]),
+            ElfNote::new(VMCOREINFO_NAME, 0, b"OSRELEASE=6.1.0-arm64\n".to_vec()),
+        ]);
+        let bytes = KdumpBlocksFile {
+            block_size: block as u32,
+            machine: "Unknown",
+            release: "",
+            status: kind.flag(),
+            nr_cpus: 1,
+            max_mapnr: 9,
+            notes: &notes,
+            blocks: &blocks,
+        }
+        .encode();
+        let path = dir.join(format!("k-{block}-{kind}"));
+        std::fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    /// 16 KiB and 64 KiB blocks (arm64 kernels' pages; QEMU's aarch64 dumps) in every
+    /// compression: the RAM map is in blocks, every block reads back, reads straddle blocks,
+    /// the hole is not RAM, and the machine comes from the PRSTATUS size.
+    #[test]
+    fn larger_blocks_in_every_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        for block in [16usize << 10, 64 << 10] {
+            let b = block as u64;
+            for kind in Compression::ALL {
+                let what = format!("{block}-byte blocks, {kind}");
+                let (path, _) = blocks_file(dir.path(), block, kind);
+                let k = KdumpFile::open(&path).unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(k.info().block_size, b, "{what}");
+                assert_eq!(
+                    k.ram().ranges(),
+                    &[PhysRange::new(0, 3 * b), PhysRange::new(5 * b, 2 * b)],
+                    "{what}"
+                );
+                assert_eq!((k.present_pages(), k.dumped_pages()), (5, 5), "{what}");
+                assert_eq!(k.guest_machine(), Some(KdumpMachine::Aarch64), "{what}");
+                assert_eq!(
+                    k.vmcoreinfo(),
+                    Some(&b"OSRELEASE=6.1.0-arm64\n"[..]),
+                    "{what}"
+                );
+                let mut got = vec![0u8; block];
+                for pfn in FRAMES {
+                    k.read_at(pfn * b, &mut got).unwrap();
+                    assert!(
+                        got == block_bytes(pfn, block),
+                        "{what}: block {pfn} differs"
+                    );
+                }
+                // All of frames 0-2 in one read, and a read straddling 5 and 6 at odd offsets.
+                let mut all = vec![0u8; 3 * block];
+                k.read_at(0, &mut all).unwrap();
+                let want: Vec<u8> = (0..3).flat_map(|p| block_bytes(p, block)).collect();
+                assert!(all == want, "{what}: frames 0-2 in one read");
+                let mut mid = vec![0u8; 1000];
+                k.read_at(6 * b - 333, &mut mid).unwrap();
+                assert_eq!(&mid[..333], &block_bytes(5, block)[block - 333..], "{what}");
+                assert_eq!(&mid[333..], &block_bytes(6, block)[..667], "{what}");
+                // The hole, and a read running into it.
+                for at in [3 * b, 3 * b - 10, 7 * b - 1] {
+                    let r = k.read_at(at, &mut mid[..20]);
+                    assert!(
+                        matches!(r, Err(Error::NotInMemory { .. })),
+                        "{what}: read at {at:#x}: {r:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The header's offset of `block_size` (64-bit ABI) and of `max_mapnr_64` in the sub header.
+    const BLOCK_SIZE_AT: usize = 428;
+
+    /// Hostile headers of a 64 KiB-block file: a block size that is not a power of two from
+    /// 4 KiB to 64 KiB is refused by name; bitmaps and frames past the 64-bit address space,
+    /// a stored block larger than a block, and a raw block of the wrong size are clear errors.
+    #[test]
+    fn hostile_block_sizes_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, bytes) = blocks_file(dir.path(), 64 << 10, Compression::Zlib);
+        let bad = dir.path().join("bad");
+        let open = |m: &[u8]| {
+            std::fs::write(&bad, m).unwrap();
+            KdumpFile::open(&bad)
+        };
+        fn format_err<T: std::fmt::Debug>(r: Result<T>) -> String {
+            match r {
+                Err(Error::Format { what, .. }) => what,
+                other => panic!("want a format error, got {other:?}"),
+            }
+        }
+        for bs in [
+            0i32,
+            -65536,
+            2048,
+            12288,
+            65537,
+            1 << 17,
+            i32::MIN,
+            i32::MAX,
+        ] {
+            let mut m = bytes.clone();
+            m[BLOCK_SIZE_AT..BLOCK_SIZE_AT + 4].copy_from_slice(&bs.to_le_bytes());
+            let e = format_err(open(&m));
+            assert!(
+                e.contains(&format!("block size {bs}")) && e.contains("power of two"),
+                "block size {bs}: {e}"
+            );
+        }
+        // A 4 KiB block size in a file laid out in 64 KiB blocks: the sub header read at 4 KiB
+        // is block 0's zero padding, so the file covers no frames (an empty result, bounded).
+        let mut m = bytes.clone();
+        m[BLOCK_SIZE_AT..BLOCK_SIZE_AT + 4].copy_from_slice(&4096i32.to_le_bytes());
+        if let Ok(k) = open(&m) {
+            assert_eq!(k.info().max_mapnr, 0, "{:?}", k.info());
+            assert!(k.ram().ranges().is_empty(), "{:?}", k.ram());
+        }
+        // 2^49 frames of 64 KiB (2^65 bytes), with bitmap blocks enough to cover them.
+        let sub = 64 << 10;
+        let mut m = bytes.clone();
+        m[sub + 96..sub + 104].copy_from_slice(&(1u64 << 49).to_le_bytes());
+        m[436..440].copy_from_slice(&(u32::MAX - 1).to_le_bytes()); // bitmap_blocks
+        let e = format_err(open(&m));
+        assert!(e.contains("64-bit address space"), "{e}");
+        // Bitmaps far past the end of the file.
+        let mut m = bytes.clone();
+        m[432..436].copy_from_slice(&i32::MAX.to_le_bytes()); // sub_hdr_size
+        let e = format_err(open(&m));
+        assert!(e.contains("bitmap 1"), "{e}");
+        // Descriptors: frame 1's stored size one more than a block; frame 0's raw block short.
+        let (_, h) = DiskDumpHeader::decode_any(&bytes).unwrap();
+        let desc = (1 + h.sub_hdr_size as usize + h.bitmap_blocks as usize) * sub;
+        let mut m = bytes.clone();
+        m[desc + 24 + 8..desc + 24 + 12].copy_from_slice(&(sub as u32 + 1).to_le_bytes());
+        let k = open(&m).unwrap();
+        let mut b = vec![0u8; 10];
+        let e = format_err(k.read_at(sub as u64, &mut b));
+        assert!(e.contains("pfn 0x1:") && e.contains("65537"), "{e}");
+        let mut m = bytes.clone();
+        m[desc + 12..desc + 16].copy_from_slice(&0u32.to_le_bytes()); // frame 0 raw
+        m[desc + 8..desc + 12].copy_from_slice(&4096u32.to_le_bytes());
+        let k = open(&m).unwrap();
+        let e = format_err(k.read_at(0, &mut b));
+        assert!(e.contains("pfn 0x0:") && e.contains("4096"), "{e}");
+        drop(path);
     }
 
     #[test]
@@ -690,7 +962,7 @@ mod tests {
     #[test]
     fn bitmap_ranges() {
         let words = bits_to_words(&[0b0000_0110, 0xff, 0x01], 17);
-        let m = ranges_of(&words).unwrap();
+        let m = ranges_of(&words, 12).unwrap();
         assert_eq!(
             m.ranges(),
             &[
