@@ -3,8 +3,8 @@
 //! on every vCPU, the TTBR1_EL1 QEMU's gdbstub reported, the guest's own VMCOREINFO and
 //! console.
 //!
-//! Inputs: QEMU's physical ELF dump (its aarch64 notes carry no translation registers, so the
-//! kernel's own tables are used) and the migration stream (whose `cpu` sections carry all of
+//! Inputs: QEMU's physical ELF dump and its kdump file (their aarch64 notes carry no
+//! translation registers, so the kernel's own tables are used) and the migration stream (whose `cpu` sections carry all of
 //! them). Outputs made from the stream — a physical and a paging ELF, a kdump-zstd file (4 KiB
 //! pages only: a 16 KiB-page kernel's is refused) — are read by gdb-multiarch (the paging
 //! core), libkdumpfile and drgn (on the 4 KiB guest, whose debug vmlinux the tests fetch).
@@ -61,13 +61,15 @@ fn check_aarch64_guest(guest: &str) {
         .to_string();
     let phys = dir.join("phys.elf");
     let stream = dir.join("migration.bin");
+    // QEMU's own kdump file (64 KiB blocks whatever the guest's pages, no machine name).
+    let qemu_kdump = dir.join("kdump-zlib.dump");
     let truth = translations(&dir);
     let regs = sysregs(&dir);
 
     // The kernel's tables are where the vCPUs' TTBR1_EL1 points (ASID and CnP masked).
     let ttbr1 = regs[&(0, "TTBR1_EL1".to_string())];
     let root = ttbr1 & 0x0000_ffff_ffff_fffe & !0x3f;
-    for input in [&phys, &stream] {
+    for input in [&phys, &stream, &qemu_kdump] {
         let out = guestcore(&["kernels"], input, &[]);
         assert!(
             out.contains(&release) && out.contains(&format!("page tables at {root:#x}, aarch64")),
@@ -102,7 +104,7 @@ fn check_aarch64_guest(guest: &str) {
 
     // Reads with the default view: the stream's vCPU, and QEMU's ELF through the kernel's
     // tables (its vCPUs carry no translation registers).
-    for input in [&phys, &stream] {
+    for input in [&phys, &stream, &qemu_kdump] {
         let out = guestcore(&["read"], input, &[&format!("{release_at:#x}"), "65"]);
         assert!(
             out.trim_end_matches('\0').starts_with(&release),
