@@ -70,7 +70,10 @@ impl Block {
                 n => format!("X{n:02}"),
             })
             .collect();
-        Err(Error::parse(WHAT, format!("{at}: no {}", missing.join(", "))))
+        Err(Error::parse(
+            WHAT,
+            format!("{at}: no {}", missing.join(", ")),
+        ))
     }
 
     fn set(&mut self, name: &str, value: &str, lineno: usize) -> Result<()> {
