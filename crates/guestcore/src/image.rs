@@ -10,7 +10,7 @@
 
 use crate::cpu::notes::cpus_of_machine;
 use crate::cpu::vmstate::decode_any;
-use crate::cpu::{CpuState, X86CpuState};
+use crate::cpu::CpuState;
 use crate::format::elf::ElfMachine;
 use crate::format::kdump::{Compression, KdumpMachine, DUMP_DH_COMPRESSED_INCOMPLETE};
 use crate::format::libvirt_save::LIBVIRT_MAGIC;
@@ -179,11 +179,6 @@ pub struct OpenOptions {
     pub layout: Option<Layout>,
     /// For `qmp:SOCKET` inputs: pause or not, QMP timeout.
     pub live: LiveOptions,
-}
-
-/// x86 vCPUs, as the facade carries vCPUs of any architecture.
-fn x86(cpus: Vec<X86CpuState>) -> Vec<CpuState> {
-    cpus.into_iter().map(CpuState::from).collect()
 }
 
 /// An opened input: guest memory plus whatever CPU state and metadata it carries.
@@ -482,10 +477,12 @@ impl GuestImage {
     fn from_session(mut session: LiveSession, opts: &LiveOptions) -> Result<Self> {
         let layout = session.ram_layout()?;
         let memory = session.open_memory(&layout)?;
+        // Asked before the pause, so that it covers only the registers.
+        session.arch()?;
         if opts.pause {
             session.pause()?;
         }
-        let cpus = x86(session.registers()?);
+        let cpus = session.registers()?;
         let consistent = session.consistent();
         Ok(GuestImage {
             path: if session.is_libvirt() {
@@ -568,7 +565,7 @@ fn read_head(path: &Path) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::cpu::notes::{encode_prstatus_x86_64, encode_qemu_note};
-    use crate::cpu::{CR0_PG, CR4_PAE};
+    use crate::cpu::{X86CpuState, CR0_PG, CR4_PAE};
     use crate::phys::elf::test_core::{build, pattern, temp_file, CoreSpec, Load};
     use crate::phys::elf::EM_X86_64;
 

@@ -1,4 +1,5 @@
-//! Parser of QEMU's HMP `info registers` / `info registers -a` text into [`X86CpuState`]s.
+//! Parser of QEMU's HMP `info registers` / `info registers -a` text into [`X86CpuState`]s
+//! (an AArch64 guest's text: [`aarch64`]).
 //!
 //! Why: the live path and the tests get CPU state from a running QEMU through the monitor;
 //! QMP has no structured command for x86 registers, so the HMP text (QEMU 10,
@@ -26,8 +27,27 @@
 //! decide how it translates addresses; anything missing or malformed is an
 //! [`Error::Parse`], never a panic.
 
-use crate::cpu::{Segment, X86CpuState};
+use crate::cpu::{Arch, CpuState, Segment, X86CpuState};
 use crate::{Error, Result};
+
+pub mod aarch64;
+
+pub use aarch64::parse_info_registers_aarch64;
+
+/// Parses `info registers -a` text of a guest of architecture `arch` (x86:
+/// [`parse_info_registers`], AArch64: [`parse_info_registers_aarch64`]).
+pub fn parse_info_registers_of(arch: Arch, text: &str) -> Result<Vec<CpuState>> {
+    Ok(match arch {
+        Arch::X86 => parse_info_registers(text)?
+            .into_iter()
+            .map(CpuState::X86)
+            .collect(),
+        Arch::Aarch64 => parse_info_registers_aarch64(text)?
+            .into_iter()
+            .map(CpuState::Aarch64)
+            .collect(),
+    })
+}
 
 const WHAT: &str = "HMP info registers";
 

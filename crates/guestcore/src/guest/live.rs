@@ -14,7 +14,7 @@ use super::{DumpLayoutSpec, DumpSpec, Guest, GuestOptions, LiveCapture, Notice, 
 use super::{NoSnapshot, SnapshotBlocker};
 use crate::addr::PAGE_SIZE;
 use crate::cpu::notes::{encode_prstatus_x86_64, encode_qemu_note};
-use crate::cpu::{CpuState, X86CpuState};
+use crate::cpu::X86CpuState;
 use crate::dump::from_stream::{stream_snapshot, Streamed};
 use crate::dump::kdump::{StreamedKdump, StreamedKdumpSpec};
 use crate::dump::streamed::StreamedElf;
@@ -171,11 +171,7 @@ impl Guest {
                     consistent: false,
                 },
                 memory: Box::new(memory),
-                cpus: session
-                    .registers()?
-                    .into_iter()
-                    .map(CpuState::from)
-                    .collect(),
+                cpus: session.registers()?,
                 notes: Vec::new(),
                 vmcoreinfo: None,
                 live: None,

@@ -24,8 +24,8 @@ use super::libvirt::{lookup, resolve_uri, Domain, ResumeWatchdog};
 use super::mtree::{parse_memory_flat_view, ram_pieces};
 use super::snapshot::migration_running;
 use super::watchdog::{Restore, Watchdog, FIRE_WINDOW};
-use crate::cpu::hmp::parse_info_registers;
-use crate::cpu::X86CpuState;
+use crate::cpu::hmp::parse_info_registers_of;
+use crate::cpu::{Arch, CpuState};
 use crate::phys::live::{LiveMemory, LiveSource};
 use crate::phys::RamPiece;
 use crate::{Error, Result};
@@ -67,6 +67,8 @@ pub struct LiveSession {
     watchdog: Option<Guard>,
     /// The libvirt domain, when QEMU is reached through libvirt's monitor.
     libvirt: Option<Domain>,
+    /// The guest's architecture, once asked ([`LiveSession::arch`]).
+    arch: Option<Arch>,
 }
 
 /// The watchdog of a pause: QMP's own, or libvirt's `virsh resume`.
@@ -138,6 +140,7 @@ impl LiveSession {
             paused_at: None,
             watchdog: None,
             libvirt,
+            arch: None,
         };
         s.was_running = s.is_running()?;
         Ok(s)
@@ -281,8 +284,32 @@ impl LiveSession {
         &mut self.client
     }
 
-    /// Every vCPU's registers, from HMP `info registers -a`.
-    pub fn registers(&mut self) -> Result<Vec<X86CpuState>> {
+    /// The guest's architecture, from `query-target` (QEMU's binary: `x86_64`/`i386` or
+    /// `aarch64`); asked once per session. Any other target is an error naming it.
+    pub fn arch(&mut self) -> Result<Arch> {
+        if let Some(a) = self.arch {
+            return Ok(a);
+        }
+        let t = self.client.execute("query-target", None)?;
+        let name = t.get("arch").and_then(Value::as_str).unwrap_or_default();
+        let a = match name {
+            "x86_64" | "i386" => Arch::X86,
+            "aarch64" => Arch::Aarch64,
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "{}: QEMU target {other:?}: guestcore reads x86 and aarch64 guests",
+                    self.socket.display()
+                )))
+            }
+        };
+        self.arch = Some(a);
+        Ok(a)
+    }
+
+    /// Every vCPU's registers, from HMP `info registers -a`, parsed for the guest's
+    /// architecture ([`arch`](Self::arch)). An AArch64 vCPU has no system registers there.
+    pub fn registers(&mut self) -> Result<Vec<CpuState>> {
+        let arch = self.arch()?;
         let text = self.client.hmp("info registers -a").map_err(|e| match e {
             Error::Qmp { socket, what } if self.paused_at.is_some() && self.client.lost() => {
                 Error::Qmp {
@@ -295,7 +322,7 @@ impl LiveSession {
             }
             e => e,
         })?;
-        let cpus = parse_info_registers(&text)?;
+        let cpus = parse_info_registers_of(arch, &text)?;
         if cpus.is_empty() {
             return Err(Error::CpuState(format!(
                 "{}: `info registers -a` listed no vCPU",

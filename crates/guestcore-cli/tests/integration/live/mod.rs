@@ -843,6 +843,7 @@ fn finish(child: Child) -> (std::process::ExitStatus, String) {
     )
 }
 
+mod aarch64;
 mod libvirt;
 mod restore;
 mod snapshot;

@@ -55,6 +55,7 @@ fn fake_qemu_migrating(
                     "query-status" => {
                         json!({"running": running, "status": if running {"running"} else {"paused"}})
                     }
+                    "query-target" => json!({"arch": "x86_64"}),
                     "query-migrate" => match migrating {
                         Some(st) => json!({"status": st}),
                         None => json!({}),
@@ -112,6 +113,7 @@ fn pause_then_resume_on_drop_and_on_error() {
             "query-status",
             "query-migrate",
             "stop",
+            "query-target",
             "human-monitor-command info registers -a",
             "cont"
         ]
@@ -187,6 +189,8 @@ fn lost_connection_fires_the_watchdog() {
                 }
                 let ret = if cmd == "query-status" {
                     json!({"running": true, "status": "running"})
+                } else if cmd == "query-target" {
+                    json!({"arch": "x86_64"})
                 } else {
                     json!({})
                 };
@@ -264,6 +268,8 @@ fn a_stopped_qemu_costs_one_timeout_and_the_watchdog_resumes() {
                 }
                 let ret = if cmd == "query-status" {
                     json!({"running": true, "status": "running"})
+                } else if cmd == "query-target" {
+                    json!({"arch": "x86_64"})
                 } else {
                     json!({})
                 };

@@ -1,0 +1,266 @@
+//! A live AArch64 guest: `guestcore … qmp:SOCKET` on a running `qemu-system-aarch64 -M virt`.
+//!
+//! QEMU's HMP register text of an aarch64 vCPU has no system registers, so every view of the
+//! live guest goes through the kernel's own page tables found in its RAM. Checked against
+//! QEMU itself: `translate` equals HMP `gva2gpa` (over the second monitor), reads give the
+//! release the guest printed, and a background snapshot stops the guest for milliseconds (by
+//! guestcore's own count of QEMU's stop) and yields cores that read back and say aarch64.
+//!
+//! Needs `qemu-system-aarch64` and the harness's arm64 guest: `kernels/arm64/vmlinuz` and
+//! `initramfs/arm64.cpio.gz` under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`
+//! (`scripts/guest/fetch.sh arm64` + `scripts/guest/capture.sh aarch64`). Skips, saying why,
+//! otherwise (fails instead under `CI=true`). QEMU is killed by PID when the guard drops.
+
+use super::*;
+
+/// The arm64 guest files, or the reason to skip.
+fn aarch64_files() -> Result<GuestFiles, String> {
+    if !which("qemu-system-aarch64") {
+        return Err("qemu-system-aarch64 is not installed".into());
+    }
+    let cache = guestcore_testkit::tools::guest_cache();
+    let kernel = cache.join("kernels/arm64/vmlinuz");
+    let initrd = cache.join("initramfs/arm64.cpio.gz");
+    for f in [&kernel, &initrd] {
+        if !f.is_file() {
+            return Err(format!(
+                "no {} (run scripts/guest/fetch.sh arm64 and scripts/guest/capture.sh aarch64, or set GUESTCORE_CACHE)",
+                f.display()
+            ));
+        }
+    }
+    Ok(GuestFiles {
+        kernel,
+        initrd,
+        _tmp: None,
+    })
+}
+
+/// Boots the arm64 harness guest as `scripts/guest/boot.sh aarch64` does (virt, `-cpu max`,
+/// TCG, PL011 console), with two QMP monitors; once more if QEMU dies before it is ready.
+fn boot(files: &GuestFiles, mem: &str) -> Guest {
+    try_boot(files, mem).unwrap_or_else(|why| {
+        eprintln!("booting the aarch64 test guest again: {why}");
+        try_boot(files, mem).unwrap_or_else(|why| panic!("{why}"))
+    })
+}
+
+fn try_boot(files: &GuestFiles, mem: &str) -> Result<Guest, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("qmp.sock");
+    let sock_b = dir.path().join("qmp-b.sock");
+    let serial = dir.path().join("serial.log");
+    let mut cmd = std::process::Command::new("qemu-system-aarch64");
+    cmd.args([
+        "-machine", "virt", "-accel", "tcg", "-cpu", "max", "-m", mem, "-smp", "2",
+    ])
+    .args([
+        "-display",
+        "none",
+        "-no-reboot",
+        "-nic",
+        "none",
+        "-monitor",
+        "none",
+    ])
+    .arg("-kernel")
+    .arg(&files.kernel)
+    .arg("-initrd")
+    .arg(&files.initrd)
+    .args([
+        "-append",
+        "console=ttyAMA0 panic=-1 printk.time=1",
+        "-device",
+        "vmcoreinfo",
+    ])
+    .arg("-serial")
+    .arg(format!("file:{}", serial.display()))
+    .arg("-qmp")
+    .arg(format!("unix:{},server=on,wait=off", sock.display()))
+    .arg("-qmp")
+    .arg(format!("unix:{},server=on,wait=off", sock_b.display()))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(dir.path().join("qemu.log")).unwrap());
+    let child = cmd.spawn().expect("start qemu-system-aarch64");
+    let mut g = Guest {
+        child,
+        input: format!("qmp:{}", sock.display()),
+        dir,
+        sock,
+        sock_b,
+        serial: String::new(),
+    };
+    let t0 = Instant::now();
+    loop {
+        g.serial = std::fs::read_to_string(&serial).unwrap_or_default();
+        if g.serial.contains("GUESTCORE-READY") {
+            return Ok(g);
+        }
+        if let Ok(Some(st)) = g.child.try_wait() {
+            let log = std::fs::read_to_string(g.dir.path().join("qemu.log")).unwrap_or_default();
+            return Err(format!(
+                "QEMU exited ({st}) before the guest was ready; QEMU said: {}",
+                log.trim()
+            ));
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "aarch64 guest not ready:\n{}",
+            g.serial
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `guestcore ARGS…`, which must succeed: (stdout, stderr).
+fn run(args: &[&str]) -> (String, String) {
+    let out = succeed(guestcore().args(args));
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The guest's state as the second monitor sees it.
+fn running_b(g: &Guest) -> bool {
+    g.qmp_b().execute("query-status", None).unwrap()["running"] == true
+}
+
+/// A background-snapshot dump of the running guest into `out`: guestcore's own count of the
+/// stop (its "guest stopped N ms" line), which must be there.
+fn snapshot(g: &Guest, args: &[&str], out: &Path) -> (u64, String) {
+    let o = out.to_str().unwrap();
+    let mut all = vec!["dump", &g.input];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", o]);
+    let (_, stderr) = run(&all);
+    let ms = stderr
+        .split_once("background snapshot: guest stopped ")
+        .and_then(|(_, rest)| rest.split_once(" ms"))
+        .and_then(|(n, _)| n.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no \"guest stopped N ms\" line: {stderr}"));
+    (ms, stderr)
+}
+
+/// `init_uts_ns` from the VMCOREINFO note of a core (the kernel's own `SYMBOL(init_uts_ns)`:
+/// the arm64 kernel's kallsyms has no data symbols for the console to print).
+fn init_uts_ns(core: &Path) -> u64 {
+    let bytes = std::fs::read(core).unwrap();
+    let key = b"SYMBOL(init_uts_ns)=";
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .unwrap_or_else(|| panic!("no SYMBOL(init_uts_ns) in {}", core.display()))
+        + key.len();
+    let hex: String = bytes[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_hexdigit())
+        .map(|&b| b as char)
+        .collect();
+    u64::from_str_radix(&hex, 16).unwrap()
+}
+
+/// The release through `guestcore read INPUT init_uts_ns+130 65` (and any extra args).
+fn read_release(input: &str, extra: &[&str], uts: u64) -> String {
+    let at = format!("{:#x}", uts + 130);
+    let mut args = vec!["read"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[input, &at, "65"]);
+    run(&args).0.trim_end_matches(['\0', ' ']).to_string()
+}
+
+#[test]
+fn aarch64_live_guest_reads_translates_and_snapshots() {
+    let files = guest_or_skip!(aarch64_files());
+    let g = boot(&files, "256M");
+    let release = g.line("GUESTCORE-RELEASE");
+    const STOP_BOUND_MS: u64 = 50;
+
+    // info: aarch64 vCPUs from HMP, the kernel found in live RAM; the guest runs on.
+    let (out, err) = run(&["info", &g.input]);
+    assert!(
+        out.contains("live QEMU guest") && out.contains("CPU#1 PC=") && out.contains(&release),
+        "info:\n{out}\n{err}"
+    );
+    assert!(running_b(&g), "info resumed the guest");
+    let (out, _) = run(&["kernels", &g.input]);
+    assert!(
+        out.contains(&release) && out.contains("aarch64"),
+        "kernels: {out}"
+    );
+
+    // A background snapshot, ELF: the guest stays running, the stop is short, the core
+    // reads back and says aarch64.
+    let elf = g.path("snap.elf");
+    let (ms, stderr) = snapshot(&g, &[], &elf);
+    eprintln!("ELF snapshot: guest stopped {ms} ms");
+    assert!(ms <= STOP_BOUND_MS, "stopped {ms} ms: {stderr}");
+    assert!(running_b(&g), "the guest runs after the snapshot");
+    let uts = init_uts_ns(&elf);
+    let elf_in = elf.to_str().unwrap();
+    assert_eq!(read_release(elf_in, &[], uts), release, "read of the ELF");
+    let (out, _) = run(&["info", elf_in]);
+    assert!(
+        out.contains("ELF64 core, aarch64"),
+        "info of the ELF: {out}"
+    );
+    let j = info_json(&elf);
+    assert_eq!(j["osrelease"], release.as_str(), "{j}");
+
+    // translate equals QEMU's own gva2gpa of the same address.
+    let (out, _) = run(&["translate", &g.input, &format!("{uts:#x}")]);
+    let ours = out.trim().to_string();
+    let theirs = g.qmp_b().hmp(&format!("gva2gpa {uts:#x}")).unwrap();
+    assert!(ours.starts_with("gpa: 0x"), "translate: {ours}");
+    assert_eq!(ours, theirs.trim(), "translate vs HMP gva2gpa of {uts:#x}");
+
+    // read, paused and not; mem lists the kernel's linear map.
+    assert_eq!(read_release(&g.input, &[], uts), release, "read (paused)");
+    assert_eq!(
+        read_release(&g.input, &["--no-pause"], uts),
+        release,
+        "read --no-pause"
+    );
+    let (out, _) = run(&["mem", &g.input]);
+    assert!(out.lines().count() > 3, "mem: {out}");
+    assert!(running_b(&g));
+
+    // dmesg of the running guest: its banner.
+    let (log, _) = run(&["dmesg", "--no-pause", &g.input]);
+    assert!(
+        log.contains(&format!("Linux version {release}")),
+        "dmesg --no-pause: {log:.400}"
+    );
+
+    // A background snapshot as kdump-zstd.
+    let kd = g.path("snap.kdump");
+    let (ms, stderr) = snapshot(&g, &["--format", "kdump-zstd"], &kd);
+    eprintln!("kdump-zstd snapshot: guest stopped {ms} ms");
+    assert!(ms <= STOP_BOUND_MS, "stopped {ms} ms: {stderr}");
+    assert!(stderr.contains("kdump-zstd"), "{stderr}");
+    assert!(running_b(&g));
+    let kd_in = kd.to_str().unwrap();
+    assert_eq!(read_release(kd_in, &[], uts), release, "read of the kdump");
+    let j = info_json(&kd);
+    assert_eq!(j["osrelease"], release.as_str(), "{j}");
+    let (out, _) = run(&["info", kd_in]);
+    assert!(out.contains("aarch64"), "info of the kdump: {out}");
+
+    // A --pause dump: paused for the copy, running after.
+    let paused = g.path("paused.elf");
+    let (_, stderr) = run(&["dump", "--pause", &g.input, "-o", paused.to_str().unwrap()]);
+    assert!(stderr.contains("guest paused for"), "{stderr}");
+    assert!(running_b(&g), "the --pause dump resumed the guest");
+    let p_in = paused.to_str().unwrap();
+    assert_eq!(
+        read_release(p_in, &[], uts),
+        release,
+        "read of the --pause dump"
+    );
+    let (out, _) = run(&["info", p_in]);
+    assert!(
+        out.contains("ELF64 core, aarch64"),
+        "info of the --pause dump: {out}"
+    );
+}
