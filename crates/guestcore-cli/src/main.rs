@@ -1,4 +1,4 @@
-//! `guestcore`: read the memory of an x86 virtual machine the way a debugger wants it.
+//! `guestcore`: read the memory of an x86 or AArch64 virtual machine the way a debugger wants it.
 //!
 //! One module per subcommand under `cmd/`; `source` turns the common arguments into guest
 //! memory plus the chosen vCPU(s) and paging mode; `progress` adapts the library's progress
@@ -14,7 +14,7 @@ mod stream_target;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Turn the memory of an x86 virtual machine into something a debugger can read.
+/// Turn the memory of an x86 or AArch64 virtual machine into something a debugger can read.
 ///
 /// INPUT is any of:
 ///   a QEMU `dump-guest-memory` ELF core, or a kdump /proc/vmcore ELF file;

@@ -1,4 +1,4 @@
-//! guestcore turns the memory of an x86 virtual machine into something a debugger can read.
+//! guestcore turns the memory of an x86 or AArch64 virtual machine into something a debugger can read.
 //!
 //! **Start with [`Guest`].** It opens any input (raw images, ELF cores, kdump files, QEMU
 //! migration streams, LiME/AVML images, `qmp:SOCKET` for a running QEMU), names its vCPUs and
