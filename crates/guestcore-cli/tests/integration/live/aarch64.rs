@@ -36,83 +36,6 @@ fn aarch64_files() -> Result<GuestFiles, String> {
     })
 }
 
-/// Boots the arm64 harness guest as `scripts/guest/boot.sh aarch64` does (virt, `-cpu max`,
-/// TCG, PL011 console), with two QMP monitors; once more if QEMU dies before it is ready.
-fn boot(files: &GuestFiles, mem: &str) -> Guest {
-    try_boot(files, mem).unwrap_or_else(|why| {
-        eprintln!("booting the aarch64 test guest again: {why}");
-        try_boot(files, mem).unwrap_or_else(|why| panic!("{why}"))
-    })
-}
-
-fn try_boot(files: &GuestFiles, mem: &str) -> Result<Guest, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("qmp.sock");
-    let sock_b = dir.path().join("qmp-b.sock");
-    let serial = dir.path().join("serial.log");
-    let mut cmd = std::process::Command::new("qemu-system-aarch64");
-    cmd.args([
-        "-machine", "virt", "-accel", "tcg", "-cpu", "max", "-m", mem, "-smp", "2",
-    ])
-    .args([
-        "-display",
-        "none",
-        "-no-reboot",
-        "-nic",
-        "none",
-        "-monitor",
-        "none",
-    ])
-    .arg("-kernel")
-    .arg(&files.kernel)
-    .arg("-initrd")
-    .arg(&files.initrd)
-    .args([
-        "-append",
-        "console=ttyAMA0 panic=-1 printk.time=1",
-        "-device",
-        "vmcoreinfo",
-    ])
-    .arg("-serial")
-    .arg(format!("file:{}", serial.display()))
-    .arg("-qmp")
-    .arg(format!("unix:{},server=on,wait=off", sock.display()))
-    .arg("-qmp")
-    .arg(format!("unix:{},server=on,wait=off", sock_b.display()))
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(std::fs::File::create(dir.path().join("qemu.log")).unwrap());
-    let child = cmd.spawn().expect("start qemu-system-aarch64");
-    let mut g = Guest {
-        child,
-        input: format!("qmp:{}", sock.display()),
-        dir,
-        sock,
-        sock_b,
-        serial: String::new(),
-    };
-    let t0 = Instant::now();
-    loop {
-        g.serial = std::fs::read_to_string(&serial).unwrap_or_default();
-        if g.serial.contains("GUESTCORE-READY") {
-            return Ok(g);
-        }
-        if let Ok(Some(st)) = g.child.try_wait() {
-            let log = std::fs::read_to_string(g.dir.path().join("qemu.log")).unwrap_or_default();
-            return Err(format!(
-                "QEMU exited ({st}) before the guest was ready; QEMU said: {}",
-                log.trim()
-            ));
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "aarch64 guest not ready:\n{}",
-            g.serial
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// `guestcore ARGS…`, which must succeed: (stdout, stderr).
 fn run(args: &[&str]) -> (String, String) {
     let out = succeed(guestcore().args(args));
@@ -173,7 +96,7 @@ fn read_release(input: &str, extra: &[&str], uts: u64) -> String {
 #[test]
 fn aarch64_live_guest_reads_translates_and_snapshots() {
     let files = guest_or_skip!(aarch64_files());
-    let g = boot(&files, "256M");
+    let g = Guest::boot_on(&files, "256M", Board::Virt);
     let release = g.line("GUESTCORE-RELEASE");
     const STOP_BOUND_MS: u64 = 50;
 

@@ -140,46 +140,66 @@ enum Ram {
     Memfd,
 }
 
+/// The machine a test guest boots on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Board {
+    /// x86_64 `pc` (`qemu-system-x86_64`, `-cpu qemu64`, console ttyS0), RAM in `Ram`.
+    Pc(Ram),
+    /// AArch64 `virt` (`qemu-system-aarch64`, `-cpu max`, PL011 console ttyAMA0), as
+    /// `scripts/guest/boot.sh aarch64` boots it.
+    Virt,
+}
+
 impl Guest {
     /// Boots the harness guest with its RAM in `ram`. A QEMU that dies before the guest is
     /// ready (TCG under load has aborted once in PCI enumeration, with nothing of guestcore
     /// running yet) is started once more, saying so; a second death fails the test.
     fn boot(files: &GuestFiles, mem: &str, ram: Ram) -> Guest {
-        match Self::try_boot(files, mem, ram) {
+        Self::boot_on(files, mem, Board::Pc(ram))
+    }
+
+    /// [`Self::boot`] on any board.
+    fn boot_on(files: &GuestFiles, mem: &str, board: Board) -> Guest {
+        match Self::try_boot(files, mem, board) {
             Ok(g) => g,
             Err(why) => {
                 eprintln!("booting the test guest again: {why}");
-                Self::try_boot(files, mem, ram).unwrap_or_else(|why| panic!("{why}"))
+                Self::try_boot(files, mem, board).unwrap_or_else(|why| panic!("{why}"))
             }
         }
     }
 
-    /// [`Self::boot`] once: `Err` when QEMU exits before the guest is ready.
-    fn try_boot(files: &GuestFiles, mem: &str, ram: Ram) -> Result<Guest, String> {
-        let shared = ram != Ram::Anonymous;
+    /// [`Self::boot_on`] once: `Err` when QEMU exits before the guest is ready.
+    fn try_boot(files: &GuestFiles, mem: &str, board: Board) -> Result<Guest, String> {
         let dir = tempfile::tempdir().unwrap();
         let sock = dir.path().join("qmp.sock");
         let sock_b = dir.path().join("qmp-b.sock");
         let serial = dir.path().join("serial.log");
-        let mut cmd = std::process::Command::new("qemu-system-x86_64");
-        let machine = if shared {
-            "pc,memory-backend=mem"
-        } else {
-            "pc"
+        let (qemu, machine, cpu, console, ram) = match board {
+            Board::Pc(Ram::Anonymous) => ("qemu-system-x86_64", "pc", "qemu64", "ttyS0", None),
+            Board::Pc(ram) => (
+                "qemu-system-x86_64",
+                "pc,memory-backend=mem",
+                "qemu64",
+                "ttyS0",
+                Some(ram),
+            ),
+            Board::Virt => ("qemu-system-aarch64", "virt", "max", "ttyAMA0", None),
         };
+        let mut cmd = std::process::Command::new(qemu);
         cmd.args([
-            "-machine", machine, "-accel", "tcg", "-cpu", "qemu64", "-m", mem, "-smp", "2",
+            "-machine", machine, "-accel", "tcg", "-cpu", cpu, "-m", mem, "-smp", "2",
         ]);
         match ram {
-            Ram::Anonymous => {}
-            Ram::SharedFile => {
+            None | Some(Ram::Anonymous) => {}
+            Some(Ram::SharedFile) => {
                 let ram = dir.path().join("ram");
                 cmd.arg("-object").arg(format!(
                     "memory-backend-file,id=mem,share=on,mem-path={},size={mem}",
                     ram.display()
                 ));
             }
-            Ram::Memfd => {
+            Some(Ram::Memfd) => {
                 cmd.arg("-object")
                     .arg(format!("memory-backend-memfd,id=mem,share=on,size={mem}"));
             }
@@ -199,7 +219,7 @@ impl Guest {
         .arg(&files.initrd)
         .args([
             "-append",
-            "console=ttyS0 panic=-1 printk.time=1",
+            &format!("console={console} panic=-1 printk.time=1"),
             "-device",
             "vmcoreinfo",
         ])
@@ -212,7 +232,7 @@ impl Guest {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("qemu.log")).unwrap());
-        let child = cmd.spawn().expect("start qemu-system-x86_64");
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("start {qemu}: {e}"));
         let mut g = Guest {
             child,
             input: format!("qmp:{}", sock.display()),
@@ -237,8 +257,10 @@ impl Guest {
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 ));
             }
+            // aarch64 under TCG boots slower.
+            let within = if board == Board::Virt { 300 } else { 180 };
             assert!(
-                t0.elapsed() < Duration::from_secs(180),
+                t0.elapsed() < Duration::from_secs(within),
                 "guest not ready:\n{}",
                 g.serial
             );
