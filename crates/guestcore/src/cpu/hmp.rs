@@ -117,6 +117,21 @@ impl Block {
 ///
 /// Fills the general-purpose registers, RIP, RFLAGS, the segment and descriptor-table
 /// registers (selector, base, limit, flags), CR0/CR2/CR3/CR4, EFER and the A20 state.
+/// The vCPU index of a `CPU#N` header line of `info registers -a`, `None` for any other line;
+/// `what` names the text in the error for a header whose number does not parse.
+fn cpu_header(line: &str, lineno: usize, what: &'static str) -> Result<Option<u32>> {
+    let Some(rest) = line.strip_prefix("CPU#") else {
+        return Ok(None);
+    };
+    let digits = &rest[..rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len())];
+    digits
+        .parse()
+        .map(Some)
+        .map_err(|_| Error::parse(what, format!("line {lineno}: bad CPU header {line:?}")))
+}
+
 /// `kernel_gs_base` is not in the HMP text and stays 0; `efer_inferred` is false.
 pub fn parse_info_registers(text: &str) -> Result<Vec<X86CpuState>> {
     let mut cpus: Vec<X86CpuState> = Vec::new();
@@ -128,13 +143,7 @@ pub fn parse_info_registers(text: &str) -> Result<Vec<X86CpuState>> {
         if line.is_empty() {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("CPU#") {
-            let digits: &str = &rest[..rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len())];
-            let index: u32 = digits.parse().map_err(|_| {
-                Error::parse(WHAT, format!("line {lineno}: bad CPU header {line:?}"))
-            })?;
+        if let Some(index) = cpu_header(line, lineno, WHAT)? {
             if let Some(block) = cur.take() {
                 cpus.push(block.finish()?);
             }

@@ -48,29 +48,68 @@ pub fn decode_any(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<crate::
     }
 }
 
-/// Decodes one x86 `cpu` section (`data`, described by `desc`) into vCPU `index`'s state.
-pub fn decode_cpu(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<X86CpuState> {
-    desc.check_section(data, path)?;
-    let bad = |what: String| {
-        Error::format(
+/// One `cpu` section read by its vmdesc's field names (both architectures' decoders), each
+/// failure an error naming the file and the section.
+struct Section<'a> {
+    desc: &'a DeviceDesc,
+    data: &'a [u8],
+    path: &'a Path,
+    /// How the section is named in errors (`cpu`, `aarch64 cpu`).
+    kind: &'static str,
+}
+
+impl<'a> Section<'a> {
+    /// The section, once its length matches what its vmdesc describes.
+    fn new(
+        desc: &'a DeviceDesc,
+        data: &'a [u8],
+        path: &'a Path,
+        kind: &'static str,
+    ) -> Result<Self> {
+        desc.check_section(data, path)?;
+        Ok(Section {
+            desc,
+            data,
             path,
-            format!("cpu section instance {}: {what}", desc.instance_id),
+            kind,
+        })
+    }
+
+    fn bad(&self, what: String) -> Error {
+        Error::format(
+            self.path,
+            format!(
+                "{} section instance {}: {what}",
+                self.kind, self.desc.instance_id
+            ),
         )
-    };
-    let field = |name: &str| {
-        desc.field(name)
-            .ok_or_else(|| bad(format!("the vmdesc has no field {name}")))
-    };
-    let uint = |f: &FieldAt, i: u64, want: u64| {
+    }
+
+    fn field(&self, name: &str) -> Result<FieldAt<'a>> {
+        self.desc
+            .field(name)
+            .ok_or_else(|| self.bad(format!("the vmdesc has no field {name}")))
+    }
+
+    /// Element `i` of `f`, an unsigned integer of `want` bytes.
+    fn uint(&self, f: &FieldAt, i: u64, want: u64) -> Result<u64> {
         if f.size != want {
-            return Err(bad(format!(
+            return Err(self.bad(format!(
                 "field {} has {} bytes per element, not {want}",
                 f.field.name, f.size
             )));
         }
-        f.uint(data, i)
-            .ok_or_else(|| bad(format!("field {} element {i} is missing", f.field.name)))
-    };
+        f.uint(self.data, i)
+            .ok_or_else(|| self.bad(format!("field {} element {i} is missing", f.field.name)))
+    }
+}
+
+/// Decodes one x86 `cpu` section (`data`, described by `desc`) into vCPU `index`'s state.
+pub fn decode_cpu(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<X86CpuState> {
+    let sec = Section::new(desc, data, path, "cpu")?;
+    let bad = |what: String| sec.bad(what);
+    let field = |name: &str| sec.field(name);
+    let uint = |f: &FieldAt, i: u64, want: u64| sec.uint(f, i, want);
     let u64_of = |name: &str| uint(&field(name)?, 0, 8);
 
     let mut s = X86CpuState::new(desc.instance_id);

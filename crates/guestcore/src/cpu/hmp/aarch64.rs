@@ -20,6 +20,7 @@
 //! (QEMU then prints `R00=` … `PSR=`) is an error naming it, as is a block that lacks any of
 //! the registers above: never a panic, never a zero read as a register.
 
+use super::cpu_header;
 use crate::cpu::Aarch64CpuState;
 use crate::{Error, Result};
 
@@ -117,13 +118,7 @@ pub fn parse_info_registers_aarch64(text: &str) -> Result<Vec<Aarch64CpuState>> 
     for (i, raw) in text.lines().enumerate() {
         let lineno = i + 1;
         let line = raw.trim();
-        if let Some(rest) = line.strip_prefix("CPU#") {
-            let digits = &rest[..rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len())];
-            let index: u32 = digits.parse().map_err(|_| {
-                Error::parse(WHAT, format!("line {lineno}: bad CPU header {line:?}"))
-            })?;
+        if let Some(index) = cpu_header(line, lineno, WHAT)? {
             if let Some(block) = cur.take() {
                 cpus.push(block.finish()?);
             }

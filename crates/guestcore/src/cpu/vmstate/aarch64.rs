@@ -14,12 +14,13 @@
 //! keeps its general registers in `env.regs`, not `env.xregs`: its x registers are then what
 //! QEMU last synchronised, and its system registers are still right.
 
+use super::Section;
 use crate::cpu::Aarch64CpuState;
 use crate::format::arm64_sysreg::{
     SysReg, ID_AA64MMFR0_EL1, SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1,
 };
 use crate::format::vmdesc::{DeviceDesc, FieldAt};
-use crate::{Error, Result};
+use crate::Result;
 use std::path::Path;
 
 /// Where in [`Aarch64CpuState`] a system register goes.
@@ -36,27 +37,10 @@ const SYSREGS: [(SysReg, Slot); 5] = [
 
 /// Decodes one aarch64 `cpu` section (`data`, described by `desc`) into vCPU `index`'s state.
 pub fn decode_cpu_aarch64(desc: &DeviceDesc, data: &[u8], path: &Path) -> Result<Aarch64CpuState> {
-    desc.check_section(data, path)?;
-    let bad = |what: String| {
-        Error::format(
-            path,
-            format!("aarch64 cpu section instance {}: {what}", desc.instance_id),
-        )
-    };
-    let field = |name: &str| {
-        desc.field(name)
-            .ok_or_else(|| bad(format!("the vmdesc has no field {name}")))
-    };
-    let uint = |f: &FieldAt, i: u64, want: u64| {
-        if f.size != want {
-            return Err(bad(format!(
-                "field {} has {} bytes per element, not {want}",
-                f.field.name, f.size
-            )));
-        }
-        f.uint(data, i)
-            .ok_or_else(|| bad(format!("field {} element {i} is missing", f.field.name)))
-    };
+    let sec = Section::new(desc, data, path, "aarch64 cpu")?;
+    let bad = |what: String| sec.bad(what);
+    let field = |name: &str| sec.field(name);
+    let uint = |f: &FieldAt, i: u64, want: u64| sec.uint(f, i, want);
 
     let mut s = Aarch64CpuState::new(desc.instance_id);
     let xregs = field("env.xregs")?;
