@@ -18,7 +18,7 @@
 //! debug vmlinux, and crash is an x86_64 build.
 
 use super::capture::{cache_dir, capture};
-use super::debuggers::{crash, drgn, first_difference, two_at_a_time, vmlinux};
+use super::debuggers::{crash, drgn, drgn_run, first_difference, two_at_a_time, vmlinux};
 use super::gdb_reads_release;
 use assert_cmd::Command;
 use guestcore::image::{GuestImage, OpenOptions};
@@ -522,28 +522,6 @@ fn uts_phys(image: &GuestImage, va: u64) -> u64 {
         .find(|s| s.vaddr <= va && va < s.vaddr + s.memsz && s.filesz > 0)
         .unwrap_or_else(|| panic!("{va:#x} is in no PT_LOAD of {}", image.path.display()));
     s.paddr + (va - s.vaddr)
-}
-
-fn drgn_run(drgn: &Path, vmlinux: &Path, core: &Path, script: &Path) -> Result<String, String> {
-    let r = std::process::Command::new(drgn)
-        .arg("-q")
-        .arg("-c")
-        .arg(core)
-        .arg("-s")
-        .arg(vmlinux)
-        .arg(script)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&r.stdout).into_owned();
-    if !r.status.success() || !out.starts_with("release ") {
-        return Err(format!(
-            "drgn exited with {}: {out}{}",
-            r.status,
-            String::from_utf8_lossy(&r.stderr)
-        ));
-    }
-    Ok(out)
 }
 
 /// The task names of drgn's list that do not depend on timing: every task but the kernel's
