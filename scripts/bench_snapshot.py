@@ -135,49 +135,30 @@ class Libvirt:
                 time.sleep(0.1)
 
 
-def libvirt_to_file(dom, path):
-    """QEMU's own background snapshot to a file, through libvirt's monitor."""
-    dom.qmp("migrate-set-capabilities",
-            capabilities=[{"capability": "background-snapshot", "state": True}])
-    t0 = time.time()
-    dom.qmp("migrate", uri=f"file:{path}")
-    while True:
-        r = dom.qmp("query-migrate")
-        if r.get("status") in ("completed", "failed", "cancelled"):
-            break
-        time.sleep(0.01)
-    wall = time.time() - t0
-    dom.qmp("migrate-set-capabilities",
-            capabilities=[{"capability": "background-snapshot", "state": False}])
-    if r["status"] != "completed":
-        sys.exit(f"QEMU's snapshot: {r}")
-    return wall, r["total-time"] / 1e3, None, float(r.get("downtime", 0))
-
-
 def events(q):
     q.execute("query-status")
     ev, q.events = q.events, []
     return ev
 
 
-def qemu_to_file(sock, path):
-    q = QMP(sock)
-    q.execute("migrate-set-capabilities",
-              capabilities=[{"capability": "background-snapshot", "state": True}])
+def qemu_to_file(execute, path):
+    """QEMU's own background snapshot to a file; `execute(command, **arguments)` is a QMP
+    monitor's (our socket's, or libvirt's through `virsh qemu-monitor-command`)."""
+    execute("migrate-set-capabilities",
+            capabilities=[{"capability": "background-snapshot", "state": True}])
     t0 = time.time()
-    q.execute("migrate", uri=f"file:{path}")
+    execute("migrate", uri=f"file:{path}")
     while True:
-        r = q.execute("query-migrate")
+        r = execute("query-migrate")
         if r.get("status") in ("completed", "failed", "cancelled"):
             break
         time.sleep(0.01)
     wall = time.time() - t0
-    q.execute("migrate-set-capabilities",
-              capabilities=[{"capability": "background-snapshot", "state": False}])
-    q.close()
+    execute("migrate-set-capabilities",
+            capabilities=[{"capability": "background-snapshot", "state": False}])
     if r["status"] != "completed":
         sys.exit(f"QEMU's snapshot: {r}")
-    return wall, r["total-time"] / 1e3, None
+    return wall, r["total-time"] / 1e3, None, float(r.get("downtime", 0))
 
 
 def guestcore(exe, source, path, extra):
@@ -228,9 +209,13 @@ def main():
                 if watch:
                     events(watch)
                 if extra is None and a.libvirt:
-                    wall, stream, rss, downtime = libvirt_to_file(dom, path)
+                    wall, stream, rss, downtime = qemu_to_file(dom.qmp, path)
                 elif extra is None:
-                    wall, stream, rss = qemu_to_file(sock, path)
+                    q = QMP(sock)
+                    try:
+                        wall, stream, rss, downtime = qemu_to_file(q.execute, path)
+                    finally:
+                        q.close()
                 else:
                     wall, stream, rss, downtime = guestcore(a.guestcore, source, path, extra)
                 # The stop: STOP to RESUME on the second monitor, or QEMU's own downtime.
