@@ -6,7 +6,8 @@
 #
 # CAPTURE_DIR holds a QEMU phys.elf and timings.txt (QEMU's dump-guest-memory durations).
 # Without it, when QEMU and the harness's guest kernel are present, a guest is booted and QEMU's
-# dumps are timed afresh (scripts/bench_qemu_dump.py; ~1 min under TCG); otherwise the harness's
+# dumps are timed afresh (scripts/bench_qemu_dump.py; ~1 min under TCG), and with the arm64 kernel
+# an aarch64 guest of the same size too (the architecture table); otherwise the harness's
 # capture in ~/.cache/guestcore/guests/captures/x86_64 is used.
 # Environment: REPS (default 5), SIZES (MiB, default 256,4096,16384), QEMU_REPS (default 3).
 set -euo pipefail
@@ -40,3 +41,12 @@ echo
 "$bench" walk --reps "$((reps * 2 + 1))" --sizes "$sizes" --capture "$capture"
 "$bench" scale --reps "$reps" --sizes "$sizes"
 "$bench" dump --reps "$reps" --capture "$capture" --cli target/release/guestcore --workdir "$work"
+# The same jobs on an aarch64 guest of the same size, against the same peers: QEMU's physical
+# dump is timed on a fresh aarch64 guest (scripts/bench_qemu_dump.py … aarch64, ~20 s).
+if command -v qemu-system-aarch64 >/dev/null && [ -s "$guests/kernels/arm64/vmlinuz" ]; then
+  echo "timing QEMU dump-guest-memory on a fresh aarch64 guest …" >&2
+  python3 scripts/bench_qemu_dump.py "$work/qemu-aarch64" "${QEMU_REPS:-3}" aarch64 >&2
+  "$bench" arches --reps "$reps" --captures "$capture,$work/qemu-aarch64" --cli target/release/guestcore --workdir "$work"
+else
+  echo "(no aarch64 guest kernel in $guests: the architecture comparison is skipped; scripts/guest/fetch.sh arm64)"
+fi

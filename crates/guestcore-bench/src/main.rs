@@ -14,6 +14,7 @@ use guestcore_bench::measure::{
 };
 use guestcore_bench::table::Table;
 
+mod arches_bench;
 mod kernels_bench;
 mod levels_bench;
 mod listings_bench;
@@ -129,6 +130,22 @@ enum Cmd {
         #[arg(long, default_value_t = 7)]
         reps: usize,
     },
+    /// The same jobs (`cp`, physical and paging dump, `mem`) on an x86_64 and an aarch64 guest
+    /// of the same size, each against `cp` and QEMU's physical dump, and the aarch64 ratios
+    /// divided by the x86_64 ones.
+    Arches {
+        /// The `guestcore` CLI binary (release build).
+        #[arg(long, default_value = "target/release/guestcore")]
+        cli: PathBuf,
+        /// Capture directories, the reference first (default: the harness's x86_64 and
+        /// aarch64 captures).
+        #[arg(long, value_delimiter = ',')]
+        captures: Vec<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long, default_value = "target/bench-work")]
+        workdir: PathBuf,
+    },
     /// Internal: one measurement in a fresh process (prints `key=value` lines).
     #[command(hide = true)]
     Probe {
@@ -195,6 +212,15 @@ fn main() {
         } => {
             let captures = or_harness(captures, &["x86_64", "x86_64-kdump"]);
             listings_bench::listings_table(&cli, &captures, reps)
+        }
+        Cmd::Arches {
+            cli,
+            captures,
+            reps,
+            workdir,
+        } => {
+            let captures = or_harness(captures, &["x86_64", "aarch64"]);
+            arches_bench::arches_table(&cli, &captures, reps, &workdir)
         }
         Cmd::Probe { what, n, reps, out } => probe(&what, n, reps, out.as_deref()),
     };
