@@ -155,23 +155,8 @@ impl Guest {
                     vec![c.clone()]
                 }
                 None => {
-                    // An AArch64 source without translation registers (QEMU's aarch64 dump
-                    // notes carry none) says nothing about paging: the kernel found in RAM
-                    // has its own tables.
-                    let lacking = cpus
-                        .iter()
-                        .filter_map(CpuState::as_aarch64)
-                        .map(|c| c.missing_translation_registers())
-                        .find(|m| m.contains(&"TTBR1_EL1"));
-                    if let Some(missing) = lacking {
-                        let kernel = ViewSpec::Kernel(KernelSelector::Running);
-                        if let Ok(view) = self.select(&kernel, None) {
-                            self.notice(Notice::Note(format!(
-                                "the vCPUs' translation registers are not in this input ({} missing): using the kernel's own tables",
-                                missing.join(", ")
-                            )));
-                            return Ok(view);
-                        }
+                    if let Some(view) = self.kernel_tables_instead(cpus.iter()) {
+                        return Ok(view);
                     }
                     self.notice(Notice::Note(
                         "no vCPU has paging on: virtual = physical".into(),
@@ -181,18 +166,47 @@ impl Guest {
             },
         };
         let mut selected = Vec::with_capacity(chosen.len());
+        // The kernel's view, looked for once, for named vCPUs without translation registers.
+        let mut instead: Option<Option<View>> = None;
+        let mut kernel = None;
         for cpu in chosen {
-            let mut mode = PagingMode::from_state(&cpu)
-                .map_err(|e| e.context(format!("{input}: vCPU {}", cpu.index())))?;
-            if let Some(cr3) = cr3 {
-                mode = mode.with_cr3(cr3);
-            }
+            let mode = match PagingMode::from_state(&cpu) {
+                Ok(mode) => mode,
+                Err(e) => {
+                    let found = instead
+                        .get_or_insert_with(|| self.kernel_tables_instead(std::iter::once(&cpu)));
+                    let Some(view) = found else {
+                        return Err(e.context(format!("{input}: vCPU {}", cpu.index())));
+                    };
+                    kernel.clone_from(&view.kernel);
+                    view.first()?.mode.clone()
+                }
+            };
+            let mode = match cr3 {
+                Some(root) => mode.with_cr3(root),
+                None => mode,
+            };
             selected.push(Selected { cpu, mode });
         }
-        Ok(View {
-            selected,
-            kernel: None,
-        })
+        Ok(View { selected, kernel })
+    }
+
+    /// An AArch64 source without translation registers (QEMU's aarch64 dump notes carry none)
+    /// says nothing about paging: the kernel found in RAM has its own tables. Its view, with a
+    /// note naming what is missing; `None` when `cpus` lack nothing or no kernel is found.
+    fn kernel_tables_instead<'a>(&self, cpus: impl Iterator<Item = &'a CpuState>) -> Option<View> {
+        let missing = cpus
+            .filter_map(CpuState::as_aarch64)
+            .map(|c| c.missing_translation_registers())
+            .find(|m| m.contains(&"TTBR1_EL1"))?;
+        let view = self
+            .select(&ViewSpec::Kernel(KernelSelector::Running), None)
+            .ok()?;
+        self.notice(Notice::Note(format!(
+            "the vCPUs' translation registers are not in this input ({} missing): using the kernel's own tables",
+            missing.join(", ")
+        )));
+        Some(view)
     }
 
     /// The vCPU the default view takes: the first with paging on that does not run a crashed
