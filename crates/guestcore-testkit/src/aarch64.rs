@@ -327,6 +327,11 @@ impl Aarch64Builder {
         f
     }
 
+    /// The end of the table frames allocated so far (they start at `tables_at`).
+    pub fn tables_end(&self) -> u64 {
+        self.next
+    }
+
     /// The start level.
     pub fn start_level(&self) -> i32 {
         start_level(self.granule, 64 - self.va_bits).expect("checked in new")

@@ -13,15 +13,11 @@ use guestcore::phys::elf::ElfCore;
 use guestcore::phys::migration::MigrationFile;
 use guestcore::phys::PhysMemory;
 use guestcore_testkit::tools::{real_guests_wanted, require};
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use serde_json::json;
+use std::time::Duration;
 
-/// Where the payload is loaded (guest RAM starts at 1 GiB on `virt`).
-const BASE: u64 = 0x4010_0000;
+use super::aarch64_payload::{movk, movz, msr, sysreg, Virt, BASE, ISB, SPIN};
+
 const SP: u64 = 0x4011_0000;
 const TTBR0: u64 = 0x4020_0000;
 const TTBR1: u64 = 0x4030_0000;
@@ -31,116 +27,28 @@ fn x_value(i: usize) -> u64 {
     0xa0a0_0000_0000_1000 + i as u64
 }
 
-fn movz(d: u32, imm: u16, hw: u32) -> u32 {
-    0xd280_0000 | hw << 21 | u32::from(imm) << 5 | d
-}
-fn movk(d: u32, imm: u16, hw: u32) -> u32 {
-    0xf280_0000 | hw << 21 | u32::from(imm) << 5 | d
-}
-
 /// The payload's instructions; the last, `b .`, is where the vCPU spins.
 fn code() -> Vec<u32> {
     let mut c = vec![
         movz(0, (SP >> 16) as u16, 1),
         0x9100_001f, // mov sp, x0
         movz(0, (TTBR0 >> 16) as u16, 1),
-        0xd518_2000, // msr ttbr0_el1, x0
+        msr(sysreg::TTBR0_EL1, 0),
         movz(0, (TTBR1 >> 16) as u16, 1),
-        0xd518_2020, // msr ttbr1_el1, x0
+        msr(sysreg::TTBR1_EL1, 0),
         movz(0, TCR as u16, 0),
         movk(0, (TCR >> 16) as u16, 1),
         movk(0, (TCR >> 32) as u16, 2),
-        0xd518_2040, // msr tcr_el1, x0
-        0xd503_3fdf, // isb
+        msr(sysreg::TCR_EL1, 0),
+        ISB,
     ];
     for i in 0..31u32 {
         let v = x_value(i as usize);
         c.push(movz(i, v as u16, 0));
         c.push(movk(i, (v >> 48) as u16, 3));
     }
-    c.push(0x1400_0000); // b .
+    c.push(SPIN);
     c
-}
-
-/// A static ELF64 aarch64 executable with `code` at [`BASE`], its entry.
-fn payload_elf(code: &[u8]) -> Vec<u8> {
-    let mut f = Vec::new();
-    f.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
-    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    f.extend_from_slice(&EM_AARCH64.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&BASE.to_le_bytes()); // e_entry
-    f.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
-    f.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
-    f.extend_from_slice(&0u32.to_le_bytes());
-    for v in [64u16, 56, 1, 0, 0, 0] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    f.extend_from_slice(&5u32.to_le_bytes()); // R X
-    for v in [
-        0x1000u64,
-        BASE,
-        BASE,
-        code.len() as u64,
-        code.len() as u64,
-        0x1000,
-    ] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    f.resize(0x1000, 0);
-    f.extend_from_slice(code);
-    f
-}
-
-struct Qemu(Child);
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Qmp {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Qmp {
-    fn connect(path: &Path) -> Qmp {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let s = loop {
-            match UnixStream::connect(path) {
-                Ok(s) => break s,
-                Err(e) if Instant::now() > deadline => panic!("QMP {}: {e}", path.display()),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        };
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut q = Qmp {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        };
-        q.line(); // greeting
-        q.cmd("qmp_capabilities", json!({}));
-        q
-    }
-    fn line(&mut self) -> Value {
-        let mut l = String::new();
-        self.reader.read_line(&mut l).expect("QMP reply");
-        serde_json::from_str(&l).unwrap_or_else(|e| panic!("QMP sent {l:?}: {e}"))
-    }
-    fn cmd(&mut self, name: &str, args: Value) -> Value {
-        let c = json!({"execute": name, "arguments": args});
-        writeln!(self.writer, "{c}").unwrap();
-        loop {
-            let r = self.line();
-            if let Some(ret) = r.get("return") {
-                return ret.clone();
-            }
-            assert!(r.get("error").is_none(), "{name}: {r}");
-        }
-    }
 }
 
 fn expected_cpu0() -> Aarch64CpuState {
@@ -162,44 +70,18 @@ fn virt_dump_and_migration_stream_give_back_the_payloads_registers() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let code: Vec<u8> = code().iter().flat_map(|w| w.to_le_bytes()).collect();
-    let kernel = dir.path().join("payload.elf");
-    std::fs::write(&kernel, payload_elf(&code)).unwrap();
-    let sock = dir.path().join("qmp.sock");
-    let child = Command::new(qemu)
-        .args(["-M", "virt", "-cpu", "max", "-smp", "2", "-m", "16"])
-        .args(["-display", "none", "-monitor", "none", "-serial", "none"])
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", sock.display()))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start qemu-system-aarch64");
-    let _qemu = Qemu(child);
-    let mut qmp = Qmp::connect(&sock);
+    let mut virt = Virt::start(&qemu, dir.path(), 2, &code(), &[]);
     // Let vCPU 0 run the payload into its loop (a few hundred instructions).
     std::thread::sleep(Duration::from_millis(500));
-    qmp.cmd("stop", json!({}));
+    virt.qmp.cmd("stop", json!({}));
     let elf = dir.path().join("vm.elf");
-    let mig = dir.path().join("vm.mig");
-    qmp.cmd(
+    virt.qmp.cmd(
         "dump-guest-memory",
         json!({"paging": false, "protocol": format!("file:{}", elf.display())}),
     );
-    qmp.cmd("migrate", json!({"uri": format!("file:{}", mig.display())}));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = qmp.cmd("query-migrate", json!({}));
-        match s["status"].as_str() {
-            Some("completed") => break,
-            Some("failed") | Some("cancelled") => panic!("migration: {s}"),
-            _ if Instant::now() > deadline => panic!("migration did not complete: {s}"),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-    // QEMU may be gone already (it has written both files): its answer does not matter.
-    let _ = writeln!(qmp.writer, "{}", json!({"execute": "quit"}));
+    let mig = virt.migrate_to_file("vm.mig");
+    virt.quit();
+    let code: Vec<u8> = code().iter().flat_map(|w| w.to_le_bytes()).collect();
 
     let want = expected_cpu0();
     let mut ram = vec![0u8; code.len()];

@@ -2,6 +2,8 @@
 //! holds the walker tests' shared helpers. Filter by module: `cargo test -p guestcore --test
 //! integration walk_props::`.
 
+mod aarch64_mmu_qemu;
+mod aarch64_payload;
 mod aarch64_qemu;
 mod common;
 mod dump_elf;
