@@ -755,6 +755,22 @@ enum During {
 /// `sig` to a guestcore `dump` during `during`: it ends (with an error, for a signal it can
 /// catch), the domain runs with no migration and the capability off, and the output directory
 /// holds nothing.
+/// Starts `cmd` and polls `reached` while it runs, for at most 30 s: the child, and whether the
+/// moment came before it ended (a dump caught while the migration is active, say).
+fn spawn_until(cmd: &mut Command, mut reached: impl FnMut() -> bool) -> (Child, bool) {
+    let mut child = cmd.spawn().unwrap();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if child.try_wait().unwrap().is_some() {
+            return (child, false);
+        }
+        if reached() {
+            return (child, true);
+        }
+    }
+    (child, false)
+}
+
 fn interrupted(c: &Ctx, during: During, sig: libc::c_int) {
     let what = format!("signal {sig} during the {during:?}");
     for attempt in 1..=3 {
@@ -764,24 +780,14 @@ fn interrupted(c: &Ctx, during: During, sig: libc::c_int) {
         if let During::Pause = during {
             cmd.arg("--pause");
         }
-        let mut child = cmd
-            .args([c.input, "--format", "kdump-zstd", "-o"])
+        cmd.args([c.input, "--format", "kdump-zstd", "-o"])
             .arg(&target)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        let mut reached = false;
-        while !reached && t0.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            reached = match during {
-                During::Snapshot => migration_status(c.name) == "active",
-                During::Pause => domstate(c.name) == "paused",
-            };
-        }
+            .stderr(Stdio::piped());
+        let (mut child, reached) = spawn_until(&mut cmd, || match during {
+            During::Snapshot => migration_status(c.name) == "active",
+            During::Pause => domstate(c.name) == "paused",
+        });
         if reached {
             // SAFETY: kill(2) on the pid of a child this test started and has not reaped
             // (`try_wait` saw it running).
@@ -1239,21 +1245,12 @@ fn stopped_guestcore_does_not_stall_it(c: &Ctx) {
     let bound = Duration::from_millis(2000 + 1500);
     for attempt in 1..=3 {
         let target = c.out.join("stopped.kdump");
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("guestcore"))
-            .args(["dump", c.input, "--format", "kdump-zstd", "-o"])
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("guestcore"));
+        cmd.args(["dump", c.input, "--format", "kdump-zstd", "-o"])
             .arg(&target)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t0 = Instant::now();
-        let mut active = false;
-        while !active && t0.elapsed() < Duration::from_secs(30) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            active = migration_status(c.name) == "active";
-        }
+            .stderr(Stdio::null());
+        let (mut child, active) = spawn_until(&mut cmd, || migration_status(c.name) == "active");
         if !active {
             let _ = child.wait();
             let _ = std::fs::remove_file(&target);
