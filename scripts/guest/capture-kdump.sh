@@ -30,6 +30,7 @@
 #                     first vCPU still in the crashed kernel, "-" when there is none; a vCPU
 #                     runs the capture kernel when its CR3 / TTBR1_EL1 lies in the reservation)
 #   capture-symbols.txt  the same for the capture kernel (gva2gpa on its vCPU)
+#   capture-console.txt  the capture kernel's console: serial.log from its first line on
 #   serial.log qemu.log cmdline.txt timings.txt
 # Exit status: 0 ok, 1 failure (log tail printed), 77 skipped (no kernel/busybox, or the static
 # loader cannot be built, or kexec-tools:arm64 cannot be had). QEMU is stopped with QMP `quit` and then killed by PID on every exit.
@@ -122,7 +123,7 @@ fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 rm -f "$out"/{phys.elf,kdump-zlib.dump,registers.txt,registers-cpu0.txt,sysregs.txt,mtree.txt,release.txt,facts.txt} \
-      "$out"/{symbols.txt,capture-symbols.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
+      "$out"/{symbols.txt,capture-symbols.txt,capture-console.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
 sock="$out/qmp.sock"
 qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
 
@@ -262,6 +263,7 @@ fact("crashkernel-end", ck[1] if ck_start is not None else "-")
 fact("elfcorehdr", first("GUESTCORE-ELFCOREHDR"))
 fact("vmcoreinfo", first("GUESTCORE-VMCOREINFO"))
 fact("vmcore", first("GUESTCORE-VMCORE"))
+fact("cmdline", first("GUESTCORE-CMDLINE"))
 fact("capture-cmdline", first("GUESTCORE-CAPTURE-CMDLINE"))
 first_syms, capture_syms = syms("GUESTCORE-SYM"), syms("GUESTCORE-CAPTURE-SYM")
 for name, addr in first_syms.items():
@@ -269,7 +271,22 @@ for name, addr in first_syms.items():
 for name, addr in capture_syms.items():
     fact(f"capture-sym-{name}", "0x" + addr)
 fact("crash-line", grep(r"\] sysrq: Trigger a crash"))
-fact("panic-line", grep(r"\] Kernel panic - not syncing: "))
+panic_line = grep(r"\] Kernel panic - not syncing: ")
+fact("panic-line", panic_line)
+# The crashed kernel's last console line before the panic (its log holds it).
+kernel_lines = [l for l in lines if re.match(r"\[ *\d+\.\d+\] ", l)]
+before = kernel_lines[:kernel_lines.index(panic_line)] if panic_line in kernel_lines else []
+fact("pre-panic-line", before[-1] if before else "")
+# The capture kernel's console starts at the first line after the panic whose timestamp is 0
+# again (x86 prints "Linux version ..." first, arm64 "Booting Linux on physical CPU ...").
+panic_at = lines.index(panic_line) if panic_line in lines else len(lines)
+starts = [i for i, l in enumerate(lines) if i > panic_at and re.match(r"\[ *0\.000000\] ", l)]
+start = starts[0] if starts else len(lines)
+with open(f"{out}/capture-console.txt", "w") as f:
+    f.write("".join(l + "\n" for l in lines[start:]))
+# The crashed kernel's last console line: the last timestamped one before that.
+crashed = [l for l in lines[:start] if re.match(r"\[ *\d+\.\d+\] ", l)] if starts else []
+fact("crashed-last-line", crashed[-1] if crashed else "")
 fact("first-marker-line", grep(r"\] GUESTCORE-MARK first kernel up "))
 fact("crash-marker", crash_marker)
 fact("crash-marker-line", grep(r"\] " + re.escape(crash_marker) + "$") if crash_marker else "")
@@ -339,7 +356,8 @@ with open(f"{out}/release.txt", "w") as f:
 missing = [k.split()[0] for k in facts if len(k.split(None, 1)) < 2 or k.split(None, 1)[1] in ("", "-")]
 # cpuN-cr3 "-" and the symbols kallsyms lacks are not errors; the core facts are.
 core = {"release", "capture-release", "crashkernel-start", "crashkernel-end", "elfcorehdr",
-        "crash-line", "panic-line", "crash-marker", "capture-marker"}
+        "crash-line", "panic-line", "pre-panic-line", "crashed-last-line", "crash-marker",
+        "capture-marker", "cmdline"}
 bad = sorted(core.intersection(missing))
 if bad:
     print(f"capture: facts missing from serial.log: {' '.join(bad)}", file=sys.stderr)

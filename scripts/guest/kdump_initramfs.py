@@ -21,6 +21,7 @@ header's address as `elfcorehdr=` on its command line (x86_64) or as the device 
 
 First kernel (prints to the console, ttyS0; the capture script parses these lines):
     GUESTCORE-RELEASE <uname -r>
+    GUESTCORE-CMDLINE <its /proc/cmdline>
     GUESTCORE-SYM <name> <hex address from /proc/kallsyms>
     GUESTCORE-VMCOREINFO yes|no           (qemu_fw_cfg exposes etc/vmcoreinfo)
     GUESTCORE-CRASHKERNEL 0x<start> 0x<end>   ("Crash kernel" in /proc/iomem; end inclusive)
@@ -115,6 +116,7 @@ fi
 
 # ---- the first kernel ----
 echo "GUESTCORE-RELEASE $(uname -r)"
+echo "GUESTCORE-CMDLINE $(cat /proc/cmdline)"
 syms GUESTCORE-SYM
 if [ -e /sys/firmware/qemu_fw_cfg/by_name/etc/vmcoreinfo ]; then
   echo "GUESTCORE-VMCOREINFO yes"

@@ -154,11 +154,40 @@ fn aarch64_kdump_capture_kernel() {
         f.get("capture-marker"),
         ends(&log, 20)
     );
+    // It reaches the crashed kernel's last console lines: the one before the panic, and its
+    // very last ("Bye!" on arm64).
+    for key in ["pre-panic-line", "crashed-last-line"] {
+        assert!(
+            log.contains(f.get(key)),
+            "{guest}: dmesg --kernel crashed lacks {key} {:?}:\n{}",
+            f.get(key),
+            ends(&log, 20)
+        );
+    }
+    assert!(
+        log.trim_end().ends_with(f.get("crashed-last-line")),
+        "{guest}: dmesg --kernel crashed goes on after {:?}:\n{}",
+        f.get("crashed-last-line"),
+        ends(&log, 20)
+    );
     let (capture_log, _) = guestcore(&["dmesg", "--kernel", &index(r), p]);
     assert!(
         capture_log.contains(f.get("capture-marker-line"))
             && !capture_log.contains(f.get("crash-marker")),
         "{guest}: dmesg of the capture kernel:\n{}",
+        ends(&capture_log, 20)
+    );
+    // ... and it holds the capture kernel's first console line and the command line the crash
+    // kexec gave it.
+    let console = std::fs::read_to_string(dir.join("capture-console.txt")).unwrap();
+    let banner = console
+        .lines()
+        .next()
+        .expect("capture-console.txt is empty");
+    assert!(
+        capture_log.contains(banner) && capture_log.contains(f.get("capture-cmdline")),
+        "{guest}: the capture kernel's log lacks its banner {banner:?} or its command line {:?}:\n{}",
+        f.get("capture-cmdline"),
         ends(&capture_log, 20)
     );
     let (default_log, err) = guestcore(&["dmesg", p]);
