@@ -325,7 +325,7 @@ mod tests {
                 prstatus: Vec::new(),
                 note_addrs: vec![0x1000],
                 vmcoreinfo: None,
-                loads: vec![0..0x1c00_0000],
+                loads: vec![0x100_0000..0x1c00_0000, 0x2000_0000..0x3000_0000],
             }),
             capture_of: None,
             ..running.clone()

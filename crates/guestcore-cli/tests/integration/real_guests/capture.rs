@@ -83,6 +83,16 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
     // What the tests read; a capture missing any of it (e.g. one taken before /init had the
     // dump-level workload, so without workload.txt) is taken again.
     let needed: &[&str] = match guest {
+        // The aarch64 one: its vCPUs' TTBR1_EL1 (gdbstub) and the newer facts' files too.
+        _ if kdump_smp.is_some() && is_aarch64(guest) => &[
+            "phys.elf",
+            "facts.txt",
+            "sysregs.txt",
+            "symbols.txt",
+            "capture-symbols.txt",
+            "capture-console.txt",
+            "timings.txt",
+        ],
         _ if kdump_smp.is_some() => &["phys.elf", "facts.txt", "registers.txt", "timings.txt"],
         // The aarch64 guests: no paging.elf (QEMU's arm target writes the same file with
         // paging), no tlb.txt (no `info tlb` for arm); the system registers come from QEMU's

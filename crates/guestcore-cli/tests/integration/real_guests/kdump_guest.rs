@@ -133,6 +133,9 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
     assert_eq!(c["kaslr_offset"], crashed_kaslr.as_str(), "{guest}: {c}");
     assert_eq!(c["mode"], "4-level", "{guest}: {c}");
     assert_eq!(r["kaslr_offset"], capture_kaslr.as_str(), "{guest}: {r}");
+    // The capture kernel is also named from memory alone: it lies in the reservation.
+    assert_eq!(r["capture_of"], c["index"], "{guest}: {r}");
+    assert!(c.get("capture_of").is_none(), "{guest}: {c}");
     let ecore = f.hex("elfcorehdr");
     assert!(
         (f.hex("crashkernel-start")..=f.hex("crashkernel-end")).contains(&ecore),
