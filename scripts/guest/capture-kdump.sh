@@ -20,6 +20,7 @@
 # Writes into OUTDIR:
 #   phys.elf          dump-guest-memory paging=false (ELF)
 #   kdump-zlib.dump   dump-guest-memory format=kdump-zlib
+#   migration.bin     aarch64: `migrate file:` of the stopped guest, taken last
 #   registers.txt     HMP `info registers -a`;  registers-cpu0.txt: `info registers`
 #   sysregs.txt       aarch64: `CPU NAME 0xVALUE` from QEMU's gdbstub (aarch64_truth.py's
 #                     reader): HMP prints no aarch64 system register
@@ -122,7 +123,7 @@ fi
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out"/{phys.elf,kdump-zlib.dump,registers.txt,registers-cpu0.txt,sysregs.txt,mtree.txt,release.txt,facts.txt} \
+rm -f "$out"/{phys.elf,kdump-zlib.dump,migration.bin,registers.txt,registers-cpu0.txt,sysregs.txt,mtree.txt,release.txt,facts.txt} \
       "$out"/{symbols.txt,capture-symbols.txt,capture-console.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
 sock="$out/qmp.sock"
 qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
@@ -439,8 +440,15 @@ PY
 t3=$(date +%s.%N)
 qmp dump "$out/kdump-zlib.dump" --format kdump-zlib
 timing dump-kdump-zlib "$(since "$t3")"
+# aarch64: QEMU's ELF carries no translation registers; a migration stream of the same instant
+# does (the cpreg arrays). Last: after a migration the guest is in `postmigrate`.
+if [ "$arch" = aarch64 ]; then
+  t3=$(date +%s.%N)
+  qmp migrate-file "$out/migration.bin"
+  timing migrate "$(since "$t3")"
+fi
 timing capture "$(since "$t2")"
-chmod a+r "$out"/*.elf "$out"/*.dump   # QEMU creates dumps mode 0400
+chmod a+r "$out"/*.elf "$out"/*.dump "$out"/*.bin 2>/dev/null || true  # QEMU creates dumps mode 0400
 
 qmp quit || true
 for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done

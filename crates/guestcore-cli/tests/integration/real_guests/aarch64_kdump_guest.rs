@@ -3,8 +3,10 @@
 //! `GUESTCORE_ARCH=aarch64`), caught while the capture kernel runs, and dumped by QEMU as a
 //! physical ELF. QEMU's aarch64 notes carry no TTBR/TCR, so every answer comes from memory:
 //! the crashed kernel through kexec-tools' ELF core header, the capture kernel as the one in
-//! the RAM that header leaves out. Checked against what the guest printed (`facts.txt`) and
-//! QEMU's `gva2gpa` through the vCPU in each kernel (`symbols.txt`, `capture-symbols.txt`).
+//! the RAM that header leaves out. The migration stream of the same instant (whose vCPUs carry
+//! TTBR1_EL1) names the vCPU in each kernel as well. Checked against what the guest printed
+//! (`facts.txt`) and QEMU's `gva2gpa` through the vCPU in each kernel (`symbols.txt`,
+//! `capture-symbols.txt`).
 //! Nothing here depends on which vCPU crashed.
 
 use super::aarch64::{gdb_multiarch_reads_release, translate, vmlinux};
@@ -195,6 +197,64 @@ fn aarch64_kdump_capture_kernel() {
         default_log == capture_log,
         "{guest}: dmesg with no --kernel is not the capture kernel's log ({err}):\n{}",
         ends(&default_log, 20)
+    );
+
+    // 2b. The migration stream of the same instant carries the vCPUs' translation registers:
+    //     the capture kernel is `running` on the vCPU that crashed, the crashed kernel names the
+    //     vCPU its crash stopped, and each vCPU translates its kernel's symbols as gva2gpa did.
+    let stream = dir.join("migration.bin");
+    let s = stream.to_str().unwrap();
+    let (out, _) = guestcore(&["kernels", "--json", s]);
+    let slist: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let by_index = |i: &serde_json::Value| {
+        slist
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["index"] == *i)
+            .unwrap_or_else(|| panic!("{guest}: no kernel {i} in the stream: {slist}"))
+            .clone()
+    };
+    let (sc, sr) = (by_index(&c["index"]), by_index(&r["index"]));
+    let cpus = |k: &serde_json::Value| -> Vec<u64> {
+        k["cpus"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .collect()
+    };
+    assert!(
+        sc["role"] == "crashed"
+            && sc["root"] == c["root"]
+            && cpus(&sc) == f.cpus_running("crashed"),
+        "{guest}: the crashed kernel in the stream: {sc}"
+    );
+    assert!(
+        sr["role"] == "running"
+            && sr["capture_of"] == c["index"]
+            && cpus(&sr) == f.cpus_running("capture"),
+        "{guest}: the capture kernel in the stream: {sr}"
+    );
+    for (role, file) in [
+        ("crashed", "symbols.txt"),
+        ("capture", "capture-symbols.txt"),
+    ] {
+        for cpu in f.cpus_running(role) {
+            for (name, va, pa) in qemu_symbols(&dir, file) {
+                let got = translate(&stream, &["--cpu", &cpu.to_string()], va);
+                assert_eq!(
+                    got,
+                    Some(pa),
+                    "{guest}: {name} {va:#x} on vCPU {cpu} ({role})"
+                );
+            }
+        }
+    }
+    let (stream_log, _) = guestcore(&["dmesg", "--kernel", "crashed", s]);
+    assert!(
+        stream_log == log,
+        "{guest}: the stream's crashed log differs"
     );
 
     // 3. Cores of the crashed kernel: its VMCOREINFO, and its CPUs' registers as saved at the

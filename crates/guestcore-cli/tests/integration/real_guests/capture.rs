@@ -91,6 +91,7 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
             "symbols.txt",
             "capture-symbols.txt",
             "capture-console.txt",
+            "migration.bin",
             "timings.txt",
         ],
         _ if kdump_smp.is_some() => &["phys.elf", "facts.txt", "registers.txt", "timings.txt"],
