@@ -1,49 +1,66 @@
 #!/usr/bin/env bash
-# Boots the kdump guest under QEMU (TCG): a Debian amd64 kernel with crashkernel= whose /init
-# loads the same kernel as kdump capture kernel (kexec_file_load, KEXEC_FILE_ON_CRASH) and
-# crashes with sysrq-c. Once the capture kernel prints its ready marker the guest is stopped
+# Boots the kdump guest under QEMU (TCG): a Debian amd64 (or arm64) kernel with crashkernel=
+# whose /init loads the same kernel as kdump capture kernel (amd64: kexec_file_load,
+# KEXEC_FILE_ON_CRASH; arm64: kexec-tools' `kexec -p`) and crashes with sysrq-c. Once the capture kernel prints its ready marker the guest is stopped
 # and QEMU's own view of it is captured: the ground truth for issue 12 (finding the crashed
 # kernel behind a capture kernel). See kdump_initramfs.py for what the guest prints.
 #
 # Usage: capture-kdump.sh [OUTDIR]
-#   OUTDIR default: $GUESTCORE_CACHE/captures/x86_64-kdump (x86_64-kdump-smpN when
+#   OUTDIR default: $GUESTCORE_CACHE/captures/ARCH-kdump (ARCH-kdump-smpN when
 #          GUESTCORE_SMP=N is not 2)   (GUESTCORE_CACHE default: ~/.cache/guestcore/guests)
-# Environment: GUESTCORE_SMP (vCPUs, default 2), GUESTCORE_BOOT_TIMEOUT (seconds per phase,
+# Environment: GUESTCORE_ARCH (x86_64, the default: -machine pc -cpu qemu64, Debian amd64, the
+#   static kexec_load.c loader; aarch64: -machine virt -cpu max, Debian arm64 (4 KiB pages),
+#   kexec-tools:arm64 from fetch.sh kexec-arm64), GUESTCORE_SMP (vCPUs, default 2), GUESTCORE_BOOT_TIMEOUT (seconds per phase,
 #   default 180: boot to "loaded", then crash to capture kernel ready), GUESTCORE_KDUMP_MEM
 #   (default 768M), GUESTCORE_CRASHKERNEL (default 192M), GUESTCORE_CRASH_CPU (the vCPU that
 #   crashes, so the one the capture kernel runs on: `taskset -c N` in the guest; default: wherever
-#   the scheduler put /init, which differs from boot to boot), QEMU (default qemu-system-x86_64),
-#   CC (default gcc).
+#   the scheduler put /init, which differs from boot to boot), QEMU (default
+#   qemu-system-ARCH), CC (default gcc; x86_64 only), GDB (default gdb-multiarch; aarch64 only).
 #
 # Writes into OUTDIR:
 #   phys.elf          dump-guest-memory paging=false (ELF)
 #   kdump-zlib.dump   dump-guest-memory format=kdump-zlib
+#   migration.bin     aarch64: `migrate file:` of the stopped guest, taken last
 #   registers.txt     HMP `info registers -a`;  registers-cpu0.txt: `info registers`
+#   sysregs.txt       aarch64: `CPU NAME 0xVALUE` from QEMU's gdbstub (aarch64_truth.py's
+#                     reader): HMP prints no aarch64 system register
 #   mtree.txt         HMP `info mtree -f`
 #   release.txt       the first (crashed) kernel's `uname -r`
 #   facts.txt         `KEY VALUE` per line (VALUE = rest of the line); see README.md
 #   symbols.txt       `name vaddr paddr` for the crashed kernel's symbols (paddr: gva2gpa on the
-#                     first vCPU still in the crashed kernel, "-" when there is none)
+#                     first vCPU still in the crashed kernel, "-" when there is none; a vCPU
+#                     runs the capture kernel when its CR3 / TTBR1_EL1 lies in the reservation)
 #   capture-symbols.txt  the same for the capture kernel (gva2gpa on its vCPU)
+#   capture-console.txt  the capture kernel's console: serial.log from its first line on
 #   serial.log qemu.log cmdline.txt timings.txt
 # Exit status: 0 ok, 1 failure (log tail printed), 77 skipped (no kernel/busybox, or the static
-# loader cannot be built). QEMU is stopped with QMP `quit` and then killed by PID on every exit.
+# loader cannot be built, or kexec-tools:arm64 cannot be had). QEMU is stopped with QMP `quit` and then killed by PID on every exit.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${GUESTCORE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guestcore/guests}
-qemu=${QEMU:-qemu-system-x86_64}
+arch=${GUESTCORE_ARCH:-x86_64}
+qemu=${QEMU:-qemu-system-$arch}
 cc=${CC:-gcc}
+gdb=${GDB:-gdb-multiarch}
 boot_timeout=${GUESTCORE_BOOT_TIMEOUT:-180}
 smp=${GUESTCORE_SMP:-2}
 mem=${GUESTCORE_KDUMP_MEM:-768M}
 crashkernel=${GUESTCORE_CRASHKERNEL:-192M}
 crash_cpu=${GUESTCORE_CRASH_CPU:-}
-append="console=ttyS0 crashkernel=$crashkernel panic=-1 printk.time=1"
+# What differs between the architectures: the board and CPU, the Debian kernel flavour (also
+# busybox's architecture), the console, and the loader.
+case "$arch" in
+  x86_64)  flavour=amd64; console=ttyS0;   machine=(-machine pc -accel tcg -cpu qemu64) ;;
+  # virt's RAM starts at 1 GiB; -cpu max as the other aarch64 guests (boot.sh).
+  aarch64) flavour=arm64; console=ttyAMA0; machine=(-machine virt -accel tcg -cpu max) ;;
+  *) echo "GUESTCORE_ARCH: x86_64 or aarch64, not $arch" >&2; exit 2 ;;
+esac
+append="console=$console crashkernel=$crashkernel panic=-1 printk.time=1"
 [ -z "$crash_cpu" ] || append+=" guestcore_crash_cpu=$crash_cpu"
 
-guest=x86_64-kdump
-[ "$smp" = 2 ] || guest=x86_64-kdump-smp$smp
+guest=$arch-kdump
+[ "$smp" = 2 ] || guest=$arch-kdump-smp$smp
 [ $# -le 1 ] || { echo "usage: $0 [OUTDIR]" >&2; exit 2; }
 out=${1:-$cache/captures/$guest}
 
@@ -54,19 +71,36 @@ timing() { log "$1: $2 s"; echo "$1 $2" >>"$out/timings.txt"; }
 
 command -v "$qemu" >/dev/null || { log "$qemu not found (run scripts/install-deps.sh)"; exit 1; }
 
-# Kernel + busybox (cached).
-"$here/fetch.sh" amd64
-kdir="$cache/kernels/amd64"
-busybox="$cache/busybox/amd64/busybox"
+# Kernel + busybox (cached); for arm64 also kexec-tools.
+if [ "$arch" = aarch64 ]; then
+  "$here/fetch.sh" kexec-arm64
+  command -v "$gdb" >/dev/null || { log "$gdb not found (run scripts/install-deps.sh)"; exit 1; }
+else
+  "$here/fetch.sh" amd64
+fi
+kdir="$cache/kernels/$flavour"
+busybox="$cache/busybox/$flavour/busybox"
 if [ ! -s "$kdir/vmlinuz" ] || [ ! -s "$kdir/release" ] || [ ! -x "$busybox" ]; then
-  log "SKIP: no amd64 kernel or busybox in $cache (see fetch.sh's messages)"
+  log "SKIP: no $flavour kernel or busybox in $cache (see fetch.sh's messages)"
   exit 77
 fi
 
-# The static loader, cached next to the initramfs and rebuilt when kexec_load.c is newer.
+# The loader. arm64: Debian's kernel has no kexec_file_load (no CONFIG_KEXEC_FILE), so the
+# capture kernel is loaded with kexec_load(2), whose segments (the capture kernel's DTB with
+# linux,elfcorehdr and linux,usable-memory-range, the ELF core header, purgatory) kexec-tools
+# builds: Debian's arm64 kexec-tools, what arm64 kdump setups run, with its libraries.
+# x86_64: the static kexec_load.c (one kexec_file_load), cached next to the initramfs and
+# rebuilt when kexec_load.c is newer.
 mkdir -p "$cache/initramfs"
-loader="$cache/initramfs/kexec_load"
-if [ ! -x "$loader" ] || [ "$here/kexec_load.c" -nt "$loader" ]; then
+if [ "$arch" = aarch64 ]; then
+  loader="$cache/kexec/arm64/complete"
+  [ -f "$loader" ] || { log "SKIP: no kexec-tools:arm64 in $cache/kexec/arm64 (see fetch.sh's messages)"; exit 77; }
+  loader_args=(--kexec-root "$cache/kexec/arm64")
+else
+  loader="$cache/initramfs/kexec_load"
+  loader_args=(--loader "$loader")
+fi
+if [ "$arch" = x86_64 ] && { [ ! -x "$loader" ] || [ "$here/kexec_load.c" -nt "$loader" ]; }; then
   command -v "$cc" >/dev/null || { log "SKIP: no C compiler ($cc) to build the static kexec_load"; exit 77; }
   if ! "$cc" -static -O2 -s -Wall -o "$loader.tmp" "$here/kexec_load.c" 2>"$cache/initramfs/kexec_load.err"; then
     log "SKIP: cannot build kexec_load with '$cc -static' (static libc missing? on Debian: libc6-dev):"
@@ -80,23 +114,23 @@ if [ ! -x "$loader" ] || [ "$here/kexec_load.c" -nt "$loader" ]; then
 fi
 
 # The two-kernel initramfs, rebuilt when a builder, the loader or the kernel changed.
-initrd="$cache/initramfs/amd64-kdump.cpio.gz"
+initrd="$cache/initramfs/$flavour-kdump.cpio.gz"
 if [ ! -s "$initrd" ] || [ "$here/kdump_initramfs.py" -nt "$initrd" ] || [ "$here/initramfs.py" -nt "$initrd" ] \
    || [ "$loader" -nt "$initrd" ] || [ "$kdir/release" -nt "$initrd" ]; then
   python3 "$here/kdump_initramfs.py" --busybox "$busybox" --modules "$kdir/modules" \
-    --loader "$loader" --kernel "$kdir/vmlinuz" --out "$initrd"
+    "${loader_args[@]}" --console "$console" --kernel "$kdir/vmlinuz" --out "$initrd"
 fi
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out"/{phys.elf,kdump-zlib.dump,registers.txt,registers-cpu0.txt,mtree.txt,release.txt,facts.txt} \
-      "$out"/{symbols.txt,capture-symbols.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
+rm -f "$out"/{phys.elf,kdump-zlib.dump,migration.bin,registers.txt,registers-cpu0.txt,sysregs.txt,mtree.txt,release.txt,facts.txt} \
+      "$out"/{symbols.txt,capture-symbols.txt,capture-console.txt,serial.log,qemu.log,cmdline.txt,timings.txt,qmp.sock,qemu.pid}
 sock="$out/qmp.sock"
 qmp() { python3 "$here/qmp.py" "$sock" "$@"; }
 
 # -no-reboot does not get in the way: the crash kexec jumps into the capture kernel without a
 # reset; only a reset (e.g. the capture kernel panicking, panic=-1) makes QEMU exit.
-args=(-machine pc -accel tcg -cpu qemu64 -m "$mem" -smp "$smp" -nographic -no-reboot -nic none
+args=("${machine[@]}" -m "$mem" -smp "$smp" -nographic -no-reboot -nic none
       -kernel "$kdir/vmlinuz" -initrd "$initrd"
       -append "$append"
       -serial "file:$out/serial.log" -monitor none
@@ -169,17 +203,18 @@ hmp_to registers.txt 'info registers -a'
 hmp_to registers-cpu0.txt 'info registers'
 hmp_to mtree.txt 'info mtree -f'
 
-# facts.txt, symbols.txt, capture-symbols.txt: from serial.log and registers.txt, with gva2gpa
-# on the vCPU that runs each kernel (a vCPU whose CR3 lies inside the crashkernel reservation
-# runs the capture kernel; any other one is still in the crashed kernel).
-PYTHONDONTWRITEBYTECODE=1 python3 - "$here" "$sock" "$out" "$smp" "$mem" "$crashkernel" <<'PY'
+# facts.txt, symbols.txt, capture-symbols.txt: from serial.log and the vCPUs' page-table roots,
+# with gva2gpa on the vCPU that runs each kernel (a vCPU whose root lies inside the crashkernel
+# reservation runs the capture kernel; any other one is still in the crashed kernel). x86: CR3
+# from registers.txt; aarch64: TTBR1_EL1 (the kernel half's root) from QEMU's gdbstub.
+PYTHONDONTWRITEBYTECODE=1 python3 - "$here" "$sock" "$out" "$smp" "$mem" "$crashkernel" "$arch" "$gdb" <<'PY'
 import re
 import sys
 
 sys.path.insert(0, sys.argv[1])
 from qmp import QMP
 
-sock, out, smp, mem, crashkernel = sys.argv[2:7]
+sock, out, smp, mem, crashkernel, arch, gdb = sys.argv[2:9]
 lines = [l.rstrip("\r\n") for l in open(f"{out}/serial.log", errors="replace")]
 
 
@@ -229,6 +264,7 @@ fact("crashkernel-end", ck[1] if ck_start is not None else "-")
 fact("elfcorehdr", first("GUESTCORE-ELFCOREHDR"))
 fact("vmcoreinfo", first("GUESTCORE-VMCOREINFO"))
 fact("vmcore", first("GUESTCORE-VMCORE"))
+fact("cmdline", first("GUESTCORE-CMDLINE"))
 fact("capture-cmdline", first("GUESTCORE-CAPTURE-CMDLINE"))
 first_syms, capture_syms = syms("GUESTCORE-SYM"), syms("GUESTCORE-CAPTURE-SYM")
 for name, addr in first_syms.items():
@@ -236,26 +272,56 @@ for name, addr in first_syms.items():
 for name, addr in capture_syms.items():
     fact(f"capture-sym-{name}", "0x" + addr)
 fact("crash-line", grep(r"\] sysrq: Trigger a crash"))
-fact("panic-line", grep(r"\] Kernel panic - not syncing: "))
+panic_line = grep(r"\] Kernel panic - not syncing: ")
+fact("panic-line", panic_line)
+# The crashed kernel's last console line before the panic (its log holds it).
+kernel_lines = [l for l in lines if re.match(r"\[ *\d+\.\d+\] ", l)]
+before = kernel_lines[:kernel_lines.index(panic_line)] if panic_line in kernel_lines else []
+fact("pre-panic-line", before[-1] if before else "")
+# The capture kernel's console starts at the first line after the panic whose timestamp is 0
+# again (x86 prints "Linux version ..." first, arm64 "Booting Linux on physical CPU ...").
+panic_at = lines.index(panic_line) if panic_line in lines else len(lines)
+starts = [i for i, l in enumerate(lines) if i > panic_at and re.match(r"\[ *0\.000000\] ", l)]
+start = starts[0] if starts else len(lines)
+with open(f"{out}/capture-console.txt", "w") as f:
+    f.write("".join(l + "\n" for l in lines[start:]))
+# The crashed kernel's last console line: the last timestamped one before that.
+crashed = [l for l in lines[:start] if re.match(r"\[ *\d+\.\d+\] ", l)] if starts else []
+fact("crashed-last-line", crashed[-1] if crashed else "")
 fact("first-marker-line", grep(r"\] GUESTCORE-MARK first kernel up "))
 fact("crash-marker", crash_marker)
 fact("crash-marker-line", grep(r"\] " + re.escape(crash_marker) + "$") if crash_marker else "")
 fact("capture-marker", capture_marker)
 fact("capture-marker-line", grep(r"\] " + re.escape(capture_marker) + "$") if capture_marker else "")
 
-# Each vCPU's CR3 and which kernel it runs.
-regs = open(f"{out}/registers.txt", errors="replace").read()
+# Each vCPU's page-table root and which kernel it runs.
+q = QMP(sock)
 cpus = {}
-for block in re.split(r"(?m)^(?=CPU#)", regs):
-    m = re.match(r"CPU#(\d+)", block)
-    if not m:
-        continue
-    cr3 = re.search(r"\bCR3=([0-9a-fA-F]+)", block)
-    hlt = re.search(r"\bHLT=(\d)", block)
-    cpus[int(m.group(1))] = (int(cr3.group(1), 16) if cr3 else None, hlt.group(1) if hlt else "?")
+if arch == "aarch64":
+    from aarch64_truth import read_sysregs  # the gdbstub reader of the aarch64 captures
+    sysregs = read_sysregs(q, out, int(smp), gdb)
+    with open(f"{out}/sysregs.txt", "w") as f:
+        for n, regs in sorted(sysregs.items()):
+            for name, value in regs.items():
+                f.write(f"{n} {name} 0x{value:x}\n")
+    # HMP's "PSTATE=... EL1h" / a halted vCPU (WFI or PSCI off) has no HLT field on arm.
+    cpus = {n: (r["TTBR1_EL1"], "?") for n, r in sysregs.items()}
+else:
+    regs = open(f"{out}/registers.txt", errors="replace").read()
+    for block in re.split(r"(?m)^(?=CPU#)", regs):
+        m = re.match(r"CPU#(\d+)", block)
+        if not m:
+            continue
+        cr3 = re.search(r"\bCR3=([0-9a-fA-F]+)", block)
+        hlt = re.search(r"\bHLT=(\d)", block)
+        cpus[int(m.group(1))] = (int(cr3.group(1), 16) if cr3 else None, hlt.group(1) if hlt else "?")
+# The table's address: CR3 less its flags and PCID; TTBR1_EL1 less its ASID (bits 63:48) and
+# CnP (bit 0).
+root_mask = 0x0000_FFFF_FFFF_FFFE if arch == "aarch64" else ~0xFFF
+root_name = "ttbr1" if arch == "aarch64" else "cr3"
 crashed_cpu = capture_cpu = None
 for n, (cr3, hlt) in sorted(cpus.items()):
-    root = (cr3 or 0) & ~0xFFF
+    root = (cr3 or 0) & root_mask
     if cr3 is None or ck_start is None:
         role = "unknown"
     elif ck_start <= root <= ck_end:
@@ -264,11 +330,10 @@ for n, (cr3, hlt) in sorted(cpus.items()):
     else:
         role = "crashed"
         crashed_cpu = n if crashed_cpu is None else crashed_cpu
-    fact(f"cpu{n}-cr3", f"0x{cr3:x}" if cr3 is not None else "-")
+    fact(f"cpu{n}-{root_name}", f"0x{cr3:x}" if cr3 is not None else "-")
     fact(f"cpu{n}-hlt", hlt)
     fact(f"cpu{n}-kernel", role)
 
-q = QMP(sock)
 def translate(table, cpu, path):
     with open(path, "w") as f:
         for name, vaddr in table.items():
@@ -292,7 +357,8 @@ with open(f"{out}/release.txt", "w") as f:
 missing = [k.split()[0] for k in facts if len(k.split(None, 1)) < 2 or k.split(None, 1)[1] in ("", "-")]
 # cpuN-cr3 "-" and the symbols kallsyms lacks are not errors; the core facts are.
 core = {"release", "capture-release", "crashkernel-start", "crashkernel-end", "elfcorehdr",
-        "crash-line", "panic-line", "crash-marker", "capture-marker"}
+        "crash-line", "panic-line", "pre-panic-line", "crashed-last-line", "crash-marker",
+        "capture-marker", "cmdline"}
 bad = sorted(core.intersection(missing))
 if bad:
     print(f"capture: facts missing from serial.log: {' '.join(bad)}", file=sys.stderr)
@@ -374,8 +440,15 @@ PY
 t3=$(date +%s.%N)
 qmp dump "$out/kdump-zlib.dump" --format kdump-zlib
 timing dump-kdump-zlib "$(since "$t3")"
+# aarch64: QEMU's ELF carries no translation registers; a migration stream of the same instant
+# does (the cpreg arrays). Last: after a migration the guest is in `postmigrate`.
+if [ "$arch" = aarch64 ]; then
+  t3=$(date +%s.%N)
+  qmp migrate-file "$out/migration.bin"
+  timing migrate "$(since "$t3")"
+fi
 timing capture "$(since "$t2")"
-chmod a+r "$out"/*.elf "$out"/*.dump   # QEMU creates dumps mode 0400
+chmod a+r "$out"/*.elf "$out"/*.dump "$out"/*.bin 2>/dev/null || true  # QEMU creates dumps mode 0400
 
 qmp quit || true
 for _ in $(seq 50); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.1; done

@@ -19,8 +19,10 @@
 #                                 arm64) for crash and drgn; its .deb is deleted once vmlinux is
 #                                 out (`debug` / `debug-arm64` / `debug-arm64-16k`, or
 #                                 GUESTCORE_DEBUG=1 for amd64)
+#   kexec/arm64/                  kexec-tools:arm64 and its libraries, dpkg -x'd into one root
+#                                 tree (`kexec-arm64`; for the aarch64 kdump guest)
 #
-# Usage: fetch.sh [amd64] [i386] [arm64] [arm64-16k] [debug] [debug-arm64] [debug-arm64-16k]
+# Usage: fetch.sh [amd64] [i386] [arm64] [arm64-16k] [kexec-arm64] [debug] [debug-arm64] [debug-arm64-16k]
 #   default: amd64 i386. The i386 and arm64 guests are skipped with a `SKIP:` message when their
 #   packages cannot be had (exit 0, so the caller finds no kernel and skips). `debug` adds the
 #   amd64 debug vmlinux, `debug-FLAVOUR` that of an arm64 flavour. arm64 is Debian 12's default
@@ -182,6 +184,32 @@ fetch_vmlinux() {
   log "debug vmlinux for $release ready in $dest/vmlinux"
 }
 
+# The arm64 kexec-tools and the shared libraries its DT_NEEDED closure names (kexec links
+# libxenctrl, which links six small Xen libraries; the rest of libxenmisc4.17's package
+# dependencies are never loaded). The aarch64 kdump guest's first kernel runs `kexec -p` from
+# this tree: Debian's arm64 kernel has no CONFIG_KEXEC_FILE, so the capture kernel must be
+# loaded with kexec_load(2), for which kexec-tools builds the segments itself (the capture
+# kernel's DTB with linux,elfcorehdr and linux,usable-memory-range, the ELF core header, its
+# purgatory). kdump_initramfs.py copies only the closure of sbin/kexec out of it.
+KEXEC_ARM64_PACKAGES=(kexec-tools libxenmisc4.17 libxentoollog1 libxencall1 libxenevtchn1 libxengnttab1
+                      libxenforeignmemory1 libxendevicemodel1 libxentoolcore1 zlib1g libc6)
+
+# fetch_kexec ARCH: kexec/ARCH/ = the packages above unpacked (dpkg -x) into one root tree.
+fetch_kexec() {
+  local arch=$1 dest="$cache/kexec/$1" pkg deb tmp
+  [ -f "$dest/complete" ] && return 0
+  tmp=$(mktemp -d "$cache/x.XXXXXX")
+  for pkg in "${KEXEC_ARM64_PACKAGES[@]}"; do
+    deb=$(download "$pkg:$arch" "$arch") && dpkg -x "$deb" "$tmp" || {
+      log "cannot fetch $pkg:$arch"; rm -rf "$tmp"; return 1; }
+  done
+  rm -rf "$dest"
+  mkdir -p "$(dirname "$dest")"
+  mv "$tmp" "$dest"
+  touch "$dest/complete"   # last: marks the tree complete
+  log "kexec-tools $arch ready in $dest"
+}
+
 i386_available() {
   if ! dpkg --print-foreign-architectures | grep -x i386 >/dev/null; then
     $SUDO dpkg --add-architecture i386 || return 1
@@ -252,6 +280,10 @@ for w in "${want[@]}"; do
     arm64 | arm64-16k)
       arm64_guest "$w"
       ;;
+    kexec-arm64)
+      arm64_guest arm64
+      fetch_kexec arm64 || log "SKIP: kexec-tools:arm64 or its libraries could not be fetched; no aarch64 kdump guest"
+      ;;
     debug)
       fetch_kernel amd64 amd64 || { log "cannot fetch the amd64 kernel"; exit 1; }
       fetch_vmlinux amd64 amd64 || { log "cannot fetch the amd64 debug vmlinux"; exit 1; }
@@ -262,7 +294,7 @@ for w in "${want[@]}"; do
       [ -s "$cache/kernels/$f/release" ] || { log "SKIP: no $f kernel, so no $f debug vmlinux"; continue; }
       fetch_vmlinux "$f" arm64 || { log "cannot fetch the $f debug vmlinux"; exit 1; }
       ;;
-    *) log "unknown argument $w (amd64 | i386 | arm64 | arm64-16k | debug | debug-arm64 | debug-arm64-16k)"; exit 2 ;;
+    *) log "unknown argument $w (amd64 | i386 | arm64 | arm64-16k | kexec-arm64 | debug | debug-arm64 | debug-arm64-16k)"; exit 2 ;;
   esac
 done
 log "done in $((SECONDS - start)) s; cache: $cache"

@@ -95,6 +95,12 @@ fn write_text(out: &mut impl Write, scan: &KernelScan) -> std::io::Result<()> {
                 c.prstatus.len()
             )?;
         }
+        if let Some(c) = k.capture_of {
+            writeln!(
+                out,
+                "  kdump capture kernel of kernel {c}: it lies in the RAM kernel {c}'s core header leaves out (the crashkernel reservation)"
+            )?;
+        }
         if k.in_input_notes {
             writeln!(out, "  the input's own VMCOREINFO note is this kernel's")?;
         }

@@ -117,9 +117,12 @@ impl LeafJson {
 
 /// One kernel found in RAM: an element of `kernels --json`, a line of `--json-lines`. The
 /// layout fields are `null` when VMCOREINFO does not give them (`layout_error` says why);
-/// `crash_cpus` and `elfcorehdr` appear for crashed kernels only.
+/// `crash_cpus` and `elfcorehdr` appear for crashed kernels only, `capture_of` (the index of
+/// the crashed kernel) for a kdump capture kernel only.
 #[derive(Serialize)]
 pub struct KernelJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture_of: Option<usize>,
     cpus: &'a [u32],
     #[serde(skip_serializing_if = "Option::is_none")]
     crash_cpus: Option<usize>,
@@ -142,6 +145,7 @@ impl<'a> KernelJson<'a> {
     pub fn new(k: &'a Kernel) -> Self {
         let l = k.layout.as_ref().ok();
         KernelJson {
+            capture_of: k.capture_of,
             cpus: &k.cpus,
             crash_cpus: k.crash.as_ref().map(|c| c.prstatus.len()),
             elfcorehdr: k.crash.as_ref().map(|c| Hex(c.addr)),
@@ -283,6 +287,9 @@ mod tests {
             v["elfcorehdr"] = json!(hex(c.addr));
             v["crash_cpus"] = json!(c.prstatus.len());
         }
+        if let Some(c) = k.capture_of {
+            v["capture_of"] = json!(c);
+        }
         v
     }
 
@@ -304,6 +311,7 @@ mod tests {
             }),
             cpus: vec![0, 1],
             crash: None,
+            capture_of: Some(0),
         };
         let crashed = Kernel {
             index: 0,
@@ -317,7 +325,9 @@ mod tests {
                 prstatus: Vec::new(),
                 note_addrs: vec![0x1000],
                 vmcoreinfo: None,
+                loads: vec![0x100_0000..0x1c00_0000, 0x2000_0000..0x3000_0000],
             }),
+            capture_of: None,
             ..running.clone()
         };
         for k in [&running, &crashed] {

@@ -7,6 +7,13 @@
 //! PT_NOTE pointing at the crashed kernel's `vmcoreinfo_note`, and PT_LOADs for its RAM and
 //! text. Everything here is guest data: the header count, segment sizes and note sizes are
 //! all bounded before they are used.
+//!
+//! The PT_LOADs describe the crashed kernel's RAM *less the crashkernel reservation* (both
+//! the kernel's own header writer and kexec-tools leave it out): the capture kernel runs in
+//! exactly the RAM they leave out, which is how [`CrashHeader::leaves_out`] tells a capture
+//! kernel without any vCPU state. A PT_LOAD whose end overflows is ignored: kexec-tools
+//! 2.0.25 on arm64 Linux 6.1 writes a kernel-text PT_LOAD with a garbage address and a size
+//! near 2^64 (seen in the harness's aarch64 kdump guest).
 
 use crate::format::note::{ElfNote, NT_PRSTATUS, VMCOREINFO_NAME};
 use crate::format::vmcoreinfo::vmcoreinfo_text;
@@ -33,6 +40,18 @@ pub struct CrashHeader {
     pub note_addrs: Vec<u64>,
     /// The VMCOREINFO text found through the header, if any.
     pub vmcoreinfo: Option<Vec<u8>>,
+    /// The physical ranges of its PT_LOADs (`p_paddr`, `p_memsz`), those whose end does not
+    /// overflow: the crashed kernel's RAM.
+    pub loads: Vec<std::ops::Range<u64>>,
+}
+
+impl CrashHeader {
+    /// True when `addr` is RAM this header's PT_LOADs leave out while they describe some:
+    /// the crashkernel reservation, where the capture kernel started for this crash runs.
+    /// (Whether `addr` is RAM at all is the caller's to ask.)
+    pub fn leaves_out(&self, addr: u64) -> bool {
+        !self.loads.is_empty() && !self.loads.iter().any(|r| r.contains(&addr))
+    }
 }
 
 /// Reads the header at `addr`, or `None` when it is not a usable kdump core header.
@@ -61,6 +80,15 @@ pub(super) fn read_crash_header(
         prstatus: Vec::new(),
         note_addrs: Vec::new(),
         vmcoreinfo: None,
+        loads: phdrs
+            .iter()
+            .filter(|p| p.p_type(LE) == elf::PT_LOAD)
+            .filter_map(|p| {
+                let start = p.p_paddr(LE);
+                Some(start..start.checked_add(p.p_memsz(LE))?)
+            })
+            .filter(|r| !r.is_empty())
+            .collect(),
     };
     for p in phdrs.iter().filter(|p| p.p_type(LE) == elf::PT_NOTE) {
         // kexec writes the physical address in both p_offset and p_paddr.

@@ -18,6 +18,12 @@
 //! * `other` — found, role unknown.
 //!
 //! A crashed kernel whose CPU still sits in its stop loop is `crashed` and names that vCPU.
+//!
+//! Besides its role, a kernel that did not crash is the *capture kernel* of a crashed one
+//! ([`Kernel::capture_of`]) when its VMCOREINFO note lies in RAM that kernel's core header
+//! leaves out of its PT_LOADs: the crashkernel reservation, where kdump loads the capture
+//! kernel. That needs no vCPU state, so it holds for inputs whose vCPUs cannot be walked
+//! (QEMU's aarch64 ELF dumps carry no TTBR/TCR), where the capture kernel's role is `other`.
 
 mod dmesg;
 mod elfcorehdr;
@@ -83,6 +89,9 @@ pub struct Kernel {
     pub cpus: Vec<u32>,
     /// The kdump core header that describes it (crashed kernels).
     pub crash: Option<CrashHeader>,
+    /// The index of the crashed kernel this one is the kdump capture kernel of: its
+    /// VMCOREINFO lies in the RAM that kernel's core header leaves out (the reservation).
+    pub capture_of: Option<usize>,
 }
 
 impl Kernel {
@@ -284,6 +293,7 @@ pub fn describe(
         layout,
         cpus: cpu_list,
         crash,
+        capture_of: None,
     }
 }
 
@@ -341,11 +351,38 @@ fn kernels_from(
     for (i, k) in kernels.iter_mut().enumerate() {
         k.index = i;
     }
+    let capture_of = capture_kernels_of(mem, &kernels);
+    for (k, of) in kernels.iter_mut().zip(capture_of) {
+        k.capture_of = of;
+    }
     KernelScan {
         kernels,
         truncated: found.truncated,
         unreadable: found.unreadable,
     }
+}
+
+/// For each kernel, the index of the crashed kernel it is the capture kernel of: it did not
+/// crash, and its VMCOREINFO note lies in RAM exactly one crashed kernel's core header leaves
+/// out.
+fn capture_kernels_of(mem: &(impl PhysMemory + ?Sized), kernels: &[Kernel]) -> Vec<Option<usize>> {
+    kernels
+        .iter()
+        .map(|k| {
+            let at = k.vmcoreinfo_addr.filter(|_| k.crash.is_none())?;
+            if !mem.is_ram(at, 1) {
+                return None;
+            }
+            let mut of = kernels
+                .iter()
+                .filter(|c| c.crash.as_ref().is_some_and(|h| h.leaves_out(at)))
+                .map(|c| c.index);
+            match (of.next(), of.next()) {
+                (Some(c), None) => Some(c),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -392,6 +429,87 @@ mod tests {
         for s in ["crashed", "running", "3"] {
             assert_eq!(sel(s).to_string(), s);
         }
+    }
+
+    /// An aarch64 kdump core header as kexec-tools leaves it: `(p_type, paddr, memsz)` each.
+    fn crash_header(phdrs: &[(u32, u64, u64)]) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+        h[16..18].copy_from_slice(&4u16.to_le_bytes()); // ET_CORE
+        h[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+        h[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+        h[54..56].copy_from_slice(&56u16.to_le_bytes());
+        h[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+        for &(p_type, at, len) in phdrs {
+            let mut p = vec![0u8; 56];
+            p[..4].copy_from_slice(&p_type.to_le_bytes());
+            p[8..16].copy_from_slice(&at.to_le_bytes());
+            p[24..32].copy_from_slice(&at.to_le_bytes());
+            p[32..40].copy_from_slice(&len.to_le_bytes());
+            p[40..48].copy_from_slice(&len.to_le_bytes());
+            h.extend_from_slice(&p);
+        }
+        h
+    }
+
+    #[test]
+    fn the_kernel_in_the_ram_a_crash_header_leaves_out_is_its_capture_kernel() {
+        const P: usize = 4096;
+        let mut ram = vec![0u8; 64 * P];
+        let put = |ram: &mut Vec<u8>, at: usize, d: &[u8]| ram[at..][..d.len()].copy_from_slice(d);
+        put(
+            &mut ram,
+            3 * P,
+            &note(b"OSRELEASE=6.1.0-crashed\nPAGESIZE=4096\n"),
+        );
+        // A stale note in the crashed kernel's RAM: not a capture kernel.
+        put(
+            &mut ram,
+            10 * P,
+            &note(b"OSRELEASE=6.1.0-stale\nPAGESIZE=4096\n"),
+        );
+        // The reservation is pages 32..48; the capture kernel's note and the header are there.
+        put(
+            &mut ram,
+            36 * P,
+            &note(b"OSRELEASE=6.1.0-capture\nPAGESIZE=4096\n"),
+        );
+        let mut crash_notes = Vec::new();
+        ElfNote::new(b"CORE", 1, vec![0; 392]).encode_into(&mut crash_notes);
+        put(&mut ram, 20 * P, &crash_notes);
+        let header = crash_header(&[
+            (4, 20 * P as u64, 1024),
+            (4, 3 * P as u64, 4096),
+            // kexec-tools 2.0.25's kernel-text PT_LOAD on arm64 6.1: its end overflows.
+            (1, 0x3e7d_b8c0_0000, 0xffff_c182_8961_0000),
+            (1, 0, 32 * P as u64),
+            (1, 48 * P as u64, 16 * P as u64),
+        ]);
+        put(&mut ram, 40 * P, &header);
+        let mem = VecMemory::flat(ram);
+        let scan = find_kernels(&mem, &[], None);
+        let got: Vec<_> = scan
+            .kernels
+            .iter()
+            .map(|k| (k.release.as_str(), k.role, k.capture_of))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("6.1.0-crashed", KernelRole::Crashed, None),
+                ("6.1.0-stale", KernelRole::Other, None),
+                ("6.1.0-capture", KernelRole::Other, Some(0)),
+            ]
+        );
+        let h = scan.kernels[0].crash.as_ref().unwrap();
+        assert_eq!(h.loads, [0..32 * P as u64, 48 * P as u64..64 * P as u64]);
+        assert_eq!(h.prstatus.len(), 1);
+        // A header with no usable PT_LOAD leaves nothing out: no capture kernel from it.
+        assert!(!CrashHeader {
+            loads: Vec::new(),
+            ..h.clone()
+        }
+        .leaves_out(36 * P as u64));
     }
 
     #[test]

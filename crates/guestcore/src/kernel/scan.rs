@@ -11,6 +11,7 @@
 //! at most [`MAX_VMCOREINFO`](crate::format::vmcoreinfo::MAX_VMCOREINFO) bytes (the one
 //! VMCOREINFO reader's cap), and counts read from memory are never trusted beyond that.
 
+use crate::format::elf::ElfMachine;
 use crate::format::vmcoreinfo::is_vmcoreinfo_note;
 use crate::phys::PhysMemory;
 
@@ -76,14 +77,15 @@ impl UnreadablePages {
     }
 }
 
-/// True when `h` starts an ELF64 little-endian ET_CORE header for x86.
+/// True when `h` starts an ELF64 little-endian ET_CORE header for a machine guestcore reads
+/// (x86's, written by kexec_file_load or kexec-tools; aarch64's, by kexec-tools).
 fn is_core_header(h: &[u8]) -> bool {
     h.len() >= 20
         && &h[0..4] == b"\x7fELF"
         && h[4] == 2
         && h[5] == 1
         && h[16..18] == 4u16.to_le_bytes()
-        && (h[18..20] == 62u16.to_le_bytes() || h[18..20] == 3u16.to_le_bytes())
+        && ElfMachine::from_e_machine(u16::from_le_bytes([h[18], h[19]])).is_some()
 }
 
 /// Reads the VMCOREINFO note at `addr` (found at a page start) through the one reader
@@ -259,4 +261,45 @@ fn scan_piece(mem: &(impl PhysMemory + ?Sized), start: u64, end: u64) -> Piece {
     });
     mem.release(start, end - start);
     piece
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::elf::{EM_386, EM_AARCH64, EM_X86_64};
+
+    fn core_header(class: u8, e_type: u16, e_machine: u16) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[0..4].copy_from_slice(b"\x7fELF");
+        h[4] = class;
+        h[5] = 1;
+        h[16..18].copy_from_slice(&e_type.to_le_bytes());
+        h[18..20].copy_from_slice(&e_machine.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn core_headers_of_every_machine_read_and_nothing_else() {
+        // kexec-tools writes EM_AARCH64 for an arm64 kernel's crash header.
+        for m in [EM_X86_64, EM_386, EM_AARCH64] {
+            assert!(is_core_header(&core_header(2, 4, m)), "e_machine {m}");
+        }
+        assert!(!is_core_header(&core_header(2, 4, 40)), "EM_ARM");
+        assert!(!is_core_header(&core_header(1, 4, EM_AARCH64)), "ELF32");
+        assert!(!is_core_header(&core_header(2, 2, EM_AARCH64)), "ET_EXEC");
+        assert!(
+            !is_core_header(&core_header(2, 4, EM_AARCH64)[..19]),
+            "short"
+        );
+    }
+
+    #[test]
+    fn an_aarch64_crash_header_at_a_page_start_is_found() {
+        let mut ram = vec![0u8; 16 * PAGE as usize];
+        ram[5 * PAGE as usize..][..64].copy_from_slice(&core_header(2, 4, EM_AARCH64));
+        // Not at a page start: not where kexec puts it.
+        ram[7 * PAGE as usize + 64..][..64].copy_from_slice(&core_header(2, 4, EM_AARCH64));
+        let mem = crate::phys::VecMemory::flat(ram);
+        assert_eq!(scan(&mem).core_headers, vec![5 * PAGE]);
+    }
 }

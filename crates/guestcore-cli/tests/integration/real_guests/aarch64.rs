@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// The physical address `guestcore translate` prints for `va` (`None` when it says the
 /// address is not mapped).
-fn translate(input: &Path, view: &[&str], va: u64) -> Option<u64> {
+pub(super) fn translate(input: &Path, view: &[&str], va: u64) -> Option<u64> {
     let out = assert_cmd::Command::cargo_bin("guestcore")
         .unwrap()
         .args(["translate", "-q"])
@@ -45,7 +45,7 @@ fn translate(input: &Path, view: &[&str], va: u64) -> Option<u64> {
 
 /// The debug vmlinux of the 4 KiB aarch64 guest's kernel, when the cache has it for `release`
 /// (`scripts/guest/fetch.sh debug-arm64`, which `scripts/test.sh` runs).
-fn vmlinux(release: &str) -> Option<PathBuf> {
+pub(super) fn vmlinux(release: &str) -> Option<PathBuf> {
     let dir = cache_dir().join("kernels/arm64");
     let have = std::fs::read_to_string(dir.join("vmlinux.release")).unwrap_or_default();
     (have.trim() == release).then(|| dir.join("vmlinux"))
@@ -201,7 +201,7 @@ fn check_aarch64_guest(guest: &str) {
 }
 
 /// Asserts that gdb-multiarch, opening the paging core `core`, prints `release` at `addr`.
-fn gdb_multiarch_reads_release(core: &Path, addr: u64, release: &str, guest: &str) {
+pub(super) fn gdb_multiarch_reads_release(core: &Path, addr: u64, release: &str, guest: &str) {
     let gdb = std::process::Command::new("gdb-multiarch")
         .args(["-batch", "-nx", "-ex", "set architecture aarch64", "-ex"])
         .arg(format!("core-file {}", core.display()))

@@ -24,7 +24,7 @@ fn flavour(guest: &str) -> &'static str {
     match guest {
         "i386" => "686",
         "i386-pae" | "i386-pae-novmci" => "686-pae",
-        "aarch64" => "arm64",
+        "aarch64" | "aarch64-kdump" => "arm64",
         "aarch64-16k" | "aarch64-16k-47" => "arm64-16k",
         _ => "amd64",
     }
@@ -76,11 +76,24 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
         "x86_64-kdump" => (Some("2"), Some("0")),
         "x86_64-kdump-cpu1" => (Some("2"), Some("1")),
         "x86_64-kdump-smp1" => (Some("1"), None),
+        // The crash pinned to vCPU 0: vCPU 1 is the one the crash stops (PSCI CPU_OFF).
+        "aarch64-kdump" => (Some("2"), Some("0")),
         _ => (None, None),
     };
     // What the tests read; a capture missing any of it (e.g. one taken before /init had the
     // dump-level workload, so without workload.txt) is taken again.
     let needed: &[&str] = match guest {
+        // The aarch64 one: its vCPUs' TTBR1_EL1 (gdbstub) and the newer facts' files too.
+        _ if kdump_smp.is_some() && is_aarch64(guest) => &[
+            "phys.elf",
+            "facts.txt",
+            "sysregs.txt",
+            "symbols.txt",
+            "capture-symbols.txt",
+            "capture-console.txt",
+            "migration.bin",
+            "timings.txt",
+        ],
         _ if kdump_smp.is_some() => &["phys.elf", "facts.txt", "registers.txt", "timings.txt"],
         // The aarch64 guests: no paging.elf (QEMU's arm target writes the same file with
         // paging), no tlb.txt (no `info tlb` for arm); the system registers come from QEMU's
@@ -163,6 +176,9 @@ fn capture_unlocked(guest: &str) -> Option<PathBuf> {
                 cmd.arg(repo_root().join("scripts/guest/capture-kdump.sh"))
                     .arg(&dir)
                     .env("GUESTCORE_SMP", smp);
+                if is_aarch64(guest) {
+                    cmd.env("GUESTCORE_ARCH", "aarch64");
+                }
                 if let Some(n) = crash_cpu {
                     cmd.env("GUESTCORE_CRASH_CPU", n);
                 }

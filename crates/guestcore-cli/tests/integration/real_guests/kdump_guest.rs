@@ -14,10 +14,10 @@ use std::path::Path;
 
 const START_KERNEL_MAP_TEXT: u64 = 0xffff_ffff_8100_0000;
 
-struct Facts(HashMap<String, String>);
+pub(super) struct Facts(HashMap<String, String>);
 
 impl Facts {
-    fn read(dir: &Path) -> Self {
+    pub(super) fn read(dir: &Path) -> Self {
         let text = std::fs::read_to_string(dir.join("facts.txt")).unwrap();
         Facts(
             text.lines()
@@ -26,28 +26,29 @@ impl Facts {
                 .collect(),
         )
     }
-    fn get(&self, k: &str) -> &str {
+    pub(super) fn get(&self, k: &str) -> &str {
         self.0
             .get(k)
             .unwrap_or_else(|| panic!("facts.txt has no {k}"))
     }
-    fn hex(&self, k: &str) -> u64 {
+    pub(super) fn hex(&self, k: &str) -> u64 {
         u64::from_str_radix(self.get(k).trim_start_matches("0x"), 16).unwrap()
     }
     /// The vCPUs `facts.txt` says run `kernel` ("crashed" or "capture").
-    fn cpus_running(&self, kernel: &str) -> Vec<u64> {
+    pub(super) fn cpus_running(&self, kernel: &str) -> Vec<u64> {
         (0..self.get("cpus").parse().unwrap())
             .filter(|i| self.0.get(&format!("cpu{i}-kernel")).map(String::as_str) == Some(kernel))
             .collect()
     }
     /// The text of a serial line after its `[ timestamp] `.
-    fn line_text(&self, k: &str) -> &str {
+    pub(super) fn line_text(&self, k: &str) -> &str {
         let l = self.get(k);
         l.split_once("] ").map_or(l, |(_, t)| t)
     }
 }
 
-fn guestcore(args: &[&str]) -> (String, String) {
+/// Runs `guestcore ARGS…`, which must succeed: (stdout, stderr).
+pub(super) fn guestcore(args: &[&str]) -> (String, String) {
     let out = Command::cargo_bin("guestcore")
         .unwrap()
         .args(args)
@@ -66,7 +67,7 @@ fn guestcore(args: &[&str]) -> (String, String) {
 }
 
 /// The first `n` and last `n` lines of a log, for failure messages.
-fn ends(log: &str, n: usize) -> String {
+pub(super) fn ends(log: &str, n: usize) -> String {
     let lines: Vec<&str> = log.lines().collect();
     if lines.len() <= 2 * n {
         return log.to_string();
@@ -80,7 +81,7 @@ fn ends(log: &str, n: usize) -> String {
 }
 
 /// The VMCOREINFO text and the number of NT_PRSTATUS notes of an ELF core.
-fn elf_notes(path: &Path) -> (String, usize) {
+pub(super) fn elf_notes(path: &Path) -> (String, usize) {
     let core = ElfCore::open(path).unwrap();
     let vmci = core
         .notes()
@@ -132,6 +133,9 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
     assert_eq!(c["kaslr_offset"], crashed_kaslr.as_str(), "{guest}: {c}");
     assert_eq!(c["mode"], "4-level", "{guest}: {c}");
     assert_eq!(r["kaslr_offset"], capture_kaslr.as_str(), "{guest}: {r}");
+    // The capture kernel is also named from memory alone: it lies in the reservation.
+    assert_eq!(r["capture_of"], c["index"], "{guest}: {r}");
+    assert!(c.get("capture_of").is_none(), "{guest}: {c}");
     let ecore = f.hex("elfcorehdr");
     assert!(
         (f.hex("crashkernel-start")..=f.hex("crashkernel-end")).contains(&ecore),

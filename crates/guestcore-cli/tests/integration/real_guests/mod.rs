@@ -25,6 +25,7 @@ use std::path::Path;
 mod aarch64;
 mod aarch64_capture;
 mod aarch64_kdump;
+mod aarch64_kdump_guest;
 mod capture;
 pub(crate) mod debuggers;
 mod dump_levels;
