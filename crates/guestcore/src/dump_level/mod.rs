@@ -13,6 +13,20 @@
 //! * `scan` — the pass over the array (parallel, windowed: O(threads × window) memory).
 //! * `frames` — the set of frames left out (one bit per frame of RAM).
 //!
+//! The page array is found the same way on every architecture: x86_64, i386 and arm64, whose
+//! `struct page`s sit in its vmemmap, read through the kernel's TTBR1 tables like any kernel
+//! address (`page_array`).
+//!
+//! **Frames and kernel pages.** Every set and count here is of 4 KiB frames
+//! ([`frames::FRAME`]), the granule of the dump's ranges. A kernel with larger pages (arm64's
+//! 16 and 64 KiB, its VMCOREINFO's `PAGESIZE`, in [`FilterReport::page_size`]) has one
+//! `struct page` per kernel page, whose pfn is its physical address over that size: a verdict
+//! covers all of the page's frames, a frame the kernel needs keeps its whole page, and the
+//! zero-page pass leaves a page out only when all of its frames are zero. So each kernel
+//! page's RAM frames are all in the set or all out of it: a writer that stores whole kernel
+//! pages (a kdump file's blocks are the kernel's pages) leaves a page out exactly when its
+//! first frame is out, and one that stores 4 KiB frames (ELF) leaves out the same bytes.
+//!
 //! The guest owns its page array, so it is not trusted to hurt the dump: frames the kernel
 //! needs to be debugged (its page tables, the data its VMCOREINFO names, its VMCOREINFO note
 //! and crash notes) are kept
@@ -31,12 +45,13 @@ pub use level::DumpLevel;
 pub use scan::{Excluded, WINDOW_PAGES};
 
 use crate::addr::PhysRange;
+use crate::format::arm64_layout::Arm64Layout;
 use crate::format::vmcoreinfo::vmcoreinfo_entries;
 use crate::paging::{translate, walk_with_tables, ModeKind, PageFlags, PagingMode, WalkLimits};
 use crate::phys::PhysMemory;
 use crate::progress::Progress;
 use crate::{Error, Result};
-use page_array::{PageLayout, SectionTable};
+use page_array::{Machine, PageLayout, SectionTable};
 use serde::Serialize;
 
 /// The kernel whose page array decides: its page tables and VMCOREINFO.
@@ -77,6 +92,10 @@ pub struct FilterReport {
     /// True when zero pages were looked for (ELF output at a level with bit 1; kdump output
     /// stores zero pages as one shared page instead, as makedumpfile does).
     pub zero_scanned: bool,
+    /// Bytes of the kernel's page (4096 on x86; 4, 16 or 64 KiB on arm64, from its
+    /// VMCOREINFO's `PAGESIZE`). Every count here is of 4 KiB frames, and each kernel page's
+    /// RAM frames are all left out or all kept.
+    pub page_size: u64,
 }
 
 impl FilterReport {
@@ -119,7 +138,9 @@ impl PageFilter {
         if !self.level().has(DumpLevel::ZERO) || self.report.zero_scanned {
             return Ok(());
         }
-        self.report.excluded.zero += scan::mark_zero_frames(mem, &mut self.excluded, progress)?;
+        let unit = (self.report.page_size / frames::FRAME).max(1);
+        self.report.excluded.zero +=
+            scan::mark_zero_frames(mem, &mut self.excluded, unit, progress)?;
         self.report.zero_scanned = true;
         Ok(())
     }
@@ -143,6 +164,7 @@ pub fn page_filter<M: PhysMemory + ?Sized>(
     let mut report = FilterReport {
         level: level.bits(),
         ram_frames: excluded.capacity(),
+        page_size: kernel.as_ref().map_or(frames::FRAME, page_size),
         ..FilterReport::default()
     };
     if level.bits() == 0 {
@@ -194,24 +216,46 @@ pub fn page_filter<M: PhysMemory + ?Sized>(
     Ok(PageFilter { excluded, report })
 }
 
+/// The bytes of `k`'s pages: arm64's `PAGESIZE` when it is one of its page sizes, else 4 KiB.
+fn page_size(k: &KernelPages<'_>) -> u64 {
+    machine(k).map_or(frames::FRAME, |m| 1 << m.page_shift())
+}
+
+/// The machine `k`'s page array belongs to (its page size and VA size from VMCOREINFO on
+/// arm64).
+fn machine(k: &KernelPages<'_>) -> std::result::Result<Machine, String> {
+    if !k.mode.is_aarch64() {
+        return Ok(if k.mode.is_long() {
+            Machine::X86_64
+        } else {
+            Machine::I386 {
+                pae: k.mode.kind == ModeKind::Pae,
+            }
+        });
+    }
+    let a = Arm64Layout::from_vmcoreinfo(k.vmcoreinfo).map_err(|e| e.to_string())?;
+    let page_size = a
+        .page_size
+        .ok_or("VMCOREINFO has no PAGESIZE: the kernel's page size is not known")?;
+    Ok(Machine::Arm64 {
+        page_shift: page_size.trailing_zeros(),
+        va_bits: a.va_bits,
+        version: (a.version.0, a.version.1),
+    })
+}
+
 /// The kernel pieces for a page-array pass, or why there are none.
 fn prepare(
     k: KernelPages<'_>,
     level: DumpLevel,
 ) -> std::result::Result<(KernelPages<'_>, PageLayout, SectionTable), String> {
-    if k.mode.is_aarch64() {
-        // arm64's struct pages sit in its vmemmap (`Arm64Layout::vmemmap_start`), which the
-        // section table below does not model yet.
-        return Err("the AArch64 page array (vmemmap) is not read yet".into());
-    }
-    let long = k.mode.is_long();
-    let word = if long { 8 } else { 4 };
+    let machine = machine(&k)?;
+    let word = if k.mode.is_64bit() { 8 } else { 4 };
     let layout = PageLayout::from_vmcoreinfo(k.vmcoreinfo, word)?;
     if let Some(m) = layout.missing_for(level.bits()) {
         return Err(format!("its VMCOREINFO lacks {m}"));
     }
-    let table =
-        SectionTable::from_vmcoreinfo(k.vmcoreinfo, &layout, long, k.mode.kind == ModeKind::Pae)?;
+    let table = SectionTable::from_vmcoreinfo(k.vmcoreinfo, &layout, machine)?;
     Ok((k, layout, table))
 }
 

@@ -13,8 +13,19 @@
 //! * `section_mem_map` holds `mem_map − first_pfn` (in `struct page` units) in its high bits and
 //!   flags in the low 5 (bit 0: present). So the `struct page` of pfn `p` in that section is at
 //!   `(section_mem_map & ~0x1f) + p × SIZE(page)` (wrapping arithmetic).
-//! * Missing `SECTION_SIZE_BITS`/`MAX_PHYSMEM_BITS` take the x86 defaults (27/46, 52 with
-//!   5-level paging; i386 26/32, PAE 29/36).
+//! * A pfn is a physical address over the *kernel's* page size (`PAGESIZE`): 4 KiB on x86,
+//!   4, 16 or 64 KiB on arm64, where pfns count from physical address 0 (a `virt` board's RAM
+//!   at `PHYS_OFFSET`, 1 GiB, starts at pfn 0x40000 with 4 KiB pages), not from
+//!   `PHYS_OFFSET`. A root of an extreme table is one kernel page of `struct mem_section`s.
+//! * arm64 keeps its `struct page`s in the vmemmap (`VMEMMAP_START`, mapped by the kernel's
+//!   TTBR1 tables), and `section_mem_map` encodes addresses there like any SPARSEMEM_VMEMMAP
+//!   kernel's: the section table is read the same way, through the kernel's own tables.
+//! * `SECTION_SIZE_BITS` and `MAX_PHYSMEM_BITS` are exported since Linux 5.13 and 5.0 (both
+//!   present on the Debian 6.1 and 6.12 kernels tested); missing, they take the kernel's own
+//!   values: x86_64 27/46 (52 with 5-level paging), i386 26/32 (PAE 29/36); arm64 27 with 4
+//!   or 16 KiB pages and 29 with 64 KiB from 5.12 (30 for every page size before), and
+//!   `MAX_PHYSMEM_BITS` = `CONFIG_ARM64_PA_BITS`, taken as 52 for a 52-bit VA kernel and 48
+//!   otherwise.
 //!
 //! Every value comes from the guest: offsets must lie inside `SIZE(page)`, sizes are bounded,
 //! and a table that does not read is an error for the section, not for the dump.
@@ -32,6 +43,82 @@ const SECTION_MAP_FLAG_BITS: u64 = 0x1f;
 const SECTION_PRESENT: u64 = 1;
 /// The largest `struct page` accepted (real ones are 32–80 bytes).
 const MAX_SIZE_PAGE: u64 = 1024;
+/// log2 of the 4 KiB frames a dump's frame sets count in.
+const FRAME_SHIFT: u32 = 12;
+
+/// The machine a page array belongs to, as far as its geometry depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Machine {
+    /// x86_64, 4- or 5-level paging (`NUMBER(pgtable_l5_enabled)`).
+    X86_64,
+    /// i386, with or without PAE.
+    I386 {
+        /// PAE paging.
+        pae: bool,
+    },
+    /// arm64.
+    Arm64 {
+        /// log2 of the kernel's page size (`PAGESIZE`): 12, 14 or 16.
+        page_shift: u32,
+        /// `NUMBER(VA_BITS)`: the configured VA size.
+        va_bits: u32,
+        /// `OSRELEASE`'s (major, minor).
+        version: (u32, u32),
+    },
+}
+
+impl Machine {
+    /// log2 of the kernel's page size.
+    pub(super) fn page_shift(self) -> u32 {
+        match self {
+            Machine::Arm64 { page_shift, .. } => page_shift,
+            _ => FRAME_SHIFT,
+        }
+    }
+
+    /// The kernel's `SECTION_SIZE_BITS` and `MAX_PHYSMEM_BITS` when its VMCOREINFO does not
+    /// say (see the module docs).
+    fn default_bits(self, text: &[u8]) -> (i64, i64) {
+        match self {
+            Machine::X86_64 => (
+                27,
+                if vmcoreinfo_number(text, "pgtable_l5_enabled") == Some(1) {
+                    52
+                } else {
+                    46
+                },
+            ),
+            Machine::I386 { pae: true } => (29, 36),
+            Machine::I386 { pae: false } => (26, 32),
+            Machine::Arm64 {
+                page_shift,
+                va_bits,
+                version,
+            } => (
+                match (version >= (5, 12), page_shift) {
+                    (false, _) => 30,
+                    (true, 16) => 29,
+                    (true, _) => 27,
+                },
+                if va_bits == 52 { 52 } else { 48 },
+            ),
+        }
+    }
+
+    /// The lowest address of the kernel's half, where every `struct page` lies.
+    fn kernel_start(self, text: &[u8]) -> u64 {
+        match self {
+            // 5-level paging starts it at 0xff00…, 4-level at 0xffff8….
+            Machine::X86_64 if vmcoreinfo_number(text, "pgtable_l5_enabled") == Some(1) => {
+                0xff00_0000_0000_0000
+            }
+            Machine::X86_64 => 0xffff_8000_0000_0000,
+            Machine::I386 { .. } => 0xc000_0000,
+            // TTBR1's half at the configured VA size; a smaller size in use lies inside it.
+            Machine::Arm64 { va_bits, .. } => u64::MAX << va_bits,
+        }
+    }
+}
 
 /// What [`PageLayout`] knows of `struct page` and the page flags.
 #[derive(Clone, Debug)]
@@ -75,8 +162,10 @@ pub(super) struct SectionTable {
     off_section_mem_map: usize,
     /// `LENGTH(mem_section)`, when exported.
     length: Option<u64>,
-    /// log2 of the frames per section.
+    /// log2 of the kernel pages (pfns) per section.
     pub(crate) pfn_section_shift: u32,
+    /// log2 of the kernel's page size.
+    page_shift: u32,
     max_physmem_bits: u32,
     size_page: u64,
     word: usize,
@@ -178,7 +267,11 @@ impl PageLayout {
         }
         if bits & (L::CACHE | L::CACHE_PRIVATE | L::USER) != 0 {
             need(self.off_mapping.is_some(), "OFFSET(page.mapping)");
-            need(self.pg_slab.is_some(), "NUMBER(PG_slab)");
+            // Slab pages are flagged (PG_slab) up to 6.9, typed (`page_type`) from 6.10.
+            need(
+                self.pg_slab.is_some() || self.slab_mapcount.is_some(),
+                "NUMBER(PG_slab) or NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)",
+            );
         }
         if bits & L::FREE != 0 {
             need(
@@ -207,8 +300,7 @@ impl SectionTable {
     pub(super) fn from_vmcoreinfo(
         text: &[u8],
         layout: &PageLayout,
-        long_mode: bool,
-        pae: bool,
+        machine: Machine,
     ) -> Result<Self, String> {
         let mem_section = vmcoreinfo_symbol(text, "mem_section").ok_or_else(|| {
             if vmcoreinfo_symbol(text, "mem_map").is_some() {
@@ -229,25 +321,16 @@ impl SectionTable {
         .filter(|o| o + layout.word as u64 <= size_mem_section)
         .ok_or("VMCOREINFO has no usable OFFSET(mem_section.section_mem_map)")?
             as usize;
-        let (def_section, def_phys) = match (long_mode, pae) {
-            (true, _) => (
-                27,
-                if vmcoreinfo_number(text, "pgtable_l5_enabled") == Some(1) {
-                    52
-                } else {
-                    46
-                },
-            ),
-            (false, true) => (29, 36),
-            (false, false) => (26, 32),
-        };
+        let page_shift = machine.page_shift();
+        let (def_section, def_phys) = machine.default_bits(text);
         let section_size_bits = vmcoreinfo_number(text, "SECTION_SIZE_BITS").unwrap_or(def_section);
         let max_physmem_bits = vmcoreinfo_number(text, "MAX_PHYSMEM_BITS").unwrap_or(def_phys);
-        if !(13..=40).contains(&section_size_bits)
+        if !(i64::from(page_shift) + 1..=40).contains(&section_size_bits)
             || !(section_size_bits..=52).contains(&max_physmem_bits)
         {
             return Err(format!(
-                "SECTION_SIZE_BITS {section_size_bits} / MAX_PHYSMEM_BITS {max_physmem_bits} are not plausible"
+                "SECTION_SIZE_BITS {section_size_bits} / MAX_PHYSMEM_BITS {max_physmem_bits} are not plausible for {} KiB pages",
+                1 << (page_shift - 10)
             ));
         }
         Ok(SectionTable {
@@ -255,27 +338,29 @@ impl SectionTable {
             size_mem_section,
             off_section_mem_map,
             length: vmcoreinfo_field(text, "LENGTH", "mem_section", 1 << 32),
-            pfn_section_shift: section_size_bits as u32 - 12,
+            pfn_section_shift: section_size_bits as u32 - page_shift,
+            page_shift,
             max_physmem_bits: max_physmem_bits as u32,
             size_page: layout.size_page as u64,
             word: layout.word,
-            // The kernel half: 5-level paging starts it at 0xff00…, 4-level at 0xffff8….
-            kernel_start: match (long_mode, vmcoreinfo_number(text, "pgtable_l5_enabled")) {
-                (true, Some(1)) => 0xff00_0000_0000_0000,
-                (true, _) => 0xffff_8000_0000_0000,
-                (false, _) => 0xc000_0000,
-            },
+            kernel_start: machine.kernel_start(text),
         })
     }
 
+    /// log2 of the 4 KiB frames in one kernel page (0 with 4 KiB pages, 2 with 16 KiB).
+    pub(super) fn frame_shift(&self) -> u32 {
+        self.page_shift - FRAME_SHIFT
+    }
+
+    /// `SECTIONS_PER_ROOT`: one kernel page of `struct mem_section`.
     fn per_root_extreme(&self) -> u64 {
-        (4096 / self.size_mem_section).max(1)
+        ((1u64 << self.page_shift) / self.size_mem_section).max(1)
     }
 
     /// True for SPARSEMEM_EXTREME (makedumpfile's test: `LENGTH(mem_section)` is the number of
     /// roots an extreme table has, or is not exported).
     fn extreme(&self) -> bool {
-        let sections = 1u64 << (self.max_physmem_bits - self.pfn_section_shift - 12);
+        let sections = 1u64 << (self.max_physmem_bits - self.pfn_section_shift - self.page_shift);
         match self.length {
             None => true,
             Some(l) => l == sections.div_ceil(self.per_root_extreme()),

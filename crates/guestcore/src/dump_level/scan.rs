@@ -21,6 +21,9 @@ use serde::Serialize;
 /// `struct page`s read at a time.
 pub const WINDOW_PAGES: u64 = 8192;
 
+/// Frames the zero-page pass reads at a time (2 MiB), a multiple of every kernel page size.
+const PIECE: u64 = 512;
+
 /// Frames left out, by reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Excluded {
@@ -185,7 +188,11 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
     out: &mut FrameSet,
     progress: &dyn Progress,
 ) -> Result<Classified> {
-    let shift = table.pfn_section_shift;
+    // `out` counts 4 KiB frames; the page array, kernel pages of `1 << k` frames each.
+    let k = table.frame_shift();
+    let unit = 1u64 << k;
+    // log2 of the frames per section.
+    let shift = table.pfn_section_shift + k;
     // Sections that hold RAM.
     let mut sections: Vec<u64> = Vec::new();
     for (s, e) in out.ram_runs_in(0, u64::MAX) {
@@ -208,7 +215,16 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
         .iter()
         .map(|m| {
             let lo = m.nr << shift;
-            (*m, out.ram_runs_in(lo, lo + (1 << shift)))
+            // The kernel pages with a RAM frame, as pfns (a section is whole kernel pages).
+            let mut runs: Vec<(u64, u64)> = Vec::new();
+            for (s, e) in out.ram_runs_in(lo, lo + (1 << shift)) {
+                let (s, e) = (s >> k, e.div_ceil(unit));
+                match runs.last_mut() {
+                    Some(l) if l.1 >= s => l.1 = l.1.max(e),
+                    _ => runs.push((s, e)),
+                }
+            }
+            (*m, runs)
         })
         .collect();
     let (keep, results) = rayon::join(keep, || -> Vec<SectionResult> {
@@ -264,15 +280,20 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
     c.outside = out.capacity() - mapped - unreadable - beyond;
     c.excluded.beyond_page_array = out.insert(end, u64::MAX);
     for r in results {
-        c.unclassified += r.unclassified;
+        c.unclassified += r.unclassified.saturating_mul(unit);
         c.bad_free_orders += r.bad_free_orders;
         for (s, e, class) in r.runs {
+            // Whole kernel pages: one a needed frame lies in is kept, and protected, whole.
+            let (s, e) = (s.saturating_mul(unit), e.saturating_mul(unit));
             for (a, b) in keep.gaps_in(s, e) {
-                let new = out.insert(a, b);
-                c.excluded.add(class, new);
+                let (a, b) = (a.next_multiple_of(unit), b - b % unit);
+                if a < b {
+                    let new = out.insert(a, b);
+                    c.excluded.add(class, new);
+                }
             }
             for (a, b) in keep.members_in(s, e) {
-                protected.insert(a, b);
+                protected.insert((a - a % unit).max(s), b.next_multiple_of(unit).min(e));
             }
         }
     }
@@ -280,21 +301,25 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
     Ok(c)
 }
 
-/// Marks the all-zero frames among those `out` keeps (for ELF output, whose layout is fixed
-/// before the data is written); returns how many. Reads in parallel 2 MiB pieces; frames in
-/// holes of a sparse source's file are not read ([`crate::phys::holes`]).
+/// Marks the all-zero kernel pages among those `out` keeps (for ELF output, whose layout is
+/// fixed before the data is written); returns how many frames. A kernel page is `unit` frames
+/// (a power of two, at most [`PIECE`]), left out only when every one of them is RAM, kept and
+/// zero. Reads in parallel 2 MiB pieces; frames in holes of a sparse source's file are not
+/// read ([`crate::phys::holes`]).
 pub(crate) fn mark_zero_frames<M: PhysMemory + ?Sized>(
     mem: &M,
     out: &mut FrameSet,
+    unit: u64,
     progress: &dyn Progress,
 ) -> Result<u64> {
-    const PIECE: u64 = 512;
+    let unit = unit.clamp(1, PIECE);
     let mut pieces: Vec<(u64, u64)> = Vec::new();
     for (s, e) in out.ram_runs_in(0, u64::MAX) {
         for (a, b) in out.gaps_in(s, e) {
+            // Pieces end on multiples of PIECE, so no kernel page is split between two.
             let mut p = a;
             while p < b {
-                let q = (p + PIECE).min(b);
+                let q = ((p / PIECE + 1) * PIECE).min(b);
                 pieces.push((p, q));
                 p = q;
             }
@@ -345,6 +370,15 @@ pub(crate) fn mark_zero_frames<M: PhysMemory + ?Sized>(
                         _ => zero.push((pfn, pfn + 1)),
                     }
                 }
+            }
+            if unit > 1 {
+                // Only whole kernel pages: pieces start and end on page boundaries but where
+                // RAM or the kept frames do not, and a page cut there stays.
+                zero.retain_mut(|(s, e)| {
+                    *s = s.next_multiple_of(unit);
+                    *e -= *e % unit;
+                    s < e
+                });
             }
             mem.release(a * FRAME, (b - a) * FRAME);
             // A file cut while this piece was read gave zeros: not zero pages of the guest.

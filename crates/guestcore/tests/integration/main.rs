@@ -8,6 +8,7 @@ mod aarch64_qemu;
 mod common;
 mod dump_elf;
 mod dump_levels;
+mod dump_levels_arm64;
 mod dump_modes;
 mod hostile_walk;
 mod kdump;

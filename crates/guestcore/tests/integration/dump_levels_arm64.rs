@@ -1,0 +1,265 @@
+//! Dump levels on an arm64 guest built here with 16 KiB kernel pages: RAM at `PHYS_OFFSET`
+//! (1 GiB, as on QEMU's `virt`), the linear map and the vmemmap in TTBR1's tables, a
+//! SPARSEMEM_EXTREME section table whose roots are one 16 KiB page, and an arm64 VMCOREINFO.
+//! A kernel page is four of the 4 KiB frames the filter counts: each must be left out or kept
+//! whole, whether its page array, a frame the kernel needs, or the zero-page pass decides.
+//! (The real-guest suite checks the same filter against drgn on a real arm64 kernel.)
+
+use guestcore::dump_level::{page_filter, DumpLevel, KernelPages, PageFilter};
+use guestcore::paging::PagingMode;
+use guestcore::NoProgress;
+use guestcore_testkit::aarch64::{desc, Aarch64Builder};
+use guestcore_testkit::memory::SparseMemory;
+
+const GRANULE: u64 = 16384;
+const RAM_START: u64 = 0x4000_0000;
+const RAM: u64 = 64 << 20;
+/// `PAGE_OFFSET` of a 48-bit kernel: the linear map, from `PHYS_OFFSET` on.
+const LINEAR: u64 = 0xffff_0000_0000_0000;
+/// `VMEMMAP_START` with 48-bit VAs and 16 KiB pages.
+const VMEMMAP: u64 = 0xffff_ff00_0000_0000;
+/// The first pfn of RAM (16 KiB pfns count from physical 0, not from `PHYS_OFFSET`).
+const FIRST_PFN: u64 = RAM_START / GRANULE;
+const PAGES: u64 = RAM / GRANULE;
+const SIZE_PAGE: u64 = 64;
+/// Frames (4 KiB) per kernel page.
+const UNIT: u64 = GRANULE / 4096;
+
+/// A 6.1-layout `struct page`.
+fn page(flags: u64, mapping: u64, mapcount: i32, private: u64) -> [u8; 64] {
+    let mut p = [0u8; 64];
+    p[0..8].copy_from_slice(&flags.to_le_bytes());
+    p[24..32].copy_from_slice(&mapping.to_le_bytes());
+    p[40..48].copy_from_slice(&private.to_le_bytes());
+    p[48..52].copy_from_slice(&mapcount.to_le_bytes());
+    p
+}
+
+const LRU: u64 = 1 << 4;
+const HEAD: u64 = 1 << 16;
+const FILE: u64 = LINEAR + 0x1234_0000;
+
+/// Kernel pages by their index from the first pfn.
+const FREE: u64 = 100; // an order-2 buddy block: 4 pages, 16 frames
+const ANON: u64 = 200;
+const CACHE: u64 = 300;
+const NEEDED_ANON: u64 = 400; // anonymous, but a frame of it is one the caller keeps
+const COMPOUND: u64 = 500; // an anonymous compound page of order 1
+const PARTLY_ZERO: u64 = 600; // one of its four frames is not zero
+
+fn known(i: u64) -> Option<[u8; 64]> {
+    match i {
+        FREE => Some(page(0, 0, -129, 2)),
+        ANON | NEEDED_ANON => Some(page(LRU | 1 << 19, FILE | 1, 0, 0)),
+        CACHE => Some(page(LRU, FILE, -1, 0)),
+        COMPOUND => Some(page(HEAD, FILE | 1, 0, 0)),
+        i if i == COMPOUND + 1 => {
+            let mut t = page(0, 0, -1, 0);
+            t[8..16].copy_from_slice(&((VMEMMAP + COMPOUND * SIZE_PAGE) | 1).to_le_bytes());
+            t[17] = 1; // compound_order
+            Some(t)
+        }
+        _ => None,
+    }
+}
+
+struct Kernel {
+    mem: SparseMemory,
+    mode: PagingMode,
+    vmcoreinfo: String,
+}
+
+/// The guest: the struct pages of [`known`], data in the pages they name.
+fn kernel() -> Kernel {
+    let mut b = Aarch64Builder::new(GRANULE, 48, 48, &[(RAM_START, RAM)], RAM_START + (32 << 20));
+    let rw = desc::PXN | desc::UXN;
+    // The linear map, in 32 MiB blocks.
+    for off in (0..RAM).step_by(32 << 20) {
+        b.map(LINEAR + off, RAM_START + off, 32 << 20, rw);
+    }
+    // The page array: one struct page per kernel page, in the vmemmap.
+    let array_pages = PAGES * SIZE_PAGE / GRANULE;
+    let array = b.alloc();
+    for _ in 1..array_pages {
+        b.alloc();
+    }
+    for i in 0..array_pages {
+        b.map(VMEMMAP + i * GRANULE, array + i * GRANULE, GRANULE, rw);
+    }
+    // mem_section: a pointer per root; root 0 holds sections 0..1024, RAM's is section 8.
+    let roots = b.alloc();
+    let root = b.alloc();
+    let lin = |pa: u64| LINEAR + (pa - RAM_START);
+    b.write_u64(roots, lin(root));
+    let nr = RAM_START >> 27;
+    let coded = VMEMMAP.wrapping_sub(FIRST_PFN * SIZE_PAGE);
+    b.write_u64(root + nr * 16, coded | 0b11);
+    let cpu = b.cpu();
+    let mode = PagingMode::aarch64(&cpu).unwrap();
+    let mut mem = b.into_memory();
+    for i in 0..PAGES {
+        if let Some(p) = known(i) {
+            mem.write(array + i * SIZE_PAGE, &p);
+        }
+    }
+    // Data in every page the rules name, and in one frame of PARTLY_ZERO.
+    for i in [FREE, ANON, CACHE, NEEDED_ANON, COMPOUND, COMPOUND + 1] {
+        mem.write_u64(RAM_START + i * GRANULE + 8, 0x5a5a);
+    }
+    mem.write_u64(RAM_START + PARTLY_ZERO * GRANULE + 2 * 4096 + 16, 0x5a5a);
+    let vmcoreinfo = format!(
+        "OSRELEASE=6.1.0-test-arm64\nPAGESIZE=16384\nNUMBER(VA_BITS)=48\n\
+         NUMBER(kimage_voffset)=0xffff7fff00000000\nNUMBER(PHYS_OFFSET)=0x40000000\n\
+         NUMBER(TCR_EL1_T1SZ)=0x10\nSIZE(page)=64\nOFFSET(page.flags)=0\n\
+         OFFSET(page.mapping)=24\nOFFSET(page.lru)=8\nOFFSET(page._mapcount)=48\n\
+         OFFSET(page.private)=40\nOFFSET(page.compound_dtor)=16\n\
+         OFFSET(page.compound_order)=17\nOFFSET(page.compound_head)=8\n\
+         LENGTH(zone.free_area)=12\nNUMBER(PG_lru)=4\nNUMBER(PG_private)=13\n\
+         NUMBER(PG_swapcache)=10\nNUMBER(PG_swapbacked)=19\nNUMBER(PG_slab)=9\n\
+         NUMBER(PG_hwpoison)=22\nNUMBER(PG_head_mask)=65536\n\
+         NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nNUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-257\n\
+         SIZE(mem_section)=16\nOFFSET(mem_section.section_mem_map)=0\n\
+         NUMBER(SECTION_SIZE_BITS)=27\nNUMBER(MAX_PHYSMEM_BITS)=48\nLENGTH(mem_section)=2048\n\
+         SYMBOL(mem_section)={:x}\n",
+        lin(roots)
+    );
+    Kernel {
+        mem,
+        mode,
+        vmcoreinfo,
+    }
+}
+
+/// The 4 KiB frames of kernel page `i`.
+fn frames(i: u64) -> std::ops::Range<u64> {
+    (FIRST_PFN + i) * UNIT..(FIRST_PFN + i + 1) * UNIT
+}
+
+fn filter(
+    k: &Kernel,
+    vmcoreinfo: &str,
+    level: u8,
+    keep: &[guestcore::addr::PhysRange],
+) -> guestcore::Result<PageFilter> {
+    page_filter(
+        &k.mem,
+        DumpLevel::new(level).unwrap(),
+        Some(KernelPages {
+            mode: &k.mode,
+            vmcoreinfo: vmcoreinfo.as_bytes(),
+        }),
+        keep,
+        &NoProgress,
+    )
+}
+
+/// Every left-out frame's kernel page is left out whole.
+fn assert_whole_pages(f: &PageFilter) {
+    let x = f.excluded();
+    for i in 0..PAGES {
+        let n = frames(i).filter(|&fr| x.contains(fr)).count() as u64;
+        assert!(
+            n == 0 || n == UNIT,
+            "kernel page {i}: {n} of its {UNIT} frames left out"
+        );
+    }
+}
+
+#[test]
+fn sixteen_kib_pages_are_classified_and_left_out_whole() {
+    let k = kernel();
+    // A frame of NEEDED_ANON (its third) is one the caller keeps: the page stays whole.
+    let needed = guestcore::addr::PhysRange::new(RAM_START + NEEDED_ANON * GRANULE + 2 * 4096, 8);
+    let f = filter(&k, &k.vmcoreinfo, 2 | 8 | 16, &[needed]).unwrap();
+    let r = f.report();
+    assert!(r.page_array, "{r:?}");
+    assert_eq!(r.page_size, GRANULE, "{r:?}");
+    assert_eq!(r.ram_frames, RAM / 4096);
+    assert_eq!(r.unclassified, 0, "{r:?}");
+    assert_eq!(
+        r.excluded.free,
+        4 * UNIT,
+        "an order-2 block of 16 KiB pages: {r:?}"
+    );
+    assert_eq!(r.excluded.cache, UNIT, "{r:?}");
+    assert_eq!(
+        r.excluded.user,
+        3 * UNIT,
+        "ANON and the order-1 compound page: {r:?}"
+    );
+    assert_eq!(r.protected, UNIT, "the needed page, whole: {r:?}");
+    let x = f.excluded();
+    let mut want: Vec<u64> = Vec::new();
+    for i in [
+        FREE,
+        FREE + 1,
+        FREE + 2,
+        FREE + 3,
+        ANON,
+        CACHE,
+        COMPOUND,
+        COMPOUND + 1,
+    ] {
+        want.extend(frames(i));
+    }
+    let got: Vec<u64> = (0..PAGES)
+        .flat_map(frames)
+        .filter(|&fr| x.contains(fr))
+        .collect();
+    assert_eq!(got, want);
+    assert_whole_pages(&f);
+}
+
+#[test]
+fn zero_pages_are_whole_kernel_pages() {
+    let k = kernel();
+    let mut f = filter(&k, &k.vmcoreinfo, 31, &[]).unwrap();
+    f.exclude_zero_pages(&k.mem, &NoProgress).unwrap();
+    let x = f.excluded();
+    assert!(
+        frames(PARTLY_ZERO).all(|fr| !x.contains(fr)),
+        "a page with one non-zero frame is kept whole"
+    );
+    assert!(
+        frames(PARTLY_ZERO + 1).all(|fr| x.contains(fr)),
+        "an all-zero page is left out"
+    );
+    assert_whole_pages(&f);
+    // Zero pages alone, too (level 1).
+    let mut f = filter(&k, &k.vmcoreinfo, 1, &[]).unwrap();
+    f.exclude_zero_pages(&k.mem, &NoProgress).unwrap();
+    assert!(
+        f.report().excluded.zero > RAM / 4096 / 2,
+        "{:?}",
+        f.report()
+    );
+    assert_whole_pages(&f);
+}
+
+#[test]
+fn a_page_size_that_is_not_arm64s_is_an_error_not_a_guess() {
+    let k = kernel();
+    for (bad, says) in [
+        ("PAGESIZE=16384\n", "PAGESIZE"),
+        ("PAGESIZE=16384\n", "PAGESIZE=12288"),
+        ("NUMBER(SECTION_SIZE_BITS)=27\n", "SECTION_SIZE_BITS 13"),
+    ] {
+        let text = match says {
+            "PAGESIZE" => k.vmcoreinfo.replace(bad, ""),
+            "PAGESIZE=12288" => k.vmcoreinfo.replace(bad, "PAGESIZE=12288\n"),
+            _ => k.vmcoreinfo.replace(bad, "NUMBER(SECTION_SIZE_BITS)=13\n"),
+        };
+        let e = filter(&k, &text, 16, &[]).expect_err(says).to_string();
+        let key = says.split(['=', ' ']).next().unwrap();
+        assert!(e.contains(key), "{says}: {e}");
+    }
+    // A section whose struct pages lie below the kernel's half (VA_BITS 39 puts it at
+    // 0xffff_ff80_…, above this vmemmap) is not believed: an error, not a filter.
+    let text = k
+        .vmcoreinfo
+        .replace("NUMBER(VA_BITS)=48", "NUMBER(VA_BITS)=39");
+    let e = filter(&k, &text, 16, &[])
+        .expect_err("VA_BITS 39")
+        .to_string();
+    assert!(e.contains("no valid present section"), "{e}");
+}
