@@ -118,9 +118,9 @@ fn makedumpfile_input(qemu: &Path, out: &Path) -> Result<(), String> {
 /// What a kdump file says about its pfns, parsed from the 64-bit disk_dump_header layout
 /// (`header_version`, `block_size`, `sub_hdr_size`, `bitmap_blocks`, `max_mapnr`; version 6's
 /// `max_mapnr_64` in the sub header), cross-checked with guestcore's reader.
-struct Pfns {
+pub(super) struct Pfns {
     max_mapnr: u64,
-    dump_level: i32,
+    pub(super) dump_level: i32,
     /// Bitmap 1 (pfns the guest had) and bitmap 2 (pfns dumped), LSB first.
     present: Vec<u8>,
     dumped: Vec<u8>,
@@ -141,7 +141,7 @@ fn count(bits: &[u8], below: u64) -> u64 {
 
 impl Pfns {
     /// Reads `path`'s header and bitmaps, and with `with_shared` its page descriptors too.
-    fn read(path: &Path, with_shared: bool) -> Result<Pfns, String> {
+    pub(super) fn read(path: &Path, with_shared: bool) -> Result<Pfns, String> {
         let info = KdumpFile::open(path)
             .map_err(|e| format!("guestcore's reader: {e}"))?
             .info()
@@ -225,6 +225,16 @@ impl Pfns {
         })
     }
 
+    /// True when the guest had `pfn` (bitmap 1).
+    pub(super) fn present(&self, pfn: u64) -> bool {
+        pfn < self.max_mapnr && bit(&self.present, pfn)
+    }
+
+    /// True when the file dumps `pfn` (bitmap 2).
+    pub(super) fn dumped(&self, pfn: u64) -> bool {
+        pfn < self.max_mapnr && bit(&self.dumped, pfn)
+    }
+
     /// Pfns below `below` the guest had and this file does not dump.
     fn excluded(&self, below: u64) -> u64 {
         (0..below.min(self.max_mapnr))
@@ -266,7 +276,7 @@ fn differences(what: &str, mdf: &[u8], gc: &[u8], below: u64) -> Option<String> 
 }
 
 /// The workload's facts (`workload.txt`: `KEY VALUE` pairs on one line).
-fn workload(dir: &Path) -> HashMap<String, String> {
+pub(super) fn workload(dir: &Path) -> HashMap<String, String> {
     let text = std::fs::read_to_string(dir.join("workload.txt")).unwrap_or_default();
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut facts = HashMap::new();

@@ -26,6 +26,7 @@ mod aarch64;
 mod aarch64_capture;
 mod aarch64_kdump;
 mod aarch64_kdump_guest;
+mod aarch64_levels;
 mod capture;
 pub(crate) mod debuggers;
 mod dump_levels;
