@@ -186,8 +186,16 @@ fn render_filter(
         }
     }
     let x = &r.excluded;
+    let frames = if r.page_size > 4096 {
+        format!(
+            "4 KiB frames of RAM (the kernel's {} KiB pages kept or left out whole)",
+            r.page_size >> 10
+        )
+    } else {
+        "RAM pages".to_string()
+    };
     note(&format_args!(
-        "dump level {}: leaves out {} of {} RAM pages (zero {}, cache {}, cache with private data {}, user data {}, free {}, hwpoison {}, offline {}, past the page array {}); keeps {}",
+        "dump level {}: leaves out {} of {} {frames} (zero {}, cache {}, cache with private data {}, user data {}, free {}, hwpoison {}, offline {}, past the page array {}); keeps {}",
         r.level,
         x.total(),
         r.ram_frames,

@@ -265,6 +265,13 @@ fn print_filter(r: &FilterReport, kdump: bool, json: bool) -> Result<()> {
         "no struct page (kept)", r.outside_page_array
     )?;
     writeln!(out, "{:<24}{:>12}", "protected (kept)", r.protected)?;
+    if r.page_size > 4096 {
+        writeln!(
+            out,
+            "(pages are 4 KiB frames; the kernel's pages are {} KiB, each kept or left out whole)",
+            r.page_size >> 10
+        )?;
+    }
     if kdump && r.level & DumpLevel::ZERO != 0 {
         writeln!(
             out,
