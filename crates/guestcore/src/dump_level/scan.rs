@@ -286,14 +286,16 @@ pub(crate) fn classify_ram<M: PhysMemory + ?Sized>(
             // Whole kernel pages: one a needed frame lies in is kept, and protected, whole.
             let (s, e) = (s.saturating_mul(unit), e.saturating_mul(unit));
             for (a, b) in keep.gaps_in(s, e) {
-                let (a, b) = (a.next_multiple_of(unit), b - b % unit);
+                let a = a.checked_next_multiple_of(unit).unwrap_or(u64::MAX);
+                let b = b - b % unit;
                 if a < b {
                     let new = out.insert(a, b);
                     c.excluded.add(class, new);
                 }
             }
             for (a, b) in keep.members_in(s, e) {
-                protected.insert((a - a % unit).max(s), b.next_multiple_of(unit).min(e));
+                let b = b.checked_next_multiple_of(unit).unwrap_or(u64::MAX);
+                protected.insert((a - a % unit).max(s), b.min(e));
             }
         }
     }

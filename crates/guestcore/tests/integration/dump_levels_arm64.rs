@@ -11,6 +11,7 @@ use guestcore::paging::PagingMode;
 use guestcore::NoProgress;
 use guestcore_testkit::aarch64::{desc, Aarch64Builder};
 use guestcore_testkit::memory::SparseMemory;
+use guestcore_testkit::random::Rng;
 
 const RAM_START: u64 = 0x4000_0000;
 const RAM: u64 = 64 << 20;
@@ -99,6 +100,8 @@ struct Kernel {
     mem: SparseMemory,
     mode: PagingMode,
     vmcoreinfo: String,
+    /// Physical address of the page array.
+    array: u64,
 }
 
 /// The guest: the struct pages of [`known`], data in the pages they name.
@@ -175,6 +178,7 @@ fn kernel(g: Geo) -> Kernel {
         mem,
         mode,
         vmcoreinfo,
+        array,
     }
 }
 
@@ -309,4 +313,66 @@ fn a_page_size_that_is_not_arm64s_is_an_error_not_a_guess() {
         .expect_err("VA_BITS 39")
         .to_string();
     assert!(e.contains("no valid present section"), "{e}");
+}
+
+/// Hostile geometry and struct pages: a random page size, section and PA sizes, VA size,
+/// `SIZE(mem_section)` and `LENGTH(mem_section)` in the VMCOREINFO, random bytes in the page
+/// array. Every outcome is an error or a report whose counts add up, never a panic, and every
+/// left-out frame's kernel page (of the size the report names) is left out whole.
+#[test]
+fn hostile_arm64_geometry_is_bounded() {
+    let base = kernel(G16);
+    let mut rng = Rng::new(28);
+    let (mut ok, mut refused) = (0, 0);
+    for round in 0..40 {
+        let mut k = Kernel {
+            mem: base.mem.clone(),
+            mode: base.mode.clone(),
+            vmcoreinfo: String::new(),
+            array: base.array,
+        };
+        // Random struct pages over a few windows of the array (flags, mapping, orders).
+        for _ in 0..200 {
+            let i = rng.below(G16.pages());
+            let at = base.array + i * SIZE_PAGE;
+            let b = rng.bytes(SIZE_PAGE as usize);
+            k.mem.write(at, &b);
+        }
+        let page = rng.pick(&[16384u64, 16384, 16384, 4096, 65536, 12288, 0]);
+        let mut text = base
+            .vmcoreinfo
+            .replace("PAGESIZE=16384", &format!("PAGESIZE={page}"));
+        for (key, v) in [
+            ("NUMBER(SECTION_SIZE_BITS)=27", rng.below(64)),
+            ("NUMBER(MAX_PHYSMEM_BITS)=48", rng.below(64)),
+            ("NUMBER(VA_BITS)=48", 30 + rng.below(30)),
+            ("SIZE(mem_section)=16", rng.below(5000)),
+            ("LENGTH(mem_section)=2048", rng.next_u64() % 100_000),
+        ] {
+            if rng.chance(15) {
+                let name = key.split('=').next().unwrap();
+                text = text.replace(key, &format!("{name}={v}"));
+            }
+        }
+        k.vmcoreinfo = text;
+        match filter(&k, &k.vmcoreinfo, 31, &[]) {
+            Err(_) => refused += 1,
+            Ok(mut f) => {
+                ok += 1;
+                f.exclude_zero_pages(&k.mem, &NoProgress).unwrap();
+                let r = f.report().clone();
+                assert!(
+                    r.excluded.total() <= r.ram_frames && f.excluded().len() == r.excluded.total(),
+                    "round {round}: {r:?}"
+                );
+                let g = Geo {
+                    granule: r.page_size,
+                    section_bits: 0,
+                };
+                assert_whole_pages(g, &f);
+            }
+        }
+    }
+    eprintln!("{ok} filtered, {refused} refused");
+    assert!(ok > 0 && refused > 0, "{ok} filtered, {refused} refused");
 }
