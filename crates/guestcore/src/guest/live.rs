@@ -308,10 +308,14 @@ impl Guest {
 }
 
 /// The block of a kdump file streamed from a guest whose first vCPU is in `view`'s state: the
-/// page size of the kernel's half of an aarch64 vCPU's regime (its TCR_EL1.TG1 granule), which
-/// the kernel's VMCOREINFO `PAGESIZE`, read only at the stream's end, must then agree with;
-/// 4 KiB on x86 and with the MMU off.
+/// page size of the view's kernel (its VMCOREINFO `PAGESIZE`: a live aarch64 vCPU's registers
+/// from QEMU's monitor have no translation registers, so its view is the kernel's), else the
+/// granule of the kernel's half of an aarch64 vCPU's regime (TCR_EL1.TG1); 4 KiB on x86 and
+/// with the MMU off. The VMCOREINFO read at the stream's end must then agree.
 fn stream_block(view: &super::View) -> Result<BlockSize> {
+    if let Some(k) = &view.kernel {
+        return super::dump::kdump_block_size(Some(&k.vmcoreinfo));
+    }
     let half = view
         .selected
         .first()
