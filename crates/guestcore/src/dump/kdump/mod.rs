@@ -160,6 +160,8 @@ impl Default for KdumpOptions {
 /// What was written, in blocks (pages of the dumped kernel: 4 KiB, or arm64's 16 or 64 KiB).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct KdumpSummary {
+    /// Bytes per block (page): 4096, or an arm64 kernel's 16384 or 65536.
+    pub block_size: u64,
     /// Pfns below max_mapnr (the bitmaps' length in bits).
     pub max_mapnr: u64,
     /// Pfns marked as RAM (bitmap 1).

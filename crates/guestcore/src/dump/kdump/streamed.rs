@@ -193,6 +193,7 @@ impl StreamedKdump {
             slot += e - s;
         }
         let summary = KdumpSummary {
+            block_size: plan.block.bytes(),
             max_mapnr: plan.max_mapnr,
             ram_pages: count(&plan.ram),
             dumped_pages: plan.dumped_pages,

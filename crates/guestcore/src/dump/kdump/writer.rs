@@ -145,6 +145,7 @@ fn generate_in_pool(
     let plan = plan(&shape)?;
     let head = head_blocks(&shape, &plan, opts.timestamp.unwrap_or_else(now))?;
     let mut summary = KdumpSummary {
+        block_size: plan.block.bytes(),
         max_mapnr: plan.max_mapnr,
         ram_pages: count(&plan.ram),
         dumped_pages: plan.dumped_pages,
@@ -526,6 +527,7 @@ mod block_tests {
                 };
                 let out = dir.path().join(format!("{bs}.{c}"));
                 let s = write_kdump(&req, &out, &opts(), &NoProgress).unwrap();
+                assert_eq!(s.block_size, bs, "{what}");
                 assert_eq!(s.max_mapnr, 0x640000u64.div_ceil(bs), "{what}");
                 assert_eq!((s.ram_pages, s.dumped_pages), (blocks, blocks), "{what}");
                 assert_eq!(s.zero_pages, zero_blocks(&mem, bs), "{what}");
