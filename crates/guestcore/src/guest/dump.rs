@@ -671,3 +671,28 @@ fn kept_ranges(k: &Kernel) -> Vec<PhysRange> {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kdump file's block is the kernel's PAGESIZE; 4 KiB without one; an error for a page
+    /// size no block can be, rather than a file readers misread.
+    #[test]
+    fn kdump_block_is_the_kernels_page() {
+        let of = |t: &[u8]| kdump_block_size(Some(t)).map(BlockSize::bytes);
+        assert_eq!(kdump_block_size(None).unwrap(), BlockSize::KIB_4);
+        assert_eq!(of(b"OSRELEASE=6.1.0\n").unwrap(), 4096);
+        assert_eq!(of(b"OSRELEASE=6.1.0\nPAGESIZE=4096\n").unwrap(), 4096);
+        assert_eq!(of(b"PAGESIZE=16384\n").unwrap(), 16384);
+        assert_eq!(of(b"PAGESIZE=65536\n").unwrap(), 65536);
+        for bad in [
+            &b"PAGESIZE=2048\n"[..],
+            b"PAGESIZE=131072\n",
+            b"PAGESIZE=16k\n",
+        ] {
+            let e = of(bad).unwrap_err().to_string();
+            assert!(e.contains("PAGESIZE") || e.contains("pages"), "{e}");
+        }
+    }
+}

@@ -46,7 +46,7 @@ impl BlockSize {
     }
 
     /// Bytes per block, as a length.
-    pub fn len(self) -> usize {
+    pub fn size(self) -> usize {
         self.0 as usize
     }
 

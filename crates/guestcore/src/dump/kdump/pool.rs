@@ -45,7 +45,7 @@ impl Chunk {
     pub(super) fn new(block: BlockSize) -> Self {
         Chunk {
             entries: Vec::with_capacity(chunk_blocks(block)),
-            data: Vec::with_capacity(chunk_blocks(block) * block.len()),
+            data: Vec::with_capacity(chunk_blocks(block) * block.size()),
         }
     }
 
@@ -265,7 +265,7 @@ fn store_file_run(
 pub(super) fn store_pages(kind: Compression, block: BlockSize, pages: &[u8], chunk: &mut Chunk) {
     chunk.clear();
     with_worker(kind, block, |w| {
-        for page in pages.chunks_exact(block.len()) {
+        for page in pages.chunks_exact(block.size()) {
             store_page(&mut w.comp, kind, page, chunk);
         }
     });
@@ -280,9 +280,9 @@ fn with_worker<R>(kind: Compression, block: BlockSize, f: impl FnOnce(&mut Worke
             .is_some_and(|w| w.comp.kind() == kind && w.block == block)
         {
             *slot = Some(Worker {
-                comp: PageCompressor::for_block(kind, block.len()),
+                comp: PageCompressor::for_block(kind, block.size()),
                 block,
-                buf: vec![0u8; block.len()],
+                buf: vec![0u8; block.size()],
                 run: Vec::new(),
             });
         }

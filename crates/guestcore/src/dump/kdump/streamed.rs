@@ -184,7 +184,7 @@ impl StreamedKdump {
         }
         output
             .file()
-            .write_all_at(&vec![0u8; plan.block.len()], plan.zero_off())
+            .write_all_at(&vec![0u8; plan.block.size()], plan.zero_off())
             .map_err(io)?;
         let mut first_slot = Vec::with_capacity(plan.dumped.len());
         let mut slot = 0;
@@ -327,7 +327,7 @@ impl StreamedKdump {
             let o = self.open.swap_remove(lru);
             self.stage(o)?;
         }
-        let bs = self.plan.block.len();
+        let bs = self.plan.block.size();
         let mut bytes = self.spare.pop().unwrap_or_default();
         bytes.clear();
         bytes.resize(bs, 0);
@@ -403,7 +403,7 @@ impl StreamedKdump {
         }
         let kind = self.spec.compression;
         let block = self.plan.block;
-        let pages = self.batch.bytes.len() / block.len();
+        let pages = self.batch.bytes.len() / block.size();
         let n = pages.div_ceil(chunk_blocks(block));
         self.chunks.truncate(n);
         while self.chunks.len() < n {
@@ -411,7 +411,7 @@ impl StreamedKdump {
         }
         self.batch
             .bytes
-            .par_chunks(chunk_blocks(block) * block.len())
+            .par_chunks(chunk_blocks(block) * block.size())
             .zip(self.chunks.par_iter_mut())
             .for_each(|(p, c)| store_pages(kind, block, p, c));
         // The stored pages' descriptors in batch order, their data back to back.
@@ -632,7 +632,7 @@ fn slot_of(dumped: &[(u64, u64)], first_slot: &[u64], pfn: u64) -> Option<u64> {
 impl PhysMemory for WrittenKdump {
     fn read_at(&self, gpa: u64, buf: &mut [u8]) -> Result<()> {
         let bs = self.block.bytes();
-        let mut page = vec![0u8; self.block.len()];
+        let mut page = vec![0u8; self.block.size()];
         let at = ReadBack {
             file: &self.file,
             name: &self.name,
@@ -779,15 +779,12 @@ mod tests {
             (4096, Compression::Zlib, false),
             (4096, Compression::Snappy, false),
             (4096, Compression::Zstd, false),
+            // Larger blocks: the codecs are the writer's (tested per block size there); here
+            // the assembly, in order and staged.
             (16384, Compression::Lzo, true),
             (16384, Compression::Zlib, false),
-            (16384, Compression::Snappy, true),
-            (16384, Compression::Zstd, false),
-            (65536, Compression::Lzo, false),
-            (65536, Compression::Zlib, true),
             (65536, Compression::Snappy, false),
             (65536, Compression::Zstd, true),
-            (65536, Compression::None, true),
         ] {
             let what = format!("{bs} {kind:?} stride {stride}");
             let dir = tempfile::tempdir().unwrap();

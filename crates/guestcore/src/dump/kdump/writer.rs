@@ -207,7 +207,7 @@ fn write_front(
         sink.write_at(desc_end, &vec![0u8; (plan.data_off - desc_end) as usize])
             .map_err(io)?;
     }
-    sink.write_at(plan.zero_off(), &vec![0u8; plan.block.len()])
+    sink.write_at(plan.zero_off(), &vec![0u8; plan.block.size()])
         .map_err(io)
 }
 
