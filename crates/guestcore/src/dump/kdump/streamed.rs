@@ -98,6 +98,9 @@ struct OpenBlock {
     bytes: Vec<u8>,
     /// The frames arrived, one bit per frame of the block.
     have: u32,
+    /// The frames that arrived with bytes (the others as zero pages): a block without any is
+    /// zero, with no scan of its bytes.
+    data: u32,
     /// When a frame last arrived (for choosing the block to stage).
     used: u64,
 }
@@ -297,8 +300,14 @@ impl StreamedKdump {
         let o = &mut self.open[at];
         let dst = &mut o.bytes[i * f..(i + 1) * f];
         match bytes {
-            Some(src) => dst.copy_from_slice(src),
-            None => dst.fill(0),
+            Some(src) => {
+                dst.copy_from_slice(src);
+                o.data |= 1 << i;
+            }
+            None => {
+                dst.fill(0);
+                o.data &= !(1 << i);
+            }
         }
         o.have |= 1 << i;
         o.used = self.tick;
@@ -307,11 +316,8 @@ impl StreamedKdump {
             return Ok(());
         }
         let o = self.open.swap_remove(at);
-        if is_zero(&o.bytes) {
-            self.push(b, None);
-        } else {
-            self.push(b, Some(&o.bytes));
-        }
+        // The pool zero-checks blocks with bytes; one made of zero pages only is zero.
+        self.push(b, (o.data != 0).then_some(&o.bytes[..]));
         self.spare.push(o.bytes);
         self.flush_if_full()
     }
@@ -328,14 +334,19 @@ impl StreamedKdump {
             self.stage(o)?;
         }
         let bs = self.plan.block.size();
-        let mut bytes = self.spare.pop().unwrap_or_default();
-        bytes.clear();
-        bytes.resize(bs, 0);
-        let mut have = 0;
+        let mut bytes = match self.spare.pop() {
+            Some(mut v) if v.len() == bs => {
+                v.fill(0);
+                v
+            }
+            _ => vec![0u8; bs],
+        };
+        let (mut have, mut data) = (0, 0);
         if let Some(st) = self.staged.remove(&b) {
             have = st.have;
             let f = FRAME as usize;
             for (i, off) in st.frames {
+                data |= 1 << i;
                 let dst = &mut bytes[i as usize * f..(i as usize + 1) * f];
                 self.output
                     .file()
@@ -348,11 +359,13 @@ impl StreamedKdump {
             let slot = self.slot(b).expect("a RAM frame's block is dumped");
             read_page_at(&self.reader_parts(), slot, &mut bytes)?;
             have = self.ram_mask(b);
+            data = have;
         }
         self.open.push(OpenBlock {
             block: b,
             bytes,
             have,
+            data,
             used: self.tick,
         });
         Ok(self.open.len() - 1)
@@ -368,7 +381,7 @@ impl StreamedKdump {
         let start = self.data_pos;
         for i in 0..self.plan.block.frames() as usize {
             let frame = &o.bytes[i * f..(i + 1) * f];
-            if o.have >> i & 1 == 0 || is_zero(frame) {
+            if o.data >> i & 1 == 0 || is_zero(frame) {
                 continue;
             }
             self.output
