@@ -18,11 +18,12 @@ bash scripts/install-deps.sh test
 if command -v qemu-system-x86_64 >/dev/null; then
   bash scripts/guest/fetch.sh amd64 i386 debug || echo "warning: guest packages could not be fetched; real-guest tests will say why they skip" >&2
 fi
-# The aarch64 guests' kernels and busybox, the 4k kernel's debug vmlinux (its kallsyms has
-# no data symbols) and kexec-tools:arm64 for the aarch64 kdump guest; a SKIP message when arm64
-# packages cannot be had.
+# The aarch64 guests' kernels and busybox, both kernels' debug vmlinux (their kallsyms has no
+# data symbols; drgn reads the 4k guest's dumps and guestcore's kdump files of the 16k guests)
+# and kexec-tools:arm64 for the aarch64 kdump guest; a SKIP message when arm64 packages cannot
+# be had.
 if command -v qemu-system-aarch64 >/dev/null; then
-  bash scripts/guest/fetch.sh arm64 arm64-16k debug-arm64 kexec-arm64 || echo "warning: arm64 guest packages could not be fetched; the aarch64 tests will say why they skip" >&2
+  bash scripts/guest/fetch.sh arm64 arm64-16k debug-arm64 debug-arm64-16k kexec-arm64 || echo "warning: arm64 guest packages could not be fetched; the aarch64 tests will say why they skip" >&2
 fi
 echo "test.sh: cargo test --workspace --all-targets, with GUESTCORE_REAL_GUESTS=1 (the real-guest and live tiers)"
 GUESTCORE_REAL_GUESTS=1 cargo test --workspace --all-targets

@@ -5,8 +5,10 @@
 //! ```text
 //! cargo run --release -p guestcore --example kdump_throughput -- DIR [MIB] [RUNS]
 //! ```
+//!
+//! `BLOCK=16384` (or 65536) writes blocks of an arm64 kernel's larger pages instead of 4 KiB.
 
-use guestcore::dump::kdump::{write_kdump, Compression, KdumpOptions, KdumpRequest};
+use guestcore::dump::kdump::{write_kdump, BlockSize, Compression, KdumpOptions, KdumpRequest};
 use guestcore::phys::VecMemory;
 use guestcore::NoProgress;
 use std::io::Write;
@@ -100,6 +102,10 @@ fn main() {
         write_elf(&p, &m).unwrap();
         eprintln!("wrote {}", p.display());
     }
+    let block_size = std::env::var("BLOCK")
+        .ok()
+        .map(|b| BlockSize::new(b.parse().expect("BLOCK: bytes")).expect("BLOCK"))
+        .unwrap_or_default();
     for c in [
         Compression::Zlib,
         Compression::Lzo,
@@ -112,6 +118,7 @@ fn main() {
         for _ in 0..runs {
             let req = KdumpRequest {
                 force: true,
+                block_size,
                 ..KdumpRequest::new(&mem, c)
             };
             let t = Instant::now();

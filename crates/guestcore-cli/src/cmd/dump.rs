@@ -196,10 +196,14 @@ pub fn run(ctx: &Context, args: DumpArgs) -> Result<()> {
             summary,
             compression,
         }) => ctx.note(format_args!(
-            "wrote {}: kdump-{} {} pages dumped ({} zero, {} compressed, {} raw), {} bytes, in {:.2} s",
+            "wrote {}: kdump-{} {} pages{} dumped ({} zero, {} compressed, {} raw), {} bytes, in {:.2} s",
             output.display(),
             compression.name(),
             summary.dumped_pages,
+            match summary.block_size {
+                0 | 4096 => String::new(),
+                b => format!(" of {} KiB", b / 1024),
+            },
             summary.zero_pages,
             summary.compressed_pages,
             summary.raw_pages,

@@ -76,8 +76,8 @@ impl PageCompressor {
         Self::for_block(kind, PAGE)
     }
 
-    /// A compressor for `kind`, of blocks of at most `block` bytes (16 KiB and 64 KiB pages:
-    /// what tests and fuzz seeds write for the reader; guestcore writes 4 KiB blocks).
+    /// A compressor for `kind`, of blocks of at most `block` bytes (the 16 KiB and 64 KiB
+    /// pages of arm64 kernels).
     ///
     /// # Panics
     /// When `block` is over [`MAX_BLOCK`].

@@ -1,8 +1,8 @@
 //! A whole kdump-compressed file at any block size, from blocks already stored (compressed or
-//! raw): the write side that tests and fuzz seeds use for the files guestcore's own writer
-//! ([`crate::dump::kdump`], 4 KiB blocks only) never writes — the 16 KiB and 64 KiB blocks of
-//! arm64 kernels with larger pages, and the 64 KiB blocks of QEMU's aarch64 dumps, with the
-//! `Unknown` machine QEMU writes there.
+//! raw): the write side that tests and fuzz seeds use for files guestcore's own writer
+//! ([`crate::dump::kdump`], which writes blocks of the dumped kernel's page) does not write —
+//! the 64 KiB blocks of QEMU's aarch64 dumps whatever the kernel's pages, with the `Unknown`
+//! machine QEMU writes there — and for layouts made by hand in fuzz seeds.
 //!
 //! The layout is the one every kdump file has, counted in blocks of `block_size` bytes:
 //! block 0 the header, block 1 the sub header and the notes after it (`sub_hdr_size` blocks in

@@ -18,7 +18,7 @@
 use super::{Guest, Notice, View, VmcoreinfoFrom};
 use crate::addr::PhysRange;
 use crate::dump::kdump::{
-    write_kdump, write_kdump_to, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
+    write_kdump, write_kdump_to, BlockSize, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
 };
 use crate::dump::notes::{dump_notes, CpuNotes};
 use crate::dump::{
@@ -153,6 +153,8 @@ pub(super) struct Plan {
     pub(super) notes: Vec<ElfNote>,
     pub(super) nr_cpus: usize,
     pub(super) machine: ElfMachine,
+    /// A kdump file's block: the described kernel's page size (4 KiB without one).
+    pub(super) block_size: BlockSize,
     filter: Option<PageFilter>,
 }
 
@@ -167,6 +169,26 @@ pub(super) enum PlanFor {
     DryRun,
     /// The end of a dump whose pages a stream pushed.
     Stream,
+}
+
+/// The block of a kdump file describing the kernel whose VMCOREINFO is `vmcoreinfo`: its
+/// `PAGESIZE` (readers number a kdump file's blocks by the kernel's page size); 4 KiB without
+/// a VMCOREINFO or a `PAGESIZE` in it. A page size no kdump block can be is an error.
+pub(super) fn kdump_block_size(vmcoreinfo: Option<&[u8]>) -> Result<BlockSize> {
+    let page = vmcoreinfo.and_then(|t| crate::format::vmcoreinfo::vmcoreinfo_get(t, "PAGESIZE"));
+    match page {
+        None => Ok(BlockSize::KIB_4),
+        Some(p) => p
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| {
+                Error::Unsupported(format!(
+                    "the kernel's PAGESIZE {:?} is not a number",
+                    p.trim()
+                ))
+            })
+            .and_then(BlockSize::new),
+    }
 }
 
 /// The kdump machine of a dump whose ELF machine is `machine`.
@@ -329,6 +351,7 @@ impl Guest {
             filter: self.range(spec),
             excluded: plan.filter.as_ref().map(|f| f.excluded()),
             dump_level: spec.level.bits(),
+            block_size: plan.block_size,
             flatten: spec.flatten,
             force: spec.force,
         }
@@ -409,18 +432,11 @@ impl Guest {
             vmcoreinfo = Some(k.vmcoreinfo.clone());
         }
         // A kdump file's blocks are its kernel's pages: readers (libkdumpfile, drgn, crash)
-        // number the bitmap's bits by PAGESIZE. guestcore writes 4 KiB blocks only, so the
-        // kdump file of a kernel with larger pages (arm64's 16 and 64 KiB) would be misread.
-        if let (DumpFormat::Kdump(_), Some(text)) = (&spec.format, &vmcoreinfo) {
-            let page = crate::format::vmcoreinfo::vmcoreinfo_get(text, "PAGESIZE")
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if let Some(page) = page.filter(|&p| p != 4096) {
-                return Err(Error::Unsupported(format!(
-                    "the kernel's pages are {} KiB, and guestcore writes kdump files of 4 KiB blocks only (readers number a kdump file's blocks by the kernel's page size): write an ELF core instead",
-                    page / 1024
-                )));
-            }
-        }
+        // number the bitmap's bits by PAGESIZE (arm64's 16 and 64 KiB pages among them).
+        let block_size = match spec.format {
+            DumpFormat::Kdump(_) => kdump_block_size(vmcoreinfo.as_deref())?,
+            DumpFormat::Elf(_) => BlockSize::KIB_4,
+        };
         if paging_asked && !paging {
             self.notice(Notice::PagingOff {
                 cpu: first.cpu.index(),
@@ -480,6 +496,7 @@ impl Guest {
             notes,
             nr_cpus,
             machine,
+            block_size,
             filter,
         })
     }
@@ -653,4 +670,29 @@ fn kept_ranges(k: &Kernel) -> Vec<PhysRange> {
         v.extend(c.note_addrs.iter().map(|&a| page(a)));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kdump file's block is the kernel's PAGESIZE; 4 KiB without one; an error for a page
+    /// size no block can be, rather than a file readers misread.
+    #[test]
+    fn kdump_block_is_the_kernels_page() {
+        let of = |t: &[u8]| kdump_block_size(Some(t)).map(BlockSize::bytes);
+        assert_eq!(kdump_block_size(None).unwrap(), BlockSize::KIB_4);
+        assert_eq!(of(b"OSRELEASE=6.1.0\n").unwrap(), 4096);
+        assert_eq!(of(b"OSRELEASE=6.1.0\nPAGESIZE=4096\n").unwrap(), 4096);
+        assert_eq!(of(b"PAGESIZE=16384\n").unwrap(), 16384);
+        assert_eq!(of(b"PAGESIZE=65536\n").unwrap(), 65536);
+        for bad in [
+            &b"PAGESIZE=2048\n"[..],
+            b"PAGESIZE=131072\n",
+            b"PAGESIZE=16k\n",
+        ] {
+            let e = of(bad).unwrap_err().to_string();
+            assert!(e.contains("PAGESIZE") || e.contains("pages"), "{e}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ use crate::addr::PAGE_SIZE;
 use crate::cpu::notes::{encode_prstatus_x86_64, encode_qemu_note};
 use crate::cpu::X86CpuState;
 use crate::dump::from_stream::{stream_snapshot, Streamed};
+use crate::dump::kdump::BlockSize;
 use crate::dump::kdump::{StreamedKdump, StreamedKdumpSpec};
 use crate::dump::streamed::StreamedElf;
 use crate::dump::{DumpFormat, DumpOutcome, KdumpOutcome, OutputOptions, PageSink, SinkEnd};
@@ -194,6 +195,10 @@ impl Guest {
         // space left over stays outside every header; finish refuses notes that do not fit).
         let reserve = per_cpu * running.cpus().len().max(1) as u64 * 2 + VMCOREINFO_RESERVE;
         let output = OutputOptions { force: spec.force };
+        let kdump_block = match spec.format {
+            DumpFormat::Kdump(_) => stream_block(&view)?,
+            DumpFormat::Elf(_) => BlockSize::KIB_4,
+        };
         let sink: Box<dyn PageSink> = match spec.format {
             DumpFormat::Elf(class) => {
                 let paging = view.selected.first().filter(|s| {
@@ -225,6 +230,7 @@ impl Guest {
                     compression,
                     dump_level: spec.level.bits(),
                     notes_reserve: reserve,
+                    block_size: kdump_block,
                 },
             )?),
         };
@@ -278,6 +284,18 @@ impl Guest {
             ));
         }
         let plan = snapshot.plan_dump(&view, spec, PlanFor::Stream, progress)?;
+        // The blocks were fixed by the vCPU's granule before the first page; the kernel's
+        // VMCOREINFO, known only now, must have the same pages (else the file would be
+        // misread: refused, nothing left).
+        if matches!(spec.format, DumpFormat::Kdump(_))
+            && plan.vmcoreinfo.is_some()
+            && plan.block_size != kdump_block
+        {
+            return Err(Error::Unsupported(format!(
+                "the kernel's pages are {}, but its vCPU used {} pages when the snapshot began: the kdump file's blocks would not be its pages; write an ELF core instead",
+                plan.block_size, kdump_block
+            )));
+        }
         Box::new(sink)
             .finish(&SinkEnd {
                 utsname: plan.utsname.as_ref(),
@@ -286,5 +304,25 @@ impl Guest {
                 mappings: plan.mappings.as_ref(),
             })
             .map(Some)
+    }
+}
+
+/// The block of a kdump file streamed from a guest whose first vCPU is in `view`'s state: the
+/// page size of the view's kernel (its VMCOREINFO `PAGESIZE`: a live aarch64 vCPU's registers
+/// from QEMU's monitor have no translation registers, so its view is the kernel's), else the
+/// granule of the kernel's half of an aarch64 vCPU's regime (TCR_EL1.TG1); 4 KiB on x86 and
+/// with the MMU off. The VMCOREINFO read at the stream's end must then agree.
+fn stream_block(view: &super::View) -> Result<BlockSize> {
+    if let Some(k) = &view.kernel {
+        return super::dump::kdump_block_size(Some(&k.vmcoreinfo));
+    }
+    let half = view
+        .selected
+        .first()
+        .and_then(|s| s.mode.aarch64.as_ref())
+        .and_then(|r| r.high.as_ref());
+    match half {
+        Some(h) => BlockSize::new(h.granule.bytes()),
+        None => Ok(BlockSize::KIB_4),
     }
 }

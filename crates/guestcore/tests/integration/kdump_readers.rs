@@ -1,9 +1,12 @@
 //! Independent readers of our kdump files: libkdumpfile (python3-libkdumpfile) reads sampled
-//! pages in every compression, and makedumpfile -R rebuilds our flattened stream into the same
+//! pages in every compression (and in the 16 and 64 KiB blocks of arm64 kernels with larger
+//! pages), and makedumpfile -R rebuilds our flattened stream into the same
 //! bytes as our plain file. Each check is skipped, with the reason printed, when its tool is
 //! not installed (scripts/install-deps.sh installs both).
 
-use guestcore::dump::kdump::{write_kdump, Compression, KdumpMachine, KdumpOptions, KdumpRequest};
+use guestcore::dump::kdump::{
+    write_kdump, BlockSize, Compression, KdumpMachine, KdumpOptions, KdumpRequest,
+};
 use guestcore::format::ElfNote;
 use guestcore::phys::kdump::KdumpFile;
 use guestcore::phys::{PhysMemory, VecMemory};
@@ -179,5 +182,59 @@ fn makedumpfile_reassembles_our_flattened_stream() {
             "{c}: makedumpfile -R output differs from our plain file"
         );
         KdumpFile::open(&rebuilt).unwrap();
+    }
+}
+
+/// Files of an arm64 kernel with 16 or 64 KiB pages: blocks of that size (the last one partly
+/// RAM), read by libkdumpfile, which takes the block size for the kernel's page size.
+#[test]
+fn libkdumpfile_reads_larger_blocks() {
+    let Some(py) = python_with_kdumpfile() else {
+        guestcore_testkit::tools::skip("python3-libkdumpfile is not installed");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mem = memory();
+    let notes = [ElfNote::new(b"CORE", 1, vec![0; 392])];
+    let mut addrs: Vec<u64> = (0..160u64).step_by(7).map(|p| p * PAGE as u64).collect();
+    addrs.extend((0x100u64..0x100 + 300).step_by(11).map(|p| p * PAGE as u64));
+    addrs.push(0x100000 + 299 * PAGE as u64);
+    for bs in [16384u64, 65536] {
+        let vmci = format!("OSRELEASE=6.12.0-arm64-16k\nPAGESIZE={bs}\nNUMBER(VA_BITS)=48\n");
+        for c in Compression::ALL {
+            let what = format!("{} KiB {c}", bs / 1024);
+            let out = dir.path().join(format!("{bs}.{c}"));
+            let req = KdumpRequest {
+                notes: &notes,
+                vmcoreinfo: Some(vmci.as_bytes()),
+                machine: KdumpMachine::Aarch64,
+                block_size: BlockSize::new(bs).unwrap(),
+                ..KdumpRequest::new(&mem, c)
+            };
+            write_kdump(&req, &out, &KdumpOptions::default(), &NoProgress).unwrap();
+            let r = Command::new(&py)
+                .arg(script())
+                .arg(&out)
+                .args(addrs.iter().map(|a| format!("{a:#x}")))
+                .output()
+                .unwrap();
+            let facts = String::from_utf8_lossy(&r.stderr);
+            assert!(r.status.success(), "{what}: libkdumpfile failed: {facts}");
+            assert!(
+                facts.contains("\"arch.name\": \"aarch64\"")
+                    && facts.contains(&format!("\"arch.page_size\": {bs}"))
+                    && facts.contains(&format!("\"max_pfn\": {}", 0x22c000u64.div_ceil(bs))),
+                "{what}: {facts}"
+            );
+            assert_eq!(r.stdout.len(), addrs.len() * PAGE, "{what}");
+            for (i, a) in addrs.iter().enumerate() {
+                let mut want = vec![0u8; PAGE];
+                mem.read_at(*a, &mut want).unwrap();
+                assert!(
+                    r.stdout[i * PAGE..(i + 1) * PAGE] == want[..],
+                    "{what}: libkdumpfile read different bytes at {a:#x}"
+                );
+            }
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! live guest goes through the kernel's own page tables found in its RAM. Checked against
 //! QEMU itself: `translate` equals HMP `gva2gpa` (over the second monitor), reads give the
 //! release the guest printed, and a background snapshot stops the guest for milliseconds (by
-//! guestcore's own count of QEMU's stop) and yields cores that read back and say aarch64.
+//! guestcore's own count of QEMU's stop) and yields cores that read back and say aarch64. On
+//! the 16 KiB-page kernel, the snapshot's kdump files have 16 KiB blocks, built from the
+//! stream's 4 KiB pages, and libkdumpfile reads them.
 //!
 //! Needs `qemu-system-aarch64` and the harness's arm64 guest: `kernels/arm64/vmlinuz` and
 //! `initramfs/arm64.cpio.gz` under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`
@@ -13,18 +15,24 @@
 
 use super::*;
 
-/// The arm64 guest files, or the reason to skip.
-fn aarch64_files() -> Result<GuestFiles, String> {
+/// The guest files of the arm64 kernel `flavour` (`arm64`, `arm64-16k`), or the reason to
+/// skip.
+fn aarch64_files(flavour: &str) -> Result<GuestFiles, String> {
     if !which("qemu-system-aarch64") {
         return Err("qemu-system-aarch64 is not installed".into());
     }
     let cache = guestcore_testkit::tools::guest_cache();
-    let kernel = cache.join("kernels/arm64/vmlinuz");
-    let initrd = cache.join("initramfs/arm64.cpio.gz");
+    let kernel = cache.join(format!("kernels/{flavour}/vmlinuz"));
+    let initrd = cache.join(format!("initramfs/{flavour}.cpio.gz"));
+    let guest = if flavour == "arm64" {
+        "aarch64"
+    } else {
+        "aarch64-16k"
+    };
     for f in [&kernel, &initrd] {
         if !f.is_file() {
             return Err(format!(
-                "no {} (run scripts/guest/fetch.sh arm64 and scripts/guest/capture.sh aarch64, or set GUESTCORE_CACHE)",
+                "no {} (run scripts/guest/fetch.sh {flavour} and scripts/guest/capture.sh {guest}, or set GUESTCORE_CACHE)",
                 f.display()
             ));
         }
@@ -95,7 +103,7 @@ fn read_release(input: &str, extra: &[&str], uts: u64) -> String {
 
 #[test]
 fn aarch64_live_guest_reads_translates_and_snapshots() {
-    let files = guest_or_skip!(aarch64_files());
+    let files = guest_or_skip!(aarch64_files("arm64"));
     let g = Guest::boot_on(&files, "256M", Board::Virt);
     let release = g.line("GUESTCORE-RELEASE");
     const STOP_BOUND_MS: u64 = 50;
@@ -186,4 +194,54 @@ fn aarch64_live_guest_reads_translates_and_snapshots() {
         out.contains("ELF64 core, aarch64"),
         "info of the --pause dump: {out}"
     );
+}
+
+/// A live 16 KiB-page guest (bookworm-backports' arm64-16k kernel; `-cpu max`: 52-bit VA with
+/// LPA2): its background snapshot as a kdump file has 16 KiB blocks, assembled from the
+/// stream's 4 KiB pages as they arrive (the pages the running guest writes come early and out
+/// of order); guestcore and libkdumpfile read the release out of it, and the guest runs on.
+#[test]
+fn aarch64_16k_live_guest_snapshots_kdump_in_its_pages() {
+    let files = guest_or_skip!(aarch64_files("arm64-16k"));
+    let g = Guest::boot_on(&files, "256M", Board::Virt);
+    let release = g.line("GUESTCORE-RELEASE");
+    for c in ["zstd", "lzo"] {
+        let kd = g.path(&format!("snap16.kdump-{c}"));
+        let (ms, stderr) = snapshot(&g, &["--format", &format!("kdump-{c}")], &kd);
+        eprintln!("16k kdump-{c} snapshot: guest stopped {ms} ms");
+        assert!(stderr.contains("pages of 16 KiB dumped"), "{stderr}");
+        assert!(running_b(&g), "the snapshot left the guest running");
+        let k = guestcore::phys::kdump::KdumpFile::open(&kd).unwrap();
+        assert_eq!(k.info().block_size, 16384, "kdump-{c}: {:?}", k.info());
+        assert_eq!(k.info().machine, "aarch64", "kdump-{c}");
+        let uts = init_uts_ns(&kd);
+        let kd_in = kd.to_str().unwrap();
+        assert_eq!(read_release(kd_in, &[], uts), release, "kdump-{c}: read");
+        crate::real_guests::debuggers::libkdumpfile_reads_release(
+            &kd,
+            uts + 130,
+            &release,
+            &format!("16k live kdump-{c} snapshot"),
+        );
+        // drgn walks the task list, which the guest changes while the snapshot streams: its
+        // pages come early and out of order, and their blocks are put together all the same.
+        let vmlinux = guestcore_testkit::tools::guest_cache().join("kernels/arm64-16k/vmlinux");
+        let have = std::fs::read_to_string(vmlinux.with_file_name("vmlinux.release"));
+        match crate::real_guests::debuggers::drgn() {
+            Some(drgn) if have.is_ok_and(|r| r.trim() == release) => {
+                let script = g.path("drgn.py");
+                std::fs::write(&script, crate::real_guests::debuggers::DRGN_SCRIPT).unwrap();
+                let text = crate::real_guests::debuggers::drgn_run(&drgn, &vmlinux, &kd, &script)
+                    .unwrap_or_else(|e| panic!("drgn on the 16k kdump-{c} snapshot: {e}"));
+                assert!(
+                    text.starts_with(&format!("release {release}"))
+                        && text.lines().filter(|l| l.starts_with("task ")).count() > 10,
+                    "drgn on the 16k kdump-{c} snapshot: {text}"
+                );
+            }
+            _ => guestcore_testkit::tools::skip(format_args!(
+                "no drgn or no debug vmlinux for {release} (fetch.sh debug-arm64-16k)"
+            )),
+        }
+    }
 }

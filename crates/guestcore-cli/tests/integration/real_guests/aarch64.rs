@@ -5,9 +5,10 @@
 //!
 //! Inputs: QEMU's physical ELF dump and its kdump file (their aarch64 notes carry no
 //! translation registers, so the kernel's own tables are used) and the migration stream (whose `cpu` sections carry all of
-//! them). Outputs made from the stream — a physical and a paging ELF, a kdump-zstd file (4 KiB
-//! pages only: a 16 KiB-page kernel's is refused) — are read by gdb-multiarch (the paging
-//! core), libkdumpfile and drgn (on the 4 KiB guest, whose debug vmlinux the tests fetch).
+//! them). Outputs made from the stream — a physical and a paging ELF, a kdump-zstd file (in
+//! blocks of the kernel's pages: 4 or 16 KiB) — are read by gdb-multiarch (the paging core),
+//! libkdumpfile and drgn (on the 4 KiB guest; `aarch64_kdump` has drgn read the 16 KiB
+//! kernels' kdump files).
 
 use super::aarch64_capture::{sysregs, translations};
 use super::capture::{cache_dir, capture};
@@ -43,12 +44,17 @@ pub(super) fn translate(input: &Path, view: &[&str], va: u64) -> Option<u64> {
     Some(u64::from_str_radix(pa.trim().trim_start_matches("0x"), 16).unwrap())
 }
 
-/// The debug vmlinux of the 4 KiB aarch64 guest's kernel, when the cache has it for `release`
-/// (`scripts/guest/fetch.sh debug-arm64`, which `scripts/test.sh` runs).
+/// The debug vmlinux of an aarch64 guest's kernel, when the cache has it for `release`
+/// (`scripts/guest/fetch.sh debug-arm64 debug-arm64-16k`, which `scripts/test.sh` runs).
 pub(super) fn vmlinux(release: &str) -> Option<PathBuf> {
-    let dir = cache_dir().join("kernels/arm64");
-    let have = std::fs::read_to_string(dir.join("vmlinux.release")).unwrap_or_default();
-    (have.trim() == release).then(|| dir.join("vmlinux"))
+    ["kernels/arm64", "kernels/arm64-16k"]
+        .iter()
+        .map(|d| cache_dir().join(d))
+        .find(|dir| {
+            let have = std::fs::read_to_string(dir.join("vmlinux.release")).unwrap_or_default();
+            have.trim() == release
+        })
+        .map(|dir| dir.join("vmlinux"))
 }
 
 fn check_aarch64_guest(guest: &str) {
@@ -145,26 +151,13 @@ fn check_aarch64_guest(guest: &str) {
             vec!["dump", "--paging", p],
         ),
     ];
-    let kdump = out.path().join("k.kdump");
-    let kdump_args = ["dump", "--format", "kdump-zstd", p];
-    if guest.starts_with("aarch64-16k") {
-        // A kdump file's blocks are the kernel's pages, and guestcore writes 4 KiB blocks
-        // only: refused, not written for readers to misread.
-        let r = assert_cmd::Command::cargo_bin("guestcore")
-            .unwrap()
-            .args(kdump_args)
-            .arg("-o")
-            .arg(&kdump)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&r.stderr);
-        assert!(
-            !r.status.success() && stderr.contains("16 KiB") && !kdump.exists(),
-            "{guest}: a kdump file of a 16 KiB-page kernel: {stderr}"
-        );
-    } else {
-        files.push(("kdump-zstd", kdump, kdump_args.to_vec()));
-    }
+    // A kdump file's blocks are the kernel's pages (16 KiB on the 16 KiB guests):
+    // `aarch64_kdump` checks every compression, from the ELF and the stream.
+    files.push((
+        "kdump-zstd",
+        out.path().join("k.kdump"),
+        vec!["dump", "--format", "kdump-zstd", p],
+    ));
     for (what, path, args) in &files {
         dump(args, path);
         let info = guestcore(&["info"], path, &[]);
@@ -175,9 +168,8 @@ fn check_aarch64_guest(guest: &str) {
         libkdumpfile_reads_release(path, release_at, &release, &format!("{guest} {what}"));
     }
     gdb_multiarch_reads_release(&files[1].1, release_at, &release, guest);
-    // drgn needs the kernel's debug info: fetched for the 4 KiB guest's kernel (an 804 MB
-    // download); the 16 KiB kernel's (1 GB more) is not, to keep a fresh test run's downloads
-    // bounded.
+    // drgn reads these files on the 4 KiB guest; on the 16 KiB guests `aarch64_kdump` has it
+    // read guestcore's kdump files in every compression.
     if guest != "aarch64" {
         return;
     }

@@ -2,11 +2,10 @@
 //! the bitmaps one piece at a time, and the page descriptors of a window of stored pages.
 //! No I/O: [`super::writer`] writes what these return.
 
+use super::blocks::ExcludedBlocks;
 use super::plan::Shape;
-use super::plan::{KdumpPlan, PfnRanges, PAGE_U64};
+use super::plan::{KdumpPlan, PfnRanges};
 use super::KdumpSummary;
-use crate::codec::PAGE;
-use crate::dump_level::FrameSet;
 use crate::format::kdump::{
     NewUtsname, PageDesc, KDUMP_HEADER_VERSION, KDUMP_SIGNATURE, UTS_FIELD_LEN,
 };
@@ -28,7 +27,7 @@ pub(super) fn head_blocks(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> 
 /// The header fields of `req` as planned.
 fn headers(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHeaders> {
     let bitmap_blocks =
-        u32::try_from(2 * plan.bitmap_bytes / PAGE_U64).map_err(|_| Error::Limit {
+        u32::try_from(2 * plan.bitmap_bytes / plan.block.bytes()).map_err(|_| Error::Limit {
             bound: "kdump bitmaps",
             detail: "bitmap too large for the kdump header".into(),
         })?;
@@ -58,7 +57,7 @@ fn headers(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHea
         timestamp_sec: timestamp,
         timestamp_usec: 0,
         status: req.compression.flag(),
-        block_size: PAGE as i32,
+        block_size: plan.block.bytes() as i32,
         sub_hdr_size: plan.sub_hdr_blocks as i32,
         bitmap_blocks,
         max_mapnr: plan.max_mapnr.min(u32::MAX as u64) as u32,
@@ -81,15 +80,15 @@ fn headers(req: &Shape<'_>, plan: &KdumpPlan, timestamp: u64) -> Result<KdumpHea
     Ok(KdumpHeaders { header, sub })
 }
 
-/// One piece of a bitmap: the bits of pfns `lo..lo + 8 * piece.len()` of `ranges` less
-/// `excluded`. `first` is the index of the first range that may touch the piece; it moves on
-/// so consecutive pieces scan `ranges` once.
+/// One piece of a bitmap: the bits of pfns `lo..lo + 8 * piece.len()` of `ranges` less the
+/// blocks `excluded` leaves out. `first` is the index of the first range that may touch the
+/// piece; it moves on so consecutive pieces scan `ranges` once.
 pub(super) fn bitmap_piece(
     piece: &mut [u8],
     lo: u64,
     ranges: &PfnRanges,
     first: &mut usize,
-    excluded: Option<&FrameSet>,
+    excluded: Option<ExcludedBlocks<'_>>,
 ) {
     piece.fill(0);
     let hi = lo + piece.len() as u64 * 8;
@@ -104,7 +103,7 @@ pub(super) fn bitmap_piece(
         .collect();
     set_bits(piece, &here);
     if let Some(x) = excluded {
-        for (s, e) in x.members_in(lo, hi) {
+        for (s, e) in x.runs_in(lo, hi) {
             put_bits(piece, s - lo, e - lo, false);
         }
     }
@@ -137,11 +136,12 @@ fn put_bits(bitmap: &mut [u8], s: u64, e: u64, on: bool) {
 }
 
 /// Appends to `out` the descriptors of stored pages, given per page as (stored size, flags),
-/// size 0 meaning the shared zero page at `zero_off`; the others' data lies back to back from
-/// `*data_pos`, which moves past them. Counts each kind of page in `summary`.
+/// size 0 meaning the shared zero page (one block of `block` bytes) at `zero_off`; the others'
+/// data lies back to back from `*data_pos`, which moves past them. Counts each kind of page in
+/// `summary`.
 pub(super) fn descriptors(
     entries: &[(u32, u32)],
-    zero_off: u64,
+    (zero_off, block): (u64, u32),
     data_pos: &mut u64,
     summary: &mut KdumpSummary,
     out: &mut Vec<u8>,
@@ -151,7 +151,7 @@ pub(super) fn descriptors(
             summary.zero_pages += 1;
             PageDesc {
                 offset: zero_off.into(),
-                size: (PAGE as u32).into(),
+                size: block.into(),
                 flags: 0.into(),
                 page_flags: 0.into(),
             }
@@ -223,7 +223,12 @@ mod tests {
         let mut piece = vec![0u8; piece_len as usize];
         for i in 0..3 {
             let lo = i * piece_len * 8;
-            bitmap_piece(&mut piece, lo, &ranges, &mut first, Some(&excluded));
+            let x = ExcludedBlocks {
+                frames: &excluded,
+                ram: &ram,
+                block: super::super::BlockSize::KIB_4,
+            };
+            bitmap_piece(&mut piece, lo, &ranges, &mut first, Some(x));
             pieces.extend_from_slice(&piece);
         }
         for pfn in 0..frames {
@@ -247,7 +252,7 @@ mod tests {
         let mut pos = 0x10_000;
         descriptors(
             &[(0, 0), (100, 1), (4096, 0)],
-            0x8000,
+            (0x8000, 4096),
             &mut pos,
             &mut s,
             &mut out,

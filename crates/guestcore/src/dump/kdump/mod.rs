@@ -1,7 +1,8 @@
 //! kdump-compressed ("diskdump") output, as makedumpfile writes it and crash, libkdumpfile and
 //! drgn read it.
 //!
-//! File layout (block = 4096 bytes):
+//! File layout (block = the dumped kernel's page: 4 KiB, or arm64's 16 or 64 KiB, see
+//! [`blocks`]; a "page" and a "pfn" below are one block and its number):
 //!
 //! ```text
 //! block 0      disk_dump_header (KDUMP, version 6, utsname, status = compression flag)
@@ -16,9 +17,10 @@
 //! **Zero pages** are not excluded: every all-zero page gets a descriptor pointing at the one
 //! shared raw zero page (flags 0, size 4096), so readers see them as present (the same choice
 //! QEMU makes, and what makedumpfile writes at dump level 1). Pages outside the optional
-//! window, and the frames a dump level leaves out ([`crate::dump_level`]), are excluded (bit
-//! clear in bitmap 2; `dump_level` in the sub-header says why); pages partly covered by RAM
-//! are dumped with the non-RAM bytes as zeros.
+//! window, and the frames a dump level leaves out ([`crate::dump_level`], in 4 KiB frames: a
+//! larger block is left out when all its RAM frames are), are excluded (bit clear in bitmap 2;
+//! `dump_level` in the sub-header says why); pages partly covered by RAM are dumped with the
+//! non-RAM bytes as zeros.
 //!
 //! The i686 form uses the 32-bit ABI of the headers (452-byte header, 80-byte sub header), as an
 //! i686 makedumpfile writes it; x86_64 uses the 64-bit one.
@@ -29,6 +31,7 @@
 //! [`crate::format::kdump`] and [`crate::format::kdump_header`], the page codecs in
 //! [`crate::codec`].
 
+mod blocks;
 mod encode;
 mod flatten;
 mod plan;
@@ -40,6 +43,7 @@ mod writer;
 pub use crate::format::kdump::Compression;
 /// The architecture a kdump file names; the table of names is in [`crate::format::kdump`].
 pub use crate::format::kdump::KdumpMachine;
+pub use blocks::BlockSize;
 use flatten::SeekSink;
 pub use streamed::{StreamedKdump, StreamedKdumpSpec};
 pub use writer::{write_kdump, write_kdump_to};
@@ -73,10 +77,14 @@ pub struct KdumpRequest<'a> {
     pub compression: Compression,
     /// Dump only pages intersecting this physical range (others are excluded in bitmap 2).
     pub filter: Option<PhysRange>,
-    /// Frames a dump level leaves out (excluded in bitmap 2, as makedumpfile excludes them).
+    /// 4 KiB frames a dump level leaves out (excluded in bitmap 2, as makedumpfile excludes
+    /// them): a block is left out when every RAM frame of it is.
     pub excluded: Option<&'a FrameSet>,
     /// The dump level recorded in the sub-header (`dump_level`).
     pub dump_level: u8,
+    /// The file's block: the dumped kernel's page size (its VMCOREINFO's `PAGESIZE`), 4 KiB
+    /// when no kernel is known.
+    pub block_size: BlockSize,
     /// Write makedumpfile's flattened stream instead of the plain seekable file.
     pub flatten: bool,
     /// Replace an existing output file.
@@ -84,8 +92,8 @@ pub struct KdumpRequest<'a> {
 }
 
 impl<'a> KdumpRequest<'a> {
-    /// All of `memory`'s RAM as an x86_64 kdump file with one CPU and no notes, compressed
-    /// with `compression`, at dump level 0, refusing to replace a file; set the other fields
+    /// All of `memory`'s RAM as an x86_64 kdump file of 4 KiB blocks with one CPU and no notes,
+    /// compressed with `compression`, at dump level 0, refusing to replace a file; set the other fields
     /// with struct update syntax.
     pub fn new(memory: &'a dyn PhysMemory, compression: Compression) -> Self {
         KdumpRequest {
@@ -99,6 +107,7 @@ impl<'a> KdumpRequest<'a> {
             filter: None,
             excluded: None,
             dump_level: 0,
+            block_size: BlockSize::KIB_4,
             flatten: false,
             force: false,
         }
@@ -117,6 +126,7 @@ impl fmt::Debug for KdumpRequest<'_> {
             .field("filter", &self.filter)
             .field("excluded", &self.excluded.map(FrameSet::len))
             .field("dump_level", &self.dump_level)
+            .field("block_size", &self.block_size)
             .field("flatten", &self.flatten)
             .field("force", &self.force)
             .finish()
@@ -126,8 +136,9 @@ impl fmt::Debug for KdumpRequest<'_> {
 /// Tuning that does not change what the file means.
 #[derive(Clone, Debug)]
 pub struct KdumpOptions {
-    /// Pages compressed per parallel batch (bounds memory: about 3 × 4 KiB × this, as two
-    /// windows are compressed ahead of the one being written).
+    /// 4 KiB pages' worth of blocks compressed per parallel batch (bounds memory: about
+    /// 3 × 4 KiB × this, as two windows are compressed ahead of the one being written; a
+    /// window of larger blocks holds as many bytes, in fewer blocks).
     pub window_pages: usize,
     /// Worker threads; `None` uses rayon's global pool.
     pub threads: Option<usize>,
@@ -146,9 +157,11 @@ impl Default for KdumpOptions {
     }
 }
 
-/// What was written.
+/// What was written, in blocks (pages of the dumped kernel: 4 KiB, or arm64's 16 or 64 KiB).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct KdumpSummary {
+    /// Bytes per block (page): 4096, or an arm64 kernel's 16384 or 65536.
+    pub block_size: u64,
     /// Pfns below max_mapnr (the bitmaps' length in bits).
     pub max_mapnr: u64,
     /// Pfns marked as RAM (bitmap 1).

@@ -4,13 +4,17 @@
 //! and testable on its own; [`super::encode`] turns it into bytes and [`super::writer`]
 //! writes them.
 //!
+//! Everything is counted in blocks of the request's [`BlockSize`] (the dumped kernel's page):
+//! a "pfn" here is a block number, `address / block size`, as readers number them. A block
+//! holds RAM when any of its bytes is RAM.
+//!
 //! The bitmaps have one bit per pfn below the RAM top, however little RAM is present, so they
 //! are bounded here before anything is created ([`check_bitmaps`]: one page at 2^51 would need
 //! 64 GiB of them).
 
+use super::blocks::{BlockSize, ExcludedBlocks};
 use super::{Compression, KdumpMachine, KdumpRequest};
 use crate::addr::PhysRange;
-use crate::codec::PAGE;
 use crate::dump_level::FrameSet;
 use crate::format::kdump::{NewUtsname, PageDesc};
 use crate::format::kdump_header::HeaderAbi;
@@ -35,6 +39,18 @@ pub(super) struct Shape<'a> {
     pub(super) filter: Option<PhysRange>,
     pub(super) excluded: Option<&'a FrameSet>,
     pub(super) dump_level: u8,
+    pub(super) block: BlockSize,
+}
+
+impl<'a> Shape<'a> {
+    /// The blocks the request's excluded frames leave out.
+    pub(super) fn excluded_blocks(&self) -> Option<ExcludedBlocks<'a>> {
+        self.excluded.map(|frames| ExcludedBlocks {
+            frames,
+            ram: self.ram,
+            block: self.block,
+        })
+    }
 }
 
 impl KdumpRequest<'_> {
@@ -51,11 +67,11 @@ impl KdumpRequest<'_> {
             filter: self.filter,
             excluded: self.excluded,
             dump_level: self.dump_level,
+            block: self.block_size,
         }
     }
 }
 
-pub(super) const PAGE_U64: u64 = PAGE as u64;
 /// Highest physical address we accept (MAXPHYADDR is at most 52 bits on x86).
 const MAX_PHYS: u64 = 1 << 52;
 /// Bitmap bytes (each of the two) always allowed: covers a RAM top of 512 GiB.
@@ -69,7 +85,9 @@ pub(super) type PfnRanges = Vec<(u64, u64)>;
 pub(super) struct KdumpPlan {
     /// The header ABI (the machine's).
     pub abi: HeaderAbi,
-    /// Pfns below the RAM top: the bitmaps' length in bits.
+    /// The block: the unit of every offset and count below.
+    pub block: BlockSize,
+    /// Pfns (blocks) below the RAM top: the bitmaps' length in bits.
     pub max_mapnr: u64,
     /// Pfns of guest RAM (bitmap 1).
     pub ram: PfnRanges,
@@ -109,11 +127,11 @@ impl KdumpPlan {
     }
     /// Where the first stored non-zero page goes.
     pub(super) fn pages_off(&self) -> u64 {
-        self.data_off + PAGE_U64
+        self.data_off + self.block.bytes()
     }
     /// Bytes of block 0 and the sub-header blocks.
     pub(super) fn head_len(&self) -> u64 {
-        PAGE_U64 * (1 + self.sub_hdr_blocks)
+        self.block.bytes() * (1 + self.sub_hdr_blocks)
     }
 }
 
@@ -124,10 +142,8 @@ impl KdumpPlan {
 pub(super) fn check_bitmaps(req: &Shape<'_>) -> Result<()> {
     let ram = req.ram;
     let end = ram.end();
-    let bitmap = end
-        .div_ceil(PAGE_U64)
-        .div_ceil(8)
-        .next_multiple_of(PAGE_U64);
+    let bs = req.block.bytes();
+    let bitmap = end.div_ceil(bs).div_ceil(8).next_multiple_of(bs);
     if bitmap > BITMAP_FREE && bitmap > ram.total() {
         return Err(Error::Limit {
             bound: "kdump bitmaps",
@@ -163,19 +179,19 @@ pub(super) fn plan_reserving(req: &Shape<'_>, notes_reserve: u64) -> Result<Kdum
     }
     check_bitmaps(req)?;
     let abi = HeaderAbi::from_64bit(req.machine.is_64bit());
-    let max_mapnr = end.div_ceil(PAGE_U64);
-    let bitmap_bytes = max_mapnr.div_ceil(8).div_ceil(PAGE_U64) * PAGE_U64;
+    let bs = req.block.bytes();
+    let max_mapnr = end.div_ceil(bs);
+    let bitmap_bytes = max_mapnr.div_ceil(8).div_ceil(bs) * bs;
     let (notes, vmci) = notes_block(req);
     let sub_size = abi.sub_header_size() as u64;
-    let note_off = PAGE_U64 + sub_size;
-    let sub_hdr_blocks = (sub_size + notes_reserve.max(notes.len() as u64)).div_ceil(PAGE_U64);
-    let bitmap1_off = PAGE_U64 * (1 + sub_hdr_blocks);
+    let note_off = bs + sub_size;
+    let sub_hdr_blocks = (sub_size + notes_reserve.max(notes.len() as u64)).div_ceil(bs);
+    let bitmap1_off = bs * (1 + sub_hdr_blocks);
     let bitmap2_off = bitmap1_off + bitmap_bytes;
     let desc_off = bitmap2_off + bitmap_bytes;
     let dumped = pfn_ranges(req, true);
-    let dumped_pages = count_kept(&dumped, req.excluded);
-    let data_off =
-        (desc_off + dumped_pages * size_of::<PageDesc>() as u64).next_multiple_of(PAGE_U64);
+    let dumped_pages = count_kept(&dumped, req.excluded_blocks());
+    let data_off = (desc_off + dumped_pages * size_of::<PageDesc>() as u64).next_multiple_of(bs);
     let vmci_text = vmci.as_ref().map(|v| v.1.as_slice());
     let release = vmci_text
         .and_then(|v| vmcoreinfo_get(v, "OSRELEASE"))
@@ -189,6 +205,7 @@ pub(super) fn plan_reserving(req: &Shape<'_>, notes_reserve: u64) -> Result<Kdum
         .map_or((0, 0), |(at, d)| (note_off + *at as u64, d.len() as u64));
     Ok(KdumpPlan {
         abi,
+        block: req.block,
         max_mapnr,
         ram: pfn_ranges(req, false),
         dumped,
@@ -207,8 +224,10 @@ pub(super) fn plan_reserving(req: &Shape<'_>, notes_reserve: u64) -> Result<Kdum
     })
 }
 
-/// The pfn ranges of the guest's RAM, or (`filtered`) of its RAM within the filter window.
+/// The pfn ranges of the guest's RAM, or (`filtered`) of its RAM within the filter window: the
+/// blocks holding any byte of it.
 fn pfn_ranges(req: &Shape<'_>, filtered: bool) -> PfnRanges {
+    let bs = req.block.bytes();
     let mut out: PfnRanges = Vec::new();
     for r in req.ram.ranges() {
         let mut r = *r;
@@ -219,7 +238,7 @@ fn pfn_ranges(req: &Shape<'_>, filtered: bool) -> PfnRanges {
                 None => {}
             }
         }
-        let (s, e) = (r.start / PAGE_U64, r.end.div_ceil(PAGE_U64));
+        let (s, e) = (r.start / bs, r.end.div_ceil(bs));
         match out.last_mut() {
             Some(last) if s <= last.1 => last.1 = last.1.max(e),
             _ => out.push((s, e)),
@@ -233,8 +252,8 @@ pub(super) fn count(ranges: &PfnRanges) -> u64 {
     ranges.iter().map(|(s, e)| e - s).sum()
 }
 
-/// Pfns of `ranges` that are dumped: not in `excluded`.
-fn count_kept(ranges: &PfnRanges, excluded: Option<&FrameSet>) -> u64 {
+/// Pfns of `ranges` that are dumped: not left out by `excluded`.
+fn count_kept(ranges: &PfnRanges, excluded: Option<ExcludedBlocks<'_>>) -> u64 {
     let out = excluded.map_or(0, |x| ranges.iter().map(|&(s, e)| x.count_in(s, e)).sum());
     count(ranges) - out
 }
@@ -270,6 +289,8 @@ pub(super) fn test_request(mem: &crate::phys::VecMemory) -> KdumpRequest<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::PAGE;
+    const PAGE_U64: u64 = PAGE as u64;
 
     fn request(mem: &crate::phys::VecMemory) -> KdumpRequest<'_> {
         KdumpRequest {

@@ -12,18 +12,26 @@
 //! every page, which for the 32k pages a `-d 31` dump of the 4 GiB guest compresses was
 //! 8–15 % more wall time and ~9 % more CPU (medians of 15–21 alternating runs). Other sources
 //! lend slices or copy pages one at a time.
+//!
+//! A "page" here is one block of the file ([`BlockSize`]: the dumped kernel's page); a block
+//! partly outside RAM is read part by part, its non-RAM bytes zeros.
 
-use super::plan::PAGE_U64;
-use crate::codec::{Compression, PageCompressor, PAGE};
+use super::blocks::{BlockSize, FRAME};
+use crate::codec::{Compression, PageCompressor};
 use crate::phys::{is_zero, PhysMemory};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Pages per parallel work item.
-pub(super) const CHUNK_PAGES: usize = 128;
+/// Bytes per parallel work item: 128 pages of 4 KiB, 32 of 16 KiB, 8 of 64 KiB.
+const CHUNK_BYTES: u64 = 128 * FRAME;
 
-/// The stored form of up to [`CHUNK_PAGES`] consecutive pages of a window.
+/// Blocks per parallel work item.
+pub(super) fn chunk_blocks(block: BlockSize) -> usize {
+    (CHUNK_BYTES / block.bytes()).max(1) as usize
+}
+
+/// The stored form of up to [`chunk_blocks`] consecutive blocks of a window.
 pub(super) struct Chunk {
     /// Per page: stored size (0: the shared zero page) and descriptor flags.
     pub entries: Vec<(u32, u32)>,
@@ -34,10 +42,10 @@ pub(super) struct Chunk {
 }
 
 impl Chunk {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(block: BlockSize) -> Self {
         Chunk {
-            entries: Vec::with_capacity(CHUNK_PAGES),
-            data: Vec::with_capacity(CHUNK_PAGES * PAGE),
+            entries: Vec::with_capacity(chunk_blocks(block)),
+            data: Vec::with_capacity(chunk_blocks(block) * block.size()),
         }
     }
 
@@ -60,16 +68,17 @@ pub(super) type Done = (Vec<u64>, Vec<Chunk>, Vec<Result<()>>);
 pub(super) struct PagePool<'a> {
     pub memory: &'a dyn PhysMemory,
     pub kind: Compression,
+    pub block: BlockSize,
     pub pool: Option<&'a rayon::ThreadPool>,
 }
 
 impl PagePool<'_> {
-    /// Stores the pages `pfns` into `chunks` (one per [`CHUNK_PAGES`] pfns), in parallel.
+    /// Stores the blocks `pfns` into `chunks` (one per [`chunk_blocks`] pfns), in parallel.
     pub(super) fn store(&self, pfns: Vec<u64>, mut chunks: Vec<Chunk>) -> Done {
         let mut work = || -> Vec<Result<()>> {
-            pfns.par_chunks(CHUNK_PAGES)
+            pfns.par_chunks(chunk_blocks(self.block))
                 .zip(chunks.par_iter_mut())
-                .map(|(p, c)| store_chunk(self.memory, self.kind, p, c))
+                .map(|(p, c)| store_chunk(self.memory, (self.kind, self.block), p, c))
                 .collect()
         };
         let results = match self.pool {
@@ -82,7 +91,9 @@ impl PagePool<'_> {
 
 struct Worker {
     comp: PageCompressor,
-    buf: Box<[u8; PAGE]>,
+    block: BlockSize,
+    /// One block.
+    buf: Vec<u8>,
     /// Pages read from the source's file, up to a chunk's.
     run: Vec<u8>,
 }
@@ -91,16 +102,18 @@ thread_local! {
     static WORKER: RefCell<Option<Worker>> = const { RefCell::new(None) };
 }
 
-fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8; PAGE]) -> Result<&'a [u8]> {
-    let addr = pfn * PAGE_U64;
-    if let Some(s) = mem.slice(addr, PAGE_U64) {
+/// Block `pfn` (`buf.len()` bytes), its bytes outside RAM zeros.
+fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8]) -> Result<&'a [u8]> {
+    let len = buf.len() as u64;
+    let addr = pfn * len;
+    if let Some(s) = mem.slice(addr, len) {
         return Ok(s);
     }
-    if mem.is_ram(addr, PAGE_U64) {
+    if mem.is_ram(addr, len) {
         mem.read_at(addr, &mut buf[..])?;
     } else {
         buf.fill(0);
-        for part in mem.ram().ram_parts(addr, PAGE_U64) {
+        for part in mem.ram().ram_parts(addr, len) {
             let o = (part.start - addr) as usize;
             mem.read_at(part.start, &mut buf[o..o + part.len() as usize])?;
         }
@@ -116,42 +129,54 @@ fn read_page<'a>(mem: &'a dyn PhysMemory, pfn: u64, buf: &'a mut [u8; PAGE]) -> 
 /// per run of kept frames (a filtered dump has hundreds per window) cost a system call and a
 /// TLB shootdown each. A call never crosses from one RAM range into the next, as sources
 /// release within the range that holds the address.
-pub(super) fn release_pfns(mem: &dyn PhysMemory, pfns: &[u64]) {
+pub(super) fn release_pfns(mem: &dyn PhysMemory, block: BlockSize, pfns: &[u64]) {
     let ram = mem.ram();
+    let bs = block.bytes();
     let mut i = 0;
     while i < pfns.len() {
         let start = pfns[i];
-        let range = ram.index_of(start * PAGE_U64);
+        let range = ram.index_of(start * bs);
         let mut end = start + 1;
         i += 1;
         while i < pfns.len()
-            && (pfns[i] == end || (range.is_some() && ram.index_of(pfns[i] * PAGE_U64) == range))
+            && (pfns[i] == end || (range.is_some() && ram.index_of(pfns[i] * bs) == range))
         {
             end = pfns[i] + 1;
             i += 1;
         }
-        mem.release(start * PAGE_U64, (end - start) * PAGE_U64);
+        mem.release(start * bs, (end - start) * bs);
     }
 }
 
-/// Reads, zero-checks and compresses the pages `pfns` into `chunk`. Runs of consecutive pfns
-/// that lie in the source's file are read with `pread`, their holes not at all
-/// ([`store_file_run`]); other pages one at a time through the source.
+/// Reads, zero-checks and compresses the blocks `pfns` into `chunk`. Runs of consecutive
+/// pfns that lie in the source's file are read with `pread`, their holes not at all
+/// ([`store_file_run`]); other blocks (those partly outside RAM among them) one at a time
+/// through the source.
 fn store_chunk(
     mem: &dyn PhysMemory,
-    kind: Compression,
+    (kind, block): (Compression, BlockSize),
     pfns: &[u64],
     chunk: &mut Chunk,
 ) -> Result<()> {
     chunk.clear();
-    with_worker(kind, |w| {
+    let bs = block.bytes();
+    with_worker(kind, block, |w| {
         let mut i = 0;
         while i < pfns.len() {
             let mut j = i + 1;
             while j < pfns.len() && pfns[j] == pfns[j - 1] + 1 {
                 j += 1;
             }
-            let (addr, len) = (pfns[i] * PAGE_U64, (j - i) as u64 * PAGE_U64);
+            if bs > FRAME {
+                // A larger block may be partly RAM at either end of the run (RAM not aligned
+                // to it): those go one at a time below, the rest from the file.
+                if i + 1 < j && !mem.ram().contains(pfns[i] * bs, bs) {
+                    j = i + 1;
+                } else if i + 1 < j && !mem.ram().contains(pfns[j - 1] * bs, bs) {
+                    j -= 1;
+                }
+            }
+            let (addr, len) = (pfns[i] * bs, (j - i) as u64 * bs);
             if let Some((file, offset)) = mem.file_extent(addr, len) {
                 store_file_run(mem, (addr, len), (file, offset), w, kind, chunk)?;
                 i = j;
@@ -172,7 +197,7 @@ fn store_chunk(
     })
 }
 
-/// Stores the whole pages of `[addr, addr + len)`, which lie in the source's file: the pages
+/// Stores the whole blocks of `[addr, addr + len)`, which lie in the source's file: the blocks
 /// inside a hole of the file are zero pages with nothing read
 /// ([`crate::phys::holes::for_each_data_run`]), the others are compressed from the source's
 /// mapping ([`PhysMemory::slice`]) or, without one, read with one `pread` per data extent.
@@ -188,21 +213,22 @@ fn store_file_run(
 ) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let end = addr + len;
+    let bs = w.block.bytes();
     // The next page to store.
     let mut next = addr;
     let mut failed = None;
     crate::phys::holes::for_each_data_run(mem, addr, end, |s, e| {
         // Pages that end before the extent are zero; those it touches are read.
-        let first = addr + (s - addr) / PAGE_U64 * PAGE_U64;
-        let last = addr + (e - addr).div_ceil(PAGE_U64) * PAGE_U64;
+        let first = addr + (s - addr) / bs * bs;
+        let last = addr + (e - addr).div_ceil(bs) * bs;
         while next < first {
             chunk.entries.push((0, 0));
-            next += PAGE_U64;
+            next += bs;
         }
         if next < last {
             let n = (last - next) as usize;
             if let Some(pages) = mem.slice(next, n as u64) {
-                for page in pages.chunks_exact(PAGE) {
+                for page in pages.chunks_exact(bs as usize) {
                     store_page(&mut w.comp, kind, page, chunk);
                 }
                 next = last;
@@ -217,7 +243,7 @@ fn store_file_run(
                     }));
                 return false;
             }
-            for page in w.run[..n].chunks_exact(PAGE) {
+            for page in w.run[..n].chunks_exact(bs as usize) {
                 store_page(&mut w.comp, kind, page, chunk);
             }
             next = last;
@@ -229,30 +255,34 @@ fn store_file_run(
     }
     while next < end {
         chunk.entries.push((0, 0));
-        next += PAGE_U64;
+        next += bs;
     }
     Ok(())
 }
 
-/// Zero-checks and compresses `pages` (whole pages, back to back) into `chunk`, which must
-/// have room for them (at most [`CHUNK_PAGES`]).
-pub(super) fn store_pages(kind: Compression, pages: &[u8], chunk: &mut Chunk) {
+/// Zero-checks and compresses `pages` (whole blocks, back to back) into `chunk`, which must
+/// have room for them (at most [`chunk_blocks`]).
+pub(super) fn store_pages(kind: Compression, block: BlockSize, pages: &[u8], chunk: &mut Chunk) {
     chunk.clear();
-    with_worker(kind, |w| {
-        for page in pages.chunks_exact(PAGE) {
+    with_worker(kind, block, |w| {
+        for page in pages.chunks_exact(block.size()) {
             store_page(&mut w.comp, kind, page, chunk);
         }
     });
 }
 
-/// Runs `f` with this thread's compressor for `kind`, made on first use.
-fn with_worker<R>(kind: Compression, f: impl FnOnce(&mut Worker) -> R) -> R {
+/// Runs `f` with this thread's compressor for `kind` and `block`, made on first use.
+fn with_worker<R>(kind: Compression, block: BlockSize, f: impl FnOnce(&mut Worker) -> R) -> R {
     WORKER.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if !slot.as_ref().is_some_and(|w| w.comp.kind() == kind) {
+        if !slot
+            .as_ref()
+            .is_some_and(|w| w.comp.kind() == kind && w.block == block)
+        {
             *slot = Some(Worker {
-                comp: PageCompressor::new(kind),
-                buf: Box::new([0u8; PAGE]),
+                comp: PageCompressor::for_block(kind, block.size()),
+                block,
+                buf: vec![0u8; block.size()],
                 run: Vec::new(),
             });
         }
@@ -274,7 +304,7 @@ fn store_page(comp: &mut PageCompressor, kind: Compression, page: &[u8], chunk: 
         }
         None => {
             chunk.data.extend_from_slice(page);
-            (PAGE as u32, 0)
+            (page.len() as u32, 0)
         }
     };
     chunk.entries.push(entry);
