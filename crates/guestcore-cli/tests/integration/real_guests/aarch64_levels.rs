@@ -308,6 +308,55 @@ fn check_levels(guest: &str) {
     dump(&["dump", "--paging", "--dump-level", "31", p], &paging31);
     gdb_multiarch_reads_release(&paging31, release_at, &release, guest);
 
+    // The -d 31 kdump file, in blocks of the kernel's page size: 31 in its header, and its
+    // bitmap leaves out the kernel pages the -d 30 ELF leaves out (zero pages keep their bit
+    // in a kdump file and share one stored page, as makedumpfile does); read by libkdumpfile.
+    let kdump = tmp.path().join("d31.kdump");
+    dump(
+        &["dump", "--format", "kdump-zstd", "--dump-level", "31", p],
+        &kdump,
+    );
+    let kdump31 = match Pfns::read(&kdump, false) {
+        Err(e) => {
+            failures.push(format!("{guest}: the -d 31 kdump file: {e}"));
+            None
+        }
+        Ok(k) => {
+            if k.dump_level != 31 {
+                failures.push(format!(
+                    "{guest}: the -d 31 kdump file says dump_level {}",
+                    k.dump_level
+                ));
+            }
+            let d30 = tmp.path().join("d30-pages.elf");
+            dump(&["dump", "--dump-level", "30", p], &d30);
+            let elf_out: BTreeSet<u64> = left_out(&qemu, &d30)
+                .iter()
+                .map(|f| f / unit)
+                .filter(|&b| k.present(b))
+                .collect();
+            let kdump_out: BTreeSet<u64> = (0..k.max_mapnr())
+                .filter(|&b| k.present(b) && !k.dumped(b))
+                .collect();
+            failures.extend(
+                differences(
+                    "the -d 30 ELF's pages",
+                    &elf_out,
+                    "the -d 31 kdump's",
+                    &kdump_out,
+                )
+                .map(|d| format!("{guest}: {d}")),
+            );
+            Some(k)
+        }
+    };
+    libkdumpfile_reads_release(
+        &kdump,
+        release_at,
+        &release,
+        &format!("{guest} -d 31 kdump"),
+    );
+
     // The 4 KiB guest against drgn's classification of QEMU's dump.
     if guest != "aarch64" {
         assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -383,36 +432,16 @@ fn check_levels(guest: &str) {
         ));
     }
 
-    // The -d 31 kdump file: level 30's frames left out, 31 in its header.
-    let kdump = tmp.path().join("d31.kdump");
-    dump(
-        &["dump", "--format", "kdump-zstd", "--dump-level", "31", p],
-        &kdump,
-    );
-    match Pfns::read(&kdump, false) {
-        Err(e) => failures.push(format!("{guest}: the -d 31 kdump file: {e}")),
-        Ok(k) => {
-            if k.dump_level != 31 {
-                failures.push(format!(
-                    "{guest}: the -d 31 kdump file says dump_level {}",
-                    k.dump_level
-                ));
-            }
-            let got: BTreeSet<u64> = (truth.ram.0..truth.ram.1)
-                .filter(|&p| k.present(p) && !k.dumped(p))
-                .collect();
-            failures.extend(
-                differences("drgn's level 30", &want30, "guestcore's -d 31 kdump", &got)
-                    .map(|d| format!("{guest}: {d}")),
-            );
-        }
+    // The -d 31 kdump file against drgn: level 30's frames left out.
+    if let Some(k) = &kdump31 {
+        let got: BTreeSet<u64> = (truth.ram.0..truth.ram.1)
+            .filter(|&p| k.present(p) && !k.dumped(p))
+            .collect();
+        failures.extend(
+            differences("drgn's level 30", &want30, "guestcore's -d 31 kdump", &got)
+                .map(|d| format!("{guest}: {d}")),
+        );
     }
-    libkdumpfile_reads_release(
-        &kdump,
-        release_at,
-        &release,
-        &format!("{guest} -d 31 kdump"),
-    );
 
     // drgn reads the filtered files as it reads QEMU's dump: release and every task.
     let script = tmp.path().join("drgn.py");

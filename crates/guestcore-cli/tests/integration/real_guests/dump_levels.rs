@@ -165,7 +165,9 @@ impl Pfns {
         } else {
             i32_at(&h, 440) as u32 as u64
         };
-        if &h[..8] != b"KDUMP   " || block_size != PAGE || max_mapnr != info.max_mapnr {
+        // Blocks are the kernel's pages: 4 KiB on x86, 4, 16 or 64 KiB on arm64.
+        let block_ok = block_size.is_power_of_two() && (PAGE..=16 * PAGE).contains(&block_size);
+        if &h[..8] != b"KDUMP   " || !block_ok || max_mapnr != info.max_mapnr {
             return Err(format!(
                 "header: signature {:?}, block size {block_size}, max_mapnr {max_mapnr} \
                  (guestcore's reader: {})",
@@ -228,6 +230,11 @@ impl Pfns {
     /// True when the guest had `pfn` (bitmap 1).
     pub(super) fn present(&self, pfn: u64) -> bool {
         pfn < self.max_mapnr && bit(&self.present, pfn)
+    }
+
+    /// The pfns the bitmaps cover.
+    pub(super) fn max_mapnr(&self) -> u64 {
+        self.max_mapnr
     }
 
     /// True when the file dumps `pfn` (bitmap 2).
