@@ -43,12 +43,29 @@ fn translate(input: &Path, view: &[&str], va: u64) -> Option<u64> {
     Some(u64::from_str_radix(pa.trim().trim_start_matches("0x"), 16).unwrap())
 }
 
-/// The debug vmlinux of the 4 KiB aarch64 guest's kernel, when the cache has it for `release`
-/// (`scripts/guest/fetch.sh debug-arm64`, which `scripts/test.sh` runs).
-fn vmlinux(release: &str) -> Option<PathBuf> {
-    let dir = cache_dir().join("kernels/arm64");
+/// The debug vmlinux of the arm64 kernel `flavour` (`arm64`, `arm64-16k`), when the cache has
+/// it for `release` (`scripts/guest/fetch.sh debug-arm64`, which `scripts/test.sh` runs, or
+/// `debug-arm64-16k`).
+pub(super) fn vmlinux(flavour: &str, release: &str) -> Option<PathBuf> {
+    let dir = cache_dir().join("kernels").join(flavour);
     let have = std::fs::read_to_string(dir.join("vmlinux.release")).unwrap_or_default();
     (have.trim() == release).then(|| dir.join("vmlinux"))
+}
+
+/// The text of the last kernel line on the capture's console (`[ T] text`, less the
+/// timestamp): the log of a dump of that instant must reach it.
+pub(super) fn last_console_line(dir: &Path) -> String {
+    let console = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    console
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.trim_end()
+                .strip_prefix('[')?
+                .split_once("] ")
+                .map(|x| x.1.to_string())
+        })
+        .expect("no kernel line on the console")
 }
 
 fn check_aarch64_guest(guest: &str) {
@@ -115,19 +132,9 @@ fn check_aarch64_guest(guest: &str) {
 
     // The log reaches the console's last kernel line.
     let log = guestcore(&["dmesg"], &phys, &[]);
-    let console = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
-    let last = console
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.trim_end()
-                .strip_prefix('[')?
-                .split_once("] ")
-                .map(|x| x.1)
-        })
-        .expect("no kernel line on the console");
+    let last = last_console_line(&dir);
     assert!(
-        log.contains(last),
+        log.contains(&last),
         "{guest}: {last:?} not in the log:\n{log}"
     );
 
@@ -178,7 +185,7 @@ fn check_aarch64_guest(guest: &str) {
     if guest != "aarch64" {
         return;
     }
-    match (drgn(), vmlinux(&release)) {
+    match (drgn(), vmlinux("arm64", &release)) {
         (Some(drgn), Some(vmlinux)) => {
             let script = out.path().join("drgn.py");
             std::fs::write(&script, DRGN_SCRIPT).unwrap();
