@@ -19,7 +19,10 @@ set -euo pipefail
 
 version=8.0.6
 # Debian trixie's crash_8.0.6.orig.tar.gz (upstream's 8.0.6 release with gdb-10.2.tar.gz inside);
-# the sha256 is the one trixie's Sources index lists.
+# the sha256 is the one trixie's Sources index lists. The pool keeps a file only while a suite
+# has that version: once it is gone (bookworm's 8.0.2 already is), the same file is at
+# snapshot.debian.org (not reachable from the machine this was written on) or upstream's
+# github.com/crash-utility/crash release plus ftp.gnu.org's gdb-10.2.tar.gz.
 url=http://deb.debian.org/debian/pool/main/c/crash/crash_${version}.orig.tar.gz
 sha256=097c6c94ded7e24db4af58de24744bd28276d6f5bae0828bc6b6a02664c4282a
 
@@ -61,9 +64,9 @@ trap 'exit 130' INT TERM
 log "downloading $url (41 MB)"
 tarball="$build/crash_${version}.orig.tar.gz"
 if command -v curl >/dev/null; then
-  curl -fsSL --retry 3 -o "$tarball" "$url" || { log "FAILED: download of $url"; exit 1; }
+  curl -fsSL --retry 3 -o "$tarball" "$url" || { log "FAILED: download of $url (see the comment at the top of this script)"; exit 1; }
 elif command -v wget >/dev/null; then
-  wget -q --tries=3 -O "$tarball" "$url" || { log "FAILED: download of $url"; exit 1; }
+  wget -q --tries=3 -O "$tarball" "$url" || { log "FAILED: download of $url (see the comment at the top of this script)"; exit 1; }
 else
   log "FAILED: neither curl nor wget is installed"; exit 1
 fi
