@@ -12,7 +12,9 @@
 #         i386 dpkg architecture for the 32-bit guest kernels; qemu-system-arm (QEMU 10 from
 #         bookworm-backports: qemu-system-aarch64), gdb-multiarch (reads the aarch64 guests'
 #         system registers from QEMU's gdbstub) and the arm64 dpkg architecture for the
-#         aarch64 guests                                            used by scripts/test.sh
+#         aarch64 guests; g++, make, bison, flex, gawk, texinfo and the zlib, ncurses, lzo2, snappy
+#         and zstd headers (plus curl where neither curl nor wget is) to build crash for ARM64
+#         dumps (scripts/guest/build-crash-arm64.sh)                 used by scripts/test.sh
 #   fuzz  cargo-fuzz                                               used by scripts/fuzz-smoke.sh
 #
 # Order: Debian packages first (gcc included: a machine with only a Rust toolchain has no
@@ -79,16 +81,28 @@ if [ $want_test = 1 ]; then
   command -v gdb-multiarch >/dev/null || t+=(gdb-multiarch)
   dpkg --print-foreign-architectures | grep -x i386 >/dev/null || i386=1
   dpkg --print-foreign-architectures | grep -x arm64 >/dev/null || arm64=1
+  # scripts/guest/build-crash-arm64.sh: crash's `make target=ARM64` (crash, and its bundled gdb
+  # 10.2 for an aarch64 target) and the compressions of guestcore's kdump files.
+  b=()
+  for c in g++:g++ make:make bison:bison flex:flex gawk:gawk makeinfo:texinfo; do
+    command -v "${c%%:*}" >/dev/null || b+=("${c#*:}")
+  done
+  for h in zlib.h:zlib1g-dev ncurses.h:libncurses-dev lzo/lzo1x.h:liblzo2-dev \
+           snappy-c.h:libsnappy-dev zstd.h:libzstd-dev; do
+    [ -e "/usr/include/${h%%:*}" ] || b+=("${h#*:}")
+  done
+  command -v curl >/dev/null || command -v wget >/dev/null || b+=(curl)
+  t+=("${b[@]}")
   cargo_bin avml || cargo_need+=(avml)
   what=("${t[@]}")
   [ $i386 = 0 ] || what+=("the i386 dpkg architecture")
   [ $arm64 = 0 ] || what+=("the arm64 dpkg architecture")
   [ ${#cargo_need[@]} = 0 ] || what+=("avml (cargo)")
   if [ ${#what[@]} -gt 0 ]; then
-    say "test: ${what[*]} — readelf, makedumpfile, crash, libkdumpfile and drgn's venv open every dump kind; libvirt makes a real virsh save image; avml converts LiME to AVML; i386 package lists give the 32-bit guest kernels; qemu-system-aarch64, gdb-multiarch and arm64 package lists give the aarch64 guests and their system registers"
+    say "test: ${what[*]} — readelf, makedumpfile, crash, libkdumpfile and drgn's venv open every dump kind; libvirt makes a real virsh save image; avml converts LiME to AVML; i386 package lists give the 32-bit guest kernels; qemu-system-aarch64, gdb-multiarch and arm64 package lists give the aarch64 guests and their system registers; g++, make, bison, flex, gawk, texinfo and the zlib, ncurses, lzo, snappy and zstd headers build crash for ARM64 dumps (scripts/guest/build-crash-arm64.sh)"
     need "${t[@]}"
   else
-    say "test: all present (readelf, makedumpfile, crash, libkdumpfile, python3-venv, libvirt, avml, i386 lists, qemu-system-aarch64, gdb-multiarch, arm64 lists)"
+    say "test: all present (readelf, makedumpfile, crash, libkdumpfile, python3-venv, libvirt, avml, i386 lists, qemu-system-aarch64, gdb-multiarch, arm64 lists, crash-arm64's build tools)"
   fi
 fi
 if [ $want_fuzz = 1 ]; then

@@ -3,7 +3,8 @@
 //! kdump files; tools use it to find the kernel without debug info.
 //!
 //! Values are text; `NUMBER(x)` values are **decimal** and may be negative (the kernel prints them
-//! with `%ld`) — QEMU parses `NUMBER(phys_base)` as hex, which is wrong for any non-trivial value.
+//! with `%ld`) — QEMU parses `NUMBER(phys_base)` as hex, which is wrong for any non-trivial value;
+//! arm64's `NUMBER(kimage_voffset)` and `NUMBER(PHYS_OFFSET)` are the exception, 0x-hex.
 //! Addresses in `SYMBOL(x)` are hex without `0x`.
 //!
 //! The text is read out of guest memory in one place, [`read_vmcoreinfo_note`], whichever way
@@ -142,9 +143,21 @@ pub fn vmcoreinfo_field(data: &[u8], kind: &str, name: &str, limit: u64) -> Opti
         .filter(|v| *v < limit)
 }
 
-/// `NUMBER(phys_base)` as the kernel's `unsigned long`: a negative value wraps (two's complement).
+/// The `phys_base` of a kdump file's header for the kernel the text describes, as makedumpfile
+/// and QEMU write it: x86_64's `NUMBER(phys_base)` as the kernel's `unsigned long` (signed
+/// decimal; a negative value wraps, two's complement), else arm64's `NUMBER(PHYS_OFFSET)`
+/// (`memstart_addr`, 0x-hex: where the linear map starts in physical memory). crash takes an
+/// arm64 kdump file's `phys_offset` from this field, and with 0 there translates no linear-map
+/// address of a kernel whose RAM starts elsewhere (QEMU `virt`: 1 GiB). `None` for neither (i386).
 pub fn vmcoreinfo_phys_base(data: &[u8]) -> Option<u64> {
-    vmcoreinfo_number(data, "phys_base").map(|n| n as u64)
+    if let Some(n) = vmcoreinfo_number(data, "phys_base") {
+        return Some(n as u64);
+    }
+    if vmcoreinfo_get(data, "NUMBER(phys_base)").is_some() {
+        return None;
+    }
+    let v = vmcoreinfo_get(data, "NUMBER(PHYS_OFFSET)")?.trim();
+    u64::from_str_radix(v.strip_prefix("0x")?, 16).ok()
 }
 
 #[cfg(test)]
@@ -267,5 +280,34 @@ mod tests {
         );
         assert_eq!(vmcoreinfo_get(TEXT, "PAGESIZ"), None, "whole keys only");
         assert_eq!(vmcoreinfo_phys_base(&[0xff, 0xfe, b'\n']), None);
+    }
+
+    #[test]
+    fn arm64_phys_base_is_phys_offset() {
+        // A Debian 6.1 arm64 guest's lines (QEMU virt: RAM at 1 GiB).
+        let arm64 = b"OSRELEASE=6.1.0-57-arm64\nPAGESIZE=4096\nNUMBER(VA_BITS)=48\n\
+            NUMBER(kimage_voffset)=0xffffb40271c00000\nNUMBER(PHYS_OFFSET)=0x40000000\n";
+        assert_eq!(vmcoreinfo_phys_base(arm64), Some(0x4000_0000));
+        // The 16 KiB kernel without LPA2 publishes a wrapped memstart_addr; kept as is.
+        assert_eq!(
+            vmcoreinfo_phys_base(b"NUMBER(PHYS_OFFSET)=0xfff0800040000000\n"),
+            Some(0xfff0_8000_4000_0000)
+        );
+        // x86_64's own number wins; a bad one is not replaced by PHYS_OFFSET.
+        assert_eq!(
+            vmcoreinfo_phys_base(b"NUMBER(phys_base)=16777216\nNUMBER(PHYS_OFFSET)=0x40000000\n"),
+            Some(16 << 20)
+        );
+        assert_eq!(
+            vmcoreinfo_phys_base(b"NUMBER(phys_base)=0x10\nNUMBER(PHYS_OFFSET)=0x40000000\n"),
+            None
+        );
+        // The kernel prints PHYS_OFFSET with 0x; anything else is refused.
+        assert_eq!(
+            vmcoreinfo_phys_base(b"NUMBER(PHYS_OFFSET)=40000000\n"),
+            None
+        );
+        assert_eq!(vmcoreinfo_phys_base(b"NUMBER(PHYS_OFFSET)=0xzz\n"), None);
+        assert_eq!(vmcoreinfo_phys_base(b"OSRELEASE=6.1.0-686\n"), None, "i386");
     }
 }

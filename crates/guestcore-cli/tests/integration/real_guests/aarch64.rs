@@ -57,6 +57,22 @@ pub(super) fn vmlinux(release: &str) -> Option<PathBuf> {
         .map(|dir| dir.join("vmlinux"))
 }
 
+/// The text of the last kernel line on the capture's console (`[ T] text`, less the
+/// timestamp): the log of a dump of that instant must reach it.
+pub(super) fn last_console_line(dir: &Path) -> String {
+    let console = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    console
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.trim_end()
+                .strip_prefix('[')?
+                .split_once("] ")
+                .map(|x| x.1.to_string())
+        })
+        .expect("no kernel line on the console")
+}
+
 fn check_aarch64_guest(guest: &str) {
     let Some(dir) = capture(guest) else {
         return;
@@ -124,19 +140,9 @@ fn check_aarch64_guest(guest: &str) {
 
     // The log reaches the console's last kernel line.
     let log = guestcore(&["dmesg"], &phys, &[]);
-    let console = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
-    let last = console
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.trim_end()
-                .strip_prefix('[')?
-                .split_once("] ")
-                .map(|x| x.1)
-        })
-        .expect("no kernel line on the console");
+    let last = last_console_line(&dir);
     assert!(
-        log.contains(last),
+        log.contains(&last),
         "{guest}: {last:?} not in the log:\n{log}"
     );
 

@@ -139,8 +139,21 @@ pub fn vmlinux(release: &str) -> Option<PathBuf> {
 
 /// crash's answers on `core`, with the line naming the file removed.
 pub fn crash(vmlinux: &Path, core: &Path, commands: &Path) -> Result<String, String> {
-    let r = std::process::Command::new("crash")
+    crash_with(Path::new("crash"), &[], vmlinux, core, commands)
+}
+
+/// [`crash`], run from the binary `bin` (the ARM64 build of `crash_arm64`) with `options`
+/// before the files.
+pub(crate) fn crash_with(
+    bin: &Path,
+    options: &[&str],
+    vmlinux: &Path,
+    core: &Path,
+    commands: &Path,
+) -> Result<String, String> {
+    let r = std::process::Command::new(bin)
         .arg("-s")
+        .args(options)
         .arg(vmlinux)
         .arg(core)
         .arg("-i")

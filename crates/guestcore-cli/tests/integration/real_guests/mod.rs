@@ -5,7 +5,8 @@
 //! ([`dump_levels`]) `--dump-level` against makedumpfile's `-d` on the same memory; and
 //! ([`lime`]) LiME and AVML images of the same memory, made with AVML's own converter; and
 //! ([`no_vmcoreinfo`]) guests started without `-device vmcoreinfo`, whose dumps by guestcore
-//! carry the VMCOREINFO of the kernel found in RAM.
+//! carry the VMCOREINFO of the kernel found in RAM; ([`crash_arm64`]) crash built for ARM64 on
+//! the aarch64 guests' outputs.
 //!
 //! The guests come from `scripts/guest/capture.sh` (boots, stops, captures; kernels and busybox
 //! from Debian packages, cached under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`). A
@@ -28,6 +29,7 @@ mod aarch64_kdump;
 mod aarch64_kdump_guest;
 mod aarch64_levels;
 mod capture;
+mod crash_arm64;
 pub(crate) mod debuggers;
 mod dump_levels;
 mod kdump_guest;
