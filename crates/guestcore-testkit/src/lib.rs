@@ -21,6 +21,7 @@ pub mod fixture;
 pub mod geometry;
 pub mod linux_like;
 pub mod memory;
+pub mod pages;
 pub mod random;
 pub mod reference;
 pub mod tools;

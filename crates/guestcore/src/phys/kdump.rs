@@ -744,30 +744,7 @@ mod tests {
 
     /// The bytes of block `pfn` of `block` bytes: zeros, random, text or sparse by `pfn % 4`.
     fn block_bytes(pfn: u64, block: usize) -> Vec<u8> {
-        let mut x = pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        match pfn % 4 {
-            0 => vec![0; block],
-            1 => (0..block)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect(),
-            2 => format!("block {pfn} of {block} bytes, text that compresses. ")
-                .into_bytes()
-                .into_iter()
-                .cycle()
-                .take(block)
-                .collect(),
-            _ => {
-                let mut p = vec![0u8; block];
-                p[..8].copy_from_slice(&pfn.to_le_bytes());
-                p[block - 1] = 0xaa;
-                p
-            }
-        }
+        guestcore_testkit::pages::mixed_page(pfn, block)
     }
 
     /// Dumped frames of the generated files: RAM at frames 0–2 and 5–6 of 9, a hole between.

@@ -16,32 +16,7 @@ const PAGE: usize = 4096;
 const VMCI: &[u8] = b"OSRELEASE=6.1.0-test-amd64\nPAGESIZE=4096\nNUMBER(phys_base)=-2147483648\n";
 
 fn page(pfn: u64) -> Vec<u8> {
-    match pfn % 4 {
-        0 => vec![0; PAGE],
-        1 => {
-            let mut x = pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-            (0..PAGE)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        }
-        2 => format!("page {pfn} holds some text that compresses well. ")
-            .into_bytes()
-            .into_iter()
-            .cycle()
-            .take(PAGE)
-            .collect(),
-        _ => {
-            let mut p = vec![0u8; PAGE];
-            p[..8].copy_from_slice(&pfn.to_le_bytes());
-            p[PAGE - 1] = 0xaa;
-            p
-        }
-    }
+    guestcore_testkit::pages::mixed_page(pfn, PAGE)
 }
 
 /// RAM at [0, 256 KiB) and [1 MiB, 1.5 MiB): a hole between.

@@ -18,24 +18,7 @@ const PAGE: usize = 4096;
 const VMCI: &[u8] = b"OSRELEASE=6.1.0-test-amd64\nPAGESIZE=4096\nNUMBER(phys_base)=-2147483648\n";
 
 fn page(pfn: u64) -> Vec<u8> {
-    let mut x = pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    match pfn % 3 {
-        0 => vec![0; PAGE],
-        1 => (0..PAGE)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect(),
-        _ => format!("pfn {pfn}: text text text ")
-            .into_bytes()
-            .into_iter()
-            .cycle()
-            .take(PAGE)
-            .collect(),
-    }
+    guestcore_testkit::pages::mixed_page(pfn, PAGE)
 }
 
 fn memory() -> VecMemory {

@@ -388,37 +388,13 @@ mod block_tests {
 
     const F: u64 = 4096;
 
-    /// Frame `pfn`'s bytes: zero, random, text or sparse; frames 0x200..0x240 (whole 16 and
-    /// 64 KiB blocks) are zero.
+    /// Frame `pfn`'s bytes: zero, random, text or sparse (the testkit's `mixed_page`); frames
+    /// 0x200..0x240 (whole 16 and 64 KiB blocks) are zero.
     fn frame(pfn: u64) -> Vec<u8> {
         if (0x200..0x240).contains(&pfn) {
             return vec![0; F as usize];
         }
-        match pfn % 4 {
-            0 => vec![0; F as usize],
-            1 => {
-                let mut x = pfn.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-                (0..F)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            }
-            2 => format!("frame {pfn} compresses well. ")
-                .into_bytes()
-                .into_iter()
-                .cycle()
-                .take(F as usize)
-                .collect(),
-            _ => {
-                let mut p = vec![0u8; F as usize];
-                p[..8].copy_from_slice(&pfn.to_le_bytes());
-                p
-            }
-        }
+        guestcore_testkit::pages::mixed_page(pfn, F as usize)
     }
 
     fn ram_of(start: u64, len: u64) -> (u64, Vec<u8>) {
