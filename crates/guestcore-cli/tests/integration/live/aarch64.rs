@@ -8,10 +8,10 @@
 //! the 16 KiB-page kernel, the snapshot's kdump files have 16 KiB blocks, built from the
 //! stream's 4 KiB pages, and libkdumpfile reads them.
 //!
-//! Needs `qemu-system-aarch64` and the harness's arm64 guest: `kernels/arm64/vmlinuz` and
-//! `initramfs/arm64.cpio.gz` under `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests`
-//! (`scripts/guest/fetch.sh arm64` + `scripts/guest/capture.sh aarch64`). Skips, saying why,
-//! otherwise (fails instead under `CI=true`). QEMU is killed by PID when the guard drops.
+//! Needs `qemu-system-aarch64` and the harness's arm64 kernel and busybox under
+//! `$GUESTCORE_CACHE` or `~/.cache/guestcore/guests` (`scripts/guest/fetch.sh arm64`); the
+//! initramfs is the cached one, or built here when no capture has made it yet. Skips, saying
+//! why, otherwise (fails instead under `CI=true`). QEMU is killed by PID when the guard drops.
 
 use super::*;
 
@@ -24,23 +24,24 @@ fn aarch64_files(flavour: &str) -> Result<GuestFiles, String> {
     let cache = guestcore_testkit::tools::guest_cache();
     let kernel = cache.join(format!("kernels/{flavour}/vmlinuz"));
     let initrd = cache.join(format!("initramfs/{flavour}.cpio.gz"));
-    let guest = if flavour == "arm64" {
-        "aarch64"
-    } else {
-        "aarch64-16k"
-    };
-    for f in [&kernel, &initrd] {
-        if !f.is_file() {
-            return Err(format!(
-                "no {} (run scripts/guest/fetch.sh {flavour} and scripts/guest/capture.sh {guest}, or set GUESTCORE_CACHE)",
-                f.display()
-            ));
-        }
+    if !kernel.is_file() {
+        return Err(format!(
+            "no {} (run scripts/guest/fetch.sh {flavour}, or set GUESTCORE_CACHE)",
+            kernel.display()
+        ));
     }
+    if initrd.is_file() {
+        return Ok(GuestFiles {
+            kernel,
+            initrd,
+            _tmp: None,
+        });
+    }
+    let (initrd, tmp) = build_initramfs(flavour, "arm64", None)?;
     Ok(GuestFiles {
         kernel,
         initrd,
-        _tmp: None,
+        _tmp: Some(tmp),
     })
 }
 

@@ -50,7 +50,7 @@ fn guest_files() -> Result<GuestFiles, String> {
             _tmp: None,
         });
     }
-    let (initrd, tmp) = build_initramfs(None)?;
+    let (initrd, tmp) = build_initramfs("amd64", "amd64", None)?;
     Ok(GuestFiles {
         kernel,
         initrd,
@@ -58,27 +58,34 @@ fn guest_files() -> Result<GuestFiles, String> {
     })
 }
 
-/// Builds the harness's amd64 initramfs with `scripts/guest/initramfs.py` into a temporary
-/// directory, with the pattern writer when given (a static binary).
-fn build_initramfs(pattern_writer: Option<&Path>) -> Result<(PathBuf, tempfile::TempDir), String> {
+/// Builds the harness's initramfs for the kernel `flavour` (`amd64`, `arm64`, `arm64-16k`)
+/// with busybox of `bbarch` (`amd64`, `arm64`), by `scripts/guest/initramfs.py` into a
+/// temporary directory, with the pattern writer when given (a static binary). The tests that
+/// boot guests themselves need it where no capture has built the cached one yet (a fresh cache).
+fn build_initramfs(
+    flavour: &str,
+    bbarch: &str,
+    pattern_writer: Option<&Path>,
+) -> Result<(PathBuf, tempfile::TempDir), String> {
     let cache = guestcore_testkit::tools::guest_cache();
-    let initrd = cache.join("initramfs/amd64.cpio.gz");
-    let busybox = cache.join("busybox/amd64/busybox");
+    let initrd = cache.join(format!("initramfs/{flavour}.cpio.gz"));
+    let busybox = cache.join(format!("busybox/{bbarch}/busybox"));
     let script = repo().join("scripts/guest/initramfs.py");
     if !busybox.is_file() || !script.is_file() {
         return Err(format!(
-            "no initramfs at {} and nothing to build one from",
-            initrd.display()
+            "no initramfs at {} and nothing to build one from (no {})",
+            initrd.display(),
+            busybox.display()
         ));
     }
     let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("amd64.cpio.gz");
+    let out = tmp.path().join(format!("{flavour}.cpio.gz"));
     let mut cmd = std::process::Command::new("python3");
     cmd.arg(&script)
         .arg("--busybox")
         .arg(&busybox)
         .arg("--modules")
-        .arg(cache.join("kernels/amd64/modules"))
+        .arg(cache.join(format!("kernels/{flavour}/modules")))
         .arg("--out")
         .arg(&out);
     if let Some(p) = pattern_writer {

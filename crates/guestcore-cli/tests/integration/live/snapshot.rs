@@ -293,7 +293,7 @@ fn pattern_guest_files() -> Result<GuestFiles, String> {
         if !ok {
             return Err("gcc -static failed on pattern_writer.c (on Debian: libc6-dev)".into());
         }
-        build_initramfs(Some(&bin))?
+        build_initramfs("amd64", "amd64", Some(&bin))?
     };
     Ok(GuestFiles {
         kernel: base.kernel,
