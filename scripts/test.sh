@@ -5,9 +5,9 @@
 #     QEMU (TCG), a kdump guest and a libvirt domain, and open every dump with gdb, crash, drgn,
 #     makedumpfile and libkdumpfile. They skip, saying why, only where a tool cannot be
 #     installed, and under CI=true even that fails.
-# Installs what the tests need first (scripts/install-deps.sh test). Takes 12-13 min on a
-# 2-core machine after a build, with fresh captures (20-25 min from scratch), and ~9.5 GB in
-# ~/.cache/guestcore (README, "Disk").
+# Installs what the tests need first (scripts/install-deps.sh test). Takes ~24 min on a
+# 2-core machine after a build, with fresh captures (more from scratch: downloads, the build,
+# crash for ARM64), and ~14 GB in the guest cache (README, "Disk").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
