@@ -13,7 +13,7 @@ use super::aarch64::{gdb_multiarch_reads_release, translate, vmlinux};
 use super::capture::capture;
 use super::debuggers::{drgn, drgn_run, libkdumpfile_reads_release, DRGN_SCRIPT};
 use super::dump;
-use super::kdump_guest::{elf_notes, ends, guestcore, Facts};
+use super::kdump_guest::{crashed_kernel_is_the_guests, elf_notes, ends, guestcore, Facts};
 use guestcore::cpu::notes::cpus_of_machine;
 use guestcore::format::vmcoreinfo::vmcoreinfo_symbol;
 use guestcore::phys::elf::ElfCore;
@@ -62,18 +62,7 @@ fn aarch64_kdump_capture_kernel() {
     assert_eq!(crashed.len(), 1, "{guest}: {list:?}");
     let c = crashed[0];
     let r = list.iter().find(|k| k["role"] != "crashed").unwrap();
-    assert_eq!(c["release"], release.as_str(), "{guest}: {c}");
-    assert_eq!(c["elfcorehdr"], f.get("elfcorehdr"), "{guest}: {c}");
-    assert_eq!(
-        c["crash_cpus"],
-        f.get("elfcorehdr-prstatus").parse::<u64>().unwrap(),
-        "{guest}: {c}"
-    );
-    assert_eq!(
-        c["vmcoreinfo_addr"],
-        f.get("elfcorehdr-vmcoreinfo"),
-        "{guest}: {c}"
-    );
+    crashed_kernel_is_the_guests(guest, c, &release, &f);
     assert_eq!(c["mode"], "aarch64", "{guest}: {c}");
     assert!(c.get("capture_of").is_none(), "{guest}: {c}");
     assert_eq!(

@@ -97,6 +97,28 @@ pub(super) fn elf_notes(path: &Path) -> (String, usize) {
     (vmci, prstatus)
 }
 
+/// The crashed kernel of `guestcore kernels --json` (`c`) is the one the guest's facts name:
+/// its release, the core header's address, its CPU count and the VMCOREINFO it points at.
+pub(super) fn crashed_kernel_is_the_guests(
+    guest: &str,
+    c: &serde_json::Value,
+    release: &str,
+    f: &Facts,
+) {
+    assert_eq!(c["release"], release, "{guest}: {c}");
+    assert_eq!(c["elfcorehdr"], f.get("elfcorehdr"), "{guest}: {c}");
+    assert_eq!(
+        c["crash_cpus"],
+        f.get("elfcorehdr-prstatus").parse::<u64>().unwrap(),
+        "{guest}: {c}"
+    );
+    assert_eq!(
+        c["vmcoreinfo_addr"],
+        f.get("elfcorehdr-vmcoreinfo"),
+        "{guest}: {c}"
+    );
+}
+
 fn kaslr_of(stext: u64) -> String {
     format!("{:#x}", stext - START_KERNEL_MAP_TEXT)
 }
@@ -118,18 +140,7 @@ fn check_kdump_guest(guest: &str, with_debuggers: bool) {
     let running: Vec<_> = list.iter().filter(|k| k["role"] == "running").collect();
     assert_eq!((crashed.len(), running.len()), (1, 1), "{guest}: {list:?}");
     let (c, r) = (crashed[0], running[0]);
-    assert_eq!(c["release"], release.as_str(), "{guest}: {c}");
-    assert_eq!(c["elfcorehdr"], f.get("elfcorehdr"), "{guest}: {c}");
-    assert_eq!(
-        c["crash_cpus"],
-        f.get("elfcorehdr-prstatus").parse::<u64>().unwrap(),
-        "{guest}: {c}"
-    );
-    assert_eq!(
-        c["vmcoreinfo_addr"],
-        f.get("elfcorehdr-vmcoreinfo"),
-        "{guest}: {c}"
-    );
+    crashed_kernel_is_the_guests(guest, c, &release, &f);
     assert_eq!(c["kaslr_offset"], crashed_kaslr.as_str(), "{guest}: {c}");
     assert_eq!(c["mode"], "4-level", "{guest}: {c}");
     assert_eq!(r["kaslr_offset"], capture_kaslr.as_str(), "{guest}: {r}");
