@@ -32,8 +32,9 @@ struct Kernel {
 }
 
 /// A `struct page` (6.1 x86_64 layout): flags, mapping, private, _mapcount, and the first
-/// tail's compound_dtor/compound_order (offsets 16/17 of the next one).
-fn page(flags: u64, mapping: u64, mapcount: i32, private: u64) -> [u8; 64] {
+/// tail's compound_dtor/compound_order (offsets 16/17 of the next one). arm64's 6.1 has the
+/// same layout (`dump_levels_arm64`).
+pub(super) fn page(flags: u64, mapping: u64, mapcount: i32, private: u64) -> [u8; 64] {
     let mut p = [0u8; 64];
     p[0..8].copy_from_slice(&flags.to_le_bytes());
     p[24..32].copy_from_slice(&mapping.to_le_bytes());

@@ -6,6 +6,7 @@
 //! pass decides. (The real-guest suite checks the same filter against drgn and makedumpfile's
 //! rules on real arm64 kernels.)
 
+use super::dump_levels::page;
 use guestcore::dump_level::{page_filter, DumpLevel, KernelPages, PageFilter};
 use guestcore::paging::PagingMode;
 use guestcore::NoProgress;
@@ -56,16 +57,6 @@ impl Geo {
     fn frames(self, i: u64) -> std::ops::Range<u64> {
         (self.first_pfn() + i) * self.unit()..(self.first_pfn() + i + 1) * self.unit()
     }
-}
-
-/// A 6.1-layout `struct page`.
-fn page(flags: u64, mapping: u64, mapcount: i32, private: u64) -> [u8; 64] {
-    let mut p = [0u8; 64];
-    p[0..8].copy_from_slice(&flags.to_le_bytes());
-    p[24..32].copy_from_slice(&mapping.to_le_bytes());
-    p[40..48].copy_from_slice(&private.to_le_bytes());
-    p[48..52].copy_from_slice(&mapcount.to_le_bytes());
-    p
 }
 
 const LRU: u64 = 1 << 4;
