@@ -205,21 +205,11 @@ fn dry_run(input: &Path, level: u32) -> serde_json::Value {
 /// Each level leaves out at least what the workload made, counted in 4 KiB frames; returns
 /// the kernel's page size the reports give.
 fn workload_is_left_out(guest: &str, dir: &Path, failures: &mut Vec<String>) -> u64 {
-    let facts = workload(dir);
-    let fact = |k: &str| -> u64 {
-        facts
-            .get(k)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{guest}: workload.txt has no {k}: {facts:?}"))
-    };
-    let (tmpfs, anon, free) = (
-        fact("tmpfs-bytes") / FRAME,
-        fact("anon-kb") / 4,
-        fact("memfree-kb") / 4,
-    );
+    let w = workload(guest, dir);
+    let (tmpfs, anon, free) = (w.tmpfs, w.anon, w.free);
     assert!(
         tmpfs >= 2048 && anon >= 4000 && free > 0,
-        "{guest}: the workload made too little: {facts:?}"
+        "{guest}: the workload made too little: {w:?}"
     );
     let phys = dir.join("phys.elf");
     let mut page_size = 0;
@@ -386,8 +376,7 @@ fn check_levels(guest: &str) {
         truth.count("slab"),
     );
     assert_eq!(truth.release, release, "{guest}: drgn's release");
-    let facts = workload(&dir);
-    let tmpfs = facts["tmpfs-bytes"].parse::<u64>().unwrap() / FRAME;
+    let tmpfs = workload(guest, &dir).tmpfs;
     assert!(
         truth.count("cache") >= tmpfs && truth.count("anon") >= 4000 && truth.count("slab") > 0,
         "{guest}: drgn sees too little of the workload"

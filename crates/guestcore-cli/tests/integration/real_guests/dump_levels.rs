@@ -282,23 +282,44 @@ fn differences(what: &str, mdf: &[u8], gc: &[u8], below: u64) -> Option<String> 
     ))
 }
 
-/// The workload's facts (`workload.txt`: `KEY VALUE` pairs on one line).
-pub(super) fn workload(dir: &Path) -> HashMap<String, String> {
+/// What the guest's /init workload left behind, in 4 KiB frames (`workload.txt`: `KEY VALUE`
+/// pairs on one line, `tmpfs-file PATH BYTES` with two values).
+#[derive(Debug)]
+pub(super) struct Workload {
+    /// The tmpfs file's page cache.
+    pub(super) tmpfs: u64,
+    /// dd's anonymous memory.
+    pub(super) anon: u64,
+    /// MemFree.
+    pub(super) free: u64,
+}
+
+/// The workload of the capture in `dir`; panics, naming `guest`, when a fact is missing.
+pub(super) fn workload(guest: &str, dir: &Path) -> Workload {
     let text = std::fs::read_to_string(dir.join("workload.txt")).unwrap_or_default();
     let words: Vec<&str> = text.split_whitespace().collect();
     let mut facts = HashMap::new();
     let mut i = 0;
     while i + 1 < words.len() {
-        // `tmpfs-file PATH BYTES`: two values.
         if words[i] == "tmpfs-file" && i + 2 < words.len() {
-            facts.insert("tmpfs-bytes".to_string(), words[i + 2].to_string());
+            facts.insert("tmpfs-bytes", words[i + 2]);
             i += 3;
         } else {
-            facts.insert(words[i].to_string(), words[i + 1].to_string());
+            facts.insert(words[i], words[i + 1]);
             i += 2;
         }
     }
-    facts
+    let fact = |k: &str| -> u64 {
+        facts
+            .get(k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{guest}: workload.txt has no {k}: {text:?}"))
+    };
+    Workload {
+        tmpfs: fact("tmpfs-bytes") / PAGE,
+        anon: fact("anon-kb") / 4,
+        free: fact("memfree-kb") / 4,
+    }
 }
 
 /// One program run of the test.
@@ -331,21 +352,11 @@ pub fn check_dump_levels(guest: &str) {
         return;
     }
     let started = Instant::now();
-    let facts = workload(&dir);
-    let fact = |k: &str| -> u64 {
-        facts
-            .get(k)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{guest}: workload.txt has no {k}: {facts:?}"))
-    };
-    let (tmpfs_pages, anon_pages, free_pages) = (
-        fact("tmpfs-bytes") / PAGE,
-        fact("anon-kb") / 4,
-        fact("memfree-kb") / 4,
-    );
+    let w = workload(guest, &dir);
+    let (tmpfs_pages, anon_pages, free_pages) = (w.tmpfs, w.anon, w.free);
     assert!(
         tmpfs_pages >= 2048 && anon_pages >= 4000,
-        "{guest}: the workload made too little: {facts:?}"
+        "{guest}: the workload made too little: {w:?}"
     );
     let release = std::fs::read_to_string(dir.join("release.txt")).unwrap();
     let release = release.trim();
