@@ -23,7 +23,6 @@
 
 use guestcore_bench::measure::{median, mib, ms, ratio, run_child};
 use guestcore_bench::table::Table;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -196,7 +195,9 @@ pub fn arches_table(cli: &Path, captures: &[PathBuf], reps: usize, work: &Path) 
     let Some((base, others)) = measured.split_first() else {
         return Ok(());
     };
-    let base_ratios: BTreeMap<String, Option<f64>> = base.ratios().into_iter().collect();
+    // Every capture's ratios come in the same order (one per peer and tool).
+    let other_ratios: Vec<Vec<(String, Option<f64>)>> =
+        others.iter().map(Measured::ratios).collect();
     let mut head = vec!["ratio".to_string(), base.name.clone()];
     for m in others {
         head.push(m.name.clone());
@@ -205,16 +206,12 @@ pub fn arches_table(cli: &Path, captures: &[PathBuf], reps: usize, work: &Path) 
     let head_ref: Vec<&str> = head.iter().map(String::as_str).collect();
     let mut t = Table::new(&head_ref);
     let cell = |r: Option<f64>| r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "–".into());
-    for (name, b) in base.ratios() {
-        let mut row = vec![name.clone(), cell(b)];
-        for m in others {
-            let r = m
-                .ratios()
-                .into_iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, r)| r);
+    for (k, (name, b)) in base.ratios().into_iter().enumerate() {
+        let mut row = vec![name, cell(b)];
+        for ratios in &other_ratios {
+            let r = ratios[k].1;
             row.push(cell(r));
-            row.push(match (r, base_ratios[&name]) {
+            row.push(match (r, b) {
                 (Some(r), Some(b)) => format!("{:.2}", r / b),
                 _ => "–".into(),
             });
